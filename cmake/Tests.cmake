@@ -1,0 +1,71 @@
+# Test registration. Unit tests are cmocka executables, one per file under
+# tests/unit/<subsys>/test_<name>.c, found by glob so adding a file is enough.
+pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+find_program(VH_PYTHON python3 REQUIRED)
+
+set(VH_TEST_ENV
+    VOCOHOOK=$<TARGET_FILE:vocohook>
+    VH_SOURCE_DIR=${PROJECT_SOURCE_DIR}
+    VH_BINARY_DIR=${PROJECT_BINARY_DIR}
+    VH_PYTHON=${VH_PYTHON}
+    PYTHONDONTWRITEBYTECODE=1)
+
+function(vh_add_unit_test path)
+    string(REPLACE "/" "_" name "${path}")
+    get_filename_component(dir ${path} DIRECTORY)
+    get_filename_component(base ${path} NAME)
+    set(exe unit_${name})
+    add_executable(${exe} ${PROJECT_SOURCE_DIR}/tests/unit/${dir}/test_${base}.c)
+    target_include_directories(${exe} PRIVATE ${PROJECT_SOURCE_DIR}/src
+                               ${PROJECT_SOURCE_DIR}/tests)
+    target_link_libraries(${exe} PRIVATE vocohook_static PkgConfig::CMOCKA)
+    vh_set_test_warnings(${exe})
+    add_test(NAME unit/${path} COMMAND ${exe})
+    set_tests_properties(unit/${path} PROPERTIES
+        ENVIRONMENT "VH_SOURCE_DIR=${PROJECT_SOURCE_DIR};VH_BINARY_DIR=${PROJECT_BINARY_DIR}"
+        TIMEOUT 300)
+endfunction()
+
+file(GLOB VH_UNIT_TESTS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/unit/*/test_*.c)
+foreach(src ${VH_UNIT_TESTS})
+    get_filename_component(dir ${src} DIRECTORY)
+    get_filename_component(subsys ${dir} NAME)
+    get_filename_component(base ${src} NAME_WE)
+    string(REGEX REPLACE "^test_" "" base ${base})
+    vh_add_unit_test(${subsys}/${base})
+endforeach()
+
+# Integration tests: scripts (bash or python) driving the real binary.
+file(GLOB VH_INTEGRATION_TESTS CONFIGURE_DEPENDS
+     ${PROJECT_SOURCE_DIR}/tests/integration/test_*.sh
+     ${PROJECT_SOURCE_DIR}/tests/integration/test_*.py)
+foreach(src ${VH_INTEGRATION_TESTS})
+    get_filename_component(name ${src} NAME_WE)
+    get_filename_component(ext ${src} EXT)
+    if(ext STREQUAL ".py")
+        add_test(NAME integration/${name} COMMAND ${VH_PYTHON} ${src})
+    else()
+        add_test(NAME integration/${name} COMMAND bash ${src})
+    endif()
+    set_tests_properties(integration/${name} PROPERTIES ENVIRONMENT "${VH_TEST_ENV}"
+                         TIMEOUT 600)
+endforeach()
+
+# Fuzz corpora replay through the same entry points, built with the normal compiler.
+foreach(src ${VH_FUZZ_SOURCES})
+    get_filename_component(name ${src} NAME_WE)
+    string(REGEX REPLACE "^fuzz_" "" target ${name})
+    add_executable(replay_${target} ${src} ${PROJECT_SOURCE_DIR}/fuzz/replay.c)
+    target_include_directories(replay_${target} PRIVATE ${PROJECT_SOURCE_DIR}/src)
+    target_link_libraries(replay_${target} PRIVATE vocohook_static)
+    vh_set_test_warnings(replay_${target})
+    add_test(NAME fuzz/${target}
+             COMMAND replay_${target} ${PROJECT_SOURCE_DIR}/fuzz/corpus/${target})
+endforeach()
+
+# Build-level checks: exported symbols, header self-containment, the one-place header rule.
+add_test(NAME checks/exports
+         COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/check-exports $<TARGET_FILE:vocohook_shared>)
+add_test(NAME checks/headers
+         COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/check-headers ${CMAKE_C_COMPILER})
+set_tests_properties(checks/headers PROPERTIES ENVIRONMENT "VH_SOURCE_DIR=${PROJECT_SOURCE_DIR}")

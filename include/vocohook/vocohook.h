@@ -1,0 +1,20 @@
+/*
+ * libvocohook: the umbrella header. Include this, or the single headers you need.
+ */
+#ifndef VOCOHOOK_VOCOHOOK_H
+#define VOCOHOOK_VOCOHOOK_H
+
+#include <vocohook/common.h>
+#include <vocohook/error.h>
+#include <vocohook/alloc.h>
+#include <vocohook/buf.h>
+#include <vocohook/clock.h>
+#include <vocohook/id.h>
+#include <vocohook/event.h>
+#include <vocohook/sign.h>
+#include <vocohook/presign.h>
+
+/* The library's version, "MAJOR.MINOR.PATCH". */
+VH_API const char *vh_version(void);
+
+#endif

@@ -1,0 +1,9 @@
+#include <stdio.h>
+
+#include <vocohook/vocohook.h>
+
+int main(void)
+{
+    printf("vocohook %s\n", vh_version());
+    return 0;
+}
