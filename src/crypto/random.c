@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 
+#include "crypto/crypto_int.h"
 #include "core/banned.h"
 
 int vh_random_bytes(void *out, size_t n, struct vh_error *err)
@@ -36,7 +37,6 @@ int vh_uuid_new(char out[VH_UUID_LEN + 1], struct vh_error *err)
 /* `prefix` + 64 lowercase hex digits of 32 fresh random bytes. */
 static int random_token(const char *prefix, size_t prefix_len, char *out, struct vh_error *err)
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char rnd[32];
     size_t i;
     int rc = vh_random_bytes(rnd, sizeof(rnd), err);
@@ -45,11 +45,7 @@ static int random_token(const char *prefix, size_t prefix_len, char *out, struct
         return rc;
     for (i = 0; i < prefix_len; i++)
         out[i] = prefix[i];
-    for (i = 0; i < sizeof(rnd); i++) {
-        out[prefix_len + 2 * i] = hex[rnd[i] >> 4];
-        out[prefix_len + 2 * i + 1] = hex[rnd[i] & 0x0f];
-    }
-    out[prefix_len + 2 * sizeof(rnd)] = '\0';
+    vh__hex_encode(rnd, sizeof(rnd), out + prefix_len);
     return 0;
 }
 
