@@ -1,0 +1,49 @@
+/*
+ * The vocohook command line: one function per verb, shared helpers for reading input and
+ * reporting errors. Only src/cli/ maps errors to exit codes (SPEC §9):
+ * 0 success, 1 input rejected, 2 usage error, 3 I/O or internal failure.
+ */
+#ifndef VH_CLI_H
+#define VH_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vocohook/vocohook.h>
+
+enum cli_exit {
+    CLI_OK = 0,
+    CLI_REJECTED = 1,
+    CLI_USAGE = 2,
+    CLI_FAILED = 3
+};
+
+int cmd_render(int argc, char **argv);
+int cmd_sign(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
+int cmd_presign(int argc, char **argv);
+
+/* Prints "vocohook <verb>: <message>" on stderr and returns `code`. */
+int cli_fail(const char *verb, int code, const char *fmt, ...) VH_PRINTF(3, 4);
+
+/* The exit code for a library error: rejected input (1) or our failure (3). */
+int cli_exit_for(int rc);
+
+/*
+ * Reads FILE, or standard input for "-", into `out` (bounded by out->max). Returns 0 or an
+ * exit code after printing why.
+ */
+int cli_read_input(const char *verb, const char *path, struct vh_buf *out);
+
+/* Writes `n` bytes to stdout, then a newline when stdout is a terminal. Returns an exit code. */
+int cli_write_output(const char *verb, const char *p, size_t n);
+
+/* Parses a --timestamp style value (exact ISO 8601 form). Returns 0 or CLI_USAGE. */
+int cli_parse_time(const char *verb, const char *opt, const char *s, int64_t *out_ms);
+
+/* Parses a decimal integer in [min, max]. Returns 0 or CLI_USAGE. */
+int cli_parse_int(const char *verb, const char *opt, const char *s, int64_t min, int64_t max,
+                  int64_t *out);
+
+#endif

@@ -1,0 +1,107 @@
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/banned.h"
+
+int cli_fail(const char *verb, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "vocohook %s: ", verb);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
+}
+
+int cli_exit_for(int rc)
+{
+    switch (rc) {
+    case VH_EINVAL:
+    case VH_ETOOBIG:
+    case VH_ESIG:
+    case VH_ENOTFOUND:
+    case VH_ECONFLICT:
+        return CLI_REJECTED;
+    default:
+        return CLI_FAILED;
+    }
+}
+
+int cli_read_input(const char *verb, const char *path, struct vh_buf *out)
+{
+    char chunk[65536];
+    int fd = 0;
+    int code = 0;
+
+    if (strcmp(path, "-") != 0) {
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return cli_fail(verb, CLI_FAILED, "%s: %s", path, strerror(errno));
+    }
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        int rc;
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            code = cli_fail(verb, CLI_FAILED, "%s: %s", path, strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        rc = vh_buf_add(out, chunk, (size_t)n);
+        if (rc == VH_ETOOBIG) {
+            code = cli_fail(verb, CLI_REJECTED, "%s: larger than %zu bytes", path, out->max);
+            break;
+        }
+        if (rc < 0) {
+            code = cli_fail(verb, CLI_FAILED, "%s: %s", path, vh_strerror(rc));
+            break;
+        }
+    }
+    if (fd != 0)
+        close(fd);
+    return code;
+}
+
+int cli_write_output(const char *verb, const char *p, size_t n)
+{
+    if (fwrite(p, 1, n, stdout) != n || (isatty(STDOUT_FILENO) && fputc('\n', stdout) == EOF) ||
+        fflush(stdout) != 0)
+        return cli_fail(verb, CLI_FAILED, "writing standard output: %s", strerror(errno));
+    return CLI_OK;
+}
+
+int cli_parse_time(const char *verb, const char *opt, const char *s, int64_t *out_ms)
+{
+    struct vh_error err = VH_ERROR_INIT;
+
+    if (vh_time_parse(s, strlen(s), out_ms, &err) < 0)
+        return cli_fail(verb, CLI_USAGE, "%s: %s", opt, err.msg);
+    return 0;
+}
+
+int cli_parse_int(const char *verb, const char *opt, const char *s, int64_t min, int64_t max,
+                  int64_t *out)
+{
+    char *end = NULL;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return cli_fail(verb, CLI_USAGE, "%s: expected an integer from %lld to %lld, got '%s'", opt,
+                        (long long)min, (long long)max, s);
+    *out = v;
+    return 0;
+}
