@@ -13,6 +13,7 @@
 #include <vocohook/event.h>
 #include <vocohook/sign.h>
 #include <vocohook/presign.h>
+#include <vocohook/store.h>
 
 /* The library's version, "MAJOR.MINOR.PATCH". */
 VH_API const char *vh_version(void);
