@@ -14,6 +14,9 @@
 #include <vocohook/sign.h>
 #include <vocohook/presign.h>
 #include <vocohook/store.h>
+#include <vocohook/log.h>
+#include <vocohook/api.h>
+#include <vocohook/server.h>
 
 /* The library's version, "MAJOR.MINOR.PATCH". */
 VH_API const char *vh_version(void);

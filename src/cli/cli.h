@@ -18,6 +18,9 @@ enum cli_exit {
     CLI_FAILED = 3
 };
 
+int cmd_serve(int argc, char **argv);
+int cmd_partner(int argc, char **argv);
+int cmd_emit(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_sign(int argc, char **argv);
 int cmd_verify(int argc, char **argv);

@@ -15,6 +15,9 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
+    {"serve", cmd_serve, "run the sender: partner API, ingest API, durable outbox"},
+    {"partner", cmd_partner, "create, list partners and rotate their API keys"},
+    {"emit", cmd_emit, "ingest a session from a file, as the ingest API does"},
     {"render", cmd_render, "ingest `session` JSON -> the exact webhook body"},
     {"sign", cmd_sign, "print the X-Webhook-Timestamp and X-Webhook-Signature headers for a body"},
     {"verify", cmd_verify, "check a webhook body's signature and timestamp"},

@@ -1,0 +1,105 @@
+/*
+ * The HTTP API as pure logic: a bounded request struct in, a response struct out. The
+ * partner API (SPEC §4, under /api/v2), the producer ingest API (SPEC §5,
+ * POST /internal/v1/sessions) and GET /healthz. The HTTP server (server.h) only moves
+ * bytes between sockets and these structs; tests call vh_api_handle directly too.
+ *
+ * Thread-safe: one `struct vh_api` serves concurrent requests.
+ */
+#ifndef VOCOHOOK_API_H
+#define VOCOHOOK_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vocohook/buf.h>
+#include <vocohook/common.h>
+#include <vocohook/error.h>
+#include <vocohook/log.h>
+#include <vocohook/store.h>
+
+struct vh_api;
+
+struct vh_api_config {
+    const char *ingest_token;    /* the producer's bearer token; NULL disables ingest (401) */
+    bool allow_http;             /* accept http:// endpoint URLs (development only) */
+    int max_endpoints;           /* per partner; 0 means VH_ENDPOINTS_MAX */
+    int rate_general_per_min;    /* per API key; 0 means 60; < 0 disables */
+    int rate_calls_per_min;      /* per API key on /calls; 0 means 10; < 0 disables */
+    /* S3, for presigning recording_key (all NULL: recording_key is refused at ingest). */
+    const char *s3_endpoint;     /* https://s3.amazonaws.com, http://127.0.0.1:4569 */
+    const char *s3_region;
+    const char *s3_bucket;
+    const char *s3_access_key;
+    const char *s3_secret_key;
+    bool s3_path_style;
+    vh_log_fn *log;              /* NULL: no logs */
+    void *log_ud;
+};
+
+/*
+ * Creates the API over `st` (borrowed: it must outlive the API). Copies every string of
+ * `cfg`. Returns 0, VH_EINVAL (a bad setting, named) or VH_ENOMEM.
+ */
+VH_API int vh_api_new(struct vh_store *st, const struct vh_api_config *cfg, struct vh_api **out,
+                      struct vh_error *err);
+VH_API void vh_api_free(struct vh_api *api);
+
+#define VH_API_MAX_QUERY 16
+
+struct vh_api_kv {
+    const char *key; /* borrowed, decoded */
+    const char *value;
+};
+
+struct vh_api_req {
+    const char *method;        /* "GET", "POST", ... */
+    const char *path;          /* decoded path, no query: "/api/v2/config/webhooks" */
+    struct vh_api_kv query[VH_API_MAX_QUERY];
+    size_t n_query;            /* query arguments, in order */
+    bool query_truncated;      /* more than VH_API_MAX_QUERY arguments were sent */
+    const char *authorization; /* the Authorization header, NULL when absent */
+    const char *content_type;  /* the Content-Type header, NULL when absent */
+    const char *body;          /* borrowed; NULL with body_len 0 when none */
+    size_t body_len;
+    bool body_too_large;       /* the server stopped reading at its bound: answer 413 */
+    const char *request_id;    /* for log records */
+    int64_t now_ms;            /* the wall clock when the request arrived */
+};
+
+struct vh_api_resp {
+    int status;           /* HTTP status */
+    struct vh_buf body;   /* the JSON body (owned) */
+    int retry_after_s;    /* > 0: send a Retry-After header with this many seconds */
+    const char *location; /* NULL, or a static/owned-by-api string for a Location header */
+};
+
+/* Initializes a response for vh_api_handle; release it with vh_api_resp_release. */
+VH_API void vh_api_resp_init(struct vh_api_resp *resp);
+VH_API void vh_api_resp_release(struct vh_api_resp *resp);
+
+/*
+ * Handles one request. Always fills `resp` with a complete answer (the documented
+ * `{success,data}` / `{success:false,error:{code,message}}` envelope; a 500 with
+ * INTERNAL_ERROR when our own part failed, whose cause goes to the log, never to the
+ * client). Returns 0, or the negative vh_err of an internal failure (already answered).
+ */
+VH_API int vh_api_handle(struct vh_api *api, const struct vh_api_req *req,
+                         struct vh_api_resp *resp);
+
+/*
+ * Ingests one session for `partner_id` as POST /internal/v1/sessions does (and
+ * `vocohook emit`): validates `session_json` (a bare session object; error paths are
+ * prefixed with `path_prefix`, e.g. "session."), presigns a recording_key with the S3
+ * settings, renders the payload once (timestamp `now_ms`) and commits it with its
+ * deliveries (vh_store_event_put). Returns 0 (see `out->created` for a repeat),
+ * VH_EINVAL/VH_ETOOBIG (rejected input, `err` names the path), VH_ENOTFOUND (no such
+ * partner), VH_ECONFLICT, VH_ESTORE or VH_ENOMEM.
+ */
+VH_API int vh_api_ingest_session(struct vh_api *api, const char *partner_id,
+                                 const char *session_json, size_t len, const char *path_prefix,
+                                 int64_t now_ms, struct vh_event_put_result *out,
+                                 struct vh_error *err);
+
+#endif

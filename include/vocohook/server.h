@@ -1,0 +1,45 @@
+/*
+ * The HTTP server: libmicrohttpd in thread-pool mode in front of a `struct vh_api`. It
+ * bounds what it reads (body, headers, connections, time), fills a `struct vh_api_req`,
+ * calls vh_api_handle and writes the response. It decides nothing itself.
+ */
+#ifndef VOCOHOOK_SERVER_H
+#define VOCOHOOK_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vocohook/api.h>
+#include <vocohook/common.h>
+#include <vocohook/error.h>
+#include <vocohook/log.h>
+
+struct vh_server;
+
+struct vh_server_config {
+    const char *listen;      /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0" (any port) */
+    unsigned threads;        /* worker threads; 0 means 4 */
+    size_t body_max;         /* request body bound; 0 means VH_BODY_MAX (413 past it) */
+    unsigned max_conns;      /* 0 means 1024 */
+    unsigned conn_timeout_s; /* idle connection timeout; 0 means 30 */
+    vh_log_fn *log;          /* one JSON line per request (id, method, path, status, ms) */
+    void *log_ud;
+};
+
+/*
+ * Binds and starts serving `api` (borrowed: it must outlive the server). Returns 0,
+ * VH_EINVAL (a bad listen address), VH_EIO (bind failed, with errno text) or VH_ENOMEM.
+ */
+VH_API int vh_server_start(struct vh_api *api, const struct vh_server_config *cfg,
+                           struct vh_server **out, struct vh_error *err);
+
+/* The bound port (the real one when the config asked for port 0). */
+VH_API uint16_t vh_server_port(const struct vh_server *srv);
+
+/*
+ * Stops accepting, lets requests in progress finish, and frees the server. NULL is a
+ * no-op.
+ */
+VH_API void vh_server_stop(struct vh_server *srv);
+
+#endif
