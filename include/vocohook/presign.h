@@ -27,9 +27,12 @@ struct vh_presign {
 
 /*
  * Appends the presigned GET URL to `out`: the URL's path canonicalized as S3 wants it
- * (each segment URI-encoded once; existing %XX escapes kept), then X-Amz-Algorithm,
- * X-Amz-Credential, X-Amz-Date, X-Amz-Expires, X-Amz-SignedHeaders=host and
- * X-Amz-Signature. Returns 0, VH_EINVAL naming the bad field, VH_ENOMEM or VH_ETOOBIG.
+ * (each segment URI-encoded once; existing %XX escapes kept, uppercased, and those of
+ * unreserved characters decoded; the host lowercased; a default port dropped), then
+ * X-Amz-Algorithm, X-Amz-Credential, X-Amz-Date, X-Amz-Expires, X-Amz-Security-Token (with
+ * a session token), X-Amz-SignedHeaders=host and X-Amz-Signature. A path with a "." or ".."
+ * segment is rejected (clients rewrite those). Returns 0, VH_EINVAL naming the bad field,
+ * VH_ENOMEM or VH_ETOOBIG; on failure `out` is as it was.
  */
 VH_API int vh_presign_url(const struct vh_presign *p, struct vh_buf *out, struct vh_error *err);
 
@@ -37,7 +40,9 @@ VH_API int vh_presign_url(const struct vh_presign *p, struct vh_buf *out, struct
  * Appends the URL of object `key` in `bucket` on `endpoint` (`https://s3.amazonaws.com`,
  * `http://127.0.0.1:4569`): virtual-hosted (`scheme://bucket.host/key`) or, with
  * `path_style`, `scheme://host/bucket/key`. The key is URI-encoded except '/'.
- * Returns 0, VH_EINVAL, VH_ENOMEM or VH_ETOOBIG.
+ * Virtual-hosted style needs a host name (not an IP) and, over https, a bucket without '.'
+ * (the wildcard certificate would not match). Returns 0, VH_EINVAL, VH_ENOMEM or
+ * VH_ETOOBIG; on failure `out` is as it was.
  */
 VH_API int vh_s3_object_url(const char *endpoint, const char *bucket, const char *key,
                             bool path_style, struct vh_buf *out, struct vh_error *err);
