@@ -63,8 +63,10 @@ struct vh_verify_opts {
  * Verifies one request: `ts`/`sig` are the raw header values (NULL when missing), `body`
  * the raw bytes as received. Returns 0 when a secret matches inside the window; VH_ESIG
  * with a one-line reason otherwise (and `*status`, when non-NULL, says which); VH_EINVAL
- * when `opts` has no secrets. Every candidate is compared, in constant time, so the time
- * taken does not depend on which secret (if any) matched.
+ * when `opts` is NULL, has no secrets, or has a NULL, empty or over-VH_SECRET_MAX secret;
+ * VH_ENOMEM if OpenSSL cannot allocate (`*status` is written only with 0 and VH_ESIG).
+ * Every candidate is compared, in constant time, so the time taken does not depend on which
+ * secret (if any) matched.
  */
 VH_API int vh_verify(const struct vh_verify_opts *opts, const char *ts, size_t ts_len,
                      const char *sig, size_t sig_len, const void *body, size_t body_len,
