@@ -36,11 +36,16 @@ struct vh_store;
 /*
  * Opens a store. `url` is `sqlite:PATH` or a plain path (SQLite, created if missing, WAL
  * mode, synchronous=FULL). Runs the schema migrations. Stores a new handle in `*out`.
- * Returns 0, VH_EINVAL (unknown scheme), VH_ESTORE or VH_ENOMEM.
+ * Returns 0, VH_EINVAL (unknown scheme; `postgres://` until that backend is built;
+ * `:memory:`, which a connection pool cannot share), VH_ESTORE (including a file whose
+ * schema is newer than this build, or that is not a vocohook database) or VH_ENOMEM.
  */
 VH_API int vh_store_open(const char *url, struct vh_store **out, struct vh_error *err);
 
-/* Closes every connection and frees the handle. NULL is a no-op. */
+/*
+ * Closes every connection and frees the handle. NULL is a no-op. No other call on `st` may
+ * be running.
+ */
 VH_API void vh_store_close(struct vh_store *st);
 
 /* "sqlite" or "postgres". */
@@ -65,7 +70,10 @@ VH_API int vh_store_partner_create(struct vh_store *st, const char *name,
                                    const char key_hash[VH_SHA256_HEX_LEN + 1], int64_t now_ms,
                                    struct vh_partner *out, struct vh_error *err);
 
-/* All partners, oldest first, in a new array (caller vh_free()s it); `*n` its length. */
+/*
+ * All partners, oldest first, in a new array (caller vh_free()s it; NULL when empty); `*n`
+ * its length.
+ */
 VH_API int vh_store_partner_list(struct vh_store *st, struct vh_partner **out, size_t *n,
                                  struct vh_error *err);
 
@@ -74,12 +82,11 @@ VH_API int vh_store_partner_get(struct vh_store *st, const char *id, struct vh_p
 
 /* Replaces the partner's API keys by `key_hash`: every earlier key stops working. */
 VH_API int vh_store_partner_rotate_key(struct vh_store *st, const char *id,
-                                       const char key_hash[VH_SHA256_HEX_LEN + 1],
-                                       int64_t now_ms, struct vh_error *err);
+                                       const char key_hash[VH_SHA256_HEX_LEN + 1], int64_t now_ms,
+                                       struct vh_error *err);
 
 /* The partner owning a live key with this hash; VH_ENOTFOUND when none (or revoked). */
-VH_API int vh_store_partner_by_key(struct vh_store *st,
-                                   const char key_hash[VH_SHA256_HEX_LEN + 1],
+VH_API int vh_store_partner_by_key(struct vh_store *st, const char key_hash[VH_SHA256_HEX_LEN + 1],
                                    struct vh_partner *out, struct vh_error *err);
 
 /* ---- endpoints ----------------------------------------------------------------------- */
@@ -120,7 +127,7 @@ VH_API int vh_store_endpoint_get_by_label(struct vh_store *st, const char *partn
                                           const char *label, struct vh_endpoint *out,
                                           struct vh_error *err);
 
-/* The partner's endpoints, oldest first, in a new array (vh_free() it). */
+/* The partner's endpoints, oldest first, in a new array (vh_free() it; NULL when empty). */
 VH_API int vh_store_endpoint_list(struct vh_store *st, const char *partner_id,
                                   struct vh_endpoint **out, size_t *n, struct vh_error *err);
 
@@ -132,7 +139,11 @@ VH_API int vh_store_endpoint_list(struct vh_store *st, const char *partner_id,
 VH_API int vh_store_endpoint_update(struct vh_store *st, const struct vh_endpoint *ep,
                                     struct vh_error *err);
 
-/* Deletes the endpoint; its pending deliveries end as canceled. VH_ENOTFOUND when missing. */
+/*
+ * Deletes the endpoint; its pending deliveries end as canceled. VH_ENOTFOUND when missing.
+ * The endpoint is invisible afterwards (every read, the count and the limit skip it) and its
+ * label is free again; its past deliveries still name it.
+ */
 VH_API int vh_store_endpoint_delete(struct vh_store *st, const char *partner_id, const char *id,
                                     int64_t now_ms, struct vh_error *err);
 
@@ -146,7 +157,7 @@ struct vh_event_put {
     const char *recording_key; /* NULL, or the S3 key to presign afresh on read */
     const char *body;          /* the webhook payload, serialized once */
     size_t body_len;
-    int64_t accepted_ms;       /* the payload's timestamp */
+    int64_t accepted_ms; /* the payload's timestamp */
 };
 
 struct vh_event_put_result {
@@ -159,7 +170,9 @@ struct vh_event_put_result {
  * Commits the event and one pending delivery (due at accepted_ms) per enabled endpoint of
  * the partner, atomically, and durably before returning. Idempotent on session_id: a
  * repeat for the same partner returns the original event id and delivery count with
- * created=false and writes nothing; a repeat for another partner is VH_ECONFLICT.
+ * created=false and writes nothing; a repeat for another partner is VH_ECONFLICT
+ * ("session_id '<id>' belongs to another partner"). VH_ENOTFOUND when the partner does
+ * not exist.
  */
 VH_API int vh_store_event_put(struct vh_store *st, const struct vh_event_put *ev,
                               struct vh_event_put_result *out, struct vh_error *err);
@@ -188,14 +201,20 @@ VH_API int vh_store_call_get(struct vh_store *st, const char *partner_id, const 
  * record, then vh_free() the array); `*total` (optional) the count before paging.
  */
 VH_API int vh_store_call_list(struct vh_store *st, const char *partner_id, size_t limit,
-                              size_t offset, int call_status, struct vh_call_rec **out,
-                              size_t *n, size_t *total, struct vh_error *err);
+                              size_t offset, int call_status, struct vh_call_rec **out, size_t *n,
+                              size_t *total, struct vh_error *err);
 
-/* Counts rows, for tests and metrics: table is "events", "deliveries", "endpoints", ... */
+/*
+ * Counts rows, for tests and metrics. `table` is one of "partners", "api_keys",
+ * "endpoints" (live ones), "events", "deliveries", "attempts"; anything else is VH_EINVAL.
+ */
 VH_API int vh_store_count(struct vh_store *st, const char *table, int64_t *out,
                           struct vh_error *err);
 
-/* Pending deliveries of an event (for tests and the API): their endpoint ids. */
+/*
+ * The deliveries of an event, in any state, oldest first (for tests and the API), in a new
+ * array (vh_free() it; NULL when empty). VH_ENOTFOUND when there is no such event.
+ */
 struct vh_delivery_brief {
     char id[VH_UUID_LEN + 1];
     char endpoint_id[VH_UUID_LEN + 1];

@@ -1,0 +1,1897 @@
+/*
+ * The SQLite store backend: a database file in WAL mode behind a small connection pool.
+ *
+ * Threads: a `struct sqlite_store` is shared by every thread of the process (libmicrohttpd
+ * calls from its pool, the delivery engine from its own thread). Each `sqlite3 *` belongs
+ * to exactly one thread at a time: an operation borrows a connection from the pool for its
+ * whole duration (conn_get), and gives it back, with no transaction open and every
+ * statement reset, when it ends (conn_put). That is why connections are opened with
+ * SQLITE_OPEN_NOMUTEX: SQLite's per-connection mutex would only guard what the pool
+ * already guarantees. An operation never holds two connections, so the pool cannot
+ * deadlock; a caller waits on the condition variable when all POOL_MAX are busy.
+ *
+ * Writers serialize on SQLite's write lock: every write transaction starts with
+ * BEGIN IMMEDIATE, which takes that lock up front (waiting up to BUSY_TIMEOUT_MS), so a
+ * transaction never upgrades from reading to writing halfway and cannot fail with
+ * SQLITE_BUSY after it has looked at the data. Readers use WAL snapshots and never wait.
+ *
+ * Durability: journal_mode=WAL with synchronous=FULL makes COMMIT sync the WAL before it
+ * returns, so a write call that returned 0 survives a crash or power loss.
+ */
+#include "store/store_int.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include <vocohook/alloc.h>
+#include <vocohook/buf.h>
+#include <vocohook/event.h>
+#include <vocohook/id.h>
+
+#include "core/banned.h"
+
+#define POOL_MAX        8    /* connections per store */
+#define BUSY_TIMEOUT_MS 5000 /* how long a writer waits for the write lock */
+#define WHAT_MAX        160  /* "insert event 's1'": the context of error messages */
+
+/* STRICT tables (the schema) arrived in SQLite 3.37.0. */
+#define SQLITE_MIN_VERSION 3037000
+
+/* PRAGMA application_id of a vocohook database: "voco" in ASCII. */
+#define APPLICATION_ID 0x766f636f
+
+/* ---- schema ------------------------------------------------------------------------------ */
+
+/*
+ * Migrations, oldest first. Step i takes the schema from version i to i + 1 and runs in one
+ * transaction together with `PRAGMA user_version = i + 1` (user_version lives in the file
+ * header and is transactional), so a crash mid-migration leaves the previous version. Never
+ * edit a released step; append a new one.
+ *
+ * Endpoint deletion (decision): a deleted endpoint keeps its row, with deleted_ms set, its
+ * secret erased and enabled = 0, and every read filters it out. Its historical deliveries
+ * and attempts keep a foreign key to a real row, so the delivery history can still show
+ * where a delivery went; dropping the key instead would let a typo in an endpoint id pass
+ * silently. Label uniqueness is therefore a partial unique index over live endpoints only,
+ * so a label can be reused after its endpoint is deleted.
+ *
+ * events.fanout is the number of deliveries created with the event: a repeated ingest
+ * answers with it, and it stays exact when later replays add deliveries to the event.
+ * events.call_status is the wire name ("no_answer"), NULL exactly when call_id is NULL.
+ */
+static const char *const migrations[] = {
+    /* 1: the initial schema */
+    "PRAGMA application_id = 1987011439;\n" /* APPLICATION_ID in decimal */
+    "CREATE TABLE partners (\n"
+    "    id         TEXT NOT NULL PRIMARY KEY,\n"
+    "    name       TEXT NOT NULL,\n"
+    "    created_ms INTEGER NOT NULL\n"
+    ") STRICT;\n"
+    "CREATE TABLE api_keys (\n"
+    "    key_hash   TEXT NOT NULL PRIMARY KEY,\n"
+    "    partner_id TEXT NOT NULL REFERENCES partners(id),\n"
+    "    created_ms INTEGER NOT NULL,\n"
+    "    revoked_ms INTEGER\n"
+    ") STRICT;\n"
+    "CREATE INDEX api_keys_partner ON api_keys(partner_id);\n"
+    "CREATE TABLE endpoints (\n"
+    "    id                   TEXT NOT NULL PRIMARY KEY,\n"
+    "    partner_id           TEXT NOT NULL REFERENCES partners(id),\n"
+    "    label                TEXT NOT NULL,\n"
+    "    url                  TEXT NOT NULL,\n"
+    "    secret               TEXT NOT NULL,\n"
+    "    enabled              INTEGER NOT NULL CHECK (enabled IN (0, 1)),\n"
+    "    created_ms           INTEGER NOT NULL,\n"
+    "    updated_ms           INTEGER NOT NULL,\n"
+    "    last_delivery_ms     INTEGER,\n"
+    "    last_delivery_status TEXT CHECK (last_delivery_status IN ('succeeded', 'failed')),\n"
+    "    deleted_ms           INTEGER\n"
+    ") STRICT;\n"
+    "CREATE UNIQUE INDEX endpoints_label ON endpoints(partner_id, label)\n"
+    "    WHERE deleted_ms IS NULL;\n"
+    "CREATE TABLE events (\n"
+    "    id            TEXT NOT NULL PRIMARY KEY,\n"
+    "    partner_id    TEXT NOT NULL REFERENCES partners(id),\n"
+    "    session_id    TEXT NOT NULL UNIQUE,\n"
+    "    call_id       TEXT,\n"
+    "    call_status   TEXT,\n"
+    "    recording_key TEXT,\n"
+    "    body          BLOB NOT NULL,\n"
+    "    fanout        INTEGER NOT NULL CHECK (fanout >= 0),\n"
+    "    accepted_ms   INTEGER NOT NULL,\n"
+    "    CHECK ((call_id IS NULL) = (call_status IS NULL))\n"
+    ") STRICT;\n"
+    "CREATE INDEX events_partner_time ON events(partner_id, accepted_ms);\n"
+    "CREATE INDEX events_partner_call ON events(partner_id, call_id);\n"
+    "CREATE TABLE deliveries (\n"
+    "    id              TEXT NOT NULL PRIMARY KEY,\n"
+    "    event_id        TEXT NOT NULL REFERENCES events(id),\n"
+    "    endpoint_id     TEXT NOT NULL REFERENCES endpoints(id),\n"
+    "    partner_id      TEXT NOT NULL REFERENCES partners(id),\n"
+    "    state           TEXT NOT NULL CHECK (state IN\n"
+    "                        ('pending', 'in_flight', 'succeeded', 'abandoned', 'canceled')),\n"
+    "    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),\n"
+    "    next_attempt_ms INTEGER NOT NULL,\n"
+    "    created_ms      INTEGER NOT NULL,\n"
+    "    updated_ms      INTEGER NOT NULL,\n"
+    "    lease_owner     TEXT,\n"
+    "    lease_until_ms  INTEGER\n"
+    ") STRICT;\n"
+    "CREATE INDEX deliveries_due ON deliveries(state, next_attempt_ms);\n"
+    "CREATE INDEX deliveries_endpoint ON deliveries(endpoint_id, state);\n"
+    "CREATE INDEX deliveries_event ON deliveries(event_id);\n"
+    "CREATE TABLE attempts (\n"
+    "    delivery_id   TEXT NOT NULL REFERENCES deliveries(id),\n"
+    "    n             INTEGER NOT NULL CHECK (n >= 1),\n"
+    "    started_ms    INTEGER NOT NULL,\n"
+    "    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),\n"
+    "    http_status   INTEGER,\n"
+    "    error_class   TEXT,\n"
+    "    response_head BLOB,\n"
+    "    PRIMARY KEY (delivery_id, n)\n"
+    ") STRICT;\n",
+};
+
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* ---- statements ---------------------------------------------------------------------------- */
+
+/* Every statement the backend runs; each connection prepares each one once, on first use. */
+enum stmt_id {
+    S_BEGIN,
+    S_BEGIN_IMMEDIATE,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_USER_VERSION,
+    S_APPLICATION_ID,
+    S_TABLE_COUNT,
+    S_PARTNER_INSERT,
+    S_PARTNER_LIST,
+    S_PARTNER_GET,
+    S_KEY_INSERT,
+    S_KEY_REVOKE_ALL,
+    S_PARTNER_BY_KEY,
+    S_EP_COUNT,
+    S_EP_LABEL_TAKEN,
+    S_EP_INSERT,
+    S_EP_GET,
+    S_EP_GET_BY_LABEL,
+    S_EP_LIST,
+    S_EP_UPDATE,
+    S_EP_DELETE,
+    S_EP_ENABLED_IDS,
+    S_DLV_CANCEL_PENDING,
+    S_EV_BY_SESSION,
+    S_EV_INSERT,
+    S_EV_EXISTS,
+    S_DLV_INSERT,
+    S_DLV_OF_EVENT,
+    S_CALL_BY_SESSION,
+    S_CALL_BY_CALL_ID,
+    S_CALL_COUNT,
+    S_CALL_PAGE,
+    S_COUNT_PARTNERS,
+    S_COUNT_API_KEYS,
+    S_COUNT_ENDPOINTS,
+    S_COUNT_EVENTS,
+    S_COUNT_DELIVERIES,
+    S_COUNT_ATTEMPTS,
+    S__N
+};
+
+#define EP_COLS                                                                                    \
+    "id, partner_id, label, url, secret, enabled, created_ms, updated_ms, last_delivery_ms, "      \
+    "last_delivery_status"
+#define CALL_COLS                                                                                  \
+    "id, partner_id, session_id, call_id, call_status, accepted_ms, recording_key, body"
+
+static const char *const stmt_sql[S__N] = {
+    [S_BEGIN] = "BEGIN",
+    [S_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_USER_VERSION] = "PRAGMA user_version",
+    [S_APPLICATION_ID] = "PRAGMA application_id",
+    [S_TABLE_COUNT] = "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+    [S_PARTNER_INSERT] = "INSERT INTO partners (id, name, created_ms) VALUES (?1, ?2, ?3)",
+    [S_PARTNER_LIST] = "SELECT id, name, created_ms FROM partners ORDER BY created_ms, rowid",
+    [S_PARTNER_GET] = "SELECT id, name, created_ms FROM partners WHERE id = ?1",
+    [S_KEY_INSERT] = "INSERT INTO api_keys (key_hash, partner_id, created_ms) VALUES (?1, ?2, ?3)",
+    [S_KEY_REVOKE_ALL] = "UPDATE api_keys SET revoked_ms = ?2"
+                         " WHERE partner_id = ?1 AND revoked_ms IS NULL",
+    [S_PARTNER_BY_KEY] = "SELECT p.id, p.name, p.created_ms, k.key_hash"
+                         " FROM api_keys AS k JOIN partners AS p ON p.id = k.partner_id"
+                         " WHERE k.key_hash = ?1 AND k.revoked_ms IS NULL",
+    [S_EP_COUNT] = "SELECT count(*) FROM endpoints WHERE partner_id = ?1 AND deleted_ms IS NULL",
+    [S_EP_LABEL_TAKEN] = "SELECT 1 FROM endpoints WHERE partner_id = ?1 AND label = ?2"
+                         " AND id <> ?3 AND deleted_ms IS NULL",
+    [S_EP_INSERT] = "INSERT INTO endpoints (id, partner_id, label, url, secret, enabled,"
+                    " created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_EP_GET] = "SELECT " EP_COLS " FROM endpoints"
+                 " WHERE partner_id = ?1 AND id = ?2 AND deleted_ms IS NULL",
+    [S_EP_GET_BY_LABEL] = "SELECT " EP_COLS " FROM endpoints"
+                          " WHERE partner_id = ?1 AND label = ?2 AND deleted_ms IS NULL",
+    [S_EP_LIST] = "SELECT " EP_COLS " FROM endpoints"
+                  " WHERE partner_id = ?1 AND deleted_ms IS NULL ORDER BY created_ms, rowid",
+    [S_EP_UPDATE] = "UPDATE endpoints SET label = ?3, url = ?4, secret = ?5, enabled = ?6,"
+                    " updated_ms = ?7 WHERE partner_id = ?1 AND id = ?2 AND deleted_ms IS NULL",
+    [S_EP_DELETE] = "UPDATE endpoints SET deleted_ms = ?3, updated_ms = ?3, enabled = 0,"
+                    " secret = '' WHERE partner_id = ?1 AND id = ?2 AND deleted_ms IS NULL",
+    [S_EP_ENABLED_IDS] = "SELECT id FROM endpoints"
+                         " WHERE partner_id = ?1 AND enabled = 1 AND deleted_ms IS NULL"
+                         " ORDER BY created_ms, rowid",
+    [S_DLV_CANCEL_PENDING] = "UPDATE deliveries SET state = 'canceled', updated_ms = ?2"
+                             " WHERE endpoint_id = ?1 AND state = 'pending'",
+    [S_EV_BY_SESSION] = "SELECT id, partner_id, fanout FROM events WHERE session_id = ?1",
+    [S_EV_INSERT] = "INSERT INTO events (id, partner_id, session_id, call_id, call_status,"
+                    " recording_key, body, fanout, accepted_ms)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_EV_EXISTS] = "SELECT 1 FROM events WHERE id = ?1",
+    [S_DLV_INSERT] = "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, state,"
+                     " attempts, next_attempt_ms, created_ms, updated_ms)"
+                     " VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5)",
+    [S_DLV_OF_EVENT] = "SELECT id, endpoint_id, state, attempts, next_attempt_ms"
+                       " FROM deliveries WHERE event_id = ?1 ORDER BY created_ms, rowid",
+    [S_CALL_BY_SESSION] = "SELECT " CALL_COLS " FROM events"
+                          " WHERE partner_id = ?1 AND session_id = ?2",
+    [S_CALL_BY_CALL_ID] = "SELECT " CALL_COLS " FROM events"
+                          " WHERE partner_id = ?1 AND call_id = ?2"
+                          " ORDER BY accepted_ms DESC, rowid DESC LIMIT 1",
+    [S_CALL_COUNT] = "SELECT count(*) FROM events"
+                     " WHERE partner_id = ?1 AND (?2 IS NULL OR call_status = ?2)",
+    [S_CALL_PAGE] = "SELECT " CALL_COLS " FROM events"
+                    " WHERE partner_id = ?1 AND (?2 IS NULL OR call_status = ?2)"
+                    " ORDER BY accepted_ms DESC, rowid DESC LIMIT ?3 OFFSET ?4",
+    [S_COUNT_PARTNERS] = "SELECT count(*) FROM partners",
+    [S_COUNT_API_KEYS] = "SELECT count(*) FROM api_keys",
+    [S_COUNT_ENDPOINTS] = "SELECT count(*) FROM endpoints WHERE deleted_ms IS NULL",
+    [S_COUNT_EVENTS] = "SELECT count(*) FROM events",
+    [S_COUNT_DELIVERIES] = "SELECT count(*) FROM deliveries",
+    [S_COUNT_ATTEMPTS] = "SELECT count(*) FROM attempts",
+};
+
+/* ---- connections and the pool -------------------------------------------------------------- */
+
+struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S__N]; /* prepared on first use, finalized on close */
+    struct conn *next;        /* the next idle connection */
+};
+
+struct sqlite_store {
+    struct vh_store base; /* first: a struct vh_store * points here */
+    char *path;
+    pthread_mutex_t mu; /* guards idle and n_conns */
+    pthread_cond_t cv;  /* signaled when a connection is returned or a slot frees */
+    struct conn *idle;  /* connections not borrowed */
+    size_t n_conns;     /* open or being opened, borrowed or idle: at most POOL_MAX */
+};
+
+static struct sqlite_store *to_sqlite(struct vh_store *st)
+{
+    return (struct sqlite_store *)st;
+}
+
+/* sqlite3 failures: NOMEM and TOOBIG keep their meaning, everything else is the store's. */
+static int map_code(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_NOMEM:
+        return VH_ENOMEM;
+    case SQLITE_TOOBIG:
+        return VH_ETOOBIG;
+    default:
+        return VH_ESTORE;
+    }
+}
+
+/* The error of the last call on `c`, with `what` as context: `insert event 's1': locked`. */
+static int db_fail(const struct conn *c, const char *what, struct vh_error *err)
+{
+    return vh_error_set(err, map_code(sqlite3_extended_errcode(c->db)), "%s: %s", what,
+                        sqlite3_errmsg(c->db));
+}
+
+static void conn_close(struct conn *c)
+{
+    size_t i;
+
+    if (!c)
+        return;
+    for (i = 0; i < S__N; i++)
+        sqlite3_finalize(c->stmt[i]);
+    /* close_v2: anything left over is freed when it is finished with, never leaked. */
+    sqlite3_close_v2(c->db);
+    vh_free(c);
+}
+
+/* Runs a PRAGMA that answers with one text value and checks it. */
+static int pragma_expect(struct conn *c, const char *sql, const char *want, const char *what,
+                         struct vh_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    const unsigned char *got;
+    int rc;
+
+    rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(c, what, err);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        rc = db_fail(c, what, err);
+        goto out;
+    }
+    got = sqlite3_column_text(st, 0);
+    if (!got || strcmp((const char *)got, want) != 0) {
+        rc = vh_error_set(err, VH_ESTORE, "%s: '%s' gave '%s', not '%s'", what, sql,
+                          got ? (const char *)got : "", want);
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int conn_open(const char *path, struct conn **out, struct vh_error *err)
+{
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    char what[WHAT_MAX];
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "open '%s'", path);
+    c = vh_malloc(sizeof(*c));
+    if (!c)
+        return vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
+    memset(c, 0, sizeof(*c));
+    rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        if (c->db)
+            rc = db_fail(c, what, err);
+        else
+            rc = vh_error_set(err, map_code(rc), "%s: %s", what, sqlite3_errstr(rc));
+        goto out;
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    /* The busy timeout first: switching to WAL itself may wait for a lock. */
+    rc = sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+    if (rc != SQLITE_OK) {
+        rc = db_fail(c, what, err);
+        goto out;
+    }
+    rc = pragma_expect(c, "PRAGMA journal_mode = WAL", "wal", what, err);
+    if (rc < 0)
+        goto out;
+    rc = sqlite3_exec(c->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON", NULL, NULL,
+                      NULL);
+    if (rc != SQLITE_OK) {
+        rc = db_fail(c, what, err);
+        goto out;
+    }
+    /* Both PRAGMAs are silently ignored in some builds: check they took. */
+    rc = pragma_expect(c, "PRAGMA synchronous", "2", what, err);
+    if (rc < 0)
+        goto out;
+    rc = pragma_expect(c, "PRAGMA foreign_keys", "1", what, err);
+    if (rc < 0)
+        goto out;
+    *out = c;
+    c = NULL;
+    rc = 0;
+out:
+    conn_close(c);
+    return rc;
+}
+
+/* Borrows a connection, opening a new one when none is idle and the pool has room. */
+static int conn_get(struct sqlite_store *s, struct conn **out, struct vh_error *err)
+{
+    struct conn *c;
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    while (!s->idle && s->n_conns >= POOL_MAX)
+        pthread_cond_wait(&s->cv, &s->mu);
+    c = s->idle;
+    if (c) {
+        s->idle = c->next;
+        pthread_mutex_unlock(&s->mu);
+        c->next = NULL;
+        *out = c;
+        return 0;
+    }
+    s->n_conns++;
+    pthread_mutex_unlock(&s->mu);
+
+    /* Opened outside the lock: other callers keep using idle connections meanwhile. */
+    rc = conn_open(s->path, &c, err);
+    if (rc < 0) {
+        pthread_mutex_lock(&s->mu);
+        s->n_conns--;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+/*
+ * Returns a borrowed connection. Statements are reset (a stepped SELECT would otherwise pin
+ * a WAL snapshot) and any transaction an error path left open is rolled back; a connection
+ * that cannot be brought back to that clean state is closed rather than pooled.
+ */
+static void conn_put(struct sqlite_store *s, struct conn *c)
+{
+    size_t i;
+
+    for (i = 0; i < S__N; i++)
+        if (c->stmt[i])
+            sqlite3_reset(c->stmt[i]);
+    if (!sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_lock(&s->mu);
+    if (sqlite3_get_autocommit(c->db)) {
+        c->next = s->idle;
+        s->idle = c;
+        c = NULL;
+    } else {
+        s->n_conns--;
+    }
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    conn_close(c);
+}
+
+/* ---- queries ----------------------------------------------------------------------------- */
+
+/*
+ * The only place a size_t length narrows to the int that sqlite3_bind_* takes; a length
+ * that does not fit fails the bind instead of wrapping.
+ */
+static bool len_to_int(size_t n, int *out)
+{
+    if (n > INT_MAX)
+        return false;
+    *out = (int)n;
+    return true;
+}
+
+/*
+ * One use of a cached statement: bind, step, read, end. Bind failures are remembered and
+ * reported by the first step, so call sites bind without checking each call. `what` is
+ * the context of every message.
+ */
+struct query {
+    struct conn *c;
+    sqlite3_stmt *st;
+    const char *what;
+    int bind_rc; /* the first failed bind's code, or SQLITE_OK */
+};
+
+static int q_start(struct query *q, struct conn *c, enum stmt_id id, const char *what,
+                   struct vh_error *err)
+{
+    int rc;
+
+    q->c = c;
+    q->st = NULL;
+    q->what = what;
+    q->bind_rc = SQLITE_OK;
+    if (!c->stmt[id]) {
+        rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[id],
+                                NULL);
+        if (rc != SQLITE_OK)
+            return db_fail(c, what, err);
+    }
+    q->st = c->stmt[id];
+    return 0;
+}
+
+static void q_bind_rc(struct query *q, int rc)
+{
+    if (q->bind_rc == SQLITE_OK && rc != SQLITE_OK)
+        q->bind_rc = rc;
+}
+
+/* Binds a C string, or NULL as SQL NULL. The caller keeps `s` alive until q_end. */
+static void q_text(struct query *q, int idx, const char *s)
+{
+    int n;
+
+    if (!s)
+        q_bind_rc(q, sqlite3_bind_null(q->st, idx));
+    else if (!len_to_int(strlen(s), &n))
+        q_bind_rc(q, SQLITE_TOOBIG);
+    else
+        q_bind_rc(q, sqlite3_bind_text(q->st, idx, s, n, SQLITE_STATIC));
+}
+
+static void q_blob(struct query *q, int idx, const void *p, size_t len)
+{
+    int n;
+
+    if (!len_to_int(len, &n))
+        q_bind_rc(q, SQLITE_TOOBIG);
+    else
+        q_bind_rc(q, sqlite3_bind_blob(q->st, idx, p, n, SQLITE_STATIC));
+}
+
+static void q_int(struct query *q, int idx, int64_t v)
+{
+    q_bind_rc(q, sqlite3_bind_int64(q->st, idx, v));
+}
+
+/* Steps once; returns SQLITE_ROW, SQLITE_DONE or the (extended) error code, unreported. */
+static int q_step_raw(struct query *q)
+{
+    if (q->bind_rc != SQLITE_OK)
+        return q->bind_rc;
+    return sqlite3_step(q->st);
+}
+
+/* Reports a failure code from q_step_raw. */
+static int q_fail(const struct query *q, int rc, struct vh_error *err)
+{
+    if (q->bind_rc != SQLITE_OK)
+        return vh_error_set(err, map_code(rc), "%s: %s", q->what, sqlite3_errstr(rc));
+    return db_fail(q->c, q->what, err);
+}
+
+/* Steps once: 1 for a row, 0 when done, < 0 after reporting an error. */
+static int q_step(struct query *q, struct vh_error *err)
+{
+    int rc = q_step_raw(q);
+
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return q_fail(q, rc, err);
+}
+
+/* Ends the use: the statement is reset and forgets the caller's bound buffers. */
+static void q_end(struct query *q)
+{
+    if (!q->st)
+        return;
+    sqlite3_reset(q->st);
+    sqlite3_clear_bindings(q->st);
+    q->st = NULL;
+}
+
+/* Runs a statement that returns no rows. */
+static int q_exec(struct query *q, struct vh_error *err)
+{
+    int rc = q_step(q, err);
+
+    if (rc > 0)
+        rc = vh_error_set(err, VH_ESTORE, "%s: statement returned a row", q->what);
+    q_end(q);
+    return rc;
+}
+
+/* Runs a statement that returns one integer (count(*), a PRAGMA). */
+static int q_int_result(struct query *q, int64_t *out, struct vh_error *err)
+{
+    int rc = q_step(q, err);
+
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ESTORE, "%s: no result", q->what);
+    if (rc > 0) {
+        *out = sqlite3_column_int64(q->st, 0);
+        rc = 0;
+    }
+    q_end(q);
+    return rc;
+}
+
+/* Runs a statement with no parameters on `c`. */
+static int run(struct conn *c, enum stmt_id id, const char *what, struct vh_error *err)
+{
+    struct query q;
+    int rc = q_start(&q, c, id, what, err);
+
+    if (rc < 0)
+        return rc;
+    return q_exec(&q, err);
+}
+
+static int tx_begin_write(struct conn *c, const char *what, struct vh_error *err)
+{
+    return run(c, S_BEGIN_IMMEDIATE, what, err);
+}
+
+static int tx_begin_read(struct conn *c, const char *what, struct vh_error *err)
+{
+    return run(c, S_BEGIN, what, err);
+}
+
+static int tx_commit(struct conn *c, const char *what, struct vh_error *err)
+{
+    return run(c, S_COMMIT, what, err);
+}
+
+/*
+ * Ends a failed transaction. The first error is already reported; SQLite may have rolled
+ * back by itself (after SQLITE_FULL, IOERR or NOMEM), hence the autocommit check. If the
+ * ROLLBACK fails too, conn_put closes the connection.
+ */
+static void tx_rollback(struct conn *c)
+{
+    struct query q;
+
+    if (sqlite3_get_autocommit(c->db))
+        return;
+    if (q_start(&q, c, S_ROLLBACK, "rollback", NULL) == 0)
+        q_exec(&q, NULL);
+}
+
+/* ---- reading columns ---------------------------------------------------------------------- */
+
+/*
+ * Copies a text column into a fixed field ("" for NULL). A value that does not fit means
+ * the file was written by something else: VH_ESTORE, never truncation.
+ */
+static int col_text(const struct query *q, int col, char *dst, size_t cap, const char *name,
+                    struct vh_error *err)
+{
+    const unsigned char *t;
+    int n;
+
+    if (sqlite3_column_type(q->st, col) == SQLITE_NULL) {
+        dst[0] = '\0';
+        return 0;
+    }
+    t = sqlite3_column_text(q->st, col);
+    n = sqlite3_column_bytes(q->st, col);
+    if (!t)
+        return vh_error_set(err, VH_ENOMEM, "%s: reading %s: out of memory", q->what, name);
+    if (n < 0 || (size_t)n >= cap)
+        return vh_error_set(err, VH_ESTORE, "%s: stored %s is %d bytes, over the %zu allowed",
+                            q->what, name, n, cap - 1);
+    memcpy(dst, t, (size_t)n);
+    dst[n] = '\0';
+    return 0;
+}
+
+/*
+ * Makes room for one more element in a result array of `len` used and `*cap` allocated
+ * elements. Stores the (possibly moved) array in `*out`; `arr` stays valid on failure.
+ */
+static int array_grow(void *arr, size_t *cap, size_t len, size_t elem, void **out, const char *what,
+                      struct vh_error *err)
+{
+    size_t ncap;
+    void *p;
+
+    *out = arr;
+    if (len < *cap)
+        return 0;
+    ncap = *cap ? *cap * 2 : 8;
+    if (ncap < *cap || ncap > SIZE_MAX / elem)
+        return vh_error_set(err, VH_ENOMEM, "%s: result too large", what);
+    p = vh_realloc(arr, ncap * elem);
+    if (!p)
+        return vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
+    *out = p;
+    *cap = ncap;
+    return 0;
+}
+
+static int row_partner(const struct query *q, struct vh_partner *p, struct vh_error *err)
+{
+    int rc;
+
+    rc = col_text(q, 0, p->id, sizeof(p->id), "partner id", err);
+    if (rc < 0)
+        return rc;
+    rc = col_text(q, 1, p->name, sizeof(p->name), "partner name", err);
+    if (rc < 0)
+        return rc;
+    p->created_ms = sqlite3_column_int64(q->st, 2);
+    return 0;
+}
+
+/* Reads the EP_COLS of the current row. */
+static int row_endpoint(const struct query *q, struct vh_endpoint *ep, struct vh_error *err)
+{
+    char status[16];
+    int rc;
+
+    rc = col_text(q, 0, ep->id, sizeof(ep->id), "endpoint id", err);
+    if (rc == 0)
+        rc = col_text(q, 1, ep->partner_id, sizeof(ep->partner_id), "partner id", err);
+    if (rc == 0)
+        rc = col_text(q, 2, ep->label, sizeof(ep->label), "label", err);
+    if (rc == 0)
+        rc = col_text(q, 3, ep->url, sizeof(ep->url), "url", err);
+    if (rc == 0)
+        rc = col_text(q, 4, ep->secret, sizeof(ep->secret), "secret", err);
+    if (rc == 0)
+        rc = col_text(q, 9, status, sizeof(status), "last delivery status", err);
+    if (rc < 0)
+        return rc;
+    ep->enabled = sqlite3_column_int64(q->st, 5) != 0;
+    ep->created_ms = sqlite3_column_int64(q->st, 6);
+    ep->updated_ms = sqlite3_column_int64(q->st, 7);
+    ep->last_delivery_ms = sqlite3_column_int64(q->st, 8); /* NULL reads as 0: never */
+    if (strcmp(status, "succeeded") == 0)
+        ep->last_delivery_status = VH_OUTCOME_SUCCEEDED;
+    else if (strcmp(status, "failed") == 0)
+        ep->last_delivery_status = VH_OUTCOME_FAILED;
+    else
+        ep->last_delivery_status = VH_OUTCOME_NONE;
+    return 0;
+}
+
+/* Reads the CALL_COLS of the current row into a zeroed `rec`; on failure releases it. */
+static int row_call(const struct query *q, struct vh_call_rec *rec, struct vh_error *err)
+{
+    char status[16];
+    const void *body;
+    const unsigned char *key;
+    int n, rc;
+
+    vh_buf_init(&rec->body, VH__STORE_BODY_MAX);
+    rc = col_text(q, 0, rec->event_id, sizeof(rec->event_id), "event id", err);
+    if (rc == 0)
+        rc = col_text(q, 1, rec->partner_id, sizeof(rec->partner_id), "partner id", err);
+    if (rc == 0)
+        rc = col_text(q, 2, rec->session_id, sizeof(rec->session_id), "session id", err);
+    if (rc == 0)
+        rc = col_text(q, 3, rec->call_id, sizeof(rec->call_id), "call id", err);
+    if (rc == 0)
+        rc = col_text(q, 4, status, sizeof(status), "call status", err);
+    if (rc < 0)
+        goto out;
+    rec->call_status = 0;
+    if (status[0]) {
+        rec->call_status = (int)vh_call_status_from_name(status, strlen(status));
+        if (!rec->call_status) {
+            rc = vh_error_set(err, VH_ESTORE, "%s: unknown stored call status", q->what);
+            goto out;
+        }
+    }
+    rec->accepted_ms = sqlite3_column_int64(q->st, 5);
+    if (sqlite3_column_type(q->st, 6) != SQLITE_NULL) {
+        key = sqlite3_column_text(q->st, 6);
+        n = sqlite3_column_bytes(q->st, 6);
+        rec->recording_key = key && n >= 0 ? vh_strndup((const char *)key, (size_t)n) : NULL;
+        if (!rec->recording_key) {
+            rc = vh_error_set(err, VH_ENOMEM, "%s: out of memory", q->what);
+            goto out;
+        }
+    }
+    body = sqlite3_column_blob(q->st, 7);
+    n = sqlite3_column_bytes(q->st, 7);
+    if (!body || n <= 0) {
+        rc = vh_error_set(err, VH_ESTORE, "%s: stored body is empty", q->what);
+        goto out;
+    }
+    rc = vh_buf_add(&rec->body, body, (size_t)n);
+    if (rc < 0)
+        rc = vh_error_set(err, rc, "%s: reading body: %s", q->what, vh_strerror(rc));
+out:
+    if (rc < 0)
+        vh_call_rec_release(rec);
+    return rc;
+}
+
+/* ---- migrations ---------------------------------------------------------------------------- */
+
+/*
+ * Brings the file to SCHEMA_VERSION, one step per transaction. Each step re-reads the
+ * version under the write lock, so two processes opening a new file at once cannot both
+ * apply a step.
+ */
+static int migrate(struct conn *c, const char *path, struct vh_error *err)
+{
+    char what[WHAT_MAX], sql[64];
+    struct query q;
+    int64_t version = 0, app_id = 0, tables = 0;
+    int rc;
+
+    snprintf(what, sizeof(what), "migrate '%s'", path);
+    for (;;) {
+        rc = tx_begin_write(c, what, err);
+        if (rc < 0)
+            return rc;
+        rc = q_start(&q, c, S_APPLICATION_ID, what, err);
+        if (rc == 0)
+            rc = q_int_result(&q, &app_id, err);
+        if (rc == 0)
+            rc = q_start(&q, c, S_USER_VERSION, what, err);
+        if (rc == 0)
+            rc = q_int_result(&q, &version, err);
+        if (rc < 0)
+            goto fail;
+        if (app_id != 0 && app_id != APPLICATION_ID) {
+            rc = vh_error_set(err, VH_ESTORE,
+                              "open '%s': not a vocohook database (application_id %lld)", path,
+                              (long long)app_id);
+            goto fail;
+        }
+        if (version > SCHEMA_VERSION) {
+            rc = vh_error_set(err, VH_ESTORE,
+                              "open '%s': schema version %lld is newer than this build "
+                              "supports (%d); upgrade vocohook",
+                              path, (long long)version, SCHEMA_VERSION);
+            goto fail;
+        }
+        if (version == SCHEMA_VERSION) {
+            rc = tx_commit(c, what, err);
+            if (rc < 0)
+                goto fail;
+            return 0;
+        }
+        if (version == 0) {
+            /* A file of someone else's that happens to be SQLite: do not add to it. */
+            rc = q_start(&q, c, S_TABLE_COUNT, what, err);
+            if (rc == 0)
+                rc = q_int_result(&q, &tables, err);
+            if (rc < 0)
+                goto fail;
+            if (tables != 0) {
+                rc = vh_error_set(err, VH_ESTORE,
+                                  "open '%s': not a vocohook database (it has tables but no "
+                                  "schema version)",
+                                  path);
+                goto fail;
+            }
+        } else if (version < 0) {
+            rc = vh_error_set(err, VH_ESTORE, "open '%s': bad schema version %lld", path,
+                              (long long)version);
+            goto fail;
+        }
+        if (sqlite3_exec(c->db, migrations[version], NULL, NULL, NULL) != SQLITE_OK) {
+            snprintf(what, sizeof(what), "migrate '%s' to version %lld", path,
+                     (long long)version + 1);
+            rc = db_fail(c, what, err);
+            goto fail;
+        }
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)version + 1);
+        if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+            rc = db_fail(c, what, err);
+            goto fail;
+        }
+        rc = tx_commit(c, what, err);
+        if (rc < 0)
+            goto fail;
+    }
+fail:
+    tx_rollback(c);
+    return rc;
+}
+
+/* ---- open and close ------------------------------------------------------------------------- */
+
+static void sqlite_close(struct vh_store *st)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    struct conn *c;
+
+    /* The contract: no call is running, so every connection is idle. */
+    while (s->idle) {
+        c = s->idle;
+        s->idle = c->next;
+        conn_close(c);
+    }
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    vh_free(s->path);
+    vh_free(s);
+}
+
+static int sqlite_open(const char *path, struct vh_store **out, struct vh_error *err)
+{
+    struct sqlite_store *s = NULL;
+    struct conn *c = NULL;
+    bool mu_ok = false, cv_ok = false;
+    int rc;
+
+    if (!*path)
+        return vh_error_set(err, VH_EINVAL, "sqlite: empty path");
+    if (strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0)
+        return vh_error_set(err, VH_EINVAL,
+                            "sqlite: '%s' is not supported: give a file path (each pooled "
+                            "connection would see its own in-memory database)",
+                            path);
+    if (!sqlite3_threadsafe())
+        return vh_error_set(err, VH_ESTORE, "sqlite: the library was built without threads");
+    if (sqlite3_libversion_number() < SQLITE_MIN_VERSION)
+        return vh_error_set(err, VH_ESTORE,
+                            "sqlite: version %s is too old; 3.37 or newer is needed",
+                            sqlite3_libversion());
+    s = vh_malloc(sizeof(*s));
+    if (!s)
+        return vh_error_set(err, VH_ENOMEM, "open '%s': out of memory", path);
+    memset(s, 0, sizeof(*s));
+    s->base.ops = &vh__store_sqlite_ops;
+    s->path = vh_strndup(path, strlen(path));
+    if (!s->path) {
+        rc = vh_error_set(err, VH_ENOMEM, "open '%s': out of memory", path);
+        goto fail;
+    }
+    mu_ok = pthread_mutex_init(&s->mu, NULL) == 0;
+    cv_ok = mu_ok && pthread_cond_init(&s->cv, NULL) == 0;
+    if (!cv_ok) {
+        rc = vh_error_set(err, VH_ENOMEM, "open '%s': cannot create a mutex", path);
+        goto fail;
+    }
+    rc = conn_open(path, &c, err);
+    if (rc < 0)
+        goto fail;
+    rc = migrate(c, path, err);
+    if (rc < 0)
+        goto fail;
+    s->idle = c;
+    s->n_conns = 1;
+    *out = &s->base;
+    return 0;
+fail:
+    conn_close(c);
+    if (cv_ok)
+        pthread_cond_destroy(&s->cv);
+    if (mu_ok)
+        pthread_mutex_destroy(&s->mu);
+    vh_free(s->path);
+    vh_free(s);
+    return rc;
+}
+
+static int sqlite_schema_version(struct vh_store *st, int *out, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    struct query q;
+    struct conn *c;
+    int64_t v = 0;
+    int rc;
+
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = q_start(&q, c, S_USER_VERSION, "read schema version", err);
+    if (rc == 0)
+        rc = q_int_result(&q, &v, err);
+    if (rc == 0 && (v < 0 || v > INT_MAX))
+        rc = vh_error_set(err, VH_ESTORE, "read schema version: bad value %lld", (long long)v);
+    if (rc == 0)
+        *out = (int)v;
+    conn_put(s, c);
+    return rc;
+}
+
+/* ---- partners ------------------------------------------------------------------------------ */
+
+static int sqlite_partner_create(struct vh_store *st, const char *id, const char *name,
+                                 const char *key_hash, int64_t now_ms, struct vh_partner *out,
+                                 struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    char what[WHAT_MAX];
+    struct query q;
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "create partner '%s'", name);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = tx_begin_write(c, what, err);
+    if (rc < 0)
+        goto out;
+    rc = q_start(&q, c, S_PARTNER_INSERT, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, id);
+    q_text(&q, 2, name);
+    q_int(&q, 3, now_ms);
+    rc = q_exec(&q, err);
+    if (rc < 0)
+        goto out;
+    rc = q_start(&q, c, S_KEY_INSERT, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, key_hash);
+    q_text(&q, 2, id);
+    q_int(&q, 3, now_ms);
+    rc = q_step_raw(&q);
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        rc = vh_error_set(err, VH_ECONFLICT, "%s: the api key is already in use", what);
+    else if (rc != SQLITE_DONE)
+        rc = q_fail(&q, rc, err);
+    else
+        rc = 0;
+    q_end(&q);
+    if (rc < 0)
+        goto out;
+    rc = tx_commit(c, what, err);
+    if (rc < 0)
+        goto out;
+    snprintf(out->id, sizeof(out->id), "%s", id);
+    snprintf(out->name, sizeof(out->name), "%s", name);
+    out->created_ms = now_ms;
+out:
+    tx_rollback(c);
+    conn_put(s, c);
+    return rc;
+}
+
+static int sqlite_partner_list(struct vh_store *st, struct vh_partner **out, size_t *n,
+                               struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    const char *what = "list partners";
+    struct vh_partner *arr = NULL;
+    size_t len = 0, cap = 0;
+    struct query q;
+    struct conn *c;
+    void *grown;
+    int rc;
+
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = q_start(&q, c, S_PARTNER_LIST, what, err);
+    while (rc == 0) {
+        rc = q_step(&q, err);
+        if (rc <= 0)
+            break;
+        rc = array_grow(arr, &cap, len, sizeof(*arr), &grown, what, err);
+        arr = grown;
+        if (rc == 0)
+            rc = row_partner(&q, &arr[len], err);
+        if (rc == 0)
+            len++;
+    }
+    q_end(&q);
+    conn_put(s, c);
+    if (rc < 0) {
+        vh_free(arr);
+        return rc;
+    }
+    *out = arr;
+    *n = len;
+    return 0;
+}
+
+/* Reads one partner by id with a borrowed connection (also a check inside transactions). */
+static int partner_lookup(struct conn *c, const char *id, struct vh_partner *out, const char *what,
+                          struct vh_error *err)
+{
+    struct query q;
+    int rc;
+
+    rc = q_start(&q, c, S_PARTNER_GET, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, id);
+    rc = q_step(&q, err);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ENOTFOUND, "partner '%s' not found", id);
+    else if (rc > 0)
+        rc = row_partner(&q, out, err);
+    q_end(&q);
+    return rc;
+}
+
+static int sqlite_partner_get(struct vh_store *st, const char *id, struct vh_partner *out,
+                              struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    char what[WHAT_MAX];
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "get partner '%s'", id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = partner_lookup(c, id, out, what, err);
+    conn_put(s, c);
+    return rc;
+}
+
+static int sqlite_partner_rotate_key(struct vh_store *st, const char *id, const char *key_hash,
+                                     int64_t now_ms, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    struct vh_partner p;
+    char what[WHAT_MAX];
+    struct query q;
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "rotate key of partner '%s'", id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = tx_begin_write(c, what, err);
+    if (rc == 0)
+        rc = partner_lookup(c, id, &p, what, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_KEY_REVOKE_ALL, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, id);
+    q_int(&q, 2, now_ms);
+    rc = q_exec(&q, err);
+    if (rc < 0)
+        goto out;
+    rc = q_start(&q, c, S_KEY_INSERT, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, key_hash);
+    q_text(&q, 2, id);
+    q_int(&q, 3, now_ms);
+    rc = q_step_raw(&q);
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        rc = vh_error_set(err, VH_ECONFLICT, "%s: the api key is already in use", what);
+    else if (rc != SQLITE_DONE)
+        rc = q_fail(&q, rc, err);
+    else
+        rc = 0;
+    q_end(&q);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+out:
+    tx_rollback(c);
+    conn_put(s, c);
+    return rc;
+}
+
+static int sqlite_partner_by_key(struct vh_store *st, const char *key_hash, struct vh_partner *out,
+                                 char stored_hash[VH_SHA256_HEX_LEN + 1], struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    struct query q;
+    struct conn *c;
+    int rc;
+
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = q_start(&q, c, S_PARTNER_BY_KEY, "find partner by api key", err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, key_hash);
+    rc = q_step(&q, err);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ENOTFOUND, "api key not found");
+    else if (rc > 0)
+        rc = row_partner(&q, out, err);
+    if (rc == 0)
+        rc = col_text(&q, 3, stored_hash, VH_SHA256_HEX_LEN + 1, "key hash", err);
+    q_end(&q);
+out:
+    conn_put(s, c);
+    return rc;
+}
+
+/* ---- endpoints ----------------------------------------------------------------------------- */
+
+/* VH_ECONFLICT when another live endpoint of the partner (not `self_id`) has `label`. */
+static int label_check(struct conn *c, const char *partner_id, const char *label,
+                       const char *self_id, const char *what, struct vh_error *err)
+{
+    struct query q;
+    int rc;
+
+    rc = q_start(&q, c, S_EP_LABEL_TAKEN, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, partner_id);
+    q_text(&q, 2, label);
+    q_text(&q, 3, self_id);
+    rc = q_step(&q, err);
+    if (rc > 0)
+        rc = vh_error_set(err, VH_ECONFLICT, "label '%s' is already in use", label);
+    q_end(&q);
+    return rc;
+}
+
+static int cancel_pending(struct conn *c, const char *endpoint_id, int64_t now_ms, const char *what,
+                          struct vh_error *err)
+{
+    struct query q;
+    int rc;
+
+    rc = q_start(&q, c, S_DLV_CANCEL_PENDING, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, endpoint_id);
+    q_int(&q, 2, now_ms);
+    return q_exec(&q, err);
+}
+
+static int sqlite_endpoint_create(struct vh_store *st, const struct vh_endpoint *ep, int max,
+                                  struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    char what[WHAT_MAX];
+    int64_t count = 0;
+    struct query q;
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "create endpoint '%s'", ep->label);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = tx_begin_write(c, what, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_EP_COUNT, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, ep->partner_id);
+    rc = q_int_result(&q, &count, err);
+    if (rc < 0)
+        goto out;
+    if (count >= max) {
+        rc = vh_error_set(err, VH_ECONFLICT, "at most %d endpoints per partner", max);
+        goto out;
+    }
+    /* A new id matches no row, so every live endpoint counts against the label. */
+    rc = label_check(c, ep->partner_id, ep->label, ep->id, what, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_EP_INSERT, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, ep->id);
+    q_text(&q, 2, ep->partner_id);
+    q_text(&q, 3, ep->label);
+    q_text(&q, 4, ep->url);
+    q_text(&q, 5, ep->secret);
+    q_int(&q, 6, ep->enabled ? 1 : 0);
+    q_int(&q, 7, ep->created_ms);
+    q_int(&q, 8, ep->updated_ms);
+    rc = q_step_raw(&q);
+    if (rc == SQLITE_DONE)
+        rc = 0;
+    else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+        rc = vh_error_set(err, VH_ENOTFOUND, "partner '%s' not found", ep->partner_id);
+    else if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        rc = vh_error_set(err, VH_ECONFLICT, "endpoint '%s' already exists", ep->id);
+    else if (rc == SQLITE_CONSTRAINT_UNIQUE)
+        rc = vh_error_set(err, VH_ECONFLICT, "label '%s' is already in use", ep->label);
+    else
+        rc = q_fail(&q, rc, err);
+    q_end(&q);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+out:
+    tx_rollback(c);
+    conn_put(s, c);
+    return rc;
+}
+
+/* One endpoint by (partner, id) or (partner, label), with a borrowed connection. */
+static int endpoint_lookup(struct conn *c, enum stmt_id id, const char *partner_id, const char *key,
+                           struct vh_endpoint *out, const char *what, struct vh_error *err)
+{
+    struct query q;
+    int rc;
+
+    rc = q_start(&q, c, id, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, partner_id);
+    q_text(&q, 2, key);
+    rc = q_step(&q, err);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ENOTFOUND, "endpoint '%s' not found", key);
+    else if (rc > 0)
+        rc = row_endpoint(&q, out, err);
+    q_end(&q);
+    return rc;
+}
+
+static int sqlite_endpoint_get(struct vh_store *st, const char *partner_id, const char *id,
+                               struct vh_endpoint *out, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    char what[WHAT_MAX];
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "get endpoint '%s'", id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = endpoint_lookup(c, S_EP_GET, partner_id, id, out, what, err);
+    conn_put(s, c);
+    return rc;
+}
+
+static int sqlite_endpoint_get_by_label(struct vh_store *st, const char *partner_id,
+                                        const char *label, struct vh_endpoint *out,
+                                        struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    char what[WHAT_MAX];
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "get endpoint '%s'", label);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = endpoint_lookup(c, S_EP_GET_BY_LABEL, partner_id, label, out, what, err);
+    conn_put(s, c);
+    return rc;
+}
+
+static int sqlite_endpoint_list(struct vh_store *st, const char *partner_id,
+                                struct vh_endpoint **out, size_t *n, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    struct vh_endpoint *arr = NULL;
+    size_t len = 0, cap = 0;
+    char what[WHAT_MAX];
+    struct query q;
+    struct conn *c;
+    void *grown;
+    int rc;
+
+    snprintf(what, sizeof(what), "list endpoints of partner '%s'", partner_id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = q_start(&q, c, S_EP_LIST, what, err);
+    if (rc == 0)
+        q_text(&q, 1, partner_id);
+    while (rc == 0) {
+        rc = q_step(&q, err);
+        if (rc <= 0)
+            break;
+        rc = array_grow(arr, &cap, len, sizeof(*arr), &grown, what, err);
+        arr = grown;
+        if (rc == 0)
+            rc = row_endpoint(&q, &arr[len], err);
+        if (rc == 0)
+            len++;
+    }
+    q_end(&q);
+    conn_put(s, c);
+    if (rc < 0) {
+        vh_free(arr);
+        return rc;
+    }
+    *out = arr;
+    *n = len;
+    return 0;
+}
+
+static int sqlite_endpoint_update(struct vh_store *st, const struct vh_endpoint *ep,
+                                  struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    struct vh_endpoint old;
+    char what[WHAT_MAX];
+    struct query q;
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "update endpoint '%s'", ep->id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = tx_begin_write(c, what, err);
+    /* Existence first, so another partner's id is "not found" whatever the label. */
+    if (rc == 0)
+        rc = endpoint_lookup(c, S_EP_GET, ep->partner_id, ep->id, &old, what, err);
+    if (rc == 0)
+        rc = label_check(c, ep->partner_id, ep->label, ep->id, what, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_EP_UPDATE, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, ep->partner_id);
+    q_text(&q, 2, ep->id);
+    q_text(&q, 3, ep->label);
+    q_text(&q, 4, ep->url);
+    q_text(&q, 5, ep->secret);
+    q_int(&q, 6, ep->enabled ? 1 : 0);
+    q_int(&q, 7, ep->updated_ms);
+    rc = q_step_raw(&q);
+    if (rc == SQLITE_DONE)
+        rc = sqlite3_changes(c->db) == 1
+                 ? 0
+                 : vh_error_set(err, VH_ESTORE, "%s: the row changed under a write lock", what);
+    else if (rc == SQLITE_CONSTRAINT_UNIQUE)
+        rc = vh_error_set(err, VH_ECONFLICT, "label '%s' is already in use", ep->label);
+    else
+        rc = q_fail(&q, rc, err);
+    q_end(&q);
+    /* SPEC §3: disabling stops the endpoint's pending deliveries. */
+    if (rc == 0 && !ep->enabled)
+        rc = cancel_pending(c, ep->id, ep->updated_ms, what, err);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+out:
+    tx_rollback(c);
+    conn_put(s, c);
+    return rc;
+}
+
+static int sqlite_endpoint_delete(struct vh_store *st, const char *partner_id, const char *id,
+                                  int64_t now_ms, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    char what[WHAT_MAX];
+    struct query q;
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "delete endpoint '%s'", id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = tx_begin_write(c, what, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_EP_DELETE, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, partner_id);
+    q_text(&q, 2, id);
+    q_int(&q, 3, now_ms);
+    rc = q_exec(&q, err);
+    if (rc == 0 && sqlite3_changes(c->db) == 0)
+        rc = vh_error_set(err, VH_ENOTFOUND, "endpoint '%s' not found", id);
+    if (rc == 0)
+        rc = cancel_pending(c, id, now_ms, what, err);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+out:
+    tx_rollback(c);
+    conn_put(s, c);
+    return rc;
+}
+
+/* ---- events -------------------------------------------------------------------------------- */
+
+/*
+ * The session's earlier event, if any: 1 and `out` filled (created=false) when it is the
+ * same partner's, VH_ECONFLICT when another partner's, 0 when the session is new.
+ */
+static int event_find(struct conn *c, const struct vh_event_put *ev,
+                      struct vh_event_put_result *out, const char *what, struct vh_error *err)
+{
+    char owner[VH_UUID_LEN + 1];
+    struct query q;
+    int64_t fanout;
+    int rc;
+
+    rc = q_start(&q, c, S_EV_BY_SESSION, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, ev->session_id);
+    rc = q_step(&q, err);
+    if (rc <= 0)
+        goto out; /* 0: a new session */
+    rc = col_text(&q, 1, owner, sizeof(owner), "partner id", err);
+    if (rc < 0)
+        goto out;
+    if (strcmp(owner, ev->partner_id) != 0) {
+        rc = vh_error_set(err, VH_ECONFLICT, "session_id '%s' belongs to another partner",
+                          ev->session_id);
+        goto out;
+    }
+    rc = col_text(&q, 0, out->event_id, sizeof(out->event_id), "event id", err);
+    if (rc < 0)
+        goto out;
+    fanout = sqlite3_column_int64(q.st, 2);
+    out->deliveries = fanout > 0 ? (size_t)fanout : 0;
+    out->created = false;
+    rc = 1;
+out:
+    q_end(&q);
+    return rc;
+}
+
+/* The ids of the partner's enabled, live endpoints, in a new array of `*n` entries. */
+static int enabled_endpoints(struct conn *c, const char *partner_id, char (**out)[VH_UUID_LEN + 1],
+                             size_t *n, const char *what, struct vh_error *err)
+{
+    char(*ids)[VH_UUID_LEN + 1] = NULL;
+    size_t len = 0, cap = 0;
+    struct query q;
+    void *grown;
+    int rc;
+
+    rc = q_start(&q, c, S_EP_ENABLED_IDS, what, err);
+    if (rc == 0)
+        q_text(&q, 1, partner_id);
+    while (rc == 0) {
+        rc = q_step(&q, err);
+        if (rc <= 0)
+            break;
+        rc = array_grow(ids, &cap, len, sizeof(*ids), &grown, what, err);
+        ids = grown;
+        if (rc == 0)
+            rc = col_text(&q, 0, ids[len], sizeof(ids[len]), "endpoint id", err);
+        if (rc == 0)
+            len++;
+    }
+    q_end(&q);
+    if (rc < 0) {
+        vh_free(ids);
+        return rc;
+    }
+    *out = ids;
+    *n = len;
+    return 0;
+}
+
+/* Inserts the event row; SQLITE_CONSTRAINT_UNIQUE comes back unreported (a lost race). */
+static int event_insert(struct conn *c, const struct vh_event_put *ev, const char *id,
+                        size_t fanout, const char *what, struct vh_error *err)
+{
+    struct query q;
+    int rc;
+
+    rc = q_start(&q, c, S_EV_INSERT, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, id);
+    q_text(&q, 2, ev->partner_id);
+    q_text(&q, 3, ev->session_id);
+    q_text(&q, 4, ev->call_id);
+    q_text(&q, 5, ev->call_id ? vh_call_status_name((enum vh_call_status)ev->call_status) : NULL);
+    q_text(&q, 6, ev->recording_key);
+    q_blob(&q, 7, ev->body, ev->body_len);
+    q_int(&q, 8, (int64_t)fanout);
+    q_int(&q, 9, ev->accepted_ms);
+    rc = q_step_raw(&q);
+    if (rc == SQLITE_DONE)
+        rc = 0;
+    else if (rc == SQLITE_CONSTRAINT_UNIQUE)
+        rc = SQLITE_CONSTRAINT_UNIQUE;
+    else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+        rc = vh_error_set(err, VH_ENOTFOUND, "partner '%s' not found", ev->partner_id);
+    else
+        rc = q_fail(&q, rc, err);
+    q_end(&q);
+    return rc;
+}
+
+static int delivery_insert(struct conn *c, const struct vh_event_put *ev, const char *event_id,
+                           const char *endpoint_id, const char *what, struct vh_error *err)
+{
+    char id[VH_UUID_LEN + 1];
+    struct query q;
+    int rc;
+
+    rc = vh_uuid_new(id, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_DLV_INSERT, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, id);
+    q_text(&q, 2, event_id);
+    q_text(&q, 3, endpoint_id);
+    q_text(&q, 4, ev->partner_id);
+    q_int(&q, 5, ev->accepted_ms);
+    return q_exec(&q, err);
+}
+
+/*
+ * One write transaction: find the session, or insert the event and its deliveries. Under
+ * BEGIN IMMEDIATE the lookup and the insert see the same data, so the session_id UNIQUE
+ * constraint cannot fire on SQLite; if a backend change ever lets it (a lost race between
+ * lookup and insert), the loop's second pass turns it into the repeat answer.
+ */
+static int sqlite_event_put(struct vh_store *st, const struct vh_event_put *ev, const char *new_id,
+                            struct vh_event_put_result *out, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    char(*endpoints)[VH_UUID_LEN + 1] = NULL;
+    size_t n_endpoints = 0, i;
+    char what[WHAT_MAX];
+    struct conn *c;
+    int pass, rc;
+
+    snprintf(what, sizeof(what), "insert event '%s'", ev->session_id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    for (pass = 0; pass < 2; pass++) {
+        rc = tx_begin_write(c, what, err);
+        if (rc == 0)
+            rc = event_find(c, ev, out, what, err);
+        if (rc != 0) {
+            /* A repeat (1) writes nothing; its snapshot is simply let go. */
+            if (rc > 0)
+                rc = 0;
+            goto out;
+        }
+        rc = enabled_endpoints(c, ev->partner_id, &endpoints, &n_endpoints, what, err);
+        if (rc == 0)
+            rc = event_insert(c, ev, new_id, n_endpoints, what, err);
+        if (rc != SQLITE_CONSTRAINT_UNIQUE)
+            break;
+        tx_rollback(c);
+        vh_free(endpoints);
+        endpoints = NULL;
+    }
+    if (rc == SQLITE_CONSTRAINT_UNIQUE)
+        rc = vh_error_set(err, VH_ESTORE, "%s: session_id conflict persists", what);
+    if (rc < 0)
+        goto out;
+    for (i = 0; i < n_endpoints && rc == 0; i++)
+        rc = delivery_insert(c, ev, new_id, endpoints[i], what, err);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+    if (rc < 0)
+        goto out;
+    snprintf(out->event_id, sizeof(out->event_id), "%s", new_id);
+    out->deliveries = n_endpoints;
+    out->created = true;
+out:
+    tx_rollback(c);
+    conn_put(s, c);
+    vh_free(endpoints);
+    return rc;
+}
+
+/* ---- calls (events read back) ------------------------------------------------------------ */
+
+/* 1 and `out` filled when statement `id` finds a row for (partner, key), 0 when none. */
+static int call_lookup(struct conn *c, enum stmt_id id, const char *partner_id, const char *key,
+                       struct vh_call_rec *out, const char *what, struct vh_error *err)
+{
+    struct query q;
+    int rc;
+
+    rc = q_start(&q, c, id, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, partner_id);
+    q_text(&q, 2, key);
+    rc = q_step(&q, err);
+    if (rc > 0) {
+        rc = row_call(&q, out, err);
+        if (rc == 0)
+            rc = 1;
+    }
+    q_end(&q);
+    return rc;
+}
+
+static int sqlite_call_get(struct vh_store *st, const char *partner_id, const char *id,
+                           struct vh_call_rec *out, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    char what[WHAT_MAX];
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "get call '%s'", id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    /* session_id is unique; a call_id could repeat, and then the newest session wins. */
+    rc = call_lookup(c, S_CALL_BY_SESSION, partner_id, id, out, what, err);
+    if (rc == 0)
+        rc = call_lookup(c, S_CALL_BY_CALL_ID, partner_id, id, out, what, err);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ENOTFOUND, "call '%s' not found", id);
+    else if (rc > 0)
+        rc = 0;
+    conn_put(s, c);
+    return rc;
+}
+
+static void call_array_free(struct vh_call_rec *arr, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        vh_call_rec_release(&arr[i]);
+    vh_free(arr);
+}
+
+static int sqlite_call_list(struct vh_store *st, const char *partner_id, size_t limit,
+                            size_t offset, int call_status, struct vh_call_rec **out, size_t *n,
+                            size_t *total, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    const char *status = call_status ? vh_call_status_name((enum vh_call_status)call_status) : NULL;
+    struct vh_call_rec *arr = NULL;
+    size_t len = 0, cap = 0;
+    char what[WHAT_MAX];
+    int64_t all = 0;
+    struct query q;
+    struct conn *c;
+    void *grown;
+    int rc;
+
+    snprintf(what, sizeof(what), "list calls of partner '%s'", partner_id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    /* One read transaction: the total and the page come from the same snapshot. */
+    rc = tx_begin_read(c, what, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_CALL_COUNT, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, partner_id);
+    q_text(&q, 2, status);
+    rc = q_int_result(&q, &all, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_CALL_PAGE, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, partner_id);
+    q_text(&q, 2, status);
+    q_int(&q, 3, (int64_t)limit);
+    q_int(&q, 4, (int64_t)offset);
+    while (rc == 0) {
+        rc = q_step(&q, err);
+        if (rc <= 0)
+            break;
+        rc = array_grow(arr, &cap, len, sizeof(*arr), &grown, what, err);
+        arr = grown;
+        if (rc == 0) {
+            memset(&arr[len], 0, sizeof(arr[len]));
+            rc = row_call(&q, &arr[len], err);
+        }
+        if (rc == 0)
+            len++;
+    }
+    q_end(&q);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+out:
+    tx_rollback(c);
+    conn_put(s, c);
+    if (rc < 0) {
+        call_array_free(arr, len);
+        return rc;
+    }
+    *out = arr;
+    *n = len;
+    *total = all > 0 ? (size_t)all : 0;
+    return 0;
+}
+
+static int sqlite_event_deliveries(struct vh_store *st, const char *event_id,
+                                   struct vh_delivery_brief **out, size_t *n, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    struct vh_delivery_brief *arr = NULL, *d;
+    size_t len = 0, cap = 0;
+    char what[WHAT_MAX];
+    struct query q;
+    struct conn *c;
+    int64_t attempts;
+    void *grown;
+    int rc;
+
+    snprintf(what, sizeof(what), "list deliveries of event '%s'", event_id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = tx_begin_read(c, what, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_EV_EXISTS, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, event_id);
+    rc = q_step(&q, err);
+    q_end(&q);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ENOTFOUND, "event '%s' not found", event_id);
+    if (rc > 0)
+        rc = q_start(&q, c, S_DLV_OF_EVENT, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, event_id);
+    while (rc == 0) {
+        rc = q_step(&q, err);
+        if (rc <= 0)
+            break;
+        rc = array_grow(arr, &cap, len, sizeof(*arr), &grown, what, err);
+        arr = grown;
+        if (rc < 0)
+            break;
+        d = &arr[len];
+        rc = col_text(&q, 0, d->id, sizeof(d->id), "delivery id", err);
+        if (rc == 0)
+            rc = col_text(&q, 1, d->endpoint_id, sizeof(d->endpoint_id), "endpoint id", err);
+        if (rc == 0)
+            rc = col_text(&q, 2, d->state, sizeof(d->state), "state", err);
+        attempts = sqlite3_column_int64(q.st, 3);
+        d->attempts = attempts < 0 || attempts > INT_MAX ? 0 : (int)attempts;
+        d->next_attempt_ms = sqlite3_column_int64(q.st, 4);
+        if (rc == 0)
+            len++;
+    }
+    q_end(&q);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+out:
+    tx_rollback(c);
+    conn_put(s, c);
+    if (rc < 0) {
+        vh_free(arr);
+        return rc;
+    }
+    *out = arr;
+    *n = len;
+    return 0;
+}
+
+/* ---- counts ---------------------------------------------------------------------------------- */
+
+static int sqlite_count(struct vh_store *st, enum vh__store_table table, int64_t *out,
+                        struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    enum stmt_id id;
+    struct query q;
+    struct conn *c;
+    int rc;
+
+    switch (table) {
+    case VH__TABLE_PARTNERS:
+        id = S_COUNT_PARTNERS;
+        break;
+    case VH__TABLE_API_KEYS:
+        id = S_COUNT_API_KEYS;
+        break;
+    case VH__TABLE_ENDPOINTS:
+        id = S_COUNT_ENDPOINTS;
+        break;
+    case VH__TABLE_EVENTS:
+        id = S_COUNT_EVENTS;
+        break;
+    case VH__TABLE_DELIVERIES:
+        id = S_COUNT_DELIVERIES;
+        break;
+    case VH__TABLE_ATTEMPTS:
+        id = S_COUNT_ATTEMPTS;
+        break;
+    default:
+        return vh_error_set(err, VH_EINVAL, "count: unknown table");
+    }
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = q_start(&q, c, id, "count rows", err);
+    if (rc == 0)
+        rc = q_int_result(&q, out, err);
+    conn_put(s, c);
+    return rc;
+}
+
+const struct vh_store_ops vh__store_sqlite_ops = {
+    .name = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .schema_version = sqlite_schema_version,
+    .partner_create = sqlite_partner_create,
+    .partner_list = sqlite_partner_list,
+    .partner_get = sqlite_partner_get,
+    .partner_rotate_key = sqlite_partner_rotate_key,
+    .partner_by_key = sqlite_partner_by_key,
+    .endpoint_create = sqlite_endpoint_create,
+    .endpoint_get = sqlite_endpoint_get,
+    .endpoint_get_by_label = sqlite_endpoint_get_by_label,
+    .endpoint_list = sqlite_endpoint_list,
+    .endpoint_update = sqlite_endpoint_update,
+    .endpoint_delete = sqlite_endpoint_delete,
+    .event_put = sqlite_event_put,
+    .call_get = sqlite_call_get,
+    .call_list = sqlite_call_list,
+    .event_deliveries = sqlite_event_deliveries,
+    .count = sqlite_count,
+};

@@ -1,0 +1,646 @@
+/*
+ * The public store API: checks arguments, picks the backend by URL scheme, and dispatches
+ * through its ops table (store_int.h). Nothing here knows which database is behind.
+ */
+#include <vocohook/store.h>
+
+#include <stdint.h>
+#include <string.h>
+
+#include <vocohook/alloc.h>
+#include <vocohook/clock.h>
+#include <vocohook/event.h>
+#include <vocohook/id.h>
+#include <vocohook/sign.h>
+
+#include "store/store_int.h"
+#include "core/banned.h"
+
+/* ---- argument checks ------------------------------------------------------------------ */
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* An id the store could hold: an incoming-id form no longer than `max` bytes. */
+static bool id_fits(const char *s, size_t max)
+{
+    size_t len = strnlen(s, max + 1);
+
+    return len <= max && vh_id_is_valid(s, len);
+}
+
+/*
+ * Ids used to look something up: a malformed one cannot name a row, so it is not found
+ * (not quoted: it may hold any bytes). NULL is a programming error.
+ */
+static int check_lookup_id(const char *id, size_t max, const char *what, struct vh_error *err)
+{
+    if (!id)
+        return vh_error_set(err, VH_EINVAL, "%s id: missing", what);
+    if (!id_fits(id, max))
+        return vh_error_set(err, VH_ENOTFOUND, "%s not found: malformed id", what);
+    return 0;
+}
+
+/* Ids the caller chose for a new row. */
+static int check_new_id(const char *id, size_t max, const char *what, struct vh_error *err)
+{
+    if (!id)
+        return vh_error_set(err, VH_EINVAL, "%s id: missing", what);
+    if (!id_fits(id, max))
+        return vh_error_set(err, VH_EINVAL, "%s id: must be 1 to %zu of [A-Za-z0-9_-]", what, max);
+    return 0;
+}
+
+static bool is_hex_lower(const char *s, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+static int check_key_hash(const char *h, struct vh_error *err)
+{
+    if (!h || strnlen(h, VH_SHA256_HEX_LEN + 1) != VH_SHA256_HEX_LEN ||
+        !is_hex_lower(h, VH_SHA256_HEX_LEN))
+        return vh_error_set(err, VH_EINVAL, "api key hash: must be 64 lowercase hex digits");
+    return 0;
+}
+
+static int check_time(int64_t ms, const char *what, struct vh_error *err)
+{
+    if (ms < VH_TIME_MIN_MS || ms > VH_TIME_MAX_MS)
+        return vh_error_set(err, VH_EINVAL, "%s: time %lld is out of range", what, (long long)ms);
+    return 0;
+}
+
+/* Well-formed UTF-8 without control characters: text that JSON and terminals can show. */
+static bool is_clean_text(const char *s, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned char c = (unsigned char)s[i];
+        size_t n, k;
+        uint32_t cp;
+
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f)
+                return false;
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1fu;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0fu;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07u;
+        } else {
+            return false;
+        }
+        if (len - i <= n)
+            return false;
+        for (k = 1; k <= n; k++) {
+            unsigned char cc = (unsigned char)s[i + k];
+
+            if ((cc & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (cc & 0x3fu);
+        }
+        /* Overlong forms, surrogates and code points past U+10FFFF. */
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+static bool is_label(const char *s)
+{
+    size_t i, len = strnlen(s, VH_LABEL_MAX + 1);
+
+    if (len < 1 || len > VH_LABEL_MAX)
+        return false;
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && i > 0);
+
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* The fields endpoint_create and endpoint_update both write. */
+static int check_endpoint(const struct vh_endpoint *ep, struct vh_error *err)
+{
+    size_t url_len, secret_len;
+    int rc;
+
+    rc = check_new_id(ep->id, VH_UUID_LEN, "endpoint", err);
+    if (rc < 0)
+        return rc;
+    rc = check_lookup_id(ep->partner_id, VH_UUID_LEN, "partner", err);
+    if (rc < 0)
+        return rc;
+    if (!is_label(ep->label))
+        return vh_error_set(err, VH_EINVAL, "endpoint label: must match ^[a-z0-9][a-z0-9-]{0,30}$");
+    url_len = strnlen(ep->url, VH_ENDPOINT_URL_MAX + 1);
+    if (url_len < 1 || url_len > VH_ENDPOINT_URL_MAX || !is_clean_text(ep->url, url_len))
+        return vh_error_set(err, VH_EINVAL,
+                            "endpoint url: must be 1 to %d bytes of text without control "
+                            "characters",
+                            VH_ENDPOINT_URL_MAX);
+    secret_len = strnlen(ep->secret, VH_SECRET_LEN + 1);
+    if (secret_len < 1 || secret_len > VH_SECRET_LEN || !is_clean_text(ep->secret, secret_len))
+        return vh_error_set(err, VH_EINVAL, "endpoint secret: must be 1 to %d bytes of text",
+                            VH_SECRET_LEN);
+    return check_time(ep->updated_ms, "endpoint updated_ms", err);
+}
+
+/* ---- open and close -------------------------------------------------------------------- */
+
+int vh_store_open(const char *url, struct vh_store **out, struct vh_error *err)
+{
+    const char *sep;
+    size_t scheme_len;
+
+    if (!url || !out)
+        return vh_error_set(err, VH_EINVAL, "open store: missing url");
+    if (!*url)
+        return vh_error_set(err, VH_EINVAL, "open store: empty url");
+    /* `sqlite:///abs/path` and `sqlite:path` both name a file. */
+    if (has_prefix(url, "sqlite://"))
+        return vh__store_sqlite_ops.open(url + strlen("sqlite://"), out, err);
+    if (has_prefix(url, "sqlite:"))
+        return vh__store_sqlite_ops.open(url + strlen("sqlite:"), out, err);
+    if (has_prefix(url, "postgres://") || has_prefix(url, "postgresql://"))
+        return vh_error_set(err, VH_EINVAL, "postgres: backend not built yet");
+    sep = strstr(url, "://");
+    if (sep) {
+        scheme_len = (size_t)(sep - url);
+        if (scheme_len > 32)
+            scheme_len = 32;
+        return vh_error_set(err, VH_EINVAL, "open store: unknown scheme '%.*s'", (int)scheme_len,
+                            url);
+    }
+    return vh__store_sqlite_ops.open(url, out, err);
+}
+
+void vh_store_close(struct vh_store *st)
+{
+    if (st)
+        st->ops->close(st);
+}
+
+const char *vh_store_backend(const struct vh_store *st)
+{
+    return st ? st->ops->name : "";
+}
+
+int vh_store_schema_version(struct vh_store *st, int *out, struct vh_error *err)
+{
+    int v = 0, rc;
+
+    if (!st || !out)
+        return vh_error_set(err, VH_EINVAL, "schema version: missing argument");
+    rc = st->ops->schema_version(st, &v, err);
+    if (rc < 0)
+        return rc;
+    *out = v;
+    return 0;
+}
+
+/* ---- partners ------------------------------------------------------------------------ */
+
+int vh_store_partner_create(struct vh_store *st, const char *name,
+                            const char key_hash[VH_SHA256_HEX_LEN + 1], int64_t now_ms,
+                            struct vh_partner *out, struct vh_error *err)
+{
+    struct vh_partner p;
+    char id[VH_UUID_LEN + 1];
+    size_t name_len;
+    int rc;
+
+    if (!st || !name || !out)
+        return vh_error_set(err, VH_EINVAL, "create partner: missing argument");
+    name_len = strnlen(name, VH_PARTNER_NAME_MAX + 1);
+    if (name_len < 1 || name_len > VH_PARTNER_NAME_MAX || !is_clean_text(name, name_len))
+        return vh_error_set(err, VH_EINVAL,
+                            "partner name: must be 1 to %d bytes of UTF-8 without control "
+                            "characters",
+                            VH_PARTNER_NAME_MAX);
+    rc = check_key_hash(key_hash, err);
+    if (rc < 0)
+        return rc;
+    rc = check_time(now_ms, "create partner", err);
+    if (rc < 0)
+        return rc;
+    rc = vh_uuid_new(id, err);
+    if (rc < 0)
+        return rc;
+    memset(&p, 0, sizeof(p));
+    rc = st->ops->partner_create(st, id, name, key_hash, now_ms, &p, err);
+    if (rc < 0)
+        return rc;
+    *out = p;
+    return 0;
+}
+
+int vh_store_partner_list(struct vh_store *st, struct vh_partner **out, size_t *n,
+                          struct vh_error *err)
+{
+    struct vh_partner *arr = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (!st || !out || !n)
+        return vh_error_set(err, VH_EINVAL, "list partners: missing argument");
+    rc = st->ops->partner_list(st, &arr, &len, err);
+    if (rc < 0)
+        return rc;
+    *out = arr;
+    *n = len;
+    return 0;
+}
+
+int vh_store_partner_get(struct vh_store *st, const char *id, struct vh_partner *out,
+                         struct vh_error *err)
+{
+    struct vh_partner p;
+    int rc;
+
+    if (!st || !out)
+        return vh_error_set(err, VH_EINVAL, "get partner: missing argument");
+    rc = check_lookup_id(id, VH_UUID_LEN, "partner", err);
+    if (rc < 0)
+        return rc;
+    memset(&p, 0, sizeof(p));
+    rc = st->ops->partner_get(st, id, &p, err);
+    if (rc < 0)
+        return rc;
+    *out = p;
+    return 0;
+}
+
+int vh_store_partner_rotate_key(struct vh_store *st, const char *id,
+                                const char key_hash[VH_SHA256_HEX_LEN + 1], int64_t now_ms,
+                                struct vh_error *err)
+{
+    int rc;
+
+    if (!st)
+        return vh_error_set(err, VH_EINVAL, "rotate key: missing argument");
+    rc = check_lookup_id(id, VH_UUID_LEN, "partner", err);
+    if (rc < 0)
+        return rc;
+    rc = check_key_hash(key_hash, err);
+    if (rc < 0)
+        return rc;
+    rc = check_time(now_ms, "rotate key", err);
+    if (rc < 0)
+        return rc;
+    return st->ops->partner_rotate_key(st, id, key_hash, now_ms, err);
+}
+
+int vh_store_partner_by_key(struct vh_store *st, const char key_hash[VH_SHA256_HEX_LEN + 1],
+                            struct vh_partner *out, struct vh_error *err)
+{
+    char stored[VH_SHA256_HEX_LEN + 1] = {0};
+    struct vh_partner p;
+    int rc;
+
+    if (!st || !out)
+        return vh_error_set(err, VH_EINVAL, "find partner by key: missing argument");
+    /* Anything but a well-formed hash cannot match; say only "not found" to a guesser. */
+    if (!key_hash || strnlen(key_hash, VH_SHA256_HEX_LEN + 1) != VH_SHA256_HEX_LEN)
+        return vh_error_set(err, VH_ENOTFOUND, "api key not found");
+    memset(&p, 0, sizeof(p));
+    rc = st->ops->partner_by_key(st, key_hash, &p, stored, err);
+    if (rc < 0)
+        return rc;
+    /*
+     * The index lookup already matched; comparing again in constant time means a
+     * collation or index quirk can never accept a near-miss, and costs nothing.
+     */
+    if (!vh_mem_equal_ct(stored, key_hash, VH_SHA256_HEX_LEN))
+        return vh_error_set(err, VH_ENOTFOUND, "api key not found");
+    *out = p;
+    return 0;
+}
+
+/* ---- endpoints ------------------------------------------------------------------------- */
+
+int vh_store_endpoint_create(struct vh_store *st, const struct vh_endpoint *ep, int max,
+                             struct vh_error *err)
+{
+    int rc;
+
+    if (!st || !ep)
+        return vh_error_set(err, VH_EINVAL, "create endpoint: missing argument");
+    if (max < 0)
+        return vh_error_set(err, VH_EINVAL, "create endpoint: negative maximum %d", max);
+    rc = check_endpoint(ep, err);
+    if (rc < 0)
+        return rc;
+    rc = check_time(ep->created_ms, "endpoint created_ms", err);
+    if (rc < 0)
+        return rc;
+    return st->ops->endpoint_create(st, ep, max, err);
+}
+
+int vh_store_endpoint_get(struct vh_store *st, const char *partner_id, const char *id,
+                          struct vh_endpoint *out, struct vh_error *err)
+{
+    struct vh_endpoint ep;
+    int rc;
+
+    if (!st || !out)
+        return vh_error_set(err, VH_EINVAL, "get endpoint: missing argument");
+    rc = check_lookup_id(partner_id, VH_UUID_LEN, "partner", err);
+    if (rc < 0)
+        return rc;
+    rc = check_lookup_id(id, VH_UUID_LEN, "endpoint", err);
+    if (rc < 0)
+        return rc;
+    memset(&ep, 0, sizeof(ep));
+    rc = st->ops->endpoint_get(st, partner_id, id, &ep, err);
+    if (rc < 0)
+        return rc;
+    *out = ep;
+    return 0;
+}
+
+int vh_store_endpoint_get_by_label(struct vh_store *st, const char *partner_id, const char *label,
+                                   struct vh_endpoint *out, struct vh_error *err)
+{
+    struct vh_endpoint ep;
+    int rc;
+
+    if (!st || !out || !label)
+        return vh_error_set(err, VH_EINVAL, "get endpoint by label: missing argument");
+    rc = check_lookup_id(partner_id, VH_UUID_LEN, "partner", err);
+    if (rc < 0)
+        return rc;
+    if (!is_label(label))
+        return vh_error_set(err, VH_ENOTFOUND, "endpoint not found: malformed label");
+    memset(&ep, 0, sizeof(ep));
+    rc = st->ops->endpoint_get_by_label(st, partner_id, label, &ep, err);
+    if (rc < 0)
+        return rc;
+    *out = ep;
+    return 0;
+}
+
+int vh_store_endpoint_list(struct vh_store *st, const char *partner_id, struct vh_endpoint **out,
+                           size_t *n, struct vh_error *err)
+{
+    struct vh_endpoint *arr = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (!st || !out || !n)
+        return vh_error_set(err, VH_EINVAL, "list endpoints: missing argument");
+    rc = check_lookup_id(partner_id, VH_UUID_LEN, "partner", err);
+    if (rc == VH_ENOTFOUND) {
+        /* A partner that cannot exist has no endpoints. */
+        vh_error_clear(err);
+        *out = NULL;
+        *n = 0;
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    rc = st->ops->endpoint_list(st, partner_id, &arr, &len, err);
+    if (rc < 0)
+        return rc;
+    *out = arr;
+    *n = len;
+    return 0;
+}
+
+int vh_store_endpoint_update(struct vh_store *st, const struct vh_endpoint *ep,
+                             struct vh_error *err)
+{
+    int rc;
+
+    if (!st || !ep)
+        return vh_error_set(err, VH_EINVAL, "update endpoint: missing argument");
+    /* An id that cannot exist is not found, as for a lookup. */
+    rc = check_lookup_id(ep->id, VH_UUID_LEN, "endpoint", err);
+    if (rc < 0)
+        return rc;
+    rc = check_endpoint(ep, err);
+    if (rc < 0)
+        return rc;
+    return st->ops->endpoint_update(st, ep, err);
+}
+
+int vh_store_endpoint_delete(struct vh_store *st, const char *partner_id, const char *id,
+                             int64_t now_ms, struct vh_error *err)
+{
+    int rc;
+
+    if (!st)
+        return vh_error_set(err, VH_EINVAL, "delete endpoint: missing argument");
+    rc = check_lookup_id(partner_id, VH_UUID_LEN, "partner", err);
+    if (rc < 0)
+        return rc;
+    rc = check_lookup_id(id, VH_UUID_LEN, "endpoint", err);
+    if (rc < 0)
+        return rc;
+    rc = check_time(now_ms, "delete endpoint", err);
+    if (rc < 0)
+        return rc;
+    return st->ops->endpoint_delete(st, partner_id, id, now_ms, err);
+}
+
+/* ---- events ---------------------------------------------------------------------------- */
+
+static int check_event_put(const struct vh_event_put *ev, struct vh_error *err)
+{
+    size_t key_len;
+    int rc;
+
+    rc = check_lookup_id(ev->partner_id, VH_UUID_LEN, "partner", err);
+    if (rc < 0)
+        return rc;
+    if (!ev->session_id || !id_fits(ev->session_id, VH_ID_MAX))
+        return vh_error_set(err, VH_EINVAL, "session_id: must be 1 to %d of [A-Za-z0-9_-]",
+                            VH_ID_MAX);
+    if (ev->call_id) {
+        if (!id_fits(ev->call_id, VH_ID_MAX))
+            return vh_error_set(err, VH_EINVAL, "call_id: must be 1 to %d of [A-Za-z0-9_-]",
+                                VH_ID_MAX);
+        if (!vh_call_status_name((enum vh_call_status)ev->call_status))
+            return vh_error_set(err, VH_EINVAL, "call status: unknown value %d", ev->call_status);
+    } else if (ev->call_status != 0) {
+        return vh_error_set(err, VH_EINVAL, "call status: set without a call_id");
+    }
+    if (ev->recording_key) {
+        key_len = strnlen(ev->recording_key, VH_OBJECT_KEY_MAX + 1);
+        if (key_len < 1 || key_len > VH_OBJECT_KEY_MAX)
+            return vh_error_set(err, VH_EINVAL, "recording_key: must be 1 to %d bytes",
+                                VH_OBJECT_KEY_MAX);
+    }
+    if (!ev->body || ev->body_len == 0)
+        return vh_error_set(err, VH_EINVAL, "event body: empty");
+    if (ev->body_len > VH__STORE_BODY_MAX)
+        return vh_error_set(err, VH_ETOOBIG, "event body: %zu bytes, over the %zu byte limit",
+                            ev->body_len, VH__STORE_BODY_MAX);
+    return check_time(ev->accepted_ms, "event accepted_ms", err);
+}
+
+int vh_store_event_put(struct vh_store *st, const struct vh_event_put *ev,
+                       struct vh_event_put_result *out, struct vh_error *err)
+{
+    struct vh_event_put_result res;
+    char id[VH_UUID_LEN + 1];
+    int rc;
+
+    if (!st || !ev || !out)
+        return vh_error_set(err, VH_EINVAL, "put event: missing argument");
+    rc = check_event_put(ev, err);
+    if (rc < 0)
+        return rc;
+    rc = vh_uuid_new(id, err);
+    if (rc < 0)
+        return rc;
+    memset(&res, 0, sizeof(res));
+    rc = st->ops->event_put(st, ev, id, &res, err);
+    if (rc < 0)
+        return rc;
+    *out = res;
+    return 0;
+}
+
+void vh_call_rec_release(struct vh_call_rec *rec)
+{
+    if (!rec)
+        return;
+    vh_free(rec->recording_key);
+    rec->recording_key = NULL;
+    vh_buf_release(&rec->body);
+}
+
+int vh_store_call_get(struct vh_store *st, const char *partner_id, const char *id,
+                      struct vh_call_rec *out, struct vh_error *err)
+{
+    struct vh_call_rec rec;
+    int rc;
+
+    if (!st || !out)
+        return vh_error_set(err, VH_EINVAL, "get call: missing argument");
+    rc = check_lookup_id(partner_id, VH_UUID_LEN, "partner", err);
+    if (rc < 0)
+        return rc;
+    rc = check_lookup_id(id, VH_ID_MAX, "call", err);
+    if (rc < 0)
+        return rc;
+    memset(&rec, 0, sizeof(rec));
+    vh_buf_init(&rec.body, VH__STORE_BODY_MAX);
+    rc = st->ops->call_get(st, partner_id, id, &rec, err);
+    if (rc < 0)
+        return rc;
+    *out = rec;
+    return 0;
+}
+
+int vh_store_call_list(struct vh_store *st, const char *partner_id, size_t limit, size_t offset,
+                       int call_status, struct vh_call_rec **out, size_t *n, size_t *total,
+                       struct vh_error *err)
+{
+    struct vh_call_rec *arr = NULL;
+    size_t len = 0, all = 0;
+    int rc;
+
+    if (!st || !out || !n)
+        return vh_error_set(err, VH_EINVAL, "list calls: missing argument");
+    if (limit < 1 || limit > 100)
+        return vh_error_set(err, VH_EINVAL, "list calls: limit %zu is not in 1..100", limit);
+    if (offset > (size_t)INT64_MAX)
+        return vh_error_set(err, VH_EINVAL, "list calls: offset %zu is too large", offset);
+    if (call_status != 0 && !vh_call_status_name((enum vh_call_status)call_status))
+        return vh_error_set(err, VH_EINVAL, "list calls: unknown call status %d", call_status);
+    rc = check_lookup_id(partner_id, VH_UUID_LEN, "partner", err);
+    if (rc == VH_ENOTFOUND) {
+        vh_error_clear(err);
+        *out = NULL;
+        *n = 0;
+        if (total)
+            *total = 0;
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    rc = st->ops->call_list(st, partner_id, limit, offset, call_status, &arr, &len, &all, err);
+    if (rc < 0)
+        return rc;
+    *out = arr;
+    *n = len;
+    if (total)
+        *total = all;
+    return 0;
+}
+
+int vh_store_event_deliveries(struct vh_store *st, const char *event_id,
+                              struct vh_delivery_brief **out, size_t *n, struct vh_error *err)
+{
+    struct vh_delivery_brief *arr = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (!st || !out || !n)
+        return vh_error_set(err, VH_EINVAL, "list deliveries: missing argument");
+    rc = check_lookup_id(event_id, VH_UUID_LEN, "event", err);
+    if (rc < 0)
+        return rc;
+    rc = st->ops->event_deliveries(st, event_id, &arr, &len, err);
+    if (rc < 0)
+        return rc;
+    *out = arr;
+    *n = len;
+    return 0;
+}
+
+/* ---- counts ---------------------------------------------------------------------------- */
+
+/* The allow-list: caller text only ever selects an enum value, never reaches SQL. */
+static const struct {
+    const char *name;
+    enum vh__store_table table;
+} count_tables[] = {
+    {"partners", VH__TABLE_PARTNERS},     {"api_keys", VH__TABLE_API_KEYS},
+    {"endpoints", VH__TABLE_ENDPOINTS},   {"events", VH__TABLE_EVENTS},
+    {"deliveries", VH__TABLE_DELIVERIES}, {"attempts", VH__TABLE_ATTEMPTS},
+};
+
+int vh_store_count(struct vh_store *st, const char *table, int64_t *out, struct vh_error *err)
+{
+    int64_t v = 0;
+    size_t i;
+    int rc;
+
+    if (!st || !table || !out)
+        return vh_error_set(err, VH_EINVAL, "count: missing argument");
+    for (i = 0; i < sizeof(count_tables) / sizeof(count_tables[0]); i++) {
+        if (strcmp(table, count_tables[i].name) != 0)
+            continue;
+        rc = st->ops->count(st, count_tables[i].table, &v, err);
+        if (rc < 0)
+            return rc;
+        *out = v;
+        return 0;
+    }
+    return vh_error_set(err, VH_EINVAL, "count: unknown table");
+}

@@ -1,0 +1,112 @@
+/*
+ * Private to src/store/: the table a storage backend fills (git `ref_storage_be`, curl
+ * `Curl_ssl`), and the handle layout every backend shares.
+ *
+ * store.c owns everything that does not depend on the database: argument checks, the
+ * choice of backend by URL scheme, new object ids, the table-name allow-list, the
+ * constant-time key comparison, and the rule that a failed call leaves the caller's
+ * out-parameters untouched (it hands each op a local result and copies it out on success).
+ * So an op may assume valid arguments, and may write its outputs even when it then fails.
+ *
+ * A backend keeps the meaning of every public function in <vocohook/store.h>: one
+ * transaction per write, VH_ENOTFOUND for another partner's rows, the exact VH_ECONFLICT
+ * messages, durability on return. tests/unit/store/test_store.c is the contract suite each
+ * backend must pass.
+ */
+#ifndef VH_STORE_STORE_INT_H
+#define VH_STORE_STORE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vocohook/error.h>
+#include <vocohook/event.h>
+#include <vocohook/store.h>
+
+/*
+ * The largest stored webhook payload. The ingest request is capped at VH_BODY_MAX, but its
+ * rendering can be longer (the sender adds the envelope and may write a presigned URL), so
+ * the store allows four times that while still bounding what a read allocates.
+ */
+#define VH__STORE_BODY_MAX ((size_t)4 * 1024 * 1024)
+_Static_assert(VH__STORE_BODY_MAX >= (size_t)VH_BODY_MAX, "the store must hold any ingested body");
+
+/* The tables vh_store_count() accepts; store.c maps names to these, never SQL text. */
+enum vh__store_table {
+    VH__TABLE_PARTNERS,
+    VH__TABLE_API_KEYS,
+    VH__TABLE_ENDPOINTS, /* live endpoints only: deleted ones are invisible everywhere */
+    VH__TABLE_EVENTS,
+    VH__TABLE_DELIVERIES,
+    VH__TABLE_ATTEMPTS
+};
+
+/*
+ * Every backend's handle starts with this struct (the backend's own struct embeds it as its
+ * first member, so a `struct vh_store *` converts to it and back).
+ */
+struct vh_store {
+    const struct vh_store_ops *ops;
+};
+
+struct vh_store_ops {
+    const char *name; /* "sqlite", "postgres": what vh_store_backend() returns */
+
+    /*
+     * Opens the backend at `target` (for SQLite the path with any `sqlite:` prefix removed,
+     * for PostgreSQL the whole URL), runs the migrations, and stores the handle in `*out`.
+     */
+    int (*open)(const char *target, struct vh_store **out, struct vh_error *err);
+    /* Frees everything; no call may be running. */
+    void (*close)(struct vh_store *st);
+
+    int (*schema_version)(struct vh_store *st, int *out, struct vh_error *err);
+
+    /* `id` is new (store.c makes it). */
+    int (*partner_create)(struct vh_store *st, const char *id, const char *name,
+                          const char *key_hash, int64_t now_ms, struct vh_partner *out,
+                          struct vh_error *err);
+    int (*partner_list)(struct vh_store *st, struct vh_partner **out, size_t *n,
+                        struct vh_error *err);
+    int (*partner_get)(struct vh_store *st, const char *id, struct vh_partner *out,
+                       struct vh_error *err);
+    int (*partner_rotate_key)(struct vh_store *st, const char *id, const char *key_hash,
+                              int64_t now_ms, struct vh_error *err);
+    /*
+     * The partner of the live key found by `key_hash`, and the hash as stored (store.c
+     * compares the two in constant time before it accepts the match).
+     */
+    int (*partner_by_key)(struct vh_store *st, const char *key_hash, struct vh_partner *out,
+                          char stored_hash[VH_SHA256_HEX_LEN + 1], struct vh_error *err);
+
+    int (*endpoint_create)(struct vh_store *st, const struct vh_endpoint *ep, int max,
+                           struct vh_error *err);
+    int (*endpoint_get)(struct vh_store *st, const char *partner_id, const char *id,
+                        struct vh_endpoint *out, struct vh_error *err);
+    int (*endpoint_get_by_label)(struct vh_store *st, const char *partner_id, const char *label,
+                                 struct vh_endpoint *out, struct vh_error *err);
+    int (*endpoint_list)(struct vh_store *st, const char *partner_id, struct vh_endpoint **out,
+                         size_t *n, struct vh_error *err);
+    int (*endpoint_update)(struct vh_store *st, const struct vh_endpoint *ep, struct vh_error *err);
+    int (*endpoint_delete)(struct vh_store *st, const char *partner_id, const char *id,
+                           int64_t now_ms, struct vh_error *err);
+
+    /* `new_id` is the event id to use if the session is new (store.c makes it). */
+    int (*event_put)(struct vh_store *st, const struct vh_event_put *ev, const char *new_id,
+                     struct vh_event_put_result *out, struct vh_error *err);
+    /* On failure the op releases whatever it put into `out`. */
+    int (*call_get)(struct vh_store *st, const char *partner_id, const char *id,
+                    struct vh_call_rec *out, struct vh_error *err);
+    int (*call_list)(struct vh_store *st, const char *partner_id, size_t limit, size_t offset,
+                     int call_status, struct vh_call_rec **out, size_t *n, size_t *total,
+                     struct vh_error *err);
+    int (*event_deliveries)(struct vh_store *st, const char *event_id,
+                            struct vh_delivery_brief **out, size_t *n, struct vh_error *err);
+
+    int (*count)(struct vh_store *st, enum vh__store_table table, int64_t *out,
+                 struct vh_error *err);
+};
+
+extern const struct vh_store_ops vh__store_sqlite_ops;
+
+#endif

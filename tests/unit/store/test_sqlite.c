@@ -1,0 +1,402 @@
+/*
+ * What only the SQLite backend promises: the URL forms, the file format checks on open
+ * (newer schema, someone else's file), WAL, survival of a killed process, and several
+ * handles on one file. The file is inspected and patched as bytes (the SQLite header is
+ * documented: user_version at offset 60, application_id at 68, both big-endian), so the
+ * tests need no <sqlite3.h>, which only src/store/sqlite.c includes.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <vocohook/alloc.h>
+#include <vocohook/id.h>
+#include <vocohook/sign.h>
+#include <vocohook/store.h>
+
+#define T0 INT64_C(1773585128000)
+
+struct fixture {
+    char dir[256];
+    char path[300]; /* dir/store.db */
+    char url[320];  /* sqlite:dir/store.db */
+};
+
+static int setup(void **state)
+{
+    const char *tmp = getenv("TMPDIR");
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "%s/vh-sqlite-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
+    snprintf(f->url, sizeof(f->url), "sqlite:%s", f->path);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    static const char *const files[] = {"store.db", "store.db-wal", "store.db-shm", "junk"};
+    struct fixture *f = *state;
+    char path[512];
+    size_t i;
+
+    for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);
+        unlink(path);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static struct vh_store *open_ok(const char *url)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_store *st = NULL;
+
+    if (vh_store_open(url, &st, &err) < 0)
+        fail_msg("open %s: %s", url, err.msg);
+    return st;
+}
+
+static bool exists(const char *path)
+{
+    struct stat sb;
+
+    return stat(path, &sb) == 0;
+}
+
+/* Overwrites the 4-byte big-endian header field at `offset`. */
+static void patch_u32(const char *path, off_t offset, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    int fd = open(path, O_WRONLY);
+
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, b, sizeof(b), offset), sizeof(b));
+    assert_int_equal(close(fd), 0);
+}
+
+static void new_partner(struct vh_store *st, const char *name, struct vh_partner *p)
+{
+    char key[VH_APIKEY_LEN + 1], hash[VH_SHA256_HEX_LEN + 1];
+
+    assert_int_equal(vh_apikey_new(key, NULL), 0);
+    assert_int_equal(vh_sha256_hex(key, strlen(key), hash, NULL), 0);
+    assert_int_equal(vh_store_partner_create(st, name, hash, T0, p, NULL), 0);
+}
+
+static const char body_text[] = "{\"event\":\"session.completed\"}";
+
+static void fill_put(struct vh_event_put *ev, const char *partner_id, const char *session_id)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->partner_id = partner_id;
+    ev->session_id = session_id;
+    ev->body = body_text;
+    ev->body_len = sizeof(body_text) - 1;
+    ev->accepted_ms = T0;
+}
+
+/* ---- urls ------------------------------------------------------------------------------- */
+
+static void url_forms_name_the_same_file(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_partner p, got;
+    struct vh_store *st;
+    char url[400];
+
+    st = open_ok(f->url);
+    assert_string_equal(vh_store_backend(st), "sqlite");
+    new_partner(st, "Forms", &p);
+    vh_store_close(st);
+
+    st = open_ok(f->path); /* a plain path */
+    assert_int_equal(vh_store_partner_get(st, p.id, &got, NULL), 0);
+    vh_store_close(st);
+
+    snprintf(url, sizeof(url), "sqlite://%s", f->path); /* sqlite:///abs/path */
+    st = open_ok(url);
+    assert_int_equal(vh_store_partner_get(st, p.id, &got, NULL), 0);
+    vh_store_close(st);
+}
+
+static void open_rejects_unusable_urls(void **state)
+{
+    static const struct {
+        const char *url;
+        int code;
+        const char *msg;
+    } cases[] = {
+        {"postgres://vh@localhost/vh", VH_EINVAL, "postgres: backend not built yet"},
+        {"postgresql://localhost", VH_EINVAL, "postgres: backend not built yet"},
+        {"mysql://localhost/db", VH_EINVAL, "open store: unknown scheme 'mysql'"},
+        {"", VH_EINVAL, "open store: empty url"},
+        {"sqlite:", VH_EINVAL, "sqlite: empty path"},
+        {":memory:", VH_EINVAL, NULL},
+        {"sqlite:file:x.db?mode=memory", VH_EINVAL, NULL},
+        {"/nonexistent-vh-dir/sub/store.db", VH_ESTORE,
+         "open '/nonexistent-vh-dir/sub/store.db': unable to open database file"},
+    };
+    struct vh_store *st;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct vh_error err = VH_ERROR_INIT;
+
+        st = (struct vh_store *)&err; /* must stay untouched */
+        assert_int_equal(vh_store_open(cases[i].url, &st, &err), cases[i].code);
+        assert_ptr_equal(st, (struct vh_store *)&err);
+        if (cases[i].msg)
+            assert_string_equal(err.msg, cases[i].msg);
+    }
+    assert_int_equal(vh_store_open(NULL, &st, NULL), VH_EINVAL);
+    vh_store_close(NULL);
+}
+
+/* ---- the file ------------------------------------------------------------------------------ */
+
+static void newer_schema_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_store *st;
+    char wal[320];
+    int version = 0;
+
+    st = open_ok(f->url);
+    assert_int_equal(vh_store_schema_version(st, &version, NULL), 0);
+    assert_true(version >= 1);
+    vh_store_close(st);
+    /* The last connection checkpointed the WAL into the file and removed it. */
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    assert_false(exists(wal));
+
+    patch_u32(f->path, 60, (uint32_t)version + 1);
+    st = NULL;
+    assert_int_equal(vh_store_open(f->url, &st, &err), VH_ESTORE);
+    assert_null(st);
+    assert_non_null(strstr(err.msg, "is newer than this build supports"));
+
+    /* Back at our version, it opens again: opening a migrated file changes nothing. */
+    patch_u32(f->path, 60, (uint32_t)version);
+    st = open_ok(f->url);
+    version = -1;
+    assert_int_equal(vh_store_schema_version(st, &version, NULL), 0);
+    assert_true(version >= 1);
+    vh_store_close(st);
+}
+
+static void foreign_files_are_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_store *st = NULL;
+    char junk[320];
+    FILE *fp;
+
+    st = open_ok(f->url);
+    vh_store_close(st);
+    patch_u32(f->path, 68, 0x12345678); /* another application's id */
+    st = NULL;
+    assert_int_equal(vh_store_open(f->url, &st, &err), VH_ESTORE);
+    assert_non_null(strstr(err.msg, "not a vocohook database"));
+
+    snprintf(junk, sizeof(junk), "%s/junk", f->dir);
+    fp = fopen(junk, "w");
+    assert_non_null(fp);
+    for (int i = 0; i < 100; i++)
+        fputs("this is not a database file at all\n", fp);
+    assert_int_equal(fclose(fp), 0);
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_open(junk, &st, &err), VH_ESTORE);
+    assert_non_null(strstr(err.msg, "not a database"));
+}
+
+static void writes_go_through_the_wal(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_event_put_result res;
+    struct vh_event_put ev;
+    struct vh_partner p;
+    struct vh_store *st;
+    char wal[320];
+
+    st = open_ok(f->url);
+    new_partner(st, "Wal", &p);
+    fill_put(&ev, p.id, "wal-1");
+    assert_int_equal(vh_store_event_put(st, &ev, &res, NULL), 0);
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    assert_true(exists(wal));
+    vh_store_close(st);
+}
+
+/*
+ * A process killed right after vh_store_event_put returned: it never closed the store, so
+ * the event lives only in the WAL, and the next open must find it.
+ */
+static void a_killed_writer_loses_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_event_put_result res;
+    struct vh_call_rec rec;
+    struct vh_partner p;
+    struct vh_store *st;
+    char id[VH_UUID_LEN + 1] = {0};
+    int fds[2], status;
+    pid_t pid;
+
+    st = open_ok(f->url);
+    new_partner(st, "Crash", &p);
+    vh_store_close(st);
+
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct vh_event_put ev;
+
+        close(fds[0]);
+        fill_put(&ev, p.id, "crash-1");
+        if (vh_store_open(f->url, &st, NULL) < 0 || vh_store_event_put(st, &ev, &res, NULL) < 0)
+            _exit(1);
+        if (write(fds[1], res.event_id, VH_UUID_LEN) != VH_UUID_LEN)
+            _exit(1);
+        kill(getpid(), SIGKILL);
+        _exit(1);
+    }
+    close(fds[1]);
+    assert_int_equal(read(fds[0], id, VH_UUID_LEN), VH_UUID_LEN);
+    close(fds[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    st = open_ok(f->url);
+    memset(&rec, 0, sizeof(rec));
+    assert_int_equal(vh_store_call_get(st, p.id, "crash-1", &rec, NULL), 0);
+    assert_string_equal(rec.event_id, id);
+    assert_memory_equal(rec.body.data, body_text, sizeof(body_text) - 1);
+    vh_call_rec_release(&rec);
+    vh_store_close(st);
+}
+
+/* ---- several handles, many threads -------------------------------------------------------- */
+
+#define THREADS 24
+
+struct worker {
+    struct vh_store *st;
+    const char *partner_id;
+    pthread_barrier_t *go;
+    int n;
+    int rc;
+    bool created;
+    char msg[VH_ERROR_MSG_MAX];
+};
+
+/* Puts the shared session, then a session of its own, then reads both back. */
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res;
+    struct vh_call_rec rec;
+    struct vh_event_put ev;
+    char own[32];
+
+    pthread_barrier_wait(w->go);
+    fill_put(&ev, w->partner_id, "shared-session");
+    w->rc = vh_store_event_put(w->st, &ev, &res, &err);
+    w->created = res.created;
+    if (w->rc == 0) {
+        snprintf(own, sizeof(own), "own-%d", w->n);
+        fill_put(&ev, w->partner_id, own);
+        w->rc = vh_store_event_put(w->st, &ev, &res, &err);
+    }
+    if (w->rc == 0) {
+        memset(&rec, 0, sizeof(rec));
+        w->rc = vh_store_call_get(w->st, w->partner_id, own, &rec, &err);
+        vh_call_rec_release(&rec);
+    }
+    memcpy(w->msg, err.msg, sizeof(w->msg));
+    return NULL;
+}
+
+/*
+ * Two handles on one file (as two processes would have), THREADS threads over them: more
+ * callers than either pool has connections, and one session every thread puts.
+ */
+static void two_handles_share_one_file(void **state)
+{
+    struct fixture *f = *state;
+    struct worker w[THREADS];
+    struct vh_store *a, *b;
+    pthread_barrier_t go;
+    pthread_t t[THREADS];
+    struct vh_partner p;
+    int64_t events = 0;
+    int i, created = 0;
+
+    a = open_ok(f->url);
+    b = open_ok(f->url);
+    new_partner(a, "Shared", &p);
+    memset(w, 0, sizeof(w));
+    assert_int_equal(pthread_barrier_init(&go, NULL, THREADS), 0);
+    for (i = 0; i < THREADS; i++) {
+        w[i].st = i % 2 ? a : b;
+        w[i].partner_id = p.id;
+        w[i].go = &go;
+        w[i].n = i;
+        assert_int_equal(pthread_create(&t[i], NULL, work, &w[i]), 0);
+    }
+    for (i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    pthread_barrier_destroy(&go);
+    for (i = 0; i < THREADS; i++) {
+        if (w[i].rc != 0)
+            fail_msg("worker %d: %d %s", i, w[i].rc, w[i].msg);
+        created += w[i].created;
+    }
+    assert_int_equal(created, 1);
+    assert_int_equal(vh_store_count(b, "events", &events, NULL), 0);
+    assert_int_equal(events, 1 + THREADS);
+    vh_store_close(a);
+    vh_store_close(b);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(url_forms_name_the_same_file), T(open_rejects_unusable_urls),
+        T(newer_schema_is_refused),      T(foreign_files_are_refused),
+        T(writes_go_through_the_wal),    T(a_killed_writer_loses_nothing),
+        T(two_handles_share_one_file),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

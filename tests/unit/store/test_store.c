@@ -1,0 +1,1135 @@
+/*
+ * The store contract suite: what every backend must do, through the public API only.
+ *
+ * The store comes from VH_TEST_STORE_URL when it is set (the PostgreSQL run points it at a
+ * real server), else from a fresh SQLite file in a new temporary directory per test. The
+ * tests do not assume an empty store: they count in deltas, use ids unique to the run and
+ * look only at their own partners, so a shared database passes as well as a fresh file.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <vocohook/alloc.h>
+#include <vocohook/event.h>
+#include <vocohook/id.h>
+#include <vocohook/sign.h>
+#include <vocohook/store.h>
+
+#define T0 INT64_C(1773585128000) /* 2026-03-15T14:32:08.000Z */
+
+struct fixture {
+    char dir[256]; /* the temp dir, "" when VH_TEST_STORE_URL is used */
+    char url[512]; /* what vh_store_open gets */
+    struct vh_store *st;
+};
+
+static int open_store(struct fixture *f)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    int rc = vh_store_open(f->url, &f->st, &err);
+
+    if (rc < 0)
+        fprintf(stderr, "open %s: %s\n", f->url, err.msg);
+    return rc;
+}
+
+static int setup(void **state)
+{
+    const char *env = getenv("VH_TEST_STORE_URL");
+    const char *tmp = getenv("TMPDIR");
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    if (!f)
+        return -1;
+    if (env && *env) {
+        snprintf(f->url, sizeof(f->url), "%s", env);
+    } else {
+        snprintf(f->dir, sizeof(f->dir), "%s/vh-store-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(f->dir)) {
+            free(f);
+            return -1;
+        }
+        snprintf(f->url, sizeof(f->url), "sqlite:%s/store.db", f->dir);
+    }
+    if (open_store(f) < 0) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    static const char *const files[] = {"store.db", "store.db-wal", "store.db-shm"};
+    struct fixture *f = *state;
+    char path[512];
+    size_t i;
+
+    vh_store_close(f->st);
+    if (f->dir[0]) {
+        for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+            snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);
+            unlink(path);
+        }
+        rmdir(f->dir);
+    }
+    free(f);
+    return 0;
+}
+
+/* ---- helpers --------------------------------------------------------------------------- */
+
+/* `prefix-` and 12 random hex digits: ids that no earlier run can have used. */
+static void uniq(char *out, size_t cap, const char *prefix)
+{
+    char u[VH_UUID_LEN + 1];
+
+    assert_int_equal(vh_uuid_new(u, NULL), 0);
+    snprintf(out, cap, "%s-%s", prefix, u + 24);
+}
+
+static int64_t count(struct vh_store *st, const char *table)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    int64_t n = -1;
+
+    assert_int_equal(vh_store_count(st, table, &n, &err), 0);
+    return n;
+}
+
+struct key {
+    char key[VH_APIKEY_LEN + 1];
+    char hash[VH_SHA256_HEX_LEN + 1];
+};
+
+static void new_key(struct key *k)
+{
+    assert_int_equal(vh_apikey_new(k->key, NULL), 0);
+    assert_int_equal(vh_sha256_hex(k->key, strlen(k->key), k->hash, NULL), 0);
+}
+
+static void new_partner(struct vh_store *st, const char *name, struct vh_partner *p)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct key k;
+
+    new_key(&k);
+    assert_int_equal(vh_store_partner_create(st, name, k.hash, T0, p, &err), 0);
+}
+
+static void fill_endpoint(struct vh_endpoint *ep, const char *partner_id, const char *label,
+                          bool enabled)
+{
+    memset(ep, 0, sizeof(*ep));
+    assert_int_equal(vh_uuid_new(ep->id, NULL), 0);
+    snprintf(ep->partner_id, sizeof(ep->partner_id), "%s", partner_id);
+    snprintf(ep->label, sizeof(ep->label), "%s", label);
+    snprintf(ep->url, sizeof(ep->url), "https://example.com/hooks/%s", label);
+    assert_int_equal(vh_secret_new(ep->secret, NULL), 0);
+    ep->enabled = enabled;
+    ep->created_ms = T0;
+    ep->updated_ms = T0;
+}
+
+static void new_endpoint(struct vh_store *st, const char *partner_id, const char *label,
+                         bool enabled, struct vh_endpoint *ep)
+{
+    struct vh_error err = VH_ERROR_INIT;
+
+    fill_endpoint(ep, partner_id, label, enabled);
+    if (vh_store_endpoint_create(st, ep, VH_ENDPOINTS_MAX, &err) < 0)
+        fail_msg("create endpoint %s: %s", label, err.msg);
+}
+
+static const char body_text[] = "{\"event\":\"session.completed\",\"data\":{}}";
+
+static void fill_put(struct vh_event_put *ev, const char *partner_id, const char *session_id,
+                     int64_t accepted_ms)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->partner_id = partner_id;
+    ev->session_id = session_id;
+    ev->body = body_text;
+    ev->body_len = sizeof(body_text) - 1;
+    ev->accepted_ms = accepted_ms;
+}
+
+static void put(struct vh_store *st, const struct vh_event_put *ev, struct vh_event_put_result *res)
+{
+    struct vh_error err = VH_ERROR_INIT;
+
+    if (vh_store_event_put(st, ev, res, &err) < 0)
+        fail_msg("put %s: %s", ev->session_id, err.msg);
+}
+
+/* The state of the delivery of `event_id` to `endpoint_id` (fails when there is none). */
+static void delivery_state(struct vh_store *st, const char *event_id, const char *endpoint_id,
+                           char *state, size_t cap)
+{
+    struct vh_delivery_brief *d = NULL;
+    size_t n = 0, i, hits = 0;
+
+    assert_int_equal(vh_store_event_deliveries(st, event_id, &d, &n, NULL), 0);
+    for (i = 0; i < n; i++) {
+        if (strcmp(d[i].endpoint_id, endpoint_id) == 0) {
+            snprintf(state, cap, "%s", d[i].state);
+            hits++;
+        }
+    }
+    vh_free(d);
+    assert_int_equal(hits, 1);
+}
+
+/* ---- open, migrate, reopen ----------------------------------------------------------------- */
+
+static void reopen_keeps_data_and_schema(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res, again;
+    struct vh_partner p, got;
+    struct vh_endpoint ep, ep2;
+    struct vh_call_rec rec;
+    struct vh_event_put ev;
+    char session[64];
+    int v1 = -1, v2 = -2;
+
+    assert_int_equal(vh_store_schema_version(f->st, &v1, &err), 0);
+    assert_true(v1 >= 1);
+    new_partner(f->st, "Acme Voice", &p);
+    new_endpoint(f->st, p.id, "primary", true, &ep);
+    uniq(session, sizeof(session), "reopen");
+    fill_put(&ev, p.id, session, T0);
+    put(f->st, &ev, &res);
+    assert_true(res.created);
+
+    vh_store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(open_store(f), 0);
+
+    assert_int_equal(vh_store_schema_version(f->st, &v2, &err), 0);
+    assert_int_equal(v1, v2);
+    assert_int_equal(vh_store_partner_get(f->st, p.id, &got, &err), 0);
+    assert_string_equal(got.name, "Acme Voice");
+    assert_int_equal(got.created_ms, T0);
+    assert_int_equal(vh_store_endpoint_get(f->st, p.id, ep.id, &ep2, &err), 0);
+    assert_string_equal(ep2.secret, ep.secret);
+    memset(&rec, 0, sizeof(rec));
+    assert_int_equal(vh_store_call_get(f->st, p.id, session, &rec, &err), 0);
+    assert_string_equal(rec.event_id, res.event_id);
+    assert_int_equal(rec.body.len, sizeof(body_text) - 1);
+    assert_memory_equal(rec.body.data, body_text, rec.body.len);
+    vh_call_rec_release(&rec);
+    /* The idempotency record survived too. */
+    put(f->st, &ev, &again);
+    assert_false(again.created);
+    assert_string_equal(again.event_id, res.event_id);
+    assert_int_equal(again.deliveries, 1);
+}
+
+static void backend_is_named(void **state)
+{
+    struct fixture *f = *state;
+    const char *name = vh_store_backend(f->st);
+
+    assert_true(strcmp(name, "sqlite") == 0 || strcmp(name, "postgres") == 0);
+}
+
+/* ---- partners ------------------------------------------------------------------------------ */
+
+static void partner_create_list_get(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_partner a, b, got, *list = NULL;
+    size_t n = 0, i, seen_a = SIZE_MAX, seen_b = SIZE_MAX;
+    int64_t before = count(f->st, "partners");
+
+    new_partner(f->st, "Alpha", &a);
+    new_partner(f->st, "Beta", &b);
+    assert_int_equal(count(f->st, "partners"), before + 2);
+    assert_true(vh_id_is_valid(a.id, strlen(a.id)));
+    assert_int_equal(strlen(a.id), VH_UUID_LEN);
+    assert_string_not_equal(a.id, b.id);
+    assert_string_equal(a.name, "Alpha");
+    assert_int_equal(a.created_ms, T0);
+
+    assert_int_equal(vh_store_partner_list(f->st, &list, &n, &err), 0);
+    for (i = 0; i < n; i++) {
+        if (strcmp(list[i].id, a.id) == 0)
+            seen_a = i;
+        if (strcmp(list[i].id, b.id) == 0)
+            seen_b = i;
+    }
+    vh_free(list);
+    assert_true(seen_a < seen_b && seen_b < n); /* oldest first */
+
+    assert_int_equal(vh_store_partner_get(f->st, b.id, &got, &err), 0);
+    assert_string_equal(got.name, "Beta");
+    vh_error_clear(&err);
+    assert_int_equal(
+        vh_store_partner_get(f->st, "00000000-0000-4000-8000-000000000000", &got, &err),
+        VH_ENOTFOUND);
+    assert_string_equal(err.msg, "partner '00000000-0000-4000-8000-000000000000' not found");
+}
+
+static void partner_rejects_bad_input(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    char long_name[VH_PARTNER_NAME_MAX + 2];
+    struct vh_partner p;
+    /* Full-size buffers: the parameters are declared as arrays of VH_SHA256_HEX_LEN + 1. */
+    char bad_hash[VH_SHA256_HEX_LEN + 1] = "not-a-hash";
+    struct key k;
+    int64_t before = count(f->st, "partners");
+
+    new_key(&k);
+    assert_int_equal(vh_store_partner_create(f->st, "", k.hash, T0, &p, &err), VH_EINVAL);
+    memset(long_name, 'x', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_partner_create(f->st, long_name, k.hash, T0, &p, &err), VH_EINVAL);
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_partner_create(f->st, "bad\nname", k.hash, T0, &p, &err), VH_EINVAL);
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_partner_create(f->st, "ok", bad_hash, T0, &p, &err), VH_EINVAL);
+    assert_string_equal(err.msg, "api key hash: must be 64 lowercase hex digits");
+    assert_int_equal(count(f->st, "partners"), before);
+}
+
+static void partner_keys_rotate(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_partner p, other, got;
+    char short_hash[VH_SHA256_HEX_LEN + 1] = "short";
+    struct key k1, k2, stray;
+
+    new_key(&k1);
+    assert_int_equal(vh_store_partner_create(f->st, "Keyed", k1.hash, T0, &p, &err), 0);
+    new_partner(f->st, "Other", &other);
+
+    assert_int_equal(vh_store_partner_by_key(f->st, k1.hash, &got, &err), 0);
+    assert_string_equal(got.id, p.id);
+    assert_string_equal(got.name, "Keyed");
+
+    new_key(&k2);
+    assert_int_equal(vh_store_partner_rotate_key(f->st, p.id, k2.hash, T0 + 1000, &err), 0);
+    memset(&got, 0x5a, sizeof(got));
+    assert_int_equal(vh_store_partner_by_key(f->st, k1.hash, &got, &err), VH_ENOTFOUND);
+    assert_int_equal((unsigned char)got.id[0], 0x5a); /* untouched on failure */
+    assert_int_equal(vh_store_partner_by_key(f->st, k2.hash, &got, NULL), 0);
+    assert_string_equal(got.id, p.id);
+
+    /* Rotating one partner leaves the other's key alone. */
+    new_key(&stray);
+    assert_int_equal(vh_store_partner_by_key(f->st, stray.hash, &got, NULL), VH_ENOTFOUND);
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_partner_rotate_key(f->st, "00000000-0000-4000-8000-000000000000",
+                                                 stray.hash, T0, &err),
+                     VH_ENOTFOUND);
+    /* A key that is not even a hash is simply not found. */
+    assert_int_equal(vh_store_partner_by_key(f->st, short_hash, &got, NULL), VH_ENOTFOUND);
+}
+
+/*
+ * A write that fails halfway leaves nothing: rotating to a hash already in use fails after
+ * the old keys were revoked in the same transaction, so the old key must still work.
+ */
+static void failed_writes_leave_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_partner a, b, got;
+    struct key ka, kb;
+    int64_t partners, keys;
+
+    new_key(&ka);
+    new_key(&kb);
+    assert_int_equal(vh_store_partner_create(f->st, "Atomic A", ka.hash, T0, &a, NULL), 0);
+    assert_int_equal(vh_store_partner_create(f->st, "Atomic B", kb.hash, T0, &b, NULL), 0);
+    partners = count(f->st, "partners");
+    keys = count(f->st, "api_keys");
+
+    assert_int_equal(vh_store_partner_rotate_key(f->st, a.id, kb.hash, T0 + 1, &err), VH_ECONFLICT);
+    assert_int_equal(vh_store_partner_by_key(f->st, ka.hash, &got, NULL), 0);
+    assert_string_equal(got.id, a.id);
+    assert_int_equal(vh_store_partner_by_key(f->st, kb.hash, &got, NULL), 0);
+    assert_string_equal(got.id, b.id);
+
+    /* A new partner whose key is taken: the partner row goes too. */
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_partner_create(f->st, "Atomic C", ka.hash, T0, &got, &err),
+                     VH_ECONFLICT);
+    assert_int_equal(count(f->st, "partners"), partners);
+    assert_int_equal(count(f->st, "api_keys"), keys);
+}
+
+/* ---- endpoints ----------------------------------------------------------------------------- */
+
+static void endpoint_create_get_list_update_delete(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint a, b, got, *list = NULL;
+    struct vh_partner p;
+    char want[160];
+    size_t n = 0;
+
+    new_partner(f->st, "Endpoints", &p);
+    new_endpoint(f->st, p.id, "alpha", true, &a);
+    new_endpoint(f->st, p.id, "beta", false, &b);
+
+    assert_int_equal(vh_store_endpoint_get(f->st, p.id, a.id, &got, &err), 0);
+    assert_string_equal(got.id, a.id);
+    assert_string_equal(got.partner_id, p.id);
+    assert_string_equal(got.label, "alpha");
+    assert_string_equal(got.url, "https://example.com/hooks/alpha");
+    assert_string_equal(got.secret, a.secret);
+    assert_true(got.enabled);
+    assert_int_equal(got.created_ms, T0);
+    assert_int_equal(got.last_delivery_ms, 0);
+    assert_int_equal(got.last_delivery_status, VH_OUTCOME_NONE);
+
+    assert_int_equal(vh_store_endpoint_get_by_label(f->st, p.id, "beta", &got, &err), 0);
+    assert_string_equal(got.id, b.id);
+    assert_false(got.enabled);
+
+    assert_int_equal(vh_store_endpoint_list(f->st, p.id, &list, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].id, a.id); /* oldest first */
+    assert_string_equal(list[1].id, b.id);
+    vh_free(list);
+
+    snprintf(b.label, sizeof(b.label), "gamma");
+    snprintf(b.url, sizeof(b.url), "https://example.org/other");
+    b.enabled = true;
+    b.updated_ms = T0 + 5000;
+    assert_int_equal(vh_store_endpoint_update(f->st, &b, &err), 0);
+    assert_int_equal(vh_store_endpoint_get(f->st, p.id, b.id, &got, &err), 0);
+    assert_string_equal(got.label, "gamma");
+    assert_string_equal(got.url, "https://example.org/other");
+    assert_true(got.enabled);
+    assert_int_equal(got.created_ms, T0);
+    assert_int_equal(got.updated_ms, T0 + 5000);
+    assert_int_equal(vh_store_endpoint_get_by_label(f->st, p.id, "beta", &got, NULL), VH_ENOTFOUND);
+
+    assert_int_equal(vh_store_endpoint_delete(f->st, p.id, a.id, T0 + 6000, &err), 0);
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_endpoint_get(f->st, p.id, a.id, &got, &err), VH_ENOTFOUND);
+    snprintf(want, sizeof(want), "endpoint '%s' not found", a.id);
+    assert_string_equal(err.msg, want);
+    assert_int_equal(vh_store_endpoint_get_by_label(f->st, p.id, "alpha", &got, NULL),
+                     VH_ENOTFOUND);
+    assert_int_equal(vh_store_endpoint_list(f->st, p.id, &list, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, b.id);
+    vh_free(list);
+    assert_int_equal(vh_store_endpoint_update(f->st, &a, NULL), VH_ENOTFOUND);
+    assert_int_equal(vh_store_endpoint_delete(f->st, p.id, a.id, T0, NULL), VH_ENOTFOUND);
+
+    /* A deleted endpoint's label is free again. */
+    new_endpoint(f->st, p.id, "alpha", true, &got);
+}
+
+static void endpoint_label_conflict(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint a, b, dup, theirs;
+    struct vh_partner p, q;
+    int64_t before;
+
+    new_partner(f->st, "Labels", &p);
+    new_partner(f->st, "Labels too", &q);
+    new_endpoint(f->st, p.id, "main", true, &a);
+    new_endpoint(f->st, p.id, "second", true, &b);
+    before = count(f->st, "endpoints");
+
+    fill_endpoint(&dup, p.id, "main", true);
+    assert_int_equal(vh_store_endpoint_create(f->st, &dup, VH_ENDPOINTS_MAX, &err), VH_ECONFLICT);
+    assert_string_equal(err.msg, "label 'main' is already in use");
+    assert_int_equal(count(f->st, "endpoints"), before);
+
+    snprintf(b.label, sizeof(b.label), "main");
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_endpoint_update(f->st, &b, &err), VH_ECONFLICT);
+    assert_string_equal(err.msg, "label 'main' is already in use");
+    /* Keeping one's own label is no conflict. */
+    snprintf(a.url, sizeof(a.url), "https://example.com/v2");
+    assert_int_equal(vh_store_endpoint_update(f->st, &a, NULL), 0);
+
+    /* Labels are per partner. */
+    new_endpoint(f->st, q.id, "main", true, &theirs);
+}
+
+static void endpoint_limit_and_failed_insert_leaves_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint ep[VH_ENDPOINTS_MAX], extra, got, *list = NULL;
+    struct vh_partner p;
+    char label[16];
+    size_t n = 0;
+    int64_t before = count(f->st, "endpoints");
+    int i;
+
+    new_partner(f->st, "Limits", &p);
+    for (i = 0; i < VH_ENDPOINTS_MAX; i++) {
+        snprintf(label, sizeof(label), "ep-%d", i);
+        new_endpoint(f->st, p.id, label, true, &ep[i]);
+    }
+    fill_endpoint(&extra, p.id, "one-too-many", true);
+    assert_int_equal(vh_store_endpoint_create(f->st, &extra, VH_ENDPOINTS_MAX, &err), VH_ECONFLICT);
+    assert_string_equal(err.msg, "at most 5 endpoints per partner");
+    assert_int_equal(count(f->st, "endpoints"), before + VH_ENDPOINTS_MAX);
+    assert_int_equal(vh_store_endpoint_list(f->st, p.id, &list, &n, NULL), 0);
+    vh_free(list);
+    assert_int_equal(n, VH_ENDPOINTS_MAX);
+    assert_int_equal(vh_store_endpoint_get(f->st, p.id, extra.id, &got, NULL), VH_ENOTFOUND);
+
+    /* The limit is the caller's. */
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_endpoint_create(f->st, &extra, 2, &err), VH_ECONFLICT);
+    assert_string_equal(err.msg, "at most 2 endpoints per partner");
+
+    /* Deleting one makes room. */
+    assert_int_equal(vh_store_endpoint_delete(f->st, p.id, ep[0].id, T0, NULL), 0);
+    assert_int_equal(vh_store_endpoint_create(f->st, &extra, VH_ENDPOINTS_MAX, NULL), 0);
+    assert_int_equal(vh_store_endpoint_list(f->st, p.id, &list, &n, NULL), 0);
+    vh_free(list);
+    assert_int_equal(n, VH_ENDPOINTS_MAX);
+}
+
+static void endpoint_of_another_partner_is_not_found(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint mine, forged, got, *list = NULL;
+    struct vh_partner a, b;
+    size_t n = 99;
+
+    new_partner(f->st, "Owner", &a);
+    new_partner(f->st, "Intruder", &b);
+    new_endpoint(f->st, a.id, "private", true, &mine);
+
+    memset(&got, 0x5a, sizeof(got));
+    assert_int_equal(vh_store_endpoint_get(f->st, b.id, mine.id, &got, &err), VH_ENOTFOUND);
+    assert_int_equal((unsigned char)got.label[0], 0x5a); /* untouched on failure */
+    assert_int_equal(vh_store_endpoint_get_by_label(f->st, b.id, "private", &got, NULL),
+                     VH_ENOTFOUND);
+
+    forged = mine;
+    snprintf(forged.partner_id, sizeof(forged.partner_id), "%s", b.id);
+    snprintf(forged.url, sizeof(forged.url), "https://evil.example/");
+    assert_int_equal(vh_store_endpoint_update(f->st, &forged, NULL), VH_ENOTFOUND);
+    assert_int_equal(vh_store_endpoint_delete(f->st, b.id, mine.id, T0, NULL), VH_ENOTFOUND);
+    assert_int_equal(vh_store_endpoint_list(f->st, b.id, &list, &n, NULL), 0);
+    assert_int_equal(n, 0);
+    vh_free(list);
+
+    assert_int_equal(vh_store_endpoint_get(f->st, a.id, mine.id, &got, NULL), 0);
+    assert_string_equal(got.url, mine.url);
+    assert_true(got.enabled);
+}
+
+static void endpoint_create_for_unknown_partner(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint ep;
+    int64_t before = count(f->st, "endpoints");
+
+    fill_endpoint(&ep, "00000000-0000-4000-8000-000000000000", "orphan", true);
+    assert_int_equal(vh_store_endpoint_create(f->st, &ep, VH_ENDPOINTS_MAX, &err), VH_ENOTFOUND);
+    assert_string_equal(err.msg, "partner '00000000-0000-4000-8000-000000000000' not found");
+    assert_int_equal(count(f->st, "endpoints"), before);
+}
+
+static void endpoint_rejects_bad_fields(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+
+    new_partner(f->st, "Strict", &p);
+    fill_endpoint(&ep, p.id, "Upper", true);
+    assert_int_equal(vh_store_endpoint_create(f->st, &ep, 5, NULL), VH_EINVAL);
+    fill_endpoint(&ep, p.id, "-dash", true);
+    assert_int_equal(vh_store_endpoint_create(f->st, &ep, 5, NULL), VH_EINVAL);
+    fill_endpoint(&ep, p.id, "ok", true);
+    ep.url[0] = '\0';
+    assert_int_equal(vh_store_endpoint_create(f->st, &ep, 5, NULL), VH_EINVAL);
+    fill_endpoint(&ep, p.id, "ok", true);
+    ep.secret[0] = '\0';
+    assert_int_equal(vh_store_endpoint_create(f->st, &ep, 5, NULL), VH_EINVAL);
+    fill_endpoint(&ep, p.id, "ok", true);
+    ep.created_ms = -1;
+    assert_int_equal(vh_store_endpoint_create(f->st, &ep, 5, NULL), VH_EINVAL);
+    fill_endpoint(&ep, p.id, "default", true); /* reserved for the API, not the store */
+    assert_int_equal(vh_store_endpoint_create(f->st, &ep, 5, NULL), 0);
+}
+
+/* ---- events and deliveries ------------------------------------------------------------------ */
+
+struct fanout {
+    struct vh_partner p;
+    struct vh_endpoint on[3];
+    struct vh_endpoint off;
+};
+
+/* A partner with three enabled endpoints and a disabled one. */
+static void make_fanout(struct vh_store *st, const char *name, struct fanout *fo)
+{
+    new_partner(st, name, &fo->p);
+    new_endpoint(st, fo->p.id, "one", true, &fo->on[0]);
+    new_endpoint(st, fo->p.id, "two", true, &fo->on[1]);
+    new_endpoint(st, fo->p.id, "off", false, &fo->off);
+    new_endpoint(st, fo->p.id, "three", true, &fo->on[2]);
+}
+
+static void event_put_fans_out_to_enabled_endpoints(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_brief *d = NULL;
+    struct vh_event_put_result res;
+    struct vh_event_put ev;
+    struct fanout fo;
+    char session[64];
+    size_t n = 0, i;
+    int64_t events, deliveries;
+
+    make_fanout(f->st, "Fanout", &fo);
+    events = count(f->st, "events");
+    deliveries = count(f->st, "deliveries");
+    uniq(session, sizeof(session), "fan");
+    fill_put(&ev, fo.p.id, session, T0 + 42);
+    put(f->st, &ev, &res);
+    assert_true(res.created);
+    assert_int_equal(res.deliveries, 3);
+    assert_int_equal(strlen(res.event_id), VH_UUID_LEN);
+    assert_int_equal(count(f->st, "events"), events + 1);
+    assert_int_equal(count(f->st, "deliveries"), deliveries + 3);
+
+    assert_int_equal(vh_store_event_deliveries(f->st, res.event_id, &d, &n, NULL), 0);
+    assert_int_equal(n, 3);
+    for (i = 0; i < n; i++) {
+        assert_string_equal(d[i].endpoint_id, fo.on[i].id); /* endpoint order */
+        assert_string_equal(d[i].state, "pending");
+        assert_int_equal(d[i].attempts, 0);
+        assert_int_equal(d[i].next_attempt_ms, T0 + 42); /* due at once */
+        assert_int_equal(strlen(d[i].id), VH_UUID_LEN);
+    }
+    assert_string_not_equal(d[0].id, d[1].id);
+    vh_free(d);
+    assert_int_equal(
+        vh_store_event_deliveries(f->st, "00000000-0000-4000-8000-000000000000", &d, &n, NULL),
+        VH_ENOTFOUND);
+}
+
+static void event_put_without_endpoints(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_brief *d = NULL;
+    struct vh_event_put_result res;
+    struct vh_event_put ev;
+    struct vh_partner p;
+    char session[64];
+    size_t n = 7;
+
+    new_partner(f->st, "Lonely", &p);
+    uniq(session, sizeof(session), "lonely");
+    fill_put(&ev, p.id, session, T0);
+    put(f->st, &ev, &res);
+    assert_true(res.created);
+    assert_int_equal(res.deliveries, 0);
+    assert_int_equal(vh_store_event_deliveries(f->st, res.event_id, &d, &n, NULL), 0);
+    assert_int_equal(n, 0);
+    vh_free(d);
+}
+
+static void event_put_repeat_is_idempotent(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_event_put_result first, again;
+    struct vh_endpoint late;
+    struct vh_event_put ev;
+    struct fanout fo;
+    char session[64];
+    int64_t events, deliveries;
+
+    make_fanout(f->st, "Repeat", &fo);
+    uniq(session, sizeof(session), "rep");
+    fill_put(&ev, fo.p.id, session, T0);
+    put(f->st, &ev, &first);
+    events = count(f->st, "events");
+    deliveries = count(f->st, "deliveries");
+
+    /* A repeat, even with another body and time, and after the fan-out changed. */
+    new_endpoint(f->st, fo.p.id, "late", true, &late);
+    ev.accepted_ms = T0 + 60000;
+    ev.body = "{}";
+    ev.body_len = 2;
+    memset(&again, 0x5a, sizeof(again));
+    put(f->st, &ev, &again);
+    assert_false(again.created);
+    assert_string_equal(again.event_id, first.event_id);
+    assert_int_equal(again.deliveries, 3);
+    assert_int_equal(count(f->st, "events"), events);
+    assert_int_equal(count(f->st, "deliveries"), deliveries);
+}
+
+static void event_put_other_partners_session_conflicts(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res, other;
+    struct vh_event_put ev;
+    struct vh_partner a, b;
+    char session[64], want[160];
+    int64_t events;
+
+    new_partner(f->st, "First", &a);
+    new_partner(f->st, "Second", &b);
+    uniq(session, sizeof(session), "owned");
+    fill_put(&ev, a.id, session, T0);
+    put(f->st, &ev, &res);
+    events = count(f->st, "events");
+
+    ev.partner_id = b.id;
+    memset(&other, 0x5a, sizeof(other));
+    assert_int_equal(vh_store_event_put(f->st, &ev, &other, &err), VH_ECONFLICT);
+    snprintf(want, sizeof(want), "session_id '%s' belongs to another partner", session);
+    assert_string_equal(err.msg, want);
+    assert_int_equal((unsigned char)other.event_id[0], 0x5a); /* untouched on failure */
+    assert_int_equal(count(f->st, "events"), events);
+}
+
+static void event_put_rejects_bad_input(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res;
+    struct vh_event_put ev;
+    struct vh_partner p;
+    char session[64];
+    int64_t events = count(f->st, "events");
+
+    new_partner(f->st, "Picky", &p);
+    uniq(session, sizeof(session), "bad");
+    fill_put(&ev, p.id, "has space", T0);
+    assert_int_equal(vh_store_event_put(f->st, &ev, &res, NULL), VH_EINVAL);
+    fill_put(&ev, p.id, session, T0);
+    ev.call_status = VH_CALL_BUSY; /* a status without a call */
+    assert_int_equal(vh_store_event_put(f->st, &ev, &res, NULL), VH_EINVAL);
+    fill_put(&ev, p.id, session, T0);
+    ev.call_id = "c1";
+    ev.call_status = 99;
+    assert_int_equal(vh_store_event_put(f->st, &ev, &res, NULL), VH_EINVAL);
+    fill_put(&ev, p.id, session, T0);
+    ev.body_len = 0;
+    assert_int_equal(vh_store_event_put(f->st, &ev, &res, NULL), VH_EINVAL);
+    fill_put(&ev, "00000000-0000-4000-8000-000000000000", session, T0);
+    assert_int_equal(vh_store_event_put(f->st, &ev, &res, &err), VH_ENOTFOUND);
+    assert_string_equal(err.msg, "partner '00000000-0000-4000-8000-000000000000' not found");
+    assert_int_equal(count(f->st, "events"), events);
+}
+
+struct racer {
+    struct vh_store *st;
+    const struct vh_event_put *ev;
+    pthread_barrier_t *go;
+    struct vh_event_put_result res;
+    int rc;
+    char msg[VH_ERROR_MSG_MAX];
+};
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+    struct vh_error err = VH_ERROR_INIT;
+
+    pthread_barrier_wait(r->go);
+    r->rc = vh_store_event_put(r->st, r->ev, &r->res, &err);
+    memcpy(r->msg, err.msg, sizeof(r->msg));
+    return NULL;
+}
+
+#define RACERS 20
+
+/* Starts RACERS threads, each putting evs[i] (or evs[0] when `same`), and joins them. */
+static void run_racers(struct vh_store *st, const struct vh_event_put *evs, bool same,
+                       struct racer *r)
+{
+    pthread_barrier_t go;
+    pthread_t t[RACERS];
+    int i;
+
+    assert_int_equal(pthread_barrier_init(&go, NULL, RACERS), 0);
+    for (i = 0; i < RACERS; i++) {
+        r[i].st = st;
+        r[i].ev = same ? &evs[0] : &evs[i];
+        r[i].go = &go;
+        assert_int_equal(pthread_create(&t[i], NULL, race, &r[i]), 0);
+    }
+    for (i = 0; i < RACERS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    pthread_barrier_destroy(&go);
+    for (i = 0; i < RACERS; i++)
+        if (r[i].rc != 0)
+            fail_msg("racer %d: %d %s", i, r[i].rc, r[i].msg);
+}
+
+static void event_put_same_session_concurrently(void **state)
+{
+    struct fixture *f = *state;
+    struct racer r[RACERS];
+    struct vh_event_put ev;
+    struct fanout fo;
+    char session[64];
+    int64_t events, deliveries;
+    int i, created = 0;
+
+    make_fanout(f->st, "Racing", &fo);
+    events = count(f->st, "events");
+    deliveries = count(f->st, "deliveries");
+    uniq(session, sizeof(session), "race");
+    fill_put(&ev, fo.p.id, session, T0);
+    memset(r, 0, sizeof(r));
+    run_racers(f->st, &ev, true, r);
+    for (i = 0; i < RACERS; i++) {
+        created += r[i].res.created;
+        assert_string_equal(r[i].res.event_id, r[0].res.event_id);
+        assert_int_equal(r[i].res.deliveries, 3);
+    }
+    assert_int_equal(created, 1);
+    assert_int_equal(count(f->st, "events"), events + 1);
+    assert_int_equal(count(f->st, "deliveries"), deliveries + 3);
+}
+
+static void event_put_distinct_sessions_concurrently(void **state)
+{
+    struct fixture *f = *state;
+    char sessions[RACERS][64];
+    struct vh_event_put evs[RACERS];
+    struct racer r[RACERS];
+    struct vh_call_rec rec;
+    struct fanout fo;
+    int64_t events, deliveries;
+    int i;
+
+    make_fanout(f->st, "Crowd", &fo);
+    events = count(f->st, "events");
+    deliveries = count(f->st, "deliveries");
+    for (i = 0; i < RACERS; i++) {
+        uniq(sessions[i], sizeof(sessions[i]), "crowd");
+        fill_put(&evs[i], fo.p.id, sessions[i], T0 + i);
+    }
+    memset(r, 0, sizeof(r));
+    run_racers(f->st, evs, false, r);
+    for (i = 0; i < RACERS; i++) {
+        assert_true(r[i].res.created);
+        assert_int_equal(r[i].res.deliveries, 3);
+        memset(&rec, 0, sizeof(rec));
+        assert_int_equal(vh_store_call_get(f->st, fo.p.id, sessions[i], &rec, NULL), 0);
+        assert_string_equal(rec.event_id, r[i].res.event_id);
+        vh_call_rec_release(&rec);
+    }
+    assert_int_equal(count(f->st, "events"), events + RACERS);
+    assert_int_equal(count(f->st, "deliveries"), deliveries + 3 * RACERS);
+}
+
+static void disabling_an_endpoint_cancels_its_pending_deliveries(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_event_put_result e1, e2;
+    struct vh_event_put ev;
+    struct vh_endpoint ep;
+    struct fanout fo;
+    char s1[64], s2[64], st[16];
+
+    make_fanout(f->st, "Disable", &fo);
+    uniq(s1, sizeof(s1), "dis");
+    fill_put(&ev, fo.p.id, s1, T0);
+    put(f->st, &ev, &e1);
+
+    ep = fo.on[1];
+    ep.enabled = false;
+    ep.updated_ms = T0 + 1000;
+    assert_int_equal(vh_store_endpoint_update(f->st, &ep, NULL), 0);
+    delivery_state(f->st, e1.event_id, fo.on[1].id, st, sizeof(st));
+    assert_string_equal(st, "canceled");
+    delivery_state(f->st, e1.event_id, fo.on[0].id, st, sizeof(st));
+    assert_string_equal(st, "pending");
+    delivery_state(f->st, e1.event_id, fo.on[2].id, st, sizeof(st));
+    assert_string_equal(st, "pending");
+
+    /* New events skip it; enabling it again does not revive what was canceled. */
+    uniq(s2, sizeof(s2), "dis");
+    fill_put(&ev, fo.p.id, s2, T0 + 2000);
+    put(f->st, &ev, &e2);
+    assert_int_equal(e2.deliveries, 2);
+    ep.enabled = true;
+    assert_int_equal(vh_store_endpoint_update(f->st, &ep, NULL), 0);
+    delivery_state(f->st, e1.event_id, fo.on[1].id, st, sizeof(st));
+    assert_string_equal(st, "canceled");
+}
+
+static void deleting_an_endpoint_cancels_its_pending_deliveries(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_event_put_result e1, e2;
+    struct vh_endpoint got, *list = NULL;
+    struct vh_delivery_brief *d = NULL;
+    struct vh_event_put ev;
+    struct fanout fo;
+    char s1[64], s2[64], st[16];
+    size_t n = 0, i;
+
+    make_fanout(f->st, "Delete", &fo);
+    uniq(s1, sizeof(s1), "del");
+    fill_put(&ev, fo.p.id, s1, T0);
+    put(f->st, &ev, &e1);
+
+    assert_int_equal(vh_store_endpoint_delete(f->st, fo.p.id, fo.on[0].id, T0 + 1000, NULL), 0);
+    delivery_state(f->st, e1.event_id, fo.on[0].id, st, sizeof(st));
+    assert_string_equal(st, "canceled");
+    delivery_state(f->st, e1.event_id, fo.on[2].id, st, sizeof(st));
+    assert_string_equal(st, "pending");
+
+    assert_int_equal(vh_store_endpoint_get(f->st, fo.p.id, fo.on[0].id, &got, NULL), VH_ENOTFOUND);
+    assert_int_equal(vh_store_endpoint_list(f->st, fo.p.id, &list, &n, NULL), 0);
+    assert_int_equal(n, 3);
+    for (i = 0; i < n; i++)
+        assert_string_not_equal(list[i].id, fo.on[0].id);
+    vh_free(list);
+
+    uniq(s2, sizeof(s2), "del");
+    fill_put(&ev, fo.p.id, s2, T0 + 2000);
+    put(f->st, &ev, &e2);
+    assert_int_equal(e2.deliveries, 2);
+    assert_int_equal(vh_store_event_deliveries(f->st, e2.event_id, &d, &n, NULL), 0);
+    for (i = 0; i < n; i++)
+        assert_string_not_equal(d[i].endpoint_id, fo.on[0].id);
+    vh_free(d);
+}
+
+/* ---- calls --------------------------------------------------------------------------------- */
+
+static void call_get_by_call_id_and_session_id(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res, plain;
+    struct vh_call_rec rec;
+    struct vh_event_put ev;
+    struct vh_partner a, b;
+    char session[64], call[64], other[64], want[160];
+
+    new_partner(f->st, "Caller", &a);
+    new_partner(f->st, "Stranger", &b);
+    uniq(session, sizeof(session), "sess");
+    uniq(call, sizeof(call), "call");
+    fill_put(&ev, a.id, session, T0 + 7);
+    ev.call_id = call;
+    ev.call_status = VH_CALL_NO_ANSWER;
+    ev.recording_key = "recordings/2026/03/15/x.wav";
+    put(f->st, &ev, &res);
+
+    memset(&rec, 0, sizeof(rec));
+    assert_int_equal(vh_store_call_get(f->st, a.id, call, &rec, &err), 0);
+    assert_string_equal(rec.event_id, res.event_id);
+    assert_string_equal(rec.partner_id, a.id);
+    assert_string_equal(rec.session_id, session);
+    assert_string_equal(rec.call_id, call);
+    assert_int_equal(rec.call_status, VH_CALL_NO_ANSWER);
+    assert_int_equal(rec.accepted_ms, T0 + 7);
+    assert_non_null(rec.recording_key);
+    assert_string_equal(rec.recording_key, "recordings/2026/03/15/x.wav");
+    assert_int_equal(rec.body.len, sizeof(body_text) - 1);
+    assert_memory_equal(rec.body.data, body_text, rec.body.len);
+    vh_call_rec_release(&rec);
+    vh_call_rec_release(&rec); /* releasing twice is harmless */
+
+    memset(&rec, 0, sizeof(rec));
+    assert_int_equal(vh_store_call_get(f->st, a.id, session, &rec, &err), 0);
+    assert_string_equal(rec.event_id, res.event_id);
+    vh_call_rec_release(&rec);
+
+    /* Another partner cannot tell it from a missing call. */
+    memset(&rec, 0, sizeof(rec));
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_call_get(f->st, b.id, call, &rec, &err), VH_ENOTFOUND);
+    snprintf(want, sizeof(want), "call '%s' not found", call);
+    assert_string_equal(err.msg, want);
+    assert_int_equal(vh_store_call_get(f->st, b.id, session, &rec, NULL), VH_ENOTFOUND);
+    uniq(other, sizeof(other), "none");
+    assert_int_equal(vh_store_call_get(f->st, a.id, other, &rec, NULL), VH_ENOTFOUND);
+    assert_null(rec.recording_key);
+
+    /* A session that was not a phone call. */
+    uniq(other, sizeof(other), "web");
+    fill_put(&ev, a.id, other, T0 + 8);
+    put(f->st, &ev, &plain);
+    memset(&rec, 0, sizeof(rec));
+    assert_int_equal(vh_store_call_get(f->st, a.id, other, &rec, NULL), 0);
+    assert_string_equal(rec.call_id, "");
+    assert_int_equal(rec.call_status, 0);
+    assert_null(rec.recording_key);
+    vh_call_rec_release(&rec);
+}
+
+static void free_calls(struct vh_call_rec *arr, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        vh_call_rec_release(&arr[i]);
+    vh_free(arr);
+}
+
+static void call_list_pages_newest_first_with_filter(void **state)
+{
+    struct fixture *f = *state;
+    static const int statuses[] = {VH_CALL_COMPLETED, VH_CALL_FAILED, VH_CALL_COMPLETED,
+                                   VH_CALL_BUSY, 0};
+    char sessions[25][64], calls[25][64];
+    struct vh_event_put_result res;
+    struct vh_call_rec *arr = NULL;
+    struct vh_event_put ev;
+    struct vh_partner p, q;
+    size_t n = 0, total = 0, i;
+    int completed = 0;
+
+    new_partner(f->st, "Lister", &p);
+    new_partner(f->st, "Quiet", &q);
+    /* Inserted out of time order: the list sorts by accepted time, not insertion. */
+    for (i = 0; i < 25; i++) {
+        size_t k = (i * 7) % 25; /* a permutation of 0..24 */
+
+        uniq(sessions[k], sizeof(sessions[k]), "list");
+        fill_put(&ev, p.id, sessions[k], T0 + (int64_t)k * 1000);
+        if (statuses[k % 5]) {
+            uniq(calls[k], sizeof(calls[k]), "c");
+            ev.call_id = calls[k];
+            ev.call_status = statuses[k % 5];
+        }
+        put(f->st, &ev, &res);
+    }
+    for (i = 0; i < 25; i++)
+        completed += statuses[i % 5] == VH_CALL_COMPLETED;
+
+    assert_int_equal(vh_store_call_list(f->st, p.id, 10, 0, 0, &arr, &n, &total, NULL), 0);
+    assert_int_equal(n, 10);
+    assert_int_equal(total, 25);
+    for (i = 0; i < n; i++) {
+        assert_string_equal(arr[i].session_id, sessions[24 - i]);
+        assert_int_equal(arr[i].accepted_ms, T0 + (int64_t)(24 - i) * 1000);
+        assert_int_equal(arr[i].body.len, sizeof(body_text) - 1);
+    }
+    free_calls(arr, n);
+
+    assert_int_equal(vh_store_call_list(f->st, p.id, 10, 20, 0, &arr, &n, &total, NULL), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(total, 25);
+    assert_string_equal(arr[0].session_id, sessions[4]);
+    assert_string_equal(arr[4].session_id, sessions[0]);
+    free_calls(arr, n);
+
+    assert_int_equal(vh_store_call_list(f->st, p.id, 10, 25, 0, &arr, &n, NULL, NULL), 0);
+    assert_int_equal(n, 0);
+    free_calls(arr, n);
+
+    assert_int_equal(
+        vh_store_call_list(f->st, p.id, 100, 0, VH_CALL_COMPLETED, &arr, &n, &total, NULL), 0);
+    assert_int_equal(n, (size_t)completed);
+    assert_int_equal(total, (size_t)completed);
+    for (i = 0; i < n; i++) {
+        assert_int_equal(arr[i].call_status, VH_CALL_COMPLETED);
+        if (i > 0)
+            assert_true(arr[i - 1].accepted_ms > arr[i].accepted_ms);
+    }
+    free_calls(arr, n);
+
+    assert_int_equal(vh_store_call_list(f->st, q.id, 10, 0, 0, &arr, &n, &total, NULL), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(total, 0);
+    free_calls(arr, n);
+
+    assert_int_equal(vh_store_call_list(f->st, p.id, 0, 0, 0, &arr, &n, NULL, NULL), VH_EINVAL);
+    assert_int_equal(vh_store_call_list(f->st, p.id, 101, 0, 0, &arr, &n, NULL, NULL), VH_EINVAL);
+    assert_int_equal(vh_store_call_list(f->st, p.id, 10, 0, 42, &arr, &n, NULL, NULL), VH_EINVAL);
+}
+
+/* ---- counts ---------------------------------------------------------------------------------- */
+
+static void count_accepts_only_known_tables(void **state)
+{
+    static const char *const known[] = {"partners", "api_keys",   "endpoints",
+                                        "events",   "deliveries", "attempts"};
+    static const char *const unknown[] = {
+        "",        "sqlite_schema",  "events; DROP TABLE events", "Events",
+        "events ", "schema_version", "pg_catalog.pg_tables"};
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    int64_t n;
+    size_t i;
+
+    for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        assert_true(count(f->st, known[i]) >= 0);
+    for (i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+        n = 12345;
+        vh_error_clear(&err);
+        assert_int_equal(vh_store_count(f->st, unknown[i], &n, &err), VH_EINVAL);
+        assert_int_equal(n, 12345);
+        assert_non_null(strstr(err.msg, "unknown table"));
+    }
+    assert_int_equal(vh_store_count(f->st, NULL, &n, NULL), VH_EINVAL);
+    assert_true(count(f->st, "events") >= 0); /* still there */
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(reopen_keeps_data_and_schema),
+        T(backend_is_named),
+        T(partner_create_list_get),
+        T(partner_rejects_bad_input),
+        T(partner_keys_rotate),
+        T(failed_writes_leave_nothing),
+        T(endpoint_create_get_list_update_delete),
+        T(endpoint_label_conflict),
+        T(endpoint_limit_and_failed_insert_leaves_nothing),
+        T(endpoint_of_another_partner_is_not_found),
+        T(endpoint_create_for_unknown_partner),
+        T(endpoint_rejects_bad_fields),
+        T(event_put_fans_out_to_enabled_endpoints),
+        T(event_put_without_endpoints),
+        T(event_put_repeat_is_idempotent),
+        T(event_put_other_partners_session_conflicts),
+        T(event_put_rejects_bad_input),
+        T(event_put_same_session_concurrently),
+        T(event_put_distinct_sessions_concurrently),
+        T(disabling_an_endpoint_cancels_its_pending_deliveries),
+        T(deleting_an_endpoint_cancels_its_pending_deliveries),
+        T(call_get_by_call_id_and_session_id),
+        T(call_list_pages_newest_first_with_filter),
+        T(count_accepts_only_known_tables),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
