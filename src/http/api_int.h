@@ -1,0 +1,44 @@
+/*
+ * Private to src/http/: the API object shared by the route files, and the response
+ * helpers they all use.
+ */
+#ifndef VH_HTTP_API_INT_H
+#define VH_HTTP_API_INT_H
+
+#include <pthread.h>
+
+#include <vocohook/api.h>
+#include <vocohook/event.h>
+
+#define RATE_SLOTS 4096
+
+/* One API key's request counts in the current one-minute windows. */
+struct rate_slot {
+    char key[VH_SHA256_HEX_LEN + 1]; /* "" when free */
+    int64_t general_start_ms;
+    int general_count;
+    int64_t calls_start_ms;
+    int calls_count;
+};
+
+struct vh_api {
+    struct vh_store *st;
+    bool has_ingest_token;
+    char ingest_token_hex[VH_SHA256_HEX_LEN + 1]; /* SHA-256 of the token; never the token */
+    bool allow_http;
+    int max_endpoints;
+    int rate_general;
+    int rate_calls;
+    char *s3_endpoint, *s3_region, *s3_bucket, *s3_access_key, *s3_secret_key;
+    bool s3_path_style;
+    vh_log_fn *log;
+    void *log_ud;
+    pthread_mutex_t rate_lock; /* guards rates */
+    struct rate_slot *rates;   /* RATE_SLOTS entries, open addressing */
+};
+
+/* Logs one record: {"ts","level","msg","request_id"?}. The message must hold no secret. */
+void vh__api_log(struct vh_api *api, enum vh_log_level level, const char *request_id,
+                 const char *fmt, ...) VH_PRINTF(4, 5);
+
+#endif

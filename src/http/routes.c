@@ -1,0 +1,1310 @@
+/*
+ * The HTTP API as logic: a request struct in, a response struct out (api.h). No sockets
+ * here; the server adapter (server.c) and the tests drive vh_api_handle directly.
+ *
+ * Reading order: vh_api_handle (auth, rate limit, dispatch) -> one function per route ->
+ * the response helpers at the top.
+ */
+#include <vocohook/api.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <vocohook/alloc.h>
+#include <vocohook/clock.h>
+#include <vocohook/id.h>
+#include <vocohook/json.h>
+#include <vocohook/presign.h>
+#include <vocohook/sign.h>
+
+#include "http/api_int.h"
+#include "core/banned.h"
+
+#define RESP_MAX           (4 * 1024 * 1024) /* the largest answer: a page of 100 calls */
+#define PATH_MAX_LEN       512
+#define PATH_SEGMENTS      8
+#define TOKEN_MAX          256
+#define SECRET_MESSAGE     "Save this secret \xe2\x80\x94 it will not be shown again."
+#define LEGACY_LABEL       "default"
+#define LIST_LIMIT_MAX     100
+#define LIST_LIMIT_DEFAULT 10
+
+/* The `data` object of a stored payload starts right after this prefix and the timestamp. */
+#define PAYLOAD_PREFIX "{\"event\":\"session.completed\",\"timestamp\":\""
+#define PAYLOAD_DATA   "\",\"data\":"
+
+struct route_ctx {
+    struct vh_api *api;
+    const struct vh_api_req *req;
+    struct vh_api_resp *resp;
+    struct vh_partner partner; /* the authenticated partner (partner API only) */
+    char key_hash[VH_SHA256_HEX_LEN + 1];
+    char *seg[PATH_SEGMENTS];
+    size_t n_seg;
+};
+
+/* ---- logging ------------------------------------------------------------------------- */
+
+void vh__api_log(struct vh_api *api, enum vh_log_level level, const char *request_id,
+                 const char *fmt, ...)
+{
+    struct vh_buf line = VH_BUF_INIT(4096);
+    char ts[VH_TIME_LEN + 1];
+    char msg[512];
+    va_list ap;
+    int rc;
+
+    if (!api->log)
+        return;
+    va_start(ap, fmt);
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+        msg[0] = '\0';
+    va_end(ap);
+    vh_time_format(vh_time_now_ms(), ts);
+    rc = vh_buf_addf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts,
+                     vh_log_level_name(level));
+    if (rc == 0)
+        rc = vh_json_add_string(&line, msg, strlen(msg));
+    if (rc == 0 && request_id) {
+        rc = vh_buf_adds(&line, ",\"request_id\":");
+        if (rc == 0)
+            rc = vh_json_add_string(&line, request_id, strlen(request_id));
+    }
+    if (rc == 0)
+        rc = vh_buf_addc(&line, '}');
+    if (rc == 0)
+        api->log(api->log_ud, level, line.data);
+    vh_buf_release(&line);
+}
+
+/* ---- responses ----------------------------------------------------------------------- */
+
+void vh_api_resp_init(struct vh_api_resp *resp)
+{
+    resp->status = 0;
+    vh_buf_init(&resp->body, RESP_MAX);
+    resp->retry_after_s = 0;
+    resp->location = NULL;
+}
+
+void vh_api_resp_release(struct vh_api_resp *resp)
+{
+    vh_buf_release(&resp->body);
+}
+
+static const char *code_for_status(int status)
+{
+    switch (status) {
+    case 400:
+        return "VALIDATION_ERROR";
+    case 401:
+        return "UNAUTHORIZED";
+    case 403:
+        return "FORBIDDEN";
+    case 404:
+        return "NOT_FOUND";
+    case 409:
+        return "CONFLICT";
+    case 413:
+        return "PAYLOAD_TOO_LARGE";
+    case 429:
+        return "RATE_LIMITED";
+    default:
+        return "INTERNAL_ERROR";
+    }
+}
+
+/*
+ * Replaces the response with the error envelope. Building it can only fail on memory;
+ * then the body is left empty and the server sends the status alone.
+ */
+static void reply_error(struct vh_api_resp *resp, int status, const char *fmt, ...) VH_PRINTF(3, 4);
+static void reply_error(struct vh_api_resp *resp, int status, const char *fmt, ...)
+{
+    char msg[VH_ERROR_MSG_MAX + 64];
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+        msg[0] = '\0';
+    va_end(ap);
+    resp->status = status;
+    vh_buf_reset(&resp->body);
+    rc = vh_buf_addf(&resp->body, "{\"success\":false,\"error\":{\"code\":\"%s\",\"message\":",
+                     code_for_status(status));
+    if (rc == 0)
+        rc = vh_json_add_string(&resp->body, msg, strlen(msg));
+    if (rc == 0)
+        rc = vh_buf_adds(&resp->body, "}}");
+    if (rc < 0)
+        vh_buf_reset(&resp->body);
+}
+
+/* Answers a failed library call: input errors as 400/404/409, our failures as 500. */
+static int reply_rc(struct route_ctx *c, int rc, const struct vh_error *err)
+{
+    const char *msg = err->msg[0] ? err->msg : vh_strerror(rc);
+
+    switch (rc) {
+    case VH_EINVAL:
+    case VH_ETOOBIG:
+        reply_error(c->resp, 400, "%s", msg);
+        return 0;
+    case VH_ENOTFOUND:
+        reply_error(c->resp, 404, "%s", msg);
+        return 0;
+    case VH_ECONFLICT:
+        reply_error(c->resp, 409, "%s", msg);
+        return 0;
+    default:
+        vh__api_log(c->api, VH_LOG_ERROR, c->req->request_id, "%s %s: %s", c->req->method,
+                    c->req->path, msg);
+        reply_error(c->resp, 500, "internal error (request %s)",
+                    c->req->request_id ? c->req->request_id : "-");
+        return rc;
+    }
+}
+
+/* Starts a success envelope; the caller appends the data value, then ok_end(). */
+static int ok_begin(struct route_ctx *c, int status)
+{
+    c->resp->status = status;
+    vh_buf_reset(&c->resp->body);
+    return vh_buf_adds(&c->resp->body, "{\"success\":true,\"data\":");
+}
+
+static int ok_end(struct route_ctx *c, int rc)
+{
+    if (rc == 0)
+        rc = vh_buf_addc(&c->resp->body, '}');
+    if (rc < 0) {
+        struct vh_error err = VH_ERROR_INIT;
+
+        vh_error_set(&err, rc, "building the response: %s", vh_strerror(rc));
+        return reply_rc(c, rc, &err);
+    }
+    return 0;
+}
+
+/* ---- small JSON writers ---------------------------------------------------------------- */
+
+static int add_key_str(struct vh_buf *b, const char *key, const char *val)
+{
+    int rc = vh_buf_addf(b, "\"%s\":", key);
+
+    if (rc == 0)
+        rc = val ? vh_json_add_string(b, val, strlen(val)) : vh_buf_adds(b, "null");
+    return rc;
+}
+
+static int add_key_time(struct vh_buf *b, const char *key, int64_t ms, bool null_if_zero)
+{
+    char ts[VH_TIME_LEN + 1];
+
+    if (null_if_zero && ms == 0)
+        return vh_buf_addf(b, "\"%s\":null", key);
+    vh_time_format(ms, ts);
+    return vh_buf_addf(b, "\"%s\":\"%s\"", key, ts);
+}
+
+static const char *outcome_name(enum vh_delivery_outcome o)
+{
+    switch (o) {
+    case VH_OUTCOME_SUCCEEDED:
+        return "succeeded";
+    case VH_OUTCOME_FAILED:
+        return "failed";
+    case VH_OUTCOME_NONE:
+        break;
+    }
+    return NULL;
+}
+
+/* An endpoint object; the secret only when `with_secret` (create and rotate answers). */
+static int add_endpoint(struct vh_buf *b, const struct vh_endpoint *ep, bool with_secret)
+{
+    int rc = vh_buf_addc(b, '{');
+
+    if (rc == 0)
+        rc = add_key_str(b, "id", ep->id);
+    if (rc == 0)
+        rc = vh_buf_addc(b, ',');
+    if (rc == 0)
+        rc = add_key_str(b, "label", ep->label);
+    if (rc == 0)
+        rc = vh_buf_addc(b, ',');
+    if (rc == 0)
+        rc = add_key_str(b, "url", ep->url);
+    if (rc == 0)
+        rc = vh_buf_addf(b, ",\"enabled\":%s,", ep->enabled ? "true" : "false");
+    if (rc == 0 && with_secret) {
+        rc = add_key_str(b, "secret", ep->secret);
+        if (rc == 0)
+            rc = vh_buf_addc(b, ',');
+    }
+    if (rc == 0)
+        rc = add_key_time(b, "created_at", ep->created_ms, false);
+    if (rc == 0)
+        rc = vh_buf_addc(b, ',');
+    if (rc == 0)
+        rc = add_key_time(b, "updated_at", ep->updated_ms, false);
+    if (rc == 0)
+        rc = vh_buf_addc(b, ',');
+    if (rc == 0)
+        rc = add_key_time(b, "last_delivery_at", ep->last_delivery_ms, true);
+    if (rc == 0)
+        rc = vh_buf_addc(b, ',');
+    if (rc == 0)
+        rc = add_key_str(b, "last_delivery_status", outcome_name(ep->last_delivery_status));
+    if (rc == 0 && with_secret)
+        rc = vh_buf_adds(b, ",\"message\":\"" SECRET_MESSAGE "\"");
+    if (rc == 0)
+        rc = vh_buf_addc(b, '}');
+    return rc;
+}
+
+/* ---- validation ------------------------------------------------------------------------ */
+
+static bool label_is_valid(const char *s, size_t len)
+{
+    size_t i;
+
+    if (len < 1 || len > VH_LABEL_MAX)
+        return false;
+    for (i = 0; i < len; i++) {
+        char ch = s[i];
+        bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+
+        if (!alnum && (i == 0 || ch != '-'))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * An endpoint URL: https:// (or http:// when allowed), a host, an optional port, then
+ * anything printable. No credentials (they would end up in logs and lists), no fragment.
+ * The destination address itself is checked at connect time by the delivery engine.
+ */
+static int check_endpoint_url(const struct vh_api *api, const char *field, const char *url,
+                              size_t len, struct vh_error *err)
+{
+    const char *host, *end, *p;
+    size_t i;
+
+    if (len > VH_ENDPOINT_URL_MAX)
+        return vh_error_set(err, VH_ETOOBIG, "%s: longer than %d bytes", field,
+                            VH_ENDPOINT_URL_MAX);
+    for (i = 0; i < len; i++)
+        if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] == 0x7f)
+            return vh_error_set(err, VH_EINVAL,
+                                "%s: must not contain spaces or control "
+                                "characters",
+                                field);
+    if (len >= 8 && strncmp(url, "https://", 8) == 0) {
+        host = url + 8;
+    } else if (len >= 7 && strncmp(url, "http://", 7) == 0) {
+        if (!api->allow_http)
+            return vh_error_set(err, VH_EINVAL, "%s: must be an https:// URL", field);
+        host = url + 7;
+    } else {
+        return vh_error_set(err, VH_EINVAL, "%s: must be an https:// URL", field);
+    }
+    end = host + strcspn(host, "/?#");
+    if (end == host)
+        return vh_error_set(err, VH_EINVAL, "%s: has no host", field);
+    for (p = host; p < end; p++)
+        if (*p == '@')
+            return vh_error_set(err, VH_EINVAL, "%s: must not contain credentials", field);
+    if (strchr(url, '#'))
+        return vh_error_set(err, VH_EINVAL, "%s: must not contain a fragment", field);
+    p = host;
+    if (*p == '[') {
+        p = memchr(host, ']', (size_t)(end - host));
+        if (!p)
+            return vh_error_set(err, VH_EINVAL, "%s: unterminated [IPv6] host", field);
+        p++;
+    } else {
+        while (p < end && *p != ':') {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'))
+                return vh_error_set(err, VH_EINVAL, "%s: host has a bad character '%c'", field, *p);
+            p++;
+        }
+        if (p == host)
+            return vh_error_set(err, VH_EINVAL, "%s: has no host", field);
+    }
+    if (p < end) {
+        long port = 0;
+
+        if (*p != ':' || p + 1 == end)
+            return vh_error_set(err, VH_EINVAL, "%s: bad port", field);
+        for (p++; p < end; p++) {
+            if (*p < '0' || *p > '9' || port > 65535)
+                return vh_error_set(err, VH_EINVAL, "%s: bad port", field);
+            port = port * 10 + (*p - '0');
+        }
+        if (port < 1 || port > 65535)
+            return vh_error_set(err, VH_EINVAL, "%s: port must be 1 to 65535", field);
+    }
+    return 0;
+}
+
+static int check_label(const char *label, size_t len, bool allow_default, struct vh_error *err)
+{
+    if (!label_is_valid(label, len))
+        return vh_error_set(err, VH_EINVAL,
+                            "label: must match ^[a-z0-9][a-z0-9-]{0,30}$ (lowercase letters, "
+                            "digits and '-', 1 to 31 characters)");
+    if (!allow_default && strcmp(label, LEGACY_LABEL) == 0)
+        return vh_error_set(err, VH_EINVAL,
+                            "label: 'default' is reserved for the legacy PUT /config/webhook "
+                            "route");
+    return 0;
+}
+
+/* ---- authentication and rate limits ----------------------------------------------------- */
+
+/* The token of "Authorization: Bearer <token>", or NULL. */
+static const char *bearer_token(const char *auth, size_t *len)
+{
+    const char *t;
+
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return NULL;
+    t = auth + 7;
+    while (*t == ' ')
+        t++;
+    *len = strlen(t);
+    while (*len > 0 && t[*len - 1] == ' ')
+        (*len)--;
+    if (*len == 0 || *len > TOKEN_MAX)
+        return NULL;
+    return t;
+}
+
+static int auth_partner(struct route_ctx *c)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    const char *tok;
+    size_t len = 0;
+    int rc;
+
+    tok = bearer_token(c->req->authorization, &len);
+    if (!tok) {
+        reply_error(c->resp, 401, "missing or malformed Authorization: Bearer <API key> header");
+        return 1;
+    }
+    rc = vh_sha256_hex(tok, len, c->key_hash, &err);
+    if (rc == 0)
+        rc = vh_store_partner_by_key(c->api->st, c->key_hash, &c->partner, &err);
+    if (rc == VH_ENOTFOUND) {
+        reply_error(c->resp, 401, "invalid or revoked API key");
+        return 1;
+    }
+    if (rc < 0) {
+        reply_rc(c, rc, &err);
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * Counts one request against the key's per-minute windows (fixed windows, per process).
+ * Returns 0, or the seconds until the window reopens.
+ */
+static int rate_take(struct vh_api *api, const char *key, bool calls, int64_t now)
+{
+    size_t h = 5381, i, slot = RATE_SLOTS, stale = RATE_SLOTS, oldest = 0;
+    int64_t oldest_ms = INT64_MAX;
+    struct rate_slot *s;
+    int wait = 0;
+
+    if (api->rate_general < 0 && (!calls || api->rate_calls < 0))
+        return 0;
+    for (i = 0; key[i]; i++)
+        h = h * 33 + (unsigned char)key[i];
+    pthread_mutex_lock(&api->rate_lock);
+    /* Find the key along its probe chain (which ends at a never-used slot); if it is not
+     * there, take the first stale slot seen, else the free one, else the stalest. */
+    for (i = 0; i < RATE_SLOTS; i++) {
+        size_t k = (h + i) % RATE_SLOTS;
+        struct rate_slot *r = &api->rates[k];
+
+        if (strcmp(r->key, key) == 0) {
+            slot = k;
+            break;
+        }
+        if (r->key[0] == '\0') {
+            if (stale == RATE_SLOTS)
+                stale = k;
+            break;
+        }
+        if (stale == RATE_SLOTS && now - r->general_start_ms >= 120000 &&
+            now - r->calls_start_ms >= 120000)
+            stale = k;
+        if (r->general_start_ms < oldest_ms) {
+            oldest_ms = r->general_start_ms;
+            oldest = k;
+        }
+    }
+    if (slot == RATE_SLOTS)
+        slot = stale != RATE_SLOTS ? stale : oldest;
+    s = &api->rates[slot];
+    if (strcmp(s->key, key) != 0) {
+        memset(s, 0, sizeof(*s));
+        memcpy(s->key, key, VH_SHA256_HEX_LEN);
+    }
+    if (now - s->general_start_ms >= 60000) {
+        s->general_start_ms = now;
+        s->general_count = 0;
+    }
+    if (now - s->calls_start_ms >= 60000) {
+        s->calls_start_ms = now;
+        s->calls_count = 0;
+    }
+    if (api->rate_general >= 0 && s->general_count >= api->rate_general)
+        wait = (int)((s->general_start_ms + 60000 - now + 999) / 1000);
+    else if (calls && api->rate_calls >= 0 && s->calls_count >= api->rate_calls)
+        wait = (int)((s->calls_start_ms + 60000 - now + 999) / 1000);
+    if (wait == 0) {
+        s->general_count++;
+        if (calls)
+            s->calls_count++;
+    }
+    pthread_mutex_unlock(&api->rate_lock);
+    return wait;
+}
+
+/* ---- /api/v2/config/webhooks ------------------------------------------------------------ */
+
+static int new_endpoint_fields(struct route_ctx *c, struct vh_endpoint *ep, struct vh_error *err)
+{
+    int rc;
+
+    memset(ep, 0, sizeof(*ep));
+    rc = vh_uuid_new(ep->id, err);
+    if (rc == 0)
+        rc = vh_secret_new(ep->secret, err);
+    if (rc < 0)
+        return rc;
+    memcpy(ep->partner_id, c->partner.id, sizeof(ep->partner_id));
+    ep->created_ms = c->req->now_ms;
+    ep->updated_ms = c->req->now_ms;
+    return 0;
+}
+
+static int webhooks_create(struct route_ctx *c)
+{
+    struct vh_jfield f[] = {
+        {.name = "label", .type = VH_JSTRING, .required = true, .max_len = 64},
+        {.name = "url", .type = VH_JSTRING, .required = true, .max_len = VH_ENDPOINT_URL_MAX},
+        {.name = "enabled", .type = VH_JBOOL},
+    };
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint ep;
+    int rc;
+
+    rc = vh_json_parse_fields(c->req->body, c->req->body_len, f, 3, &err);
+    if (rc == 0)
+        rc = check_label(f[0].str, f[0].str_len, false, &err);
+    if (rc == 0)
+        rc = check_endpoint_url(c->api, "url", f[1].str, f[1].str_len, &err);
+    if (rc == 0)
+        rc = new_endpoint_fields(c, &ep, &err);
+    if (rc == 0) {
+        memcpy(ep.label, f[0].str, f[0].str_len + 1);
+        memcpy(ep.url, f[1].str, f[1].str_len + 1);
+        ep.enabled = f[2].present ? f[2].b : true;
+        rc = vh_store_endpoint_create(c->api->st, &ep, c->api->max_endpoints, &err);
+    }
+    vh_json_fields_release(f, 3);
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    rc = ok_begin(c, 201);
+    if (rc == 0)
+        rc = add_endpoint(&c->resp->body, &ep, true);
+    return ok_end(c, rc);
+}
+
+static int webhooks_list(struct route_ctx *c)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint *eps = NULL;
+    size_t n = 0, i;
+    int rc;
+
+    rc = vh_store_endpoint_list(c->api->st, c->partner.id, &eps, &n, &err);
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    rc = ok_begin(c, 200);
+    if (rc == 0)
+        rc = vh_buf_addc(&c->resp->body, '[');
+    for (i = 0; rc == 0 && i < n; i++) {
+        if (i)
+            rc = vh_buf_addc(&c->resp->body, ',');
+        if (rc == 0)
+            rc = add_endpoint(&c->resp->body, &eps[i], false);
+    }
+    if (rc == 0)
+        rc = vh_buf_addc(&c->resp->body, ']');
+    vh_free(eps);
+    return ok_end(c, rc);
+}
+
+/* Loads the partner's endpoint named by the path; answers 404 itself when missing. */
+static int load_endpoint(struct route_ctx *c, struct vh_endpoint *ep)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    int rc;
+
+    if (!vh_id_is_valid(c->seg[4], strlen(c->seg[4]))) {
+        reply_error(c->resp, 404, "webhook endpoint not found");
+        return 1;
+    }
+    rc = vh_store_endpoint_get(c->api->st, c->partner.id, c->seg[4], ep, &err);
+    if (rc == VH_ENOTFOUND) {
+        reply_error(c->resp, 404, "webhook endpoint '%s' not found", c->seg[4]);
+        return 1;
+    }
+    if (rc < 0) {
+        reply_rc(c, rc, &err);
+        return 1;
+    }
+    return 0;
+}
+
+static int webhooks_get(struct route_ctx *c)
+{
+    struct vh_endpoint ep;
+    int rc;
+
+    if (load_endpoint(c, &ep))
+        return 0;
+    rc = ok_begin(c, 200);
+    if (rc == 0)
+        rc = add_endpoint(&c->resp->body, &ep, false);
+    return ok_end(c, rc);
+}
+
+static int webhooks_update(struct route_ctx *c)
+{
+    struct vh_jfield f[] = {
+        {.name = "label", .type = VH_JSTRING, .max_len = 64},
+        {.name = "url", .type = VH_JSTRING, .max_len = VH_ENDPOINT_URL_MAX},
+        {.name = "enabled", .type = VH_JBOOL},
+    };
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint ep;
+    int rc;
+
+    if (load_endpoint(c, &ep))
+        return 0;
+    rc = vh_json_parse_fields(c->req->body, c->req->body_len, f, 3, &err);
+    if (rc == 0 && f[0].present && strcmp(f[0].str, ep.label) != 0)
+        rc = check_label(f[0].str, f[0].str_len, false, &err);
+    if (rc == 0 && f[1].present)
+        rc = check_endpoint_url(c->api, "url", f[1].str, f[1].str_len, &err);
+    if (rc == 0) {
+        if (f[0].present)
+            memcpy(ep.label, f[0].str, f[0].str_len + 1);
+        if (f[1].present)
+            memcpy(ep.url, f[1].str, f[1].str_len + 1);
+        if (f[2].present)
+            ep.enabled = f[2].b;
+        ep.updated_ms = c->req->now_ms;
+        rc = vh_store_endpoint_update(c->api->st, &ep, &err);
+    }
+    vh_json_fields_release(f, 3);
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    rc = ok_begin(c, 200);
+    if (rc == 0)
+        rc = add_endpoint(&c->resp->body, &ep, false);
+    return ok_end(c, rc);
+}
+
+static int webhooks_delete(struct route_ctx *c)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint ep;
+    int rc;
+
+    if (load_endpoint(c, &ep))
+        return 0;
+    rc = vh_store_endpoint_delete(c->api->st, c->partner.id, ep.id, c->req->now_ms, &err);
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    rc = ok_begin(c, 200);
+    if (rc == 0)
+        rc = vh_buf_addf(&c->resp->body, "{\"id\":\"%s\",\"deleted\":true}", ep.id);
+    return ok_end(c, rc);
+}
+
+static int webhooks_rotate(struct route_ctx *c)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint ep;
+    int rc;
+
+    if (load_endpoint(c, &ep))
+        return 0;
+    rc = vh_secret_new(ep.secret, &err);
+    ep.updated_ms = c->req->now_ms;
+    if (rc == 0)
+        rc = vh_store_endpoint_update(c->api->st, &ep, &err);
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    rc = ok_begin(c, 200);
+    if (rc == 0)
+        rc = vh_buf_addf(&c->resp->body, "{\"id\":\"%s\",\"label\":", ep.id);
+    if (rc == 0)
+        rc = vh_json_add_string(&c->resp->body, ep.label, strlen(ep.label));
+    if (rc == 0)
+        rc = vh_buf_addf(&c->resp->body, ",\"secret\":\"%s\",\"message\":\"" SECRET_MESSAGE "\"}",
+                         ep.secret);
+    return ok_end(c, rc);
+}
+
+/* PUT /config/webhook: create or replace the reserved `default` endpoint, new secret. */
+static int legacy_put(struct route_ctx *c)
+{
+    struct vh_jfield f[] = {
+        {.name = "webhook_url",
+         .type = VH_JSTRING,
+         .required = true,
+         .max_len = VH_ENDPOINT_URL_MAX},
+    };
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint ep;
+    int rc, tries;
+
+    rc = vh_json_parse_fields(c->req->body, c->req->body_len, f, 1, &err);
+    if (rc == 0)
+        rc = check_endpoint_url(c->api, "webhook_url", f[0].str, f[0].str_len, &err);
+    /* Two concurrent PUTs may both find no default; the loser's insert conflicts on the
+     * label, and its second try updates the winner's row. */
+    for (tries = 0; rc == 0 && tries < 2; tries++) {
+        rc = vh_store_endpoint_get_by_label(c->api->st, c->partner.id, LEGACY_LABEL, &ep, &err);
+        if (rc == 0) {
+            memcpy(ep.url, f[0].str, f[0].str_len + 1);
+            rc = vh_secret_new(ep.secret, &err);
+            ep.enabled = true;
+            ep.updated_ms = c->req->now_ms;
+            if (rc == 0)
+                rc = vh_store_endpoint_update(c->api->st, &ep, &err);
+            break;
+        }
+        if (rc != VH_ENOTFOUND)
+            break;
+        vh_error_clear(&err);
+        rc = new_endpoint_fields(c, &ep, &err);
+        if (rc < 0)
+            break;
+        memcpy(ep.label, LEGACY_LABEL, sizeof(LEGACY_LABEL));
+        memcpy(ep.url, f[0].str, f[0].str_len + 1);
+        ep.enabled = true;
+        rc = vh_store_endpoint_create(c->api->st, &ep, c->api->max_endpoints, &err);
+        if (rc != VH_ECONFLICT || strstr(err.msg, "label") == NULL)
+            break;
+        vh_error_clear(&err);
+        rc = 0;
+    }
+    vh_json_fields_release(f, 1);
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    rc = ok_begin(c, 200);
+    if (rc == 0)
+        rc = vh_buf_adds(&c->resp->body, "{\"webhook_url\":");
+    if (rc == 0)
+        rc = vh_json_add_string(&c->resp->body, ep.url, strlen(ep.url));
+    if (rc == 0)
+        rc = vh_buf_addf(&c->resp->body,
+                         ",\"webhook_secret\":\"%s\",\"message\":\"" SECRET_MESSAGE "\"}",
+                         ep.secret);
+    return ok_end(c, rc);
+}
+
+/* GET /config: the partner, the legacy webhook, and every endpoint (no secrets). */
+static int config_get(struct route_ctx *c)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint *eps = NULL;
+    const struct vh_endpoint *legacy = NULL;
+    struct vh_buf *b = &c->resp->body;
+    size_t n = 0, i;
+    int rc;
+
+    rc = vh_store_endpoint_list(c->api->st, c->partner.id, &eps, &n, &err);
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    for (i = 0; i < n; i++)
+        if (strcmp(eps[i].label, LEGACY_LABEL) == 0)
+            legacy = &eps[i];
+    rc = ok_begin(c, 200);
+    if (rc == 0)
+        rc = vh_buf_addf(b, "{\"partner_id\":\"%s\",\"name\":", c->partner.id);
+    if (rc == 0)
+        rc = vh_json_add_string(b, c->partner.name, strlen(c->partner.name));
+    if (rc == 0)
+        rc = vh_buf_addf(b, ",\"webhook\":{\"configured\":%s,\"url\":", legacy ? "true" : "false");
+    if (rc == 0)
+        rc = legacy ? vh_json_add_string(b, legacy->url, strlen(legacy->url))
+                    : vh_buf_adds(b, "null");
+    if (rc == 0)
+        rc = vh_buf_adds(b, ",\"secret\":null},\"webhooks\":[");
+    for (i = 0; rc == 0 && i < n; i++) {
+        if (i)
+            rc = vh_buf_addc(b, ',');
+        if (rc == 0)
+            rc = add_endpoint(b, &eps[i], false);
+    }
+    if (rc == 0)
+        rc = vh_buf_adds(b, "]}");
+    vh_free(eps);
+    return ok_end(c, rc);
+}
+
+/* ---- /api/v2/calls --------------------------------------------------------------------- */
+
+/* Presigns `key` with the server's S3 settings at `now_ms` into `out`. */
+static int presign_key(struct vh_api *api, const char *key, int64_t now_ms, struct vh_buf *out,
+                       struct vh_error *err)
+{
+    struct vh_buf url = VH_BUF_INIT(VH_URL_MAX);
+    struct vh_presign p = {0};
+    int rc;
+
+    if (!api->s3_endpoint)
+        return vh_error_set(err, VH_EINVAL,
+                            "recording_key: this server has no S3 settings "
+                            "to presign it (--s3-endpoint, --s3-region, "
+                            "--s3-bucket)");
+    rc = vh_s3_object_url(api->s3_endpoint, api->s3_bucket, key, api->s3_path_style, &url, err);
+    if (rc == 0) {
+        p.url = url.data;
+        p.region = api->s3_region;
+        p.access_key = api->s3_access_key;
+        p.secret_key = api->s3_secret_key;
+        p.at_ms = now_ms;
+        p.expires_s = VH_PRESIGN_EXPIRES_DEFAULT;
+        rc = vh_presign_url(&p, out, err);
+    }
+    vh_buf_release(&url);
+    return rc;
+}
+
+/*
+ * One call object: the call's fields, then `session` = the stored payload's data object,
+ * with recording_url presigned afresh when the session has a recording_key.
+ */
+static int add_call(struct route_ctx *c, struct vh_call_rec *rec)
+{
+    struct vh_buf *b = &c->resp->body;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event *ev = NULL;
+    struct vh_buf fresh = VH_BUF_INIT(2 * VH_BODY_MAX);
+    struct vh_buf url = VH_BUF_INIT(VH_URL_MAX * 2);
+    const struct vh_buf *payload = &rec->body;
+    size_t skip = sizeof(PAYLOAD_PREFIX) - 1 + VH_TIME_LEN + sizeof(PAYLOAD_DATA) - 1;
+    int rc;
+
+    rc = vh_event_parse(rec->body.data, rec->body.len, VH_PARSE_ALLOW_UNKNOWN, &ev, &err);
+    if (rc == 0 && rec->recording_key) {
+        rc = presign_key(c->api, rec->recording_key, c->req->now_ms, &url, &err);
+        if (rc == 0) {
+            vh_free(ev->session->recording_url);
+            ev->session->recording_url = vh_buf_detach(&url, NULL);
+            rc = ev->session->recording_url ? 0 : VH_ENOMEM;
+        }
+        if (rc == 0)
+            rc = vh_session_render(ev->session, ev->ts_ms, &fresh, &err);
+        payload = &fresh;
+    }
+    if (rc < 0)
+        goto out;
+    if (payload->len <= skip + 1 ||
+        memcmp(payload->data, PAYLOAD_PREFIX, sizeof(PAYLOAD_PREFIX) - 1) != 0) {
+        rc = vh_error_set(&err, VH_ESTORE, "stored payload of '%s' has an unexpected form",
+                          rec->session_id);
+        goto out;
+    }
+    rc = vh_buf_adds(b, "{\"call_id\":");
+    if (rc == 0 && ev->session->has_call) {
+        const struct vh_call *call = &ev->session->call;
+
+        rc = vh_json_add_string(b, call->call_id, strlen(call->call_id));
+        if (rc == 0)
+            rc = vh_buf_addf(b,
+                             ",\"from_number\":\"%s\",\"to_number\":\"%s\","
+                             "\"direction\":\"outbound\",\"status\":\"%s\"",
+                             call->from_number, call->to_number, vh_call_status_name(call->status));
+    } else if (rc == 0) {
+        rc = vh_buf_adds(b, "null,\"from_number\":null,\"to_number\":null,\"direction\":null,"
+                            "\"status\":null");
+    }
+    if (rc == 0)
+        rc = vh_buf_addf(b, ",\"event_id\":\"%s\",", rec->event_id);
+    if (rc == 0)
+        rc = add_key_time(b, "created_at", rec->accepted_ms, false);
+    if (rc == 0)
+        rc = vh_buf_adds(b, ",\"session\":");
+    /* The payload is {"event":…,"timestamp":…,"data":{…}}: copy the data object. */
+    if (rc == 0)
+        rc = vh_buf_add(b, payload->data + skip, payload->len - skip - 1);
+    if (rc == 0)
+        rc = vh_buf_addc(b, '}');
+out:
+    vh_event_free(ev);
+    vh_buf_release(&fresh);
+    vh_buf_release(&url);
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    return 0;
+}
+
+static int calls_get(struct route_ctx *c)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_call_rec rec;
+    int rc;
+
+    memset(&rec, 0, sizeof(rec));
+    if (!vh_id_is_valid(c->seg[3], strlen(c->seg[3]))) {
+        reply_error(c->resp, 404, "call not found");
+        return 0;
+    }
+    rc = vh_store_call_get(c->api->st, c->partner.id, c->seg[3], &rec, &err);
+    if (rc == VH_ENOTFOUND) {
+        reply_error(c->resp, 404, "call '%s' not found", c->seg[3]);
+        return 0;
+    }
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    rc = ok_begin(c, 200);
+    if (rc == 0) {
+        rc = add_call(c, &rec);
+        if (rc == 0 && c->resp->status == 200)
+            rc = ok_end(c, 0);
+    }
+    vh_call_rec_release(&rec);
+    return rc;
+}
+
+static const char *query_get(const struct vh_api_req *req, const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < req->n_query; i++)
+        if (strcmp(req->query[i].key, key) == 0)
+            return req->query[i].value ? req->query[i].value : "";
+    return NULL;
+}
+
+static int query_int(struct route_ctx *c, const char *key, long min, long max, long dflt, long *out)
+{
+    const char *v = query_get(c->req, key);
+    char *end = NULL;
+    long n;
+
+    *out = dflt;
+    if (!v)
+        return 0;
+    n = strtol(v, &end, 10);
+    if (end == v || *end != '\0' || n < min || n > max) {
+        reply_error(c->resp, 400, "%s: must be an integer from %ld to %ld", key, min, max);
+        return 1;
+    }
+    *out = n;
+    return 0;
+}
+
+static int calls_list(struct route_ctx *c)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_call_rec *recs = NULL;
+    const char *status = query_get(c->req, "status");
+    int call_status = 0;
+    size_t n = 0, total = 0, i;
+    long limit, offset;
+    int rc;
+
+    if (query_int(c, "limit", 1, LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT, &limit) ||
+        query_int(c, "offset", 0, 1000000000L, 0, &offset))
+        return 0;
+    if (status) {
+        call_status = (int)vh_call_status_from_name(status, strlen(status));
+        if (call_status == 0) {
+            reply_error(c->resp, 400,
+                        "status: must be one of completed, failed, no_answer, "
+                        "busy, canceled");
+            return 0;
+        }
+    }
+    rc = vh_store_call_list(c->api->st, c->partner.id, (size_t)limit, (size_t)offset, call_status,
+                            &recs, &n, &total, &err);
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    rc = ok_begin(c, 200);
+    if (rc == 0)
+        rc = vh_buf_adds(&c->resp->body, "{\"calls\":[");
+    for (i = 0; rc == 0 && i < n; i++) {
+        if (i)
+            rc = vh_buf_addc(&c->resp->body, ',');
+        if (rc == 0)
+            rc = add_call(c, &recs[i]);
+        if (rc == 0 && c->resp->status != 200)
+            rc = 1; /* add_call answered with an error */
+    }
+    for (i = 0; i < n; i++)
+        vh_call_rec_release(&recs[i]);
+    vh_free(recs);
+    if (rc == 1)
+        return 0;
+    if (rc == 0)
+        rc = vh_buf_addf(&c->resp->body, "],\"total\":%zu,\"limit\":%ld,\"offset\":%ld}", total,
+                         limit, offset);
+    return ok_end(c, rc);
+}
+
+/* ---- ingest ----------------------------------------------------------------------------- */
+
+static int ingest_commit(struct vh_api *api, const char *partner_id, struct vh_session *s,
+                         const char *path_prefix, int64_t now_ms, struct vh_event_put_result *out,
+                         struct vh_error *err)
+{
+    struct vh_buf body = VH_BUF_INIT(2 * VH_BODY_MAX);
+    struct vh_buf url = VH_BUF_INIT(VH_URL_MAX * 2);
+    struct vh_event_put put;
+    struct vh_partner partner;
+    int rc;
+
+    rc = vh_store_partner_get(api->st, partner_id, &partner, err);
+    if (rc == VH_ENOTFOUND) {
+        vh_error_clear(err);
+        rc = vh_error_set(err, VH_ENOTFOUND, "partner_id: no partner '%s'", partner_id);
+    }
+    if (rc < 0)
+        goto out;
+    if (s->recording_key) {
+        rc = presign_key(api, s->recording_key, now_ms, &url, err);
+        if (rc < 0) {
+            struct vh_error inner = *err;
+
+            vh_error_clear(err);
+            rc = vh_error_set(err, rc, "%s%s", path_prefix, inner.msg);
+            goto out;
+        }
+        s->recording_url = vh_buf_detach(&url, NULL);
+        if (!s->recording_url) {
+            rc = vh_error_set(err, VH_ENOMEM, "out of memory");
+            goto out;
+        }
+    }
+    /* The key is presigned into recording_url; render needs it resolved. */
+    {
+        char *key = s->recording_key;
+
+        s->recording_key = NULL;
+        rc = vh_session_render(s, now_ms, &body, err);
+        s->recording_key = key;
+    }
+    if (rc < 0)
+        goto out;
+    memset(&put, 0, sizeof(put));
+    put.partner_id = partner_id;
+    put.session_id = s->session_id;
+    put.call_id = s->has_call ? s->call.call_id : NULL;
+    put.call_status = s->has_call ? (int)s->call.status : 0;
+    put.recording_key = s->recording_key;
+    put.body = body.data;
+    put.body_len = body.len;
+    put.accepted_ms = now_ms;
+    rc = vh_store_event_put(api->st, &put, out, err);
+out:
+    vh_buf_release(&body);
+    vh_buf_release(&url);
+    return rc;
+}
+
+int vh_api_ingest_session(struct vh_api *api, const char *partner_id, const char *session_json,
+                          size_t len, const char *path_prefix, int64_t now_ms,
+                          struct vh_event_put_result *out, struct vh_error *err)
+{
+    struct vh_session *s = NULL;
+    int rc;
+
+    if (!partner_id || !vh_id_is_valid(partner_id, strlen(partner_id)))
+        return vh_error_set(err, VH_EINVAL, "partner_id: must be 1 to 64 of [A-Za-z0-9_-]");
+    rc = vh_session_parse(session_json, len, 0, &s, err);
+    if (rc == 0)
+        rc = ingest_commit(api, partner_id, s, path_prefix ? path_prefix : "", now_ms, out, err);
+    vh_session_free(s);
+    return rc;
+}
+
+static bool is_json_content_type(const char *ct)
+{
+    size_t n = strlen("application/json");
+
+    if (!ct || strncasecmp(ct, "application/json", n) != 0)
+        return false;
+    return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
+}
+
+static int ingest(struct route_ctx *c)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_ingest *in = NULL;
+    struct vh_event_put_result res;
+    char got[VH_SHA256_HEX_LEN + 1];
+    const char *tok;
+    size_t len = 0;
+    int rc;
+
+    tok = bearer_token(c->req->authorization, &len);
+    if (!c->api->has_ingest_token || !tok) {
+        reply_error(c->resp, 401,
+                    c->api->has_ingest_token
+                        ? "missing or malformed Authorization: Bearer <ingest "
+                          "token> header"
+                        : "ingest is disabled: the server has no ingest token");
+        return 0;
+    }
+    /* Compare digests, so the time taken says nothing about the token's bytes or length. */
+    rc = vh_sha256_hex(tok, len, got, &err);
+    if (rc == 0 && !vh_mem_equal_ct(got, c->api->ingest_token_hex, VH_SHA256_HEX_LEN)) {
+        reply_error(c->resp, 401, "invalid ingest token");
+        return 0;
+    }
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    if (!is_json_content_type(c->req->content_type)) {
+        reply_error(c->resp, 400, "Content-Type must be application/json");
+        return 0;
+    }
+    rc = vh_ingest_parse(c->req->body, c->req->body_len, &in, &err);
+    if (rc == 0)
+        rc = ingest_commit(c->api, in->partner_id, in->session, "session.", c->req->now_ms, &res,
+                           &err);
+    vh_ingest_free(in);
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    rc = ok_begin(c, res.created ? 202 : 200);
+    if (rc == 0)
+        rc = vh_buf_addf(&c->resp->body,
+                         "{\"event_id\":\"%s\",\"deliveries\":%zu,"
+                         "\"duplicate\":%s}",
+                         res.event_id, res.deliveries, res.created ? "false" : "true");
+    return ok_end(c, rc);
+}
+
+/* ---- dispatch --------------------------------------------------------------------------- */
+
+/* Splits the path into segments in `copy`; false when too long or too deep. */
+static bool split_path(struct route_ctx *c, char *copy, size_t cap)
+{
+    size_t len = strlen(c->req->path);
+    char *p;
+
+    if (len == 0 || len >= cap || c->req->path[0] != '/')
+        return false;
+    memcpy(copy, c->req->path, len + 1);
+    if (len > 1 && copy[len - 1] == '/')
+        copy[len - 1] = '\0';
+    c->n_seg = 0;
+    p = copy + 1;
+    while (*p) {
+        char *slash = strchr(p, '/');
+
+        if (c->n_seg == PATH_SEGMENTS)
+            return false;
+        c->seg[c->n_seg++] = p;
+        if (!slash)
+            break;
+        *slash = '\0';
+        p = slash + 1;
+        if (*p == '\0')
+            return false; /* an empty segment: "//" */
+    }
+    return true;
+}
+
+static bool seg_is(const struct route_ctx *c, size_t i, const char *s)
+{
+    return i < c->n_seg && strcmp(c->seg[i], s) == 0;
+}
+
+static bool method_is(const struct route_ctx *c, const char *m)
+{
+    return strcmp(c->req->method, m) == 0;
+}
+
+/* The partner API under /api/v2 (segments 0 and 1 already matched). */
+static int partner_route(struct route_ctx *c)
+{
+    bool calls = seg_is(c, 2, "calls");
+    int wait;
+
+    if (auth_partner(c))
+        return 0;
+    wait = rate_take(c->api, c->key_hash, calls, c->req->now_ms);
+    if (wait > 0) {
+        c->resp->retry_after_s = wait;
+        reply_error(c->resp, 429, "rate limit exceeded; retry in %d s", wait);
+        return 0;
+    }
+    if (!c->req->body_too_large && c->req->body_len > 0 && !method_is(c, "GET") &&
+        !is_json_content_type(c->req->content_type)) {
+        reply_error(c->resp, 400, "Content-Type must be application/json");
+        return 0;
+    }
+    if (c->n_seg == 3 && seg_is(c, 2, "config") && method_is(c, "GET"))
+        return config_get(c);
+    if (c->n_seg == 4 && seg_is(c, 2, "config") && seg_is(c, 3, "webhook") && method_is(c, "PUT"))
+        return legacy_put(c);
+    if (c->n_seg >= 4 && seg_is(c, 2, "config") && seg_is(c, 3, "webhooks")) {
+        if (c->n_seg == 4 && method_is(c, "POST"))
+            return webhooks_create(c);
+        if (c->n_seg == 4 && method_is(c, "GET"))
+            return webhooks_list(c);
+        if (c->n_seg == 5 && method_is(c, "GET"))
+            return webhooks_get(c);
+        if (c->n_seg == 5 && method_is(c, "PATCH"))
+            return webhooks_update(c);
+        if (c->n_seg == 5 && method_is(c, "DELETE"))
+            return webhooks_delete(c);
+        if (c->n_seg == 6 && seg_is(c, 5, "rotate-secret") && method_is(c, "POST"))
+            return webhooks_rotate(c);
+    }
+    if (calls && c->n_seg == 3 && method_is(c, "GET"))
+        return calls_list(c);
+    if (calls && c->n_seg == 4 && method_is(c, "GET"))
+        return calls_get(c);
+    reply_error(c->resp, 404, "no route for %s %s", c->req->method, c->req->path);
+    return 0;
+}
+
+int vh_api_handle(struct vh_api *api, const struct vh_api_req *req, struct vh_api_resp *resp)
+{
+    struct route_ctx c;
+    char copy[PATH_MAX_LEN];
+
+    memset(&c, 0, sizeof(c));
+    c.api = api;
+    c.req = req;
+    c.resp = resp;
+    if (!req->method || !req->path || !split_path(&c, copy, sizeof(copy))) {
+        reply_error(resp, 404, "no such route");
+        return 0;
+    }
+    if (c.n_seg == 1 && seg_is(&c, 0, "healthz")) {
+        int rc = ok_begin(&c, 200);
+
+        if (rc == 0)
+            rc = vh_buf_adds(&resp->body, "{\"status\":\"ok\"}");
+        return ok_end(&c, rc);
+    }
+    if (req->body_too_large) {
+        reply_error(resp, 413, "request body is larger than the server accepts");
+        return 0;
+    }
+    if (req->query_truncated) {
+        reply_error(resp, 400, "too many query parameters (at most %d)", VH_API_MAX_QUERY);
+        return 0;
+    }
+    if (c.n_seg == 3 && seg_is(&c, 0, "internal") && seg_is(&c, 1, "v1") &&
+        seg_is(&c, 2, "sessions") && method_is(&c, "POST"))
+        return ingest(&c);
+    if (c.n_seg >= 3 && seg_is(&c, 0, "api") && seg_is(&c, 1, "v2"))
+        return partner_route(&c);
+    reply_error(resp, 404, "no route for %s %s", req->method, req->path);
+    return 0;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+static int dup_opt(const char *s, char **out)
+{
+    *out = NULL;
+    if (!s)
+        return 0;
+    *out = vh_strndup(s, strlen(s));
+    return *out ? 0 : VH_ENOMEM;
+}
+
+void vh_api_free(struct vh_api *api)
+{
+    if (!api)
+        return;
+    pthread_mutex_destroy(&api->rate_lock);
+    vh_free(api->rates);
+    vh_free(api->s3_endpoint);
+    vh_free(api->s3_region);
+    vh_free(api->s3_bucket);
+    vh_free(api->s3_access_key);
+    vh_free(api->s3_secret_key);
+    vh_free(api);
+}
+
+int vh_api_new(struct vh_store *st, const struct vh_api_config *cfg, struct vh_api **out,
+               struct vh_error *err)
+{
+    struct vh_api *api;
+    int rc = 0;
+    bool any_s3, all_s3;
+
+    if (!st || !cfg || !out)
+        return vh_error_set(err, VH_EINVAL, "api: store and config are required");
+    any_s3 = cfg->s3_endpoint || cfg->s3_region || cfg->s3_bucket;
+    all_s3 = cfg->s3_endpoint && cfg->s3_region && cfg->s3_bucket && cfg->s3_access_key &&
+             cfg->s3_secret_key;
+    if (any_s3 && !all_s3)
+        return vh_error_set(err, VH_EINVAL,
+                            "s3: endpoint, region, bucket, access key and secret key are all "
+                            "needed to presign recordings");
+    if (cfg->ingest_token && strlen(cfg->ingest_token) < 16)
+        return vh_error_set(err, VH_EINVAL, "ingest token: must be at least 16 characters");
+    api = vh_malloc(sizeof(*api));
+    if (!api)
+        return vh_error_set(err, VH_ENOMEM, "api: out of memory");
+    memset(api, 0, sizeof(*api));
+    api->rates = vh_malloc(sizeof(*api->rates) * RATE_SLOTS);
+    if (!api->rates) {
+        vh_free(api);
+        return vh_error_set(err, VH_ENOMEM, "api: out of memory");
+    }
+    memset(api->rates, 0, sizeof(*api->rates) * RATE_SLOTS);
+    pthread_mutex_init(&api->rate_lock, NULL);
+    api->st = st;
+    api->allow_http = cfg->allow_http;
+    api->max_endpoints = cfg->max_endpoints > 0 ? cfg->max_endpoints : VH_ENDPOINTS_MAX;
+    api->rate_general = cfg->rate_general_per_min == 0 ? 60 : cfg->rate_general_per_min;
+    api->rate_calls = cfg->rate_calls_per_min == 0 ? 10 : cfg->rate_calls_per_min;
+    api->s3_path_style = cfg->s3_path_style;
+    api->log = cfg->log;
+    api->log_ud = cfg->log_ud;
+    if (cfg->ingest_token) {
+        rc =
+            vh_sha256_hex(cfg->ingest_token, strlen(cfg->ingest_token), api->ingest_token_hex, err);
+        api->has_ingest_token = rc == 0;
+    }
+    if (rc == 0 && any_s3)
+        rc = dup_opt(cfg->s3_endpoint, &api->s3_endpoint) ||
+                     dup_opt(cfg->s3_region, &api->s3_region) ||
+                     dup_opt(cfg->s3_bucket, &api->s3_bucket) ||
+                     dup_opt(cfg->s3_access_key, &api->s3_access_key) ||
+                     dup_opt(cfg->s3_secret_key, &api->s3_secret_key)
+                 ? vh_error_set(err, VH_ENOMEM, "api: out of memory")
+                 : 0;
+    if (rc < 0) {
+        vh_api_free(api);
+        return rc;
+    }
+    *out = api;
+    return 0;
+}
