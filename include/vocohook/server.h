@@ -2,6 +2,12 @@
  * The HTTP server: libmicrohttpd in thread-pool mode in front of a `struct vh_api`. It
  * bounds what it reads (body, headers, connections, time), fills a `struct vh_api_req`,
  * calls vh_api_handle and writes the response. It decides nothing itself.
+ *
+ * Every request gets an id (`X-Request-Id`, and `request_id` in the log) and one log
+ * record: {"ts","level","msg":"request","request_id","method","path","status","ms"}; never
+ * headers, query strings or bodies. A body past `body_max` is read and thrown away, then
+ * answered 413 by the API; one declared (Content-Length) at more than 16 times the bound is
+ * answered 413 at once, unread, and the connection closed.
  */
 #ifndef VOCOHOOK_SERVER_H
 #define VOCOHOOK_SERVER_H
@@ -37,8 +43,10 @@ VH_API int vh_server_start(struct vh_api *api, const struct vh_server_config *cf
 VH_API uint16_t vh_server_port(const struct vh_server *srv);
 
 /*
- * Stops accepting, lets requests in progress finish, and frees the server. NULL is a
- * no-op.
+ * Stops accepting, lets requests in progress finish (for up to 10 s; idle keep-alive
+ * connections are closed, and answers given meanwhile carry `Connection: close`), and
+ * frees the server. Call it from a thread of the application, never from a log callback.
+ * NULL is a no-op.
  */
 VH_API void vh_server_stop(struct vh_server *srv);
 

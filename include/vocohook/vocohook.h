@@ -17,6 +17,7 @@
 #include <vocohook/log.h>
 #include <vocohook/api.h>
 #include <vocohook/server.h>
+#include <vocohook/config.h>
 
 /* The library's version, "MAJOR.MINOR.PATCH". */
 VH_API const char *vh_version(void);

@@ -1,0 +1,167 @@
+/*
+ * vocohook partner: the admin side of partners. An API key is shown once, when it is made
+ * (create, rotate-key); the store keeps only its SHA-256.
+ */
+#include "cli/cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vocohook/config.h>
+
+#include "core/banned.h"
+
+static const char partner_usage[] =
+    "usage: vocohook partner create NAME [--db URL]\n"
+    "       vocohook partner list [--db URL]\n"
+    "       vocohook partner rotate-key ID [--db URL]\n"
+    "Creates partners, lists them, and replaces a partner's API key. The key is printed\n"
+    "once, when it is made; the store keeps only its hash.\n"
+    "  --db URL   the store: sqlite:PATH (default: VOCOHOOK_DB, else sqlite:./var/vocohook.db)\n";
+
+static void wipe(char *p, size_t n)
+{
+    volatile char *v = p;
+
+    while (n--)
+        *v++ = '\0';
+}
+
+/* A new API key and its hash. Returns 0 or an exit code after printing why. */
+static int new_key(char key[VH_APIKEY_LEN + 1], char hash[VH_SHA256_HEX_LEN + 1])
+{
+    struct vh_error err = VH_ERROR_INIT;
+
+    if (vh_apikey_new(key, &err) < 0 || vh_sha256_hex(key, VH_APIKEY_LEN, hash, &err) < 0)
+        return cli_fail("partner", CLI_FAILED, "%s", err.msg);
+    return 0;
+}
+
+static int print_key(const char *partner_id, char key[VH_APIKEY_LEN + 1])
+{
+    int ok;
+
+    ok = printf("partner_id: %s\napi_key: %s\n", partner_id, key) > 0 && fflush(stdout) == 0;
+    wipe(key, VH_APIKEY_LEN + 1);
+    if (!ok)
+        return cli_fail("partner", CLI_FAILED, "writing standard output failed");
+    return CLI_OK;
+}
+
+static int partner_create(struct vh_store *st, const char *name)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_partner p;
+    char key[VH_APIKEY_LEN + 1], hash[VH_SHA256_HEX_LEN + 1];
+    int code, rc;
+
+    code = new_key(key, hash);
+    if (code)
+        return code;
+    rc = vh_store_partner_create(st, name, hash, vh_time_now_ms(), &p, &err);
+    if (rc < 0) {
+        wipe(key, sizeof(key));
+        return cli_fail("partner", cli_exit_for(rc), "%s", err.msg);
+    }
+    return print_key(p.id, key);
+}
+
+static int partner_rotate(struct vh_store *st, const char *id)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    char key[VH_APIKEY_LEN + 1], hash[VH_SHA256_HEX_LEN + 1];
+    int code, rc;
+
+    code = new_key(key, hash);
+    if (code)
+        return code;
+    rc = vh_store_partner_rotate_key(st, id, hash, vh_time_now_ms(), &err);
+    if (rc < 0) {
+        wipe(key, sizeof(key));
+        return cli_fail("partner", cli_exit_for(rc), "%s", err.msg);
+    }
+    return print_key(id, key);
+}
+
+/* One partner per line: id, name and creation time, separated by tabs. */
+static int partner_list(struct vh_store *st)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_partner *ps = NULL;
+    char ts[VH_TIME_LEN + 1];
+    size_t n = 0, i, j;
+    int rc;
+
+    rc = vh_store_partner_list(st, &ps, &n, &err);
+    if (rc < 0)
+        return cli_fail("partner", cli_exit_for(rc), "%s", err.msg);
+    for (i = 0; i < n; i++) {
+        /* A name is free text: keep it on its line and inside its column. */
+        for (j = 0; ps[i].name[j]; j++)
+            if ((unsigned char)ps[i].name[j] < 0x20 || ps[i].name[j] == 0x7f)
+                ps[i].name[j] = ' ';
+        if (vh_time_format(ps[i].created_ms, ts) < 0)
+            ts[0] = '\0';
+        printf("%s\t%s\t%s\n", ps[i].id, ps[i].name, ts);
+    }
+    vh_free(ps);
+    if (fflush(stdout) != 0)
+        return cli_fail("partner", CLI_FAILED, "writing standard output failed");
+    return CLI_OK;
+}
+
+int cmd_partner(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_store *st = NULL;
+    const char *db = getenv("VOCOHOOK_DB");
+    const char *sub;
+    int c, want, code, rc;
+
+    if (!db || !*db)
+        db = VH_CONFIG_DB_DEFAULT;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'd') {
+            db = optarg;
+        } else if (c == 'h') {
+            fputs(partner_usage, stdout);
+            return CLI_OK;
+        } else {
+            fputs(partner_usage, stderr);
+            return CLI_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        fputs(partner_usage, stderr);
+        return CLI_USAGE;
+    }
+    sub = argv[optind];
+    want = strcmp(sub, "list") == 0 ? 1 : 2;
+    if (strcmp(sub, "list") != 0 && strcmp(sub, "create") != 0 && strcmp(sub, "rotate-key") != 0) {
+        fprintf(stderr, "vocohook partner: '%s' is not a partner command\n", sub);
+        fputs(partner_usage, stderr);
+        return CLI_USAGE;
+    }
+    if (argc - optind != want) {
+        fprintf(stderr, "vocohook partner %s: %s\n", sub,
+                want == 1 ? "takes no argument" : "takes exactly one argument");
+        fputs(partner_usage, stderr);
+        return CLI_USAGE;
+    }
+    rc = vh_store_open(db, &st, &err);
+    if (rc < 0)
+        return cli_fail("partner", rc == VH_EINVAL ? CLI_USAGE : CLI_FAILED, "%s", err.msg);
+    if (strcmp(sub, "create") == 0)
+        code = partner_create(st, argv[optind + 1]);
+    else if (strcmp(sub, "rotate-key") == 0)
+        code = partner_rotate(st, argv[optind + 1]);
+    else
+        code = partner_list(st);
+    vh_store_close(st);
+    return code;
+}

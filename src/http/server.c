@@ -1,0 +1,575 @@
+/*
+ * The HTTP server: libmicrohttpd moves bytes, routes.c decides. The only file that
+ * includes <microhttpd.h> (STYLE.md §1).
+ *
+ * Threads: MHD runs a pool of worker threads, each polling its own connections with
+ * poll(2). MHD's single-thread epoll mode is avoided on purpose: it stalls when exactly
+ * 128*k connections arrive together. Every callback here can run on any worker thread, at
+ * once; the only shared state is the request counter and the in-flight count below.
+ *
+ * Bounds: bodies (body_max, then 413), headers and the read buffer
+ * (MHD_OPTION_CONNECTION_MEMORY_LIMIT), connections (MHD_OPTION_CONNECTION_LIMIT) and idle
+ * time (MHD_OPTION_CONNECTION_TIMEOUT).
+ */
+#include <vocohook/server.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include <vocohook/alloc.h>
+#include <vocohook/clock.h>
+#include <vocohook/event.h>
+#include <vocohook/sign.h>
+
+#include "core/banned.h"
+
+#define THREADS_DEFAULT      4
+#define MAX_CONNS_DEFAULT    1024
+#define CONN_TIMEOUT_DEFAULT 30
+#define CONN_MEMORY_LIMIT    (32 * 1024) /* headers + MHD's read buffer, per connection */
+#define DRAIN_TIMEOUT_MS     10000       /* how long stop waits for requests in progress */
+#define EARLY_REJECT_FACTOR  16  /* a declared body this many times the bound is refused unread */
+#define LOG_PATH_MAX         256 /* bytes of the path that go into a log record */
+#define REQUEST_ID_LEN       24
+
+struct vh_server {
+    struct MHD_Daemon *mhd;
+    struct vh_api *api; /* borrowed */
+    size_t body_max;
+    vh_log_fn *log;
+    void *log_ud;
+    uint16_t port;
+    char id_prefix[9]; /* 8 random hex digits: request ids differ across restarts */
+    atomic_uint_fast64_t next_id;
+    atomic_bool stopping;
+
+    /* Requests between their first callback and MHD's completion notice. */
+    pthread_mutex_t lock;
+    pthread_cond_t drained;
+    unsigned in_flight;
+};
+
+/* One HTTP request (MHD's per-request context). */
+struct request {
+    struct vh_buf body; /* bounded by body_max */
+    bool too_large;     /* the body passed the bound: stop storing, answer 413 */
+    int64_t start_ms;   /* monotonic */
+    char id[REQUEST_ID_LEN];
+};
+
+/* ---- logging ---------------------------------------------------------------------------- */
+
+/* Writes `s` (at most `max` bytes of it) as the inside of a JSON string. */
+static void json_escape(const char *s, size_t max, char *out, size_t out_size)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0, i;
+
+    for (i = 0; i < max && s[i] && o + 7 < out_size; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            /* Bytes, not characters: a log line stays valid JSON whatever the client sent. */
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 0x0f];
+            o += 6;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+}
+
+static void log_line(const struct vh_server *srv, enum vh_log_level level, const char *fmt, ...)
+    VH_PRINTF(3, 4);
+
+static void log_line(const struct vh_server *srv, enum vh_log_level level, const char *fmt, ...)
+{
+    char ts[VH_TIME_LEN + 1];
+    char line[2048];
+    va_list ap;
+    int n;
+
+    if (!srv->log)
+        return;
+    if (vh_time_format(vh_time_now_ms(), ts) < 0)
+        ts[0] = '\0';
+    n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",", ts,
+                 vh_log_level_name(level));
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    srv->log(srv->log_ud, level, line);
+}
+
+static void log_request(const struct vh_server *srv, const struct request *rq, const char *method,
+                        const char *path, int status)
+{
+    char m[64], p[LOG_PATH_MAX * 6 + 1];
+
+    json_escape(method, 16, m, sizeof(m));
+    json_escape(path, LOG_PATH_MAX, p, sizeof(p));
+    log_line(srv, status >= 500 ? VH_LOG_ERROR : VH_LOG_INFO,
+             "\"msg\":\"request\",\"request_id\":\"%s\",\"method\":\"%s\",\"path\":\"%s\","
+             "\"status\":%d,\"ms\":%lld}",
+             rq->id, m, p, status, (long long)(vh_time_mono_ms() - rq->start_ms));
+}
+
+/* MHD's own diagnostics (malformed requests, resource limits), as log records. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) VH_PRINTF(2, 0);
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    const struct vh_server *srv = cls;
+    char text[512], esc[512 * 6 + 1];
+    size_t len;
+
+    if (vsnprintf(text, sizeof(text), fmt, ap) < 0)
+        return;
+    len = strlen(text);
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' '))
+        text[--len] = '\0';
+    json_escape(text, sizeof(text), esc, sizeof(esc));
+    log_line(srv, VH_LOG_WARN, "\"msg\":\"http\",\"detail\":\"%s\"}", esc);
+}
+
+/* ---- requests ----------------------------------------------------------------------------- */
+
+static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    struct vh_api_req *req = cls;
+
+    (void)kind;
+    if (req->n_query == VH_API_MAX_QUERY) {
+        req->query_truncated = true;
+        return MHD_NO; /* stop iterating */
+    }
+    req->query[req->n_query].key = key;
+    req->query[req->n_query].value = value ? value : "";
+    req->n_query++;
+    return MHD_YES;
+}
+
+/* The declared Content-Length, or 0 when absent or unreadable (MHD checks its syntax). */
+static unsigned long long declared_length(struct MHD_Connection *conn)
+{
+    const char *v =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    unsigned long long n = 0;
+
+    for (; v && *v >= '0' && *v <= '9'; v++) {
+        if (n > (unsigned long long)-1 / 20)
+            return (unsigned long long)-1;
+        n = n * 10 + (unsigned long long)(*v - '0');
+    }
+    return n;
+}
+
+static struct request *request_new(struct vh_server *srv)
+{
+    struct request *rq = vh_malloc(sizeof(*rq));
+    uint_fast64_t n;
+
+    if (!rq)
+        return NULL;
+    vh_buf_init(&rq->body, srv->body_max);
+    rq->too_large = false;
+    rq->start_ms = vh_time_mono_ms();
+    n = atomic_fetch_add(&srv->next_id, 1);
+    snprintf(rq->id, sizeof(rq->id), "%s-%06llx", srv->id_prefix, (unsigned long long)n);
+    pthread_mutex_lock(&srv->lock);
+    srv->in_flight++;
+    pthread_mutex_unlock(&srv->lock);
+    return rq;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct vh_server *srv = cls;
+    struct request *rq = *req_cls;
+
+    (void)conn;
+    (void)toe;
+    if (!rq)
+        return;
+    vh_buf_release(&rq->body);
+    vh_free(rq);
+    *req_cls = NULL;
+    pthread_mutex_lock(&srv->lock);
+    if (--srv->in_flight == 0)
+        pthread_cond_broadcast(&srv->drained);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+static bool add_header(struct MHD_Response *r, const char *name, const char *value)
+{
+    return MHD_add_response_header(r, name, value) == MHD_YES;
+}
+
+static enum MHD_Result respond(struct vh_server *srv, struct MHD_Connection *conn,
+                               struct request *rq, const char *method, const char *path)
+{
+    static const char oom_body[] =
+        "{\"success\":false,\"error\":{\"code\":\"INTERNAL_ERROR\",\"message\":\"internal error\"}}";
+    struct vh_api_req req;
+    struct vh_api_resp resp;
+    struct MHD_Response *r;
+    char retry[24];
+    size_t len = 0;
+    char *body;
+    int status;
+    bool ok;
+    enum MHD_Result ret;
+
+    memset(&req, 0, sizeof(req));
+    req.method = method;
+    req.path = path;
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query, &req);
+    req.authorization =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    req.content_type =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    req.body_too_large = rq->too_large;
+    if (!rq->too_large && rq->body.len > 0) {
+        req.body = rq->body.data;
+        req.body_len = rq->body.len;
+    }
+    req.request_id = rq->id;
+    req.now_ms = vh_time_now_ms();
+
+    vh_api_resp_init(&resp);
+    vh_api_handle(srv->api, &req, &resp); /* always answers; failures are logged by it */
+    status = resp.status >= 100 && resp.status <= 599 ? resp.status : 500;
+    body = vh_buf_detach(&resp.body, &len);
+    if (body) {
+        r = MHD_create_response_from_buffer_with_free_callback(len, body, vh_free);
+        if (!r)
+            vh_free(body);
+    } else {
+        status = 500;
+        /* PERSISTENT: MHD never writes to the buffer; the cast only drops the const. */
+        r = MHD_create_response_from_buffer(sizeof(oom_body) - 1, (void *)(uintptr_t)oom_body,
+                                            MHD_RESPMEM_PERSISTENT);
+    }
+    if (!r) {
+        vh_api_resp_release(&resp);
+        log_request(srv, rq, method, path, 500);
+        return MHD_NO; /* MHD closes the connection */
+    }
+    ok = add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") &&
+         add_header(r, "X-Request-Id", rq->id) &&
+         add_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") &&
+         add_header(r, "X-Content-Type-Options", "nosniff");
+    if (ok && resp.retry_after_s > 0) {
+        snprintf(retry, sizeof(retry), "%d", resp.retry_after_s);
+        ok = add_header(r, MHD_HTTP_HEADER_RETRY_AFTER, retry);
+    }
+    if (ok && resp.location)
+        ok = add_header(r, MHD_HTTP_HEADER_LOCATION, resp.location);
+    if (ok && atomic_load(&srv->stopping))
+        ok = add_header(r, MHD_HTTP_HEADER_CONNECTION, "close"); /* draining keep-alives */
+    ret = ok ? MHD_queue_response(conn, (unsigned)status, r) : MHD_NO;
+    MHD_destroy_response(r);
+    vh_api_resp_release(&resp);
+    log_request(srv, rq, method, path, ok ? status : 500);
+    return ret;
+}
+
+/*
+ * MHD calls this once with the headers (*req_cls still NULL), once per chunk of body, and
+ * once more with no data when the body is complete; the answer goes out on that last call.
+ */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+    struct vh_server *srv = cls;
+    struct request *rq = *req_cls;
+
+    (void)version;
+    if (!rq) {
+        rq = request_new(srv);
+        if (!rq)
+            return MHD_NO;
+        *req_cls = rq;
+        /*
+         * Reading a huge declared body only to throw it away wastes the link; refuse it
+         * before reading (MHD then closes the connection). Nearer the bound, the body is
+         * read and discarded so that the client gets to see the 413.
+         */
+        if (declared_length(conn) / EARLY_REJECT_FACTOR > srv->body_max) {
+            rq->too_large = true;
+            return respond(srv, conn, rq, method, url);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!rq->too_large) {
+            int rc = vh_buf_add(&rq->body, upload_data, *upload_data_size);
+
+            if (rc == VH_ETOOBIG) {
+                rq->too_large = true;
+                vh_buf_release(&rq->body);
+            } else if (rc < 0) {
+                return MHD_NO;
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    return respond(srv, conn, rq, method, url);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+/* Parses HOST:PORT (IPv4 literal or "localhost") or [IPv6]:PORT. */
+static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+                        struct vh_error *err)
+{
+    const char *colon = strrchr(s, ':');
+    char host[64];
+    const char *h = s, *p;
+    size_t hlen;
+    unsigned long port = 0;
+    bool v6 = s[0] == '[';
+
+    memset(ss, 0, sizeof(*ss));
+    if (!colon || colon == s || colon[1] == '\0')
+        goto bad;
+    hlen = (size_t)(colon - s);
+    if (v6) {
+        if (hlen < 3 || s[hlen - 1] != ']')
+            goto bad;
+        h = s + 1;
+        hlen -= 2;
+    }
+    if (hlen >= sizeof(host))
+        goto bad;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    for (p = colon + 1; *p >= '0' && *p <= '9' && port <= 65535; p++)
+        port = port * 10 + (unsigned long)(*p - '0');
+    if (*p != '\0' || port > 65535)
+        goto bad;
+    if (v6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+            goto bad;
+        *len = sizeof(*a);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        if (strcmp(host, "localhost") == 0)
+            a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        else if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+            goto bad;
+        *len = sizeof(*a);
+    }
+    return 0;
+bad:
+    return vh_error_set(err, VH_EINVAL,
+                        "listen address '%s': expected IPv4:PORT or [IPv6]:PORT (port 0: any)", s);
+}
+
+static int open_listener(const char *listen_addr, int *out, struct vh_error *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    int fd, one = 1, rc;
+
+    rc = parse_listen(listen_addr, &ss, &len, err);
+    if (rc < 0)
+        return rc;
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return vh_error_set(err, VH_EIO, "listen on %s: socket: %s", listen_addr, strerror(errno));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, SOMAXCONN) < 0) {
+        rc = vh_error_set(err, VH_EIO, "listen on %s: %s", listen_addr, strerror(errno));
+        close(fd);
+        return rc;
+    }
+    *out = fd;
+    return 0;
+}
+
+static uint16_t bound_port(struct MHD_Daemon *mhd, int fd)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_BIND_PORT);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (info && info->port != 0)
+        return info->port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return 0;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static int sync_init(struct vh_server *srv, struct vh_error *err)
+{
+    pthread_condattr_t attr;
+    int rc = VH_OK;
+
+    if (pthread_condattr_init(&attr) != 0)
+        return vh_error_set(err, VH_ENOMEM, "server: condition attributes: out of memory");
+    /* The drain deadline is monotonic: a wall-clock jump must not cut it short. */
+    if (pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&srv->drained, &attr) != 0) {
+        rc = vh_error_set(err, VH_ENOMEM, "server: condition variable: out of memory");
+    } else if (pthread_mutex_init(&srv->lock, NULL) != 0) {
+        pthread_cond_destroy(&srv->drained);
+        rc = vh_error_set(err, VH_ENOMEM, "server: mutex: out of memory");
+    }
+    pthread_condattr_destroy(&attr);
+    return rc;
+}
+
+/*
+ * MHD_USE_ITC is what MHD_quiesce_daemon needs in thread-pool mode. MHD_USE_POLL: each
+ * worker polls its own connections (never the single-thread epoll mode); with one thread,
+ * MHD's internal thread polls alone (MHD warns about a pool of 1, so none is asked for).
+ * The logger comes first so that MHD reports everything, option errors included, through it.
+ */
+static struct MHD_Daemon *start_mhd(struct vh_server *srv, int fd, unsigned threads,
+                                    unsigned max_conns, unsigned timeout)
+{
+    struct MHD_OptionItem opts[8];
+    size_t n = 0;
+
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
+    if (threads > 1)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, max_conns, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, timeout, NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY_LIMIT, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    return MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL,
+        NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_ARRAY, opts,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+}
+
+int vh_server_start(struct vh_api *api, const struct vh_server_config *cfg, struct vh_server **out,
+                    struct vh_error *err)
+{
+    unsigned char rnd[4];
+    struct vh_server *srv;
+    unsigned threads = cfg->threads ? cfg->threads : THREADS_DEFAULT;
+    unsigned max_conns = cfg->max_conns ? cfg->max_conns : MAX_CONNS_DEFAULT;
+    unsigned timeout = cfg->conn_timeout_s ? cfg->conn_timeout_s : CONN_TIMEOUT_DEFAULT;
+    int fd = -1, rc;
+
+    if (!cfg->listen)
+        return vh_error_set(err, VH_EINVAL, "server: no listen address");
+    srv = vh_malloc(sizeof(*srv));
+    if (!srv)
+        return vh_error_set(err, VH_ENOMEM, "server: out of memory");
+    memset(srv, 0, sizeof(*srv));
+    srv->api = api;
+    srv->body_max = cfg->body_max ? cfg->body_max : VH_BODY_MAX;
+    srv->log = cfg->log;
+    srv->log_ud = cfg->log_ud;
+    atomic_init(&srv->next_id, 1);
+    atomic_init(&srv->stopping, false);
+    rc = vh_random_bytes(rnd, sizeof(rnd), err);
+    if (rc < 0) {
+        vh_free(srv);
+        return rc;
+    }
+    snprintf(srv->id_prefix, sizeof(srv->id_prefix), "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+             rnd[3]);
+    rc = sync_init(srv, err);
+    if (rc < 0) {
+        vh_free(srv);
+        return rc;
+    }
+    rc = open_listener(cfg->listen, &fd, err);
+    if (rc < 0)
+        goto fail;
+    srv->mhd = start_mhd(srv, fd, threads, max_conns, timeout);
+    if (!srv->mhd) {
+        rc = vh_error_set(err, VH_EIO, "listen on %s: the HTTP server did not start (see the log)",
+                          cfg->listen);
+        goto fail;
+    }
+    srv->port = bound_port(srv->mhd, fd);
+    *out = srv;
+    return 0;
+fail:
+    /* MHD closes the socket on some of its failure paths and not on others. */
+    if (fd >= 0 && fcntl(fd, F_GETFD) != -1)
+        close(fd);
+    pthread_mutex_destroy(&srv->lock);
+    pthread_cond_destroy(&srv->drained);
+    vh_free(srv);
+    return rc;
+}
+
+uint16_t vh_server_port(const struct vh_server *srv)
+{
+    return srv->port;
+}
+
+void vh_server_stop(struct vh_server *srv)
+{
+    struct timespec deadline;
+    MHD_socket fd;
+    unsigned in_flight;
+
+    if (!srv)
+        return;
+    atomic_store(&srv->stopping, true);
+    fd = MHD_quiesce_daemon(srv->mhd);
+    pthread_mutex_lock(&srv->lock);
+    in_flight = srv->in_flight;
+    pthread_mutex_unlock(&srv->lock);
+    if (in_flight > 0)
+        log_line(srv, VH_LOG_INFO, "\"msg\":\"draining\",\"in_flight\":%u}", in_flight);
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += DRAIN_TIMEOUT_MS / 1000;
+    pthread_mutex_lock(&srv->lock);
+    while (srv->in_flight > 0)
+        if (pthread_cond_timedwait(&srv->drained, &srv->lock, &deadline) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&srv->lock);
+    MHD_stop_daemon(srv->mhd);
+    /* A quiesced socket is ours again, and may be closed only after MHD has stopped. */
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    pthread_mutex_destroy(&srv->lock);
+    pthread_cond_destroy(&srv->drained);
+    vh_free(srv);
+}

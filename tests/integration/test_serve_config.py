@@ -1,0 +1,195 @@
+"""`vocohook serve` configuration: an INI file (--config or VOCOHOOK_CONFIG), VOCOHOOK_*
+variables over it, flags over both; errors name file:line, the variable or the flag, and
+exit 2 (3 for I/O: an unreadable file, a store that cannot open, a port in use)."""
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from server import Daemon  # noqa: E402
+
+
+class Config(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="vh-config-")
+        self.ini = os.path.join(self.tmp, "serve.ini")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def write_ini(self, text):
+        with open(self.ini, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    def fails(self, args=(), env=None, listen="127.0.0.1:0", ingest_token=True):
+        """Runs serve expecting it to refuse to start: returns (exit code, stderr)."""
+        d = Daemon(args, env=env, listen=listen, ingest_token=ingest_token, tmp=self.tmp)
+        d.start(expect_listening=False)
+        try:
+            rc = d.wait_exit(20)
+        finally:
+            d.kill()
+        self.assertEqual(d.out.text(), "")  # never claimed to listen
+        return rc, d.err.text()
+
+    def test_file_settings_apply_and_flags_override_them(self):
+        self.write_ini(f"""; vocohook serve
+[serve]
+listen = 127.0.0.1:0
+db = sqlite:{self.tmp}/from-ini.db
+body_max = 1KiB
+log_level = warn
+""")
+        # No --listen and no --db: both come from the file.
+        d = Daemon(["--config", self.ini], listen=None, db=None, tmp=self.tmp)
+        d.start()
+        try:
+            self.assertEqual(d.host, "127.0.0.1")
+            body = b"x" * 1500
+            r = d.request("POST", "/internal/v1/sessions", body=body, key=d.token,
+                          headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 413, r)
+            d.stop()
+            self.assertTrue(os.path.exists(os.path.join(self.tmp, "from-ini.db")))
+            self.assertNotIn("request", [x["msg"] for x in d.log_records()])  # log_level warn
+        finally:
+            d.kill()
+
+        # The same file, with flags on top: a bigger body bound and info logs.
+        d = Daemon(["--config", self.ini, "--body-max", "2KiB", "--log-level", "info"],
+                   listen=None, db=None, tmp=self.tmp)
+        d.start()
+        try:
+            r = d.request("POST", "/internal/v1/sessions", body=b"x" * 1500, key=d.token,
+                          headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 400, r)  # read, then refused as bad JSON
+            d.stop()
+            self.assertIn("request", [x["msg"] for x in d.log_records()])
+        finally:
+            d.kill()
+
+    def test_environment_overrides_the_file_and_names_the_config(self):
+        self.write_ini("body_max = 1KiB\nlog_level = warn\n")
+        d = Daemon(env={"VOCOHOOK_CONFIG": self.ini, "VOCOHOOK_BODY_MAX": "4KiB"}, tmp=self.tmp)
+        d.start()
+        try:
+            r = d.request("POST", "/internal/v1/sessions", body=b"x" * 3000, key=d.token,
+                          headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 400, r)
+            r = d.request("POST", "/internal/v1/sessions", body=b"x" * 5000, key=d.token,
+                          headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 413, r)
+            d.stop()
+        finally:
+            d.kill()
+
+    def test_ingest_token_from_the_file(self):
+        token = "file-token-0123456789abcdef"
+        self.write_ini(f"ingest_token = {token}\n")
+        d = Daemon(["--config", self.ini], ingest_token=None, tmp=self.tmp)
+        d.start()
+        try:
+            r = d.request("POST", "/internal/v1/sessions", body=b"{}", key=token,
+                          headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 400, r)  # past the token check
+            r = d.request("POST", "/internal/v1/sessions", body=b"{}", key=token + "x",
+                          headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 401, r)
+            d.stop()
+            self.assertNotIn(token, d.err.text())
+        finally:
+            d.kill()
+
+    def test_bad_file_names_file_and_line(self):
+        self.write_ini("[serve]\nlisten = 127.0.0.1:0\n\nretry_schedule = 0,4s,2s\n")
+        rc, err = self.fails(["--config", self.ini])
+        self.assertEqual(rc, 2, err)
+        self.assertIn(f"{self.ini}:4: retry_schedule: delays must not decrease", err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+
+        self.write_ini("listen = 127.0.0.1:0\nthis line is wrong\n")
+        rc, err = self.fails(["--config", self.ini])
+        self.assertEqual(rc, 2, err)
+        self.assertIn(f"{self.ini}:2:", err)
+
+        self.write_ini("[serve]\ncolour = blue\n")
+        rc, err = self.fails(["--config", self.ini])
+        self.assertEqual(rc, 2, err)
+        self.assertIn(f"{self.ini}:2: colour: unknown setting", err)
+
+    def test_missing_file_is_an_io_error(self):
+        rc, err = self.fails(["--config", os.path.join(self.tmp, "nope.ini")])
+        self.assertEqual(rc, 3, err)
+        self.assertIn("nope.ini", err)
+
+    def test_bad_flags_and_variables(self):
+        rc, err = self.fails(["--timeout", "forever"])
+        self.assertEqual(rc, 2, err)
+        self.assertIn("--timeout:", err)
+        rc, err = self.fails(["--retry-schedule", "1s,2s"])
+        self.assertEqual(rc, 2, err)
+        self.assertIn("--retry-schedule: the first delay must be 0", err)
+        rc, err = self.fails(env={"VOCOHOOK_THREADS": "lots"})
+        self.assertEqual(rc, 2, err)
+        self.assertIn("VOCOHOOK_THREADS:", err)
+        rc, err = self.fails(listen="localhost-ish:0")
+        self.assertEqual(rc, 2, err)
+        self.assertIn("--listen:", err)
+        rc, err = self.fails(["--no-such-flag"])
+        self.assertEqual(rc, 2, err)
+        rc, err = self.fails(["stray-argument"])
+        self.assertEqual(rc, 2, err)
+        rc, err = self.fails(ingest_token="short")
+        self.assertEqual(rc, 2, err)
+        self.assertIn("VOCOHOOK_INGEST_TOKEN:", err)
+        self.assertNotIn("short", err.replace("VOCOHOOK_INGEST_TOKEN", ""))
+        rc, err = self.fails(["--s3-endpoint", "https://s3.example.com"])
+        self.assertEqual(rc, 2, err)
+        self.assertIn("s3_region is missing", err)
+
+    def test_ingest_token_is_not_a_flag(self):
+        rc, err = self.fails(["--ingest-token", "0123456789abcdef0123"])
+        self.assertEqual(rc, 2, err)
+        self.assertNotIn("0123456789abcdef0123", err)
+
+    def test_io_failures_exit_3(self):
+        rc, err = self.fails(["--db", f"sqlite:{self.tmp}/no/such/dir/db"])
+        self.assertEqual(rc, 3, err)
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        try:
+            port = holder.getsockname()[1]
+            rc, err = self.fails(listen=f"127.0.0.1:{port}")
+            self.assertEqual(rc, 3, err)
+            self.assertIn(f"127.0.0.1:{port}", err)
+        finally:
+            holder.close()
+        rc, err = self.fails(["--ca-file", os.path.join(self.tmp, "missing.pem")])
+        self.assertEqual(rc, 3, err)
+
+    def test_ipv6_loopback(self):
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        try:
+            s = socket.socket(socket.AF_INET6)
+            s.bind(("::1", 0))
+            s.close()
+        except OSError:
+            self.skipTest("no ::1")
+        d = Daemon(listen="[::1]:0", tmp=self.tmp)
+        d.start()
+        try:
+            self.assertEqual(d.host, "[::1]")
+            d.host = "::1"  # http.client wants the bare address
+            self.assertEqual(d.request("GET", "/healthz").status, 200)
+            d.stop()
+        finally:
+            d.kill()
+
+
+if __name__ == "__main__":
+    unittest.main()

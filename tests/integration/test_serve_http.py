@@ -1,0 +1,201 @@
+"""The daemon at the HTTP level: health check, bounds (body, headers, idle time,
+connections), request ids, and a clean stop on SIGTERM."""
+import os
+import signal
+import socket
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from server import Daemon, read_until_closed  # noqa: E402
+
+MIB = 1024 * 1024
+
+
+class Health(unittest.TestCase):
+    def test_healthz_and_request_id(self):
+        with Daemon() as d:
+            self.assertNotEqual(d.port, 0)
+            r = d.request("GET", "/healthz")
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json(), {"success": True, "data": {"status": "ok"}})
+            self.assertEqual(r.headers["content-type"], "application/json")
+            rid = r.headers["x-request-id"]
+            self.assertRegex(rid, r"^[0-9a-f]{8}-[0-9a-f]{6,}$")
+            r2 = d.request("GET", "/healthz")
+            self.assertNotEqual(r2.headers["x-request-id"], rid)
+            rec = d.wait_log(lambda x: x.get("msg") == "request" and x.get("request_id") == rid)
+            self.assertIsNotNone(rec, d.err.text())
+            self.assertEqual((rec["method"], rec["path"], rec["status"]), ("GET", "/healthz", 200))
+            self.assertIsInstance(rec["ms"], int)
+            self.assertRegex(rec["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+            self.assertEqual(rec["level"], "info")
+
+    def test_single_thread(self):
+        # One thread: MHD's own polling thread, no pool; it stops as cleanly.
+        d = Daemon(["--threads", "1", "--max-connections", "8"]).start()
+        try:
+            for _ in range(3):
+                self.assertEqual(d.request("GET", "/healthz").status, 200)
+            _, took = d.stop()
+            self.assertLess(took, 5)
+            self.assertNotIn("warn", [x["level"] for x in d.log_records()
+                                      if x["msg"] == "http"])
+        finally:
+            d.cleanup()
+
+    def test_unknown_route_is_json_404(self):
+        with Daemon() as d:
+            r = d.request("GET", "/nope?x=1")
+            self.assertEqual(r.status, 404, r)
+            self.assertFalse(r.json()["success"])
+            self.assertEqual(r.headers["content-type"], "application/json")
+
+    def test_many_simultaneous_connections(self):
+        # MHD's single-thread epoll mode stalls when 128*k connections arrive together; the
+        # thread pool must answer every one of them.
+        with Daemon() as d:
+            n = 256
+            socks = [d.raw_socket() for _ in range(n)]
+            try:
+                for s in socks:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                for s in socks:
+                    data, _ = read_until_closed(s, 20)
+                    self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data[:100])
+            finally:
+                for s in socks:
+                    s.close()
+
+
+class Bounds(unittest.TestCase):
+    def test_body_over_one_mib_is_413(self):
+        with Daemon() as d:
+            body = b"x" * (MIB + 1)
+            r = d.request("POST", "/internal/v1/sessions", body=body, key=d.token,
+                          headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 413, r)
+            self.assertEqual(r.json()["error"]["code"], "PAYLOAD_TOO_LARGE")
+            # Exactly at the bound the body is read and judged on its content instead.
+            r = d.request("POST", "/internal/v1/sessions", body=b" " * MIB, key=d.token,
+                          headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 400, r)
+            # And the server is still there.
+            self.assertEqual(d.request("GET", "/healthz").status, 200)
+
+    def test_chunked_body_over_the_bound_is_413(self):
+        with Daemon(["--body-max", "1KiB"]) as d:
+            c = d.connect()
+            c.putrequest("POST", "/internal/v1/sessions")
+            c.putheader("Authorization", f"Bearer {d.token}")
+            c.putheader("Content-Type", "application/json")
+            c.putheader("Transfer-Encoding", "chunked")
+            c.endheaders()
+            for _ in range(4):
+                c.send(b"200\r\n" + b"y" * 0x200 + b"\r\n")
+            c.send(b"0\r\n\r\n")
+            r = c.getresponse()
+            self.assertEqual(r.status, 413)
+            r.read()
+            c.close()
+
+    def test_oversized_headers_are_refused(self):
+        with Daemon() as d:
+            r = d.request("GET", "/healthz", headers={"X-Big": "a" * (64 * 1024)})
+            self.assertIn(r.status, (413, 431), r)
+            self.assertEqual(d.request("GET", "/healthz").status, 200)
+
+    def test_idle_connection_is_closed_after_the_timeout(self):
+        with Daemon(["--conn-timeout", "1s"]) as d:
+            # A slow loris: the request line and part of the headers, then nothing.
+            s = d.raw_socket()
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+            data, took = read_until_closed(s, 15)
+            s.close()
+            self.assertNotIn(b"200 OK", data)
+            self.assertGreaterEqual(took, 0.5)
+            self.assertLess(took, 10)
+            # A keep-alive connection that went quiet after a request is closed too.
+            s = d.raw_socket()
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            data, took = read_until_closed(s, 15)
+            s.close()
+            self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data[:100])
+            self.assertLess(took, 10)
+
+
+class Stop(unittest.TestCase):
+    def test_sigterm_while_idle_exits_zero_quickly(self):
+        d = Daemon().start()
+        try:
+            _, took = d.stop(signal.SIGTERM)
+            self.assertLess(took, 5)
+            self.assertIsNotNone(d.wait_log(lambda x: x.get("msg") == "stopped", 1),
+                                 d.err.text())
+        finally:
+            d.cleanup()
+
+    def test_sigint_exits_zero(self):
+        d = Daemon().start()
+        try:
+            d.stop(signal.SIGINT)
+        finally:
+            d.cleanup()
+
+    def test_sigterm_with_an_open_keepalive_connection(self):
+        # An idle keep-alive connection must not hold the stop up until its timeout (30s).
+        d = Daemon().start()
+        try:
+            c = d.connect()
+            self.assertEqual(d.request("GET", "/healthz", conn=c).status, 200)
+            _, took = d.stop(signal.SIGTERM)
+            self.assertLess(took, 5)
+            c.close()
+        finally:
+            d.cleanup()
+
+    def test_sigterm_stops_accepting(self):
+        d = Daemon().start()
+        try:
+            host, port = d.host, d.port
+            d.stop(signal.SIGTERM)
+            with self.assertRaises(OSError):
+                socket.create_connection((host, port), timeout=5).close()
+        finally:
+            d.cleanup()
+
+    def test_requests_in_progress_finish(self):
+        # A request whose body is still on its way when SIGTERM comes gets its answer.
+        d = Daemon().start()
+        try:
+            s = d.raw_socket()
+            body = b'{"partner_id": "p"}'
+            s.sendall(b"POST /internal/v1/sessions HTTP/1.1\r\nHost: t\r\n"
+                      b"Authorization: Bearer " + d.token.encode() + b"\r\n"
+                      b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+            # "100 Continue" means the daemon has the headers: the request is in progress.
+            s.settimeout(10)
+            interim = b""
+            while not interim.endswith(b"\r\n\r\n"):
+                chunk = s.recv(1)
+                self.assertTrue(chunk, interim)
+                interim += chunk
+            self.assertTrue(interim.startswith(b"HTTP/1.1 100 "), interim)
+            d.proc.send_signal(signal.SIGTERM)
+            # The daemon has stopped accepting and waits for the request in progress.
+            rec = d.wait_log(lambda x: x.get("msg") == "draining")
+            self.assertIsNotNone(rec, d.err.text())
+            self.assertEqual(rec["in_flight"], 1)
+            s.sendall(body)
+            data, _ = read_until_closed(s, 10)
+            s.close()
+            self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data[:200])
+            self.assertIn(b"Connection: close", data)
+            self.assertEqual(d.wait_exit(), 0, d.err.text())
+        finally:
+            d.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()

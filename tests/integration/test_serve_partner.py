@@ -1,0 +1,104 @@
+"""`vocohook partner` against the real daemon: a key is printed once, works over HTTP, and
+stops working when rotated."""
+import os
+import re
+import sys
+import tempfile
+import shutil
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from server import Daemon, parse_fields, run_cli  # noqa: E402
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+KEY = r"rg_live_[0-9a-f]{64}"
+
+
+class PartnerCli(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="vh-partner-")
+        self.db = f"sqlite:{self.tmp}/db"
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_create_prints_id_and_key_once_and_list_shows_no_key(self):
+        rc, out, err = run_cli("partner", "create", "Acme Voice", "--db", self.db)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, rf"^partner_id: {UUID}\napi_key: {KEY}\n$")
+        fields = parse_fields(out)
+        rc, out2, err = run_cli("partner", "create", "Other", "--db", self.db)
+        self.assertEqual(rc, 0, err)
+        rc, listing, err = run_cli("partner", "list", "--db", self.db)
+        self.assertEqual(rc, 0, err)
+        rows = [line.split("\t") for line in listing.splitlines()]
+        self.assertEqual([r[:2] for r in rows],
+                         [[fields["partner_id"], "Acme Voice"],
+                          [parse_fields(out2)["partner_id"], "Other"]])
+        for r in rows:
+            self.assertRegex(r[2], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertNotIn("rg_live_", listing)
+        # The store keeps a hash: the key's bytes are not in the database file.
+        with open(os.path.join(self.tmp, "db"), "rb") as f:
+            self.assertNotIn(fields["api_key"].encode(), f.read())
+
+    def test_db_from_environment(self):
+        rc, out, err = run_cli("partner", "create", "envco", env={"VOCOHOOK_DB": self.db})
+        self.assertEqual(rc, 0, err)
+        rc, listing, err = run_cli("partner", "list", "--db", self.db)
+        self.assertIn("envco", listing)
+
+    def test_usage_and_rejections(self):
+        for args in (["partner"], ["partner", "create"], ["partner", "list", "x"],
+                     ["partner", "frobnicate"], ["partner", "rotate-key"],
+                     ["partner", "create", "a", "--bogus"]):
+            rc, _, err = run_cli(*args, "--db", self.db)
+            self.assertEqual(rc, 2, f"{args}: {err}")
+        rc, _, err = run_cli("partner", "rotate-key", "00000000-0000-4000-8000-000000000000",
+                             "--db", self.db)
+        self.assertEqual(rc, 1, err)
+        self.assertTrue(err.startswith("vocohook partner: "), err)
+        rc, _, err = run_cli("partner", "create", "", "--db", self.db)
+        self.assertEqual(rc, 1, err)
+        rc, _, err = run_cli("partner", "list", "--db", f"sqlite:{self.tmp}/no/such/dir/db")
+        self.assertEqual(rc, 3, err)
+
+    def test_help(self):
+        rc, out, _ = run_cli("partner", "--help")
+        self.assertEqual(rc, 0)
+        self.assertIn("rotate-key", out)
+
+
+class PartnerOverHttp(unittest.TestCase):
+    def test_rotate_key_revokes_the_old_key(self):
+        d = Daemon()
+        try:
+            rc, out, err = run_cli("partner", "create", "acme", "--db", d.db)
+            self.assertEqual(rc, 0, err)
+            fields = parse_fields(out)
+            pid, old = fields["partner_id"], fields["api_key"]
+            d.start()
+            r = d.request("GET", "/api/v2/config/webhooks", key=old)
+            self.assertEqual(r.status, 200, r)
+            self.assertTrue(r.json()["success"])
+            r = d.request("GET", "/api/v2/config/webhooks")
+            self.assertEqual(r.status, 401, r)
+            self.assertEqual(r.json()["error"]["code"], "UNAUTHORIZED")
+
+            # Rotate while the daemon runs (the CLI and the daemon share the SQLite file).
+            rc, out, err = run_cli("partner", "rotate-key", pid, "--db", d.db)
+            self.assertEqual(rc, 0, err)
+            self.assertRegex(out, rf"^partner_id: {re.escape(pid)}\napi_key: {KEY}\n$")
+            new = parse_fields(out)["api_key"]
+            self.assertNotEqual(new, old)
+            r = d.request("GET", "/api/v2/config/webhooks", key=old)
+            self.assertEqual(r.status, 401, r)
+            r = d.request("GET", "/api/v2/config/webhooks", key=new)
+            self.assertEqual(r.status, 200, r)
+            d.stop()
+        finally:
+            d.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
