@@ -1,14 +1,956 @@
 /*
- * PLACEHOLDER until the JSON module lands: only the allocator hook.
+ * The three parsers of event.h on top of jansson: bytes -> json_t tree -> validated
+ * struct. The only file that includes <jansson.h> (STYLE.md §1).
+ *
+ * Order of work, so that the cheap refusals come first and the message is the same for
+ * the same input whatever the mode: size bound, nesting depth (a byte scan, before
+ * jansson recurses), syntax (jansson, which also refuses duplicate keys, invalid UTF-8 and
+ * \u0000), then one validator walking each object: unknown keys first, then the known
+ * keys in the seed's order. The first failure wins and names its JSON path.
  */
+#include <vocohook/event.h>
+#include <vocohook/json.h>
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
 #include <jansson.h>
 
 #include <vocohook/alloc.h>
+#include <vocohook/clock.h>
+#include <vocohook/id.h>
 
 #include "core/alloc_int.h"
 #include "core/banned.h"
 
+/*
+ * jansson 2.14 drops some allocation failures on the floor: lex_save() ignores the result
+ * of strbuffer_append_byte(), so under memory pressure a parse can succeed with a byte
+ * missing from a string or number (akheron/jansson#362). Its allocations therefore go
+ * through this wrapper, which remembers a failure for the parse running on this thread;
+ * load() turns any such failure into VH_ENOMEM, whatever jansson made of it.
+ */
+static _Thread_local bool jansson_alloc_failed;
+
+static void *jansson_malloc(size_t size)
+{
+    void *p = vh_malloc(size);
+
+    if (!p)
+        jansson_alloc_failed = true;
+    return p;
+}
+
 void vh__json_use_allocator(void)
 {
-    json_set_alloc_funcs(vh_malloc, vh_free);
+    json_set_alloc_funcs(jansson_malloc, vh_free);
+}
+
+/*
+ * vh_replace_allocator() is optional, so the parse entry points make sure jansson
+ * allocates through the hook before its first allocation. Both paths install the same
+ * two functions, which dispatch to whatever hook is current.
+ */
+static pthread_once_t alloc_once = PTHREAD_ONCE_INIT;
+
+static void use_allocator_once(void)
+{
+    vh__json_use_allocator();
+}
+
+/* --- context, paths and messages ------------------------------------------------------- */
+
+/* Longer than any path the schema has ("session.transcript[9999].latency_ms"). */
+#define JSON_PATH_MAX 96
+
+struct ctx {
+    bool payload;       /* webhook payload rules (vh_event_parse), else ingest rules */
+    bool allow_unknown; /* VH_PARSE_ALLOW_UNKNOWN */
+    struct vh_error *err;
+    char path[JSON_PATH_MAX]; /* where we are, "" at the root */
+    size_t path_len;
+};
+
+static void ctx_init(struct ctx *c, bool payload, unsigned flags, struct vh_error *err)
+{
+    c->payload = payload;
+    c->allow_unknown = (flags & VH_PARSE_ALLOW_UNKNOWN) != 0;
+    c->err = err;
+    c->path[0] = '\0';
+    c->path_len = 0;
+}
+
+static void path_set_len(struct ctx *c, size_t len)
+{
+    c->path_len = len < sizeof(c->path) ? len : sizeof(c->path) - 1;
+    c->path[c->path_len] = '\0';
+}
+
+/* Appends ".key" (or "key" at the root); returns the length to pop back to. */
+static size_t path_push_key(struct ctx *c, const char *key)
+{
+    size_t old = c->path_len;
+    int n = snprintf(c->path + old, sizeof(c->path) - old, "%s%s", old ? "." : "", key);
+
+    path_set_len(c, old + (n > 0 ? (size_t)n : 0));
+    return old;
+}
+
+static size_t path_push_index(struct ctx *c, size_t i)
+{
+    size_t old = c->path_len;
+    int n = snprintf(c->path + old, sizeof(c->path) - old, "[%zu]", i);
+
+    path_set_len(c, old + (n > 0 ? (size_t)n : 0));
+    return old;
+}
+
+static int vfail(struct ctx *c, int code, const char *fmt, va_list ap) VH_PRINTF(3, 0);
+static int fail(struct ctx *c, int code, const char *fmt, ...) VH_PRINTF(3, 4);
+static int fail_at(struct ctx *c, const char *key, int code, const char *fmt, ...) VH_PRINTF(4, 5);
+
+static int vfail(struct ctx *c, int code, const char *fmt, va_list ap)
+{
+    char reason[VH_ERROR_MSG_MAX];
+
+    if (vsnprintf(reason, sizeof(reason), fmt, ap) < 0)
+        reason[0] = '\0';
+    return vh_error_set(c->err, code, "%s: %s", c->path_len ? c->path : "(root)", reason);
+}
+
+/* Fails at the current path: `data: missing key "agent_id"`. */
+static int fail(struct ctx *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = vfail(c, code, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Fails at the member `key` of the current object: `data.agent_name: must be a string`. */
+static int fail_at(struct ctx *c, const char *key, int code, const char *fmt, ...)
+{
+    va_list ap;
+    size_t old = path_push_key(c, key);
+    int rc;
+
+    va_start(ap, fmt);
+    rc = vfail(c, code, fmt, ap);
+    va_end(ap);
+    path_set_len(c, old);
+    return rc;
+}
+
+static int nomem(struct ctx *c)
+{
+    return vh_error_set(c->err, VH_ENOMEM, "json: out of memory");
+}
+
+/*
+ * An object key from the input, fit to quote in a one-line message: `"` `\` and controls
+ * escaped as in JSON, cut after about 48 bytes (on a character boundary) with "...".
+ */
+static void quote_key(const char *key, char out[64])
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *k = (const unsigned char *)key;
+    size_t o = 0, cut = 0, i, n, w;
+    char piece[6];
+
+    for (i = 0; k[i]; i += n) {
+        n = 1;
+        if (k[i] >= 0xc0) /* a UTF-8 lead byte: jansson has checked the sequence */
+            while (n < 4 && (k[i + n] & 0xc0) == 0x80)
+                n++;
+        if (k[i] == '"' || k[i] == '\\') {
+            piece[0] = '\\';
+            piece[1] = (char)k[i];
+            w = 2;
+        } else if (k[i] < 0x20 || k[i] == 0x7f) {
+            memcpy(piece, "\\u00", 4);
+            piece[4] = hex[k[i] >> 4];
+            piece[5] = hex[k[i] & 0x0f];
+            w = 6;
+        } else {
+            memcpy(piece, key + i, n);
+            w = n;
+        }
+        if (o + w > 48) {
+            memcpy(out + cut, "...", 3);
+            o = cut + 3;
+            break;
+        }
+        memcpy(out + o, piece, w);
+        o += w;
+        if (o <= 45)
+            cut = o;
+    }
+    out[o] = '\0';
+}
+
+/* --- loading ---------------------------------------------------------------------------- */
+
+/*
+ * Refuses nesting deeper than VH_JSON_DEPTH_MAX before jansson (which recurses) sees the
+ * input, and input that is only whitespace. Brackets inside strings do not count.
+ */
+static int scan(const char *json, size_t len, struct vh_error *err)
+{
+    size_t i, depth = 0;
+    bool in_string = false, any = false;
+
+    for (i = 0; i < len; i++) {
+        char ch = json[i];
+
+        if (in_string) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_string = false;
+            continue;
+        }
+        switch (ch) {
+        case ' ':
+        case '\t':
+        case '\n':
+        case '\r':
+            break;
+        case '"':
+            in_string = true;
+            any = true;
+            break;
+        case '[':
+        case '{':
+            if (++depth > VH_JSON_DEPTH_MAX)
+                return vh_error_set(err, VH_ETOOBIG,
+                                    "json: nested deeper than %d levels at byte %zu",
+                                    VH_JSON_DEPTH_MAX, i);
+            any = true;
+            break;
+        case ']':
+        case '}':
+            if (depth)
+                depth--;
+            any = true;
+            break;
+        default:
+            any = true;
+        }
+    }
+    if (!any)
+        return vh_error_set(err, VH_EINVAL, "json: empty input");
+    return 0;
+}
+
+/* Parses the bytes into a tree whose root is an object. */
+static int load(const char *json, size_t len, json_t **out, struct vh_error *err)
+{
+    json_error_t jerr;
+    json_t *root;
+    size_t i;
+    int rc;
+
+    pthread_once(&alloc_once, use_allocator_once);
+    if (len > VH_BODY_MAX)
+        return vh_error_set(err, VH_ETOOBIG, "json: larger than %d bytes", VH_BODY_MAX);
+    if (len && !json)
+        return vh_error_set(err, VH_EINVAL, "json: NULL input");
+    rc = scan(json, len, err);
+    if (rc < 0)
+        return rc;
+    jansson_alloc_failed = false;
+    root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (jansson_alloc_failed) {
+        json_decref(root);
+        return vh_error_set(err, VH_ENOMEM, "json: out of memory");
+    }
+    if (!root) {
+        if (json_error_code(&jerr) == json_error_out_of_memory)
+            return vh_error_set(err, VH_ENOMEM, "json: out of memory");
+        /* The two refusals a caller may meet most, in the wording event.h promises. */
+        if (json_error_code(&jerr) == json_error_invalid_utf8)
+            return vh_error_set(err, VH_EINVAL, "json: invalid UTF-8 at byte %d", jerr.position);
+        if (json_error_code(&jerr) == json_error_null_character)
+            return vh_error_set(err, VH_EINVAL,
+                                "json: \\u0000 is not allowed in strings at byte %d",
+                                jerr.position);
+        /* jansson quotes the input near the error: keep the message one printable line. */
+        for (i = 0; jerr.text[i]; i++)
+            if ((unsigned char)jerr.text[i] < 0x20 || (unsigned char)jerr.text[i] >= 0x7f)
+                jerr.text[i] = '?';
+        return vh_error_set(err, VH_EINVAL, "json: %s at byte %d", jerr.text, jerr.position);
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return vh_error_set(err, VH_EINVAL, "(root): must be an object");
+    }
+    *out = root;
+    return 0;
+}
+
+/* --- members ------------------------------------------------------------------------------ */
+
+static bool key_is_known(const char *key, const char *const *known)
+{
+    size_t i;
+
+    for (i = 0; known[i]; i++)
+        if (strcmp(key, known[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Refuses keys outside `known` (NULL-terminated) unless the mode allows them. */
+static int check_keys(struct ctx *c, json_t *obj, const char *const *known)
+{
+    const char *key;
+    json_t *v;
+    char quoted[64];
+
+    if (c->allow_unknown)
+        return 0;
+    json_object_foreach(obj, key, v)
+    {
+        if (!key_is_known(key, known)) {
+            quote_key(key, quoted);
+            return fail(c, VH_EINVAL, "unknown key \"%s\"", quoted);
+        }
+    }
+    return 0;
+}
+
+/* The member `key`, or NULL when absent; absent and `required` is an error. */
+static int member(struct ctx *c, json_t *obj, const char *key, bool required, json_t **out)
+{
+    *out = json_object_get(obj, key);
+    if (!*out && required)
+        return fail(c, VH_EINVAL, "missing key \"%s\"", key);
+    return 0;
+}
+
+static int dup_string(struct ctx *c, const char *s, size_t len, char **out)
+{
+    *out = vh_strndup(s, len);
+    return *out ? 0 : nomem(c);
+}
+
+/* A required string member. */
+static int get_string(struct ctx *c, json_t *obj, const char *key, const char **s, size_t *len)
+{
+    json_t *v;
+    int rc = member(c, obj, key, true, &v);
+
+    if (rc < 0)
+        return rc;
+    if (!json_is_string(v))
+        return fail_at(c, key, VH_EINVAL, "must be a string");
+    *s = json_string_value(v);
+    *len = json_string_length(v);
+    return 0;
+}
+
+/* A required id member: 1 to 64 of [A-Za-z0-9_-] (SPEC §2). */
+static int get_id(struct ctx *c, json_t *obj, const char *key, char **out)
+{
+    const char *s = NULL;
+    size_t len = 0;
+    int rc = get_string(c, obj, key, &s, &len);
+
+    if (rc < 0)
+        return rc;
+    if (!vh_id_is_valid(s, len))
+        return fail_at(c, key, VH_EINVAL, "must be 1 to 64 characters of [A-Za-z0-9_-]");
+    return dup_string(c, s, len, out);
+}
+
+static int get_e164(struct ctx *c, json_t *obj, const char *key, char **out)
+{
+    const char *s = NULL;
+    size_t len = 0;
+    int rc = get_string(c, obj, key, &s, &len);
+
+    if (rc < 0)
+        return rc;
+    if (!vh_e164_is_valid(s, len))
+        return fail_at(c, key, VH_EINVAL, "must be E.164 (+ then 2 to 15 digits, first not 0)");
+    return dup_string(c, s, len, out);
+}
+
+/* A JSON integer in 0..max; reals (12.5, and 12.0 too) are refused. */
+static int int_value(struct ctx *c, json_t *v, const char *key, int64_t max, const char *type_msg,
+                     int64_t *out)
+{
+    json_int_t x;
+
+    if (!json_is_integer(v))
+        return fail_at(c, key, VH_EINVAL, "%s", type_msg);
+    x = json_integer_value(v);
+    if (x < 0 || x > max)
+        return fail_at(c, key, VH_EINVAL, "must be between 0 and %lld", (long long)max);
+    *out = (int64_t)x;
+    return 0;
+}
+
+static int get_int(struct ctx *c, json_t *obj, const char *key, int64_t max, int64_t *out)
+{
+    json_t *v;
+    int rc = member(c, obj, key, true, &v);
+
+    if (rc < 0)
+        return rc;
+    return int_value(c, v, key, max, "must be an integer", out);
+}
+
+static int get_time(struct ctx *c, json_t *obj, const char *key, int64_t *out)
+{
+    struct vh_error terr = VH_ERROR_INIT;
+    const char *s = NULL;
+    size_t len = 0;
+    int rc = get_string(c, obj, key, &s, &len);
+
+    if (rc < 0)
+        return rc;
+    rc = vh_time_parse(s, len, out, &terr);
+    if (rc < 0)
+        return fail_at(c, key, rc, "%s", terr.msg);
+    return 0;
+}
+
+/* --- the session ---------------------------------------------------------------------------- */
+
+static int parse_turn(struct ctx *c, json_t *obj, struct vh_turn *t)
+{
+    static const char *const keys[] = {"role", "content", "timestamp", "latency_ms", NULL};
+    const char *s = NULL;
+    size_t len = 0;
+    json_t *v;
+    int rc;
+
+    if (!json_is_object(obj))
+        return fail(c, VH_EINVAL, "must be an object");
+    rc = check_keys(c, obj, keys);
+    if (rc < 0)
+        return rc;
+    rc = member(c, obj, "role", true, &v);
+    if (rc < 0)
+        return rc;
+    if (json_is_string(v) && strcmp(json_string_value(v), "user") == 0)
+        t->role = VH_ROLE_USER;
+    else if (json_is_string(v) && strcmp(json_string_value(v), "bot") == 0)
+        t->role = VH_ROLE_BOT;
+    else
+        return fail_at(c, "role", VH_EINVAL, "must be \"user\" or \"bot\"");
+    rc = get_string(c, obj, "content", &s, &len);
+    if (rc < 0)
+        return rc;
+    if (len > VH_CONTENT_MAX)
+        return fail_at(c, "content", VH_ETOOBIG, "longer than %d bytes", VH_CONTENT_MAX);
+    rc = dup_string(c, s, len, &t->content);
+    if (rc < 0)
+        return rc;
+    t->content_len = len;
+    rc = get_time(c, obj, "timestamp", &t->ts_ms);
+    if (rc < 0)
+        return rc;
+    /*
+     * The seed's strict form: user turns carry "latency_ms": null, bot turns an integer or
+     * nothing (the greeting). Producers and receivers may leave the user's null out.
+     */
+    rc = member(c, obj, "latency_ms", t->role == VH_ROLE_USER && c->payload && !c->allow_unknown,
+                &v);
+    if (rc < 0 || !v)
+        return rc;
+    if (t->role == VH_ROLE_USER) {
+        if (!json_is_null(v))
+            return fail_at(c, "latency_ms", VH_EINVAL, "must be null on user turns");
+        return 0;
+    }
+    rc = int_value(c, v, "latency_ms", VH_LATENCY_MAX, "must be an integer or absent on bot turns",
+                   &t->latency_ms);
+    if (rc < 0)
+        return rc;
+    t->has_latency = true;
+    return 0;
+}
+
+static int parse_transcript(struct ctx *c, json_t *obj, struct vh_session *s)
+{
+    json_t *arr;
+    size_t old, i, n;
+    int rc;
+
+    rc = member(c, obj, "transcript", true, &arr);
+    if (rc < 0)
+        return rc;
+    old = path_push_key(c, "transcript");
+    if (!json_is_array(arr)) {
+        rc = fail(c, VH_EINVAL, "must be an array");
+        goto out;
+    }
+    n = json_array_size(arr);
+    if (n > VH_TURNS_MAX) {
+        rc = fail(c, VH_ETOOBIG, "more than %d turns", VH_TURNS_MAX);
+        goto out;
+    }
+    if (n) {
+        s->turns = vh_malloc(n * sizeof(*s->turns));
+        if (!s->turns) {
+            rc = nomem(c);
+            goto out;
+        }
+        for (i = 0; i < n; i++)
+            s->turns[i] = (struct vh_turn){0};
+        s->n_turns = n; /* all zeroed, so vh_session_free() can run at any point */
+    }
+    for (i = 0; i < n; i++) {
+        size_t at = path_push_index(c, i);
+
+        rc = parse_turn(c, json_array_get(arr, i), &s->turns[i]);
+        path_set_len(c, at);
+        if (rc < 0)
+            goto out;
+    }
+out:
+    path_set_len(c, old);
+    return rc;
+}
+
+static int parse_latency(struct ctx *c, json_t *obj, struct vh_latency *lat)
+{
+    static const char *const keys[] = {"min_ms", "max_ms", "avg_ms", NULL};
+    int rc;
+
+    if (!json_is_object(obj))
+        return fail(c, VH_EINVAL, "must be an object");
+    rc = check_keys(c, obj, keys);
+    if (rc == 0)
+        rc = get_int(c, obj, "min_ms", VH_LATENCY_MAX, &lat->min_ms);
+    if (rc == 0)
+        rc = get_int(c, obj, "max_ms", VH_LATENCY_MAX, &lat->max_ms);
+    if (rc == 0)
+        rc = get_int(c, obj, "avg_ms", VH_LATENCY_MAX, &lat->avg_ms);
+    if (rc == 0 && !(lat->min_ms <= lat->avg_ms && lat->avg_ms <= lat->max_ms))
+        rc = fail(c, VH_EINVAL, "must have min_ms <= avg_ms <= max_ms");
+    return rc;
+}
+
+static int parse_call(struct ctx *c, json_t *obj, struct vh_call *call)
+{
+    static const char *const keys[] = {"call_id",   "from_number", "to_number",
+                                       "direction", "status",      NULL};
+    const char *s = NULL;
+    size_t len = 0;
+    json_t *v;
+    int rc;
+
+    rc = check_keys(c, obj, keys);
+    if (rc == 0)
+        rc = get_id(c, obj, "call_id", &call->call_id);
+    if (rc == 0)
+        rc = get_e164(c, obj, "from_number", &call->from_number);
+    if (rc == 0)
+        rc = get_e164(c, obj, "to_number", &call->to_number);
+    if (rc == 0)
+        rc = member(c, obj, "direction", true, &v);
+    if (rc == 0 && !(json_is_string(v) && strcmp(json_string_value(v), "outbound") == 0))
+        rc = fail_at(c, "direction", VH_EINVAL, "must be \"outbound\"");
+    if (rc == 0) {
+        rc = get_string(c, obj, "status", &s, &len);
+        if (rc == 0) {
+            call->status = vh_call_status_from_name(s, len);
+            if (!call->status)
+                rc = fail_at(c, "status", VH_EINVAL,
+                             "must be one of completed, failed, no_answer, busy, canceled");
+        }
+    }
+    return rc;
+}
+
+/* recording_url: null or an http(s) URL, at most VH_URL_MAX bytes, no spaces or controls. */
+static int parse_url(struct ctx *c, json_t *v, char **out)
+{
+    const char *s;
+    size_t len, i, scheme;
+
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return fail_at(c, "recording_url", VH_EINVAL, "must be a string or null");
+    s = json_string_value(v);
+    len = json_string_length(v);
+    if (len > VH_URL_MAX)
+        return fail_at(c, "recording_url", VH_ETOOBIG, "longer than %d bytes", VH_URL_MAX);
+    scheme = strncmp(s, "https://", 8) == 0 ? 8 : strncmp(s, "http://", 7) == 0 ? 7 : 0;
+    if (scheme == 0 || len == scheme)
+        return fail_at(c, "recording_url", VH_EINVAL, "must be an http:// or https:// URL");
+    for (i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f)
+            return fail_at(c, "recording_url", VH_EINVAL,
+                           "must not contain spaces or control characters");
+    return dup_string(c, s, len, out);
+}
+
+/* recording_key (ingest only): an S3 object key, 1..VH_OBJECT_KEY_MAX bytes, no controls. */
+static int parse_object_key(struct ctx *c, json_t *v, char **out)
+{
+    const char *s = NULL;
+    size_t len = 0, i;
+
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return fail_at(c, "recording_key", VH_EINVAL, "must be a string or null");
+    s = json_string_value(v);
+    len = json_string_length(v);
+    if (len == 0)
+        return fail_at(c, "recording_key", VH_EINVAL, "must not be empty");
+    if (len > VH_OBJECT_KEY_MAX)
+        return fail_at(c, "recording_key", VH_ETOOBIG, "longer than %d bytes", VH_OBJECT_KEY_MAX);
+    for (i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return fail_at(c, "recording_key", VH_EINVAL, "must not contain control characters");
+    return dup_string(c, s, len, out);
+}
+
+static int parse_agent_name(struct ctx *c, json_t *obj, char **out)
+{
+    const char *s = NULL;
+    size_t len = 0;
+    int rc = get_string(c, obj, "agent_name", &s, &len);
+
+    if (rc < 0)
+        return rc;
+    if (len == 0)
+        return fail_at(c, "agent_name", VH_EINVAL, "must not be empty");
+    if (len > VH_NAME_MAX)
+        return fail_at(c, "agent_name", VH_ETOOBIG, "longer than %d bytes", VH_NAME_MAX);
+    return dup_string(c, s, len, out);
+}
+
+static int parse_credits(struct ctx *c, json_t *obj, double *out)
+{
+    json_t *v;
+    double x;
+    int rc = member(c, obj, "credits_used", true, &v);
+
+    if (rc < 0)
+        return rc;
+    if (!json_is_number(v))
+        return fail_at(c, "credits_used", VH_EINVAL, "must be a number");
+    /* jansson refuses reals that overflow, so x is finite; !(x >= 0) would catch a NaN. */
+    x = json_number_value(v);
+    if (!(x >= 0 && x <= VH_CREDITS_MAX))
+        return fail_at(c, "credits_used", VH_EINVAL, "must be between 0 and 1000000000");
+    *out = x;
+    return 0;
+}
+
+/*
+ * The three keys whose presence depends on the document: required in a payload, where
+ * null is a value; optional in ingest, where null means the same as absent.
+ */
+static int parse_optional_parts(struct ctx *c, json_t *obj, struct vh_session *s)
+{
+    json_t *v;
+    size_t old;
+    int rc;
+
+    rc = member(c, obj, "recording_url", c->payload, &v);
+    if (rc == 0)
+        rc = parse_url(c, v, &s->recording_url);
+    if (rc == 0 && !c->payload) {
+        rc = parse_object_key(c, json_object_get(obj, "recording_key"), &s->recording_key);
+        if (rc == 0 && s->recording_url && s->recording_key)
+            rc = fail_at(c, "recording_key", VH_EINVAL, "not allowed together with recording_url");
+    }
+    if (rc == 0)
+        rc = member(c, obj, "latency", c->payload, &v);
+    if (rc == 0 && v && !(json_is_null(v) && !c->payload)) {
+        old = path_push_key(c, "latency");
+        rc = parse_latency(c, v, &s->latency);
+        path_set_len(c, old);
+        s->has_latency = rc == 0;
+    }
+    if (rc == 0)
+        rc = member(c, obj, "call", c->payload, &v);
+    if (rc == 0 && v && !json_is_null(v)) {
+        old = path_push_key(c, "call");
+        rc = json_is_object(v) ? parse_call(c, v, &s->call)
+                               : fail(c, VH_EINVAL, "must be an object or null");
+        path_set_len(c, old);
+        s->has_call = rc == 0;
+    }
+    return rc;
+}
+
+/* The session object at the current path; stores a new session in *out on success. */
+static int parse_session(struct ctx *c, json_t *obj, struct vh_session **out)
+{
+    static const char *const keys_ingest[] = {
+        "session_id", "agent_id",      "agent_name",    "duration_seconds", "credits_used",
+        "transcript", "recording_url", "recording_key", "latency",          "call",
+        NULL};
+    static const char *const keys_payload[] = {
+        "session_id",   "agent_id",   "agent_name",    "duration_seconds",
+        "credits_used", "transcript", "recording_url", "latency",
+        "call",         NULL};
+    struct vh_session *s = NULL;
+    int rc;
+
+    if (!json_is_object(obj))
+        return fail(c, VH_EINVAL, "must be an object");
+    rc = check_keys(c, obj, c->payload ? keys_payload : keys_ingest);
+    if (rc < 0)
+        return rc;
+    s = vh_malloc(sizeof(*s));
+    if (!s)
+        return nomem(c);
+    *s = (struct vh_session){0};
+    rc = get_id(c, obj, "session_id", &s->session_id);
+    if (rc == 0)
+        rc = get_id(c, obj, "agent_id", &s->agent_id);
+    if (rc == 0)
+        rc = parse_agent_name(c, obj, &s->agent_name);
+    if (rc == 0)
+        rc = get_int(c, obj, "duration_seconds", VH_DURATION_MAX, &s->duration_seconds);
+    if (rc == 0)
+        rc = parse_credits(c, obj, &s->credits_used);
+    if (rc == 0)
+        rc = parse_transcript(c, obj, s);
+    if (rc == 0)
+        rc = parse_optional_parts(c, obj, s);
+    if (rc < 0)
+        goto out;
+    *out = s;
+    s = NULL;
+out:
+    vh_session_free(s);
+    return rc;
+}
+
+/* Parses the member `key` of the root as a session, with paths under "key.". */
+static int parse_session_at(struct ctx *c, json_t *root, const char *key, struct vh_session **out)
+{
+    json_t *v;
+    size_t old;
+    int rc = member(c, root, key, true, &v);
+
+    if (rc < 0)
+        return rc;
+    old = path_push_key(c, key);
+    rc = parse_session(c, v, out);
+    path_set_len(c, old);
+    return rc;
+}
+
+static int check_flags(unsigned flags, struct vh_error *err)
+{
+    if (flags & ~(unsigned)VH_PARSE_ALLOW_UNKNOWN)
+        return vh_error_set(err, VH_EINVAL, "parse: unknown flags 0x%x", flags);
+    return 0;
+}
+
+/* --- entry points ------------------------------------------------------------------------- */
+
+int vh_session_parse(const char *json, size_t len, unsigned flags, struct vh_session **out,
+                     struct vh_error *err)
+{
+    struct ctx c;
+    json_t *root = NULL;
+    int rc;
+
+    ctx_init(&c, false, flags, err);
+    rc = check_flags(flags, err);
+    if (rc == 0)
+        rc = load(json, len, &root, err);
+    if (rc == 0)
+        rc = parse_session(&c, root, out);
+    json_decref(root);
+    return rc;
+}
+
+int vh_ingest_parse(const char *json, size_t len, struct vh_ingest **out, struct vh_error *err)
+{
+    static const char *const keys[] = {"partner_id", "session", NULL};
+    struct ctx c;
+    json_t *root = NULL;
+    struct vh_ingest *in = NULL;
+    int rc;
+
+    ctx_init(&c, false, 0, err);
+    rc = load(json, len, &root, err);
+    if (rc < 0)
+        goto out;
+    in = vh_malloc(sizeof(*in));
+    if (!in) {
+        rc = nomem(&c);
+        goto out;
+    }
+    *in = (struct vh_ingest){0};
+    rc = check_keys(&c, root, keys);
+    if (rc == 0)
+        rc = get_id(&c, root, "partner_id", &in->partner_id);
+    if (rc == 0)
+        rc = parse_session_at(&c, root, "session", &in->session);
+    if (rc < 0)
+        goto out;
+    *out = in;
+    in = NULL;
+out:
+    vh_ingest_free(in);
+    json_decref(root);
+    return rc;
+}
+
+int vh_event_parse(const char *json, size_t len, unsigned flags, struct vh_event **out,
+                   struct vh_error *err)
+{
+    static const char *const keys[] = {"event", "timestamp", "data", NULL};
+    struct ctx c;
+    json_t *root = NULL, *v;
+    struct vh_event *ev = NULL;
+    int rc;
+
+    ctx_init(&c, true, flags, err);
+    rc = check_flags(flags, err);
+    if (rc == 0)
+        rc = load(json, len, &root, err);
+    if (rc < 0)
+        goto out;
+    ev = vh_malloc(sizeof(*ev));
+    if (!ev) {
+        rc = nomem(&c);
+        goto out;
+    }
+    *ev = (struct vh_event){0};
+    rc = check_keys(&c, root, keys);
+    if (rc == 0)
+        rc = member(&c, root, "event", true, &v);
+    if (rc == 0 && !(json_is_string(v) && strcmp(json_string_value(v), VH_EVENT_TYPE) == 0))
+        rc = fail_at(&c, "event", VH_EINVAL, "must be \"" VH_EVENT_TYPE "\"");
+    if (rc == 0)
+        rc = get_time(&c, root, "timestamp", &ev->ts_ms);
+    if (rc == 0)
+        rc = parse_session_at(&c, root, "data", &ev->session);
+    if (rc < 0)
+        goto out;
+    *out = ev;
+    ev = NULL;
+out:
+    vh_event_free(ev);
+    json_decref(root);
+    return rc;
+}
+
+/* --- flat request objects (json.h) ------------------------------------------------------ */
+
+void vh_json_fields_release(struct vh_jfield *fields, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        vh_free(fields[i].str);
+        fields[i].str = NULL;
+        fields[i].str_len = 0;
+        fields[i].present = false;
+        fields[i].is_null = false;
+        fields[i].b = false;
+        fields[i].i = 0;
+    }
+}
+
+static const char *type_name(enum vh_jtype t)
+{
+    switch (t) {
+    case VH_JSTRING:
+        return "a string";
+    case VH_JBOOL:
+        return "a boolean";
+    case VH_JINT:
+        return "an integer";
+    }
+    return "a value";
+}
+
+static int fill_field(struct vh_jfield *f, json_t *v, struct vh_error *err)
+{
+    f->present = true;
+    if (json_is_null(v)) {
+        if (!f->nullable)
+            return vh_error_set(err, VH_EINVAL, "%s: must be %s, not null", f->name,
+                                type_name(f->type));
+        f->is_null = true;
+        return 0;
+    }
+    switch (f->type) {
+    case VH_JSTRING: {
+        const char *s = json_string_value(v);
+        size_t len = json_string_length(v);
+
+        if (!json_is_string(v))
+            break;
+        if (len > f->max_len)
+            return vh_error_set(err, VH_ETOOBIG, "%s: longer than %zu bytes", f->name, f->max_len);
+        if (memchr(s, '\0', len))
+            return vh_error_set(err, VH_EINVAL, "%s: must not contain NUL", f->name);
+        f->str = vh_strndup(s, len);
+        if (!f->str)
+            return vh_error_set(err, VH_ENOMEM, "%s: out of memory", f->name);
+        f->str_len = len;
+        return 0;
+    }
+    case VH_JBOOL:
+        if (!json_is_boolean(v))
+            break;
+        f->b = json_is_true(v);
+        return 0;
+    case VH_JINT:
+        if (!json_is_integer(v))
+            break;
+        f->i = (int64_t)json_integer_value(v);
+        return 0;
+    }
+    return vh_error_set(err, VH_EINVAL, "%s: must be %s", f->name, type_name(f->type));
+}
+
+int vh_json_parse_fields(const char *json, size_t len, struct vh_jfield *fields, size_t n,
+                         struct vh_error *err)
+{
+    json_t *root = NULL, *v;
+    const char *key;
+    size_t i;
+    int rc = 0;
+
+    vh_json_fields_release(fields, n);
+    rc = load(json, len, &root, err);
+    if (rc < 0)
+        return rc;
+    json_object_foreach(root, key, v)
+    {
+        for (i = 0; i < n; i++)
+            if (strcmp(fields[i].name, key) == 0)
+                break;
+        if (i == n) {
+            rc = vh_error_set(err, VH_EINVAL, "body: unknown key \"%.64s\"", key);
+            goto out;
+        }
+        rc = fill_field(&fields[i], v, err);
+        if (rc < 0)
+            goto out;
+    }
+    for (i = 0; i < n; i++)
+        if (fields[i].required && !fields[i].present) {
+            rc = vh_error_set(err, VH_EINVAL, "%s: missing", fields[i].name);
+            goto out;
+        }
+out:
+    json_decref(root);
+    if (rc < 0)
+        vh_json_fields_release(fields, n);
+    return rc;
 }
