@@ -22,19 +22,19 @@
 struct vh_api;
 
 struct vh_api_config {
-    const char *ingest_token;    /* the producer's bearer token; NULL disables ingest (401) */
-    bool allow_http;             /* accept http:// endpoint URLs (development only) */
-    int max_endpoints;           /* per partner; 0 means VH_ENDPOINTS_MAX */
-    int rate_general_per_min;    /* per API key; 0 means 60; < 0 disables */
-    int rate_calls_per_min;      /* per API key on /calls; 0 means 10; < 0 disables */
+    const char *ingest_token; /* the producer's bearer token; NULL disables ingest (401) */
+    bool allow_http;          /* accept http:// endpoint URLs (development only) */
+    int max_endpoints;        /* per partner; 0 means VH_ENDPOINTS_MAX */
+    int rate_general_per_min; /* per API key; 0 means 60; < 0 disables */
+    int rate_calls_per_min;   /* per API key on /calls; 0 means 10; < 0 disables */
     /* S3, for presigning recording_key (all NULL: recording_key is refused at ingest). */
-    const char *s3_endpoint;     /* https://s3.amazonaws.com, http://127.0.0.1:4569 */
+    const char *s3_endpoint; /* https://s3.amazonaws.com, http://127.0.0.1:4569 */
     const char *s3_region;
     const char *s3_bucket;
     const char *s3_access_key;
     const char *s3_secret_key;
     bool s3_path_style;
-    vh_log_fn *log;              /* NULL: no logs */
+    vh_log_fn *log; /* NULL: no logs */
     void *log_ud;
 };
 
@@ -54,8 +54,8 @@ struct vh_api_kv {
 };
 
 struct vh_api_req {
-    const char *method;        /* "GET", "POST", ... */
-    const char *path;          /* decoded path, no query: "/api/v2/config/webhooks" */
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* decoded path, no query: "/api/v2/config/webhooks" */
     struct vh_api_kv query[VH_API_MAX_QUERY];
     size_t n_query;            /* query arguments, in order */
     bool query_truncated;      /* more than VH_API_MAX_QUERY arguments were sent */
@@ -63,9 +63,9 @@ struct vh_api_req {
     const char *content_type;  /* the Content-Type header, NULL when absent */
     const char *body;          /* borrowed; NULL with body_len 0 when none */
     size_t body_len;
-    bool body_too_large;       /* the server stopped reading at its bound: answer 413 */
-    const char *request_id;    /* for log records */
-    int64_t now_ms;            /* the wall clock when the request arrived */
+    bool body_too_large;    /* the server stopped reading at its bound: answer 413 */
+    const char *request_id; /* for log records */
+    int64_t now_ms;         /* the wall clock when the request arrived */
 };
 
 struct vh_api_resp {

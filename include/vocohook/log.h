@@ -8,12 +8,7 @@
 
 #include <vocohook/common.h>
 
-enum vh_log_level {
-    VH_LOG_ERROR = 0,
-    VH_LOG_WARN = 1,
-    VH_LOG_INFO = 2,
-    VH_LOG_DEBUG = 3
-};
+enum vh_log_level { VH_LOG_ERROR = 0, VH_LOG_WARN = 1, VH_LOG_INFO = 2, VH_LOG_DEBUG = 3 };
 
 /* Receives one record; may be called from any thread, concurrently. */
 typedef void vh_log_fn(void *ud, enum vh_log_level level, const char *json_line);

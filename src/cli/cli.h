@@ -11,12 +11,7 @@
 
 #include <vocohook/vocohook.h>
 
-enum cli_exit {
-    CLI_OK = 0,
-    CLI_REJECTED = 1,
-    CLI_USAGE = 2,
-    CLI_FAILED = 3
-};
+enum cli_exit { CLI_OK = 0, CLI_REJECTED = 1, CLI_USAGE = 2, CLI_FAILED = 3 };
 
 int cmd_serve(int argc, char **argv);
 int cmd_partner(int argc, char **argv);
