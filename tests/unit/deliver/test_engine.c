@@ -1,0 +1,1376 @@
+/*
+ * The delivery engine (include/vocohook/engine.h) against real receivers on loopback: a
+ * small HTTP server thread in this file (one mode per behaviour under test), and for TLS
+ * python3's http.server behind a CA and certificate made with the openssl command line.
+ * Every wait is a condition with a deadline; nothing sleeps blindly.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <vocohook/clock.h>
+#include <vocohook/engine.h>
+#include <vocohook/sign.h>
+
+#include "core/banned.h"
+
+extern char **environ;
+
+#define SECRET   "whsec_engine_test_secret"
+#define EVENT_ID "0b7e3c1e-9a54-4d7c-8f39-2f1d6a7c5e10"
+/* Non-ASCII and a U+2028 on purpose: the body must arrive byte for byte. */
+#define BODY                                                                                       \
+    "{\"event\":\"session.completed\",\"data\":{\"agent_name\":\"Zo\xc3\xab\","                    \
+    "\"x\":\"\xe2\x80\xa8\"}}"
+#define WAIT_MS 20000 /* deadline of every wait: generous, sanitizers are slow */
+#define N_SLOTS 64
+
+/* ---- conditions with deadlines --------------------------------------------------------------- */
+
+static void cond_init_mono(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+static struct timespec deadline_in(int ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* ---- results: what the done callbacks saw ---------------------------------------------------- */
+
+struct slot {
+    int calls;
+    struct vh_attempt a;
+};
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int total;
+    struct slot slots[N_SLOTS];
+} R;
+
+static struct vh_engine *chain_engine; /* for on_done_chain */
+
+static void on_done(void *ud, const struct vh_attempt *a)
+{
+    struct slot *s = ud;
+
+    pthread_mutex_lock(&R.mu);
+    s->calls++;
+    s->a = *a;
+    R.total++;
+    pthread_cond_broadcast(&R.cv);
+    pthread_mutex_unlock(&R.mu);
+}
+
+/* Waits until at least `n` callbacks have run in all; false at the deadline. */
+static bool wait_total(int n, int ms)
+{
+    struct timespec dl = deadline_in(ms);
+    bool ok;
+
+    pthread_mutex_lock(&R.mu);
+    while (R.total < n && pthread_cond_timedwait(&R.cv, &R.mu, &dl) != ETIMEDOUT)
+        ;
+    ok = R.total >= n;
+    pthread_mutex_unlock(&R.mu);
+    return ok;
+}
+
+static int total_now(void)
+{
+    int n;
+
+    pthread_mutex_lock(&R.mu);
+    n = R.total;
+    pthread_mutex_unlock(&R.mu);
+    return n;
+}
+
+static int reset_results(void **state)
+{
+    (void)state;
+    pthread_mutex_lock(&R.mu);
+    R.total = 0;
+    memset(R.slots, 0, sizeof(R.slots));
+    pthread_mutex_unlock(&R.mu);
+    return 0;
+}
+
+/* ---- a loopback HTTP server with one behaviour per mode -------------------------------------- */
+
+enum mode {
+    M_OK,        /* 200 "ok", keep-alive */
+    M_STATUS,    /* 500 with a 3000-byte body */
+    M_REDIRECT,  /* 302 to `location` */
+    M_HOLD,      /* reads the request, answers nothing until srv_release, then 200 */
+    M_CLOSE_MID, /* a 200 head promising 100 bytes, 5 bytes, then close */
+    M_GARBAGE,   /* bytes that are not HTTP, then close */
+    M_STREAM     /* a 200 head and an endless body */
+};
+
+#define MAX_CONNS    64
+#define REQ_MAX      16384
+#define ERR_BODY_LEN 3000
+
+struct conn {
+    int fd;
+    size_t len;
+    bool held;
+    bool streaming;
+    char in[REQ_MAX];
+};
+
+struct srv {
+    int lfd, port, wake[2];
+    pthread_t th;
+    enum mode mode;
+    char location[128];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int accepts, requests; /* under mu */
+    bool release, stop;    /* under mu */
+    char last[REQ_MAX];    /* the last complete request, under mu */
+    size_t last_len;
+    struct conn conns[MAX_CONNS]; /* the server thread's */
+};
+
+static void send_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+        if (w <= 0 && errno == EAGAIN) {
+            struct pollfd pfd = {fd, POLLOUT, 0};
+
+            poll(&pfd, 1, 1000);
+            continue;
+        }
+        if (w <= 0)
+            return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void conn_close(struct conn *c)
+{
+    close(c->fd);
+    c->fd = -1;
+    c->len = 0;
+    c->held = c->streaming = false;
+}
+
+/* The length of the first complete request in the buffer, or 0 when it is not complete. */
+static size_t request_len(const char *p, size_t len)
+{
+    size_t i, head = 0, cl = 0;
+
+    for (i = 0; i + 4 <= len; i++) {
+        if (memcmp(p + i, "\r\n\r\n", 4) == 0) {
+            head = i + 4;
+            break;
+        }
+    }
+    if (head == 0)
+        return 0;
+    for (i = 0; i + 17 < head; i++) {
+        if (strncasecmp(p + i, "\r\ncontent-length:", 17) == 0) {
+            cl = strtoul(p + i + 17, NULL, 10);
+            break;
+        }
+    }
+    return len >= head + cl ? head + cl : 0;
+}
+
+static void answer_ok(struct conn *c)
+{
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    send_all(c->fd, ok, sizeof(ok) - 1);
+    c->held = false;
+}
+
+/* Answers one complete request by mode; false when the connection was closed. */
+static bool respond(struct srv *s, struct conn *c, bool released)
+{
+    char buf[ERR_BODY_LEN + 256];
+    int n;
+
+    switch (s->mode) {
+    case M_OK:
+        answer_ok(c);
+        return true;
+    case M_STATUS:
+        n = snprintf(
+            buf, sizeof(buf),
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: %d\r\n\r\nboom:", ERR_BODY_LEN);
+        memset(buf + n, 'x', ERR_BODY_LEN - 5);
+        send_all(c->fd, buf, (size_t)n + ERR_BODY_LEN - 5);
+        return true;
+    case M_REDIRECT:
+        n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 302 Found\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n",
+                     s->location);
+        send_all(c->fd, buf, (size_t)n);
+        return true;
+    case M_HOLD:
+        if (released)
+            answer_ok(c);
+        else
+            c->held = true;
+        return true;
+    case M_CLOSE_MID:
+        n = snprintf(buf, sizeof(buf), "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort");
+        send_all(c->fd, buf, (size_t)n);
+        conn_close(c);
+        return false;
+    case M_GARBAGE:
+        n = snprintf(buf, sizeof(buf), "\x01\x02 this is not http at all\r\n\r\n");
+        send_all(c->fd, buf, (size_t)n);
+        conn_close(c);
+        return false;
+    case M_STREAM:
+        n = snprintf(buf, sizeof(buf), "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+        send_all(c->fd, buf, (size_t)n);
+        c->streaming = true;
+        return true;
+    }
+    return true;
+}
+
+static void conn_read(struct srv *s, struct conn *c, bool released)
+{
+    ssize_t r = recv(c->fd, c->in + c->len, sizeof(c->in) - c->len, 0);
+    size_t n;
+
+    if (r < 0 && errno == EAGAIN)
+        return;
+    if (r <= 0) {
+        conn_close(c);
+        return;
+    }
+    c->len += (size_t)r;
+    for (;;) {
+        if (c->fd < 0 || c->held)
+            return;
+        n = request_len(c->in, c->len);
+        if (n == 0)
+            break;
+        pthread_mutex_lock(&s->mu);
+        memcpy(s->last, c->in, n);
+        s->last_len = n;
+        s->requests++;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        memmove(c->in, c->in + n, c->len - n);
+        c->len -= n;
+        if (!respond(s, c, released))
+            return;
+    }
+    if (c->len == sizeof(c->in))
+        conn_close(c);
+}
+
+static void conn_stream(struct conn *c)
+{
+    static char chunk[16384];
+
+    memset(chunk, 'z', sizeof(chunk));
+    if (send(c->fd, chunk, sizeof(chunk), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN)
+        conn_close(c);
+}
+
+static void srv_accept(struct srv *s)
+{
+    int fd = accept(s->lfd, NULL, NULL), i;
+
+    if (fd < 0)
+        return;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    pthread_mutex_lock(&s->mu);
+    s->accepts++;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    for (i = 0; i < MAX_CONNS; i++) {
+        if (s->conns[i].fd < 0) {
+            s->conns[i].fd = fd;
+            return;
+        }
+    }
+    close(fd);
+}
+
+static void *srv_main(void *arg)
+{
+    struct srv *s = arg;
+    struct pollfd pfd[MAX_CONNS + 2];
+    int idx[MAX_CONNS + 2], n, k, i;
+    bool stop, released;
+    char drain[64];
+
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        stop = s->stop;
+        released = s->release;
+        pthread_mutex_unlock(&s->mu);
+        if (stop)
+            break;
+        for (i = 0; released && i < MAX_CONNS; i++)
+            if (s->conns[i].fd >= 0 && s->conns[i].held)
+                answer_ok(&s->conns[i]);
+        n = 0;
+        pfd[n].fd = s->wake[0];
+        pfd[n++].events = POLLIN;
+        pfd[n].fd = s->lfd;
+        pfd[n++].events = POLLIN;
+        for (i = 0; i < MAX_CONNS; i++) {
+            if (s->conns[i].fd < 0)
+                continue;
+            pfd[n].fd = s->conns[i].fd;
+            pfd[n].events = POLLIN | (s->conns[i].streaming ? POLLOUT : 0);
+            idx[n++] = i;
+        }
+        if (poll(pfd, (nfds_t)n, -1) < 0)
+            continue;
+        if (pfd[0].revents)
+            (void)!read(s->wake[0], drain, sizeof(drain));
+        if (pfd[1].revents & POLLIN)
+            srv_accept(s);
+        for (k = 2; k < n; k++) {
+            struct conn *c = &s->conns[idx[k]];
+
+            if (c->fd >= 0 && (pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+                conn_read(s, c, released);
+            if (c->fd >= 0 && c->streaming && (pfd[k].revents & POLLOUT))
+                conn_stream(c);
+        }
+    }
+    for (i = 0; i < MAX_CONNS; i++)
+        if (s->conns[i].fd >= 0)
+            conn_close(&s->conns[i]);
+    return NULL;
+}
+
+static struct srv *srv_start(enum mode mode)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    struct srv *s = calloc(1, sizeof(*s));
+    int i, one = 1;
+
+    assert_non_null(s);
+    s->mode = mode;
+    for (i = 0; i < MAX_CONNS; i++)
+        s->conns[i].fd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    cond_init_mono(&s->cv);
+    assert_int_equal(pipe(s->wake), 0);
+    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(s->lfd >= 0);
+    setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(s->lfd, 64), 0);
+    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&a, &alen), 0);
+    s->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&s->th, NULL, srv_main, s), 0);
+    return s;
+}
+
+static void srv_poke(struct srv *s)
+{
+    (void)!write(s->wake[1], "x", 1);
+}
+
+/* Answers every held request, and every later one, with 200. */
+static void srv_release(struct srv *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->release = true;
+    pthread_mutex_unlock(&s->mu);
+    srv_poke(s);
+}
+
+static void srv_stop(struct srv *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_mutex_unlock(&s->mu);
+    srv_poke(s);
+    pthread_join(s->th, NULL);
+    close(s->lfd);
+    close(s->wake[0]);
+    close(s->wake[1]);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+static bool srv_wait_requests(struct srv *s, int n, int ms)
+{
+    struct timespec dl = deadline_in(ms);
+    bool ok;
+
+    pthread_mutex_lock(&s->mu);
+    while (s->requests < n && pthread_cond_timedwait(&s->cv, &s->mu, &dl) != ETIMEDOUT)
+        ;
+    ok = s->requests >= n;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+static int srv_accepts(struct srv *s)
+{
+    int n;
+
+    pthread_mutex_lock(&s->mu);
+    n = s->accepts;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static int srv_requests(struct srv *s)
+{
+    int n;
+
+    pthread_mutex_lock(&s->mu);
+    n = s->requests;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static void srv_url(const struct srv *s, char *out, size_t n)
+{
+    snprintf(out, n, "http://127.0.0.1:%d/hook?x=1", s->port);
+}
+
+/* ---- engine helpers -------------------------------------------------------------------------- */
+
+static void test_log(void *ud, enum vh_log_level level, const char *line)
+{
+    (void)ud;
+    (void)level;
+    if (getenv("VH_TEST_VERBOSE"))
+        fprintf(stderr, "%s\n", line);
+}
+
+static struct vh_engine *engine_with(bool allow_http, bool allow_private, const char *ca_file,
+                                     unsigned per_endpoint)
+{
+    struct vh_engine_config cfg;
+    struct vh_engine *e = NULL;
+    struct vh_error err = VH_ERROR_INIT;
+
+    vh_engine_config_init(&cfg);
+    cfg.allow_http = allow_http;
+    cfg.allow_private_networks = allow_private;
+    cfg.ca_file = ca_file;
+    cfg.max_per_endpoint = per_endpoint;
+    cfg.log = test_log;
+    if (vh_engine_new(&cfg, &e, &err) != 0)
+        fail_msg("vh_engine_new: %s", err.msg);
+    return e;
+}
+
+static struct vh_engine *engine_dev(void)
+{
+    return engine_with(true, true, NULL, 8);
+}
+
+static struct vh_delivery_job job_for(const char *url, const char *endpoint, int64_t timeout_ms)
+{
+    struct vh_delivery_job j;
+
+    memset(&j, 0, sizeof(j));
+    j.delivery_id = "d-test";
+    j.event_id = EVENT_ID;
+    j.endpoint_id = endpoint;
+    j.url = url;
+    j.secret = SECRET;
+    j.secret_len = strlen(SECRET);
+    j.body = BODY;
+    j.body_len = strlen(BODY);
+    j.attempt = 1;
+    j.timeout_ms = timeout_ms;
+    return j;
+}
+
+static void submit(struct vh_engine *e, int slot, const char *url, const char *endpoint,
+                   int64_t timeout_ms)
+{
+    struct vh_delivery_job j = job_for(url, endpoint, timeout_ms);
+    struct vh_error err = VH_ERROR_INIT;
+
+    if (vh_engine_submit(e, &j, on_done, &R.slots[slot], &err) != 0)
+        fail_msg("vh_engine_submit: %s", err.msg);
+}
+
+/* Delivers one job to `url` and returns its report. */
+static struct vh_attempt deliver_one(struct vh_engine *e, const char *url, int64_t timeout_ms)
+{
+    int before = total_now();
+
+    submit(e, 0, url, NULL, timeout_ms);
+    assert_true(wait_total(before + 1, WAIT_MS));
+    assert_int_equal(R.slots[0].calls, 1);
+    return R.slots[0].a;
+}
+
+/* The value of header `name` in a raw request, or false. */
+static bool header(const char *req, size_t len, const char *name, char *out, size_t n)
+{
+    size_t nl = strlen(name), i, j;
+
+    for (i = 0; i + 2 + nl < len; i++) {
+        if (memcmp(req + i, "\r\n", 2) != 0 || strncasecmp(req + i + 2, name, nl) != 0 ||
+            req[i + 2 + nl] != ':')
+            continue;
+        i += 3 + nl;
+        while (i < len && req[i] == ' ')
+            i++;
+        for (j = 0; i + j < len && req[i + j] != '\r' && j + 1 < n; j++)
+            out[j] = req[i + j];
+        out[j] = '\0';
+        return true;
+    }
+    return false;
+}
+
+/* ---- the request itself ---------------------------------------------------------------------- */
+
+static void test_success_headers_and_signature(void **state)
+{
+    struct srv *s = srv_start(M_OK);
+    struct vh_engine *e = engine_dev();
+    char url[128], v[256], req[REQ_MAX];
+    size_t req_len, head_len;
+    struct vh_attempt a;
+    struct vh_verify_opts opts;
+    const char *secrets[1] = {SECRET};
+    char ts[VH_TIME_LEN + 1];
+    int64_t now = vh_time_now_ms();
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    a = deliver_one(e, url, 0);
+    assert_int_equal(a.result, VH_ATTEMPT_OK);
+    assert_int_equal(a.http_status, 200);
+    assert_int_equal(a.number, 1);
+    assert_int_equal(a.response_len, 2);
+    assert_int_equal(a.response_read, 2);
+    assert_string_equal(a.response_head, "ok");
+    assert_string_equal(a.error, "");
+    assert_true(a.duration_ms >= 0);
+    assert_true(a.started_ms >= now - 1000 && a.started_ms <= vh_time_now_ms());
+    assert_int_equal(vh_engine_in_flight(e), 0);
+
+    pthread_mutex_lock(&s->mu);
+    req_len = s->last_len;
+    memcpy(req, s->last, req_len);
+    pthread_mutex_unlock(&s->mu);
+    assert_true(req_len > 0);
+    assert_memory_equal(req, "POST /hook?x=1 HTTP/1.1\r\n", 25);
+    assert_true(header(req, req_len, "Content-Type", v, sizeof(v)));
+    assert_string_equal(v, "application/json");
+    assert_true(header(req, req_len, "User-Agent", v, sizeof(v)));
+    assert_string_equal(v, "vocohook/" VH_VERSION_STRING);
+    assert_true(header(req, req_len, "X-Webhook-Id", v, sizeof(v)));
+    assert_string_equal(v, EVENT_ID);
+    assert_true(header(req, req_len, "Content-Length", v, sizeof(v)));
+    assert_int_equal(strtoul(v, NULL, 10), strlen(BODY));
+    assert_false(header(req, req_len, "Expect", v, sizeof(v)));
+    assert_false(header(req, req_len, "Transfer-Encoding", v, sizeof(v)));
+
+    /* The timestamp is the attempt's start, and the signature verifies over the raw body. */
+    assert_true(header(req, req_len, "X-Webhook-Timestamp", ts, sizeof(ts)));
+    {
+        char want[VH_TIME_LEN + 1];
+
+        assert_int_equal(vh_time_format(a.started_ms, want), 0);
+        assert_string_equal(ts, want);
+    }
+    head_len = req_len - strlen(BODY);
+    assert_memory_equal(req + head_len, BODY, strlen(BODY));
+    assert_true(header(req, req_len, "X-Webhook-Signature", v, sizeof(v)));
+    opts.secrets = secrets;
+    opts.n_secrets = 1;
+    opts.tolerance_ms = 300000;
+    opts.now_ms = vh_time_now_ms();
+    assert_int_equal(
+        vh_verify(&opts, ts, strlen(ts), v, strlen(v), req + head_len, strlen(BODY), NULL, NULL),
+        0);
+    secrets[0] = "whsec_another";
+    assert_int_equal(
+        vh_verify(&opts, ts, strlen(ts), v, strlen(v), req + head_len, strlen(BODY), NULL, NULL),
+        VH_ESIG);
+
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
+static void test_connection_reused(void **state)
+{
+    struct srv *s = srv_start(M_OK);
+    struct vh_engine *e = engine_dev();
+    char url[128];
+    struct vh_attempt a;
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    a = deliver_one(e, url, 0);
+    assert_int_equal(a.result, VH_ATTEMPT_OK);
+    assert_false(a.reused_connection);
+    reset_results(NULL);
+    a = deliver_one(e, url, 0);
+    assert_int_equal(a.result, VH_ATTEMPT_OK);
+    assert_true(a.reused_connection);
+    assert_int_equal(srv_accepts(s), 1);
+    assert_int_equal(srv_requests(s), 2);
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
+/* ---- failure classes ------------------------------------------------------------------------- */
+
+static void test_status_500_keeps_first_kib(void **state)
+{
+    struct srv *s = srv_start(M_STATUS);
+    struct vh_engine *e = engine_dev();
+    char url[128];
+    struct vh_attempt a;
+    size_t i;
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    a = deliver_one(e, url, 0);
+    assert_int_equal(a.result, VH_ATTEMPT_HTTP_STATUS);
+    assert_int_equal(a.http_status, 500);
+    assert_int_equal(a.response_read, ERR_BODY_LEN);
+    assert_int_equal(a.response_len, VH_ATTEMPT_HEAD_MAX);
+    assert_memory_equal(a.response_head, "boom:", 5);
+    for (i = 5; i < VH_ATTEMPT_HEAD_MAX; i++)
+        assert_int_equal(a.response_head[i], 'x');
+    assert_int_equal(a.response_head[VH_ATTEMPT_HEAD_MAX], '\0');
+    assert_string_equal(vh_attempt_result_name(a.result), "http_status");
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
+static void test_redirect_not_followed(void **state)
+{
+    struct srv *target = srv_start(M_OK);
+    struct srv *s = srv_start(M_REDIRECT);
+    struct vh_engine *e = engine_dev();
+    char url[128];
+    struct vh_attempt a;
+
+    (void)state;
+    srv_url(target, s->location, sizeof(s->location));
+    srv_url(s, url, sizeof(url));
+    a = deliver_one(e, url, 0);
+    assert_int_equal(a.result, VH_ATTEMPT_REDIRECT);
+    assert_int_equal(a.http_status, 302);
+    vh_engine_free(e); /* every connection is closed: nothing can still reach the target */
+    assert_int_equal(srv_accepts(target), 0);
+    srv_stop(s);
+    srv_stop(target);
+}
+
+static void test_connection_refused(void **state)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct vh_engine *e = engine_dev();
+    struct vh_attempt at;
+    char url[128];
+
+    (void)state;
+    /* A port that was just free: bound, never listened on, closed. */
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ntohs(a.sin_port));
+    close(fd);
+    at = deliver_one(e, url, 0);
+    assert_int_equal(at.result, VH_ATTEMPT_CONNECT);
+    assert_int_equal(at.http_status, 0);
+    assert_string_not_equal(at.error, "");
+    vh_engine_free(e);
+}
+
+static void test_timeout(void **state)
+{
+    struct srv *s = srv_start(M_HOLD);
+    struct vh_engine *e = engine_dev();
+    char url[128];
+    struct vh_attempt a;
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    a = deliver_one(e, url, 300);
+    assert_int_equal(a.result, VH_ATTEMPT_TIMEOUT);
+    assert_int_equal(a.http_status, 0);
+    assert_true(a.duration_ms >= 290);
+    assert_int_equal(srv_requests(s), 1);
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
+static void test_close_mid_response(void **state)
+{
+    struct srv *s = srv_start(M_CLOSE_MID);
+    struct vh_engine *e = engine_dev();
+    char url[128];
+    struct vh_attempt a;
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    a = deliver_one(e, url, 0);
+    if (a.result != VH_ATTEMPT_RESET && a.result != VH_ATTEMPT_PROTOCOL)
+        fail_msg("got %s (%s)", vh_attempt_result_name(a.result), a.error);
+    assert_string_not_equal(a.error, "");
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
+static void test_garbage_is_protocol(void **state)
+{
+    struct srv *s = srv_start(M_GARBAGE);
+    struct vh_engine *e = engine_dev();
+    char url[128];
+    struct vh_attempt a;
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    a = deliver_one(e, url, 0);
+    assert_int_equal(a.result, VH_ATTEMPT_PROTOCOL);
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
+static void test_unresolvable_host(void **state)
+{
+    struct vh_engine *e = engine_dev();
+    struct vh_attempt a;
+
+    (void)state;
+    /* .invalid never resolves (RFC 6761). */
+    a = deliver_one(e, "http://vocohook-engine-test.invalid/", 10000);
+    assert_int_equal(a.result, VH_ATTEMPT_DNS);
+    vh_engine_free(e);
+}
+
+/* An endless 200 body is read up to the bound, then dropped: the attempt still succeeds. */
+static void test_response_body_is_bounded(void **state)
+{
+    struct srv *s = srv_start(M_STREAM);
+    struct vh_engine *e = engine_dev();
+    char url[128];
+    struct vh_attempt a;
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    a = deliver_one(e, url, 120000); /* the wait's deadline comes first if reading never ends */
+    assert_int_equal(a.result, VH_ATTEMPT_OK);
+    assert_int_equal(a.http_status, 200);
+    assert_int_equal(a.response_read, VH_ATTEMPT_READ_MAX);
+    assert_int_equal(a.response_len, VH_ATTEMPT_HEAD_MAX);
+    assert_int_equal(a.response_head[0], 'z');
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
+/* ---- safety ---------------------------------------------------------------------------------- */
+
+static void test_private_destination_blocked(void **state)
+{
+    struct srv *s = srv_start(M_OK);
+    struct vh_engine *e = engine_with(true, false, NULL, 8);
+    char url[128];
+    struct vh_attempt a;
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    a = deliver_one(e, url, 0);
+    assert_int_equal(a.result, VH_ATTEMPT_BLOCKED);
+    assert_non_null(strstr(a.error, "127.0.0.1"));
+    assert_int_equal(a.http_status, 0);
+
+    /* A name that resolves to loopback is caught at connect time too. */
+    reset_results(NULL);
+    snprintf(url, sizeof(url), "http://localhost:%d/", s->port);
+    a = deliver_one(e, url, 0);
+    assert_int_equal(a.result, VH_ATTEMPT_BLOCKED);
+
+    reset_results(NULL);
+    snprintf(url, sizeof(url), "http://[::ffff:127.0.0.1]:%d/", s->port);
+    a = deliver_one(e, url, 0);
+    assert_int_equal(a.result, VH_ATTEMPT_BLOCKED);
+
+    vh_engine_free(e);
+    assert_int_equal(srv_accepts(s), 0);
+    srv_stop(s);
+}
+
+static void test_scheme_rules(void **state)
+{
+    struct srv *s = srv_start(M_OK);
+    struct vh_engine *e = engine_with(false, true, NULL, 8);
+    char url[128];
+    struct vh_attempt a;
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    a = deliver_one(e, url, 0); /* http:// without allow_http */
+    assert_int_equal(a.result, VH_ATTEMPT_BLOCKED);
+    assert_non_null(strstr(a.error, "https://"));
+    reset_results(NULL);
+    a = deliver_one(e, "ftp://127.0.0.1/x", 0);
+    assert_int_equal(a.result, VH_ATTEMPT_BLOCKED);
+    vh_engine_free(e);
+
+    e = engine_dev();
+    reset_results(NULL);
+    a = deliver_one(e, "file:///etc/passwd", 0);
+    assert_int_equal(a.result, VH_ATTEMPT_BLOCKED);
+    reset_results(NULL);
+    a = deliver_one(e, "gopher://127.0.0.1/", 0);
+    assert_int_equal(a.result, VH_ATTEMPT_BLOCKED);
+    vh_engine_free(e);
+    assert_int_equal(srv_accepts(s), 0);
+    srv_stop(s);
+}
+
+static void test_submit_rejects(void **state)
+{
+    struct vh_engine *e = engine_dev();
+    struct vh_delivery_job j;
+    struct vh_error err = VH_ERROR_INIT;
+    char long_url[VH_ENGINE_URL_MAX + 16];
+
+    (void)state;
+    j = job_for("http://127.0.0.1:1/", NULL, 0);
+    j.event_id = NULL;
+    assert_int_equal(vh_engine_submit(e, &j, on_done, &R.slots[0], &err), VH_EINVAL);
+    j = job_for("http://127.0.0.1:1/", NULL, 0);
+    j.event_id = "id\r\nX-Injected: 1";
+    assert_int_equal(vh_engine_submit(e, &j, on_done, &R.slots[0], NULL), VH_EINVAL);
+    j = job_for("http://127.0.0.1:1/a b", NULL, 0);
+    assert_int_equal(vh_engine_submit(e, &j, on_done, &R.slots[0], NULL), VH_EINVAL);
+    memset(long_url, 'a', sizeof(long_url) - 1);
+    long_url[sizeof(long_url) - 1] = '\0';
+    j = job_for(long_url, NULL, 0);
+    assert_int_equal(vh_engine_submit(e, &j, on_done, &R.slots[0], NULL), VH_EINVAL);
+    j = job_for("http://127.0.0.1:1/", NULL, 0);
+    j.secret_len = 0;
+    assert_int_equal(vh_engine_submit(e, &j, on_done, &R.slots[0], NULL), VH_EINVAL);
+    j = job_for("http://127.0.0.1:1/", NULL, 0);
+    j.attempt = 0;
+    assert_int_equal(vh_engine_submit(e, &j, on_done, &R.slots[0], NULL), VH_EINVAL);
+    j = job_for("http://127.0.0.1:1/", NULL, -1);
+    assert_int_equal(vh_engine_submit(e, &j, on_done, &R.slots[0], NULL), VH_EINVAL);
+    j = job_for("http://127.0.0.1:1/", NULL, 0);
+    assert_int_equal(vh_engine_submit(e, &j, NULL, NULL, NULL), VH_EINVAL);
+    assert_int_equal(vh_engine_in_flight(e), 0);
+    vh_engine_free(e);
+    assert_int_equal(total_now(), 0);
+}
+
+static void test_config_rejects(void **state)
+{
+    struct vh_engine_config cfg;
+    struct vh_engine *e = (struct vh_engine *)&cfg; /* must stay untouched */
+    struct vh_error err = VH_ERROR_INIT;
+
+    (void)state;
+    vh_engine_config_init(&cfg);
+    cfg.max_per_endpoint = 0;
+    assert_int_equal(vh_engine_new(&cfg, &e, NULL), VH_EINVAL);
+    vh_engine_config_init(&cfg);
+    cfg.timeout_ms = 0;
+    assert_int_equal(vh_engine_new(&cfg, &e, NULL), VH_EINVAL);
+    vh_engine_config_init(&cfg);
+    cfg.ca_file = "/nonexistent/ca.pem";
+    assert_int_equal(vh_engine_new(&cfg, &e, &err), VH_EIO);
+    assert_non_null(strstr(err.msg, "/nonexistent/ca.pem"));
+    assert_ptr_equal(e, (struct vh_engine *)&cfg);
+}
+
+/* ---- concurrency, fairness, shutdown --------------------------------------------------------- */
+
+/* A dead endpoint holding all its slots does not hold up a healthy one. */
+static void test_hung_endpoint_does_not_block_others(void **state)
+{
+    struct srv *hung = srv_start(M_HOLD);
+    struct srv *ok = srv_start(M_OK);
+    struct vh_engine *e = engine_with(true, true, NULL, 2);
+    char hung_url[128], ok_url[128];
+    int i;
+
+    (void)state;
+    srv_url(hung, hung_url, sizeof(hung_url));
+    srv_url(ok, ok_url, sizeof(ok_url));
+    for (i = 0; i < 6; i++)
+        submit(e, i, hung_url, "ep-hung", 600000);
+    assert_true(srv_wait_requests(hung, 2, WAIT_MS)); /* its two slots are taken */
+    for (i = 6; i < 12; i++)
+        submit(e, i, ok_url, "ep-ok", 0);
+    assert_true(wait_total(6, WAIT_MS));
+    pthread_mutex_lock(&R.mu);
+    for (i = 0; i < 6; i++)
+        assert_int_equal(R.slots[i].calls, 0);
+    for (i = 6; i < 12; i++) {
+        assert_int_equal(R.slots[i].calls, 1);
+        assert_int_equal(R.slots[i].a.result, VH_ATTEMPT_OK);
+    }
+    pthread_mutex_unlock(&R.mu);
+    /* The cap held: two connections, two requests, the other four jobs still queued. */
+    assert_int_equal(srv_accepts(hung), 2);
+    assert_int_equal(srv_requests(hung), 2);
+    assert_int_equal(vh_engine_in_flight(e), 6);
+
+    assert_int_equal(vh_engine_stop(e, 0, NULL), 0);
+    for (i = 0; i < 6; i++) {
+        assert_int_equal(R.slots[i].calls, 1);
+        assert_int_equal(R.slots[i].a.result, VH_ATTEMPT_INTERRUPTED);
+        assert_false(vh_attempt_result_counts(R.slots[i].a.result));
+    }
+    assert_int_equal(R.total, 12);
+    assert_int_equal(vh_engine_in_flight(e), 0);
+    vh_engine_free(e);
+    srv_stop(hung);
+    srv_stop(ok);
+}
+
+static void test_stop_interrupts_each_job_once(void **state)
+{
+    struct srv *s = srv_start(M_HOLD);
+    struct vh_engine *e = engine_with(true, true, NULL, 1);
+    struct vh_delivery_job j;
+    char url[128];
+    int i;
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    for (i = 0; i < 3; i++)
+        submit(e, i, url, NULL, 600000);
+    assert_true(srv_wait_requests(s, 1, WAIT_MS)); /* one in progress, two waiting */
+    assert_int_equal(vh_engine_stop(e, 0, NULL), 0);
+    /* stop returned: every callback has run, exactly once. */
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(R.slots[i].calls, 1);
+        assert_int_equal(R.slots[i].a.result, VH_ATTEMPT_INTERRUPTED);
+        assert_int_equal(R.slots[i].a.number, 1);
+    }
+    assert_int_equal(R.total, 3);
+    j = job_for(url, NULL, 0);
+    assert_int_equal(vh_engine_submit(e, &j, on_done, &R.slots[5], NULL), VH_ESTATE);
+    assert_int_equal(vh_engine_stop(e, 0, NULL), 0); /* again: a no-op */
+    vh_engine_free(e);
+    assert_int_equal(R.total, 3);
+    srv_stop(s);
+}
+
+struct stopper {
+    struct vh_engine *e;
+    int64_t grace_ms;
+    int rc;
+};
+
+static void *stopper_main(void *arg)
+{
+    struct stopper *st = arg;
+
+    st->rc = vh_engine_stop(st->e, st->grace_ms, NULL);
+    return NULL;
+}
+
+static int probes_done, probes_bad; /* under R.mu */
+
+static void on_probe_done(void *ud, const struct vh_attempt *a)
+{
+    (void)ud;
+    pthread_mutex_lock(&R.mu);
+    probes_done++;
+    if (a->result != VH_ATTEMPT_BLOCKED && a->result != VH_ATTEMPT_INTERRUPTED)
+        probes_bad++;
+    pthread_cond_broadcast(&R.cv);
+    pthread_mutex_unlock(&R.mu);
+}
+
+static bool wait_probes(int n, int ms)
+{
+    struct timespec dl = deadline_in(ms);
+    bool ok;
+
+    pthread_mutex_lock(&R.mu);
+    while (probes_done < n && pthread_cond_timedwait(&R.cv, &R.mu, &dl) != ETIMEDOUT)
+        ;
+    ok = probes_done >= n;
+    pthread_mutex_unlock(&R.mu);
+    return ok;
+}
+
+/* Within the grace period, an attempt in progress finishes normally. */
+static void test_stop_grace_lets_attempts_finish(void **state)
+{
+    struct srv *s = srv_start(M_HOLD);
+    struct vh_engine *e = engine_dev();
+    struct stopper st = {e, 600000, -100};
+    struct vh_delivery_job j;
+    pthread_t th;
+    char url[128];
+    int probes = 0, rc;
+    int64_t deadline;
+
+    (void)state;
+    probes_done = probes_bad = 0;
+    srv_url(s, url, sizeof(url));
+    submit(e, 0, url, NULL, 600000);
+    assert_true(srv_wait_requests(s, 1, WAIT_MS));
+    assert_int_equal(pthread_create(&th, NULL, stopper_main, &st), 0);
+    /*
+     * The engine is stopping once a submission is refused. Probes that get in first end at
+     * once: BLOCKED (their scheme) if started before the stop, INTERRUPTED if not.
+     */
+    j = job_for("ftp://127.0.0.1/probe", "probe", 0);
+    deadline = vh_time_mono_ms() + WAIT_MS;
+    for (;;) {
+        assert_true(vh_time_mono_ms() < deadline);
+        rc = vh_engine_submit(e, &j, on_probe_done, NULL, NULL);
+        if (rc == VH_ESTATE)
+            break;
+        assert_int_equal(rc, 0);
+        probes++;
+        assert_true(wait_probes(probes, WAIT_MS));
+    }
+    srv_release(s);
+    pthread_join(th, NULL);
+    assert_int_equal(st.rc, 0);
+    assert_int_equal(R.slots[0].calls, 1);
+    assert_int_equal(R.slots[0].a.result, VH_ATTEMPT_OK);
+    assert_int_equal(probes_done, probes);
+    assert_int_equal(probes_bad, 0);
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
+/* A callback submits the next attempt itself, as a dispatcher may. */
+static void on_done_chain(void *ud, const struct vh_attempt *a)
+{
+    static char url[128];
+    struct vh_delivery_job j;
+
+    if (a->number == 1) {
+        snprintf(url, sizeof(url), "%s", (const char *)ud);
+        j = job_for(url, NULL, 0);
+        j.attempt = 2;
+        if (vh_engine_submit(chain_engine, &j, on_done, &R.slots[1], NULL) != 0)
+            R.slots[1].calls = -100;
+    }
+    on_done(&R.slots[0], a);
+}
+
+static void test_callback_may_submit(void **state)
+{
+    struct srv *s = srv_start(M_OK);
+    struct vh_engine *e = engine_dev();
+    struct vh_delivery_job j;
+    char url[128];
+
+    (void)state;
+    chain_engine = e;
+    srv_url(s, url, sizeof(url));
+    j = job_for(url, NULL, 0);
+    assert_int_equal(vh_engine_submit(e, &j, on_done_chain, url, NULL), 0);
+    assert_true(wait_total(2, WAIT_MS));
+    assert_int_equal(R.slots[0].a.number, 1);
+    assert_int_equal(R.slots[1].calls, 1);
+    assert_int_equal(R.slots[1].a.number, 2);
+    assert_int_equal(R.slots[1].a.result, VH_ATTEMPT_OK);
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
+/* ---- TLS ------------------------------------------------------------------------------------- */
+
+static struct {
+    bool ready;
+    char dir[256];
+    char ca[300], cert[300], key[300];
+} T;
+
+static const char *const tls_files[] = {"ca.key",  "ca.pem",  "ca.srl", "srv.key",
+                                        "srv.csr", "srv.pem", "ext.cnf"};
+
+static int tls_setup(void **state)
+{
+    char cmd[2048], path[300];
+    const char *tmp = getenv("TMPDIR");
+    FILE *f;
+
+    (void)state;
+    snprintf(T.dir, sizeof(T.dir), "%s/vh-engine-tls-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(T.dir))
+        return 0;
+    snprintf(path, sizeof(path), "%s/ext.cnf", T.dir);
+    f = fopen(path, "w");
+    if (!f)
+        return 0;
+    fputs("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+          "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+          f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd),
+             "(cd '%s' && "
+             "openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout ca.key -out ca.pem -days 2 -subj /CN=vocohook-test-ca "
+             "-addext basicConstraints=critical,CA:TRUE "
+             "-addext keyUsage=critical,keyCertSign,cRLSign && "
+             "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout srv.key -out srv.csr -subj /CN=127.0.0.1 && "
+             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+             "-out srv.pem -days 2 -extfile ext.cnf) >/dev/null 2>&1",
+             T.dir);
+    if (system(cmd) != 0 || system("python3 -c 'import ssl' 2>/dev/null") != 0) {
+        fprintf(stderr, "test_engine: openssl or python3 unavailable, TLS tests skipped\n");
+        return 0;
+    }
+    snprintf(T.ca, sizeof(T.ca), "%s/ca.pem", T.dir);
+    snprintf(T.cert, sizeof(T.cert), "%s/srv.pem", T.dir);
+    snprintf(T.key, sizeof(T.key), "%s/srv.key", T.dir);
+    T.ready = true;
+    return 0;
+}
+
+static int tls_teardown(void **state)
+{
+    char path[300];
+    size_t i;
+
+    (void)state;
+    for (i = 0; T.dir[0] && i < sizeof(tls_files) / sizeof(tls_files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", T.dir, tls_files[i]);
+        unlink(path);
+    }
+    if (T.dir[0])
+        rmdir(T.dir);
+    return 0;
+}
+
+struct pyserver {
+    pid_t pid;
+    int in_fd; /* its stdin: closing it ends the server */
+    int port;
+};
+
+static const char *script_path(char *out, size_t n)
+{
+    const char *src = getenv("VH_SOURCE_DIR");
+    const char *file = __FILE__, *slash = strrchr(file, '/');
+
+    if (src && *src)
+        snprintf(out, n, "%s/tests/unit/deliver/https_server.py", src);
+    else
+        snprintf(out, n, "%.*s/https_server.py", slash ? (int)(slash - file) : 1,
+                 slash ? file : ".");
+    return out;
+}
+
+static struct pyserver py_start(const char *mode)
+{
+    struct pyserver p = {-1, -1, 0};
+    posix_spawn_file_actions_t fa;
+    int in[2], out[2];
+    char script[1024], line[32], py[] = "python3", m[16];
+    char *argv[] = {py, script, T.cert, T.key, m, NULL};
+    size_t len = 0;
+    int64_t deadline = vh_time_mono_ms() + WAIT_MS;
+
+    script_path(script, sizeof(script));
+    snprintf(m, sizeof(m), "%s", mode);
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, in[1]);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    assert_int_equal(posix_spawnp(&p.pid, "python3", &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(in[0]);
+    close(out[1]);
+    p.in_fd = in[1];
+    /* The first line is the port; wait for it, up to the deadline. */
+    while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
+        struct pollfd pfd = {out[0], POLLIN, 0};
+        int64_t left = deadline - vh_time_mono_ms();
+        ssize_t r;
+
+        assert_true(left > 0);
+        if (poll(&pfd, 1, (int)left) <= 0)
+            continue;
+        r = read(out[0], line + len, sizeof(line) - 1 - len);
+        assert_true(r > 0);
+        len += (size_t)r;
+    }
+    line[len] = '\0';
+    close(out[0]);
+    p.port = (int)strtol(line, NULL, 10);
+    assert_true(p.port > 0);
+    return p;
+}
+
+static void py_stop(struct pyserver *p)
+{
+    close(p->in_fd);
+    kill(p->pid, SIGTERM);
+    waitpid(p->pid, NULL, 0);
+}
+
+static void test_tls_with_ca_file(void **state)
+{
+    struct pyserver p;
+    struct vh_engine *e;
+    struct vh_attempt a;
+    char url[128];
+
+    (void)state;
+    if (!T.ready)
+        skip();
+    p = py_start("keep");
+    e = engine_with(false, true, T.ca, 8);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/hook", p.port);
+    a = deliver_one(e, url, 0);
+    if (a.result != VH_ATTEMPT_OK)
+        fail_msg("got %s: %s", vh_attempt_result_name(a.result), a.error);
+    assert_int_equal(a.http_status, 200);
+    assert_string_equal(a.response_head, "ok");
+    reset_results(NULL);
+    a = deliver_one(e, url, 0);
+    assert_int_equal(a.result, VH_ATTEMPT_OK);
+    assert_true(a.reused_connection);
+    /* The certificate names 127.0.0.1 and localhost; any other name fails the check. */
+    vh_engine_free(e);
+    py_stop(&p);
+}
+
+static void test_tls_without_ca_file(void **state)
+{
+    struct pyserver p;
+    struct vh_engine *e;
+    struct vh_attempt a;
+    char url[128];
+
+    (void)state;
+    if (!T.ready)
+        skip();
+    p = py_start("keep");
+    e = engine_with(false, true, NULL, 8); /* the system store does not know our CA */
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/hook", p.port);
+    a = deliver_one(e, url, 0);
+    assert_int_equal(a.result, VH_ATTEMPT_TLS);
+    assert_int_equal(a.http_status, 0);
+    assert_string_not_equal(a.error, "");
+    vh_engine_free(e);
+    py_stop(&p);
+}
+
+static void test_tls_fresh_connections(void **state)
+{
+    struct pyserver p;
+    struct vh_engine *e;
+    struct vh_attempt a;
+    char url[128];
+    int i;
+
+    (void)state;
+    if (!T.ready)
+        skip();
+    p = py_start("close"); /* every answer closes its connection */
+    e = engine_with(false, true, T.ca, 8);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/hook", p.port);
+    for (i = 0; i < 3; i++) {
+        reset_results(NULL);
+        a = deliver_one(e, url, 0);
+        assert_int_equal(a.result, VH_ATTEMPT_OK);
+        assert_false(a.reused_connection);
+    }
+    vh_engine_free(e);
+    py_stop(&p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_success_headers_and_signature, reset_results),
+        cmocka_unit_test_setup(test_connection_reused, reset_results),
+        cmocka_unit_test_setup(test_status_500_keeps_first_kib, reset_results),
+        cmocka_unit_test_setup(test_redirect_not_followed, reset_results),
+        cmocka_unit_test_setup(test_connection_refused, reset_results),
+        cmocka_unit_test_setup(test_timeout, reset_results),
+        cmocka_unit_test_setup(test_close_mid_response, reset_results),
+        cmocka_unit_test_setup(test_garbage_is_protocol, reset_results),
+        cmocka_unit_test_setup(test_unresolvable_host, reset_results),
+        cmocka_unit_test_setup(test_response_body_is_bounded, reset_results),
+        cmocka_unit_test_setup(test_private_destination_blocked, reset_results),
+        cmocka_unit_test_setup(test_scheme_rules, reset_results),
+        cmocka_unit_test_setup(test_submit_rejects, reset_results),
+        cmocka_unit_test_setup(test_config_rejects, reset_results),
+        cmocka_unit_test_setup(test_hung_endpoint_does_not_block_others, reset_results),
+        cmocka_unit_test_setup(test_stop_interrupts_each_job_once, reset_results),
+        cmocka_unit_test_setup(test_stop_grace_lets_attempts_finish, reset_results),
+        cmocka_unit_test_setup(test_callback_may_submit, reset_results),
+        cmocka_unit_test_setup(test_tls_with_ca_file, reset_results),
+        cmocka_unit_test_setup(test_tls_without_ca_file, reset_results),
+        cmocka_unit_test_setup(test_tls_fresh_connections, reset_results),
+    };
+
+    signal(SIGPIPE, SIG_IGN);
+    pthread_mutex_init(&R.mu, NULL);
+    cond_init_mono(&R.cv);
+    return cmocka_run_group_tests(tests, tls_setup, tls_teardown);
+}
