@@ -28,10 +28,12 @@
 
 struct vh_store;
 
-#define VH_PARTNER_NAME_MAX 128  /* bytes */
-#define VH_LABEL_MAX        31   /* ^[a-z0-9][a-z0-9-]{0,30}$ */
-#define VH_ENDPOINT_URL_MAX 2048 /* bytes */
-#define VH_ENDPOINTS_MAX    5    /* per partner (SPEC §4) */
+#define VH_PARTNER_NAME_MAX        128                 /* bytes */
+#define VH_LABEL_MAX               31                  /* ^[a-z0-9][a-z0-9-]{0,30}$ */
+#define VH_ENDPOINT_URL_MAX        2048                /* bytes */
+#define VH_ENDPOINTS_MAX           5                   /* per partner (SPEC §4) */
+#define VH_ENDPOINT_SCHEDULE_MAX   255                 /* bytes of an endpoint's schedule */
+#define VH_ENDPOINT_TIMEOUT_MAX_MS INT64_C(2592000000) /* 30 days */
 
 /*
  * Opens a store. `url` is `sqlite:PATH` or a plain path (SQLite, created if missing, WAL
@@ -108,6 +110,14 @@ struct vh_endpoint {
     int64_t updated_ms;
     int64_t last_delivery_ms; /* 0: never */
     enum vh_delivery_outcome last_delivery_status;
+    /*
+     * SPEC §3: the endpoint's own retry schedule, in the text form of
+     * vh_retry_policy_set_schedule ("5s,5m,30m"), or "" for the server's. The store keeps
+     * the text as given (at most VH_ENDPOINT_SCHEDULE_MAX bytes of [0-9a-z, ]); the caller
+     * checks its syntax before writing it.
+     */
+    char retry_schedule[VH_ENDPOINT_SCHEDULE_MAX + 1];
+    int64_t timeout_ms; /* per attempt; 0: the server's. 0..VH_ENDPOINT_TIMEOUT_MAX_MS */
 };
 
 /*
@@ -132,17 +142,18 @@ VH_API int vh_store_endpoint_list(struct vh_store *st, const char *partner_id,
                                   struct vh_endpoint **out, size_t *n, struct vh_error *err);
 
 /*
- * Writes label, url, secret, enabled and updated_ms of the endpoint `ep->id` owned by
- * `ep->partner_id`. VH_ECONFLICT on a taken label, VH_ENOTFOUND when missing. Disabling
- * an endpoint cancels its pending deliveries in the same transaction.
+ * Writes label, url, secret, enabled, retry_schedule, timeout_ms and updated_ms of the
+ * endpoint `ep->id` owned by `ep->partner_id`. VH_ECONFLICT on a taken label, VH_ENOTFOUND
+ * when missing. Disabling an endpoint cancels its pending and in-flight deliveries in the
+ * same transaction (an attempt already out still gets its row when it is recorded).
  */
 VH_API int vh_store_endpoint_update(struct vh_store *st, const struct vh_endpoint *ep,
                                     struct vh_error *err);
 
 /*
- * Deletes the endpoint; its pending deliveries end as canceled. VH_ENOTFOUND when missing.
- * The endpoint is invisible afterwards (every read, the count and the limit skip it) and its
- * label is free again; its past deliveries still name it.
+ * Deletes the endpoint; its pending and in-flight deliveries end as canceled. VH_ENOTFOUND
+ * when missing. The endpoint is invisible afterwards (every read, the count and the limit
+ * skip it) and its label is free again; its past deliveries still name it.
  */
 VH_API int vh_store_endpoint_delete(struct vh_store *st, const char *partner_id, const char *id,
                                     int64_t now_ms, struct vh_error *err);
@@ -225,5 +236,235 @@ struct vh_delivery_brief {
 VH_API int vh_store_event_deliveries(struct vh_store *st, const char *event_id,
                                      struct vh_delivery_brief **out, size_t *n,
                                      struct vh_error *err);
+
+/* ---- the delivery engine's side: claim, record, recover ------------------------------------- */
+
+/*
+ * Delivery states, as stored and shown: "pending" (waiting, due at next_attempt_ms),
+ * "in_flight" (claimed by a node, an attempt is out), "succeeded", "abandoned" (the
+ * schedule ran out) and "canceled" (the endpoint was disabled or deleted). They are the
+ * names of policy.h's enum vh_delivery_state (vh_delivery_state_name).
+ */
+#define VH_DELIVERY_STATE_MAX 15 /* bytes of the longest state name */
+
+#define VH_NODE_ID_MAX       VH_ID_MAX         /* a node id: 1..64 of [A-Za-z0-9_-] */
+#define VH_CLAIM_MAX         1000              /* deliveries one claim returns at most */
+#define VH_LEASE_MAX_MS      INT64_C(86400000) /* the longest lease: one day */
+#define VH_STORED_HEAD_MAX   1024              /* response body bytes kept with an attempt */
+#define VH_ERROR_CLASS_MAX   31                /* bytes of an error class ("timeout") */
+#define VH_ATTEMPT_ERROR_LEN 255               /* bytes of an attempt's error line kept */
+#define VH_REPLAY_MAX        10000             /* events one replay may cover */
+
+/*
+ * One claimed delivery: everything the engine needs for its next attempt. Owns `body`
+ * (release with vh_delivery_job_rec_release); the secret is wiped on release.
+ *
+ * Attempt numbers count every attempt the delivery ever made, so they stay unique in its
+ * history: the attempt to make now is number `attempts + 1`. A manual retry restarts the
+ * schedule without renumbering: the retry policy sees `attempts - attempt_base` attempts
+ * made so far, and numbers the new one `attempts - attempt_base + 1`.
+ */
+struct vh_delivery_job_rec {
+    char delivery_id[VH_UUID_LEN + 1];
+    char event_id[VH_UUID_LEN + 1]; /* the X-Webhook-Id */
+    char endpoint_id[VH_UUID_LEN + 1];
+    char partner_id[VH_UUID_LEN + 1];
+    unsigned attempts;       /* made so far, in every budget */
+    unsigned attempt_base;   /* made before the last manual retry */
+    int64_t next_attempt_ms; /* when it was due */
+    int64_t lease_until_ms;  /* the claim's lease ends then; recovery may take it back after */
+    char url[VH_ENDPOINT_URL_MAX + 1];
+    char secret[VH_SECRET_LEN + 1];
+    char retry_schedule[VH_ENDPOINT_SCHEDULE_MAX + 1]; /* "": the server's */
+    int64_t timeout_ms;                                /* 0: the server's */
+    struct vh_buf body;                                /* owned: the event's payload */
+};
+
+/* Releases what `rec` owns and wipes its secret. Safe on a zeroed or released record. */
+VH_API void vh_delivery_job_rec_release(struct vh_delivery_job_rec *rec);
+
+/* Releases each of the `n` records, then frees the array. NULL is a no-op. */
+VH_API void vh_delivery_job_recs_free(struct vh_delivery_job_rec *recs, size_t n);
+
+/*
+ * Claims up to `max` (1..VH_CLAIM_MAX) due deliveries for node `node_id`: in one write
+ * transaction, takes the pending deliveries with next_attempt_ms <= now_ms, earliest due
+ * first, marks them in_flight with a lease held by `node_id` until now_ms + lease_ms
+ * (1..VH_LEASE_MAX_MS), and returns them in a new array in `*out` (free it with
+ * vh_delivery_job_recs_free; NULL when none is due) of `*n` records, in due order. A
+ * delivery is handed to one claimer only, however many nodes and threads claim at once.
+ * Returns 0, VH_EINVAL, VH_ESTORE or VH_ENOMEM (then nothing was claimed).
+ */
+VH_API int vh_store_delivery_claim(struct vh_store *st, const char *node_id, int64_t now_ms,
+                                   int64_t lease_ms, size_t max, struct vh_delivery_job_rec **out,
+                                   size_t *n, struct vh_error *err);
+
+/*
+ * The end of one claimed attempt, as the dispatcher decided it with the retry policy.
+ * Every pointer is borrowed for the vh_store_delivery_record call.
+ */
+struct vh_delivery_result {
+    const char *delivery_id;
+    const char *node_id; /* the claimer: only its lease may be moved on */
+    unsigned attempt;    /* the attempt's number: the claim's attempts + 1 */
+    int64_t started_ms;  /* when it started (wall clock) */
+    int64_t duration_ms; /* >= 0 */
+    int http_status;     /* the response status, 1..999; 0 when none arrived */
+    /*
+     * NULL for a success; else how it failed, 1..VH_ERROR_CLASS_MAX bytes of [a-z0-9_]
+     * (vh_attempt_result_name: "timeout", "http_status", "interrupted", ...).
+     */
+    const char *error_class;
+    const char *error;         /* NULL or a line of detail; the first 255 bytes are kept */
+    const void *response_head; /* the first bytes of the response body; NULL when none */
+    size_t response_len;       /* the first VH_STORED_HEAD_MAX bytes are kept */
+    /*
+     * The delivery's next state: "pending" (due at next_attempt_ms), "succeeded" (exactly
+     * when error_class is NULL) or "abandoned". An interrupted attempt must say "pending".
+     */
+    const char *new_state;
+    int64_t next_attempt_ms; /* for "pending"; ignored otherwise */
+    /*
+     * True when the attempt does not count (vh_attempt_result_counts is false: our own
+     * shutdown or failure cut it short): no attempt row, the attempt count and the
+     * endpoint's last_delivery_* stay as they are; the delivery goes back to pending.
+     */
+    bool interrupted;
+};
+
+/*
+ * Records `n` (1..VH_CLAIM_MAX) attempt results in ONE write transaction (a group commit:
+ * one sync for the batch). For each result:
+ *   - if the delivery is still in_flight, under `node_id`'s lease, for this attempt
+ *     (its attempt count is `attempt - 1`), moves it to `new_state` with the attempt count
+ *     set to `attempt` (unchanged when interrupted), due at next_attempt_ms when pending,
+ *     and drops the lease. Otherwise the report is stale and the state is left alone: a
+ *     delivery canceled meanwhile stays canceled, one recovered and claimed again belongs
+ *     to its new claimer. A stale counted attempt still raises the attempt count of a
+ *     delivery that is not in flight to `attempt`, so later attempts get new numbers;
+ *   - unless interrupted, writes the attempt row (number, start, duration, status, error
+ *     class and line, response head). The same number twice (a lease ran out while the
+ *     attempt was still going, and the new claimer made it too): the report that moved the
+ *     delivery on wins, else the first row stays;
+ *   - unless interrupted, sets the endpoint's last_delivery_ms to started_ms and its
+ *     last_delivery_status to succeeded or failed, unless it already shows a later attempt.
+ * Returns 0; VH_EINVAL (a bad result: msg names its index; nothing is written),
+ * VH_ENOTFOUND (no such delivery: nothing is written), VH_ESTORE or VH_ENOMEM.
+ */
+VH_API int vh_store_delivery_record(struct vh_store *st, const struct vh_delivery_result *results,
+                                    size_t n, struct vh_error *err);
+
+/*
+ * Puts deliveries left in_flight back to pending, due at now_ms, their attempt count
+ * unchanged: those whose lease ended by now_ms, and, when `node_id` is not NULL, every one
+ * `node_id` holds (call it at start-up with this node's id: a crash left them). Returns the
+ * number recovered (>= 0), or VH_EINVAL, VH_ESTORE or VH_ENOMEM.
+ */
+VH_API int vh_store_delivery_recover(struct vh_store *st, const char *node_id, int64_t now_ms,
+                                     struct vh_error *err);
+
+/*
+ * The earliest next_attempt_ms of any pending delivery (possibly in the past), so the
+ * dispatcher can sleep until then. VH_ENOTFOUND when nothing is pending. Leases are not
+ * considered: recover on a timer of the lease length.
+ */
+VH_API int vh_store_delivery_next_due(struct vh_store *st, int64_t *out_ms, struct vh_error *err);
+
+/* The queue, for metrics. Visits every pending and in-flight delivery through an index. */
+struct vh_delivery_stats {
+    int64_t pending;               /* queue depth: pending deliveries, due or not */
+    int64_t due;                   /* of them, due at now_ms */
+    int64_t in_flight;             /* claimed, attempt out */
+    int64_t oldest_pending_age_ms; /* now_ms - created_ms of the oldest pending; 0: none */
+    int64_t due_lag_ms;            /* now_ms - next_attempt_ms of the most overdue; 0: none */
+};
+
+VH_API int vh_store_delivery_stats(struct vh_store *st, int64_t now_ms,
+                                   struct vh_delivery_stats *out, struct vh_error *err);
+
+/* Deliveries by state, history included. Reads an index entry per delivery: not cheap. */
+struct vh_delivery_counts {
+    int64_t pending;
+    int64_t in_flight;
+    int64_t succeeded;
+    int64_t abandoned;
+    int64_t canceled;
+};
+
+VH_API int vh_store_delivery_counts(struct vh_store *st, struct vh_delivery_counts *out,
+                                    struct vh_error *err);
+
+/* ---- delivery history (SPEC §4) ------------------------------------------------------------- */
+
+struct vh_delivery_info {
+    char id[VH_UUID_LEN + 1];
+    char event_id[VH_UUID_LEN + 1];
+    char endpoint_id[VH_UUID_LEN + 1];
+    char session_id[VH_ID_MAX + 1];
+    char state[VH_DELIVERY_STATE_MAX + 1];
+    unsigned attempts;       /* made, in every budget */
+    unsigned attempt_base;   /* made before the last manual retry */
+    int64_t next_attempt_ms; /* pending or in_flight: when (it was) due; 0 otherwise */
+    int64_t created_ms;
+    int64_t updated_ms;
+    /* The latest attempt: last_attempt_ms is 0 before the first one. */
+    int64_t last_attempt_ms;
+    int last_http_status;                          /* 0: none */
+    char last_error_class[VH_ERROR_CLASS_MAX + 1]; /* "": success (or no attempt) */
+};
+
+struct vh_attempt_info {
+    unsigned n; /* 1-based, over every budget of the delivery */
+    int64_t started_ms;
+    int64_t duration_ms;
+    int http_status;                          /* 0: none arrived */
+    char error_class[VH_ERROR_CLASS_MAX + 1]; /* "": success */
+    char error[VH_ATTEMPT_ERROR_LEN + 1];     /* "" or one line */
+    size_t response_len;
+    char response_head[VH_STORED_HEAD_MAX + 1]; /* response_len bytes, then a NUL */
+};
+
+/*
+ * The deliveries to the partner's endpoint `endpoint_id`, newest first, `limit` (1..100)
+ * from `offset`, optionally only those in `state` (NULL: any; else a state name). A new
+ * array in `*out` (vh_free() it; NULL when empty) of `*n`; `*total` (optional) the count
+ * before paging. VH_ENOTFOUND when the endpoint is missing, deleted or another partner's;
+ * VH_EINVAL for an unknown state.
+ */
+VH_API int vh_store_delivery_list(struct vh_store *st, const char *partner_id,
+                                  const char *endpoint_id, const char *state, size_t limit,
+                                  size_t offset, struct vh_delivery_info **out, size_t *n,
+                                  size_t *total, struct vh_error *err);
+
+/*
+ * One delivery of the partner (its endpoint may since have been deleted), and its attempts,
+ * oldest first, in a new array in `*attempts` (vh_free() it; NULL when none) of
+ * `*n_attempts`. VH_ENOTFOUND when missing or another partner's.
+ */
+VH_API int vh_store_delivery_get(struct vh_store *st, const char *partner_id,
+                                 const char *delivery_id, struct vh_delivery_info *out,
+                                 struct vh_attempt_info **attempts, size_t *n_attempts,
+                                 struct vh_error *err);
+
+/*
+ * A manual retry: a finished delivery (succeeded, abandoned or canceled) goes back to
+ * pending, due at now_ms, with a fresh schedule (attempt_base = attempts; its history
+ * stays). VH_ENOTFOUND (missing, another partner's), VH_ECONFLICT with "delivery '<id>' is
+ * already pending" (pending or in flight), "endpoint '<id>' is disabled" or "endpoint
+ * '<id>' was deleted".
+ */
+VH_API int vh_store_delivery_retry(struct vh_store *st, const char *partner_id,
+                                   const char *delivery_id, int64_t now_ms, struct vh_error *err);
+
+/*
+ * A replay: one new pending delivery, due at now_ms, to the partner's endpoint for every
+ * event of the partner accepted in [since_ms, until_ms], all in one transaction; `*created`
+ * (optional) says how many. VH_ENOTFOUND (no such endpoint of the partner), VH_ECONFLICT
+ * ("endpoint '<id>' is disabled"), VH_EINVAL (since after until), VH_ETOOBIG (more than
+ * VH_REPLAY_MAX events: nothing is created).
+ */
+VH_API int vh_store_endpoint_replay(struct vh_store *st, const char *partner_id,
+                                    const char *endpoint_id, int64_t since_ms, int64_t until_ms,
+                                    int64_t now_ms, size_t *created, struct vh_error *err);
 
 #endif

@@ -63,6 +63,14 @@
  * events.fanout is the number of deliveries created with the event: a repeated ingest
  * answers with it, and it stays exact when later replays add deliveries to the event.
  * events.call_status is the wire name ("no_answer"), NULL exactly when call_id is NULL.
+ *
+ * Version 2 is the delivery engine's: an endpoint's own retry schedule (the policy's text
+ * form, NULL for the server's) and attempt timeout (NULL: the server's); a delivery's
+ * attempt_base, the attempts made before its last manual retry, so a retry restarts the
+ * schedule while attempt numbers stay unique in its history; an attempt's error line; and
+ * the history indexes: newest first per endpoint, with and without a state filter.
+ * deliveries.attempts is the highest attempt number recorded, so the next attempt is
+ * attempts + 1; next_attempt_ms is 0 once a delivery is final.
  */
 static const char *const migrations[] = {
     /* 1: the initial schema */
@@ -135,6 +143,15 @@ static const char *const migrations[] = {
     "    response_head BLOB,\n"
     "    PRIMARY KEY (delivery_id, n)\n"
     ") STRICT;\n",
+    /* 2: per-endpoint schedules, retry budgets, attempt errors, history indexes */
+    "ALTER TABLE endpoints ADD COLUMN retry_schedule TEXT;\n"
+    "ALTER TABLE endpoints ADD COLUMN timeout_ms INTEGER CHECK (timeout_ms > 0);\n"
+    "ALTER TABLE deliveries ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0\n"
+    "    CHECK (attempt_base >= 0);\n"
+    "ALTER TABLE attempts ADD COLUMN error TEXT;\n"
+    "DROP INDEX deliveries_endpoint;\n"
+    "CREATE INDEX deliveries_endpoint ON deliveries(endpoint_id, state, created_ms);\n"
+    "CREATE INDEX deliveries_endpoint_time ON deliveries(endpoint_id, created_ms);\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -181,14 +198,47 @@ enum stmt_id {
     S_COUNT_EVENTS,
     S_COUNT_DELIVERIES,
     S_COUNT_ATTEMPTS,
+    S_CLAIM_SELECT,
+    S_CLAIM_MARK,
+    S_DLV_ENDPOINT,
+    S_ATTEMPT_INSERT,
+    S_ATTEMPT_UPSERT,
+    S_DLV_FINISH,
+    S_DLV_RAISE_ATTEMPTS,
+    S_EP_LAST_DELIVERY,
+    S_RECOVER,
+    S_NEXT_DUE,
+    S_STATS_PENDING,
+    S_STATS_IN_FLIGHT,
+    S_COUNT_BY_STATE,
+    S_DLV_LIST_COUNT,
+    S_DLV_LIST_COUNT_STATE,
+    S_DLV_LIST,
+    S_DLV_LIST_STATE,
+    S_DLV_GET,
+    S_ATTEMPTS_OF,
+    S_RETRY_LOOKUP,
+    S_RETRY,
+    S_REPLAY_EVENTS,
     S__N
 };
 
 #define EP_COLS                                                                                    \
     "id, partner_id, label, url, secret, enabled, created_ms, updated_ms, last_delivery_ms, "      \
-    "last_delivery_status"
+    "last_delivery_status, retry_schedule, timeout_ms"
 #define CALL_COLS                                                                                  \
     "id, partner_id, session_id, call_id, call_status, accepted_ms, recording_key, body"
+/*
+ * A delivery for the history, with its session and its latest attempt (the highest number
+ * recorded: a PK seek). FROM deliveries AS d, events AS v, then INFO_JOIN.
+ */
+#define INFO_COLS                                                                                  \
+    "d.id, d.event_id, d.endpoint_id, v.session_id, d.state, d.attempts, d.attempt_base,"          \
+    " d.next_attempt_ms, d.created_ms, d.updated_ms, a.started_ms, a.http_status, a.error_class"
+#define INFO_FROM                                                                                  \
+    " FROM deliveries AS d JOIN events AS v ON v.id = d.event_id"                                  \
+    " LEFT JOIN attempts AS a ON a.delivery_id = d.id"                                             \
+    " AND a.n = (SELECT max(n) FROM attempts WHERE delivery_id = d.id)"
 
 static const char *const stmt_sql[S__N] = {
     [S_BEGIN] = "BEGIN",
@@ -211,7 +261,8 @@ static const char *const stmt_sql[S__N] = {
     [S_EP_LABEL_TAKEN] = "SELECT 1 FROM endpoints WHERE partner_id = ?1 AND label = ?2"
                          " AND id <> ?3 AND deleted_ms IS NULL",
     [S_EP_INSERT] = "INSERT INTO endpoints (id, partner_id, label, url, secret, enabled,"
-                    " created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    " created_ms, updated_ms, retry_schedule, timeout_ms)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [S_EP_GET] = "SELECT " EP_COLS " FROM endpoints"
                  " WHERE partner_id = ?1 AND id = ?2 AND deleted_ms IS NULL",
     [S_EP_GET_BY_LABEL] = "SELECT " EP_COLS " FROM endpoints"
@@ -219,14 +270,16 @@ static const char *const stmt_sql[S__N] = {
     [S_EP_LIST] = "SELECT " EP_COLS " FROM endpoints"
                   " WHERE partner_id = ?1 AND deleted_ms IS NULL ORDER BY created_ms, rowid",
     [S_EP_UPDATE] = "UPDATE endpoints SET label = ?3, url = ?4, secret = ?5, enabled = ?6,"
-                    " updated_ms = ?7 WHERE partner_id = ?1 AND id = ?2 AND deleted_ms IS NULL",
+                    " updated_ms = ?7, retry_schedule = ?8, timeout_ms = ?9"
+                    " WHERE partner_id = ?1 AND id = ?2 AND deleted_ms IS NULL",
     [S_EP_DELETE] = "UPDATE endpoints SET deleted_ms = ?3, updated_ms = ?3, enabled = 0,"
                     " secret = '' WHERE partner_id = ?1 AND id = ?2 AND deleted_ms IS NULL",
     [S_EP_ENABLED_IDS] = "SELECT id FROM endpoints"
                          " WHERE partner_id = ?1 AND enabled = 1 AND deleted_ms IS NULL"
                          " ORDER BY created_ms, rowid",
-    [S_DLV_CANCEL_PENDING] = "UPDATE deliveries SET state = 'canceled', updated_ms = ?2"
-                             " WHERE endpoint_id = ?1 AND state = 'pending'",
+    [S_DLV_CANCEL_PENDING] = "UPDATE deliveries SET state = 'canceled', updated_ms = ?2,"
+                             " next_attempt_ms = 0, lease_owner = NULL, lease_until_ms = NULL"
+                             " WHERE endpoint_id = ?1 AND state IN ('pending', 'in_flight')",
     [S_EV_BY_SESSION] = "SELECT id, partner_id, fanout FROM events WHERE session_id = ?1",
     [S_EV_INSERT] = "INSERT INTO events (id, partner_id, session_id, call_id, call_status,"
                     " recording_key, body, fanout, accepted_ms)"
@@ -253,6 +306,69 @@ static const char *const stmt_sql[S__N] = {
     [S_COUNT_EVENTS] = "SELECT count(*) FROM events",
     [S_COUNT_DELIVERIES] = "SELECT count(*) FROM deliveries",
     [S_COUNT_ATTEMPTS] = "SELECT count(*) FROM attempts",
+    /*
+     * The due scan: the deliveries_due index in (state, next_attempt_ms, rowid) order, so
+     * it reads exactly the rows it returns. CROSS JOIN pins deliveries as the outer loop
+     * (SQLite never reorders it), whatever the statistics say; the plan is tested.
+     */
+    [S_CLAIM_SELECT] = "SELECT d.id, d.event_id, d.endpoint_id, d.partner_id, d.attempts,"
+                       " d.attempt_base, d.next_attempt_ms, e.url, e.secret, e.retry_schedule,"
+                       " e.timeout_ms, v.body"
+                       " FROM deliveries AS d CROSS JOIN endpoints AS e CROSS JOIN events AS v"
+                       " WHERE d.state = 'pending' AND d.next_attempt_ms <= ?1"
+                       " AND e.id = d.endpoint_id AND v.id = d.event_id"
+                       " ORDER BY d.next_attempt_ms, d.rowid LIMIT ?2",
+    [S_CLAIM_MARK] = "UPDATE deliveries SET state = 'in_flight', lease_owner = ?2,"
+                     " lease_until_ms = ?3, updated_ms = ?4 WHERE id = ?1 AND state = 'pending'",
+    [S_DLV_ENDPOINT] = "SELECT endpoint_id FROM deliveries WHERE id = ?1",
+    [S_ATTEMPT_INSERT] = "INSERT INTO attempts (delivery_id, n, started_ms, duration_ms,"
+                         " http_status, error_class, error, response_head)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                         " ON CONFLICT (delivery_id, n) DO NOTHING",
+    [S_ATTEMPT_UPSERT] = "INSERT INTO attempts (delivery_id, n, started_ms, duration_ms,"
+                         " http_status, error_class, error, response_head)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                         " ON CONFLICT (delivery_id, n) DO UPDATE SET"
+                         " started_ms = excluded.started_ms, duration_ms = excluded.duration_ms,"
+                         " http_status = excluded.http_status, error_class = excluded.error_class,"
+                         " error = excluded.error, response_head = excluded.response_head",
+    [S_DLV_FINISH] = "UPDATE deliveries SET state = ?3, attempts = ?4, next_attempt_ms = ?5,"
+                     " lease_owner = NULL, lease_until_ms = NULL, updated_ms = ?6"
+                     " WHERE id = ?1 AND state = 'in_flight' AND lease_owner = ?2"
+                     " AND attempts = ?7",
+    [S_DLV_RAISE_ATTEMPTS] = "UPDATE deliveries SET attempts = ?2"
+                             " WHERE id = ?1 AND attempts < ?2 AND state <> 'in_flight'",
+    [S_EP_LAST_DELIVERY] = "UPDATE endpoints SET last_delivery_ms = ?2, last_delivery_status = ?3"
+                           " WHERE id = ?1"
+                           " AND (last_delivery_ms IS NULL OR last_delivery_ms <= ?2)",
+    [S_RECOVER] = "UPDATE deliveries SET state = 'pending', next_attempt_ms = ?1,"
+                  " lease_owner = NULL, lease_until_ms = NULL, updated_ms = ?1"
+                  " WHERE state = 'in_flight' AND (lease_until_ms <= ?1 OR lease_owner = ?2)",
+    [S_NEXT_DUE] = "SELECT min(next_attempt_ms) FROM deliveries WHERE state = 'pending'",
+    [S_STATS_PENDING] = "SELECT count(*), coalesce(sum(next_attempt_ms <= ?1), 0),"
+                        " min(created_ms), min(next_attempt_ms)"
+                        " FROM deliveries WHERE state = 'pending'",
+    [S_STATS_IN_FLIGHT] = "SELECT count(*) FROM deliveries WHERE state = 'in_flight'",
+    [S_COUNT_BY_STATE] = "SELECT state, count(*) FROM deliveries GROUP BY state",
+    [S_DLV_LIST_COUNT] = "SELECT count(*) FROM deliveries WHERE endpoint_id = ?1",
+    [S_DLV_LIST_COUNT_STATE] = "SELECT count(*) FROM deliveries"
+                               " WHERE endpoint_id = ?1 AND state = ?4",
+    [S_DLV_LIST] = "SELECT " INFO_COLS INFO_FROM " WHERE d.endpoint_id = ?1"
+                   " ORDER BY d.created_ms DESC, d.rowid DESC LIMIT ?2 OFFSET ?3",
+    [S_DLV_LIST_STATE] = "SELECT " INFO_COLS INFO_FROM " WHERE d.endpoint_id = ?1 AND d.state = ?4"
+                         " ORDER BY d.created_ms DESC, d.rowid DESC LIMIT ?2 OFFSET ?3",
+    [S_DLV_GET] = "SELECT " INFO_COLS INFO_FROM " WHERE d.id = ?1 AND d.partner_id = ?2",
+    [S_ATTEMPTS_OF] = "SELECT n, started_ms, duration_ms, http_status, error_class, error,"
+                      " response_head FROM attempts WHERE delivery_id = ?1 ORDER BY n",
+    [S_RETRY_LOOKUP] = "SELECT d.state, d.endpoint_id, e.enabled, e.deleted_ms"
+                       " FROM deliveries AS d JOIN endpoints AS e ON e.id = d.endpoint_id"
+                       " WHERE d.id = ?1 AND d.partner_id = ?2",
+    [S_RETRY] = "UPDATE deliveries SET state = 'pending', next_attempt_ms = ?2,"
+                " attempt_base = attempts, lease_owner = NULL, lease_until_ms = NULL,"
+                " updated_ms = ?2 WHERE id = ?1",
+    [S_REPLAY_EVENTS] = "SELECT id FROM events"
+                        " WHERE partner_id = ?1 AND accepted_ms >= ?2 AND accepted_ms <= ?3"
+                        " ORDER BY accepted_ms, rowid LIMIT ?4",
 };
 
 /* ---- connections and the pool -------------------------------------------------------------- */
@@ -528,6 +644,15 @@ static void q_int(struct query *q, int idx, int64_t v)
     q_bind_rc(q, sqlite3_bind_int64(q->st, idx, v));
 }
 
+/* Binds `v`, or SQL NULL for 0 (the columns where 0 means "not set"). */
+static void q_int_or_null(struct query *q, int idx, int64_t v)
+{
+    if (v == 0)
+        q_bind_rc(q, sqlite3_bind_null(q->st, idx));
+    else
+        q_int(q, idx, v);
+}
+
 /* Steps once; returns SQLITE_ROW, SQLITE_DONE or the (extended) error code, unreported. */
 static int q_step_raw(struct query *q)
 {
@@ -716,8 +841,11 @@ static int row_endpoint(const struct query *q, struct vh_endpoint *ep, struct vh
         rc = col_text(q, 4, ep->secret, sizeof(ep->secret), "secret", err);
     if (rc == 0)
         rc = col_text(q, 9, status, sizeof(status), "last delivery status", err);
+    if (rc == 0)
+        rc = col_text(q, 10, ep->retry_schedule, sizeof(ep->retry_schedule), "retry schedule", err);
     if (rc < 0)
         return rc;
+    ep->timeout_ms = sqlite3_column_int64(q->st, 11); /* NULL reads as 0: the server's */
     ep->enabled = sqlite3_column_int64(q->st, 5) != 0;
     ep->created_ms = sqlite3_column_int64(q->st, 6);
     ep->updated_ms = sqlite3_column_int64(q->st, 7);
@@ -787,11 +915,11 @@ out:
 /* ---- migrations ---------------------------------------------------------------------------- */
 
 /*
- * Brings the file to SCHEMA_VERSION, one step per transaction. Each step re-reads the
- * version under the write lock, so two processes opening a new file at once cannot both
- * apply a step.
+ * Brings the file to version `target` (SCHEMA_VERSION but in tests), one step per
+ * transaction. Each step re-reads the version under the write lock, so two processes
+ * opening a new file at once cannot both apply a step.
  */
-static int migrate(struct conn *c, const char *path, struct vh_error *err)
+static int migrate(struct conn *c, const char *path, int64_t target, struct vh_error *err)
 {
     char what[WHAT_MAX], sql[64];
     struct query q;
@@ -825,7 +953,7 @@ static int migrate(struct conn *c, const char *path, struct vh_error *err)
                               path, (long long)version, SCHEMA_VERSION);
             goto fail;
         }
-        if (version == SCHEMA_VERSION) {
+        if (version >= target) {
             rc = tx_commit(c, what, err);
             if (rc < 0)
                 goto fail;
@@ -928,7 +1056,7 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
     rc = conn_open(path, &c, err);
     if (rc < 0)
         goto fail;
-    rc = migrate(c, path, err);
+    rc = migrate(c, path, SCHEMA_VERSION, err);
     if (rc < 0)
         goto fail;
     s->idle = c;
@@ -1252,6 +1380,8 @@ static int sqlite_endpoint_create(struct vh_store *st, const struct vh_endpoint 
     q_int(&q, 6, ep->enabled ? 1 : 0);
     q_int(&q, 7, ep->created_ms);
     q_int(&q, 8, ep->updated_ms);
+    q_text(&q, 9, ep->retry_schedule[0] ? ep->retry_schedule : NULL);
+    q_int_or_null(&q, 10, ep->timeout_ms);
     rc = q_step_raw(&q);
     if (rc == SQLITE_DONE)
         rc = 0;
@@ -1400,6 +1530,8 @@ static int sqlite_endpoint_update(struct vh_store *st, const struct vh_endpoint 
     q_text(&q, 5, ep->secret);
     q_int(&q, 6, ep->enabled ? 1 : 0);
     q_int(&q, 7, ep->updated_ms);
+    q_text(&q, 8, ep->retry_schedule[0] ? ep->retry_schedule : NULL);
+    q_int_or_null(&q, 9, ep->timeout_ms);
     rc = q_step_raw(&q);
     if (rc == SQLITE_DONE)
         rc = sqlite3_changes(c->db) == 1
@@ -1562,8 +1694,10 @@ static int event_insert(struct conn *c, const struct vh_event_put *ev, const cha
     return rc;
 }
 
-static int delivery_insert(struct conn *c, const struct vh_event_put *ev, const char *event_id,
-                           const char *endpoint_id, const char *what, struct vh_error *err)
+/* A new pending delivery, due (and created) at `due_ms`. */
+static int delivery_insert(struct conn *c, const char *partner_id, const char *event_id,
+                           const char *endpoint_id, int64_t due_ms, const char *what,
+                           struct vh_error *err)
 {
     char id[VH_UUID_LEN + 1];
     struct query q;
@@ -1577,8 +1711,8 @@ static int delivery_insert(struct conn *c, const struct vh_event_put *ev, const 
     q_text(&q, 1, id);
     q_text(&q, 2, event_id);
     q_text(&q, 3, endpoint_id);
-    q_text(&q, 4, ev->partner_id);
-    q_int(&q, 5, ev->accepted_ms);
+    q_text(&q, 4, partner_id);
+    q_int(&q, 5, due_ms);
     return q_exec(&q, err);
 }
 
@@ -1626,7 +1760,7 @@ static int sqlite_event_put(struct vh_store *st, const struct vh_event_put *ev, 
     if (rc < 0)
         goto out;
     for (i = 0; i < n_endpoints && rc == 0; i++)
-        rc = delivery_insert(c, ev, new_id, endpoints[i], what, err);
+        rc = delivery_insert(c, ev->partner_id, new_id, endpoints[i], ev->accepted_ms, what, err);
     if (rc == 0)
         rc = tx_commit(c, what, err);
     if (rc < 0)
@@ -1830,6 +1964,830 @@ out:
     return 0;
 }
 
+/* ---- the delivery engine's side: claim, record, recover -------------------------------------- */
+
+/* An attempt count column; a value out of range means the file was written by something else. */
+static int col_count(const struct query *q, int col, unsigned *out, const char *name,
+                     struct vh_error *err)
+{
+    int64_t v = sqlite3_column_int64(q->st, col);
+
+    if (v < 0 || v > INT32_MAX)
+        return vh_error_set(err, VH_ESTORE, "%s: stored %s %lld is out of range", q->what, name,
+                            (long long)v);
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* Appends a blob column (NULL reads as empty) to `b`. */
+static int col_blob(const struct query *q, int col, struct vh_buf *b, const char *name,
+                    struct vh_error *err)
+{
+    const void *p = sqlite3_column_blob(q->st, col);
+    int n = sqlite3_column_bytes(q->st, col);
+    int rc;
+
+    if (n <= 0)
+        return 0;
+    if (!p)
+        return vh_error_set(err, VH_ENOMEM, "%s: reading %s: out of memory", q->what, name);
+    rc = vh_buf_add(b, p, (size_t)n);
+    if (rc < 0)
+        return vh_error_set(err, rc, "%s: reading %s: %s", q->what, name, vh_strerror(rc));
+    return 0;
+}
+
+/* Reads a row of S_CLAIM_SELECT into a zeroed `j` whose body is initialized. */
+static int row_job(const struct query *q, struct vh_delivery_job_rec *j, struct vh_error *err)
+{
+    int rc;
+
+    rc = col_text(q, 0, j->delivery_id, sizeof(j->delivery_id), "delivery id", err);
+    if (rc == 0)
+        rc = col_text(q, 1, j->event_id, sizeof(j->event_id), "event id", err);
+    if (rc == 0)
+        rc = col_text(q, 2, j->endpoint_id, sizeof(j->endpoint_id), "endpoint id", err);
+    if (rc == 0)
+        rc = col_text(q, 3, j->partner_id, sizeof(j->partner_id), "partner id", err);
+    if (rc == 0)
+        rc = col_count(q, 4, &j->attempts, "attempt count", err);
+    if (rc == 0)
+        rc = col_count(q, 5, &j->attempt_base, "attempt base", err);
+    if (rc == 0)
+        rc = col_text(q, 7, j->url, sizeof(j->url), "url", err);
+    if (rc == 0)
+        rc = col_text(q, 8, j->secret, sizeof(j->secret), "secret", err);
+    if (rc == 0)
+        rc = col_text(q, 9, j->retry_schedule, sizeof(j->retry_schedule), "retry schedule", err);
+    if (rc == 0)
+        rc = col_blob(q, 11, &j->body, "body", err);
+    if (rc < 0)
+        return rc;
+    j->next_attempt_ms = sqlite3_column_int64(q->st, 6);
+    j->timeout_ms = sqlite3_column_int64(q->st, 10); /* NULL reads as 0: the server's */
+    if (j->body.len == 0)
+        return vh_error_set(err, VH_ESTORE, "%s: stored body of delivery '%s' is empty", q->what,
+                            j->delivery_id);
+    return 0;
+}
+
+/* Reads up to `max` due deliveries into a new array; nothing is marked yet. */
+static int claim_select(struct conn *c, int64_t now_ms, size_t max,
+                        struct vh_delivery_job_rec **out, size_t *n, const char *what,
+                        struct vh_error *err)
+{
+    struct vh_delivery_job_rec *arr = NULL;
+    size_t len = 0, cap = 0;
+    struct query q;
+    void *grown;
+    int rc;
+
+    rc = q_start(&q, c, S_CLAIM_SELECT, what, err);
+    if (rc == 0) {
+        q_int(&q, 1, now_ms);
+        q_int(&q, 2, (int64_t)max);
+    }
+    while (rc == 0) {
+        rc = q_step(&q, err);
+        if (rc <= 0)
+            break;
+        rc = array_grow(arr, &cap, len, sizeof(*arr), &grown, what, err);
+        arr = grown;
+        if (rc < 0)
+            break;
+        memset(&arr[len], 0, sizeof(arr[len]));
+        vh_buf_init(&arr[len].body, VH__STORE_BODY_MAX);
+        /* Counted before reading, so a failed row is released with the rest. */
+        len++;
+        rc = row_job(&q, &arr[len - 1], err);
+    }
+    q_end(&q);
+    if (rc < 0) {
+        vh_delivery_job_recs_free(arr, len);
+        return rc;
+    }
+    *out = arr;
+    *n = len;
+    return 0;
+}
+
+/*
+ * One write transaction: read the due rows through the index, then mark each in flight.
+ * BEGIN IMMEDIATE holds the write lock from the first read, so no other claimer (thread,
+ * process) can read the same rows as pending before this one commits.
+ */
+static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64_t now_ms,
+                                 int64_t lease_ms, size_t max, struct vh_delivery_job_rec **out,
+                                 size_t *n, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    struct vh_delivery_job_rec *arr = NULL;
+    const int64_t until_ms = now_ms + lease_ms;
+    char what[WHAT_MAX];
+    size_t len = 0, i;
+    struct query q;
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "claim deliveries for node '%s'", node_id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = tx_begin_write(c, what, err);
+    if (rc == 0)
+        rc = claim_select(c, now_ms, max, &arr, &len, what, err);
+    for (i = 0; rc == 0 && i < len; i++) {
+        rc = q_start(&q, c, S_CLAIM_MARK, what, err);
+        if (rc < 0)
+            break;
+        q_text(&q, 1, arr[i].delivery_id);
+        q_text(&q, 2, node_id);
+        q_int(&q, 3, until_ms);
+        q_int(&q, 4, now_ms);
+        rc = q_exec(&q, err);
+        if (rc == 0 && sqlite3_changes(c->db) != 1)
+            rc = vh_error_set(err, VH_ESTORE, "%s: delivery '%s' changed under a write lock", what,
+                              arr[i].delivery_id);
+        arr[i].lease_until_ms = until_ms;
+    }
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+    tx_rollback(c);
+    conn_put(s, c);
+    if (rc < 0) {
+        vh_delivery_job_recs_free(arr, len);
+        return rc;
+    }
+    *out = arr;
+    *n = len;
+    return 0;
+}
+
+/*
+ * The bytes of `s` kept as an attempt's error line: up to the first line break, at most
+ * VH_ATTEMPT_ERROR_LEN, never ending inside a UTF-8 sequence.
+ */
+static size_t error_line_len(const char *s)
+{
+    size_t n = 0;
+
+    while (n < VH_ATTEMPT_ERROR_LEN && s[n] && s[n] != '\n' && s[n] != '\r')
+        n++;
+    if (s[n] && s[n] != '\n' && s[n] != '\r')
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+    return n;
+}
+
+/*
+ * Writes the attempt row. A number can be recorded twice only when a lease ran out while
+ * its attempt was still going and the delivery was claimed again: then the report that
+ * moved the delivery on (`replace`) wins over a stale one, whichever came first.
+ */
+static int attempt_insert(struct conn *c, const struct vh_delivery_result *r, bool replace,
+                          const char *what, struct vh_error *err)
+{
+    size_t head_len = r->response_len < VH_STORED_HEAD_MAX ? r->response_len : VH_STORED_HEAD_MAX;
+    size_t line_len = r->error ? error_line_len(r->error) : 0;
+    struct query q;
+    int rc;
+
+    rc = q_start(&q, c, replace ? S_ATTEMPT_UPSERT : S_ATTEMPT_INSERT, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, r->delivery_id);
+    q_int(&q, 2, r->attempt);
+    q_int(&q, 3, r->started_ms);
+    q_int(&q, 4, r->duration_ms);
+    q_int_or_null(&q, 5, r->http_status);
+    q_text(&q, 6, r->error_class);
+    if (line_len == 0)
+        q_text(&q, 7, NULL);
+    else /* at most VH_ATTEMPT_ERROR_LEN: it fits an int */
+        q_bind_rc(&q, sqlite3_bind_text(q.st, 7, r->error, (int)line_len, SQLITE_STATIC));
+    if (head_len == 0)
+        q_text(&q, 8, NULL);
+    else
+        q_blob(&q, 8, r->response_head, head_len);
+    return q_exec(&q, err);
+}
+
+/* Sets the endpoint's last delivery, unless it already shows a later attempt. */
+static int endpoint_last_delivery(struct conn *c, const char *endpoint_id,
+                                  const struct vh_delivery_result *r, const char *what,
+                                  struct vh_error *err)
+{
+    struct query q;
+    int rc;
+
+    rc = q_start(&q, c, S_EP_LAST_DELIVERY, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, endpoint_id);
+    q_int(&q, 2, r->started_ms);
+    q_text(&q, 3, r->error_class ? "failed" : "succeeded");
+    return q_exec(&q, err);
+}
+
+/*
+ * The delivery moves on only if it is still this node's claim for this attempt: state,
+ * lease owner and attempt count together fence off a stale report (the lease expired and
+ * the delivery was recovered, claimed again, canceled, or already moved on).
+ */
+static int delivery_finish(struct conn *c, const struct vh_delivery_result *r, bool *applied,
+                           const char *what, struct vh_error *err)
+{
+    const int64_t before = (int64_t)r->attempt - 1;
+    const bool pending = strcmp(r->new_state, "pending") == 0;
+    struct query q;
+    int rc;
+
+    rc = q_start(&q, c, S_DLV_FINISH, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, r->delivery_id);
+    q_text(&q, 2, r->node_id);
+    q_text(&q, 3, r->new_state);
+    q_int(&q, 4, r->interrupted ? before : (int64_t)r->attempt);
+    q_int(&q, 5, pending ? r->next_attempt_ms : 0);
+    q_int(&q, 6, r->started_ms + r->duration_ms);
+    q_int(&q, 7, before);
+    rc = q_exec(&q, err);
+    if (rc == 0)
+        *applied = sqlite3_changes(c->db) == 1;
+    return rc;
+}
+
+/*
+ * A counted attempt the delivery's state did not follow (canceled meanwhile, recovered)
+ * still raises its attempt count to its number, so the next attempt, in this budget or
+ * after a manual retry, gets a number of its own. An in-flight delivery is left alone: its
+ * new claimer makes and records this number itself.
+ */
+static int delivery_raise_attempts(struct conn *c, const struct vh_delivery_result *r,
+                                   const char *what, struct vh_error *err)
+{
+    struct query q;
+    int rc;
+
+    rc = q_start(&q, c, S_DLV_RAISE_ATTEMPTS, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, r->delivery_id);
+    q_int(&q, 2, r->attempt);
+    return q_exec(&q, err);
+}
+
+static int record_one(struct conn *c, const struct vh_delivery_result *r, const char *what,
+                      struct vh_error *err)
+{
+    char endpoint_id[VH_UUID_LEN + 1];
+    bool applied = false;
+    struct query q;
+    int rc;
+
+    rc = q_start(&q, c, S_DLV_ENDPOINT, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, r->delivery_id);
+    rc = q_step(&q, err);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ENOTFOUND, "%s: delivery '%s' not found", what, r->delivery_id);
+    else if (rc > 0)
+        rc = col_text(&q, 0, endpoint_id, sizeof(endpoint_id), "endpoint id", err);
+    q_end(&q);
+    if (rc == 0)
+        rc = delivery_finish(c, r, &applied, what, err);
+    if (rc < 0 || r->interrupted)
+        return rc;
+    rc = attempt_insert(c, r, applied, what, err);
+    if (rc == 0 && !applied)
+        rc = delivery_raise_attempts(c, r, what, err);
+    if (rc == 0)
+        rc = endpoint_last_delivery(c, endpoint_id, r, what, err);
+    return rc;
+}
+
+/* One write transaction, so one WAL sync, for the whole batch: the group commit. */
+static int sqlite_delivery_record(struct vh_store *st, const struct vh_delivery_result *results,
+                                  size_t n, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    char what[WHAT_MAX];
+    struct conn *c;
+    size_t i;
+    int rc;
+
+    snprintf(what, sizeof(what), "record %zu attempts", n);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = tx_begin_write(c, what, err);
+    for (i = 0; rc == 0 && i < n; i++)
+        rc = record_one(c, &results[i], what, err);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+    tx_rollback(c);
+    conn_put(s, c);
+    return rc;
+}
+
+static int sqlite_delivery_recover(struct vh_store *st, const char *node_id, int64_t now_ms,
+                                   int64_t *count, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    const char *what = "recover deliveries";
+    struct query q;
+    struct conn *c;
+    int rc;
+
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = tx_begin_write(c, what, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_RECOVER, what, err);
+    if (rc < 0)
+        goto out;
+    q_int(&q, 1, now_ms);
+    q_text(&q, 2, node_id);
+    rc = q_exec(&q, err);
+    if (rc == 0)
+        *count = (int64_t)sqlite3_changes64(c->db);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+out:
+    tx_rollback(c);
+    conn_put(s, c);
+    return rc;
+}
+
+static int sqlite_delivery_next_due(struct vh_store *st, int64_t *out_ms, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    const char *what = "find the next due delivery";
+    struct query q;
+    struct conn *c;
+    int rc;
+
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = q_start(&q, c, S_NEXT_DUE, what, err);
+    if (rc == 0)
+        rc = q_step(&q, err);
+    if (rc == 0) /* min() always gives a row */
+        rc = vh_error_set(err, VH_ESTORE, "%s: no result", what);
+    if (rc > 0) {
+        if (sqlite3_column_type(q.st, 0) == SQLITE_NULL) {
+            rc = vh_error_set(err, VH_ENOTFOUND, "no pending delivery");
+        } else {
+            *out_ms = sqlite3_column_int64(q.st, 0);
+            rc = 0;
+        }
+    }
+    q_end(&q);
+    conn_put(s, c);
+    return rc;
+}
+
+static int sqlite_delivery_stats(struct vh_store *st, int64_t now_ms, struct vh_delivery_stats *out,
+                                 struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    const char *what = "delivery stats";
+    int64_t oldest, earliest;
+    struct query q;
+    struct conn *c;
+    int rc;
+
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    /* One snapshot for both queries. */
+    rc = tx_begin_read(c, what, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_STATS_PENDING, what, err);
+    if (rc < 0)
+        goto out;
+    q_int(&q, 1, now_ms);
+    rc = q_step(&q, err);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ESTORE, "%s: no result", what);
+    if (rc > 0) {
+        out->pending = sqlite3_column_int64(q.st, 0);
+        out->due = sqlite3_column_int64(q.st, 1);
+        oldest = sqlite3_column_int64(q.st, 2);
+        earliest = sqlite3_column_int64(q.st, 3);
+        if (out->pending > 0 && oldest < now_ms)
+            out->oldest_pending_age_ms = now_ms - oldest;
+        if (out->due > 0 && earliest < now_ms)
+            out->due_lag_ms = now_ms - earliest;
+        rc = 0;
+    }
+    q_end(&q);
+    if (rc == 0)
+        rc = q_start(&q, c, S_STATS_IN_FLIGHT, what, err);
+    if (rc == 0)
+        rc = q_int_result(&q, &out->in_flight, err);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+out:
+    tx_rollback(c);
+    conn_put(s, c);
+    return rc;
+}
+
+static int sqlite_delivery_counts(struct vh_store *st, struct vh_delivery_counts *out,
+                                  struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    const char *what = "count deliveries by state";
+    char state[VH_DELIVERY_STATE_MAX + 1];
+    struct query q;
+    struct conn *c;
+    int64_t v;
+    int rc;
+
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = q_start(&q, c, S_COUNT_BY_STATE, what, err);
+    while (rc == 0) {
+        rc = q_step(&q, err);
+        if (rc <= 0)
+            break;
+        rc = col_text(&q, 0, state, sizeof(state), "state", err);
+        if (rc < 0)
+            break;
+        v = sqlite3_column_int64(q.st, 1);
+        if (strcmp(state, "pending") == 0)
+            out->pending = v;
+        else if (strcmp(state, "in_flight") == 0)
+            out->in_flight = v;
+        else if (strcmp(state, "succeeded") == 0)
+            out->succeeded = v;
+        else if (strcmp(state, "abandoned") == 0)
+            out->abandoned = v;
+        else if (strcmp(state, "canceled") == 0)
+            out->canceled = v;
+    }
+    q_end(&q);
+    conn_put(s, c);
+    return rc;
+}
+
+/* ---- delivery history ------------------------------------------------------------------------ */
+
+/* Reads the INFO_COLS of the current row. */
+static int row_info(const struct query *q, struct vh_delivery_info *d, struct vh_error *err)
+{
+    int rc;
+
+    rc = col_text(q, 0, d->id, sizeof(d->id), "delivery id", err);
+    if (rc == 0)
+        rc = col_text(q, 1, d->event_id, sizeof(d->event_id), "event id", err);
+    if (rc == 0)
+        rc = col_text(q, 2, d->endpoint_id, sizeof(d->endpoint_id), "endpoint id", err);
+    if (rc == 0)
+        rc = col_text(q, 3, d->session_id, sizeof(d->session_id), "session id", err);
+    if (rc == 0)
+        rc = col_text(q, 4, d->state, sizeof(d->state), "state", err);
+    if (rc == 0)
+        rc = col_count(q, 5, &d->attempts, "attempt count", err);
+    if (rc == 0)
+        rc = col_count(q, 6, &d->attempt_base, "attempt base", err);
+    if (rc == 0)
+        rc = col_text(q, 12, d->last_error_class, sizeof(d->last_error_class), "error class", err);
+    if (rc < 0)
+        return rc;
+    d->next_attempt_ms = 0;
+    if (strcmp(d->state, "pending") == 0 || strcmp(d->state, "in_flight") == 0)
+        d->next_attempt_ms = sqlite3_column_int64(q->st, 7);
+    d->created_ms = sqlite3_column_int64(q->st, 8);
+    d->updated_ms = sqlite3_column_int64(q->st, 9);
+    d->last_attempt_ms = sqlite3_column_int64(q->st, 10); /* NULL (no attempt) reads as 0 */
+    d->last_http_status = sqlite3_column_int(q->st, 11);
+    return 0;
+}
+
+static int sqlite_delivery_list(struct vh_store *st, const char *partner_id,
+                                const char *endpoint_id, const char *state, size_t limit,
+                                size_t offset, struct vh_delivery_info **out, size_t *n,
+                                size_t *total, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    struct vh_delivery_info *arr = NULL;
+    size_t len = 0, cap = 0;
+    struct vh_endpoint ep;
+    char what[WHAT_MAX];
+    int64_t all = 0;
+    struct query q;
+    struct conn *c;
+    void *grown;
+    int rc;
+
+    snprintf(what, sizeof(what), "list deliveries of endpoint '%s'", endpoint_id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    /* One snapshot: the endpoint check, the total and the page agree. */
+    rc = tx_begin_read(c, what, err);
+    if (rc == 0)
+        rc = endpoint_lookup(c, S_EP_GET, partner_id, endpoint_id, &ep, what, err);
+    if (rc == 0)
+        rc = q_start(&q, c, state ? S_DLV_LIST_COUNT_STATE : S_DLV_LIST_COUNT, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, endpoint_id);
+    if (state)
+        q_text(&q, 4, state);
+    rc = q_int_result(&q, &all, err);
+    if (rc == 0)
+        rc = q_start(&q, c, state ? S_DLV_LIST_STATE : S_DLV_LIST, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, endpoint_id);
+    q_int(&q, 2, (int64_t)limit);
+    q_int(&q, 3, (int64_t)offset);
+    if (state)
+        q_text(&q, 4, state);
+    while (rc == 0) {
+        rc = q_step(&q, err);
+        if (rc <= 0)
+            break;
+        rc = array_grow(arr, &cap, len, sizeof(*arr), &grown, what, err);
+        arr = grown;
+        if (rc == 0) {
+            memset(&arr[len], 0, sizeof(arr[len]));
+            rc = row_info(&q, &arr[len], err);
+        }
+        if (rc == 0)
+            len++;
+    }
+    q_end(&q);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+out:
+    tx_rollback(c);
+    conn_put(s, c);
+    if (rc < 0) {
+        vh_free(arr);
+        return rc;
+    }
+    *out = arr;
+    *n = len;
+    *total = all > 0 ? (size_t)all : 0;
+    return 0;
+}
+
+static int row_attempt(const struct query *q, struct vh_attempt_info *a, struct vh_error *err)
+{
+    const void *head;
+    int64_t n;
+    int len, rc;
+
+    n = sqlite3_column_int64(q->st, 0);
+    if (n < 1 || n > INT32_MAX)
+        return vh_error_set(err, VH_ESTORE, "%s: stored attempt number %lld is out of range",
+                            q->what, (long long)n);
+    a->n = (unsigned)n;
+    a->started_ms = sqlite3_column_int64(q->st, 1);
+    a->duration_ms = sqlite3_column_int64(q->st, 2);
+    a->http_status = sqlite3_column_int(q->st, 3);
+    rc = col_text(q, 4, a->error_class, sizeof(a->error_class), "error class", err);
+    if (rc == 0)
+        rc = col_text(q, 5, a->error, sizeof(a->error), "error", err);
+    if (rc < 0)
+        return rc;
+    head = sqlite3_column_blob(q->st, 6);
+    len = sqlite3_column_bytes(q->st, 6);
+    if (len > 0 && !head)
+        return vh_error_set(err, VH_ENOMEM, "%s: reading response head: out of memory", q->what);
+    if (len < 0 || len > VH_STORED_HEAD_MAX)
+        return vh_error_set(err, VH_ESTORE, "%s: stored response head is %d bytes, over %d",
+                            q->what, len, VH_STORED_HEAD_MAX);
+    if (len > 0)
+        memcpy(a->response_head, head, (size_t)len);
+    a->response_len = (size_t)len;
+    a->response_head[len] = '\0';
+    return 0;
+}
+
+static int attempts_of(struct conn *c, const char *delivery_id, struct vh_attempt_info **out,
+                       size_t *n, const char *what, struct vh_error *err)
+{
+    struct vh_attempt_info *arr = NULL;
+    size_t len = 0, cap = 0;
+    struct query q;
+    void *grown;
+    int rc;
+
+    rc = q_start(&q, c, S_ATTEMPTS_OF, what, err);
+    if (rc == 0)
+        q_text(&q, 1, delivery_id);
+    while (rc == 0) {
+        rc = q_step(&q, err);
+        if (rc <= 0)
+            break;
+        rc = array_grow(arr, &cap, len, sizeof(*arr), &grown, what, err);
+        arr = grown;
+        if (rc == 0) {
+            memset(&arr[len], 0, sizeof(arr[len]));
+            rc = row_attempt(&q, &arr[len], err);
+        }
+        if (rc == 0)
+            len++;
+    }
+    q_end(&q);
+    if (rc < 0) {
+        vh_free(arr);
+        return rc;
+    }
+    *out = arr;
+    *n = len;
+    return 0;
+}
+
+static int sqlite_delivery_get(struct vh_store *st, const char *partner_id, const char *delivery_id,
+                               struct vh_delivery_info *out, struct vh_attempt_info **attempts,
+                               size_t *n_attempts, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    char what[WHAT_MAX];
+    struct query q;
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "get delivery '%s'", delivery_id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = tx_begin_read(c, what, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_DLV_GET, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, delivery_id);
+    q_text(&q, 2, partner_id);
+    rc = q_step(&q, err);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ENOTFOUND, "delivery '%s' not found", delivery_id);
+    else if (rc > 0)
+        rc = row_info(&q, out, err);
+    q_end(&q);
+    if (rc == 0)
+        rc = attempts_of(c, delivery_id, attempts, n_attempts, what, err);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+    if (rc < 0 && *attempts) {
+        vh_free(*attempts);
+        *attempts = NULL;
+    }
+out:
+    tx_rollback(c);
+    conn_put(s, c);
+    return rc;
+}
+
+static int sqlite_delivery_retry(struct vh_store *st, const char *partner_id,
+                                 const char *delivery_id, int64_t now_ms, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    char state[VH_DELIVERY_STATE_MAX + 1], endpoint_id[VH_UUID_LEN + 1];
+    bool enabled = false, deleted = false;
+    char what[WHAT_MAX];
+    struct query q;
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "retry delivery '%s'", delivery_id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = tx_begin_write(c, what, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_RETRY_LOOKUP, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, delivery_id);
+    q_text(&q, 2, partner_id);
+    rc = q_step(&q, err);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ENOTFOUND, "delivery '%s' not found", delivery_id);
+    if (rc > 0)
+        rc = col_text(&q, 0, state, sizeof(state), "state", err);
+    if (rc == 0)
+        rc = col_text(&q, 1, endpoint_id, sizeof(endpoint_id), "endpoint id", err);
+    if (rc == 0) {
+        enabled = sqlite3_column_int64(q.st, 2) != 0;
+        deleted = sqlite3_column_type(q.st, 3) != SQLITE_NULL;
+    }
+    q_end(&q);
+    if (rc < 0)
+        goto out;
+    /* A pending delivery always has a live, enabled endpoint: the claim relies on it. */
+    if (strcmp(state, "pending") == 0 || strcmp(state, "in_flight") == 0)
+        rc = vh_error_set(err, VH_ECONFLICT, "delivery '%s' is already pending", delivery_id);
+    else if (deleted)
+        rc = vh_error_set(err, VH_ECONFLICT, "endpoint '%s' was deleted", endpoint_id);
+    else if (!enabled)
+        rc = vh_error_set(err, VH_ECONFLICT, "endpoint '%s' is disabled", endpoint_id);
+    if (rc == 0)
+        rc = q_start(&q, c, S_RETRY, what, err);
+    if (rc < 0)
+        goto out;
+    q_text(&q, 1, delivery_id);
+    q_int(&q, 2, now_ms);
+    rc = q_exec(&q, err);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+out:
+    tx_rollback(c);
+    conn_put(s, c);
+    return rc;
+}
+
+/* The ids of the partner's events accepted in [since, until], at most VH_REPLAY_MAX. */
+static int replay_events(struct conn *c, const char *partner_id, int64_t since_ms, int64_t until_ms,
+                         char (**out)[VH_UUID_LEN + 1], size_t *n, const char *what,
+                         struct vh_error *err)
+{
+    char(*ids)[VH_UUID_LEN + 1] = NULL;
+    size_t len = 0, cap = 0;
+    struct query q;
+    void *grown;
+    int rc;
+
+    rc = q_start(&q, c, S_REPLAY_EVENTS, what, err);
+    if (rc == 0) {
+        q_text(&q, 1, partner_id);
+        q_int(&q, 2, since_ms);
+        q_int(&q, 3, until_ms);
+        q_int(&q, 4, (int64_t)VH_REPLAY_MAX + 1); /* one more, to see the range is too big */
+    }
+    while (rc == 0) {
+        rc = q_step(&q, err);
+        if (rc <= 0)
+            break;
+        if (len == VH_REPLAY_MAX) {
+            rc = vh_error_set(err, VH_ETOOBIG,
+                              "%s: more than %d events in the range; replay a shorter one", what,
+                              VH_REPLAY_MAX);
+            break;
+        }
+        rc = array_grow(ids, &cap, len, sizeof(*ids), &grown, what, err);
+        ids = grown;
+        if (rc == 0)
+            rc = col_text(&q, 0, ids[len], sizeof(ids[len]), "event id", err);
+        if (rc == 0)
+            len++;
+    }
+    q_end(&q);
+    if (rc < 0) {
+        vh_free(ids);
+        return rc;
+    }
+    *out = ids;
+    *n = len;
+    return 0;
+}
+
+static int sqlite_endpoint_replay(struct vh_store *st, const char *partner_id,
+                                  const char *endpoint_id, int64_t since_ms, int64_t until_ms,
+                                  int64_t now_ms, size_t *created, struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    char(*events)[VH_UUID_LEN + 1] = NULL;
+    size_t n_events = 0, i;
+    struct vh_endpoint ep;
+    char what[WHAT_MAX];
+    struct conn *c;
+    int rc;
+
+    snprintf(what, sizeof(what), "replay to endpoint '%s'", endpoint_id);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    rc = tx_begin_write(c, what, err);
+    if (rc == 0)
+        rc = endpoint_lookup(c, S_EP_GET, partner_id, endpoint_id, &ep, what, err);
+    if (rc == 0 && !ep.enabled)
+        rc = vh_error_set(err, VH_ECONFLICT, "endpoint '%s' is disabled", endpoint_id);
+    if (rc == 0)
+        rc = replay_events(c, partner_id, since_ms, until_ms, &events, &n_events, what, err);
+    for (i = 0; rc == 0 && i < n_events; i++)
+        rc = delivery_insert(c, partner_id, events[i], endpoint_id, now_ms, what, err);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
+    if (rc == 0)
+        *created = n_events;
+    tx_rollback(c);
+    conn_put(s, c);
+    vh_free(events);
+    return rc;
+}
+
 /* ---- counts ---------------------------------------------------------------------------------- */
 
 static int sqlite_count(struct vh_store *st, enum vh__store_table table, int64_t *out,
@@ -1894,4 +2852,92 @@ const struct vh_store_ops vh__store_sqlite_ops = {
     .call_list = sqlite_call_list,
     .event_deliveries = sqlite_event_deliveries,
     .count = sqlite_count,
+    .delivery_claim = sqlite_delivery_claim,
+    .delivery_record = sqlite_delivery_record,
+    .delivery_recover = sqlite_delivery_recover,
+    .delivery_next_due = sqlite_delivery_next_due,
+    .delivery_stats = sqlite_delivery_stats,
+    .delivery_counts = sqlite_delivery_counts,
+    .delivery_list = sqlite_delivery_list,
+    .delivery_get = sqlite_delivery_get,
+    .delivery_retry = sqlite_delivery_retry,
+    .endpoint_replay = sqlite_endpoint_replay,
 };
+
+/* ---- for tests ------------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    enum stmt_id id;
+} explainable[] = {
+    {"claim", S_CLAIM_SELECT},  {"next_due", S_NEXT_DUE}, {"recover", S_RECOVER},
+    {"stats", S_STATS_PENDING}, {"list", S_DLV_LIST},     {"list_by_state", S_DLV_LIST_STATE},
+};
+
+int vh__store_sqlite_explain(struct vh_store *st, const char *query, struct vh_buf *out,
+                             struct vh_error *err)
+{
+    struct vh_buf sql = VH_BUF_INIT(4096);
+    sqlite3_stmt *plan = NULL;
+    const unsigned char *detail;
+    struct sqlite_store *s;
+    struct conn *c = NULL;
+    size_t i;
+    int rc;
+
+    if (!st || !query || !out || st->ops != &vh__store_sqlite_ops)
+        return vh_error_set(err, VH_EINVAL, "explain: not a sqlite store");
+    for (i = 0; i < sizeof(explainable) / sizeof(explainable[0]); i++)
+        if (strcmp(query, explainable[i].name) == 0)
+            break;
+    if (i == sizeof(explainable) / sizeof(explainable[0]))
+        return vh_error_set(err, VH_ENOTFOUND, "explain: unknown query '%s'", query);
+    s = to_sqlite(st);
+    rc = vh_buf_adds(&sql, "EXPLAIN QUERY PLAN ");
+    if (rc == 0)
+        rc = vh_buf_adds(&sql, stmt_sql[explainable[i].id]);
+    if (rc < 0)
+        return vh_error_set(err, rc, "explain '%s': %s", query, vh_strerror(rc));
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        goto out;
+    if (sqlite3_prepare_v2(c->db, sql.data, -1, &plan, NULL) != SQLITE_OK) {
+        rc = db_fail(c, "explain", err);
+        goto out;
+    }
+    /* Columns: id, parent, notused, detail. */
+    while ((rc = sqlite3_step(plan)) == SQLITE_ROW) {
+        detail = sqlite3_column_text(plan, 3);
+        rc = vh_buf_adds(out, detail ? (const char *)detail : "");
+        if (rc == 0)
+            rc = vh_buf_addc(out, '\n');
+        if (rc < 0) {
+            rc = vh_error_set(err, rc, "explain '%s': %s", query, vh_strerror(rc));
+            goto out;
+        }
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_fail(c, "explain", err);
+out:
+    sqlite3_finalize(plan);
+    if (c)
+        conn_put(s, c);
+    vh_buf_release(&sql);
+    return rc;
+}
+
+int vh__store_sqlite_create_at(const char *path, int version, const char *seed_sql,
+                               struct vh_error *err)
+{
+    struct conn *c = NULL;
+    int rc;
+
+    if (!path || version < 1 || version > SCHEMA_VERSION)
+        return vh_error_set(err, VH_EINVAL, "create at version %d: no such version", version);
+    rc = conn_open(path, &c, err);
+    if (rc == 0)
+        rc = migrate(c, path, version, err);
+    if (rc == 0 && seed_sql && sqlite3_exec(c->db, seed_sql, NULL, NULL, NULL) != SQLITE_OK)
+        rc = db_fail(c, "seed", err);
+    conn_close(c);
+    return rc;
+}

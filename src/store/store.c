@@ -4,6 +4,7 @@
  */
 #include <vocohook/store.h>
 
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -141,6 +142,25 @@ static bool is_label(const char *s)
     return true;
 }
 
+/*
+ * The alphabet of a schedule ("5s, 5m,30m"), NUL-terminated within the field. Its syntax
+ * is the retry policy's to check, above the store; this only keeps odd bytes out.
+ */
+static bool is_schedule_text(const char *s)
+{
+    size_t i, len = strnlen(s, VH_ENDPOINT_SCHEDULE_MAX + 1);
+
+    if (len > VH_ENDPOINT_SCHEDULE_MAX)
+        return false;
+    for (i = 0; i < len; i++) {
+        char c = s[i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == ',' || c == ' '))
+            return false;
+    }
+    return true;
+}
+
 /* The fields endpoint_create and endpoint_update both write. */
 static int check_endpoint(const struct vh_endpoint *ep, struct vh_error *err)
 {
@@ -165,6 +185,13 @@ static int check_endpoint(const struct vh_endpoint *ep, struct vh_error *err)
     if (secret_len < 1 || secret_len > VH_SECRET_LEN || !is_clean_text(ep->secret, secret_len))
         return vh_error_set(err, VH_EINVAL, "endpoint secret: must be 1 to %d bytes of text",
                             VH_SECRET_LEN);
+    if (!is_schedule_text(ep->retry_schedule))
+        return vh_error_set(err, VH_EINVAL,
+                            "endpoint retry schedule: must be at most %d bytes of [0-9a-z, ]",
+                            VH_ENDPOINT_SCHEDULE_MAX);
+    if (ep->timeout_ms < 0 || ep->timeout_ms > VH_ENDPOINT_TIMEOUT_MAX_MS)
+        return vh_error_set(err, VH_EINVAL, "endpoint timeout: %lld ms is not in 0..%lld",
+                            (long long)ep->timeout_ms, (long long)VH_ENDPOINT_TIMEOUT_MAX_MS);
     return check_time(ep->updated_ms, "endpoint updated_ms", err);
 }
 
@@ -610,6 +637,356 @@ int vh_store_event_deliveries(struct vh_store *st, const char *event_id,
         return rc;
     *out = arr;
     *n = len;
+    return 0;
+}
+
+/* ---- the delivery engine's side ------------------------------------------------------------ */
+
+static const char *const state_names[] = {"pending", "in_flight", "succeeded", "abandoned",
+                                          "canceled"};
+
+static bool is_state(const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(state_names) / sizeof(state_names[0]); i++)
+        if (strcmp(s, state_names[i]) == 0)
+            return true;
+    return false;
+}
+
+static int check_node_id(const char *node_id, struct vh_error *err)
+{
+    if (!node_id || !id_fits(node_id, VH_NODE_ID_MAX))
+        return vh_error_set(err, VH_EINVAL, "node id: must be 1 to %d of [A-Za-z0-9_-]",
+                            VH_NODE_ID_MAX);
+    return 0;
+}
+
+/* An error class: 1..VH_ERROR_CLASS_MAX of [a-z0-9_], as vh_attempt_result_name gives. */
+static bool is_error_class(const char *s)
+{
+    size_t i, len = strnlen(s, VH_ERROR_CLASS_MAX + 1);
+
+    if (len < 1 || len > VH_ERROR_CLASS_MAX)
+        return false;
+    for (i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return false;
+    return true;
+}
+
+void vh_delivery_job_rec_release(struct vh_delivery_job_rec *rec)
+{
+    volatile char *v;
+    size_t i;
+
+    if (!rec)
+        return;
+    /* The secret signs requests: do not leave it in freed memory (volatile: not elided). */
+    v = rec->secret;
+    for (i = 0; i < sizeof(rec->secret); i++)
+        v[i] = '\0';
+    vh_buf_release(&rec->body);
+}
+
+void vh_delivery_job_recs_free(struct vh_delivery_job_rec *recs, size_t n)
+{
+    size_t i;
+
+    if (!recs)
+        return;
+    for (i = 0; i < n; i++)
+        vh_delivery_job_rec_release(&recs[i]);
+    vh_free(recs);
+}
+
+int vh_store_delivery_claim(struct vh_store *st, const char *node_id, int64_t now_ms,
+                            int64_t lease_ms, size_t max, struct vh_delivery_job_rec **out,
+                            size_t *n, struct vh_error *err)
+{
+    struct vh_delivery_job_rec *arr = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (!st || !out || !n)
+        return vh_error_set(err, VH_EINVAL, "claim deliveries: missing argument");
+    rc = check_node_id(node_id, err);
+    if (rc < 0)
+        return rc;
+    rc = check_time(now_ms, "claim deliveries", err);
+    if (rc < 0)
+        return rc;
+    if (lease_ms < 1 || lease_ms > VH_LEASE_MAX_MS || now_ms > VH_TIME_MAX_MS - lease_ms)
+        return vh_error_set(err, VH_EINVAL, "claim deliveries: lease %lld ms is not in 1..%lld",
+                            (long long)lease_ms, (long long)VH_LEASE_MAX_MS);
+    if (max < 1 || max > VH_CLAIM_MAX)
+        return vh_error_set(err, VH_EINVAL, "claim deliveries: maximum %zu is not in 1..%d", max,
+                            VH_CLAIM_MAX);
+    rc = st->ops->delivery_claim(st, node_id, now_ms, lease_ms, max, &arr, &len, err);
+    if (rc < 0)
+        return rc;
+    *out = arr;
+    *n = len;
+    return 0;
+}
+
+/* One result of a batch; `i` names it in messages. */
+static int check_result(const struct vh_delivery_result *r, size_t i, struct vh_error *err)
+{
+    bool success;
+
+    if (!r->delivery_id || !id_fits(r->delivery_id, VH_UUID_LEN))
+        return vh_error_set(err, VH_EINVAL, "record result %zu: bad delivery id", i);
+    if (!r->node_id || !id_fits(r->node_id, VH_NODE_ID_MAX))
+        return vh_error_set(err, VH_EINVAL, "record result %zu: bad node id", i);
+    if (r->attempt < 1 || r->attempt > INT32_MAX)
+        return vh_error_set(err, VH_EINVAL, "record result %zu: attempt %u is out of range", i,
+                            r->attempt);
+    if (r->started_ms < VH_TIME_MIN_MS || r->started_ms > VH_TIME_MAX_MS)
+        return vh_error_set(err, VH_EINVAL, "record result %zu: start time %lld is out of range", i,
+                            (long long)r->started_ms);
+    if (r->duration_ms < 0 || r->duration_ms > VH_TIME_MAX_MS - r->started_ms)
+        return vh_error_set(err, VH_EINVAL, "record result %zu: duration %lld is out of range", i,
+                            (long long)r->duration_ms);
+    /* Any three digits a receiver sent are kept: its answer must not fail the batch. */
+    if (r->http_status < 0 || r->http_status > 999)
+        return vh_error_set(err, VH_EINVAL, "record result %zu: http status %d", i, r->http_status);
+    if (r->error_class && !is_error_class(r->error_class))
+        return vh_error_set(err, VH_EINVAL,
+                            "record result %zu: error class must be 1 to %d of [a-z0-9_]", i,
+                            VH_ERROR_CLASS_MAX);
+    if (!r->response_head && r->response_len != 0)
+        return vh_error_set(err, VH_EINVAL, "record result %zu: response length without data", i);
+    if (!r->new_state)
+        return vh_error_set(err, VH_EINVAL, "record result %zu: missing new state", i);
+    success = r->error_class == NULL;
+    if (r->interrupted) {
+        if (success || strcmp(r->new_state, "pending") != 0)
+            return vh_error_set(err, VH_EINVAL,
+                                "record result %zu: an interrupted attempt must fail and leave "
+                                "the delivery pending",
+                                i);
+    } else if (strcmp(r->new_state, "succeeded") == 0) {
+        if (!success)
+            return vh_error_set(err, VH_EINVAL,
+                                "record result %zu: 'succeeded' with error class '%s'", i,
+                                r->error_class);
+    } else if (strcmp(r->new_state, "pending") == 0 || strcmp(r->new_state, "abandoned") == 0) {
+        if (success)
+            return vh_error_set(err, VH_EINVAL, "record result %zu: a success must be 'succeeded'",
+                                i);
+    } else {
+        return vh_error_set(err, VH_EINVAL,
+                            "record result %zu: new state must be pending, succeeded or "
+                            "abandoned",
+                            i);
+    }
+    if (strcmp(r->new_state, "pending") == 0 &&
+        (r->next_attempt_ms < VH_TIME_MIN_MS || r->next_attempt_ms > VH_TIME_MAX_MS))
+        return vh_error_set(err, VH_EINVAL, "record result %zu: due time %lld is out of range", i,
+                            (long long)r->next_attempt_ms);
+    return 0;
+}
+
+int vh_store_delivery_record(struct vh_store *st, const struct vh_delivery_result *results,
+                             size_t n, struct vh_error *err)
+{
+    size_t i;
+    int rc;
+
+    if (!st || !results)
+        return vh_error_set(err, VH_EINVAL, "record attempts: missing argument");
+    if (n < 1 || n > VH_CLAIM_MAX)
+        return vh_error_set(err, VH_EINVAL, "record attempts: %zu results, not 1..%d", n,
+                            VH_CLAIM_MAX);
+    for (i = 0; i < n; i++) {
+        rc = check_result(&results[i], i, err);
+        if (rc < 0)
+            return rc;
+    }
+    return st->ops->delivery_record(st, results, n, err);
+}
+
+int vh_store_delivery_recover(struct vh_store *st, const char *node_id, int64_t now_ms,
+                              struct vh_error *err)
+{
+    int64_t count = 0;
+    int rc;
+
+    if (!st)
+        return vh_error_set(err, VH_EINVAL, "recover deliveries: missing argument");
+    if (node_id) {
+        rc = check_node_id(node_id, err);
+        if (rc < 0)
+            return rc;
+    }
+    rc = check_time(now_ms, "recover deliveries", err);
+    if (rc < 0)
+        return rc;
+    rc = st->ops->delivery_recover(st, node_id, now_ms, &count, err);
+    if (rc < 0)
+        return rc;
+    return count > INT_MAX ? INT_MAX : (int)count;
+}
+
+int vh_store_delivery_next_due(struct vh_store *st, int64_t *out_ms, struct vh_error *err)
+{
+    int64_t v = 0;
+    int rc;
+
+    if (!st || !out_ms)
+        return vh_error_set(err, VH_EINVAL, "next due delivery: missing argument");
+    rc = st->ops->delivery_next_due(st, &v, err);
+    if (rc < 0)
+        return rc;
+    *out_ms = v;
+    return 0;
+}
+
+int vh_store_delivery_stats(struct vh_store *st, int64_t now_ms, struct vh_delivery_stats *out,
+                            struct vh_error *err)
+{
+    struct vh_delivery_stats s;
+    int rc;
+
+    if (!st || !out)
+        return vh_error_set(err, VH_EINVAL, "delivery stats: missing argument");
+    rc = check_time(now_ms, "delivery stats", err);
+    if (rc < 0)
+        return rc;
+    memset(&s, 0, sizeof(s));
+    rc = st->ops->delivery_stats(st, now_ms, &s, err);
+    if (rc < 0)
+        return rc;
+    *out = s;
+    return 0;
+}
+
+int vh_store_delivery_counts(struct vh_store *st, struct vh_delivery_counts *out,
+                             struct vh_error *err)
+{
+    struct vh_delivery_counts c;
+    int rc;
+
+    if (!st || !out)
+        return vh_error_set(err, VH_EINVAL, "delivery counts: missing argument");
+    memset(&c, 0, sizeof(c));
+    rc = st->ops->delivery_counts(st, &c, err);
+    if (rc < 0)
+        return rc;
+    *out = c;
+    return 0;
+}
+
+/* ---- delivery history -------------------------------------------------------------------- */
+
+int vh_store_delivery_list(struct vh_store *st, const char *partner_id, const char *endpoint_id,
+                           const char *state, size_t limit, size_t offset,
+                           struct vh_delivery_info **out, size_t *n, size_t *total,
+                           struct vh_error *err)
+{
+    struct vh_delivery_info *arr = NULL;
+    size_t len = 0, all = 0;
+    int rc;
+
+    if (!st || !out || !n)
+        return vh_error_set(err, VH_EINVAL, "list deliveries: missing argument");
+    if (limit < 1 || limit > 100)
+        return vh_error_set(err, VH_EINVAL, "list deliveries: limit %zu is not in 1..100", limit);
+    if (offset > (size_t)INT64_MAX)
+        return vh_error_set(err, VH_EINVAL, "list deliveries: offset %zu is too large", offset);
+    if (state && !is_state(state))
+        return vh_error_set(err, VH_EINVAL,
+                            "list deliveries: state must be pending, in_flight, succeeded, "
+                            "abandoned or canceled");
+    rc = check_lookup_id(partner_id, VH_UUID_LEN, "partner", err);
+    if (rc == 0)
+        rc = check_lookup_id(endpoint_id, VH_UUID_LEN, "endpoint", err);
+    if (rc < 0)
+        return rc;
+    rc = st->ops->delivery_list(st, partner_id, endpoint_id, state, limit, offset, &arr, &len, &all,
+                                err);
+    if (rc < 0)
+        return rc;
+    *out = arr;
+    *n = len;
+    if (total)
+        *total = all;
+    return 0;
+}
+
+int vh_store_delivery_get(struct vh_store *st, const char *partner_id, const char *delivery_id,
+                          struct vh_delivery_info *out, struct vh_attempt_info **attempts,
+                          size_t *n_attempts, struct vh_error *err)
+{
+    struct vh_attempt_info *arr = NULL;
+    struct vh_delivery_info info;
+    size_t len = 0;
+    int rc;
+
+    if (!st || !out || !attempts || !n_attempts)
+        return vh_error_set(err, VH_EINVAL, "get delivery: missing argument");
+    rc = check_lookup_id(partner_id, VH_UUID_LEN, "partner", err);
+    if (rc == 0)
+        rc = check_lookup_id(delivery_id, VH_UUID_LEN, "delivery", err);
+    if (rc < 0)
+        return rc;
+    memset(&info, 0, sizeof(info));
+    rc = st->ops->delivery_get(st, partner_id, delivery_id, &info, &arr, &len, err);
+    if (rc < 0)
+        return rc;
+    *out = info;
+    *attempts = arr;
+    *n_attempts = len;
+    return 0;
+}
+
+int vh_store_delivery_retry(struct vh_store *st, const char *partner_id, const char *delivery_id,
+                            int64_t now_ms, struct vh_error *err)
+{
+    int rc;
+
+    if (!st)
+        return vh_error_set(err, VH_EINVAL, "retry delivery: missing argument");
+    rc = check_lookup_id(partner_id, VH_UUID_LEN, "partner", err);
+    if (rc == 0)
+        rc = check_lookup_id(delivery_id, VH_UUID_LEN, "delivery", err);
+    if (rc == 0)
+        rc = check_time(now_ms, "retry delivery", err);
+    if (rc < 0)
+        return rc;
+    return st->ops->delivery_retry(st, partner_id, delivery_id, now_ms, err);
+}
+
+int vh_store_endpoint_replay(struct vh_store *st, const char *partner_id, const char *endpoint_id,
+                             int64_t since_ms, int64_t until_ms, int64_t now_ms, size_t *created,
+                             struct vh_error *err)
+{
+    size_t made = 0;
+    int rc;
+
+    if (!st)
+        return vh_error_set(err, VH_EINVAL, "replay: missing argument");
+    rc = check_lookup_id(partner_id, VH_UUID_LEN, "partner", err);
+    if (rc == 0)
+        rc = check_lookup_id(endpoint_id, VH_UUID_LEN, "endpoint", err);
+    if (rc == 0)
+        rc = check_time(since_ms, "replay since", err);
+    if (rc == 0)
+        rc = check_time(until_ms, "replay until", err);
+    if (rc == 0)
+        rc = check_time(now_ms, "replay", err);
+    if (rc < 0)
+        return rc;
+    if (since_ms > until_ms)
+        return vh_error_set(err, VH_EINVAL, "replay: since is after until");
+    rc = st->ops->endpoint_replay(st, partner_id, endpoint_id, since_ms, until_ms, now_ms, &made,
+                                  err);
+    if (rc < 0)
+        return rc;
+    if (created)
+        *created = made;
     return 0;
 }
 

@@ -10,8 +10,8 @@
  *
  * A backend keeps the meaning of every public function in <vocohook/store.h>: one
  * transaction per write, VH_ENOTFOUND for another partner's rows, the exact VH_ECONFLICT
- * messages, durability on return. tests/unit/store/test_store.c is the contract suite each
- * backend must pass.
+ * messages, durability on return. tests/unit/store/test_store.c and test_deliveries.c are
+ * the contract suite each backend must pass.
  */
 #ifndef VH_STORE_STORE_INT_H
 #define VH_STORE_STORE_INT_H
@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <vocohook/buf.h>
 #include <vocohook/error.h>
 #include <vocohook/event.h>
 #include <vocohook/store.h>
@@ -105,8 +106,65 @@ struct vh_store_ops {
 
     int (*count)(struct vh_store *st, enum vh__store_table table, int64_t *out,
                  struct vh_error *err);
+
+    /*
+     * The delivery engine's side. claim: `*out` is a new array (NULL when empty); on
+     * failure the op frees what it built and claims nothing. SQLite serializes claimers on
+     * its write lock; a backend with row locks should let them skip each other's rows
+     * (PostgreSQL: UPDATE ... WHERE id IN (SELECT ... ORDER BY next_attempt_ms LIMIT n
+     * FOR UPDATE SKIP LOCKED) RETURNING ...).
+     */
+    int (*delivery_claim)(struct vh_store *st, const char *node_id, int64_t now_ms,
+                          int64_t lease_ms, size_t max, struct vh_delivery_job_rec **out, size_t *n,
+                          struct vh_error *err);
+    /* The results are checked (store.c): new_state is one of the three names, and so on. */
+    int (*delivery_record)(struct vh_store *st, const struct vh_delivery_result *results, size_t n,
+                           struct vh_error *err);
+    /* `node_id` may be NULL; `*count` the deliveries recovered. */
+    int (*delivery_recover)(struct vh_store *st, const char *node_id, int64_t now_ms,
+                            int64_t *count, struct vh_error *err);
+    int (*delivery_next_due)(struct vh_store *st, int64_t *out_ms, struct vh_error *err);
+    int (*delivery_stats)(struct vh_store *st, int64_t now_ms, struct vh_delivery_stats *out,
+                          struct vh_error *err);
+    int (*delivery_counts)(struct vh_store *st, struct vh_delivery_counts *out,
+                           struct vh_error *err);
+
+    /* Delivery history. `state` is NULL or a checked state name. */
+    int (*delivery_list)(struct vh_store *st, const char *partner_id, const char *endpoint_id,
+                         const char *state, size_t limit, size_t offset,
+                         struct vh_delivery_info **out, size_t *n, size_t *total,
+                         struct vh_error *err);
+    /* On failure the op frees the attempts array it built. */
+    int (*delivery_get)(struct vh_store *st, const char *partner_id, const char *delivery_id,
+                        struct vh_delivery_info *out, struct vh_attempt_info **attempts,
+                        size_t *n_attempts, struct vh_error *err);
+    int (*delivery_retry)(struct vh_store *st, const char *partner_id, const char *delivery_id,
+                          int64_t now_ms, struct vh_error *err);
+    int (*endpoint_replay)(struct vh_store *st, const char *partner_id, const char *endpoint_id,
+                           int64_t since_ms, int64_t until_ms, int64_t now_ms, size_t *created,
+                           struct vh_error *err);
 };
 
 extern const struct vh_store_ops vh__store_sqlite_ops;
+
+/* ---- SQLite only, for tests ---------------------------------------------------------------- */
+
+/*
+ * The query plan SQLite chose for one of the backend's statements, named by `query`:
+ * "claim" (the due-delivery scan), "next_due", "recover", "stats", "list" and
+ * "list_by_state". Appends one line per plan step, as EXPLAIN QUERY PLAN's detail column
+ * gives it ("SEARCH d USING INDEX deliveries_due (state=? AND next_attempt_ms<?)"). `st`
+ * must be a SQLite store (VH_EINVAL otherwise); VH_ENOTFOUND for an unknown name.
+ */
+int vh__store_sqlite_explain(struct vh_store *st, const char *query, struct vh_buf *out,
+                             struct vh_error *err);
+
+/*
+ * Creates a new SQLite file at `path` whose schema stops at `version` (1..the current one),
+ * as an older build would have left it, then runs `seed_sql` (NULL: none) on it: tests of
+ * the migrations start from such a file.
+ */
+int vh__store_sqlite_create_at(const char *path, int version, const char *seed_sql,
+                               struct vh_error *err);
 
 #endif

@@ -3,7 +3,9 @@
  * (newer schema, someone else's file), WAL, survival of a killed process, and several
  * handles on one file. The file is inspected and patched as bytes (the SQLite header is
  * documented: user_version at offset 60, application_id at 68, both big-endian), so the
- * tests need no <sqlite3.h>, which only src/store/sqlite.c includes.
+ * tests need no <sqlite3.h>, which only src/store/sqlite.c includes. Files of an older
+ * schema come from the backend's own test hook (store_int.h), with rows an older build
+ * could have written.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +28,8 @@
 #include <vocohook/id.h>
 #include <vocohook/sign.h>
 #include <vocohook/store.h>
+
+#include "store/store_int.h"
 
 #define T0 INT64_C(1773585128000)
 
@@ -208,6 +212,88 @@ static void newer_schema_is_refused(void **state)
     assert_int_equal(vh_store_schema_version(st, &version, NULL), 0);
     assert_true(version >= 1);
     vh_store_close(st);
+}
+
+/* A version-1 file as the first release left it: a partner, an endpoint, an event, one
+ * delivery waiting for its second attempt (the first failed) and one a dead node held. */
+#define V1_PARTNER  "11111111-1111-4111-8111-111111111111"
+#define V1_ENDPOINT "22222222-2222-4222-8222-222222222222"
+#define V1_EVENT    "33333333-3333-4333-8333-333333333333"
+#define V1_WAITING  "44444444-4444-4444-8444-444444444444"
+#define V1_HELD     "55555555-5555-4555-8555-555555555555"
+static const char v1_rows[] =
+    "INSERT INTO partners VALUES ('" V1_PARTNER "', 'Old', 1000);"
+    "INSERT INTO endpoints (id, partner_id, label, url, secret, enabled, created_ms,"
+    " updated_ms, last_delivery_ms, last_delivery_status) VALUES ('" V1_ENDPOINT "', '" V1_PARTNER
+    "', 'old', 'https://example.com/old', 'whsec_old', 1, 1000, 1000, 1400, 'failed');"
+    "INSERT INTO events (id, partner_id, session_id, body, fanout, accepted_ms) VALUES ('" V1_EVENT
+    "', '" V1_PARTNER "', 's-old', CAST('{\"event\":\"session.completed\"}' AS BLOB), 2, 1000);"
+    "INSERT INTO deliveries VALUES ('" V1_WAITING "', '" V1_EVENT "', '" V1_ENDPOINT
+    "', '" V1_PARTNER "', 'pending', 1, 2400, 1000, 1430, NULL, NULL);"
+    "INSERT INTO deliveries VALUES ('" V1_HELD "', '" V1_EVENT "', '" V1_ENDPOINT "', '" V1_PARTNER
+    "', 'in_flight', 0, 1000, 1000, 1000, 'dead-node', 1100);"
+    "INSERT INTO attempts VALUES ('" V1_WAITING "', 1, 1400, 30, 503, 'http_status', x'6f6f7073');";
+
+static void a_version_1_file_upgrades_in_place(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_attempt_info *att = NULL;
+    struct vh_delivery_info info;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    struct vh_store *st;
+    size_t n = 0, na = 0;
+    int version = 0;
+
+    if (vh__store_sqlite_create_at(f->path, 1, v1_rows, &err) < 0)
+        fail_msg("create a version-1 file: %s", err.msg);
+    st = open_ok(f->url);
+    assert_int_equal(vh_store_schema_version(st, &version, NULL), 0);
+    assert_int_equal(version, 2);
+
+    /* Every row is there, the new columns at their defaults. */
+    assert_int_equal(vh_store_partner_get(st, V1_PARTNER, &p, NULL), 0);
+    assert_int_equal(vh_store_endpoint_get(st, V1_PARTNER, V1_ENDPOINT, &ep, &err), 0);
+    assert_string_equal(ep.retry_schedule, "");
+    assert_int_equal(ep.timeout_ms, 0);
+    assert_int_equal(ep.last_delivery_status, VH_OUTCOME_FAILED);
+    assert_int_equal(vh_store_delivery_get(st, V1_PARTNER, V1_WAITING, &info, &att, &na, &err), 0);
+    assert_int_equal(info.attempts, 1);
+    assert_int_equal(info.attempt_base, 0);
+    assert_int_equal(info.last_http_status, 503);
+    assert_int_equal(na, 1);
+    assert_string_equal(att[0].error, "");
+    assert_int_equal(att[0].response_len, 4);
+    assert_string_equal(att[0].response_head, "oops");
+    vh_free(att);
+
+    /* The old rows work with the new operations. */
+    assert_int_equal(vh_store_delivery_recover(st, NULL, 2400, &err), 1); /* the dead node's */
+    assert_int_equal(vh_store_delivery_claim(st, "new-node", 2400, 1000, 10, &jobs, &n, &err), 0);
+    assert_int_equal(n, 2);
+    /* Both due at 2400 now: the older row first. */
+    assert_string_equal(jobs[0].delivery_id, V1_WAITING);
+    assert_int_equal(jobs[0].attempts, 1);
+    assert_int_equal(jobs[0].attempt_base, 0);
+    assert_string_equal(jobs[0].secret, "whsec_old");
+    assert_string_equal(jobs[1].delivery_id, V1_HELD);
+    assert_int_equal(jobs[1].attempts, 0);
+    vh_delivery_job_recs_free(jobs, n);
+    vh_store_close(st);
+
+    /* Opening again changes nothing. */
+    st = open_ok(f->url);
+    version = 0;
+    assert_int_equal(vh_store_schema_version(st, &version, NULL), 0);
+    assert_int_equal(version, 2);
+    assert_int_equal(vh_store_endpoint_get(st, V1_PARTNER, V1_ENDPOINT, &ep, NULL), 0);
+    vh_store_close(st);
+
+    /* The hook itself refuses versions that do not exist. */
+    assert_int_equal(vh__store_sqlite_create_at(f->path, 0, NULL, NULL), VH_EINVAL);
+    assert_int_equal(vh__store_sqlite_create_at(f->path, 99, NULL, NULL), VH_EINVAL);
 }
 
 static void foreign_files_are_refused(void **state)
@@ -395,7 +481,7 @@ int main(void)
         T(url_forms_name_the_same_file), T(open_rejects_unusable_urls),
         T(newer_schema_is_refused),      T(foreign_files_are_refused),
         T(writes_go_through_the_wal),    T(a_killed_writer_loses_nothing),
-        T(two_handles_share_one_file),
+        T(two_handles_share_one_file),   T(a_version_1_file_upgrades_in_place),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

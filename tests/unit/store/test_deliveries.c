@@ -1,0 +1,1381 @@
+/*
+ * The delivery engine's side of the store contract: claim, record, recover, the due-time
+ * peek, the queue stats, and the delivery history (list, get, retry, replay). Public API
+ * only, except the query-plan test, which is SQLite's and skipped on other backends.
+ *
+ * Like test_store.c, the store comes from VH_TEST_STORE_URL when it is set, else from a
+ * fresh SQLite file per test. A claim takes any due delivery in the store, so on a shared
+ * database each test works at its own random time in 2001..2020 (before every other suite's
+ * times), keeps only its own partners' jobs, and checks exact queue-wide numbers only on a
+ * fresh file.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <vocohook/alloc.h>
+#include <vocohook/buf.h>
+#include <vocohook/id.h>
+#include <vocohook/sign.h>
+#include <vocohook/store.h>
+
+#include "store/store_int.h"
+
+#define DAY_MS   INT64_C(86400000)
+#define Y2001_MS INT64_C(978307200000)
+#define LEASE_MS INT64_C(60000)
+
+struct fixture {
+    char dir[256]; /* the temp dir, "" when VH_TEST_STORE_URL is used */
+    char url[512];
+    struct vh_store *st;
+    bool fresh; /* a new, empty store: queue-wide numbers are exact */
+    int64_t tb; /* this test's time base */
+    char node[VH_UUID_LEN + 1];
+};
+
+static int64_t random_day(void)
+{
+    char u[VH_UUID_LEN + 1];
+
+    if (vh_uuid_new(u, NULL) < 0)
+        return 0;
+    return (int64_t)(strtoul(u + 28, NULL, 16) % 7000);
+}
+
+static int setup(void **state)
+{
+    const char *env = getenv("VH_TEST_STORE_URL");
+    const char *tmp = getenv("TMPDIR");
+    struct vh_error err = VH_ERROR_INIT;
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    if (!f)
+        return -1;
+    if (env && *env) {
+        snprintf(f->url, sizeof(f->url), "%s", env);
+    } else {
+        snprintf(f->dir, sizeof(f->dir), "%s/vh-dlv-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(f->dir)) {
+            free(f);
+            return -1;
+        }
+        snprintf(f->url, sizeof(f->url), "sqlite:%s/store.db", f->dir);
+        f->fresh = true;
+    }
+    if (vh_store_open(f->url, &f->st, &err) < 0 || vh_uuid_new(f->node, NULL) < 0) {
+        fprintf(stderr, "open %s: %s\n", f->url, err.msg);
+        free(f);
+        return -1;
+    }
+    f->tb = Y2001_MS + random_day() * DAY_MS;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    static const char *const files[] = {"store.db", "store.db-wal", "store.db-shm"};
+    struct fixture *f = *state;
+    char path[512];
+    size_t i;
+
+    vh_store_close(f->st);
+    if (f->dir[0]) {
+        for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+            snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);
+            unlink(path);
+        }
+        rmdir(f->dir);
+    }
+    free(f);
+    return 0;
+}
+
+/* ---- helpers --------------------------------------------------------------------------- */
+
+static int64_t count(struct vh_store *st, const char *table)
+{
+    int64_t n = -1;
+
+    assert_int_equal(vh_store_count(st, table, &n, NULL), 0);
+    return n;
+}
+
+static void new_partner(struct vh_store *st, const char *name, struct vh_partner *p)
+{
+    char key[VH_APIKEY_LEN + 1], hash[VH_SHA256_HEX_LEN + 1];
+    struct vh_error err = VH_ERROR_INIT;
+
+    assert_int_equal(vh_apikey_new(key, NULL), 0);
+    assert_int_equal(vh_sha256_hex(key, strlen(key), hash, NULL), 0);
+    if (vh_store_partner_create(st, name, hash, Y2001_MS, p, &err) < 0)
+        fail_msg("create partner: %s", err.msg);
+}
+
+static void new_endpoint(struct vh_store *st, const char *partner_id, const char *label,
+                         struct vh_endpoint *ep)
+{
+    struct vh_error err = VH_ERROR_INIT;
+
+    memset(ep, 0, sizeof(*ep));
+    assert_int_equal(vh_uuid_new(ep->id, NULL), 0);
+    snprintf(ep->partner_id, sizeof(ep->partner_id), "%s", partner_id);
+    snprintf(ep->label, sizeof(ep->label), "%s", label);
+    snprintf(ep->url, sizeof(ep->url), "https://example.com/hooks/%s", label);
+    assert_int_equal(vh_secret_new(ep->secret, NULL), 0);
+    ep->enabled = true;
+    ep->created_ms = Y2001_MS;
+    ep->updated_ms = Y2001_MS;
+    if (vh_store_endpoint_create(st, ep, VH_ENDPOINTS_MAX, &err) < 0)
+        fail_msg("create endpoint %s: %s", label, err.msg);
+}
+
+static void set_enabled(struct vh_store *st, struct vh_endpoint *ep, bool enabled, int64_t now)
+{
+    struct vh_error err = VH_ERROR_INIT;
+
+    ep->enabled = enabled;
+    ep->updated_ms = now;
+    if (vh_store_endpoint_update(st, ep, &err) < 0)
+        fail_msg("update endpoint: %s", err.msg);
+}
+
+static const char body_text[] = "{\"event\":\"session.completed\",\"data\":{\"n\":1}}";
+
+/* Ingests a new session of the partner accepted at `at`; its id goes to `event_id`. */
+static void put_event(struct vh_store *st, const char *partner_id, int64_t at, char *event_id)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res;
+    struct vh_event_put ev;
+    char session[VH_UUID_LEN + 1];
+
+    assert_int_equal(vh_uuid_new(session, NULL), 0);
+    memset(&ev, 0, sizeof(ev));
+    ev.partner_id = partner_id;
+    ev.session_id = session;
+    ev.body = body_text;
+    ev.body_len = sizeof(body_text) - 1;
+    ev.accepted_ms = at;
+    if (vh_store_event_put(st, &ev, &res, &err) < 0)
+        fail_msg("put event: %s", err.msg);
+    assert_true(res.created);
+    if (event_id)
+        memcpy(event_id, res.event_id, sizeof(res.event_id));
+}
+
+/* The one delivery of `event_id` (the tests give such events one endpoint). */
+static struct vh_delivery_brief brief_of(struct vh_store *st, const char *event_id)
+{
+    struct vh_delivery_brief *d = NULL, one;
+    size_t n = 0;
+
+    assert_int_equal(vh_store_event_deliveries(st, event_id, &d, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    one = d[0];
+    vh_free(d);
+    return one;
+}
+
+/*
+ * Claims as node `node` and keeps the jobs of `partner_id` only (a shared database may
+ * hold others' due deliveries; they are released and ignored). Returns the kept count.
+ */
+static size_t claim_own(struct fixture *f, const char *node, int64_t now, int64_t lease, size_t max,
+                        const char *partner_id, struct vh_delivery_job_rec **out)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL;
+    size_t n = 0, i, kept = 0;
+
+    if (vh_store_delivery_claim(f->st, node, now, lease, max, &jobs, &n, &err) < 0)
+        fail_msg("claim: %s", err.msg);
+    for (i = 0; i < n; i++) {
+        if (i > 0)
+            assert_true(jobs[i - 1].next_attempt_ms <= jobs[i].next_attempt_ms);
+        if (strcmp(jobs[i].partner_id, partner_id) != 0) {
+            vh_delivery_job_rec_release(&jobs[i]);
+            continue;
+        }
+        if (kept != i)
+            jobs[kept] = jobs[i];
+        kept++;
+    }
+    if (kept == 0) {
+        vh_free(jobs);
+        jobs = NULL;
+    }
+    *out = jobs;
+    return kept;
+}
+
+/* A result for `job`'s next attempt, as the dispatcher would fill it. */
+static void fill_result(struct vh_delivery_result *r, const struct vh_delivery_job_rec *job,
+                        const char *node, int64_t started, int status, const char *new_state,
+                        int64_t next)
+{
+    memset(r, 0, sizeof(*r));
+    r->delivery_id = job->delivery_id;
+    r->node_id = node;
+    r->attempt = job->attempts + 1;
+    r->started_ms = started;
+    r->duration_ms = 25;
+    r->http_status = status;
+    r->error_class = status >= 200 && status < 300 ? NULL : "http_status";
+    r->new_state = new_state;
+    r->next_attempt_ms = next;
+}
+
+static void record(struct vh_store *st, const struct vh_delivery_result *r, size_t n)
+{
+    struct vh_error err = VH_ERROR_INIT;
+
+    if (vh_store_delivery_record(st, r, n, &err) < 0)
+        fail_msg("record: %s", err.msg);
+}
+
+static void get(struct vh_store *st, const char *partner_id, const char *id,
+                struct vh_delivery_info *info, struct vh_attempt_info **attempts, size_t *n)
+{
+    struct vh_error err = VH_ERROR_INIT;
+
+    if (vh_store_delivery_get(st, partner_id, id, info, attempts, n, &err) < 0)
+        fail_msg("get delivery %s: %s", id, err.msg);
+}
+
+/* ---- claim ------------------------------------------------------------------------------- */
+
+static void claim_takes_due_pending_oldest_first(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL, *more = NULL;
+    char e1[VH_UUID_LEN + 1], e2[VH_UUID_LEN + 1], e3[VH_UUID_LEN + 1], later[VH_UUID_LEN + 1];
+    struct vh_delivery_brief b;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    const int64_t now = f->tb + 5000;
+    size_t n;
+
+    new_partner(f->st, "Claim", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb + 3000, e3);
+    put_event(f->st, p.id, f->tb + 1000, e1);
+    put_event(f->st, p.id, f->tb + 2000, e2);
+    put_event(f->st, p.id, f->tb + 9000, later); /* not due yet */
+
+    n = claim_own(f, f->node, now, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 3);
+    assert_string_equal(jobs[0].event_id, e1);
+    assert_string_equal(jobs[1].event_id, e2);
+    assert_string_equal(jobs[2].event_id, e3);
+    assert_int_equal(jobs[0].next_attempt_ms, f->tb + 1000);
+    assert_string_equal(jobs[0].endpoint_id, ep.id);
+    assert_string_equal(jobs[0].partner_id, p.id);
+    assert_string_equal(jobs[0].url, ep.url);
+    assert_string_equal(jobs[0].secret, ep.secret);
+    assert_string_equal(jobs[0].retry_schedule, "");
+    assert_int_equal(jobs[0].timeout_ms, 0);
+    assert_int_equal(jobs[0].attempts, 0);
+    assert_int_equal(jobs[0].attempt_base, 0);
+    assert_int_equal(jobs[0].lease_until_ms, now + LEASE_MS);
+    assert_int_equal(jobs[0].body.len, sizeof(body_text) - 1);
+    assert_memory_equal(jobs[0].body.data, body_text, jobs[0].body.len);
+    b = brief_of(f->st, e1);
+    assert_string_equal(b.state, "in_flight");
+    assert_string_equal(b.id, jobs[0].delivery_id);
+    b = brief_of(f->st, later);
+    assert_string_equal(b.state, "pending");
+
+    /* Claimed ones are not handed out again, to this node or another. */
+    assert_int_equal(claim_own(f, f->node, now, LEASE_MS, 10, p.id, &more), 0);
+    assert_int_equal(claim_own(f, "other-node", now + 1000, LEASE_MS, 10, p.id, &more), 0);
+    assert_null(more);
+    vh_delivery_job_recs_free(jobs, n);
+
+    /* Its time comes. */
+    n = claim_own(f, f->node, f->tb + 9000, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 1);
+    assert_string_equal(jobs[0].event_id, later);
+    vh_delivery_job_recs_free(jobs, n);
+}
+
+static void claim_respects_max(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_endpoint ep[3];
+    struct vh_partner p;
+    size_t n, total = 0;
+    int i;
+
+    new_partner(f->st, "Max", &p);
+    new_endpoint(f->st, p.id, "a", &ep[0]);
+    new_endpoint(f->st, p.id, "b", &ep[1]);
+    new_endpoint(f->st, p.id, "c", &ep[2]);
+    for (i = 0; i < 3; i++)
+        put_event(f->st, p.id, f->tb + i, NULL); /* 9 deliveries */
+    for (i = 0; i < 5; i++) {
+        n = claim_own(f, f->node, f->tb + 10, LEASE_MS, 2, p.id, &jobs);
+        assert_true(n <= 2);
+        total += n;
+        vh_delivery_job_recs_free(jobs, n);
+    }
+    assert_int_equal(total, 9);
+}
+
+static void claim_carries_endpoint_overrides(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_endpoint ep, got;
+    struct vh_partner p;
+    size_t n;
+
+    new_partner(f->st, "Overrides", &p);
+    new_endpoint(f->st, p.id, "slow", &ep);
+    snprintf(ep.retry_schedule, sizeof(ep.retry_schedule), "%s", "5s,5m,30m,2h");
+    ep.timeout_ms = 2500;
+    assert_int_equal(vh_store_endpoint_update(f->st, &ep, &err), 0);
+    assert_int_equal(vh_store_endpoint_get(f->st, p.id, ep.id, &got, &err), 0);
+    assert_string_equal(got.retry_schedule, "5s,5m,30m,2h");
+    assert_int_equal(got.timeout_ms, 2500);
+
+    put_event(f->st, p.id, f->tb, NULL);
+    n = claim_own(f, f->node, f->tb, LEASE_MS, 5, p.id, &jobs);
+    assert_int_equal(n, 1);
+    assert_string_equal(jobs[0].retry_schedule, "5s,5m,30m,2h");
+    assert_int_equal(jobs[0].timeout_ms, 2500);
+    vh_delivery_job_recs_free(jobs, n);
+
+    /* Back to the server's: "" and 0. */
+    ep.retry_schedule[0] = '\0';
+    ep.timeout_ms = 0;
+    assert_int_equal(vh_store_endpoint_update(f->st, &ep, &err), 0);
+    assert_int_equal(vh_store_endpoint_get(f->st, p.id, ep.id, &got, &err), 0);
+    assert_string_equal(got.retry_schedule, "");
+    assert_int_equal(got.timeout_ms, 0);
+
+    /* The store keeps odd bytes and bad timeouts out. */
+    snprintf(ep.retry_schedule, sizeof(ep.retry_schedule), "%s", "5s;DROP");
+    assert_int_equal(vh_store_endpoint_update(f->st, &ep, &err), VH_EINVAL);
+    assert_non_null(strstr(err.msg, "retry schedule"));
+    ep.retry_schedule[0] = '\0';
+    ep.timeout_ms = -1;
+    assert_int_equal(vh_store_endpoint_update(f->st, &ep, NULL), VH_EINVAL);
+    ep.timeout_ms = VH_ENDPOINT_TIMEOUT_MAX_MS + 1;
+    assert_int_equal(vh_store_endpoint_update(f->st, &ep, NULL), VH_EINVAL);
+}
+
+static void claim_rejects_bad_arguments(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = (struct vh_delivery_job_rec *)&err; /* sentinel */
+    size_t n = 77;
+
+    assert_int_equal(vh_store_delivery_claim(f->st, "", f->tb, LEASE_MS, 1, &jobs, &n, &err),
+                     VH_EINVAL);
+    assert_non_null(strstr(err.msg, "node id"));
+    assert_int_equal(vh_store_delivery_claim(f->st, "a b", f->tb, LEASE_MS, 1, &jobs, &n, NULL),
+                     VH_EINVAL);
+    assert_int_equal(vh_store_delivery_claim(f->st, NULL, f->tb, LEASE_MS, 1, &jobs, &n, NULL),
+                     VH_EINVAL);
+    assert_int_equal(vh_store_delivery_claim(f->st, "n", f->tb, 0, 1, &jobs, &n, NULL), VH_EINVAL);
+    assert_int_equal(
+        vh_store_delivery_claim(f->st, "n", f->tb, VH_LEASE_MAX_MS + 1, 1, &jobs, &n, NULL),
+        VH_EINVAL);
+    assert_int_equal(vh_store_delivery_claim(f->st, "n", f->tb, LEASE_MS, 0, &jobs, &n, NULL),
+                     VH_EINVAL);
+    assert_int_equal(
+        vh_store_delivery_claim(f->st, "n", f->tb, LEASE_MS, VH_CLAIM_MAX + 1, &jobs, &n, NULL),
+        VH_EINVAL);
+    assert_int_equal(vh_store_delivery_claim(f->st, "n", -1, LEASE_MS, 1, &jobs, &n, NULL),
+                     VH_EINVAL);
+    assert_int_equal(vh_store_delivery_claim(f->st, "n", f->tb, LEASE_MS, 1, NULL, &n, NULL),
+                     VH_EINVAL);
+    /* Failure leaves the out-parameters alone. */
+    assert_ptr_equal(jobs, (struct vh_delivery_job_rec *)&err);
+    assert_int_equal(n, 77);
+    vh_delivery_job_recs_free(NULL, 0);
+    vh_delivery_job_rec_release(NULL);
+}
+
+/* ---- recover ------------------------------------------------------------------------------- */
+
+static void recover_takes_back_expired_leases(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL, *again = NULL;
+    char ev[VH_UUID_LEN + 1];
+    struct vh_delivery_brief b;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    const int64_t now = f->tb + 100;
+    size_t n;
+    int rc;
+
+    new_partner(f->st, "Recover", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev);
+    put_event(f->st, p.id, f->tb, NULL);
+    n = claim_own(f, f->node, now, 1000, 10, p.id, &jobs);
+    assert_int_equal(n, 2);
+
+    /* Not yet expired: nothing to do. */
+    rc = vh_store_delivery_recover(f->st, NULL, now + 999, NULL);
+    assert_true(rc >= 0);
+    if (f->fresh)
+        assert_int_equal(rc, 0);
+    b = brief_of(f->st, ev);
+    assert_string_equal(b.state, "in_flight");
+
+    /* The lease ends at now + 1000: pending again, due at once, attempts unchanged. */
+    rc = vh_store_delivery_recover(f->st, NULL, now + 1000, NULL);
+    assert_true(rc >= 2);
+    if (f->fresh)
+        assert_int_equal(rc, 2);
+    b = brief_of(f->st, ev);
+    assert_string_equal(b.state, "pending");
+    assert_int_equal(b.next_attempt_ms, now + 1000);
+    assert_int_equal(b.attempts, 0);
+
+    n = claim_own(f, "second-node", now + 1000, LEASE_MS, 10, p.id, &again);
+    assert_int_equal(n, 2);
+    assert_int_equal(again[0].attempts, 0);
+    vh_delivery_job_recs_free(jobs, 2);
+    vh_delivery_job_recs_free(again, n);
+}
+
+static void recover_at_start_up_takes_this_nodes_claims(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL;
+    char ev[VH_UUID_LEN + 1];
+    struct vh_delivery_brief b;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    size_t n;
+
+    new_partner(f->st, "Restart", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev);
+    n = claim_own(f, f->node, f->tb, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 1);
+    vh_delivery_job_recs_free(jobs, n);
+
+    /* Another node's restart leaves this node's live lease alone. */
+    assert_true(vh_store_delivery_recover(f->st, "some-other-node", f->tb + 1, NULL) >= 0);
+    b = brief_of(f->st, ev);
+    assert_string_equal(b.state, "in_flight");
+    /* This node restarting takes its own claims back at once, lease or not. */
+    assert_true(vh_store_delivery_recover(f->st, f->node, f->tb + 1, NULL) >= 1);
+    b = brief_of(f->st, ev);
+    assert_string_equal(b.state, "pending");
+    assert_int_equal(b.next_attempt_ms, f->tb + 1);
+
+    assert_int_equal(vh_store_delivery_recover(f->st, "bad node", f->tb, NULL), VH_EINVAL);
+    assert_int_equal(vh_store_delivery_recover(f->st, NULL, -5, NULL), VH_EINVAL);
+}
+
+/* ---- record ---------------------------------------------------------------------------------- */
+
+static void record_writes_a_mixed_batch_at_once(void **state)
+{
+    struct fixture *f = *state;
+    static const char head[] = "{\"ok\":false}\0tail";
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_delivery_result r[4];
+    struct vh_attempt_info *att = NULL;
+    struct vh_delivery_info info;
+    char ev[4][VH_UUID_LEN + 1];
+    struct vh_endpoint ep, got;
+    struct vh_delivery_brief b;
+    struct vh_partner p;
+    int64_t attempts0;
+    size_t n, na, i;
+
+    new_partner(f->st, "Batch", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    for (i = 0; i < 4; i++)
+        put_event(f->st, p.id, f->tb + (int64_t)i, ev[i]);
+    n = claim_own(f, f->node, f->tb + 10, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 4);
+    attempts0 = count(f->st, "attempts");
+
+    fill_result(&r[0], &jobs[0], f->node, f->tb + 100, 200, "succeeded", 0);
+    r[0].response_head = head;
+    r[0].response_len = sizeof(head) - 1;
+    fill_result(&r[1], &jobs[1], f->node, f->tb + 200, 503, "pending", f->tb + 1200);
+    fill_result(&r[2], &jobs[2], f->node, f->tb + 300, 0, "abandoned", 0);
+    r[2].error_class = "timeout";
+    r[2].error = "Operation timed out after 10000 milliseconds\nwith 0 bytes received";
+    fill_result(&r[3], &jobs[3], f->node, f->tb + 400, 0, "pending", f->tb + 400);
+    r[3].error_class = "interrupted";
+    r[3].interrupted = true;
+    record(f->st, r, 4);
+
+    assert_int_equal(count(f->st, "attempts"), attempts0 + 3);
+    b = brief_of(f->st, ev[0]);
+    assert_string_equal(b.state, "succeeded");
+    assert_int_equal(b.attempts, 1);
+    b = brief_of(f->st, ev[1]);
+    assert_string_equal(b.state, "pending");
+    assert_int_equal(b.attempts, 1);
+    assert_int_equal(b.next_attempt_ms, f->tb + 1200);
+    b = brief_of(f->st, ev[2]);
+    assert_string_equal(b.state, "abandoned");
+    assert_int_equal(b.attempts, 1);
+    b = brief_of(f->st, ev[3]);
+    assert_string_equal(b.state, "pending");
+    assert_int_equal(b.attempts, 0);
+    assert_int_equal(b.next_attempt_ms, f->tb + 400);
+
+    /* The attempts as recorded. */
+    get(f->st, p.id, jobs[0].delivery_id, &info, &att, &na);
+    assert_int_equal(na, 1);
+    assert_int_equal(att[0].n, 1);
+    assert_int_equal(att[0].started_ms, f->tb + 100);
+    assert_int_equal(att[0].duration_ms, 25);
+    assert_int_equal(att[0].http_status, 200);
+    assert_string_equal(att[0].error_class, "");
+    assert_int_equal(att[0].response_len, sizeof(head) - 1);
+    assert_memory_equal(att[0].response_head, head, sizeof(head) - 1);
+    assert_int_equal(info.last_http_status, 200);
+    assert_int_equal(info.last_attempt_ms, f->tb + 100);
+    vh_free(att);
+    get(f->st, p.id, jobs[2].delivery_id, &info, &att, &na);
+    assert_int_equal(na, 1);
+    assert_int_equal(att[0].http_status, 0);
+    assert_string_equal(att[0].error_class, "timeout");
+    assert_string_equal(att[0].error, "Operation timed out after 10000 milliseconds");
+    assert_int_equal(att[0].response_len, 0);
+    assert_string_equal(info.last_error_class, "timeout");
+    assert_int_equal(info.next_attempt_ms, 0); /* final */
+    vh_free(att);
+    get(f->st, p.id, jobs[3].delivery_id, &info, &att, &na);
+    assert_int_equal(na, 0);
+    assert_null(att);
+    assert_int_equal(info.last_attempt_ms, 0);
+
+    /* The endpoint shows the latest counted attempt: the abandoned one's failure. */
+    assert_int_equal(vh_store_endpoint_get(f->st, p.id, ep.id, &got, NULL), 0);
+    assert_int_equal(got.last_delivery_ms, f->tb + 300);
+    assert_int_equal(got.last_delivery_status, VH_OUTCOME_FAILED);
+    vh_delivery_job_recs_free(jobs, n);
+}
+
+static void record_keeps_long_heads_short(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_attempt_info *att = NULL;
+    struct vh_delivery_info info;
+    struct vh_delivery_result r;
+    char head[3000], error[600];
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    size_t n, na;
+
+    new_partner(f->st, "Heads", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, NULL);
+    n = claim_own(f, f->node, f->tb, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 1);
+    memset(head, 'h', sizeof(head));
+    memset(error, 'e', sizeof(error));
+    /* "é" straddles the cut at VH_ATTEMPT_ERROR_LEN: it goes whole. */
+    error[VH_ATTEMPT_ERROR_LEN - 1] = (char)0xc3;
+    error[VH_ATTEMPT_ERROR_LEN] = (char)0xa9;
+    error[sizeof(error) - 1] = '\0';
+    fill_result(&r, &jobs[0], f->node, f->tb, 500, "abandoned", 0);
+    r.response_head = head;
+    r.response_len = sizeof(head);
+    r.error = error;
+    record(f->st, &r, 1);
+    get(f->st, p.id, jobs[0].delivery_id, &info, &att, &na);
+    assert_int_equal(na, 1);
+    assert_int_equal(att[0].response_len, VH_STORED_HEAD_MAX);
+    assert_int_equal(att[0].response_head[VH_STORED_HEAD_MAX], '\0');
+    assert_int_equal(strlen(att[0].error), VH_ATTEMPT_ERROR_LEN - 1);
+    vh_free(att);
+    vh_delivery_job_recs_free(jobs, n);
+}
+
+static void record_is_all_or_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_delivery_result r[2];
+    char ev[VH_UUID_LEN + 1], ghost[VH_UUID_LEN + 1];
+    struct vh_delivery_brief b;
+    struct vh_endpoint ep, got;
+    struct vh_partner p;
+    int64_t attempts0;
+    size_t n;
+
+    new_partner(f->st, "Atomic", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev);
+    n = claim_own(f, f->node, f->tb, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 1);
+    attempts0 = count(f->st, "attempts");
+
+    /* The second result names no delivery: the first is not written either. */
+    assert_int_equal(vh_uuid_new(ghost, NULL), 0);
+    fill_result(&r[0], &jobs[0], f->node, f->tb + 5, 200, "succeeded", 0);
+    fill_result(&r[1], &jobs[0], f->node, f->tb + 5, 200, "succeeded", 0);
+    r[1].delivery_id = ghost;
+    assert_int_equal(vh_store_delivery_record(f->st, r, 2, &err), VH_ENOTFOUND);
+    assert_non_null(strstr(err.msg, ghost));
+    assert_int_equal(count(f->st, "attempts"), attempts0);
+    b = brief_of(f->st, ev);
+    assert_string_equal(b.state, "in_flight");
+    assert_int_equal(vh_store_endpoint_get(f->st, p.id, ep.id, &got, NULL), 0);
+    assert_int_equal(got.last_delivery_status, VH_OUTCOME_NONE);
+
+    /* Bad results are refused before anything is written; msg names the index. */
+    r[1] = r[0];
+    r[1].new_state = "canceled";
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_delivery_record(f->st, r, 2, &err), VH_EINVAL);
+    assert_non_null(strstr(err.msg, "result 1"));
+    r[1] = r[0];
+    r[1].error_class = "timeout"; /* a failure cannot be 'succeeded' */
+    assert_int_equal(vh_store_delivery_record(f->st, r, 2, NULL), VH_EINVAL);
+    r[1] = r[0];
+    r[1].new_state = "pending"; /* a success must be 'succeeded' */
+    assert_int_equal(vh_store_delivery_record(f->st, r, 2, NULL), VH_EINVAL);
+    r[1] = r[0];
+    r[1].interrupted = true; /* an interrupted attempt is no success */
+    assert_int_equal(vh_store_delivery_record(f->st, r, 2, NULL), VH_EINVAL);
+    r[1] = r[0];
+    r[1].attempt = 0;
+    assert_int_equal(vh_store_delivery_record(f->st, r, 2, NULL), VH_EINVAL);
+    r[1] = r[0];
+    r[1].http_status = 1000;
+    assert_int_equal(vh_store_delivery_record(f->st, r, 2, NULL), VH_EINVAL);
+    r[1] = r[0];
+    r[1].duration_ms = -1;
+    assert_int_equal(vh_store_delivery_record(f->st, r, 2, NULL), VH_EINVAL);
+    r[1] = r[0];
+    r[1].error_class = "Bad Class";
+    r[1].new_state = "abandoned";
+    assert_int_equal(vh_store_delivery_record(f->st, r, 2, NULL), VH_EINVAL);
+    r[1] = r[0];
+    r[1].response_len = 3; /* without data */
+    assert_int_equal(vh_store_delivery_record(f->st, r, 2, NULL), VH_EINVAL);
+    r[1] = r[0];
+    r[1].node_id = NULL;
+    assert_int_equal(vh_store_delivery_record(f->st, r, 2, NULL), VH_EINVAL);
+    assert_int_equal(vh_store_delivery_record(f->st, r, 0, NULL), VH_EINVAL);
+    assert_int_equal(vh_store_delivery_record(f->st, NULL, 1, NULL), VH_EINVAL);
+    assert_int_equal(count(f->st, "attempts"), attempts0);
+
+    record(f->st, r, 1);
+    b = brief_of(f->st, ev);
+    assert_string_equal(b.state, "succeeded");
+    vh_delivery_job_recs_free(jobs, n);
+}
+
+static void canceled_meanwhile_stays_canceled(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL, *again = NULL;
+    struct vh_attempt_info *att = NULL;
+    struct vh_delivery_info info;
+    struct vh_delivery_result r;
+    char ev[VH_UUID_LEN + 1];
+    struct vh_endpoint ep, got;
+    struct vh_delivery_brief b;
+    struct vh_partner p;
+    int64_t attempts0;
+    size_t n, na;
+
+    new_partner(f->st, "Cancel", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev);
+    n = claim_own(f, f->node, f->tb, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 1);
+
+    /* Disabled while the attempt is out: canceled at once. */
+    set_enabled(f->st, &ep, false, f->tb + 10);
+    b = brief_of(f->st, ev);
+    assert_string_equal(b.state, "canceled");
+
+    /* The attempt comes back: its row is kept, the state is not touched. */
+    attempts0 = count(f->st, "attempts");
+    fill_result(&r, &jobs[0], f->node, f->tb + 1, 200, "succeeded", 0);
+    record(f->st, &r, 1);
+    assert_int_equal(count(f->st, "attempts"), attempts0 + 1);
+    b = brief_of(f->st, ev);
+    assert_string_equal(b.state, "canceled");
+    assert_int_equal(b.attempts, 1); /* the attempt was made */
+    assert_int_equal(vh_store_endpoint_get(f->st, p.id, ep.id, &got, NULL), 0);
+    assert_int_equal(got.last_delivery_status, VH_OUTCOME_SUCCEEDED);
+    assert_int_equal(got.last_delivery_ms, f->tb + 1);
+
+    /* A retry needs the endpoint enabled; then the schedule restarts, numbers go on. */
+    assert_int_equal(vh_store_delivery_retry(f->st, p.id, jobs[0].delivery_id, f->tb + 20, &err),
+                     VH_ECONFLICT);
+    assert_non_null(strstr(err.msg, "is disabled"));
+    set_enabled(f->st, &ep, true, f->tb + 30);
+    assert_int_equal(vh_store_delivery_retry(f->st, p.id, jobs[0].delivery_id, f->tb + 40, &err),
+                     0);
+    n = claim_own(f, f->node, f->tb + 40, LEASE_MS, 10, p.id, &again);
+    assert_int_equal(n, 1);
+    assert_int_equal(again[0].attempts, 1);
+    assert_int_equal(again[0].attempt_base, 1);
+    fill_result(&r, &again[0], f->node, f->tb + 50, 500, "pending", f->tb + 1050);
+    assert_int_equal(r.attempt, 2);
+    record(f->st, &r, 1);
+    get(f->st, p.id, jobs[0].delivery_id, &info, &att, &na);
+    assert_int_equal(na, 2);
+    assert_int_equal(att[0].n, 1);
+    assert_int_equal(att[0].http_status, 200);
+    assert_int_equal(att[1].n, 2);
+    assert_int_equal(att[1].http_status, 500);
+    assert_string_equal(info.state, "pending");
+    assert_int_equal(info.attempts, 2);
+    assert_int_equal(info.attempt_base, 1);
+    vh_free(att);
+
+    /* Deleted while in flight: canceled too, and retrying is refused for good. */
+    vh_delivery_job_recs_free(again, n);
+    n = claim_own(f, f->node, f->tb + 1050, LEASE_MS, 10, p.id, &again);
+    assert_int_equal(n, 1);
+    assert_int_equal(vh_store_endpoint_delete(f->st, p.id, ep.id, f->tb + 1060, NULL), 0);
+    fill_result(&r, &again[0], f->node, f->tb + 1055, 200, "succeeded", 0);
+    record(f->st, &r, 1);
+    b = brief_of(f->st, ev);
+    assert_string_equal(b.state, "canceled");
+    assert_int_equal(b.attempts, 3);
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_delivery_retry(f->st, p.id, jobs[0].delivery_id, f->tb + 2000, &err),
+                     VH_ECONFLICT);
+    assert_non_null(strstr(err.msg, "was deleted"));
+    vh_delivery_job_recs_free(again, n);
+    vh_delivery_job_recs_free(jobs, 1);
+}
+
+static void interrupted_attempts_leave_no_trace(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL, *again = NULL;
+    struct vh_delivery_result r;
+    char ev[VH_UUID_LEN + 1];
+    struct vh_delivery_brief b;
+    struct vh_endpoint ep, got;
+    struct vh_partner p;
+    int64_t attempts0;
+    size_t n;
+
+    new_partner(f->st, "Interrupted", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev);
+    n = claim_own(f, f->node, f->tb, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 1);
+    attempts0 = count(f->st, "attempts");
+    fill_result(&r, &jobs[0], f->node, f->tb + 5, 0, "pending", f->tb + 7);
+    r.error_class = "interrupted";
+    r.interrupted = true;
+    record(f->st, &r, 1);
+    assert_int_equal(count(f->st, "attempts"), attempts0);
+    b = brief_of(f->st, ev);
+    assert_string_equal(b.state, "pending");
+    assert_int_equal(b.attempts, 0);
+    assert_int_equal(b.next_attempt_ms, f->tb + 7);
+    assert_int_equal(vh_store_endpoint_get(f->st, p.id, ep.id, &got, NULL), 0);
+    assert_int_equal(got.last_delivery_status, VH_OUTCOME_NONE);
+    assert_int_equal(got.last_delivery_ms, 0);
+
+    /* The same attempt number is made again. */
+    n = claim_own(f, f->node, f->tb + 7, LEASE_MS, 10, p.id, &again);
+    assert_int_equal(n, 1);
+    assert_int_equal(again[0].attempts, 0);
+    vh_delivery_job_recs_free(again, n);
+    vh_delivery_job_recs_free(jobs, 1);
+}
+
+static void stale_results_do_not_move_a_new_claim(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *a = NULL, *b = NULL, *a2 = NULL, *a3 = NULL;
+    struct vh_attempt_info *att = NULL;
+    struct vh_delivery_result r, late;
+    char ev[VH_UUID_LEN + 1], ev2[VH_UUID_LEN + 1];
+    struct vh_delivery_info info;
+    struct vh_delivery_brief d;
+    struct vh_endpoint ep, got;
+    struct vh_partner p;
+    size_t na;
+
+    new_partner(f->st, "Stale", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev);
+    /* Node A's lease runs out; node B takes the delivery over. */
+    assert_int_equal(claim_own(f, "node-a", f->tb, 100, 10, p.id, &a), 1);
+    assert_true(vh_store_delivery_recover(f->st, NULL, f->tb + 100, NULL) >= 1);
+    assert_int_equal(claim_own(f, "node-b", f->tb + 100, LEASE_MS, 10, p.id, &b), 1);
+
+    /* A's late report is history, not a transition. */
+    fill_result(&r, &a[0], "node-a", f->tb + 1, 500, "pending", f->tb + 2000);
+    record(f->st, &r, 1);
+    d = brief_of(f->st, ev);
+    assert_string_equal(d.state, "in_flight");
+    assert_int_equal(d.attempts, 0);
+
+    /* B's own report moves it on, and its row replaces A's for the same number. */
+    fill_result(&r, &b[0], "node-b", f->tb + 150, 200, "succeeded", 0);
+    record(f->st, &r, 1);
+    d = brief_of(f->st, ev);
+    assert_string_equal(d.state, "succeeded");
+    assert_int_equal(d.attempts, 1);
+    get(f->st, p.id, d.id, &info, &att, &na);
+    assert_int_equal(na, 1);
+    assert_int_equal(att[0].http_status, 200);
+    vh_free(att);
+    assert_int_equal(vh_store_endpoint_get(f->st, p.id, ep.id, &got, NULL), 0);
+    assert_int_equal(got.last_delivery_status, VH_OUTCOME_SUCCEEDED);
+    assert_int_equal(got.last_delivery_ms, f->tb + 150);
+
+    /* An older attempt reported late does not hide the endpoint's newer one. */
+    fill_result(&r, &a[0], "node-a", f->tb + 2, 500, "pending", f->tb + 2000);
+    record(f->st, &r, 1);
+    assert_int_equal(vh_store_endpoint_get(f->st, p.id, ep.id, &got, NULL), 0);
+    assert_int_equal(got.last_delivery_status, VH_OUTCOME_SUCCEEDED);
+    d = brief_of(f->st, ev);
+    assert_string_equal(d.state, "succeeded");
+
+    /*
+     * The same node claims one delivery twice (its lease ran out in between): the report of
+     * attempt 1, delivered twice, moves it once; the copy does not move attempt 2's claim.
+     */
+    put_event(f->st, p.id, f->tb + 3000, ev2);
+    assert_int_equal(claim_own(f, "node-a", f->tb + 3000, 100, 10, p.id, &a2), 1);
+    assert_true(vh_store_delivery_recover(f->st, NULL, f->tb + 3100, NULL) >= 1);
+    assert_int_equal(claim_own(f, "node-a", f->tb + 3100, LEASE_MS, 10, p.id, &a3), 1);
+    fill_result(&late, &a2[0], "node-a", f->tb + 3001, 500, "pending", f->tb + 3200);
+    record(f->st, &late, 1);
+    d = brief_of(f->st, ev2);
+    assert_string_equal(d.state, "pending");
+    assert_int_equal(d.attempts, 1);
+    vh_delivery_job_recs_free(a3, 1);
+    assert_int_equal(claim_own(f, "node-a", f->tb + 3200, LEASE_MS, 10, p.id, &a3), 1);
+    assert_int_equal(a3[0].attempts, 1);
+    record(f->st, &late, 1); /* the copy */
+    d = brief_of(f->st, ev2);
+    assert_string_equal(d.state, "in_flight");
+    assert_int_equal(d.attempts, 1);
+
+    vh_delivery_job_recs_free(a, 1);
+    vh_delivery_job_recs_free(b, 1);
+    vh_delivery_job_recs_free(a2, 1);
+    vh_delivery_job_recs_free(a3, 1);
+}
+
+/* ---- next due, stats, counts --------------------------------------------------------------- */
+
+static void next_due_tracks_the_earliest_pending(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    int64_t due = 0;
+    size_t n;
+
+    if (f->fresh) {
+        assert_int_equal(vh_store_delivery_next_due(f->st, &due, &err), VH_ENOTFOUND);
+        assert_int_equal(due, 0);
+    }
+    new_partner(f->st, "NextDue", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb + 5000, NULL);
+    put_event(f->st, p.id, f->tb + 2000, NULL);
+    assert_int_equal(vh_store_delivery_next_due(f->st, &due, &err), 0);
+    assert_true(due <= f->tb + 2000);
+    if (f->fresh)
+        assert_int_equal(due, f->tb + 2000);
+
+    n = claim_own(f, f->node, f->tb + 2000, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 1);
+    vh_delivery_job_recs_free(jobs, n);
+    if (f->fresh) {
+        assert_int_equal(vh_store_delivery_next_due(f->st, &due, &err), 0);
+        assert_int_equal(due, f->tb + 5000);
+        n = claim_own(f, f->node, f->tb + 5000, LEASE_MS, 10, p.id, &jobs);
+        assert_int_equal(n, 1);
+        vh_delivery_job_recs_free(jobs, n);
+        assert_int_equal(vh_store_delivery_next_due(f->st, &due, &err), VH_ENOTFOUND);
+    }
+    assert_int_equal(vh_store_delivery_next_due(f->st, NULL, NULL), VH_EINVAL);
+}
+
+static void stats_and_counts_follow_the_queue(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_counts c0, c1;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_delivery_stats s;
+    struct vh_delivery_result r;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    size_t n;
+
+    assert_int_equal(vh_store_delivery_counts(f->st, &c0, NULL), 0);
+    new_partner(f->st, "Stats", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb + 1000, NULL);
+    put_event(f->st, p.id, f->tb + 2000, NULL);
+    put_event(f->st, p.id, f->tb + 9000, NULL);
+    assert_int_equal(vh_store_delivery_stats(f->st, f->tb + 5000, &s, NULL), 0);
+    if (f->fresh) {
+        assert_int_equal(s.pending, 3);
+        assert_int_equal(s.due, 2);
+        assert_int_equal(s.in_flight, 0);
+        assert_int_equal(s.oldest_pending_age_ms, 4000);
+        assert_int_equal(s.due_lag_ms, 4000);
+    } else {
+        assert_true(s.pending >= 3 && s.due >= 2);
+    }
+
+    n = claim_own(f, f->node, f->tb + 5000, LEASE_MS, 1, p.id, &jobs);
+    assert_int_equal(n, 1);
+    fill_result(&r, &jobs[0], f->node, f->tb + 5000, 200, "succeeded", 0);
+    record(f->st, &r, 1);
+    vh_delivery_job_recs_free(jobs, n);
+    n = claim_own(f, f->node, f->tb + 5000, LEASE_MS, 1, p.id, &jobs);
+    assert_int_equal(n, 1);
+    vh_delivery_job_recs_free(jobs, n);
+    assert_int_equal(vh_store_delivery_stats(f->st, f->tb + 5000, &s, NULL), 0);
+    if (f->fresh) {
+        assert_int_equal(s.pending, 1);
+        assert_int_equal(s.due, 0);
+        assert_int_equal(s.in_flight, 1);
+        assert_int_equal(s.oldest_pending_age_ms, 0); /* created in the future */
+        assert_int_equal(s.due_lag_ms, 0);
+    }
+    assert_int_equal(vh_store_delivery_counts(f->st, &c1, NULL), 0);
+    assert_int_equal(c1.succeeded - c0.succeeded, 1);
+    assert_int_equal(c1.pending + c1.in_flight - c0.pending - c0.in_flight, 2);
+    assert_int_equal(vh_store_delivery_stats(f->st, -1, &s, NULL), VH_EINVAL);
+    assert_int_equal(vh_store_delivery_counts(f->st, NULL, NULL), VH_EINVAL);
+}
+
+/* ---- history --------------------------------------------------------------------------------- */
+
+static void free_infos(struct vh_delivery_info *d)
+{
+    vh_free(d);
+}
+
+static void list_pages_newest_first_with_a_state_filter(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_delivery_info *d = NULL;
+    struct vh_delivery_result r;
+    struct vh_endpoint ep, other, theirs;
+    struct vh_partner p, q;
+    char ev[5][VH_UUID_LEN + 1];
+    size_t n = 0, total = 0, i;
+
+    new_partner(f->st, "History", &p);
+    new_partner(f->st, "Someone else", &q);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    new_endpoint(f->st, q.id, "theirs", &theirs);
+    for (i = 0; i < 5; i++)
+        put_event(f->st, p.id, f->tb + (int64_t)i * 1000, ev[i]);
+    new_endpoint(f->st, p.id, "later", &other); /* no deliveries */
+
+    assert_int_equal(vh_store_delivery_list(f->st, p.id, ep.id, NULL, 2, 0, &d, &n, &total, &err),
+                     0);
+    assert_int_equal(n, 2);
+    assert_int_equal(total, 5);
+    assert_string_equal(d[0].event_id, ev[4]);
+    assert_string_equal(d[1].event_id, ev[3]);
+    assert_string_equal(d[0].endpoint_id, ep.id);
+    assert_string_equal(d[0].state, "pending");
+    assert_int_equal(d[0].next_attempt_ms, f->tb + 4000);
+    assert_int_equal(d[0].created_ms, f->tb + 4000);
+    assert_true(d[0].session_id[0] != '\0');
+    free_infos(d);
+    assert_int_equal(vh_store_delivery_list(f->st, p.id, ep.id, NULL, 2, 4, &d, &n, &total, &err),
+                     0);
+    assert_int_equal(n, 1);
+    assert_string_equal(d[0].event_id, ev[0]);
+    free_infos(d);
+
+    /* The oldest one succeeds; the filter finds it, with its latest attempt. */
+    n = claim_own(f, f->node, f->tb, LEASE_MS, 1, p.id, &jobs);
+    assert_int_equal(n, 1);
+    fill_result(&r, &jobs[0], f->node, f->tb + 10, 204, "succeeded", 0);
+    record(f->st, &r, 1);
+    vh_delivery_job_recs_free(jobs, n);
+    assert_int_equal(
+        vh_store_delivery_list(f->st, p.id, ep.id, "succeeded", 10, 0, &d, &n, &total, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(total, 1);
+    assert_string_equal(d[0].event_id, ev[0]);
+    assert_int_equal(d[0].attempts, 1);
+    assert_int_equal(d[0].last_http_status, 204);
+    assert_int_equal(d[0].last_attempt_ms, f->tb + 10);
+    assert_int_equal(d[0].next_attempt_ms, 0);
+    free_infos(d);
+    assert_int_equal(
+        vh_store_delivery_list(f->st, p.id, ep.id, "pending", 10, 0, &d, &n, &total, &err), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(total, 4);
+    free_infos(d);
+    assert_int_equal(vh_store_delivery_list(f->st, p.id, other.id, NULL, 10, 0, &d, &n, NULL, &err),
+                     0);
+    assert_int_equal(n, 0);
+    assert_null(d);
+
+    /* Scoping and bad input. */
+    assert_int_equal(vh_store_delivery_list(f->st, q.id, ep.id, NULL, 10, 0, &d, &n, NULL, &err),
+                     VH_ENOTFOUND);
+    assert_int_equal(
+        vh_store_delivery_list(f->st, p.id, theirs.id, NULL, 10, 0, &d, &n, NULL, NULL),
+        VH_ENOTFOUND);
+    assert_int_equal(
+        vh_store_delivery_list(f->st, p.id, "no such", NULL, 10, 0, &d, &n, NULL, NULL),
+        VH_ENOTFOUND);
+    assert_int_equal(vh_store_delivery_list(f->st, p.id, ep.id, "done", 10, 0, &d, &n, NULL, NULL),
+                     VH_EINVAL);
+    assert_int_equal(vh_store_delivery_list(f->st, p.id, ep.id, NULL, 0, 0, &d, &n, NULL, NULL),
+                     VH_EINVAL);
+    assert_int_equal(vh_store_delivery_list(f->st, p.id, ep.id, NULL, 101, 0, &d, &n, NULL, NULL),
+                     VH_EINVAL);
+    /* A deleted endpoint's history is gone from the list (its deliveries stay gettable). */
+    assert_int_equal(vh_store_endpoint_delete(f->st, p.id, ep.id, f->tb + 9000, NULL), 0);
+    assert_int_equal(vh_store_delivery_list(f->st, p.id, ep.id, NULL, 10, 0, &d, &n, NULL, NULL),
+                     VH_ENOTFOUND);
+}
+
+static void get_is_scoped_to_the_partner(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_attempt_info *att = (struct vh_attempt_info *)&err; /* sentinel */
+    struct vh_delivery_info info;
+    struct vh_delivery_brief b;
+    char ev[VH_UUID_LEN + 1], ghost[VH_UUID_LEN + 1];
+    struct vh_endpoint ep;
+    struct vh_partner p, q;
+    size_t na = 9;
+
+    new_partner(f->st, "Owner", &p);
+    new_partner(f->st, "Stranger", &q);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev);
+    b = brief_of(f->st, ev);
+
+    assert_int_equal(vh_store_delivery_get(f->st, q.id, b.id, &info, &att, &na, &err),
+                     VH_ENOTFOUND);
+    assert_int_equal(vh_uuid_new(ghost, NULL), 0);
+    assert_int_equal(vh_store_delivery_get(f->st, p.id, ghost, &info, &att, &na, NULL),
+                     VH_ENOTFOUND);
+    assert_int_equal(vh_store_delivery_get(f->st, p.id, "../x", &info, &att, &na, NULL),
+                     VH_ENOTFOUND);
+    assert_ptr_equal(att, (struct vh_attempt_info *)&err);
+    assert_int_equal(na, 9);
+
+    get(f->st, p.id, b.id, &info, &att, &na);
+    assert_string_equal(info.id, b.id);
+    assert_string_equal(info.event_id, ev);
+    assert_string_equal(info.state, "pending");
+    assert_int_equal(info.attempts, 0);
+    assert_int_equal(na, 0);
+    assert_null(att);
+}
+
+static void retry_restarts_finished_deliveries(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_delivery_result r[2];
+    struct vh_delivery_info info;
+    struct vh_attempt_info *att = NULL;
+    char ev[2][VH_UUID_LEN + 1];
+    struct vh_delivery_brief b;
+    struct vh_endpoint ep;
+    struct vh_partner p, q;
+    size_t n, na;
+
+    new_partner(f->st, "Retry", &p);
+    new_partner(f->st, "Not yours", &q);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev[0]);
+    put_event(f->st, p.id, f->tb, ev[1]);
+    b = brief_of(f->st, ev[0]);
+
+    /* Pending, then in flight: nothing to retry. */
+    assert_int_equal(vh_store_delivery_retry(f->st, p.id, b.id, f->tb, &err), VH_ECONFLICT);
+    assert_non_null(strstr(err.msg, "already pending"));
+    n = claim_own(f, f->node, f->tb, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 2);
+    assert_int_equal(vh_store_delivery_retry(f->st, p.id, b.id, f->tb, NULL), VH_ECONFLICT);
+
+    /* One is abandoned, one succeeds: both can be sent again. */
+    fill_result(&r[0], &jobs[0], f->node, f->tb + 1, 500, "abandoned", 0);
+    fill_result(&r[1], &jobs[1], f->node, f->tb + 1, 200, "succeeded", 0);
+    record(f->st, r, 2);
+    vh_delivery_job_recs_free(jobs, n);
+    assert_int_equal(vh_store_delivery_retry(f->st, q.id, b.id, f->tb + 100, NULL), VH_ENOTFOUND);
+    assert_int_equal(vh_store_delivery_retry(f->st, p.id, "nope nope", f->tb, NULL), VH_ENOTFOUND);
+    assert_int_equal(vh_store_delivery_retry(f->st, p.id, b.id, f->tb + 100, &err), 0);
+    b = brief_of(f->st, ev[1]);
+    assert_int_equal(vh_store_delivery_retry(f->st, p.id, b.id, f->tb + 100, &err), 0);
+    b = brief_of(f->st, ev[0]);
+    assert_string_equal(b.state, "pending");
+    assert_int_equal(b.next_attempt_ms, f->tb + 100);
+    assert_int_equal(b.attempts, 1);
+
+    n = claim_own(f, f->node, f->tb + 100, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 2);
+    assert_int_equal(jobs[0].attempts, 1);
+    assert_int_equal(jobs[0].attempt_base, 1); /* the schedule starts over */
+    vh_delivery_job_recs_free(jobs, n);
+    get(f->st, p.id, b.id, &info, &att, &na);
+    assert_int_equal(na, 1); /* the history stays */
+    assert_int_equal(info.attempt_base, 1);
+    vh_free(att);
+    assert_int_equal(vh_store_delivery_retry(f->st, p.id, b.id, -1, NULL), VH_EINVAL);
+}
+
+static void replay_adds_a_delivery_per_event_in_range(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_endpoint ep, off, theirs;
+    struct vh_partner p, q;
+    char ev[5][VH_UUID_LEN + 1];
+    int64_t deliveries0;
+    size_t n, created = 99, i;
+
+    new_partner(f->st, "Replay", &p);
+    new_partner(f->st, "Other", &q);
+    new_endpoint(f->st, q.id, "theirs", &theirs);
+    for (i = 0; i < 5; i++)
+        put_event(f->st, p.id, f->tb + (int64_t)i * 1000, ev[i]); /* no endpoint yet */
+    put_event(f->st, q.id, f->tb + 2500, NULL);                   /* not p's */
+    new_endpoint(f->st, p.id, "fresh", &ep);
+    new_endpoint(f->st, p.id, "off", &off);
+    set_enabled(f->st, &off, false, f->tb);
+
+    deliveries0 = count(f->st, "deliveries");
+    assert_int_equal(vh_store_endpoint_replay(f->st, p.id, ep.id, f->tb + 1000, f->tb + 3000,
+                                              f->tb + 10000, &created, &err),
+                     0);
+    assert_int_equal(created, 3);
+    assert_int_equal(count(f->st, "deliveries"), deliveries0 + 3);
+    n = claim_own(f, f->node, f->tb + 10000, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 3);
+    for (i = 0; i < n; i++) {
+        assert_string_equal(jobs[i].event_id, ev[i + 1]); /* accepted order */
+        assert_string_equal(jobs[i].endpoint_id, ep.id);
+        assert_int_equal(jobs[i].next_attempt_ms, f->tb + 10000);
+        assert_int_equal(jobs[i].attempts, 0);
+    }
+    vh_delivery_job_recs_free(jobs, n);
+
+    /* An empty range is fine; the rest is refused and creates nothing. */
+    assert_int_equal(vh_store_endpoint_replay(f->st, p.id, ep.id, f->tb + 100, f->tb + 200,
+                                              f->tb + 10000, &created, &err),
+                     0);
+    assert_int_equal(created, 0);
+    assert_int_equal(vh_store_endpoint_replay(f->st, p.id, off.id, f->tb, f->tb + 9000,
+                                              f->tb + 10000, &created, &err),
+                     VH_ECONFLICT);
+    assert_non_null(strstr(err.msg, "is disabled"));
+    assert_int_equal(vh_store_endpoint_replay(f->st, q.id, ep.id, f->tb, f->tb + 9000,
+                                              f->tb + 10000, NULL, NULL),
+                     VH_ENOTFOUND);
+    assert_int_equal(vh_store_endpoint_replay(f->st, p.id, theirs.id, f->tb, f->tb + 9000,
+                                              f->tb + 10000, NULL, NULL),
+                     VH_ENOTFOUND);
+    assert_int_equal(vh_store_endpoint_replay(f->st, p.id, ep.id, f->tb + 2, f->tb + 1,
+                                              f->tb + 10000, NULL, NULL),
+                     VH_EINVAL);
+    assert_int_equal(count(f->st, "deliveries"), deliveries0 + 3);
+}
+
+/* ---- the claim's query plan (SQLite) --------------------------------------------------------- */
+
+static void due_scans_use_the_index(void **state)
+{
+    static const char *const queries[] = {"claim", "next_due", "recover",
+                                          "stats", "list",     "list_by_state"};
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_buf plan = VH_BUF_INIT(1 << 16);
+    size_t i;
+
+    if (strcmp(vh_store_backend(f->st), "sqlite") != 0)
+        skip();
+    assert_int_equal(vh__store_sqlite_explain(f->st, "claim", &plan, &err), 0);
+    assert_non_null(strstr(plan.data, "SEARCH d USING INDEX deliveries_due (state=? AND "
+                                      "next_attempt_ms<?)"));
+    for (i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
+        vh_buf_reset(&plan);
+        assert_int_equal(vh__store_sqlite_explain(f->st, queries[i], &plan, &err), 0);
+        if (strstr(plan.data, "SCAN") || strstr(plan.data, "TEMP B-TREE"))
+            fail_msg("%s: the plan scans or sorts:\n%s", queries[i], plan.data);
+    }
+    assert_int_equal(vh__store_sqlite_explain(f->st, "nope", &plan, NULL), VH_ENOTFOUND);
+    vh_buf_release(&plan);
+}
+
+/* ---- concurrency ----------------------------------------------------------------------------- */
+
+#define CONC_THREADS 4
+#define CONC_EVENTS  200 /* times VH_ENDPOINTS_MAX endpoints: 1000 deliveries */
+
+struct claimer {
+    struct fixture *f;
+    pthread_barrier_t *start; /* every thread claims from the same moment */
+    const char *partner_id;
+    char node[32];
+    char (*ids)[VH_UUID_LEN + 1]; /* what this thread got */
+    size_t n;
+    int rc;
+    char msg[VH_ERROR_MSG_MAX];
+};
+
+static void *claim_loop(void *arg)
+{
+    struct claimer *c = arg;
+    struct vh_error err = VH_ERROR_INIT;
+    const struct timespec pause = {0, 1000000}; /* 1 ms */
+    struct vh_delivery_job_rec *jobs;
+    size_t n, i;
+
+    pthread_barrier_wait(c->start);
+    for (;;) {
+        jobs = NULL;
+        n = 0;
+        c->rc = vh_store_delivery_claim(c->f->st, c->node, c->f->tb + 1000, LEASE_MS, 7, &jobs, &n,
+                                        &err);
+        if (c->rc < 0) {
+            snprintf(c->msg, sizeof(c->msg), "%s", err.msg);
+            return NULL;
+        }
+        if (n == 0)
+            return NULL;
+        for (i = 0; i < n; i++)
+            if (strcmp(jobs[i].partner_id, c->partner_id) == 0 && c->n < 2000)
+                memcpy(c->ids[c->n++], jobs[i].delivery_id, VH_UUID_LEN + 1);
+        vh_delivery_job_recs_free(jobs, n);
+        /*
+         * A dispatcher works between claims. Without a pause the thread that holds the write
+         * lock takes it again at once, while the others sleep in SQLite's busy handler, and
+         * the test would not interleave claims at all.
+         */
+        nanosleep(&pause, NULL);
+    }
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void concurrent_claims_never_share_a_delivery(void **state)
+{
+    struct fixture *f = *state;
+    struct claimer c[CONC_THREADS];
+    pthread_barrier_t start;
+    char(*all)[VH_UUID_LEN + 1];
+    pthread_t th[CONC_THREADS];
+    struct vh_endpoint ep[VH_ENDPOINTS_MAX];
+    struct vh_partner p;
+    size_t i, k, total = 0;
+    char label[8];
+
+    new_partner(f->st, "Crowd", &p);
+    for (i = 0; i < VH_ENDPOINTS_MAX; i++) {
+        snprintf(label, sizeof(label), "ep%zu", i);
+        new_endpoint(f->st, p.id, label, &ep[i]);
+    }
+    for (i = 0; i < CONC_EVENTS; i++)
+        put_event(f->st, p.id, f->tb + (int64_t)(i % 50), NULL);
+
+    all = calloc(CONC_THREADS * 2000, sizeof(*all));
+    assert_non_null(all);
+    assert_int_equal(pthread_barrier_init(&start, NULL, CONC_THREADS), 0);
+    for (i = 0; i < CONC_THREADS; i++) {
+        memset(&c[i], 0, sizeof(c[i]));
+        c[i].f = f;
+        c[i].start = &start;
+        c[i].partner_id = p.id;
+        snprintf(c[i].node, sizeof(c[i].node), "node-%zu", i);
+        c[i].ids = all + i * 2000;
+        assert_int_equal(pthread_create(&th[i], NULL, claim_loop, &c[i]), 0);
+    }
+    for (i = 0; i < CONC_THREADS; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    pthread_barrier_destroy(&start);
+    for (i = 0; i < CONC_THREADS; i++) {
+        if (c[i].rc < 0)
+            fail_msg("%s: %s", c[i].node, c[i].msg);
+        /* Pack the ids together for the sort. */
+        if (total != i * 2000)
+            memmove(all + total, all + i * 2000, c[i].n * sizeof(*all));
+        total += c[i].n;
+    }
+    assert_int_equal(total, CONC_EVENTS * VH_ENDPOINTS_MAX);
+    qsort(all, total, sizeof(*all), cmp_id);
+    for (k = 1; k < total; k++)
+        if (strcmp(all[k - 1], all[k]) == 0)
+            fail_msg("delivery %s was claimed twice", all[k]);
+    free(all);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(claim_takes_due_pending_oldest_first),
+        T(claim_respects_max),
+        T(claim_carries_endpoint_overrides),
+        T(claim_rejects_bad_arguments),
+        T(recover_takes_back_expired_leases),
+        T(recover_at_start_up_takes_this_nodes_claims),
+        T(record_writes_a_mixed_batch_at_once),
+        T(record_keeps_long_heads_short),
+        T(record_is_all_or_nothing),
+        T(canceled_meanwhile_stays_canceled),
+        T(interrupted_attempts_leave_no_trace),
+        T(stale_results_do_not_move_a_new_claim),
+        T(next_due_tracks_the_earliest_pending),
+        T(stats_and_counts_follow_the_queue),
+        T(list_pages_newest_first_with_a_state_filter),
+        T(get_is_scoped_to_the_partner),
+        T(retry_restarts_finished_deliveries),
+        T(replay_adds_a_delivery_per_event_in_range),
+        T(due_scans_use_the_index),
+        T(concurrent_claims_never_share_a_delivery),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
