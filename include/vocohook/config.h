@@ -44,6 +44,7 @@ struct vh_config {
     bool allow_http;             /* accept http:// endpoint URLs (development) */
     bool allow_private_networks; /* deliver to loopback/private addresses (development) */
     char *ca_file;               /* owned; NULL: the system's CA store */
+    char *node_id;               /* owned; this node's lease name; NULL: from the host name */
     /* Delays of the attempts after the event is accepted; the first is 0 ("0,1s,2s,4s"). */
     int64_t retry_schedule_ms[VH_RETRY_STEPS_MAX];
     size_t retry_steps;          /* 1..VH_RETRY_STEPS_MAX */

@@ -18,6 +18,9 @@
 #include <vocohook/api.h>
 #include <vocohook/server.h>
 #include <vocohook/config.h>
+#include <vocohook/policy.h>
+#include <vocohook/engine.h>
+#include <vocohook/sender.h>
 
 /* The library's version, "MAJOR.MINOR.PATCH". */
 VH_API const char *vh_version(void);

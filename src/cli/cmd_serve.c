@@ -8,6 +8,8 @@
  */
 #include "cli/cli.h"
 
+#include <ctype.h>
+
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -167,6 +169,54 @@ static void api_config_from(const struct vh_config *cfg, enum vh_log_level *leve
     out->log_ud = level;
 }
 
+#define STOP_GRACE_MS 3000
+
+static void wake_sender(void *ud)
+{
+    vh_sender_wake(ud);
+}
+
+/*
+ * This node's lease name: the configured one, else the host name with anything outside
+ * [A-Za-z0-9_-] replaced, so a restart on the same host takes back what it left in flight.
+ */
+static void node_id_for(const struct vh_config *cfg, char out[VH_NODE_ID_MAX + 1])
+{
+    char host[256] = "";
+    size_t i;
+
+    if (cfg->node_id) {
+        snprintf(out, VH_NODE_ID_MAX + 1, "%s", cfg->node_id);
+        return;
+    }
+    if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+        snprintf(host, sizeof(host), "node");
+    snprintf(out, VH_NODE_ID_MAX + 1, "%s", host);
+    for (i = 0; out[i]; i++)
+        if (!isalnum((unsigned char)out[i]) && out[i] != '-' && out[i] != '_')
+            out[i] = '-';
+}
+
+static void sender_config_from(const struct vh_config *cfg, enum vh_log_level *level,
+                               char node_id[VH_NODE_ID_MAX + 1], struct vh_sender_config *out)
+{
+    vh_sender_config_init(out);
+    node_id_for(cfg, node_id);
+    out->node_id = node_id;
+    out->policy.steps = cfg->retry_steps;
+    memcpy(out->policy.delays_ms, cfg->retry_schedule_ms,
+           cfg->retry_steps * sizeof(cfg->retry_schedule_ms[0]));
+    out->policy.timeout_ms = cfg->timeout_ms;
+    out->engine.allow_http = cfg->allow_http;
+    out->engine.allow_private_networks = cfg->allow_private_networks;
+    out->engine.ca_file = cfg->ca_file;
+    out->engine.timeout_ms = cfg->timeout_ms;
+    out->engine.log = log_to_stderr;
+    out->engine.log_ud = level;
+    out->log = log_to_stderr;
+    out->log_ud = level;
+}
+
 /* The warnings a development setting deserves, every time the daemon starts. */
 static void warn_about(const struct vh_config *cfg, enum vh_log_level *level)
 {
@@ -191,6 +241,9 @@ static int run(const struct vh_config *cfg, enum vh_log_level *level, const sigs
     struct vh_store *st = NULL;
     struct vh_api *api = NULL;
     struct vh_server *srv = NULL;
+    struct vh_sender *sender = NULL;
+    struct vh_sender_config dcfg;
+    char node_id[VH_NODE_ID_MAX + 1];
     struct vh_api_config acfg;
     struct vh_server_config scfg;
     const char *colon = strrchr(cfg->listen, ':');
@@ -201,7 +254,15 @@ static int run(const struct vh_config *cfg, enum vh_log_level *level, const sigs
         code = cli_fail("serve", setup_exit(rc), "%s", err.msg);
         goto out;
     }
+    sender_config_from(cfg, level, node_id, &dcfg);
+    rc = vh_sender_start(st, &dcfg, &sender, &err);
+    if (rc < 0) {
+        code = cli_fail("serve", setup_exit(rc), "%s", err.msg);
+        goto out;
+    }
     api_config_from(cfg, level, &acfg);
+    acfg.on_ingest = wake_sender;
+    acfg.on_ingest_ud = sender;
     rc = vh_api_new(st, &acfg, &api, &err);
     if (rc < 0) {
         code = cli_fail("serve", setup_exit(rc), "%s", err.msg);
@@ -235,6 +296,11 @@ static int run(const struct vh_config *cfg, enum vh_log_level *level, const sigs
               sig == SIGINT ? "SIGINT" : "SIGTERM");
 out:
     vh_server_stop(srv);
+    /*
+     * Attempts in progress get a short grace; the rest are cut short, recorded as
+     * interrupted (they use up nothing) and made again at the next start.
+     */
+    vh_sender_stop(sender, cfg->timeout_ms < STOP_GRACE_MS ? cfg->timeout_ms : STOP_GRACE_MS);
     vh_api_free(api);
     vh_store_close(st);
     if (code == CLI_OK)

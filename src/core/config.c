@@ -62,6 +62,7 @@ static const struct setting settings[] = {
     {"allow_private_networks", "VOCOHOOK_ALLOW_PRIVATE_NETWORKS", K_BOOL,
      AT(allow_private_networks), false, 0, 0},
     {"ca_file", "VOCOHOOK_CA_FILE", K_TEXT, AT(ca_file), false, 0, 0},
+    {"node_id", "VOCOHOOK_NODE_ID", K_WORD, AT(node_id), false, 0, 0},
     {"retry_schedule", "VOCOHOOK_RETRY_SCHEDULE", K_SCHEDULE, 0, false, 0, 0},
     {"timeout", "VOCOHOOK_TIMEOUT", K_DURATION, AT(timeout_ms), false, 1, TIMEOUT_MAX_MS},
     {"ingest_token", "VOCOHOOK_INGEST_TOKEN", K_TOKEN, AT(ingest_token), true, 0, 0},

@@ -1025,6 +1025,8 @@ static int ingest_commit(struct vh_api *api, const char *partner_id, struct vh_s
     put.body_len = body.len;
     put.accepted_ms = now_ms;
     rc = vh_store_event_put(api->st, &put, out, err);
+    if (rc == 0 && out->created && out->deliveries > 0 && api->on_ingest)
+        api->on_ingest(api->on_ingest_ud);
 out:
     vh_buf_release(&body);
     vh_buf_release(&url);
@@ -1288,6 +1290,8 @@ int vh_api_new(struct vh_store *st, const struct vh_api_config *cfg, struct vh_a
     api->s3_path_style = cfg->s3_path_style;
     api->log = cfg->log;
     api->log_ud = cfg->log_ud;
+    api->on_ingest = cfg->on_ingest;
+    api->on_ingest_ud = cfg->on_ingest_ud;
     if (cfg->ingest_token) {
         rc =
             vh_sha256_hex(cfg->ingest_token, strlen(cfg->ingest_token), api->ingest_token_hex, err);

@@ -1,0 +1,70 @@
+/*
+ * The sender: the loop that turns stored deliveries into attempts. It claims due
+ * deliveries from the store (with a lease held by this node), hands each to the delivery
+ * engine, asks the retry policy what follows each attempt, and records the outcomes in
+ * batches (one transaction per batch: a group commit). At start it takes back what this
+ * node held when it last stopped or died; on a timer it takes back any lease that ran out
+ * (another node died).
+ *
+ * Threads: one dispatcher thread of its own, plus the engine's thread. vh_sender_wake and
+ * vh_sender_stats may be called from any thread.
+ */
+#ifndef VOCOHOOK_SENDER_H
+#define VOCOHOOK_SENDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vocohook/common.h>
+#include <vocohook/engine.h>
+#include <vocohook/error.h>
+#include <vocohook/log.h>
+#include <vocohook/policy.h>
+#include <vocohook/store.h>
+
+struct vh_sender;
+
+struct vh_sender_config {
+    const char *node_id;            /* this node's lease name, 1..64 of [A-Za-z0-9_-]; copied */
+    struct vh_retry_policy policy;  /* the server-wide schedule and timeout */
+    struct vh_engine_config engine; /* how requests are made */
+    size_t claim_batch;             /* deliveries claimed at once; 0 means 256 */
+    int64_t idle_poll_ms;           /* the longest sleep between looks at the store; 0: 1000 */
+    vh_log_fn *log;                 /* NULL: no logs */
+    void *log_ud;
+};
+
+/* Fills `cfg` with the defaults (SPEC §3 policy, engine defaults, node id "node"). */
+VH_API void vh_sender_config_init(struct vh_sender_config *cfg);
+
+/*
+ * Recovers this node's unfinished deliveries, starts the engine and the dispatcher thread.
+ * `st` is borrowed and must outlive the sender. Returns 0, VH_EINVAL, VH_EIO, VH_ESTORE or
+ * VH_ENOMEM (then nothing runs).
+ */
+VH_API int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg,
+                           struct vh_sender **out, struct vh_error *err);
+
+/* New deliveries may be due: look at the store now rather than at the next poll. */
+VH_API void vh_sender_wake(struct vh_sender *s);
+
+struct vh_sender_stats {
+    uint64_t attempts;     /* attempts reported by the engine */
+    uint64_t succeeded;    /* deliveries that ended succeeded */
+    uint64_t abandoned;    /* deliveries that ran out of attempts */
+    uint64_t interrupted;  /* attempts cut short by our side (not counted) */
+    uint64_t record_fails; /* batches the store refused (their leases will run out) */
+    size_t in_flight;      /* claimed and not yet recorded */
+};
+
+/* A snapshot of the counters. */
+VH_API void vh_sender_stats(struct vh_sender *s, struct vh_sender_stats *out);
+
+/*
+ * Stops claiming, gives attempts in progress up to `grace_ms` to finish (the rest are cut
+ * short and recorded as interrupted: they do not use up an attempt), records everything,
+ * and frees the sender. NULL is a no-op.
+ */
+VH_API void vh_sender_stop(struct vh_sender *s, int64_t grace_ms);
+
+#endif

@@ -1,0 +1,466 @@
+/*
+ * The sender (sender.h): store <-> policy <-> engine. One dispatcher thread loops:
+ *   1. take the attempts the engine finished (its done callback queued them),
+ *   2. record them in one store transaction (group commit),
+ *   3. claim due deliveries up to the in-flight cap and submit them to the engine,
+ *   4. sleep until the next delivery is due, a wake-up, or a finished attempt.
+ * The retry decision is made by the pure policy (vh__delivery_on_attempt) on the engine
+ * thread, when the attempt ends, so the time it bases the next due time on is the end of
+ * the attempt.
+ */
+#include <vocohook/sender.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <vocohook/alloc.h>
+#include <vocohook/clock.h>
+#include <vocohook/json.h>
+
+#include "deliver/deliver_int.h"
+#include "core/banned.h"
+
+#define CLAIM_BATCH_DEFAULT 256
+#define IDLE_POLL_DEFAULT   1000
+/*
+ * How long a claim is ours. An attempt waits in the engine's per-endpoint queue before it
+ * starts, so the lease covers the queue as well as the timeout. NEEDSWORK: renew leases
+ * of long-queued jobs instead of a long fixed lease.
+ */
+#define LEASE_MIN_MS (10 * 60 * 1000)
+
+/* One claimed delivery, from its claim until its outcome is recorded. */
+struct job {
+    struct vh_sender *s;
+    struct vh_delivery_job_rec rec; /* owns the body; the engine borrows it */
+    struct vh_retry_policy policy;  /* the endpoint's own, or the server's */
+    struct vh_attempt attempt;      /* the engine's report */
+    struct vh_delivery next;        /* the policy's decision */
+    struct job *next_done;
+};
+
+struct vh_sender {
+    struct vh_store *st;
+    struct vh_engine *engine;
+    char node_id[VH_NODE_ID_MAX + 1];
+    struct vh_retry_policy policy;
+    size_t claim_batch;
+    size_t max_in_flight;
+    int64_t idle_poll_ms;
+    int64_t lease_ms;
+    vh_log_fn *log;
+    void *log_ud;
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards everything below */
+    pthread_cond_t cond;  /* on CLOCK_MONOTONIC */
+    struct job *done_head, *done_tail;
+    bool wake;
+    bool stopping;
+    bool engine_stopped;
+    struct vh_sender_stats stats;
+};
+
+static void sender_log(struct vh_sender *s, enum vh_log_level level, const char *msg,
+                       const char *detail)
+{
+    struct vh_buf line = VH_BUF_INIT(2048);
+    char ts[VH_TIME_LEN + 1];
+    int rc;
+
+    if (!s->log)
+        return;
+    vh_time_format(vh_time_now_ms(), ts);
+    rc = vh_buf_addf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\",\"node\":\"%s\"", ts,
+                     vh_log_level_name(level), msg, s->node_id);
+    if (rc == 0 && detail) {
+        rc = vh_buf_adds(&line, ",\"detail\":");
+        if (rc == 0)
+            rc = vh_json_add_string(&line, detail, strlen(detail));
+    }
+    if (rc == 0)
+        rc = vh_buf_addc(&line, '}');
+    if (rc == 0)
+        s->log(s->log_ud, level, line.data);
+    vh_buf_release(&line);
+}
+
+void vh_sender_config_init(struct vh_sender_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->node_id = "node";
+    vh_retry_policy_init(&cfg->policy);
+    vh_engine_config_init(&cfg->engine);
+}
+
+static void job_free(struct job *j)
+{
+    vh_delivery_job_rec_release(&j->rec);
+    vh_free(j);
+}
+
+/* Queues a finished job for the dispatcher. */
+static void push_done(struct vh_sender *s, struct job *j)
+{
+    pthread_mutex_lock(&s->lock);
+    j->next_done = NULL;
+    if (s->done_tail)
+        s->done_tail->next_done = j;
+    else
+        s->done_head = j;
+    s->done_tail = j;
+    s->stats.attempts++;
+    if (j->next.state == VH_DELIVERY_SUCCEEDED)
+        s->stats.succeeded++;
+    else if (j->next.state == VH_DELIVERY_ABANDONED)
+        s->stats.abandoned++;
+    if (!vh_attempt_result_counts(j->attempt.result))
+        s->stats.interrupted++;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Decides what follows the attempt (pure policy) and hands the job back. */
+static void finish(struct job *j, const struct vh_attempt *a)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    int64_t now = vh_time_now_ms();
+
+    j->attempt = *a;
+    j->next.state = VH_DELIVERY_IN_FLIGHT;
+    j->next.attempts = j->rec.attempts - j->rec.attempt_base;
+    j->next.next_attempt_ms = j->rec.next_attempt_ms;
+    if (vh__delivery_on_attempt(&j->next, a, now, &j->policy, &err) < 0) {
+        /* Cannot happen for a job we numbered ourselves; never lose it either way. */
+        sender_log(j->s, VH_LOG_ERROR, "policy refused an attempt", err.msg);
+        j->attempt.result = VH_ATTEMPT_INTERNAL;
+        j->next.state = VH_DELIVERY_PENDING;
+        j->next.next_attempt_ms = now + VH_RETRY_INTERNAL_DELAY_MS;
+    }
+    push_done(j->s, j);
+}
+
+/* The engine's done callback: runs on the engine thread. */
+static void on_attempt_done(void *ud, const struct vh_attempt *a)
+{
+    finish(ud, a);
+}
+
+/* A job the engine would not take: reported as not counting, so nothing is used up. */
+static void finish_unsent(struct job *j, enum vh_attempt_result result, const char *why)
+{
+    struct vh_attempt a;
+
+    memset(&a, 0, sizeof(a));
+    a.number = j->rec.attempts - j->rec.attempt_base + 1;
+    a.result = result;
+    a.started_ms = vh_time_now_ms();
+    snprintf(a.error, sizeof(a.error), "%s", why);
+    finish(j, &a);
+}
+
+/* Records the finished jobs in batches of at most VH_CLAIM_MAX, then frees them. */
+static void record(struct vh_sender *s, struct job *list)
+{
+    struct vh_delivery_result *res = NULL;
+    struct job *batch[VH_CLAIM_MAX];
+    size_t n, i, recorded = 0;
+
+    res = vh_malloc(sizeof(*res) * VH_CLAIM_MAX);
+    while (list) {
+        struct vh_error err = VH_ERROR_INIT;
+
+        for (n = 0; list && n < VH_CLAIM_MAX; n++, list = list->next_done)
+            batch[n] = list;
+        for (i = 0; res && i < n; i++) {
+            const struct job *j = batch[i];
+            const struct vh_attempt *a = &j->attempt;
+            struct vh_delivery_result *r = &res[i];
+
+            memset(r, 0, sizeof(*r));
+            r->delivery_id = j->rec.delivery_id;
+            r->node_id = s->node_id;
+            r->attempt = j->rec.attempts + 1;
+            r->started_ms = a->started_ms;
+            r->duration_ms = a->duration_ms < 0 ? 0 : a->duration_ms;
+            r->http_status = a->http_status;
+            r->error_class = a->result == VH_ATTEMPT_OK ? NULL : vh_attempt_result_name(a->result);
+            r->error = a->error[0] ? a->error : NULL;
+            r->response_head = a->response_len ? a->response_head : NULL;
+            r->response_len = a->response_len;
+            r->new_state = vh_delivery_state_name(j->next.state);
+            r->next_attempt_ms = j->next.next_attempt_ms;
+            r->interrupted = !vh_attempt_result_counts(a->result);
+        }
+        if (!res || vh_store_delivery_record(s->st, res, n, &err) < 0) {
+            /* The rows stay in flight under our lease; recovery resumes them later. */
+            sender_log(s, VH_LOG_ERROR, "recording attempts failed",
+                       res ? err.msg : "out of memory");
+            pthread_mutex_lock(&s->lock);
+            s->stats.record_fails++;
+            pthread_mutex_unlock(&s->lock);
+        }
+        for (i = 0; i < n; i++)
+            job_free(batch[i]);
+        recorded += n;
+    }
+    vh_free(res);
+    pthread_mutex_lock(&s->lock);
+    s->stats.in_flight -= recorded;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Claims up to `max` due deliveries and submits them. Returns how many were claimed. */
+static size_t claim_and_submit(struct vh_sender *s, size_t max)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *recs = NULL;
+    size_t n = 0, i;
+    int64_t now = vh_time_now_ms();
+
+    if (vh_store_delivery_claim(s->st, s->node_id, now, s->lease_ms, max, &recs, &n, &err) < 0) {
+        sender_log(s, VH_LOG_ERROR, "claiming deliveries failed", err.msg);
+        return 0;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->stats.in_flight += n;
+    pthread_mutex_unlock(&s->lock);
+    for (i = 0; i < n; i++) {
+        struct job *j = vh_malloc(sizeof(*j));
+        struct vh_delivery_job job;
+        struct vh_error serr = VH_ERROR_INIT;
+        int rc;
+
+        if (!j) {
+            /* Leave the claim to its lease: recovery puts it back. */
+            sender_log(s, VH_LOG_ERROR, "out of memory", recs[i].delivery_id);
+            pthread_mutex_lock(&s->lock);
+            s->stats.in_flight--;
+            pthread_mutex_unlock(&s->lock);
+            continue;
+        }
+        memset(j, 0, sizeof(*j));
+        j->s = s;
+        j->rec = recs[i]; /* takes the body over */
+        vh_buf_init(&recs[i].body, 0);
+        j->policy = s->policy;
+        if (j->rec.timeout_ms > 0)
+            j->policy.timeout_ms = j->rec.timeout_ms;
+        if (j->rec.retry_schedule[0] &&
+            vh_retry_policy_set_schedule(&j->policy, j->rec.retry_schedule,
+                                         strlen(j->rec.retry_schedule), &serr) < 0) {
+            sender_log(s, VH_LOG_WARN, "endpoint schedule ignored", serr.msg);
+            j->policy.steps = s->policy.steps;
+            memcpy(j->policy.delays_ms, s->policy.delays_ms, sizeof(s->policy.delays_ms));
+            vh_error_clear(&serr);
+        }
+        memset(&job, 0, sizeof(job));
+        job.delivery_id = j->rec.delivery_id;
+        job.event_id = j->rec.event_id;
+        job.endpoint_id = j->rec.endpoint_id;
+        job.url = j->rec.url;
+        job.secret = j->rec.secret;
+        job.secret_len = strlen(j->rec.secret);
+        job.body = j->rec.body.data;
+        job.body_len = j->rec.body.len;
+        job.attempt = j->rec.attempts - j->rec.attempt_base + 1;
+        job.timeout_ms = j->policy.timeout_ms;
+        rc = vh_engine_submit(s->engine, &job, on_attempt_done, j, &serr);
+        if (rc < 0)
+            finish_unsent(j, rc == VH_ESTATE ? VH_ATTEMPT_INTERRUPTED : VH_ATTEMPT_INTERNAL,
+                          serr.msg);
+    }
+    vh_delivery_job_recs_free(recs, n);
+    return n;
+}
+
+static void deadline_after(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* How long to sleep: until the next pending delivery is due, at most the idle poll. */
+static int64_t idle_wait_ms(struct vh_sender *s)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    int64_t due = 0, wait;
+
+    if (vh_store_delivery_next_due(s->st, &due, &err) < 0)
+        return s->idle_poll_ms;
+    wait = due - vh_time_now_ms();
+    if (wait < 0)
+        wait = 0;
+    return wait < s->idle_poll_ms ? wait : s->idle_poll_ms;
+}
+
+static void *dispatch(void *arg)
+{
+    struct vh_sender *s = arg;
+    int64_t wait_ms = 0;
+    int64_t next_recover = vh_time_mono_ms() + s->lease_ms / 4;
+
+    for (;;) {
+        struct timespec until;
+        struct job *done;
+        bool stopping, stopped;
+        size_t room;
+
+        deadline_after(&until, wait_ms);
+        pthread_mutex_lock(&s->lock);
+        while (!s->done_head && !s->wake && !(s->stopping && s->engine_stopped) &&
+               pthread_cond_timedwait(&s->cond, &s->lock, &until) != ETIMEDOUT)
+            ;
+        done = s->done_head;
+        s->done_head = s->done_tail = NULL;
+        s->wake = false;
+        stopping = s->stopping;
+        stopped = s->engine_stopped;
+        room = s->max_in_flight > s->stats.in_flight ? s->max_in_flight - s->stats.in_flight : 0;
+        pthread_mutex_unlock(&s->lock);
+
+        if (done)
+            record(s, done);
+        if (stopping) {
+            if (stopped && !done) {
+                pthread_mutex_lock(&s->lock);
+                done = s->done_head;
+                pthread_mutex_unlock(&s->lock);
+                if (!done)
+                    break;
+            }
+            wait_ms = 1000;
+            continue;
+        }
+        if (vh_time_mono_ms() >= next_recover) {
+            struct vh_error err = VH_ERROR_INIT;
+            int n = vh_store_delivery_recover(s->st, NULL, vh_time_now_ms(), &err);
+
+            if (n > 0)
+                sender_log(s, VH_LOG_WARN, "took back deliveries whose lease ran out", NULL);
+            else if (n < 0)
+                sender_log(s, VH_LOG_ERROR, "lease recovery failed", err.msg);
+            next_recover = vh_time_mono_ms() + s->lease_ms / 4;
+        }
+        if (room > s->claim_batch)
+            room = s->claim_batch;
+        if (room > 0 && claim_and_submit(s, room) == room)
+            wait_ms = 0; /* more may be due right away */
+        else
+            wait_ms = room > 0 ? idle_wait_ms(s) : s->idle_poll_ms;
+    }
+    return NULL;
+}
+
+void vh_sender_wake(struct vh_sender *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->wake = true;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void vh_sender_stats(struct vh_sender *s, struct vh_sender_stats *out)
+{
+    pthread_mutex_lock(&s->lock);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void sender_free(struct vh_sender *s)
+{
+    struct job *j = s->done_head;
+
+    while (j) {
+        struct job *next = j->next_done;
+
+        job_free(j);
+        j = next;
+    }
+    vh_engine_free(s->engine);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    vh_free(s);
+}
+
+int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg, struct vh_sender **out,
+                    struct vh_error *err)
+{
+    struct vh_sender *s;
+    pthread_condattr_t attr;
+    int rc, recovered;
+
+    if (!st || !cfg || !out || !cfg->node_id || !vh_id_is_valid(cfg->node_id, strlen(cfg->node_id)))
+        return vh_error_set(err, VH_EINVAL, "sender: node id must be 1 to 64 of [A-Za-z0-9_-]");
+    rc = vh_retry_policy_check(&cfg->policy, err);
+    if (rc < 0)
+        return rc;
+    s = vh_malloc(sizeof(*s));
+    if (!s)
+        return vh_error_set(err, VH_ENOMEM, "sender: out of memory");
+    memset(s, 0, sizeof(*s));
+    s->st = st;
+    memcpy(s->node_id, cfg->node_id, strlen(cfg->node_id) + 1);
+    s->policy = cfg->policy;
+    s->claim_batch = cfg->claim_batch ? cfg->claim_batch : CLAIM_BATCH_DEFAULT;
+    if (s->claim_batch > VH_CLAIM_MAX)
+        s->claim_batch = VH_CLAIM_MAX;
+    /* Enough claimed to keep every engine slot busy with a batch waiting behind it. */
+    s->max_in_flight = (cfg->engine.max_total ? cfg->engine.max_total : 256) + s->claim_batch;
+    s->idle_poll_ms = cfg->idle_poll_ms > 0 ? cfg->idle_poll_ms : IDLE_POLL_DEFAULT;
+    s->lease_ms =
+        2 * cfg->policy.timeout_ms > LEASE_MIN_MS ? 2 * cfg->policy.timeout_ms : LEASE_MIN_MS;
+    s->log = cfg->log;
+    s->log_ud = cfg->log_ud;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &attr);
+    pthread_condattr_destroy(&attr);
+
+    /* What this node held when it last stopped or died is due again now. */
+    recovered = vh_store_delivery_recover(st, s->node_id, vh_time_now_ms(), err);
+    if (recovered < 0) {
+        rc = recovered;
+        goto fail;
+    }
+    if (recovered > 0)
+        sender_log(s, VH_LOG_WARN, "resumed deliveries left in flight by an earlier run", NULL);
+    rc = vh_engine_new(&cfg->engine, &s->engine, err);
+    if (rc < 0)
+        goto fail;
+    if (pthread_create(&s->thread, NULL, dispatch, s) != 0) {
+        rc = vh_error_set(err, VH_EIO, "sender: cannot start the dispatcher thread");
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    sender_free(s);
+    return rc;
+}
+
+void vh_sender_stop(struct vh_sender *s, int64_t grace_ms)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    /* Every job the engine holds is reported (finished or interrupted) before this returns. */
+    vh_engine_stop(s->engine, grace_ms, NULL);
+    pthread_mutex_lock(&s->lock);
+    s->engine_stopped = true;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    sender_free(s);
+}

@@ -1,0 +1,159 @@
+"""The sender end to end: `vocohook serve` delivers ingested sessions to real receivers on
+127.0.0.1, signed, on the documented schedule, with every attempt recorded."""
+import hashlib
+import hmac
+import json
+import os
+import sqlite3
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from receivers import Receiver  # noqa: E402
+from server import SEED_SESSION, Daemon, create_partner, run_cli, seed_session  # noqa: E402
+
+
+def verify(secret, headers, body):
+    ts = headers["x-webhook-timestamp"]
+    want = "sha256=" + hmac.new(secret.encode(), ts.encode() + b"." + body,
+                                hashlib.sha256).hexdigest()
+    return hmac.compare_digest(want, headers["x-webhook-signature"])
+
+
+class Deliver(unittest.TestCase):
+    def setUp(self):
+        self.receivers = []
+        self.d = Daemon(args=["--allow-http", "--allow-private-networks"])
+        self.pid, self.key = create_partner(self.d.db)
+        self.d.start()
+
+    def tearDown(self):
+        for r in self.receivers:
+            r.close()
+        self.d.cleanup()
+
+    def receiver(self, behaviour=lambda n: 204):
+        r = Receiver(behaviour)
+        self.receivers.append(r)
+        return r
+
+    def endpoint(self, label, url, enabled=True):
+        r = self.d.request("POST", "/api/v2/config/webhooks", key=self.key,
+                           body={"label": label, "url": url, "enabled": enabled})
+        self.assertEqual(r.status, 201, r)
+        data = json.loads(r.body)["data"]
+        return data["id"], data["secret"]
+
+    def ingest(self, session):
+        r = self.d.request("POST", "/internal/v1/sessions",
+                           headers={"Authorization": f"Bearer {self.d.token}"},
+                           body={"partner_id": self.pid, "session": session})
+        self.assertEqual(r.status, 202, r)
+        return json.loads(r.body)["data"]
+
+    def delivery_rows(self):
+        path = self.d.db.split(":", 1)[1]
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            return con.execute("SELECT state, attempts FROM deliveries").fetchall()
+        finally:
+            con.close()
+
+    def wait_state(self, state, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = self.delivery_rows()
+            if rows and all(r[0] == state for r in rows):
+                return rows
+            time.sleep(0.05)  # polling a file another process writes: no event to await
+        self.fail(f"deliveries never all reached {state}: {self.delivery_rows()}")
+
+    def test_fan_out_to_enabled_endpoints_signed_and_identical(self):
+        recv = [self.receiver() for _ in range(4)]
+        eps = [self.endpoint(f"ep{i}", r.url, enabled=(i < 3)) for i, r in enumerate(recv)]
+        session = seed_session()
+        data = self.ingest(session)
+        self.assertEqual(data["deliveries"], 3)
+        for r in recv[:3]:
+            self.assertEqual(r.wait_count(1, 15), 1)
+        self.wait_state("succeeded", 15)
+        self.assertEqual(len(recv[3].requests), 0)  # the disabled endpoint got nothing
+
+        bodies = set()
+        for (ep_id, secret), r in zip(eps[:3], recv[:3]):
+            _, headers, body = r.requests[0]
+            self.assertTrue(verify(secret, headers, body), "signature does not verify")
+            for other_id, other_secret in eps[:3]:
+                if other_secret != secret:
+                    self.assertFalse(verify(other_secret, headers, body))
+            self.assertEqual(headers["content-type"], "application/json")
+            self.assertEqual(headers["x-webhook-id"], data["event_id"])
+            self.assertTrue(headers["user-agent"].startswith("vocohook/"))
+            self.assertRegex(headers["x-webhook-timestamp"],
+                             r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+            bodies.add(body)
+        self.assertEqual(len(bodies), 1, "bodies differ between endpoints")
+        body = bodies.pop()
+        # The body is exactly what `vocohook render` makes of the input at that timestamp.
+        ts = json.loads(body)["timestamp"]
+        rc, rendered, err = run_cli("render", "--timestamp", ts, SEED_SESSION)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(body.decode(), rendered)
+        # The endpoint objects follow.
+        r = self.d.request("GET", f"/api/v2/config/webhooks/{eps[0][0]}", key=self.key)
+        ep = json.loads(r.body)["data"]
+        self.assertEqual(ep["last_delivery_status"], "succeeded")
+        self.assertIsNotNone(ep["last_delivery_at"])
+
+    def test_always_500_is_four_attempts_on_schedule_then_abandoned(self):
+        r = self.receiver(lambda n: 500)
+        self.endpoint("failing", r.url)
+        self.ingest(seed_session())
+        self.assertEqual(r.wait_count(4, 20), 4)
+        rows = self.wait_state("abandoned", 10)
+        self.assertEqual(rows, [("abandoned", 4)])
+        times = [t for t, _, _ in r.requests]
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        for gap, want in zip(gaps, (1.0, 2.0, 4.0)):
+            self.assertAlmostEqual(gap, want, delta=0.25, msg=f"gaps {gaps}")
+        # Every attempt carries a fresh timestamp and the same body.
+        self.assertEqual(len({h["x-webhook-timestamp"] for _, h, _ in r.requests}), 4)
+        self.assertEqual(len({b for _, _, b in r.requests}), 1)
+        self.assertEqual(r.wait_count(5, 1.5), 4)  # and no fifth
+        ep = json.loads(self.d.request("GET", "/api/v2/config/webhooks", key=self.key).body)
+        self.assertEqual(ep["data"][0]["last_delivery_status"], "failed")
+
+    def test_fails_twice_then_succeeds(self):
+        r = self.receiver(lambda n: 503 if n <= 2 else 200)
+        self.endpoint("flaky", r.url)
+        self.ingest(seed_session())
+        self.wait_state("succeeded", 20)
+        self.assertEqual(self.delivery_rows(), [("succeeded", 3)])
+        self.assertEqual(len(r.requests), 3)
+
+    def test_rotated_secret_signs_from_then_on(self):
+        r = self.receiver()
+        ep_id, old = self.endpoint("rot", r.url)
+        resp = self.d.request("POST", f"/api/v2/config/webhooks/{ep_id}/rotate-secret",
+                              key=self.key)
+        new = json.loads(resp.body)["data"]["secret"]
+        self.ingest(seed_session())
+        self.assertEqual(r.wait_count(1, 15), 1)
+        _, headers, body = r.requests[0]
+        self.assertTrue(verify(new, headers, body))
+        self.assertFalse(verify(old, headers, body))
+
+    def test_restart_resumes_pending_deliveries(self):
+        r = self.receiver(lambda n: 500 if n == 1 else 204)
+        self.endpoint("resume", r.url)
+        self.ingest(seed_session())
+        self.assertEqual(r.wait_count(1, 15), 1)
+        self.d.kill()  # SIGKILL: the retry is due in 1 s and lives only in the store
+        self.d.start()
+        self.assertEqual(r.wait_count(2, 15), 2)
+        self.wait_state("succeeded", 15)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
