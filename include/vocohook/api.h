@@ -36,9 +36,9 @@ struct vh_api_config {
     bool s3_path_style;
     vh_log_fn *log; /* NULL: no logs */
     void *log_ud;
-    /* Called (any thread) after an ingest committed new deliveries: wake the sender. */
-    void (*on_ingest)(void *ud);
-    void *on_ingest_ud;
+    /* Called (any thread) when deliveries became due (ingest, retry, replay): wake the sender. */
+    void (*on_due)(void *ud);
+    void *on_due_ud;
 };
 
 /*

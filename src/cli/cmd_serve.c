@@ -261,8 +261,8 @@ static int run(const struct vh_config *cfg, enum vh_log_level *level, const sigs
         goto out;
     }
     api_config_from(cfg, level, &acfg);
-    acfg.on_ingest = wake_sender;
-    acfg.on_ingest_ud = sender;
+    acfg.on_due = wake_sender;
+    acfg.on_due_ud = sender;
     rc = vh_api_new(st, &acfg, &api, &err);
     if (rc < 0) {
         code = cli_fail("serve", setup_exit(rc), "%s", err.msg);

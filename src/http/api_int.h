@@ -33,8 +33,8 @@ struct vh_api {
     bool s3_path_style;
     vh_log_fn *log;
     void *log_ud;
-    void (*on_ingest)(void *ud);
-    void *on_ingest_ud;
+    void (*on_due)(void *ud);
+    void *on_due_ud;
     pthread_mutex_t rate_lock; /* guards rates */
     struct rate_slot *rates;   /* RATE_SLOTS entries, open addressing */
 };

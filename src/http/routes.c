@@ -17,6 +17,7 @@
 #include <vocohook/clock.h>
 #include <vocohook/id.h>
 #include <vocohook/json.h>
+#include <vocohook/policy.h>
 #include <vocohook/presign.h>
 #include <vocohook/sign.h>
 
@@ -246,6 +247,11 @@ static int add_endpoint(struct vh_buf *b, const struct vh_endpoint *ep, bool wit
         if (rc == 0)
             rc = vh_buf_addc(b, ',');
     }
+    if (rc == 0)
+        rc = add_key_str(b, "retry_schedule", ep->retry_schedule[0] ? ep->retry_schedule : NULL);
+    if (rc == 0)
+        rc = ep->timeout_ms ? vh_buf_addf(b, ",\"timeout_ms\":%lld,", (long long)ep->timeout_ms)
+                            : vh_buf_adds(b, ",\"timeout_ms\":null,");
     if (rc == 0)
         rc = add_key_time(b, "created_at", ep->created_ms, false);
     if (rc == 0)
@@ -498,31 +504,71 @@ static int new_endpoint_fields(struct route_ctx *c, struct vh_endpoint *ep, stru
     return 0;
 }
 
+/*
+ * The endpoint's own retry schedule and attempt timeout (SPEC §3), when given: checked with
+ * the retry policy's own parser; null puts back the server's.
+ */
+static int apply_delivery_settings(struct vh_endpoint *ep, const struct vh_jfield *sched,
+                                   const struct vh_jfield *timeout, struct vh_error *err)
+{
+    struct vh_retry_policy p;
+    struct vh_error sub = VH_ERROR_INIT;
+
+    if (sched->present && sched->is_null) {
+        ep->retry_schedule[0] = '\0';
+    } else if (sched->present) {
+        vh_retry_policy_init(&p);
+        if (vh_retry_policy_set_schedule(&p, sched->str, sched->str_len, &sub) < 0)
+            return vh_error_set(err, VH_EINVAL, "retry_schedule: %s", sub.msg);
+        if (p.delays_ms[0] != 0)
+            return vh_error_set(err, VH_EINVAL,
+                                "retry_schedule: the first delay must be 0 "
+                                "(the first attempt follows at once)");
+        memcpy(ep->retry_schedule, sched->str, sched->str_len + 1);
+    }
+    if (timeout->present && timeout->is_null) {
+        ep->timeout_ms = 0;
+    } else if (timeout->present) {
+        if (timeout->i < 100 || timeout->i > VH_ENDPOINT_TIMEOUT_MAX_MS)
+            return vh_error_set(err, VH_EINVAL, "timeout_ms: must be from 100 to %lld",
+                                (long long)VH_ENDPOINT_TIMEOUT_MAX_MS);
+        ep->timeout_ms = timeout->i;
+    }
+    return 0;
+}
+
 static int webhooks_create(struct route_ctx *c)
 {
     struct vh_jfield f[] = {
         {.name = "label", .type = VH_JSTRING, .required = true, .max_len = 64},
         {.name = "url", .type = VH_JSTRING, .required = true, .max_len = VH_ENDPOINT_URL_MAX},
         {.name = "enabled", .type = VH_JBOOL},
+        {.name = "retry_schedule",
+         .type = VH_JSTRING,
+         .nullable = true,
+         .max_len = VH_ENDPOINT_SCHEDULE_MAX},
+        {.name = "timeout_ms", .type = VH_JINT, .nullable = true},
     };
     struct vh_error err = VH_ERROR_INIT;
     struct vh_endpoint ep;
     int rc;
 
-    rc = vh_json_parse_fields(c->req->body, c->req->body_len, f, 3, &err);
+    rc = vh_json_parse_fields(c->req->body, c->req->body_len, f, 5, &err);
     if (rc == 0)
         rc = check_label(f[0].str, f[0].str_len, false, &err);
     if (rc == 0)
         rc = check_endpoint_url(c->api, "url", f[1].str, f[1].str_len, &err);
     if (rc == 0)
         rc = new_endpoint_fields(c, &ep, &err);
+    if (rc == 0)
+        rc = apply_delivery_settings(&ep, &f[3], &f[4], &err);
     if (rc == 0) {
         memcpy(ep.label, f[0].str, f[0].str_len + 1);
         memcpy(ep.url, f[1].str, f[1].str_len + 1);
         ep.enabled = f[2].present ? f[2].b : true;
         rc = vh_store_endpoint_create(c->api->st, &ep, c->api->max_endpoints, &err);
     }
-    vh_json_fields_release(f, 3);
+    vh_json_fields_release(f, 5);
     if (rc < 0)
         return reply_rc(c, rc, &err);
     rc = ok_begin(c, 201);
@@ -597,6 +643,11 @@ static int webhooks_update(struct route_ctx *c)
         {.name = "label", .type = VH_JSTRING, .max_len = 64},
         {.name = "url", .type = VH_JSTRING, .max_len = VH_ENDPOINT_URL_MAX},
         {.name = "enabled", .type = VH_JBOOL},
+        {.name = "retry_schedule",
+         .type = VH_JSTRING,
+         .nullable = true,
+         .max_len = VH_ENDPOINT_SCHEDULE_MAX},
+        {.name = "timeout_ms", .type = VH_JINT, .nullable = true},
     };
     struct vh_error err = VH_ERROR_INIT;
     struct vh_endpoint ep;
@@ -604,7 +655,9 @@ static int webhooks_update(struct route_ctx *c)
 
     if (load_endpoint(c, &ep))
         return 0;
-    rc = vh_json_parse_fields(c->req->body, c->req->body_len, f, 3, &err);
+    rc = vh_json_parse_fields(c->req->body, c->req->body_len, f, 5, &err);
+    if (rc == 0)
+        rc = apply_delivery_settings(&ep, &f[3], &f[4], &err);
     if (rc == 0 && f[0].present && strcmp(f[0].str, ep.label) != 0)
         rc = check_label(f[0].str, f[0].str_len, false, &err);
     if (rc == 0 && f[1].present)
@@ -619,7 +672,7 @@ static int webhooks_update(struct route_ctx *c)
         ep.updated_ms = c->req->now_ms;
         rc = vh_store_endpoint_update(c->api->st, &ep, &err);
     }
-    vh_json_fields_release(f, 3);
+    vh_json_fields_release(f, 5);
     if (rc < 0)
         return reply_rc(c, rc, &err);
     rc = ok_begin(c, 200);
@@ -971,6 +1024,240 @@ static int calls_list(struct route_ctx *c)
     return ok_end(c, rc);
 }
 
+/* ---- delivery history ------------------------------------------------------------------- */
+
+/*
+ * A receiver's reply is arbitrary bytes: shown as a JSON string, invalid UTF-8 would break
+ * the whole answer, so such bytes (and NULs) become '?'.
+ */
+static int add_lossy_string(struct vh_buf *b, const char *s, size_t len)
+{
+    char *copy;
+    size_t i;
+    int rc = vh_json_add_string(b, s, len);
+
+    if (rc != VH_EINVAL)
+        return rc;
+    copy = vh_strndup(s, len);
+    if (!copy)
+        return VH_ENOMEM;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)copy[i] >= 0x80 || copy[i] == '\0')
+            copy[i] = '?';
+    rc = vh_json_add_string(b, copy, len);
+    vh_free(copy);
+    return rc;
+}
+
+static int add_delivery(struct vh_buf *b, const struct vh_delivery_info *d)
+{
+    int rc = vh_buf_addf(b,
+                         "{\"id\":\"%s\",\"event_id\":\"%s\",\"endpoint_id\":\"%s\","
+                         "\"session_id\":",
+                         d->id, d->event_id, d->endpoint_id);
+
+    if (rc == 0)
+        rc = vh_json_add_string(b, d->session_id, strlen(d->session_id));
+    if (rc == 0)
+        rc = vh_buf_addf(b, ",\"state\":\"%s\",\"attempts\":%u,", d->state,
+                         d->attempts - d->attempt_base);
+    if (rc == 0)
+        rc = add_key_time(b, "next_attempt_at", d->next_attempt_ms, true);
+    if (rc == 0)
+        rc = vh_buf_addc(b, ',');
+    if (rc == 0)
+        rc = add_key_time(b, "created_at", d->created_ms, false);
+    if (rc == 0)
+        rc = vh_buf_addc(b, ',');
+    if (rc == 0)
+        rc = add_key_time(b, "updated_at", d->updated_ms, false);
+    if (rc == 0)
+        rc = vh_buf_addc(b, ',');
+    if (rc == 0)
+        rc = add_key_time(b, "last_attempt_at", d->last_attempt_ms, true);
+    if (rc == 0)
+        rc = d->last_http_status ? vh_buf_addf(b, ",\"last_http_status\":%d,", d->last_http_status)
+                                 : vh_buf_adds(b, ",\"last_http_status\":null,");
+    if (rc == 0)
+        rc = add_key_str(b, "last_error", d->last_error_class[0] ? d->last_error_class : NULL);
+    if (rc == 0)
+        rc = vh_buf_addc(b, '}');
+    return rc;
+}
+
+static int add_attempt(struct vh_buf *b, const struct vh_attempt_info *a)
+{
+    int rc = vh_buf_addf(b, "{\"n\":%u,", a->n);
+
+    if (rc == 0)
+        rc = add_key_time(b, "started_at", a->started_ms, false);
+    if (rc == 0)
+        rc = vh_buf_addf(b, ",\"duration_ms\":%lld,", (long long)a->duration_ms);
+    if (rc == 0)
+        rc = a->http_status ? vh_buf_addf(b, "\"http_status\":%d,", a->http_status)
+                            : vh_buf_adds(b, "\"http_status\":null,");
+    if (rc == 0)
+        rc = add_key_str(b, "error_class", a->error_class[0] ? a->error_class : NULL);
+    if (rc == 0)
+        rc = vh_buf_adds(b, ",\"error\":");
+    if (rc == 0)
+        rc = a->error[0] ? add_lossy_string(b, a->error, strlen(a->error)) : vh_buf_adds(b, "null");
+    if (rc == 0)
+        rc = vh_buf_adds(b, ",\"response_head\":");
+    if (rc == 0)
+        rc = add_lossy_string(b, a->response_head, a->response_len);
+    if (rc == 0)
+        rc = vh_buf_addc(b, '}');
+    return rc;
+}
+
+static void wake_sender(struct vh_api *api)
+{
+    if (api->on_due)
+        api->on_due(api->on_due_ud);
+}
+
+/* GET /config/webhooks/{id}/deliveries?state=&limit=&offset= */
+static int deliveries_list(struct route_ctx *c)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_info *ds = NULL;
+    const char *state = query_get(c->req, "state");
+    size_t n = 0, total = 0, i;
+    long limit, offset;
+    int rc;
+
+    if (query_int(c, "limit", 1, LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT, &limit) ||
+        query_int(c, "offset", 0, 1000000000L, 0, &offset))
+        return 0;
+    if (!vh_id_is_valid(c->seg[4], strlen(c->seg[4]))) {
+        reply_error(c->resp, 404, "webhook endpoint not found");
+        return 0;
+    }
+    rc = vh_store_delivery_list(c->api->st, c->partner.id, c->seg[4], state, (size_t)limit,
+                                (size_t)offset, &ds, &n, &total, &err);
+    if (rc == VH_EINVAL) {
+        reply_error(c->resp, 400,
+                    "state: must be one of pending, in_flight, succeeded, "
+                    "abandoned, canceled");
+        return 0;
+    }
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    rc = ok_begin(c, 200);
+    if (rc == 0)
+        rc = vh_buf_adds(&c->resp->body, "{\"deliveries\":[");
+    for (i = 0; rc == 0 && i < n; i++) {
+        if (i)
+            rc = vh_buf_addc(&c->resp->body, ',');
+        if (rc == 0)
+            rc = add_delivery(&c->resp->body, &ds[i]);
+    }
+    if (rc == 0)
+        rc = vh_buf_addf(&c->resp->body, "],\"total\":%zu,\"limit\":%ld,\"offset\":%ld}", total,
+                         limit, offset);
+    vh_free(ds);
+    return ok_end(c, rc);
+}
+
+/* GET /deliveries/{id}: the delivery and every attempt, oldest first. */
+static int delivery_get(struct route_ctx *c)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_info d;
+    struct vh_attempt_info *as = NULL;
+    struct vh_buf *b = &c->resp->body;
+    size_t n = 0, i;
+    int rc;
+
+    if (!vh_id_is_valid(c->seg[3], strlen(c->seg[3]))) {
+        reply_error(c->resp, 404, "delivery not found");
+        return 0;
+    }
+    rc = vh_store_delivery_get(c->api->st, c->partner.id, c->seg[3], &d, &as, &n, &err);
+    if (rc == VH_ENOTFOUND) {
+        reply_error(c->resp, 404, "delivery '%s' not found", c->seg[3]);
+        return 0;
+    }
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    rc = ok_begin(c, 200);
+    if (rc == 0)
+        rc = add_delivery(b, &d);
+    if (rc == 0) {
+        b->len--; /* reopen the object for its attempts */
+        rc = vh_buf_adds(b, ",\"attempt_history\":[");
+    }
+    for (i = 0; rc == 0 && i < n; i++) {
+        if (i)
+            rc = vh_buf_addc(b, ',');
+        if (rc == 0)
+            rc = add_attempt(b, &as[i]);
+    }
+    if (rc == 0)
+        rc = vh_buf_adds(b, "]}");
+    vh_free(as);
+    return ok_end(c, rc);
+}
+
+/* POST /deliveries/{id}/retry: a finished delivery goes again, with a fresh schedule. */
+static int delivery_retry(struct route_ctx *c)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    int rc;
+
+    if (!vh_id_is_valid(c->seg[3], strlen(c->seg[3]))) {
+        reply_error(c->resp, 404, "delivery not found");
+        return 0;
+    }
+    rc = vh_store_delivery_retry(c->api->st, c->partner.id, c->seg[3], c->req->now_ms, &err);
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    wake_sender(c->api);
+    rc = ok_begin(c, 202);
+    if (rc == 0)
+        rc = vh_buf_addf(&c->resp->body, "{\"id\":\"%s\",\"state\":\"pending\"}", c->seg[3]);
+    return ok_end(c, rc);
+}
+
+/* POST /config/webhooks/{id}/replay {since, until?}: every event in the range, again. */
+static int webhooks_replay(struct route_ctx *c)
+{
+    struct vh_jfield f[] = {
+        {.name = "since", .type = VH_JSTRING, .required = true, .max_len = VH_TIME_LEN},
+        {.name = "until", .type = VH_JSTRING, .nullable = true, .max_len = VH_TIME_LEN},
+    };
+    struct vh_error err = VH_ERROR_INIT, sub = VH_ERROR_INIT;
+    struct vh_endpoint ep;
+    int64_t since = 0, until = c->req->now_ms;
+    size_t created = 0;
+    int rc;
+
+    if (load_endpoint(c, &ep))
+        return 0;
+    rc = vh_json_parse_fields(c->req->body, c->req->body_len, f, 2, &err);
+    if (rc == 0 && vh_time_parse(f[0].str, f[0].str_len, &since, &sub) < 0)
+        rc = vh_error_set(&err, VH_EINVAL, "since: %s", sub.msg);
+    if (rc == 0 && f[1].present && !f[1].is_null &&
+        vh_time_parse(f[1].str, f[1].str_len, &until, &sub) < 0)
+        rc = vh_error_set(&err, VH_EINVAL, "until: %s", sub.msg);
+    if (rc == 0 && since > until)
+        rc = vh_error_set(&err, VH_EINVAL, "since: is after until");
+    vh_json_fields_release(f, 2);
+    if (rc == 0)
+        rc = vh_store_endpoint_replay(c->api->st, c->partner.id, ep.id, since, until,
+                                      c->req->now_ms, &created, &err);
+    if (rc < 0)
+        return reply_rc(c, rc, &err);
+    if (created > 0)
+        wake_sender(c->api);
+    rc = ok_begin(c, 202);
+    if (rc == 0)
+        rc = vh_buf_addf(&c->resp->body, "{\"endpoint_id\":\"%s\",\"deliveries\":%zu}", ep.id,
+                         created);
+    return ok_end(c, rc);
+}
+
 /* ---- ingest ----------------------------------------------------------------------------- */
 
 static int ingest_commit(struct vh_api *api, const char *partner_id, struct vh_session *s,
@@ -1025,8 +1312,8 @@ static int ingest_commit(struct vh_api *api, const char *partner_id, struct vh_s
     put.body_len = body.len;
     put.accepted_ms = now_ms;
     rc = vh_store_event_put(api->st, &put, out, err);
-    if (rc == 0 && out->created && out->deliveries > 0 && api->on_ingest)
-        api->on_ingest(api->on_ingest_ud);
+    if (rc == 0 && out->created && out->deliveries > 0)
+        wake_sender(api);
 out:
     vh_buf_release(&body);
     vh_buf_release(&url);
@@ -1182,7 +1469,16 @@ static int partner_route(struct route_ctx *c)
             return webhooks_delete(c);
         if (c->n_seg == 6 && seg_is(c, 5, "rotate-secret") && method_is(c, "POST"))
             return webhooks_rotate(c);
+        if (c->n_seg == 6 && seg_is(c, 5, "deliveries") && method_is(c, "GET"))
+            return deliveries_list(c);
+        if (c->n_seg == 6 && seg_is(c, 5, "replay") && method_is(c, "POST"))
+            return webhooks_replay(c);
     }
+    if (seg_is(c, 2, "deliveries") && c->n_seg == 4 && method_is(c, "GET"))
+        return delivery_get(c);
+    if (seg_is(c, 2, "deliveries") && c->n_seg == 5 && seg_is(c, 4, "retry") &&
+        method_is(c, "POST"))
+        return delivery_retry(c);
     if (calls && c->n_seg == 3 && method_is(c, "GET"))
         return calls_list(c);
     if (calls && c->n_seg == 4 && method_is(c, "GET"))
@@ -1290,8 +1586,8 @@ int vh_api_new(struct vh_store *st, const struct vh_api_config *cfg, struct vh_a
     api->s3_path_style = cfg->s3_path_style;
     api->log = cfg->log;
     api->log_ud = cfg->log_ud;
-    api->on_ingest = cfg->on_ingest;
-    api->on_ingest_ud = cfg->on_ingest_ud;
+    api->on_due = cfg->on_due;
+    api->on_due_ud = cfg->on_due_ud;
     if (cfg->ingest_token) {
         rc =
             vh_sha256_hex(cfg->ingest_token, strlen(cfg->ingest_token), api->ingest_token_hex, err);

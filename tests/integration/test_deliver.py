@@ -144,6 +144,81 @@ class Deliver(unittest.TestCase):
         self.assertTrue(verify(new, headers, body))
         self.assertFalse(verify(old, headers, body))
 
+    def deliveries(self, ep_id, state=None):
+        path = f"/api/v2/config/webhooks/{ep_id}/deliveries" + (f"?state={state}" if state else "")
+        r = self.d.request("GET", path, key=self.key)
+        self.assertEqual(r.status, 200, r)
+        return json.loads(r.body)["data"]
+
+    def test_history_retry_and_replay(self):
+        answers = {"status": 500}
+        r = self.receiver(lambda n: answers["status"])
+        ep_id, _ = self.endpoint("hist", r.url,)
+        r2 = self.d.request("PATCH", f"/api/v2/config/webhooks/{ep_id}", key=self.key,
+                            body={"retry_schedule": "0,200ms", "timeout_ms": 2000})
+        self.assertEqual(r2.status, 200, r2)
+        ep = json.loads(r2.body)["data"]
+        self.assertEqual((ep["retry_schedule"], ep["timeout_ms"]), ("0,200ms", 2000))
+        bad = self.d.request("PATCH", f"/api/v2/config/webhooks/{ep_id}", key=self.key,
+                             body={"retry_schedule": "0,fast"})
+        self.assertEqual(bad.status, 400, bad)
+        self.assertIn("retry_schedule", json.loads(bad.body)["error"]["message"])
+
+        self.ingest(seed_session())
+        self.assertEqual(r.wait_count(2, 15), 2)  # the endpoint's own two-step schedule
+        self.wait_state("abandoned", 10)
+        listing = self.deliveries(ep_id)
+        self.assertEqual(listing["total"], 1)
+        d = listing["deliveries"][0]
+        self.assertEqual((d["state"], d["attempts"], d["last_http_status"]),
+                         ("abandoned", 2, 500))
+        self.assertEqual(self.deliveries(ep_id, "succeeded")["total"], 0)
+        one = self.d.request("GET", f"/api/v2/deliveries/{d['id']}", key=self.key)
+        self.assertEqual(one.status, 200, one)
+        hist = json.loads(one.body)["data"]["attempt_history"]
+        self.assertEqual([a["n"] for a in hist], [1, 2])
+        self.assertEqual({a["http_status"] for a in hist}, {500})
+        self.assertEqual(hist[0]["error_class"], "http_status")
+        self.assertEqual(hist[0]["response_head"], '{"error":"nope"}')
+        # Another partner sees none of it.
+        _, other = create_partner(self.d.db, "other")
+        self.assertEqual(self.d.request("GET", f"/api/v2/deliveries/{d['id']}",
+                                        key=other).status, 404)
+
+        # A manual retry: a fresh schedule, the history kept.
+        answers["status"] = 204
+        rr = self.d.request("POST", f"/api/v2/deliveries/{d['id']}/retry", key=self.key)
+        self.assertEqual(rr.status, 202, rr)
+        self.assertEqual(r.wait_count(3, 15), 3)
+        self.wait_state("succeeded", 10)
+        hist = json.loads(self.d.request("GET", f"/api/v2/deliveries/{d['id']}",
+                                         key=self.key).body)["data"]["attempt_history"]
+        self.assertEqual([a["n"] for a in hist], [1, 2, 3])
+        self.assertIsNone(hist[2]["error_class"])
+
+        # A replay of the time range: one more delivery of the same event.
+        rp = self.d.request("POST", f"/api/v2/config/webhooks/{ep_id}/replay", key=self.key,
+                            body={"since": "2000-01-01T00:00:00.000Z"})
+        self.assertEqual(rp.status, 202, rp)
+        self.assertEqual(json.loads(rp.body)["data"]["deliveries"], 1)
+        self.assertEqual(r.wait_count(4, 15), 4)
+        self.assertEqual(r.requests[3][2], r.requests[0][2])  # the same stored body
+        rp = self.d.request("POST", f"/api/v2/config/webhooks/{ep_id}/replay", key=self.key,
+                            body={"since": "yesterday"})
+        self.assertEqual(rp.status, 400, rp)
+
+    def test_disabling_an_endpoint_cancels_its_retries(self):
+        r = self.receiver(lambda n: 500)
+        ep_id, _ = self.endpoint("cancel", r.url)
+        self.d.request("PATCH", f"/api/v2/config/webhooks/{ep_id}", key=self.key,
+                       body={"retry_schedule": "0,3s,3s,3s"})
+        self.ingest(seed_session())
+        self.assertEqual(r.wait_count(1, 15), 1)
+        self.d.request("PATCH", f"/api/v2/config/webhooks/{ep_id}", key=self.key,
+                       body={"enabled": False})
+        self.wait_state("canceled", 10)
+        self.assertEqual(r.wait_count(2, 4), 1)  # the 3 s retry never comes
+
     def test_restart_resumes_pending_deliveries(self):
         r = self.receiver(lambda n: 500 if n == 1 else 204)
         self.endpoint("resume", r.url)
