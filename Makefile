@@ -6,6 +6,8 @@
 #   build-fuzz/  clang, libFuzzer              (`make fuzz`)
 
 JOBS        ?= $(shell nproc)
+# Keep the nested makes CMake runs quiet about directories.
+MAKEFLAGS   += --no-print-directory
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 60
 BENCH_SECONDS ?= 1
