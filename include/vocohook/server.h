@@ -1,7 +1,10 @@
 /*
- * The HTTP server: libmicrohttpd in thread-pool mode in front of a `struct vh_api`. It
- * bounds what it reads (body, headers, connections, time), fills a `struct vh_api_req`,
- * calls vh_api_handle and writes the response. It decides nothing itself.
+ * The HTTP server: libmicrohttpd in thread-pool mode in front of a `struct vh_api` (the
+ * sender's API) or of any other handler (the receiver's). It bounds what it reads (body,
+ * headers, connections, time), fills a request struct, calls the handler and writes the
+ * response. It decides nothing itself. The body reaches the handler byte for byte as the
+ * client sent it (after HTTP's own chunked framing is removed), so signatures over the raw
+ * bytes can be checked.
  *
  * Every request gets an id (`X-Request-Id`, and `request_id` in the log) and one log
  * record: {"ts","level","msg":"request","request_id","method","path","status","ms"}; never
@@ -38,6 +41,44 @@ struct vh_server_config {
  */
 VH_API int vh_server_start(struct vh_api *api, const struct vh_server_config *cfg,
                            struct vh_server **out, struct vh_error *err);
+
+#define VH_SERVER_HEADERS_MAX 8 /* extra request headers a handler can ask for */
+
+/*
+ * A request as a generic handler sees it: what vh_api_handle gets (`base`: method, path,
+ * query, Authorization, Content-Type, the raw body and its bound, the request id and the
+ * arrival time), and the values of the extra headers the handler named, in the order it
+ * named them (NULL when the request has no such header; the first one when it has several).
+ * Everything is borrowed for the duration of the call.
+ */
+struct vh_server_req {
+    struct vh_api_req base;
+    const char *headers[VH_SERVER_HEADERS_MAX];
+};
+
+/*
+ * Answers one request. Must leave a complete answer in `resp` (initialized by the server
+ * with vh_api_resp_init; the body is sent as application/json); a status outside 100-599
+ * is sent as 500. Returns 0, or a negative vh_err when its own part failed (the answer is
+ * still sent). Runs on the server's worker threads, several at once.
+ */
+typedef int vh_server_handler_fn(void *ud, const struct vh_server_req *req,
+                                 struct vh_api_resp *resp);
+
+struct vh_server_handler {
+    vh_server_handler_fn *handle;
+    void *ud; /* borrowed: passed to `handle`; must outlive the server */
+    /* Names of the extra headers to look up (case-insensitive); NULL ends the list early. */
+    const char *headers[VH_SERVER_HEADERS_MAX];
+};
+
+/*
+ * Binds and starts serving `h` (copied; the names it points to must outlive the server).
+ * Returns as vh_server_start; VH_EINVAL also when `h->handle` is NULL.
+ */
+VH_API int vh_server_start_handler(const struct vh_server_handler *h,
+                                   const struct vh_server_config *cfg, struct vh_server **out,
+                                   struct vh_error *err);
 
 /* The bound port (the real one when the config asked for port 0). */
 VH_API uint16_t vh_server_port(const struct vh_server *srv);

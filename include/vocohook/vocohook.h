@@ -21,6 +21,7 @@
 #include <vocohook/policy.h>
 #include <vocohook/engine.h>
 #include <vocohook/sender.h>
+#include <vocohook/receive.h>
 
 /* The library's version, "MAJOR.MINOR.PATCH". */
 VH_API const char *vh_version(void);

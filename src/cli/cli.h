@@ -21,6 +21,8 @@ int cmd_sign(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 int cmd_presign(int argc, char **argv);
+int cmd_receive(int argc, char **argv);
+int cmd_sessions(int argc, char **argv);
 
 /* Prints "vocohook <verb>: <message>" on stderr and returns `code`. */
 int cli_fail(const char *verb, int code, const char *fmt, ...) VH_PRINTF(3, 4);

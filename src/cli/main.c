@@ -23,6 +23,8 @@ static const struct verb verbs[] = {
     {"verify", cmd_verify, "check a webhook body's signature and timestamp"},
     {"validate", cmd_validate, "check a webhook body (or ingest input) against the contract"},
     {"presign", cmd_presign, "print an S3 SigV4 presigned GET URL for a recording"},
+    {"receive", cmd_receive, "run the receiver: verify, store and acknowledge webhooks"},
+    {"sessions", cmd_sessions, "list, show and export what the receiver stored"},
 };
 
 static void usage(FILE *f)

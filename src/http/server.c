@@ -1,6 +1,7 @@
 /*
- * The HTTP server: libmicrohttpd moves bytes, routes.c decides. The only file that
- * includes <microhttpd.h> (STYLE.md §1).
+ * The HTTP server: libmicrohttpd moves bytes, a handler decides (routes.c for the sender's
+ * API, the receiver for `vocohook receive`). The only file that includes <microhttpd.h>
+ * (STYLE.md §1).
  *
  * Threads: MHD runs a pool of worker threads, each polling its own connections with
  * poll(2). MHD's single-thread epoll mode is avoided on purpose: it stalls when exactly
@@ -47,7 +48,7 @@
 
 struct vh_server {
     struct MHD_Daemon *mhd;
-    struct vh_api *api; /* borrowed */
+    struct vh_server_handler handler; /* its ud and names are borrowed */
     size_t body_max;
     vh_log_fn *log;
     void *log_ud;
@@ -229,12 +230,46 @@ static bool add_header(struct MHD_Response *r, const char *name, const char *val
     return MHD_add_response_header(r, name, value) == MHD_YES;
 }
 
+/* The vh_api as a handler: what vh_server_start serves. */
+static int api_handler(void *ud, const struct vh_server_req *req, struct vh_api_resp *resp)
+{
+    return vh_api_handle(ud, &req->base, resp);
+}
+
+/* Fills the request the handler sees from what MHD parsed. */
+static void fill_request(const struct vh_server *srv, struct MHD_Connection *conn,
+                         const struct request *rq, const char *method, const char *path,
+                         struct vh_server_req *sreq)
+{
+    struct vh_api_req *req = &sreq->base;
+    size_t i;
+
+    memset(sreq, 0, sizeof(*sreq));
+    req->method = method;
+    req->path = path;
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query, req);
+    req->authorization =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    req->content_type =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    req->body_too_large = rq->too_large;
+    if (!rq->too_large && rq->body.len > 0) {
+        req->body = rq->body.data;
+        req->body_len = rq->body.len;
+    }
+    req->request_id = rq->id;
+    req->now_ms = vh_time_now_ms();
+    for (i = 0; i < VH_SERVER_HEADERS_MAX && srv->handler.headers[i]; i++)
+        sreq->headers[i] =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, srv->handler.headers[i]);
+}
+
 static enum MHD_Result respond(struct vh_server *srv, struct MHD_Connection *conn,
                                struct request *rq, const char *method, const char *path)
 {
     static const char oom_body[] =
         "{\"success\":false,\"error\":{\"code\":\"INTERNAL_ERROR\",\"message\":\"internal error\"}}";
-    struct vh_api_req req;
+    struct vh_server_req req;
     struct vh_api_resp resp;
     struct MHD_Response *r;
     char retry[24];
@@ -244,24 +279,10 @@ static enum MHD_Result respond(struct vh_server *srv, struct MHD_Connection *con
     bool ok;
     enum MHD_Result ret;
 
-    memset(&req, 0, sizeof(req));
-    req.method = method;
-    req.path = path;
-    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query, &req);
-    req.authorization =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    req.content_type =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    req.body_too_large = rq->too_large;
-    if (!rq->too_large && rq->body.len > 0) {
-        req.body = rq->body.data;
-        req.body_len = rq->body.len;
-    }
-    req.request_id = rq->id;
-    req.now_ms = vh_time_now_ms();
-
+    fill_request(srv, conn, rq, method, path, &req);
     vh_api_resp_init(&resp);
-    vh_api_handle(srv->api, &req, &resp); /* always answers; failures are logged by it */
+    /* The handler always answers; its failures are logged by it. */
+    srv->handler.handle(srv->handler.ud, &req, &resp);
     status = resp.status >= 100 && resp.status <= 599 ? resp.status : 500;
     body = vh_buf_detach(&resp.body, &len);
     if (body) {
@@ -485,6 +506,17 @@ static struct MHD_Daemon *start_mhd(struct vh_server *srv, int fd, unsigned thre
 int vh_server_start(struct vh_api *api, const struct vh_server_config *cfg, struct vh_server **out,
                     struct vh_error *err)
 {
+    struct vh_server_handler h;
+
+    memset(&h, 0, sizeof(h));
+    h.handle = api_handler;
+    h.ud = api;
+    return vh_server_start_handler(&h, cfg, out, err);
+}
+
+int vh_server_start_handler(const struct vh_server_handler *h, const struct vh_server_config *cfg,
+                            struct vh_server **out, struct vh_error *err)
+{
     unsigned char rnd[4];
     struct vh_server *srv;
     unsigned threads = cfg->threads ? cfg->threads : THREADS_DEFAULT;
@@ -494,11 +526,13 @@ int vh_server_start(struct vh_api *api, const struct vh_server_config *cfg, stru
 
     if (!cfg->listen)
         return vh_error_set(err, VH_EINVAL, "server: no listen address");
+    if (!h || !h->handle)
+        return vh_error_set(err, VH_EINVAL, "server: no request handler");
     srv = vh_malloc(sizeof(*srv));
     if (!srv)
         return vh_error_set(err, VH_ENOMEM, "server: out of memory");
     memset(srv, 0, sizeof(*srv));
-    srv->api = api;
+    srv->handler = *h;
     srv->body_max = cfg->body_max ? cfg->body_max : VH_BODY_MAX;
     srv->log = cfg->log;
     srv->log_ud = cfg->log_ud;

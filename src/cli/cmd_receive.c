@@ -1,0 +1,503 @@
+/*
+ * vocohook receive: the receiver daemon (SPEC §7). Opens the inbox, serves the webhook
+ * paths over HTTP until SIGTERM or SIGINT, runs the background jobs, then stops accepting,
+ * lets requests in progress finish, stops the workers (a job cut short goes back to
+ * pending) and exits 0.
+ *
+ * stdout carries one line, `listening on HOST:PORT`, once the socket is bound; stderr
+ * carries the log, one JSON object per line.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vocohook/config.h>
+#include <vocohook/receive.h>
+
+#include "core/banned.h"
+
+#define LISTEN_DEFAULT "127.0.0.1:9000"
+#define INBOX_DEFAULT  "./var/inbox.db"
+
+static const char receive_usage[] =
+    "usage: vocohook receive [--listen ADDR] [--db PATH] [--secret S ...] [--tolerance SEC]\n"
+    "                        [--recordings DIR] [--exec CMD] [--forward URL] [options]\n"
+    "Receives session.completed webhooks on POST / and POST /webhook: verifies each one,\n"
+    "stores it (deduplicated on session_id) and answers 200 at once; then, in the\n"
+    "background, downloads the recording, runs CMD and forwards the payload.\n"
+    "  --listen ADDR             127.0.0.1:9000 (default); port 0 picks one\n"
+    "  --db PATH                 the inbox, a SQLite file (default: VOCOHOOK_INBOX, else\n"
+    "                            ./var/inbox.db); `vocohook sessions` reads it\n"
+    "  --secret S                an accepted secret (repeat for rotation); prefer\n"
+    "                            VOCOHOOK_SECRETS=s1,s2, which `ps` does not show\n"
+    "  --tolerance SEC|off       timestamp window both ways (default 300)\n"
+    "  --recordings DIR          download recording_url into DIR before it expires\n"
+    "  --recording-max SIZE      the largest recording accepted (default 512MiB)\n"
+    "  --exec CMD                run `sh -c CMD` per event, payload on stdin\n"
+    "  --forward URL             POST each payload to URL (with its original headers)\n"
+    "  --allow-http              download recordings over http:// too (development)\n"
+    "  --allow-private-networks  download from loopback and private addresses (development)\n"
+    "  --ca-file PEM             CA certificates for downloads and forwards\n"
+    "  --action-attempts N       exec and forward attempts in all (default 8)\n"
+    "  --action-timeout DUR      one exec or forward attempt (default 60s)\n"
+    "  --download-timeout DUR    one download attempt (default 30m)\n"
+    "  --workers N               background workers (default 2)\n"
+    "  --threads N               HTTP worker threads (default 4)\n"
+    "  --log-level L             error, warn, info (default) or debug\n";
+
+enum {
+    OPT_LISTEN = 256,
+    OPT_DB,
+    OPT_SECRET,
+    OPT_TOLERANCE,
+    OPT_RECORDINGS,
+    OPT_RECORDING_MAX,
+    OPT_EXEC,
+    OPT_FORWARD,
+    OPT_ALLOW_HTTP,
+    OPT_ALLOW_PRIVATE,
+    OPT_CA_FILE,
+    OPT_ACTION_ATTEMPTS,
+    OPT_ACTION_TIMEOUT,
+    OPT_DOWNLOAD_TIMEOUT,
+    OPT_WORKERS,
+    OPT_THREADS,
+    OPT_LOG_LEVEL
+};
+
+static const struct option receive_opts[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"db", required_argument, NULL, OPT_DB},
+    {"secret", required_argument, NULL, OPT_SECRET},
+    {"tolerance", required_argument, NULL, OPT_TOLERANCE},
+    {"recordings", required_argument, NULL, OPT_RECORDINGS},
+    {"recording-max", required_argument, NULL, OPT_RECORDING_MAX},
+    {"exec", required_argument, NULL, OPT_EXEC},
+    {"forward", required_argument, NULL, OPT_FORWARD},
+    {"allow-http", no_argument, NULL, OPT_ALLOW_HTTP},
+    {"allow-private-networks", no_argument, NULL, OPT_ALLOW_PRIVATE},
+    {"ca-file", required_argument, NULL, OPT_CA_FILE},
+    {"action-attempts", required_argument, NULL, OPT_ACTION_ATTEMPTS},
+    {"action-timeout", required_argument, NULL, OPT_ACTION_TIMEOUT},
+    {"download-timeout", required_argument, NULL, OPT_DOWNLOAD_TIMEOUT},
+    {"workers", required_argument, NULL, OPT_WORKERS},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0}};
+
+/* The headers the receiver reads, in the order vh_server_req.headers gives them. */
+enum { H_TIMESTAMP, H_SIGNATURE, H_ID };
+
+struct receive_args {
+    struct vh_receiver_config rcfg;
+    const char *secrets[VH_RECEIVER_SECRETS_MAX];
+    char *env_secrets; /* owned: VOCOHOOK_SECRETS split in place */
+    size_t env_secret_len;
+    bool flag_secrets;
+    const char *listen;
+    unsigned threads;
+    enum vh_log_level level;
+};
+
+static void log_to_stderr(void *ud, enum vh_log_level level, const char *json_line)
+{
+    const enum vh_log_level *max = ud;
+
+    if (level > *max)
+        return;
+    flockfile(stderr);
+    fputs(json_line, stderr);
+    fputc('\n', stderr);
+    funlockfile(stderr);
+}
+
+static void receive_log(enum vh_log_level *max, enum vh_log_level level, const char *fmt, ...)
+    VH_PRINTF(3, 4);
+
+/* A record of our own: `fmt` continues the JSON object after "ts" and "level". */
+static void receive_log(enum vh_log_level *max, enum vh_log_level level, const char *fmt, ...)
+{
+    char ts[VH_TIME_LEN + 1], line[1024];
+    va_list ap;
+    int n;
+
+    if (vh_time_format(vh_time_now_ms(), ts) < 0)
+        ts[0] = '\0';
+    n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",", ts,
+                 vh_log_level_name(level));
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (n >= 0)
+        log_to_stderr(max, level, line);
+}
+
+/* The HTTP server's handler: the receiver, fed the three webhook headers. */
+static int on_request(void *ud, const struct vh_server_req *sreq, struct vh_api_resp *resp)
+{
+    struct vh_receive_req req;
+    struct vh_receive_resp rr;
+    int rc;
+
+    memset(&req, 0, sizeof(req));
+    req.method = sreq->base.method;
+    req.path = sreq->base.path;
+    req.timestamp = sreq->headers[H_TIMESTAMP];
+    req.signature = sreq->headers[H_SIGNATURE];
+    req.webhook_id = sreq->headers[H_ID];
+    req.body = sreq->base.body;
+    req.body_len = sreq->base.body_len;
+    req.body_too_large = sreq->base.body_too_large;
+    req.now_ms = sreq->base.now_ms;
+    rc = vh_receiver_handle(ud, &req, &rr);
+    resp->status = rr.status;
+    if (vh_buf_add(&resp->body, rr.body, rr.body_len) < 0)
+        resp->status = 500; /* the server answers its own 500 body */
+    return rc;
+}
+
+/* Frees the copy of VOCOHOOK_SECRETS, wiping it first (the receiver keeps its own copies). */
+static void release_args(struct receive_args *a)
+{
+    volatile char *v = a->env_secrets;
+    size_t n = a->env_secrets ? a->env_secret_len : 0;
+
+    while (n--)
+        *v++ = '\0';
+    vh_free(a->env_secrets);
+    a->env_secrets = NULL;
+}
+
+/* Splits VOCOHOOK_SECRETS ("a,b") into `a->secrets`. Returns 0 or an exit code. */
+static int secrets_from_env(struct receive_args *a)
+{
+    const char *env = getenv("VOCOHOOK_SECRETS");
+    char *p;
+
+    if (!env || !*env)
+        return 0;
+    a->env_secret_len = strlen(env);
+    a->env_secrets = vh_strndup(env, a->env_secret_len);
+    if (!a->env_secrets)
+        return cli_fail("receive", CLI_FAILED, "out of memory");
+    for (p = a->env_secrets; p && *p;) {
+        char *comma = strchr(p, ',');
+
+        if (comma)
+            *comma = '\0';
+        if (*p) {
+            if (a->rcfg.n_secrets == VH_RECEIVER_SECRETS_MAX)
+                return cli_fail("receive", CLI_USAGE, "VOCOHOOK_SECRETS: at most %d secrets",
+                                VH_RECEIVER_SECRETS_MAX);
+            a->secrets[a->rcfg.n_secrets++] = p;
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+    return 0;
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        uint64_t mult;
+    } units[] = {{"", 1},     {"KiB", 1024}, {"MiB", UINT64_C(1) << 20}, {"GiB", UINT64_C(1) << 30},
+                 {"k", 1024}, {"K", 1024},   {"M", UINT64_C(1) << 20},   {"G", UINT64_C(1) << 30}};
+    const uint64_t max = UINT64_C(1) << 40;
+    uint64_t v = 0;
+    const char *p;
+    size_t i;
+
+    for (p = s; *p >= '0' && *p <= '9' && v <= max; p++)
+        v = v * 10 + (uint64_t)(*p - '0');
+    for (i = 0; p != s && v <= max && i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(p, units[i].suffix) == 0 && v > 0 && v <= max / units[i].mult) {
+            *out = v * units[i].mult;
+            return 0;
+        }
+    }
+    return cli_fail("receive", CLI_USAGE,
+                    "--recording-max: expected a size like 512MiB or 2GiB, got '%s'", s);
+}
+
+static int parse_level(const char *s, enum vh_log_level *out)
+{
+    static const enum vh_log_level all[] = {VH_LOG_ERROR, VH_LOG_WARN, VH_LOG_INFO, VH_LOG_DEBUG};
+    size_t i;
+
+    for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        if (strcasecmp(s, vh_log_level_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    }
+    return cli_fail("receive", CLI_USAGE,
+                    "--log-level: expected error, warn, info or debug, got '%s'", s);
+}
+
+static int parse_duration(const char *opt, const char *v, int64_t *out)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    int64_t ms;
+
+    if (vh_duration_parse(v, &ms, &err) < 0 || ms < 1)
+        return cli_fail("receive", CLI_USAGE, "%s: %s", opt,
+                        err.code ? err.msg : "must be more than 0");
+    *out = ms;
+    return 0;
+}
+
+/* One option. Returns 0 or an exit code. */
+static int apply_option(struct receive_args *a, int c, const char *v)
+{
+    struct vh_receiver_config *rc = &a->rcfg;
+    int64_t n = 0;
+    int code = 0;
+
+    switch (c) {
+    case OPT_LISTEN:
+        a->listen = v;
+        break;
+    case OPT_DB:
+        rc->db_path = v;
+        break;
+    case OPT_SECRET:
+        if (rc->n_secrets == VH_RECEIVER_SECRETS_MAX)
+            return cli_fail("receive", CLI_USAGE, "at most %d secrets", VH_RECEIVER_SECRETS_MAX);
+        a->secrets[rc->n_secrets++] = v;
+        a->flag_secrets = true;
+        break;
+    case OPT_TOLERANCE:
+        if (strcmp(v, "off") == 0) {
+            rc->tolerance_ms = -1;
+            break;
+        }
+        code = cli_parse_int("receive", "--tolerance", v, 0, 365 * 86400, &n);
+        rc->tolerance_ms = n * 1000;
+        break;
+    case OPT_RECORDINGS:
+        rc->recordings_dir = v;
+        break;
+    case OPT_RECORDING_MAX:
+        code = parse_size(v, &rc->recording_max);
+        break;
+    case OPT_EXEC:
+        rc->exec_cmd = v;
+        break;
+    case OPT_FORWARD:
+        rc->forward_url = v;
+        break;
+    case OPT_ALLOW_HTTP:
+        rc->allow_http = true;
+        break;
+    case OPT_ALLOW_PRIVATE:
+        rc->allow_private_networks = true;
+        break;
+    case OPT_CA_FILE:
+        rc->ca_file = v;
+        break;
+    case OPT_ACTION_ATTEMPTS:
+        code = cli_parse_int("receive", "--action-attempts", v, 1, 1000, &n);
+        rc->action_attempts = (unsigned)n;
+        break;
+    case OPT_ACTION_TIMEOUT:
+        code = parse_duration("--action-timeout", v, &rc->action_timeout_ms);
+        break;
+    case OPT_DOWNLOAD_TIMEOUT:
+        code = parse_duration("--download-timeout", v, &rc->download_timeout_ms);
+        break;
+    case OPT_WORKERS:
+        code = cli_parse_int("receive", "--workers", v, 1, 64, &n);
+        rc->workers = (unsigned)n;
+        break;
+    case OPT_THREADS:
+        code = cli_parse_int("receive", "--threads", v, 1, 256, &n);
+        a->threads = (unsigned)n;
+        break;
+    case OPT_LOG_LEVEL:
+        code = parse_level(v, &a->level);
+        break;
+    default:
+        fputs(receive_usage, stderr);
+        return CLI_USAGE;
+    }
+    return code;
+}
+
+/* Parses the command line. Returns 0, or an exit code (-1 for --help, which exits 0). */
+static int parse_args(int argc, char **argv, struct receive_args *a)
+{
+    const char *inbox = getenv("VOCOHOOK_INBOX");
+    int c, code;
+
+    vh_receiver_config_init(&a->rcfg);
+    a->rcfg.db_path = inbox && *inbox ? inbox : INBOX_DEFAULT;
+    a->listen = LISTEN_DEFAULT;
+    a->level = VH_LOG_INFO;
+    optind = 1;
+    for (;;) {
+        c = getopt_long(argc, argv, "h", receive_opts, NULL);
+        if (c == -1)
+            break;
+        if (c == 'h') {
+            fputs(receive_usage, stdout);
+            return -1;
+        }
+        code = apply_option(a, c, optarg);
+        if (code)
+            return code;
+    }
+    if (optind != argc) {
+        fprintf(stderr, "vocohook receive: unexpected argument '%s'\n", argv[optind]);
+        fputs(receive_usage, stderr);
+        return CLI_USAGE;
+    }
+    if (a->rcfg.n_secrets == 0) {
+        code = secrets_from_env(a);
+        if (code)
+            return code;
+    }
+    if (a->rcfg.n_secrets == 0)
+        return cli_fail("receive", CLI_USAGE, "no secret: set VOCOHOOK_SECRETS (or --secret)");
+    a->rcfg.secrets = a->secrets;
+    return 0;
+}
+
+/* Creates the default inbox directory (./var) on a first run; other paths must exist. */
+static int make_default_dir(const char *db_path)
+{
+    if (strcmp(db_path, INBOX_DEFAULT) != 0)
+        return 0;
+    if (mkdir("./var", 0700) != 0 && errno != EEXIST)
+        return cli_fail("receive", CLI_FAILED, "creating ./var: %s", strerror(errno));
+    return 0;
+}
+
+static void warn_about(const struct receive_args *a, enum vh_log_level *level)
+{
+    if (a->flag_secrets)
+        receive_log(level, VH_LOG_WARN,
+                    "\"msg\":\"secrets given with --secret are visible to other users in ps; "
+                    "prefer VOCOHOOK_SECRETS\"}");
+    if (a->rcfg.tolerance_ms < 0)
+        receive_log(level, VH_LOG_WARN,
+                    "\"msg\":\"the timestamp check is off (--tolerance off): old requests can "
+                    "be replayed\"}");
+    if (a->rcfg.allow_http)
+        receive_log(level, VH_LOG_WARN,
+                    "\"msg\":\"allow_http is on: recordings may be fetched over http:// "
+                    "(development only)\"}");
+    if (a->rcfg.allow_private_networks)
+        receive_log(level, VH_LOG_WARN,
+                    "\"msg\":\"allow_private_networks is on: recordings may be fetched from "
+                    "loopback and private addresses (development only)\"}");
+}
+
+/* Serves until SIGTERM or SIGINT (blocked before any thread starts). */
+static int run(struct receive_args *a, const sigset_t *stop_sigs)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_receiver *r = NULL;
+    struct vh_server *srv = NULL;
+    struct vh_server_handler h;
+    struct vh_server_config scfg;
+    const char *colon = strrchr(a->listen, ':');
+    int code = CLI_OK, rc, sig = 0;
+
+    a->rcfg.log = log_to_stderr;
+    a->rcfg.log_ud = &a->level;
+    rc = vh_receiver_new(&a->rcfg, &r, &err);
+    if (rc < 0) {
+        code = cli_fail("receive", rc == VH_EINVAL ? CLI_USAGE : CLI_FAILED, "%s", err.msg);
+        goto out;
+    }
+    memset(&h, 0, sizeof(h));
+    h.handle = on_request;
+    h.ud = r;
+    h.headers[H_TIMESTAMP] = "X-Webhook-Timestamp";
+    h.headers[H_SIGNATURE] = "X-Webhook-Signature";
+    h.headers[H_ID] = "X-Webhook-Id";
+    memset(&scfg, 0, sizeof(scfg));
+    scfg.listen = a->listen;
+    scfg.threads = a->threads;
+    scfg.log = log_to_stderr;
+    scfg.log_ud = &a->level;
+    rc = vh_server_start_handler(&h, &scfg, &srv, &err);
+    if (rc < 0) {
+        code = cli_fail("receive", rc == VH_EINVAL ? CLI_USAGE : CLI_FAILED, "%s", err.msg);
+        goto out;
+    }
+    rc = vh_receiver_start(r, &err);
+    if (rc < 0) {
+        code = cli_fail("receive", CLI_FAILED, "%s", err.msg);
+        goto out;
+    }
+    warn_about(a, &a->level);
+    receive_log(&a->level, VH_LOG_INFO,
+                "\"msg\":\"listening\",\"addr\":\"%.*s:%u\",\"secrets\":%zu,\"version\":\"%s\"}",
+                (int)(colon - a->listen), a->listen, (unsigned)vh_server_port(srv),
+                a->rcfg.n_secrets, vh_version());
+    printf("listening on %.*s:%u\n", (int)(colon - a->listen), a->listen,
+           (unsigned)vh_server_port(srv));
+    fflush(stdout);
+    while (sigwait(stop_sigs, &sig) != 0)
+        ;
+    receive_log(&a->level, VH_LOG_INFO, "\"msg\":\"stopping\",\"signal\":\"%s\"}",
+                sig == SIGINT ? "SIGINT" : "SIGTERM");
+out:
+    vh_server_stop(srv); /* first: no request may be running when the receiver goes */
+    vh_receiver_free(r);
+    if (code == CLI_OK)
+        receive_log(&a->level, VH_LOG_INFO, "\"msg\":\"stopped\"}");
+    return code;
+}
+
+int cmd_receive(int argc, char **argv)
+{
+    struct receive_args a;
+    struct sigaction ign;
+    sigset_t stop_sigs;
+    int code;
+
+    memset(&a, 0, sizeof(a));
+    code = parse_args(argc, argv, &a);
+    if (code) {
+        release_args(&a);
+        return code < 0 ? CLI_OK : code;
+    }
+    if (!strchr(a.listen, ':')) {
+        release_args(&a);
+        return cli_fail("receive", CLI_USAGE, "--listen: expected HOST:PORT, got '%s'", a.listen);
+    }
+    code = make_default_dir(a.rcfg.db_path);
+    if (code) {
+        release_args(&a);
+        return code;
+    }
+
+    /* Threads inherit the mask: only sigwait below ever sees these signals. */
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ign, NULL);
+
+    code = run(&a, &stop_sigs);
+    release_args(&a);
+    return code;
+}

@@ -1,0 +1,205 @@
+/*
+ * One webhook request: the order of checks is the security argument.
+ *
+ *   1. Route and method: POST on `/` or `/webhook` (GET /healthz answers 200).
+ *   2. Verify the raw bytes (vh_verify: exact timestamp form, window, constant-time compare
+ *      against every secret). Nothing of an unauthenticated body is parsed or stored.
+ *   3. Parse the payload leniently (unknown keys kept, known ones type-checked): a payload
+ *      that breaks the contract is 400, so the sender sees it, and nothing is stored.
+ *   4. Store the raw body with its jobs, deduplicating on session_id, durably; then 200.
+ *
+ * Everything but step 4 is pure; the answer is built in a fixed buffer.
+ */
+#include "receive/receive_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <vocohook/event.h>
+#include <vocohook/id.h>
+
+#include "core/banned.h"
+
+#define ACTION_DEADLINE_MS VH_TIME_MAX_MS /* exec and forward: bounded by attempts instead */
+
+static void answer(struct vh_receive_resp *resp, int status, enum vh_receive_outcome outcome,
+                   const char *fmt, ...) VH_PRINTF(4, 5);
+
+static void answer(struct vh_receive_resp *resp, int status, enum vh_receive_outcome outcome,
+                   const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    resp->status = status;
+    resp->outcome = outcome;
+    va_start(ap, fmt);
+    n = vsnprintf(resp->body, sizeof(resp->body), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(resp->body)) {
+        /* Cannot happen with the bounded fields below; keep the body valid JSON anyway. */
+        n = snprintf(resp->body, sizeof(resp->body), "{\"ok\":%s}",
+                     status == 200 ? "true" : "false");
+    }
+    resp->body_len = (size_t)n;
+}
+
+static void answer_error(struct vh_receive_resp *resp, int status, enum vh_receive_outcome outcome,
+                         const char *code, const char *message)
+{
+    char msg[VH_ERROR_MSG_MAX * 2];
+
+    vh__json_escape(message, VH_ERROR_MSG_MAX, msg, sizeof(msg));
+    answer(resp, status, outcome, "{\"ok\":false,\"error\":\"%s\",\"message\":\"%s\"}", code, msg);
+}
+
+static bool is_webhook_path(const char *path)
+{
+    return path && (strcmp(path, "/") == 0 || strcmp(path, "/webhook") == 0);
+}
+
+/* Steps 1-2. Returns true when the request may go on to the payload checks. */
+static bool check_request(struct vh_receiver *r, const struct vh_receive_req *req,
+                          struct vh_receive_resp *resp, int *rc)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_verify_opts vo;
+    char reason[VH_ERROR_MSG_MAX * 2];
+
+    if (req->path && strcmp(req->path, "/healthz") == 0 && req->method &&
+        strcmp(req->method, "GET") == 0) {
+        answer(resp, 200, VH_RECEIVE_HEALTH, "{\"ok\":true}");
+        return false;
+    }
+    if (!is_webhook_path(req->path)) {
+        answer_error(resp, 404, VH_RECEIVE_NOT_FOUND, "not_found",
+                     "POST webhooks to / or /webhook");
+        return false;
+    }
+    if (!req->method || strcmp(req->method, "POST") != 0) {
+        answer_error(resp, 405, VH_RECEIVE_METHOD, "method_not_allowed", "only POST is accepted");
+        return false;
+    }
+    if (req->body_too_large) {
+        answer_error(resp, 413, VH_RECEIVE_TOO_LARGE, "payload_too_large",
+                     "the body is larger than the receiver accepts");
+        return false;
+    }
+    vo.secrets = (const char *const *)r->secrets;
+    vo.n_secrets = r->cfg.n_secrets;
+    vo.tolerance_ms = r->cfg.tolerance_ms;
+    vo.now_ms = req->now_ms;
+    *rc = vh_verify(&vo, req->timestamp, req->timestamp ? strlen(req->timestamp) : 0,
+                    req->signature, req->signature ? strlen(req->signature) : 0, req->body,
+                    req->body_len, &resp->verify_status, &err);
+    if (*rc == VH_ESIG) {
+        *rc = 0;
+        vh__json_escape(err.msg, sizeof(err.msg), reason, sizeof(reason));
+        answer(resp, 401, VH_RECEIVE_UNAUTHORIZED,
+               "{\"ok\":false,\"error\":\"unauthorized\",\"reason\":\"%s\",\"message\":\"%s\"}",
+               vh_verify_status_name(resp->verify_status), reason);
+        vh__receiver_log(r, VH_LOG_WARN, "rejected", ",\"reason\":\"%s\",\"detail\":\"%s\"",
+                         vh_verify_status_name(resp->verify_status), reason);
+        return false;
+    }
+    if (*rc < 0) {
+        vh__json_escape(err.msg, sizeof(err.msg), reason, sizeof(reason));
+        vh__receiver_log(r, VH_LOG_ERROR, "verify failed", ",\"error\":\"%s\"", reason);
+        answer_error(resp, 500, VH_RECEIVE_INTERNAL, "internal_error", "internal error");
+        return false;
+    }
+    return true;
+}
+
+/* The jobs a new session gets, from the receiver's configuration. */
+static void plan_jobs(const struct vh_receiver *r, const struct vh_session *s, int64_t now_ms,
+                      struct vh__inbox_put *p)
+{
+    if (s->recording_url && r->cfg.recordings_dir) {
+        p->jobs[p->n_jobs].kind = VH_JOB_DOWNLOAD;
+        p->jobs[p->n_jobs].next_attempt_ms = now_ms;
+        p->jobs[p->n_jobs].deadline_ms = vh_recording_expiry_ms(s->recording_url, now_ms);
+        p->n_jobs++;
+    }
+    if (r->cfg.exec_cmd) {
+        p->jobs[p->n_jobs].kind = VH_JOB_EXEC;
+        p->jobs[p->n_jobs].next_attempt_ms = now_ms;
+        p->jobs[p->n_jobs].deadline_ms = ACTION_DEADLINE_MS;
+        p->n_jobs++;
+    }
+    if (r->cfg.forward_url) {
+        p->jobs[p->n_jobs].kind = VH_JOB_FORWARD;
+        p->jobs[p->n_jobs].next_attempt_ms = now_ms;
+        p->jobs[p->n_jobs].deadline_ms = ACTION_DEADLINE_MS;
+        p->n_jobs++;
+    }
+}
+
+/* Steps 3-4. */
+static int store(struct vh_receiver *r, const struct vh_receive_req *req,
+                 struct vh_receive_resp *resp)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh__inbox_put p;
+    struct vh_event *ev = NULL;
+    char msg[VH_ERROR_MSG_MAX * 2];
+    bool created = false;
+    int rc;
+
+    rc = vh_event_parse(req->body ? req->body : "", req->body_len, VH_PARSE_ALLOW_UNKNOWN, &ev,
+                        &err);
+    if (rc == VH_EINVAL || rc == VH_ETOOBIG) {
+        answer_error(resp, 400, VH_RECEIVE_INVALID, "invalid_payload", err.msg);
+        vh__json_escape(err.msg, sizeof(err.msg), msg, sizeof(msg));
+        vh__receiver_log(r, VH_LOG_WARN, "invalid payload", ",\"detail\":\"%s\"", msg);
+        return 0;
+    }
+    if (rc < 0)
+        goto fail;
+    memset(&p, 0, sizeof(p));
+    p.session_id = ev->session->session_id;
+    p.body = req->body;
+    p.body_len = req->body_len;
+    p.signed_at = req->timestamp;
+    p.signature = req->signature;
+    if (req->webhook_id && vh_id_is_valid(req->webhook_id, strlen(req->webhook_id)))
+        p.webhook_id = req->webhook_id;
+    p.recording_url = ev->session->recording_url;
+    p.event_ms = ev->ts_ms;
+    p.received_ms = req->now_ms;
+    plan_jobs(r, ev->session, req->now_ms, &p);
+    rc = vh__inbox_put(r->ib, &p, &created, &err);
+    if (rc < 0)
+        goto fail;
+    /* An incoming id is [A-Za-z0-9_-]{1,64}: no escaping needed. */
+    snprintf(resp->session_id, sizeof(resp->session_id), "%s", p.session_id);
+    answer(resp, 200, created ? VH_RECEIVE_STORED : VH_RECEIVE_DUPLICATE,
+           "{\"ok\":true,\"session_id\":\"%s\",\"duplicate\":%s}", p.session_id,
+           created ? "false" : "true");
+    vh__receiver_log(r, VH_LOG_INFO, created ? "stored" : "duplicate",
+                     ",\"session_id\":\"%s\",\"jobs\":%zu", p.session_id,
+                     created ? p.n_jobs : (size_t)0);
+    if (created && p.n_jobs > 0)
+        vh__receiver_wake(r);
+    vh_event_free(ev);
+    return 0;
+fail:
+    vh__json_escape(err.msg, sizeof(err.msg), msg, sizeof(msg));
+    vh__receiver_log(r, VH_LOG_ERROR, "store failed", ",\"error\":\"%s\"", msg);
+    answer_error(resp, 500, VH_RECEIVE_INTERNAL, "internal_error", "internal error");
+    vh_event_free(ev);
+    return rc;
+}
+
+int vh_receiver_handle(struct vh_receiver *r, const struct vh_receive_req *req,
+                       struct vh_receive_resp *resp)
+{
+    int rc = 0;
+
+    memset(resp, 0, sizeof(*resp));
+    resp->verify_status = VH_VERIFY_OK;
+    if (!check_request(r, req, resp, &rc))
+        return rc;
+    return store(r, req, resp);
+}

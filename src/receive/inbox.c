@@ -1,0 +1,1091 @@
+/*
+ * The inbox: the receiver's SQLite file (sessions as received, and their jobs). The only
+ * file of src/receive/ that includes <sqlite3.h>.
+ *
+ * Connections. `wdb` writes, `rdb` reads; each belongs to one thread at a time. `rdb` is
+ * borrowed under `rmu` for a whole read. `wdb` belongs to the current commit leader (below).
+ * Both are opened with SQLITE_OPEN_NOMUTEX, since these rules already keep them to one
+ * thread at a time. WAL mode: readers never wait for the writer.
+ *
+ * Group commit. Every write is an `op` queued under `mu`. The first thread that finds no
+ * leader becomes it: it takes the queue (up to BATCH_MAX ops), runs them all in one
+ * BEGIN IMMEDIATE ... COMMIT, each inside its own SAVEPOINT so that one op's failure undoes
+ * only that op, then marks them done and wakes the waiters; a waiter whose op is still queued
+ * becomes the next leader. So N requests that arrive together cost one fsync, not N, and a
+ * caller still returns only once its own write is durable (synchronous=FULL syncs the WAL in
+ * COMMIT). A failed COMMIT fails every op of its batch.
+ */
+#include <vocohook/receive.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include <vocohook/alloc.h>
+#include <vocohook/event.h>
+
+#include "receive/receive_int.h"
+#include "core/banned.h"
+
+#define BUSY_TIMEOUT_MS 10000
+#define BATCH_MAX       256
+#define BODY_MAX        ((size_t)VH_BODY_MAX) /* the receiver stores at most a request body */
+#define APPLICATION_ID  0x76686962            /* "vhib" */
+#define SQLITE_MIN      3035000               /* RETURNING */
+
+/*
+ * Migrations, oldest first; step i takes the schema from version i to i + 1 in one
+ * transaction with `PRAGMA user_version`. Never edit a released step.
+ *
+ * sessions.session_id is UNIQUE: that is the deduplication. sessions.id keeps arrival order.
+ * A job row exists for each action configured when its session arrived; kind and state are
+ * stored by name (vh_job_kind_name, vh_job_state_name).
+ */
+static const char *const migrations[] = {
+    "PRAGMA application_id = 1986554210;\n" /* APPLICATION_ID */
+    "CREATE TABLE sessions (\n"
+    "    id            INTEGER PRIMARY KEY,\n"
+    "    session_id    TEXT NOT NULL UNIQUE,\n"
+    "    body          BLOB NOT NULL,\n"
+    "    signed_at     TEXT NOT NULL,\n"
+    "    signature     TEXT NOT NULL,\n"
+    "    webhook_id    TEXT,\n"
+    "    event_ms      INTEGER NOT NULL,\n"
+    "    received_ms   INTEGER NOT NULL,\n"
+    "    recording_url TEXT\n"
+    ") STRICT;\n"
+    "CREATE INDEX sessions_received ON sessions(received_ms);\n"
+    "CREATE TABLE jobs (\n"
+    "    session_id      TEXT NOT NULL REFERENCES sessions(session_id),\n"
+    "    kind            TEXT NOT NULL CHECK (kind IN ('download', 'exec', 'forward')),\n"
+    "    state           TEXT NOT NULL CHECK (state IN\n"
+    "                        ('pending', 'running', 'done', 'failed', 'expired')),\n"
+    "    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),\n"
+    "    next_attempt_ms INTEGER NOT NULL,\n"
+    "    deadline_ms     INTEGER NOT NULL,\n"
+    "    updated_ms      INTEGER NOT NULL,\n"
+    "    status          INTEGER,\n"
+    "    error           TEXT,\n"
+    "    path            TEXT,\n"
+    "    size            INTEGER,\n"
+    "    sha256          TEXT,\n"
+    "    PRIMARY KEY (session_id, kind)\n"
+    ") STRICT;\n"
+    "CREATE INDEX jobs_due ON jobs(state, next_attempt_ms);\n",
+};
+
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* The recording state of a row of `sessions AS s LEFT JOIN jobs AS d` (the download job). */
+#define RECORDING_STATE_SQL                                                                        \
+    "CASE WHEN s.recording_url IS NULL THEN 'none' WHEN d.state IS NULL THEN 'skipped'"            \
+    " WHEN d.state = 'running' THEN 'downloading' WHEN d.state = 'done' THEN 'downloaded'"         \
+    " ELSE d.state END"
+
+static const char sql_put_session[] =
+    "INSERT INTO sessions (session_id, body, signed_at, signature, webhook_id, event_ms,"
+    " received_ms, recording_url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    " ON CONFLICT (session_id) DO NOTHING";
+static const char sql_put_job[] =
+    "INSERT INTO jobs (session_id, kind, state, attempts, next_attempt_ms, deadline_ms,"
+    " updated_ms) VALUES (?1, ?2, 'pending', 0, ?3, ?4, ?5)";
+static const char sql_claim[] =
+    "UPDATE jobs SET state = 'running', updated_ms = ?1 WHERE rowid = (SELECT rowid FROM jobs"
+    " WHERE state = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, rowid LIMIT 1)"
+    " RETURNING session_id, kind, attempts, deadline_ms";
+static const char sql_claim_session[] =
+    "SELECT body, signed_at, signature, webhook_id, received_ms, recording_url FROM sessions"
+    " WHERE session_id = ?1";
+static const char sql_finish[] =
+    "UPDATE jobs SET state = ?3, attempts = ?4, next_attempt_ms = ?5, updated_ms = ?6,"
+    " status = ?7, error = ?8, path = ?9, size = ?10, sha256 = ?11"
+    " WHERE session_id = ?1 AND kind = ?2 AND state = 'running'";
+static const char sql_recover[] = "UPDATE jobs SET state = 'pending', next_attempt_ms = ?1,"
+                                  " updated_ms = ?1 WHERE state = 'running'";
+static const char sql_next_due[] = "SELECT min(next_attempt_ms) FROM jobs WHERE state = 'pending'";
+static const char sql_unfinished[] =
+    "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')";
+static const char sql_count[] = "SELECT count(*) FROM sessions";
+static const char sql_list[] =
+    "SELECT s.session_id, s.received_ms, s.event_ms, s.signed_at, s.webhook_id,"
+    " " RECORDING_STATE_SQL ", CASE WHEN ?4 THEN s.body END"
+    " FROM sessions AS s LEFT JOIN jobs AS d ON d.session_id = s.session_id AND"
+    " d.kind = 'download' WHERE s.received_ms >= ?1 AND (?2 IS NULL OR " RECORDING_STATE_SQL
+    " = ?2) ORDER BY s.id LIMIT ?3";
+static const char sql_get[] =
+    "SELECT s.session_id, s.received_ms, s.event_ms, s.signed_at, s.webhook_id,"
+    " " RECORDING_STATE_SQL ", s.body"
+    " FROM sessions AS s LEFT JOIN jobs AS d ON d.session_id = s.session_id AND"
+    " d.kind = 'download' WHERE s.session_id = ?1";
+static const char sql_jobs_of[] =
+    "SELECT kind, state, attempts, next_attempt_ms, deadline_ms, updated_ms, status, error,"
+    " path, size, sha256 FROM jobs WHERE session_id = ?1"
+    " ORDER BY CASE kind WHEN 'download' THEN 1 WHEN 'exec' THEN 2 ELSE 3 END";
+
+/* The write connection's statements, prepared once and kept (the leader's to use). */
+enum wstmt {
+    W_BEGIN,
+    W_COMMIT,
+    W_ROLLBACK,
+    W_SAVEPOINT,
+    W_RELEASE,
+    W_ROLLBACK_TO,
+    W_PUT_SESSION,
+    W_PUT_JOB,
+    W_CLAIM,
+    W_CLAIM_SESSION,
+    W_FINISH,
+    W_RECOVER,
+    W__N
+};
+
+static const char *const wstmt_sql[W__N] = {
+    [W_BEGIN] = "BEGIN IMMEDIATE",
+    [W_COMMIT] = "COMMIT",
+    [W_ROLLBACK] = "ROLLBACK",
+    [W_SAVEPOINT] = "SAVEPOINT op",
+    [W_RELEASE] = "RELEASE op",
+    [W_ROLLBACK_TO] = "ROLLBACK TO op",
+    [W_PUT_SESSION] = sql_put_session,
+    [W_PUT_JOB] = sql_put_job,
+    [W_CLAIM] = sql_claim,
+    [W_CLAIM_SESSION] = sql_claim_session,
+    [W_FINISH] = sql_finish,
+    [W_RECOVER] = sql_recover,
+};
+
+/* One queued write. Its thread sleeps on `cv` until the op is done or it is to lead. */
+struct op {
+    int (*run)(struct vh_inbox *ib, void *arg, struct vh_error *err);
+    void *arg;
+    int rc;
+    bool done;
+    struct vh_error err;
+    pthread_cond_t cv;
+    struct op *next;
+};
+
+struct vh_inbox {
+    char *path;
+    sqlite3 *wdb;            /* the commit leader's */
+    sqlite3_stmt *wst[W__N]; /* wdb's statements, prepared on first use */
+    sqlite3 *rdb;            /* borrowed under rmu */
+    pthread_mutex_t rmu;
+
+    pthread_mutex_t mu; /* guards the queue, `leading` and every op's `done` */
+    struct op *head, *tail;
+    bool leading;
+};
+
+/* ---- statements ------------------------------------------------------------------------ */
+
+static int map_code(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_NOMEM:
+        return VH_ENOMEM;
+    case SQLITE_TOOBIG:
+        return VH_ETOOBIG;
+    default:
+        return VH_ESTORE;
+    }
+}
+
+static int db_fail(sqlite3 *db, const char *what, struct vh_error *err)
+{
+    return vh_error_set(err, map_code(sqlite3_extended_errcode(db)), "inbox: %s: %s", what,
+                        sqlite3_errmsg(db));
+}
+
+/*
+ * A statement for one use, prepared on the fly (SQLite's own cache makes this cheap enough
+ * here: a handful of statements per request). Binds report their first failure at the step.
+ */
+struct stmt {
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    const char *what;
+    int bind_rc;
+    bool cached; /* one of the write connection's kept statements: reset, not finalized */
+};
+
+static int st_prepare(struct stmt *s, sqlite3 *db, const char *sql, const char *what,
+                      struct vh_error *err)
+{
+    s->db = db;
+    s->st = NULL;
+    s->what = what;
+    s->bind_rc = SQLITE_OK;
+    s->cached = false;
+    if (sqlite3_prepare_v2(db, sql, -1, &s->st, NULL) != SQLITE_OK)
+        return db_fail(db, what, err);
+    return 0;
+}
+
+/* A kept statement of the write connection (only the commit leader calls this). */
+static int st_write(struct stmt *s, struct vh_inbox *ib, enum wstmt id, const char *what,
+                    struct vh_error *err)
+{
+    s->db = ib->wdb;
+    s->st = NULL;
+    s->what = what;
+    s->bind_rc = SQLITE_OK;
+    s->cached = true;
+    if (!ib->wst[id] && sqlite3_prepare_v3(ib->wdb, wstmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                           &ib->wst[id], NULL) != SQLITE_OK)
+        return db_fail(ib->wdb, what, err);
+    s->st = ib->wst[id];
+    return 0;
+}
+
+static void st_rc(struct stmt *s, int rc)
+{
+    if (s->bind_rc == SQLITE_OK)
+        s->bind_rc = rc;
+}
+
+static void st_text(struct stmt *s, int idx, const char *v)
+{
+    size_t n = v ? strlen(v) : 0;
+
+    if (!v)
+        st_rc(s, sqlite3_bind_null(s->st, idx));
+    else if (n > INT_MAX)
+        st_rc(s, SQLITE_TOOBIG);
+    else
+        st_rc(s, sqlite3_bind_text(s->st, idx, v, (int)n, SQLITE_STATIC));
+}
+
+static void st_blob(struct stmt *s, int idx, const void *p, size_t n)
+{
+    if (n > INT_MAX)
+        st_rc(s, SQLITE_TOOBIG);
+    else
+        st_rc(s, sqlite3_bind_blob(s->st, idx, n ? p : "", (int)n, SQLITE_STATIC));
+}
+
+static void st_int(struct stmt *s, int idx, int64_t v)
+{
+    st_rc(s, sqlite3_bind_int64(s->st, idx, v));
+}
+
+/* Steps once: 1 for a row, 0 when done, < 0 after reporting an error. */
+static int st_step(struct stmt *s, struct vh_error *err)
+{
+    int rc = s->bind_rc;
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(s->st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (s->bind_rc != SQLITE_OK)
+        return vh_error_set(err, map_code(rc), "inbox: %s: %s", s->what, sqlite3_errstr(rc));
+    return db_fail(s->db, s->what, err);
+}
+
+static void st_end(struct stmt *s)
+{
+    if (s->cached) {
+        sqlite3_reset(s->st);
+        sqlite3_clear_bindings(s->st);
+    } else {
+        sqlite3_finalize(s->st);
+    }
+    s->st = NULL;
+}
+
+/* Runs a kept statement that binds nothing and returns no rows. */
+static int write_exec(struct vh_inbox *ib, enum wstmt id, const char *what, struct vh_error *err)
+{
+    struct stmt s;
+    int rc;
+
+    rc = st_write(&s, ib, id, what, err);
+    if (rc < 0)
+        return rc;
+    rc = st_step(&s, err);
+    st_end(&s);
+    return rc < 0 ? rc : 0;
+}
+
+/* Runs `sql`, which returns no rows, binding nothing. */
+static int exec_sql(sqlite3 *db, const char *sql, const char *what, struct vh_error *err)
+{
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(db, what, err);
+    return 0;
+}
+
+/* Runs a query that answers one integer. */
+static int query_int(sqlite3 *db, const char *sql, const char *what, int64_t *out,
+                     struct vh_error *err)
+{
+    struct stmt s;
+    int rc;
+
+    rc = st_prepare(&s, db, sql, what, err);
+    if (rc < 0)
+        return rc;
+    rc = st_step(&s, err);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ESTORE, "inbox: %s: no result", what);
+    if (rc > 0) {
+        *out = sqlite3_column_int64(s.st, 0);
+        rc = sqlite3_column_type(s.st, 0) == SQLITE_NULL ? 0 : 1;
+    }
+    st_end(&s);
+    return rc;
+}
+
+/* Copies a text column into a fixed field ("" for NULL); too long is VH_ESTORE. */
+static int col_text(sqlite3_stmt *st, int col, char *dst, size_t cap, const char *what,
+                    struct vh_error *err)
+{
+    const unsigned char *t;
+    int n;
+
+    dst[0] = '\0';
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return 0;
+    t = sqlite3_column_text(st, col);
+    n = sqlite3_column_bytes(st, col);
+    if (!t)
+        return vh_error_set(err, VH_ENOMEM, "inbox: %s: out of memory", what);
+    if (n < 0 || (size_t)n >= cap)
+        return vh_error_set(err, VH_ESTORE, "inbox: %s: a stored value is too long", what);
+    memcpy(dst, t, (size_t)n);
+    dst[n] = '\0';
+    return 0;
+}
+
+static int col_blob(sqlite3_stmt *st, int col, struct vh_buf *out, const char *what,
+                    struct vh_error *err)
+{
+    const void *p = sqlite3_column_blob(st, col);
+    int n = sqlite3_column_bytes(st, col);
+    int rc;
+
+    if (n <= 0)
+        return 0;
+    if (!p)
+        return vh_error_set(err, VH_ENOMEM, "inbox: %s: out of memory", what);
+    rc = vh_buf_add(out, p, (size_t)n);
+    if (rc < 0)
+        return vh_error_set(err, rc, "inbox: %s: body: %s", what, vh_strerror(rc));
+    return 0;
+}
+
+static int kind_parse(const char *s, enum vh_job_kind *out)
+{
+    if (strcmp(s, "download") == 0)
+        *out = VH_JOB_DOWNLOAD;
+    else if (strcmp(s, "exec") == 0)
+        *out = VH_JOB_EXEC;
+    else if (strcmp(s, "forward") == 0)
+        *out = VH_JOB_FORWARD;
+    else
+        return -1;
+    return 0;
+}
+
+/* ---- opening --------------------------------------------------------------------------- */
+
+static int conn_open(const char *path, bool create, sqlite3 **out, struct vh_error *err)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    sqlite3 *db = NULL;
+    int rc;
+
+    rc = sqlite3_open_v2(path, &db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        if (db)
+            rc = vh_error_set(err, map_code(sqlite3_extended_errcode(db)), "inbox '%s': %s", path,
+                              sqlite3_errmsg(db));
+        else
+            rc = vh_error_set(err, VH_ENOMEM, "inbox '%s': out of memory", path);
+        sqlite3_close_v2(db);
+        return rc;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+    /* WAL + FULL: COMMIT syncs the log before it returns, so a 200 means on disk. */
+    rc = exec_sql(db,
+                  "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                  " PRAGMA foreign_keys = ON",
+                  "open", err);
+    if (rc < 0) {
+        sqlite3_close_v2(db);
+        return rc;
+    }
+    *out = db;
+    return 0;
+}
+
+static int migrate(sqlite3 *db, const char *path, struct vh_error *err)
+{
+    int64_t version = 0, app_id = 0;
+    char sql[64];
+    int rc, i;
+
+    for (;;) {
+        rc = exec_sql(db, "BEGIN IMMEDIATE", "migrate", err);
+        if (rc < 0)
+            return rc;
+        rc = query_int(db, "PRAGMA user_version", "migrate", &version, err);
+        if (rc >= 0)
+            rc = query_int(db, "PRAGMA application_id", "migrate", &app_id, err);
+        if (rc < 0)
+            goto fail;
+        if (app_id != 0 && app_id != APPLICATION_ID) {
+            rc = vh_error_set(err, VH_ESTORE, "inbox '%s': not a vocohook inbox", path);
+            goto fail;
+        }
+        if (version > SCHEMA_VERSION) {
+            rc = vh_error_set(err, VH_ESTORE,
+                              "inbox '%s': schema version %lld is newer than this build's %d", path,
+                              (long long)version, SCHEMA_VERSION);
+            goto fail;
+        }
+        if (version == SCHEMA_VERSION)
+            return exec_sql(db, "COMMIT", "migrate", err);
+        i = (int)version;
+        rc = exec_sql(db, migrations[i], "migrate", err);
+        if (rc < 0)
+            goto fail;
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", i + 1);
+        rc = exec_sql(db, sql, "migrate", err);
+        if (rc >= 0)
+            rc = exec_sql(db, "COMMIT", "migrate", err);
+        if (rc < 0)
+            goto fail;
+    }
+fail:
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+void vh_inbox_close(struct vh_inbox *ib)
+{
+    size_t i;
+
+    if (!ib)
+        return;
+    for (i = 0; i < W__N; i++)
+        sqlite3_finalize(ib->wst[i]);
+    sqlite3_close_v2(ib->wdb);
+    sqlite3_close_v2(ib->rdb);
+    pthread_mutex_destroy(&ib->rmu);
+    pthread_mutex_destroy(&ib->mu);
+    vh_free(ib->path);
+    vh_free(ib);
+}
+
+/* Creates the file with mode 0600 (SQLite would use 0644: the inbox holds call transcripts). */
+static int create_private(const char *path, struct vh_error *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+    if (fd < 0)
+        return vh_error_set(err, VH_EIO, "inbox '%s': %s", path, strerror(errno));
+    close(fd);
+    return 0;
+}
+
+int vh_inbox_open(const char *path, unsigned flags, struct vh_inbox **out, struct vh_error *err)
+{
+    struct vh_inbox *ib;
+    bool create = (flags & VH_INBOX_CREATE) != 0;
+    struct stat sb;
+    int rc;
+
+    if (!path || !*path || !out)
+        return vh_error_set(err, VH_EINVAL, "inbox: no path");
+    if (flags & ~(unsigned)VH_INBOX_CREATE)
+        return vh_error_set(err, VH_EINVAL, "inbox: unknown flags 0x%x", flags);
+    if (sqlite3_libversion_number() < SQLITE_MIN)
+        return vh_error_set(err, VH_ESTORE, "inbox: SQLite %s is too old (3.35 or later needed)",
+                            sqlite3_libversion());
+    if (stat(path, &sb) != 0) {
+        if (errno != ENOENT || !create)
+            return vh_error_set(err, errno == ENOENT ? VH_ENOTFOUND : VH_EIO, "inbox '%s': %s",
+                                path, strerror(errno));
+        rc = create_private(path, err);
+        if (rc < 0)
+            return rc;
+    }
+    ib = vh_malloc(sizeof(*ib));
+    if (!ib)
+        return vh_error_set(err, VH_ENOMEM, "inbox: out of memory");
+    memset(ib, 0, sizeof(*ib));
+    pthread_mutex_init(&ib->rmu, NULL);
+    pthread_mutex_init(&ib->mu, NULL);
+    ib->path = vh_strndup(path, strlen(path));
+    if (!ib->path) {
+        rc = vh_error_set(err, VH_ENOMEM, "inbox: out of memory");
+        goto fail;
+    }
+    rc = conn_open(path, false, &ib->wdb, err);
+    if (rc < 0)
+        goto fail;
+    rc = migrate(ib->wdb, path, err);
+    if (rc < 0)
+        goto fail;
+    rc = conn_open(path, false, &ib->rdb, err);
+    if (rc < 0)
+        goto fail;
+    *out = ib;
+    return 0;
+fail:
+    vh_inbox_close(ib);
+    return rc;
+}
+
+/* ---- group commit ------------------------------------------------------------------------- */
+
+/* Runs one batch in one transaction. Called by the leader only, without `mu`. */
+static void run_batch(struct vh_inbox *ib, struct op *batch)
+{
+    struct vh_error txerr = VH_ERROR_INIT;
+    struct op *op;
+    int rc;
+
+    rc = write_exec(ib, W_BEGIN, "begin", &txerr);
+    for (op = batch; rc == 0 && op; op = op->next) {
+        rc = write_exec(ib, W_SAVEPOINT, "savepoint", &op->err);
+        if (rc == 0) {
+            op->rc = op->run(ib, op->arg, &op->err);
+            if (op->rc < 0)
+                rc = write_exec(ib, W_ROLLBACK_TO, "rollback to savepoint", &txerr);
+            if (rc == 0)
+                rc = write_exec(ib, W_RELEASE, "release savepoint", &txerr);
+        } else {
+            op->rc = rc;
+            rc = 0; /* only this op failed */
+        }
+    }
+    if (rc == 0)
+        rc = write_exec(ib, W_COMMIT, "commit", &txerr);
+    if (rc == 0)
+        return;
+    /* The transaction failed as a whole: every op of the batch fails with its error. */
+    if (!sqlite3_get_autocommit(ib->wdb))
+        write_exec(ib, W_ROLLBACK, "rollback", NULL);
+    for (op = batch; op; op = op->next) {
+        if (op->rc >= 0) {
+            op->rc = rc;
+            op->err = txerr;
+        }
+    }
+}
+
+/*
+ * Queues `run(arg)` and returns once it is committed (or failed). Each waiter sleeps on its
+ * own condition variable: a finished batch wakes exactly its own ops, and the op now at the
+ * head of the queue, which leads the next batch (no thundering herd).
+ */
+static int submit(struct vh_inbox *ib, int (*run)(struct vh_inbox *, void *, struct vh_error *),
+                  void *arg, struct vh_error *err)
+{
+    struct op op, *batch, *last, *next;
+    size_t n;
+
+    memset(&op, 0, sizeof(op));
+    op.run = run;
+    op.arg = arg;
+    if (pthread_cond_init(&op.cv, NULL) != 0)
+        return vh_error_set(err, VH_ENOMEM, "inbox: out of memory");
+    pthread_mutex_lock(&ib->mu);
+    /*
+     * `op` lives on this stack only while queued: it leaves the queue (a leader takes it
+     * into a batch) before it is marked done, and this function returns only after that.
+     */
+    if (ib->tail)
+        ib->tail->next = &op;
+    else
+        ib->head = &op; /* cppcheck-suppress autoVariables */
+    ib->tail = &op;     /* cppcheck-suppress autoVariables */
+    while (!op.done) {
+        if (ib->leading || ib->head != &op) {
+            pthread_cond_wait(&op.cv, &ib->mu);
+            continue;
+        }
+        /* At the head with no leader: lead a batch of up to BATCH_MAX ops. */
+        ib->leading = true;
+        batch = ib->head;
+        for (last = batch, n = 1; last->next && n < BATCH_MAX; n++)
+            last = last->next;
+        ib->head = last->next;
+        if (!ib->head)
+            ib->tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&ib->mu);
+
+        run_batch(ib, batch);
+
+        pthread_mutex_lock(&ib->mu);
+        for (; batch; batch = next) {
+            next = batch->next;
+            batch->done = true;
+            if (batch != &op)
+                pthread_cond_signal(&batch->cv);
+        }
+        ib->leading = false;
+        if (ib->head)
+            pthread_cond_signal(&ib->head->cv);
+    }
+    pthread_mutex_unlock(&ib->mu);
+    pthread_cond_destroy(&op.cv);
+    if (op.rc < 0 && err && !err->code)
+        *err = op.err;
+    return op.rc;
+}
+
+/* ---- writes ----------------------------------------------------------------------------- */
+
+struct put_arg {
+    const struct vh__inbox_put *p;
+    bool created;
+};
+
+static int op_put(struct vh_inbox *ib, void *arg, struct vh_error *err)
+{
+    struct put_arg *a = arg;
+    const struct vh__inbox_put *p = a->p;
+    struct stmt s;
+    size_t i;
+    int rc;
+
+    a->created = false;
+    rc = st_write(&s, ib, W_PUT_SESSION, "insert session", err);
+    if (rc < 0)
+        return rc;
+    st_text(&s, 1, p->session_id);
+    st_blob(&s, 2, p->body, p->body_len);
+    st_text(&s, 3, p->signed_at);
+    st_text(&s, 4, p->signature);
+    st_text(&s, 5, p->webhook_id);
+    st_int(&s, 6, p->event_ms);
+    st_int(&s, 7, p->received_ms);
+    st_text(&s, 8, p->recording_url);
+    rc = st_step(&s, err);
+    st_end(&s);
+    if (rc < 0)
+        return rc;
+    if (sqlite3_changes(ib->wdb) == 0)
+        return 0; /* a duplicate: the first copy stays, with its jobs */
+    a->created = true;
+    for (i = 0; i < p->n_jobs; i++) {
+        rc = st_write(&s, ib, W_PUT_JOB, "insert job", err);
+        if (rc < 0)
+            return rc;
+        st_text(&s, 1, p->session_id);
+        st_text(&s, 2, vh_job_kind_name(p->jobs[i].kind));
+        st_int(&s, 3, p->jobs[i].next_attempt_ms);
+        st_int(&s, 4, p->jobs[i].deadline_ms);
+        st_int(&s, 5, p->received_ms);
+        rc = st_step(&s, err);
+        st_end(&s);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int vh__inbox_put(struct vh_inbox *ib, const struct vh__inbox_put *p, bool *created,
+                  struct vh_error *err)
+{
+    struct put_arg a = {p, false};
+    int rc;
+
+    if (p->n_jobs > VH_INBOX_JOBS_MAX)
+        return vh_error_set(err, VH_EINVAL, "inbox: too many jobs");
+    rc = submit(ib, op_put, &a, err);
+    if (rc < 0)
+        return rc;
+    *created = a.created;
+    return 0;
+}
+
+void vh__job_release(struct vh__job *j)
+{
+    vh_free(j->recording_url);
+    j->recording_url = NULL;
+    vh_buf_release(&j->body);
+}
+
+struct claim_arg {
+    int64_t now_ms;
+    struct vh__job *job;
+    bool found;
+};
+
+static int claim_session(struct vh_inbox *ib, struct vh__job *j, struct vh_error *err)
+{
+    struct stmt s;
+    int rc;
+
+    rc = st_write(&s, ib, W_CLAIM_SESSION, "claim job", err);
+    if (rc < 0)
+        return rc;
+    st_text(&s, 1, j->session_id);
+    rc = st_step(&s, err);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ESTORE, "inbox: job of '%s' has no session", j->session_id);
+    if (rc > 0)
+        rc = col_blob(s.st, 0, &j->body, "claim job", err);
+    if (rc >= 0)
+        rc = col_text(s.st, 1, j->signed_at, sizeof(j->signed_at), "claim job", err);
+    if (rc >= 0)
+        rc = col_text(s.st, 2, j->signature, sizeof(j->signature), "claim job", err);
+    if (rc >= 0)
+        rc = col_text(s.st, 3, j->webhook_id, sizeof(j->webhook_id), "claim job", err);
+    if (rc >= 0) {
+        j->received_ms = sqlite3_column_int64(s.st, 4);
+        if (sqlite3_column_type(s.st, 5) != SQLITE_NULL) {
+            const unsigned char *u = sqlite3_column_text(s.st, 5);
+            int n = sqlite3_column_bytes(s.st, 5);
+
+            j->recording_url = u && n >= 0 ? vh_strndup((const char *)u, (size_t)n) : NULL;
+            if (!j->recording_url)
+                rc = vh_error_set(err, VH_ENOMEM, "inbox: claim job: out of memory");
+        }
+    }
+    st_end(&s);
+    return rc < 0 ? rc : 0;
+}
+
+static int op_claim(struct vh_inbox *ib, void *arg, struct vh_error *err)
+{
+    struct claim_arg *a = arg;
+    struct vh__job *j = a->job;
+    char kind[16];
+    struct stmt s;
+    int rc;
+
+    a->found = false;
+    rc = st_write(&s, ib, W_CLAIM, "claim job", err);
+    if (rc < 0)
+        return rc;
+    st_int(&s, 1, a->now_ms);
+    rc = st_step(&s, err);
+    if (rc > 0) {
+        rc = col_text(s.st, 0, j->session_id, sizeof(j->session_id), "claim job", err);
+        if (rc >= 0)
+            rc = col_text(s.st, 1, kind, sizeof(kind), "claim job", err);
+        if (rc >= 0 && kind_parse(kind, &j->kind) < 0)
+            rc = vh_error_set(err, VH_ESTORE, "inbox: claim job: unknown kind '%s'", kind);
+        j->attempts = (unsigned)sqlite3_column_int64(s.st, 2);
+        j->deadline_ms = sqlite3_column_int64(s.st, 3);
+        /* RETURNING rows are all computed by the first step; finish the statement. */
+        if (rc >= 0 && st_step(&s, err) < 0)
+            rc = VH_ESTORE;
+        if (rc >= 0)
+            a->found = true;
+    }
+    st_end(&s);
+    if (rc < 0 || !a->found)
+        return rc < 0 ? rc : 0;
+    return claim_session(ib, j, err);
+}
+
+int vh__inbox_claim(struct vh_inbox *ib, int64_t now_ms, struct vh__job *out, struct vh_error *err)
+{
+    struct claim_arg a = {now_ms, out, false};
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    vh_buf_init(&out->body, BODY_MAX);
+    rc = submit(ib, op_claim, &a, err);
+    if (rc < 0)
+        return rc;
+    return a.found ? 1 : 0;
+}
+
+struct finish_arg {
+    const char *session_id;
+    enum vh_job_kind kind;
+    const struct vh__job_update *u;
+    int64_t now_ms;
+};
+
+static int op_finish(struct vh_inbox *ib, void *arg, struct vh_error *err)
+{
+    const struct finish_arg *a = arg;
+    const struct vh__job_update *u = a->u;
+    struct stmt s;
+    int rc;
+
+    rc = st_write(&s, ib, W_FINISH, "finish job", err);
+    if (rc < 0)
+        return rc;
+    st_text(&s, 1, a->session_id);
+    st_text(&s, 2, vh_job_kind_name(a->kind));
+    st_text(&s, 3, vh_job_state_name(u->state));
+    st_int(&s, 4, u->attempts);
+    st_int(&s, 5, u->next_attempt_ms);
+    st_int(&s, 6, a->now_ms);
+    if (u->status)
+        st_int(&s, 7, u->status);
+    else
+        st_text(&s, 7, NULL);
+    st_text(&s, 8, u->error[0] ? u->error : NULL);
+    st_text(&s, 9, u->path);
+    if (u->path)
+        st_int(&s, 10, (int64_t)u->size);
+    else
+        st_text(&s, 10, NULL);
+    st_text(&s, 11, u->sha256);
+    rc = st_step(&s, err);
+    st_end(&s);
+    if (rc < 0)
+        return rc;
+    if (sqlite3_changes(ib->wdb) != 1)
+        return vh_error_set(err, VH_ESTATE, "inbox: %s job of '%s' is not running",
+                            vh_job_kind_name(a->kind), a->session_id);
+    return 0;
+}
+
+int vh__inbox_finish(struct vh_inbox *ib, const char *session_id, enum vh_job_kind kind,
+                     const struct vh__job_update *u, int64_t now_ms, struct vh_error *err)
+{
+    struct finish_arg a = {session_id, kind, u, now_ms};
+    int rc;
+
+    rc = vh_job_transition(VH_JOB_RUNNING, u->state, err);
+    if (rc < 0)
+        return rc;
+    return submit(ib, op_finish, &a, err);
+}
+
+struct recover_arg {
+    int64_t now_ms;
+    int64_t n;
+};
+
+static int op_recover(struct vh_inbox *ib, void *arg, struct vh_error *err)
+{
+    struct recover_arg *a = arg;
+    struct stmt s;
+    int rc;
+
+    rc = st_write(&s, ib, W_RECOVER, "recover jobs", err);
+    if (rc < 0)
+        return rc;
+    st_int(&s, 1, a->now_ms);
+    rc = st_step(&s, err);
+    st_end(&s);
+    if (rc < 0)
+        return rc;
+    a->n = sqlite3_changes(ib->wdb);
+    return 0;
+}
+
+int vh__inbox_recover(struct vh_inbox *ib, int64_t now_ms, int64_t *n, struct vh_error *err)
+{
+    struct recover_arg a = {now_ms, 0};
+    int rc = submit(ib, op_recover, &a, err);
+
+    if (rc == 0)
+        *n = a.n;
+    return rc;
+}
+
+/* ---- reads ------------------------------------------------------------------------------ */
+
+/* Runs a one-integer query on the read connection: 1 with a value, 0 for NULL, or < 0. */
+static int read_int(struct vh_inbox *ib, const char *sql, const char *what, int64_t *out,
+                    struct vh_error *err)
+{
+    int rc;
+
+    pthread_mutex_lock(&ib->rmu);
+    rc = query_int(ib->rdb, sql, what, out, err);
+    pthread_mutex_unlock(&ib->rmu);
+    return rc;
+}
+
+int vh__inbox_next_due(struct vh_inbox *ib, int64_t *out_ms, struct vh_error *err)
+{
+    return read_int(ib, sql_next_due, "next due job", out_ms, err);
+}
+
+int vh__inbox_unfinished(struct vh_inbox *ib, int64_t *out, struct vh_error *err)
+{
+    int rc = read_int(ib, sql_unfinished, "count jobs", out, err);
+
+    return rc < 0 ? rc : 0;
+}
+
+int vh_receiver_pending_jobs(struct vh_receiver *r, int64_t *out, struct vh_error *err)
+{
+    return vh__inbox_unfinished(r->ib, out, err);
+}
+
+int vh_inbox_count(struct vh_inbox *ib, int64_t *out, struct vh_error *err)
+{
+    int rc = read_int(ib, sql_count, "count sessions", out, err);
+
+    return rc < 0 ? rc : 0;
+}
+
+void vh_inbox_session_release(struct vh_inbox_session *s)
+{
+    vh_buf_release(&s->body);
+}
+
+static int read_jobs(sqlite3 *db, struct vh_inbox_session *s, struct vh_error *err)
+{
+    struct vh_inbox_job *j;
+    char kind[16], state[16];
+    struct stmt st;
+    int rc;
+
+    s->n_jobs = 0;
+    rc = st_prepare(&st, db, sql_jobs_of, "read jobs", err);
+    if (rc < 0)
+        return rc;
+    st_text(&st, 1, s->session_id);
+    for (;;) {
+        rc = st_step(&st, err);
+        if (rc <= 0 || s->n_jobs == VH_INBOX_JOBS_MAX)
+            break;
+        j = &s->jobs[s->n_jobs];
+        memset(j, 0, sizeof(*j));
+        rc = col_text(st.st, 0, kind, sizeof(kind), "read jobs", err);
+        if (rc >= 0)
+            rc = col_text(st.st, 1, state, sizeof(state), "read jobs", err);
+        if (rc >= 0 && (kind_parse(kind, &j->kind) < 0 ||
+                        vh_job_state_parse(state, strlen(state), &j->state, NULL) < 0))
+            rc = vh_error_set(err, VH_ESTORE, "inbox: read jobs: unknown kind or state");
+        if (rc >= 0)
+            rc = col_text(st.st, 7, j->error, sizeof(j->error), "read jobs", err);
+        if (rc >= 0)
+            rc = col_text(st.st, 8, j->path, sizeof(j->path), "read jobs", err);
+        if (rc >= 0)
+            rc = col_text(st.st, 10, j->sha256, sizeof(j->sha256), "read jobs", err);
+        if (rc < 0)
+            break;
+        j->attempts = (unsigned)sqlite3_column_int64(st.st, 2);
+        j->next_attempt_ms = sqlite3_column_int64(st.st, 3);
+        j->deadline_ms = sqlite3_column_int64(st.st, 4);
+        j->updated_ms = sqlite3_column_int64(st.st, 5);
+        j->status = (int)sqlite3_column_int64(st.st, 6);
+        j->size = (uint64_t)sqlite3_column_int64(st.st, 9);
+        s->n_jobs++;
+    }
+    st_end(&st);
+    return rc < 0 ? rc : 0;
+}
+
+/* Reads the row of sql_list / sql_get into a zeroed `s`, then its jobs. */
+static int read_session(sqlite3 *db, sqlite3_stmt *st, struct vh_inbox_session *s,
+                        struct vh_error *err)
+{
+    char rec[16];
+    int rc;
+
+    vh_buf_init(&s->body, BODY_MAX);
+    rc = col_text(st, 0, s->session_id, sizeof(s->session_id), "read session", err);
+    if (rc >= 0)
+        rc = col_text(st, 3, s->signed_at, sizeof(s->signed_at), "read session", err);
+    if (rc >= 0)
+        rc = col_text(st, 4, s->webhook_id, sizeof(s->webhook_id), "read session", err);
+    if (rc >= 0)
+        rc = col_text(st, 5, rec, sizeof(rec), "read session", err);
+    if (rc >= 0 && vh_recording_state_parse(rec, strlen(rec), &s->recording, NULL) < 0)
+        rc = vh_error_set(err, VH_ESTORE, "inbox: read session: unknown recording state");
+    if (rc >= 0)
+        rc = col_blob(st, 6, &s->body, "read session", err);
+    if (rc < 0)
+        return rc;
+    s->received_ms = sqlite3_column_int64(st, 1);
+    s->event_ms = sqlite3_column_int64(st, 2);
+    return read_jobs(db, s, err);
+}
+
+int vh_inbox_foreach(struct vh_inbox *ib, const struct vh_inbox_filter *f, vh_inbox_session_fn *fn,
+                     void *ud, struct vh_error *err)
+{
+    struct vh_inbox_filter none;
+    struct vh_inbox_session s;
+    struct stmt st;
+    int rc;
+
+    if (!f) {
+        memset(&none, 0, sizeof(none));
+        f = &none;
+    }
+    pthread_mutex_lock(&ib->rmu);
+    /* One read transaction: a consistent snapshot while the receiver keeps writing. */
+    rc = exec_sql(ib->rdb, "BEGIN", "list sessions", err);
+    if (rc < 0)
+        goto unlock;
+    rc = st_prepare(&st, ib->rdb, sql_list, "list sessions", err);
+    if (rc < 0)
+        goto end;
+    st_int(&st, 1, f->since_ms);
+    st_text(&st, 2, f->has_recording_state ? vh_recording_state_name(f->recording_state) : NULL);
+    st_int(&st, 3, f->limit && f->limit <= INT64_MAX ? (int64_t)f->limit : -1);
+    st_int(&st, 4, f->with_body ? 1 : 0);
+    for (;;) {
+        rc = st_step(&st, err);
+        if (rc <= 0)
+            break;
+        memset(&s, 0, sizeof(s));
+        rc = read_session(ib->rdb, st.st, &s, err);
+        if (rc >= 0)
+            rc = fn(ud, &s);
+        vh_inbox_session_release(&s);
+        if (rc < 0)
+            break;
+    }
+    st_end(&st);
+end:
+    sqlite3_exec(ib->rdb, "COMMIT", NULL, NULL, NULL);
+unlock:
+    pthread_mutex_unlock(&ib->rmu);
+    return rc < 0 ? rc : 0;
+}
+
+int vh_inbox_get(struct vh_inbox *ib, const char *session_id, struct vh_inbox_session *out,
+                 struct vh_error *err)
+{
+    struct vh_inbox_session s;
+    struct stmt st;
+    int rc;
+
+    memset(&s, 0, sizeof(s));
+    pthread_mutex_lock(&ib->rmu);
+    rc = exec_sql(ib->rdb, "BEGIN", "get session", err);
+    if (rc < 0)
+        goto unlock;
+    rc = st_prepare(&st, ib->rdb, sql_get, "get session", err);
+    if (rc < 0)
+        goto end;
+    st_text(&st, 1, session_id);
+    rc = st_step(&st, err);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ENOTFOUND, "session '%.64s': not in the inbox", session_id);
+    if (rc > 0)
+        rc = read_session(ib->rdb, st.st, &s, err);
+    st_end(&st);
+end:
+    sqlite3_exec(ib->rdb, "COMMIT", NULL, NULL, NULL);
+unlock:
+    pthread_mutex_unlock(&ib->rmu);
+    if (rc < 0) {
+        vh_inbox_session_release(&s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}

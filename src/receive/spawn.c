@@ -1,0 +1,323 @@
+/*
+ * --exec: one child process per attempt, `/bin/sh -c CMD`, with the payload on stdin.
+ *
+ * posix_spawn, not fork: the receiver is multithreaded. The payload goes through an
+ * unlinked temporary file rather than a pipe, so a command that never reads its stdin cannot
+ * block us, and no SIGPIPE can reach the process. The child gets a clean signal state (the
+ * CLI blocks SIGTERM/SIGINT and ignores SIGPIPE; a child must not inherit either) and its own
+ * process group, so a timeout ends the whole pipeline the command may have started. Its
+ * output goes to another temporary file: the daemon's stderr is a JSON log, and the first
+ * bytes of the output make a useful error line.
+ */
+#include "receive/receive_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <vocohook/alloc.h>
+#include <vocohook/clock.h>
+
+#include "core/banned.h"
+
+#define POLL_MS       20
+#define TERM_GRACE_MS 2000 /* SIGTERM, then this long, then SIGKILL */
+#define OUTPUT_SHOWN  160  /* bytes of the command's output kept in the error line */
+#define SECRETS_VAR   "VOCOHOOK_SECRETS="
+
+extern char **environ;
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* An unlinked temporary file, close-on-exec. Returns the fd or -1 (errno set). */
+static int temp_file(void)
+{
+    const char *dir = getenv("TMPDIR");
+    char path[512];
+    int fd, n;
+
+    if (!dir || !*dir)
+        dir = "/tmp";
+    n = snprintf(path, sizeof(path), "%s/vocohook-exec-XXXXXX", dir);
+    if (n < 0 || (size_t)n >= sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    unlink(path);
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Whether environment entry `e` sets the variable that `var` ("NAME=value") names. */
+static bool same_name(const char *e, const char *var)
+{
+    const char *eq = strchr(var, '=');
+    size_t n = eq ? (size_t)(eq - var) + 1 : strlen(var);
+
+    return strncmp(e, var, n) == 0;
+}
+
+/*
+ * The child's environment: ours, without VOCOHOOK_SECRETS and without the names `extra`
+ * sets, then `extra`. The array is new (vh_free it); its strings are borrowed.
+ */
+static char **child_env(char *const *extra)
+{
+    size_t n = 0, i, k, o = 0;
+    char **env;
+    bool skip;
+
+    while (environ && environ[n])
+        n++;
+    for (k = 0; extra[k]; k++)
+        n++;
+    env = vh_malloc((n + 1) * sizeof(*env));
+    if (!env)
+        return NULL;
+    for (i = 0; environ && environ[i]; i++) {
+        skip = strncmp(environ[i], SECRETS_VAR, strlen(SECRETS_VAR)) == 0;
+        for (k = 0; !skip && extra[k]; k++)
+            skip = same_name(environ[i], extra[k]);
+        if (!skip)
+            env[o++] = environ[i];
+    }
+    for (k = 0; extra[k]; k++)
+        env[o++] = extra[k];
+    env[o] = NULL;
+    return env;
+}
+
+/* Ends the child's process group: SIGTERM, a grace period, SIGKILL. Reaps the child. */
+static void end_group(pid_t pid, int *status)
+{
+    int64_t until = vh_time_mono_ms() + TERM_GRACE_MS;
+
+    kill(-pid, SIGTERM);
+    while (vh_time_mono_ms() < until) {
+        if (waitpid(pid, status, WNOHANG) == pid) {
+            kill(-pid, SIGKILL); /* whatever the shell left behind */
+            return;
+        }
+        sleep_ms(POLL_MS);
+    }
+    kill(-pid, SIGKILL);
+    while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/* The first bytes of the command's output, on one line, after `prefix`. */
+static void describe(int out_fd, struct vh__report *rep, const char *prefix)
+{
+    char buf[OUTPUT_SHOWN + 1];
+    ssize_t n = -1;
+    size_t i, len = 0;
+
+    if (lseek(out_fd, 0, SEEK_SET) == 0)
+        n = read(out_fd, buf, OUTPUT_SHOWN);
+    if (n > 0)
+        len = (size_t)n;
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' ' || buf[len - 1] == '\r'))
+        len--;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)buf[i] < 0x20)
+            buf[i] = ' ';
+    buf[len] = '\0';
+    snprintf(rep->error, sizeof(rep->error), "%s%s%s", prefix, len ? ": " : "", buf);
+}
+
+static int spawn_child(const char *cmd, int in_fd, int out_fd, char **env, pid_t *pid)
+{
+    char sh[] = "sh", dash_c[] = "-c";
+    char *argv[4] = {sh, dash_c, NULL, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, defaults;
+    int rc;
+
+    argv[2] = vh_strndup(cmd, strlen(cmd));
+    if (!argv[2])
+        return ENOMEM;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGHUP);
+    sigaddset(&defaults, SIGCHLD);
+    rc = posix_spawn_file_actions_init(&fa);
+    if (rc) {
+        vh_free(argv[2]);
+        return rc;
+    }
+    rc = posix_spawnattr_init(&attr);
+    if (rc == 0) {
+        rc = posix_spawn_file_actions_adddup2(&fa, in_fd, STDIN_FILENO);
+        if (!rc)
+            rc = posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO);
+        if (!rc)
+            rc = posix_spawn_file_actions_adddup2(&fa, out_fd, STDERR_FILENO);
+        if (!rc)
+            rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                                     POSIX_SPAWN_SETSIGDEF);
+        if (!rc)
+            rc = posix_spawnattr_setpgroup(&attr, 0);
+        if (!rc)
+            rc = posix_spawnattr_setsigmask(&attr, &none);
+        if (!rc)
+            rc = posix_spawnattr_setsigdefault(&attr, &defaults);
+        if (!rc)
+            rc = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, env);
+        posix_spawnattr_destroy(&attr);
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    vh_free(argv[2]);
+    return rc;
+}
+
+/* Waits for the child; ends it on timeout or stop. */
+static void wait_child(pid_t pid, int64_t timeout_ms, const atomic_bool *stop, int out_fd,
+                       struct vh__report *rep)
+{
+    int64_t deadline = vh_time_mono_ms() + timeout_ms;
+    int status = 0;
+    pid_t got;
+
+    for (;;) {
+        got = waitpid(pid, &status, WNOHANG);
+        if (got == pid)
+            break;
+        if (got < 0 && errno != EINTR) {
+            /* Someone else reaped it (SIGCHLD ignored by the application): no verdict. */
+            rep->outcome = VH__OUTCOME_RETRY;
+            snprintf(rep->error, sizeof(rep->error), "waiting for the command: %s",
+                     strerror(errno));
+            return;
+        }
+        if (stop && atomic_load(stop)) {
+            end_group(pid, &status);
+            rep->outcome = VH__OUTCOME_INTERRUPTED;
+            snprintf(rep->error, sizeof(rep->error), "interrupted by shutdown");
+            return;
+        }
+        if (vh_time_mono_ms() >= deadline) {
+            end_group(pid, &status);
+            rep->outcome = VH__OUTCOME_RETRY;
+            snprintf(rep->error, sizeof(rep->error), "timed out after %lld ms",
+                     (long long)timeout_ms);
+            return;
+        }
+        sleep_ms(POLL_MS);
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        rep->outcome = VH__OUTCOME_OK;
+        return;
+    }
+    rep->outcome = VH__OUTCOME_RETRY;
+    if (WIFEXITED(status)) {
+        char what[48];
+
+        rep->status = WEXITSTATUS(status);
+        snprintf(what, sizeof(what), "exited with status %d", rep->status);
+        describe(out_fd, rep, what);
+    } else {
+        char what[48];
+
+        snprintf(what, sizeof(what), "killed by signal %d",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        describe(out_fd, rep, what);
+    }
+}
+
+void vh__spawn_run(const char *cmd, const void *body, size_t body_len, const char *const *extra_env,
+                   int64_t timeout_ms, const atomic_bool *stop, struct vh__report *rep)
+{
+    char *none[1] = {NULL};
+    char **extra = none, **env = NULL;
+    int in_fd = -1, out_fd = -1, rc;
+    size_t n = 0, i;
+    pid_t pid;
+
+    memset(rep, 0, sizeof(*rep));
+    rep->outcome = VH__OUTCOME_RETRY;
+    /* Our own copies: posix_spawn takes `char *const[]`. */
+    while (extra_env && extra_env[n])
+        n++;
+    if (n) {
+        extra = vh_malloc((n + 1) * sizeof(*extra));
+        if (!extra) {
+            snprintf(rep->error, sizeof(rep->error), "out of memory");
+            return;
+        }
+        memset(extra, 0, (n + 1) * sizeof(*extra));
+        for (i = 0; i < n; i++) {
+            extra[i] = vh_strndup(extra_env[i], strlen(extra_env[i]));
+            if (!extra[i]) {
+                snprintf(rep->error, sizeof(rep->error), "out of memory");
+                goto out;
+            }
+        }
+    }
+    in_fd = temp_file();
+    out_fd = in_fd >= 0 ? temp_file() : -1;
+    if (out_fd < 0 || write_all(in_fd, body, body_len) < 0 || lseek(in_fd, 0, SEEK_SET) != 0) {
+        snprintf(rep->error, sizeof(rep->error), "temporary file for the payload: %s",
+                 strerror(errno));
+        goto out;
+    }
+    env = child_env(extra);
+    if (!env) {
+        snprintf(rep->error, sizeof(rep->error), "out of memory");
+        goto out;
+    }
+    rc = spawn_child(cmd, in_fd, out_fd, env, &pid);
+    if (rc) {
+        snprintf(rep->error, sizeof(rep->error), "starting /bin/sh: %s", strerror(rc));
+        goto out;
+    }
+    wait_child(pid, timeout_ms, stop, out_fd, rep);
+out:
+    if (in_fd >= 0)
+        close(in_fd);
+    if (out_fd >= 0)
+        close(out_fd);
+    vh_free(env);
+    for (i = 0; extra != none && i < n; i++)
+        vh_free(extra[i]);
+    if (extra != none)
+        vh_free(extra);
+}

@@ -1,0 +1,163 @@
+"""`vocohook sessions list|show|export` over an inbox that `vocohook receive` filled, and the
+receive verb's own command line."""
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from recv_harness import Receiver, make_tmp, payload  # noqa: E402
+from server import VOCOHOOK, clean_env  # noqa: E402
+
+SID = "s1234567-abcd-1234-abcd-123456789012"
+
+
+class Sessions(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.r = Receiver(recordings=True).start()
+        cls.bodies = {
+            SID: payload(SID),
+            "s_web": payload("s_web", None, call=None, agent_name="Web, \"Helper\""),
+            "s_rec": payload("s_rec", "https://192.0.2.1/rec.wav"),  # refused: not public
+        }
+        for body in cls.bodies.values():
+            assert cls.r.deliver(body).status == 200
+        cls.r.wait_job("s_rec", {"failed"})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.r.stop()
+
+    def test_list(self):
+        rc, out, err = self.r.cli("sessions", "list")
+        self.assertEqual(rc, 0, err)
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split(), ["RECEIVED", "SESSION", "AGENT", "DURATION", "CALL",
+                                            "RECORDING"])
+        self.assertEqual([l.split()[1] for l in lines[1:]], [SID, "s_web", "s_rec"])
+        self.assertIn("Sales Assistant", lines[1])
+        self.assertIn("127s", lines[1])
+        self.assertEqual(lines[1].split()[-2:], ["completed", "none"])
+        self.assertEqual(lines[2].split()[-2:], ["-", "none"])
+        self.assertEqual(lines[3].split()[-1], "failed")
+
+    def test_list_filters(self):
+        rc, out, _ = self.r.cli("sessions", "list", "--status", "failed")
+        self.assertEqual((rc, [l.split()[1] for l in out.splitlines()[1:]]), (0, ["s_rec"]))
+        rc, out, _ = self.r.cli("sessions", "list", "--since", "1h", "--limit", "1")
+        self.assertEqual([l.split()[1] for l in out.splitlines()[1:]], [SID])
+        rc, out, _ = self.r.cli("sessions", "list", "--since", "2999-01-01T00:00:00.000Z")
+        self.assertEqual((rc, len(out.splitlines())), (0, 1))
+        rc, _, err = self.r.cli("sessions", "list", "--status", "bogus")
+        self.assertEqual(rc, 2)
+        rc, _, err = self.r.cli("sessions", "list", "--since", "yesterday")
+        self.assertEqual(rc, 2)
+
+    def test_show(self):
+        rc, out, err = self.r.cli("sessions", "show", SID)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(f"session     {SID}", out)
+        self.assertIn("agent       Sales Assistant (a1b2c3d4-e5f6-7890-abcd-ef1234567890)", out)
+        self.assertIn("c1234567-abcd-1234-abcd-123456789012  +14155551234 -> +919876543210, "
+                      "completed", out)
+        self.assertIn("latency     min 450 ms, avg 680 ms, max 1200 ms (as sent)", out)
+        self.assertIn("min 700 ms, avg 700 ms, max 700 ms over 1 bot turn with latency", out)
+        self.assertIn("recording   none (recording_url was null)", out)
+        self.assertIn("transcript (3 turns)", out)
+        self.assertIn("14:30:01.000  bot: Hello! Thanks for taking my call.", out)
+        self.assertIn("14:30:04.500  user: Hi, I'm interested in your enterprise plan.", out)
+        self.assertIn("14:30:05.200  bot (+700 ms): Great choice!", out)
+        rc, out, _ = self.r.cli("sessions", "show", "s_rec")
+        self.assertIn("recording   failed after 1 attempt", out)
+        self.assertIn("not a public address", out)
+        rc, out, _ = self.r.cli("sessions", "show", "s_web")
+        self.assertIn("call        none", out)
+
+    def test_show_unknown(self):
+        rc, out, err = self.r.cli("sessions", "show", "nope")
+        self.assertEqual((rc, out), (1, ""))
+        self.assertIn("'nope'", err)
+
+    def test_export_jsonl(self):
+        rc, out, err = self.r.cli("sessions", "export", "--format", "jsonl")
+        self.assertEqual(rc, 0, err)
+        rows = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([x["session_id"] for x in rows], [SID, "s_web", "s_rec"])
+        for x in rows:
+            self.assertEqual(x["payload"], json.loads(self.bodies[x["session_id"]]))
+        self.assertEqual(rows[2]["recording"], "failed")
+        self.assertEqual(rows[2]["jobs"][0]["kind"], "download")
+
+    def test_export_csv(self):
+        rc, out, err = self.r.cli("sessions", "export", "--format", "csv")
+        self.assertEqual(rc, 0, err)
+        rows = list(csv.DictReader(io.StringIO(out, newline="")))
+        self.assertEqual([x["session_id"] for x in rows], [SID, "s_web", "s_rec"])
+        self.assertEqual(rows[0]["agent_name"], "Sales Assistant")
+        self.assertEqual(rows[0]["credits_used"], "2.12")
+        self.assertEqual(rows[0]["call_status"], "completed")
+        self.assertEqual(rows[0]["turns"], "3")
+        self.assertEqual(rows[1]["agent_name"], 'Web, "Helper"')
+        self.assertEqual(rows[1]["call_id"], "")
+        self.assertEqual(rows[2]["recording_state"], "failed")
+
+    def test_export_needs_a_format(self):
+        rc, _, err = self.r.cli("sessions", "export")
+        self.assertEqual(rc, 2)
+        rc, _, err = self.r.cli("sessions", "export", "--format", "xml")
+        self.assertEqual(rc, 2)
+
+
+class CommandLine(unittest.TestCase):
+    def run_cli(self, *args, env=None):
+        p = subprocess.run([VOCOHOOK, *args], capture_output=True, env=clean_env(env),
+                           timeout=30)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    def test_missing_inbox(self):
+        rc, _, err = self.run_cli("sessions", "list", "--db", "/nonexistent/inbox.db")
+        self.assertEqual(rc, 3)
+        self.assertIn("inbox", err)
+
+    def test_receive_needs_a_secret(self):
+        rc, _, err = self.run_cli("receive", "--listen", "127.0.0.1:0", "--db",
+                                  os.path.join(make_tmp(), "x.db"))
+        self.assertEqual(rc, 2)
+        self.assertIn("VOCOHOOK_SECRETS", err)
+
+    def test_receive_bad_flags(self):
+        env = {"VOCOHOOK_SECRETS": "s"}
+        self.assertEqual(self.run_cli("receive", "--tolerance", "-5", env=env)[0], 2)
+        self.assertEqual(self.run_cli("receive", "--workers", "0", env=env)[0], 2)
+        self.assertEqual(self.run_cli("receive", "--recording-max", "lots", env=env)[0], 2)
+        self.assertEqual(self.run_cli("receive", "extra", env=env)[0], 2)
+        rc, _, err = self.run_cli("receive", "--forward", "ftp://x", "--db",
+                                  os.path.join(make_tmp(), "x.db"), env=env)
+        self.assertEqual(rc, 2, err)
+        rc, _, err = self.run_cli("receive", "--recordings", "/nonexistent/dir", "--db",
+                                  os.path.join(make_tmp(), "x.db"), env=env)
+        self.assertEqual(rc, 3, err)
+        self.assertIn("recordings directory", err)
+
+    def test_help(self):
+        rc, out, _ = self.run_cli("receive", "--help")
+        self.assertEqual(rc, 0)
+        self.assertIn("VOCOHOOK_SECRETS", out)
+        rc, out, _ = self.run_cli("sessions", "--help")
+        self.assertEqual(rc, 0)
+        self.assertIn("export --format jsonl|csv", out)
+
+    def test_inbox_file_is_private_and_log_is_json(self):
+        with Receiver() as r:
+            self.assertEqual(os.stat(r.db).st_mode & 0o777, 0o600)
+            r.deliver(payload("s_log"))
+        for line in r.err.text().splitlines():
+            json.loads(line)
+
+
+if __name__ == "__main__":
+    unittest.main()

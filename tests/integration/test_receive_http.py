@@ -1,0 +1,255 @@
+"""`vocohook receive` over HTTP: what is accepted, stored once, or refused (and then nothing
+is stored). Requests are signed here with Python's hmac, independently of vocohook."""
+import concurrent.futures
+import hashlib
+import hmac
+import json
+import os
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from recv_harness import (SECRET, Receiver, now_iso, payload, sign, wait_until)  # noqa: E402
+from server import DATA  # noqa: E402
+
+SID = "s1234567-abcd-1234-abcd-123456789012"
+
+
+class Accepted(unittest.TestCase):
+    def test_signed_delivery_is_stored_byte_for_byte(self):
+        body = payload(SID)
+        with Receiver() as r:
+            headers = sign(body)
+            headers["X-Webhook-Id"] = "0b6c7e0e-8f3a-4a8e-9d55-2f0b7f1d2c3a"
+            resp = r.post(body, headers)
+            self.assertEqual(resp.status, 200, resp)
+            self.assertEqual(resp.json(), {"ok": True, "session_id": SID, "duplicate": False})
+            rows = r.rows("SELECT body, signed_at, signature, webhook_id FROM sessions")
+            self.assertEqual(len(rows), 1)
+            self.assertEqual(rows[0][0], body)
+            self.assertEqual(rows[0][1], headers["X-Webhook-Timestamp"])
+            self.assertEqual(rows[0][2], headers["X-Webhook-Signature"])
+            self.assertEqual(rows[0][3], headers["X-Webhook-Id"])
+            exported = r.export()[SID]
+            self.assertEqual(exported["payload"], json.loads(body))
+            self.assertEqual(exported["recording"], "none")
+
+    def test_root_path_works_too(self):
+        with Receiver() as r:
+            body = payload(SID)
+            self.assertEqual(r.post(body, sign(body), path="/").status, 200)
+            self.assertEqual(r.count(), 1)
+
+    def test_pretty_printed_body_is_kept_as_sent(self):
+        body = json.dumps(json.loads(payload(SID)), indent=2).encode()
+        with Receiver() as r:
+            self.assertEqual(r.deliver(body).status, 200)
+            self.assertEqual(r.rows("SELECT body FROM sessions")[0][0], body)
+
+    def test_replay_is_200_and_stored_once(self):
+        body = payload(SID)
+        headers = sign(body)
+        with Receiver() as r:
+            first = r.post(body, headers)
+            second = r.post(body, headers)
+            third = r.deliver(body)  # a retry: new timestamp, same session
+            self.assertEqual([first.status, second.status, third.status], [200, 200, 200])
+            self.assertFalse(first.json()["duplicate"])
+            self.assertTrue(second.json()["duplicate"])
+            self.assertTrue(third.json()["duplicate"])
+            self.assertEqual(r.count(), 1)
+
+    def test_fifty_concurrent_identical_requests_store_one_row(self):
+        body = payload(SID)
+        headers = sign(body)
+        with Receiver() as r:
+            with concurrent.futures.ThreadPoolExecutor(50) as pool:
+                results = list(pool.map(lambda _: r.post(body, headers), range(50)))
+            self.assertEqual({x.status for x in results}, {200})
+            self.assertEqual(sum(not x.json()["duplicate"] for x in results), 1)
+            self.assertEqual(r.count(), 1)
+
+    def test_many_sessions_at_once_are_all_stored(self):
+        bodies = [payload(f"sess_{i}") for i in range(100)]
+        with Receiver() as r:
+            with concurrent.futures.ThreadPoolExecutor(20) as pool:
+                results = list(pool.map(r.deliver, bodies))
+            self.assertEqual({x.status for x in results}, {200})
+            self.assertEqual(r.count(), 100)
+
+    def test_kill_9_loses_no_acknowledged_webhook(self):
+        r = Receiver().start()
+        acked, stop = [], threading.Event()
+
+        def sender(k):
+            i = 0
+            while not stop.is_set():
+                sid = f"k{k}_{i}"
+                try:
+                    if r.deliver(payload(sid), timeout=5).status == 200:
+                        acked.append(sid)
+                except OSError:
+                    return  # the receiver is gone
+                i += 1
+        threads = [threading.Thread(target=sender, args=(k,)) for k in range(8)]
+        try:
+            for t in threads:
+                t.start()
+            wait_until(lambda: len(acked) >= 300, 30, "300 acknowledged webhooks")
+            r.kill()  # SIGKILL in the middle of the stream
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+            r.kill()
+        stored = {row[0] for row in r.rows("SELECT session_id FROM sessions")}
+        self.assertEqual(set(acked) - stored, set())
+        with Receiver(tmp=r.tmp) as r2:  # and the file opens cleanly again
+            self.assertGreaterEqual(r2.count(), len(acked))
+
+    def test_second_secret_during_rotation(self):
+        old, new = "whsec_old_secret_value", "whsec_new_secret_value"
+        with Receiver(secrets=(old, new)) as r:
+            self.assertEqual(r.deliver(payload("s_old"), secret=old).status, 200)
+            self.assertEqual(r.deliver(payload("s_new"), secret=new).status, 200)
+            self.assertEqual(r.deliver(payload("s_bad"), secret=SECRET).status, 401)
+            self.assertEqual(r.count(), 2)
+
+    def test_secret_from_flag(self):
+        with Receiver(args=["--secret", "flag_secret"], secrets=()) as r:
+            self.assertEqual(r.deliver(payload(SID), secret="flag_secret").status, 200)
+        self.assertIn("prefer VOCOHOOK_SECRETS", r.err.text())
+
+    def test_newer_sender_fields_are_accepted_and_kept(self):
+        with open(os.path.join(DATA, "good", "payload_newer_sender.json"), "rb") as f:
+            body = f.read()
+        with Receiver() as r:
+            resp = r.deliver(body)
+            self.assertEqual(resp.status, 200, resp)
+            self.assertEqual(r.rows("SELECT body FROM sessions")[0][0], body)
+
+    def test_answers_fast(self):
+        with Receiver() as r:
+            worst = 0.0
+            for i in range(20):
+                t0 = time.monotonic()
+                self.assertEqual(r.deliver(payload(f"fast_{i}")).status, 200)
+                worst = max(worst, time.monotonic() - t0)
+            self.assertLess(worst, 1.0)
+
+
+class Refused(unittest.TestCase):
+    """Every refusal leaves the inbox empty."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.r = Receiver().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.r.stop()
+
+    def tearDown(self):
+        self.assertEqual(self.r.count(), 0)
+
+    def unauthorized(self, resp, reason):
+        self.assertEqual(resp.status, 401, resp)
+        j = resp.json()
+        self.assertEqual((j["ok"], j["error"], j["reason"]), (False, "unauthorized", reason))
+        self.assertTrue(j["message"])
+        self.assertNotIn("\n", resp.body.decode())
+
+    def test_tampered_body(self):
+        body = payload(SID)
+        headers = sign(body)
+        self.unauthorized(self.r.post(body.replace(b"127", b"128"), headers), "mismatch")
+        self.unauthorized(self.r.post(body + b" ", headers), "mismatch")
+
+    def test_wrong_secret(self):
+        self.unauthorized(self.r.deliver(payload(SID), secret="whsec_wrong"), "mismatch")
+
+    def test_old_and_future_timestamps(self):
+        self.unauthorized(self.r.deliver(payload(SID), ts=now_iso(-301)), "too_old")
+        self.unauthorized(self.r.deliver(payload(SID), ts=now_iso(+301)), "too_new")
+        self.unauthorized(self.r.deliver(payload(SID), ts="2020-01-01T00:00:00.000Z"), "too_old")
+
+    def test_malformed_and_missing_headers(self):
+        body = payload(SID)
+        good = sign(body)
+        ts, sig = good["X-Webhook-Timestamp"], good["X-Webhook-Signature"]
+        self.unauthorized(self.r.post(body, {"X-Webhook-Signature": sig}), "bad_timestamp")
+        self.unauthorized(self.r.post(body, {"X-Webhook-Timestamp": ts}), "bad_signature")
+        self.unauthorized(self.r.post(body, {}), "bad_timestamp")
+        for bad_sig in (sig[7:], "sha1=" + sig[7:], sig + "0", sig[:-1], "sha256=" + "z" * 64):
+            self.unauthorized(self.r.post(body, {"X-Webhook-Timestamp": ts,
+                                                 "X-Webhook-Signature": bad_sig}),
+                              "bad_signature")
+        for bad_ts in (ts[:-1], ts.replace("Z", "+00:00"), ts[:19] + "Z", str(int(time.time()))):
+            h = sign(body, ts=bad_ts)  # correctly signed over the odd timestamp
+            self.unauthorized(self.r.post(body, h), "bad_timestamp")
+
+    def test_timestamp_shifted_into_the_body(self):
+        # HMAC("{ts}.{body}") cannot tell where the timestamp ends, and the timestamp has a
+        # "." of its own: "2026-03-15T14:32:08" + "." + "000Z.{body}" is the same message as
+        # "2026-03-15T14:32:08.000Z" + "." + "{body}". Only the exact timestamp form stops it.
+        body = payload(SID)
+        ts = now_iso()
+        mac = hmac.new(SECRET.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+        head, tail = ts.split(".")
+        moved = tail.encode() + b"." + body
+        self.assertEqual(head.encode() + b"." + moved, ts.encode() + b"." + body)
+        resp = self.r.post(moved, {"X-Webhook-Timestamp": head,
+                                   "X-Webhook-Signature": "sha256=" + mac})
+        self.unauthorized(resp, "bad_timestamp")
+        # And the other way: body bytes pulled into the timestamp header.
+        resp = self.r.post(body[3:], {"X-Webhook-Timestamp": ts + "." + body[:2].decode(),
+                                      "X-Webhook-Signature": "sha256=" + mac})
+        self.unauthorized(resp, "bad_timestamp")
+
+    def test_contract_breaking_payloads_are_400(self):
+        good = json.loads(payload(SID))
+        cases = []
+        p = json.loads(json.dumps(good))
+        p["event"] = "session.started"
+        cases.append(("event", p))
+        p = json.loads(json.dumps(good))
+        del p["data"]["session_id"]
+        cases.append(("data: missing key \"session_id\"", p))
+        p = json.loads(json.dumps(good))
+        p["data"]["transcript"][1]["role"] = "agent"
+        cases.append(("data.transcript[1].role", p))
+        p = json.loads(json.dumps(good))
+        p["data"]["duration_seconds"] = "127"
+        cases.append(("data.duration_seconds", p))
+        for path, p in cases:
+            body = json.dumps(p, separators=(",", ":")).encode()
+            resp = self.r.deliver(body)
+            self.assertEqual(resp.status, 400, (path, resp))
+            j = resp.json()
+            self.assertEqual((j["ok"], j["error"]), (False, "invalid_payload"))
+            self.assertTrue(j["message"].startswith(path), (path, j))
+        for raw in (b"", b"not json", b"[]", b'{"event":"session.completed"', b"\xff\xfe"):
+            resp = self.r.deliver(raw)
+            self.assertEqual(resp.status, 400, (raw, resp))
+
+    def test_unsigned_garbage_is_401_not_400(self):
+        self.unauthorized(self.r.post(b"not json", {}), "bad_timestamp")
+
+    def test_other_paths_and_methods(self):
+        body = payload(SID)
+        self.assertEqual(self.r.post(body, sign(body), path="/other").status, 404)
+        self.assertEqual(self.r.post(body, sign(body), path="/webhook/x").status, 404)
+        self.assertEqual(self.r.post(None, {}, path="/webhook", method="GET").status, 405)
+        self.assertEqual(self.r.post(body, sign(body), path="/", method="PUT").status, 405)
+        resp = self.r.post(None, {}, path="/healthz", method="GET")
+        self.assertEqual((resp.status, resp.json()), (200, {"ok": True}))
+
+    def test_body_over_the_bound_is_413(self):
+        body = b"{" + b" " * (1024 * 1024 + 10) + b"}"
+        self.assertEqual(self.r.deliver(body).status, 413)
+
+
+if __name__ == "__main__":
+    unittest.main()
