@@ -27,7 +27,10 @@ class Receiver:
                     count = len(outer.requests)
                     outer.cond.notify_all()
                 status = outer.behaviour(count)
-                reply = b'{"ok":true}' if 200 <= status < 300 else b'{"error":"nope"}'
+                if status in (204, 304):
+                    reply = b""  # these statuses have no body; bytes sent would poison reuse
+                else:
+                    reply = b'{"ok":true}' if 200 <= status < 300 else b'{"error":"nope"}'
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))
@@ -37,6 +40,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
+        http.server.ThreadingHTTPServer.request_queue_size = 128
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
