@@ -33,14 +33,15 @@ test: deps check-format test-release test-asan
 	@echo "make test: all checks passed (gcc -Werror, clang ASan+UBSan, clang-format)"
 
 test-release: build
-	@cd build && ctest --output-on-failure -j $(JOBS)
+	@cd build && ../scripts/with-postgres ctest --output-on-failure -j $(JOBS)
 
 test-asan: deps
 	@CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVH_DEVELOPER=ON \
 	    -DVH_SANITIZE=ON -DVH_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build-asan -j $(JOBS)
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ../scripts/with-postgres ctest \
+	    --output-on-failure -j $(JOBS)
 
 check-format: deps
 	@files=$$(git ls-files '*.c' '*.h'); \

@@ -35,6 +35,22 @@ foreach(src ${VH_UNIT_TESTS})
     vh_add_unit_test(${subsys}/${base})
 endforeach()
 
+# The store contract suites again on PostgreSQL (STYLE.md §10), plus the PostgreSQL-only
+# tests (which have no SQLite run: unit/store/postgres skips every test by itself). Whether
+# a server is there is decided when the tests run, not at configure time: scripts/pg-fresh-db
+# --run gives each program a new database next to $VH_TEST_PG_URL (set by
+# scripts/with-postgres), or exits 77 (skipped) when that is unset.
+foreach(path store/store store/deliveries store/postgres)
+    string(REPLACE "/" "_" name "${path}")
+    add_test(NAME unit/${path}@postgres
+             COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/pg-fresh-db --run
+                     $<TARGET_FILE:unit_${name}>)
+    set_tests_properties(unit/${path}@postgres PROPERTIES
+        ENVIRONMENT "VH_SOURCE_DIR=${PROJECT_SOURCE_DIR};VH_BINARY_DIR=${PROJECT_BINARY_DIR}"
+        SKIP_RETURN_CODE 77
+        TIMEOUT 300)
+endforeach()
+
 # Integration tests: scripts (bash or python) driving the real binary.
 file(GLOB VH_INTEGRATION_TESTS CONFIGURE_DEPENDS
      ${PROJECT_SOURCE_DIR}/tests/integration/test_*.sh

@@ -37,10 +37,12 @@ struct vh_store;
 
 /*
  * Opens a store. `url` is `sqlite:PATH` or a plain path (SQLite, created if missing, WAL
- * mode, synchronous=FULL). Runs the schema migrations. Stores a new handle in `*out`.
- * Returns 0, VH_EINVAL (unknown scheme; `postgres://` until that backend is built;
- * `:memory:`, which a connection pool cannot share), VH_ESTORE (including a file whose
- * schema is newer than this build, or that is not a vocohook database) or VH_ENOMEM.
+ * mode, synchronous=FULL), or `postgres://…` / `postgresql://…` (a libpq URL; the PG*
+ * environment variables fill the gaps). Runs the schema migrations (on PostgreSQL under an
+ * advisory lock, so several nodes starting at once migrate once). Stores a new handle in
+ * `*out`. Returns 0, VH_EINVAL (unknown scheme; `:memory:`, which a connection pool cannot
+ * share), VH_ESTORE (including a store whose schema is newer than this build, or that is
+ * not a vocohook database) or VH_ENOMEM.
  */
 VH_API int vh_store_open(const char *url, struct vh_store **out, struct vh_error *err);
 

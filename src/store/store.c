@@ -211,8 +211,9 @@ int vh_store_open(const char *url, struct vh_store **out, struct vh_error *err)
         return vh__store_sqlite_ops.open(url + strlen("sqlite://"), out, err);
     if (has_prefix(url, "sqlite:"))
         return vh__store_sqlite_ops.open(url + strlen("sqlite:"), out, err);
+    /* libpq reads the whole URL, and the PG* environment variables for what it leaves out. */
     if (has_prefix(url, "postgres://") || has_prefix(url, "postgresql://"))
-        return vh_error_set(err, VH_EINVAL, "postgres: backend not built yet");
+        return vh__store_postgres_ops.open(url, out, err);
     sep = strstr(url, "://");
     if (sep) {
         scheme_len = (size_t)(sep - url);

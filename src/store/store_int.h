@@ -146,6 +146,7 @@ struct vh_store_ops {
 };
 
 extern const struct vh_store_ops vh__store_sqlite_ops;
+extern const struct vh_store_ops vh__store_postgres_ops;
 
 /* ---- SQLite only, for tests ---------------------------------------------------------------- */
 
@@ -166,5 +167,18 @@ int vh__store_sqlite_explain(struct vh_store *st, const char *query, struct vh_b
  */
 int vh__store_sqlite_create_at(const char *path, int version, const char *seed_sql,
                                struct vh_error *err);
+
+/* ---- PostgreSQL only, for tests ------------------------------------------------------------ */
+
+/*
+ * Runs `sql` (no parameters; several statements allowed) on one of the store's pooled
+ * connections, outside any transaction, and appends the first column of the first row, as
+ * text, to `out` (NULL: ignored). For tests that need what the store API does not offer:
+ * creating and dropping databases, ending other sessions (pg_terminate_backend), looking at
+ * the catalog. `st` must be a postgres store (VH_EINVAL otherwise); VH_ESTORE with the
+ * server's first line when the statement fails.
+ */
+int vh__store_pg_exec(struct vh_store *st, const char *sql, struct vh_buf *out,
+                      struct vh_error *err);
 
 #endif

@@ -7,7 +7,9 @@
  * fresh SQLite file per test. A claim takes any due delivery in the store, so on a shared
  * database each test works at its own random time in 2001..2020 (before every other suite's
  * times), keeps only its own partners' jobs, and checks exact queue-wide numbers only on a
- * fresh file.
+ * fresh file. A PostgreSQL URL is not shared: each test gets a new database beside it
+ * (CREATE DATABASE, dropped in teardown), so the exact checks run there too, and a test
+ * never claims what an earlier one left due.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,8 +41,10 @@ struct fixture {
     char dir[256]; /* the temp dir, "" when VH_TEST_STORE_URL is used */
     char url[512];
     struct vh_store *st;
-    bool fresh; /* a new, empty store: queue-wide numbers are exact */
-    int64_t tb; /* this test's time base */
+    struct vh_store *admin; /* PostgreSQL: the store at VH_TEST_STORE_URL, NULL otherwise */
+    char db[64];            /* PostgreSQL: this test's database */
+    bool fresh;             /* a new, empty store: queue-wide numbers are exact */
+    int64_t tb;             /* this test's time base */
     char node[VH_UUID_LEN + 1];
 };
 
@@ -53,6 +57,54 @@ static int64_t random_day(void)
     return (int64_t)(strtoul(u + 28, NULL, 16) % 7000);
 }
 
+static bool is_pg_url(const char *url)
+{
+    return strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0;
+}
+
+/*
+ * Creates a new database next to the one `base` names and puts its URL (`base` with the
+ * database name replaced, query kept) in f->url.
+ */
+static int pg_fresh_db(struct fixture *f, const char *base)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    const char *host = strstr(base, "://") + 3, *path, *query;
+    char u[VH_UUID_LEN + 1], sql[128];
+
+    if (vh_uuid_new(u, NULL) < 0 || vh_store_open(base, &f->admin, &err) < 0) {
+        fprintf(stderr, "open %s: %s\n", base, err.msg);
+        return -1;
+    }
+    snprintf(f->db, sizeof(f->db), "vh_t_%.8s%.4s%.4s", u, u + 9, u + 14);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->db);
+    if (vh__store_pg_exec(f->admin, sql, NULL, &err) < 0) {
+        fprintf(stderr, "%s: %s\n", sql, err.msg);
+        return -1;
+    }
+    path = strchr(host, '/');
+    query = strchr(host, '?');
+    if (!path || (query && query < path))
+        path = query ? query : host + strlen(host);
+    snprintf(f->url, sizeof(f->url), "%.*s/%s%s", (int)(path - base), base, f->db,
+             query ? query : "");
+    return 0;
+}
+
+static void pg_drop_db(struct fixture *f)
+{
+    char sql[128];
+
+    if (!f->admin)
+        return;
+    if (f->db[0]) {
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->db);
+        vh__store_pg_exec(f->admin, sql, NULL, NULL);
+    }
+    vh_store_close(f->admin);
+    f->admin = NULL;
+}
+
 static int setup(void **state)
 {
     const char *env = getenv("VH_TEST_STORE_URL");
@@ -62,7 +114,14 @@ static int setup(void **state)
 
     if (!f)
         return -1;
-    if (env && *env) {
+    if (env && *env && is_pg_url(env)) {
+        if (pg_fresh_db(f, env) < 0) {
+            pg_drop_db(f);
+            free(f);
+            return -1;
+        }
+        f->fresh = true;
+    } else if (env && *env) {
         snprintf(f->url, sizeof(f->url), "%s", env);
     } else {
         snprintf(f->dir, sizeof(f->dir), "%s/vh-dlv-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -75,6 +134,7 @@ static int setup(void **state)
     }
     if (vh_store_open(f->url, &f->st, &err) < 0 || vh_uuid_new(f->node, NULL) < 0) {
         fprintf(stderr, "open %s: %s\n", f->url, err.msg);
+        pg_drop_db(f);
         free(f);
         return -1;
     }
@@ -91,6 +151,7 @@ static int teardown(void **state)
     size_t i;
 
     vh_store_close(f->st);
+    pg_drop_db(f);
     if (f->dir[0]) {
         for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
             snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);

@@ -1,0 +1,618 @@
+/*
+ * What only the PostgreSQL backend has to show: several processes ("nodes") on one
+ * database. Migrations under the advisory lock, claims that never hand a delivery to two
+ * nodes, idempotent ingest under a race, and a pool that survives lost connections.
+ *
+ * Runs when VH_TEST_STORE_URL is a postgres:// URL (ctest's unit/store/postgres@postgres,
+ * under scripts/with-postgres); every test is skipped otherwise. Each test works in a new
+ * database of its own, created next to that URL and dropped afterwards.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <pthread.h>
+
+#include <cmocka.h>
+
+#include <vocohook/alloc.h>
+#include <vocohook/buf.h>
+#include <vocohook/id.h>
+#include <vocohook/sign.h>
+#include <vocohook/store.h>
+
+#include "store/store_int.h"
+
+#define T0       INT64_C(1773585128000) /* 2026-03-15T14:32:08.000Z */
+#define LEASE_MS INT64_C(60000)
+
+struct fixture {
+    char base[512];         /* VH_TEST_STORE_URL; "" when it is not a postgres URL */
+    struct vh_store *admin; /* a store at `base`: creates and drops the test's database */
+    char db[64];            /* the test's database */
+    char url[512];          /* its URL */
+};
+
+static bool is_pg_url(const char *url)
+{
+    return strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void exec_ok(struct vh_store *st, const char *sql, struct vh_buf *out)
+{
+    struct vh_error err = VH_ERROR_INIT;
+
+    if (vh__store_pg_exec(st, sql, out, &err) < 0)
+        fail_msg("%s: %s", sql, err.msg);
+}
+
+static int setup(void **state)
+{
+    const char *env = getenv("VH_TEST_STORE_URL");
+    struct vh_error err = VH_ERROR_INIT;
+    struct fixture *f = calloc(1, sizeof(*f));
+    const char *host, *path, *query;
+    char u[VH_UUID_LEN + 1], sql[128];
+
+    if (!f)
+        return -1;
+    *state = f;
+    if (!env || !is_pg_url(env))
+        return 0;
+    snprintf(f->base, sizeof(f->base), "%s", env);
+    if (vh_store_open(f->base, &f->admin, &err) < 0 || vh_uuid_new(u, NULL) < 0) {
+        fprintf(stderr, "open %s: %s\n", f->base, err.msg);
+        return -1;
+    }
+    snprintf(f->db, sizeof(f->db), "vh_pg_%.8s%.4s%.4s", u, u + 9, u + 14);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->db);
+    if (vh__store_pg_exec(f->admin, sql, NULL, &err) < 0) {
+        fprintf(stderr, "%s: %s\n", sql, err.msg);
+        return -1;
+    }
+    /* The URL with its database name replaced; a query string is kept. */
+    host = strstr(f->base, "://") + 3;
+    path = strchr(host, '/');
+    query = strchr(host, '?');
+    if (!path || (query && query < path))
+        path = query ? query : host + strlen(host);
+    snprintf(f->url, sizeof(f->url), "%.*s/%s%s", (int)(path - f->base), f->base, f->db,
+             query ? query : "");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    char sql[128];
+
+    if (f->admin && f->db[0]) {
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->db);
+        vh__store_pg_exec(f->admin, sql, NULL, NULL);
+    }
+    vh_store_close(f->admin);
+    free(f);
+    return 0;
+}
+
+/* Skips the test unless the run has a PostgreSQL server. */
+static struct fixture *need_pg(void **state)
+{
+    struct fixture *f = *state;
+
+    if (!f->base[0])
+        skip();
+    return f;
+}
+
+static struct vh_store *open_ok(const char *url)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_store *st = NULL;
+
+    if (vh_store_open(url, &st, &err) < 0)
+        fail_msg("open %s: %s", url, err.msg);
+    return st;
+}
+
+static int64_t count(struct vh_store *st, const char *table)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    int64_t n = -1;
+
+    if (vh_store_count(st, table, &n, &err) < 0)
+        fail_msg("count %s: %s", table, err.msg);
+    return n;
+}
+
+static void new_partner(struct vh_store *st, struct vh_partner *p)
+{
+    char key[VH_APIKEY_LEN + 1], hash[VH_SHA256_HEX_LEN + 1];
+    struct vh_error err = VH_ERROR_INIT;
+
+    assert_int_equal(vh_apikey_new(key, NULL), 0);
+    assert_int_equal(vh_sha256_hex(key, strlen(key), hash, NULL), 0);
+    if (vh_store_partner_create(st, "Nodes", hash, T0, p, &err) < 0)
+        fail_msg("create partner: %s", err.msg);
+}
+
+static void new_endpoint(struct vh_store *st, const char *partner_id, const char *label)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint ep;
+
+    memset(&ep, 0, sizeof(ep));
+    assert_int_equal(vh_uuid_new(ep.id, NULL), 0);
+    snprintf(ep.partner_id, sizeof(ep.partner_id), "%s", partner_id);
+    snprintf(ep.label, sizeof(ep.label), "%s", label);
+    snprintf(ep.url, sizeof(ep.url), "https://example.com/hooks/%s", label);
+    assert_int_equal(vh_secret_new(ep.secret, NULL), 0);
+    ep.enabled = true;
+    ep.created_ms = T0;
+    ep.updated_ms = T0;
+    if (vh_store_endpoint_create(st, &ep, VH_ENDPOINTS_MAX, &err) < 0)
+        fail_msg("create endpoint %s: %s", label, err.msg);
+}
+
+static const char body_text[] = "{\"event\":\"session.completed\",\"data\":{\"n\":1}}";
+
+static void fill_put(struct vh_event_put *ev, const char *partner_id, const char *session,
+                     int64_t at)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->partner_id = partner_id;
+    ev->session_id = session;
+    ev->body = body_text;
+    ev->body_len = sizeof(body_text) - 1;
+    ev->accepted_ms = at;
+}
+
+/* ---- migrations ------------------------------------------------------------------------------ */
+
+#define OPENERS 4
+
+struct opener {
+    const char *url;
+    pthread_barrier_t *go;
+    int rc;
+    int version;
+    char msg[256];
+    struct vh_store *st;
+};
+
+static void *open_at_once(void *arg)
+{
+    struct opener *o = arg;
+    struct vh_error err = VH_ERROR_INIT;
+
+    pthread_barrier_wait(o->go);
+    o->rc = vh_store_open(o->url, &o->st, &err);
+    if (o->rc == 0)
+        o->rc = vh_store_schema_version(o->st, &o->version, &err);
+    snprintf(o->msg, sizeof(o->msg), "%s", err.msg);
+    return NULL;
+}
+
+static void nodes_starting_at_once_migrate_once(void **state)
+{
+    struct fixture *f = need_pg(state);
+    struct vh_buf out = VH_BUF_INIT(64);
+    struct opener o[OPENERS];
+    pthread_t t[OPENERS];
+    pthread_barrier_t go;
+    int i, want = 0;
+
+    pthread_barrier_init(&go, NULL, OPENERS);
+    for (i = 0; i < OPENERS; i++) {
+        memset(&o[i], 0, sizeof(o[i]));
+        o[i].url = f->url;
+        o[i].go = &go;
+        assert_int_equal(pthread_create(&t[i], NULL, open_at_once, &o[i]), 0);
+    }
+    for (i = 0; i < OPENERS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&go);
+    for (i = 0; i < OPENERS; i++) {
+        if (o[i].rc != 0)
+            fail_msg("opener %d: %d %s", i, o[i].rc, o[i].msg);
+        if (i == 0)
+            want = o[i].version;
+        assert_int_equal(o[i].version, want);
+    }
+    assert_true(want >= 2);
+    exec_ok(o[0].st, "SELECT count(*) FROM vocohook_schema", &out);
+    assert_string_equal(vh_buf_cstr(&out), "1");
+    vh_buf_reset(&out);
+    /* Every table once, whoever created it. */
+    exec_ok(o[0].st,
+            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+            " AND tablename IN ('partners', 'api_keys', 'endpoints', 'events', 'deliveries',"
+            " 'attempts')",
+            &out);
+    assert_string_equal(vh_buf_cstr(&out), "6");
+    vh_buf_release(&out);
+    for (i = 0; i < OPENERS; i++)
+        vh_store_close(o[i].st);
+
+    /* A later start finds the schema current. */
+    o[0].st = open_ok(f->url);
+    assert_int_equal(vh_store_schema_version(o[0].st, &i, NULL), 0);
+    assert_int_equal(i, want);
+    vh_store_close(o[0].st);
+}
+
+static void refuses_a_database_that_is_not_vocohooks(void **state)
+{
+    struct fixture *f = need_pg(state);
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_store *st = NULL;
+
+    /* A database with someone else's table and no vocohook_schema: the store keeps out. */
+    st = open_ok(f->url);
+    exec_ok(st,
+            "DROP TABLE vocohook_schema, attempts, deliveries, events, endpoints, api_keys,"
+            " partners; CREATE TABLE theirs (x int)",
+            NULL);
+    vh_store_close(st);
+    st = NULL;
+    assert_int_equal(vh_store_open(f->url, &st, &err), VH_ESTORE);
+    assert_null(st);
+    assert_non_null(strstr(err.msg, "not a vocohook database"));
+}
+
+static void connect_failures_are_one_line_store_errors(void **state)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_store *st = NULL;
+
+    (void)need_pg(state);
+    /* Port 1 on loopback: nothing listens there. */
+    assert_int_equal(
+        vh_store_open("postgres://vocohook@127.0.0.1:1/x?connect_timeout=2", &st, &err), VH_ESTORE);
+    assert_null(st);
+    assert_non_null(strstr(err.msg, "connect to postgres"));
+    assert_null(strchr(err.msg, '\n'));
+}
+
+/* ---- two nodes claiming ------------------------------------------------------------------------
+ */
+
+#define DUE_EVENTS   400 /* times VH_ENDPOINTS_MAX endpoints: 2000 due deliveries */
+#define CLAIMERS     4   /* threads: two per node */
+#define CLAIM_BATCH  25
+#define CLAIM_ROUNDS 10000
+
+struct claimer {
+    struct vh_store *st;
+    const char *node;
+    pthread_barrier_t *go;
+    char (*ids)[VH_UUID_LEN + 1]; /* what this claimer got */
+    size_t n;
+    size_t cap;
+    int rc;
+    char msg[256];
+};
+
+static void *claim_until_empty(void *arg)
+{
+    struct claimer *c = arg;
+    struct vh_delivery_job_rec *jobs;
+    struct vh_error err = VH_ERROR_INIT;
+    size_t n, i;
+    int round;
+
+    pthread_barrier_wait(c->go);
+    for (round = 0; round < CLAIM_ROUNDS; round++) {
+        jobs = NULL;
+        n = 0;
+        c->rc = vh_store_delivery_claim(c->st, c->node, T0 + 1000, LEASE_MS, CLAIM_BATCH, &jobs, &n,
+                                        &err);
+        if (c->rc < 0) {
+            snprintf(c->msg, sizeof(c->msg), "%s", err.msg);
+            return NULL;
+        }
+        for (i = 0; i < n && c->n < c->cap; i++)
+            memcpy(c->ids[c->n++], jobs[i].delivery_id, sizeof(c->ids[0]));
+        vh_delivery_job_recs_free(jobs, n);
+        if (n == 0)
+            return NULL;
+    }
+    return NULL;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void two_nodes_never_claim_the_same_delivery(void **state)
+{
+    struct fixture *f = need_pg(state);
+    const size_t want = (size_t)DUE_EVENTS * VH_ENDPOINTS_MAX;
+    struct vh_event_put_result res;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_store *node[2];
+    struct claimer c[CLAIMERS];
+    char(*all)[VH_UUID_LEN + 1];
+    char session[VH_UUID_LEN + 1], label[8];
+    struct vh_event_put ev;
+    struct vh_partner p;
+    pthread_t t[CLAIMERS];
+    pthread_barrier_t go;
+    size_t total = 0, i, k;
+    double t0, t1;
+
+    node[0] = open_ok(f->url);
+    node[1] = open_ok(f->url);
+    new_partner(node[0], &p);
+    for (i = 0; i < VH_ENDPOINTS_MAX; i++) {
+        snprintf(label, sizeof(label), "ep%zu", i);
+        new_endpoint(node[0], p.id, label);
+    }
+    t0 = now_s();
+    for (i = 0; i < DUE_EVENTS; i++) {
+        assert_int_equal(vh_uuid_new(session, NULL), 0);
+        fill_put(&ev, p.id, session, T0 + (int64_t)(i % 7));
+        if (vh_store_event_put(node[i % 2], &ev, &res, &err) < 0)
+            fail_msg("put: %s", err.msg);
+        assert_int_equal(res.deliveries, VH_ENDPOINTS_MAX);
+    }
+    t1 = now_s();
+    print_message("ingest: %d events (%zu deliveries) in %.3f s, %.0f events/s\n", DUE_EVENTS, want,
+                  t1 - t0, DUE_EVENTS / (t1 - t0));
+    assert_int_equal(count(node[0], "deliveries"), (int64_t)want);
+
+    pthread_barrier_init(&go, NULL, CLAIMERS);
+    for (i = 0; i < CLAIMERS; i++) {
+        memset(&c[i], 0, sizeof(c[i]));
+        c[i].st = node[i % 2];
+        c[i].node = i % 2 ? "node-b" : "node-a";
+        c[i].go = &go;
+        c[i].cap = want;
+        c[i].ids = calloc(want, sizeof(c[i].ids[0]));
+        assert_non_null(c[i].ids);
+        assert_int_equal(pthread_create(&t[i], NULL, claim_until_empty, &c[i]), 0);
+    }
+    t0 = now_s();
+    for (i = 0; i < CLAIMERS; i++)
+        pthread_join(t[i], NULL);
+    t1 = now_s();
+    pthread_barrier_destroy(&go);
+    for (i = 0; i < CLAIMERS; i++) {
+        if (c[i].rc < 0)
+            fail_msg("claimer %zu: %s", i, c[i].msg);
+        total += c[i].n;
+    }
+    print_message("claim: %zu deliveries by %d claimers on 2 nodes in %.3f s (%zu/%zu/%zu/%zu)\n",
+                  total, CLAIMERS, t1 - t0, c[0].n, c[1].n, c[2].n, c[3].n);
+    /* Together they got all, and no delivery twice. */
+    assert_int_equal(total, want);
+    all = calloc(want, sizeof(all[0]));
+    assert_non_null(all);
+    for (i = 0, k = 0; i < CLAIMERS; i++) {
+        memcpy(all[k], c[i].ids, c[i].n * sizeof(all[0]));
+        k += c[i].n;
+        free(c[i].ids);
+    }
+    qsort(all, want, sizeof(all[0]), cmp_id);
+    for (i = 1; i < want; i++)
+        if (strcmp(all[i - 1], all[i]) == 0)
+            fail_msg("delivery %s was claimed twice", all[i]);
+    free(all);
+    {
+        struct vh_delivery_stats s;
+
+        assert_int_equal(vh_store_delivery_stats(node[1], T0 + 1000, &s, NULL), 0);
+        assert_int_equal(s.pending, 0);
+        assert_int_equal(s.in_flight, (int64_t)want);
+    }
+    vh_store_close(node[0]);
+    vh_store_close(node[1]);
+}
+
+/* ---- the same session from 20 callers at once -------------------------------------------------
+ */
+
+#define PUTTERS 20
+
+struct putter {
+    struct vh_store *st;
+    const struct vh_event_put *ev;
+    pthread_barrier_t *go;
+    struct vh_event_put_result res;
+    int rc;
+    char msg[256];
+};
+
+static void *put_at_once(void *arg)
+{
+    struct putter *pt = arg;
+    struct vh_error err = VH_ERROR_INIT;
+
+    pthread_barrier_wait(pt->go);
+    pt->rc = vh_store_event_put(pt->st, pt->ev, &pt->res, &err);
+    snprintf(pt->msg, sizeof(pt->msg), "%s", err.msg);
+    return NULL;
+}
+
+static void identical_puts_on_two_nodes_make_one_event(void **state)
+{
+    struct fixture *f = need_pg(state);
+    struct vh_store *node[2];
+    struct putter pt[PUTTERS];
+    pthread_t t[PUTTERS];
+    pthread_barrier_t go;
+    struct vh_event_put ev;
+    struct vh_partner p;
+    char session[VH_UUID_LEN + 1];
+    int i, created = 0;
+
+    node[0] = open_ok(f->url);
+    node[1] = open_ok(f->url);
+    new_partner(node[0], &p);
+    new_endpoint(node[0], p.id, "a");
+    new_endpoint(node[0], p.id, "b");
+    new_endpoint(node[0], p.id, "c");
+    assert_int_equal(vh_uuid_new(session, NULL), 0);
+    fill_put(&ev, p.id, session, T0);
+
+    pthread_barrier_init(&go, NULL, PUTTERS);
+    for (i = 0; i < PUTTERS; i++) {
+        memset(&pt[i], 0, sizeof(pt[i]));
+        pt[i].st = node[i % 2];
+        pt[i].ev = &ev;
+        pt[i].go = &go;
+        assert_int_equal(pthread_create(&t[i], NULL, put_at_once, &pt[i]), 0);
+    }
+    for (i = 0; i < PUTTERS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&go);
+    for (i = 0; i < PUTTERS; i++) {
+        if (pt[i].rc != 0)
+            fail_msg("putter %d: %d %s", i, pt[i].rc, pt[i].msg);
+        created += pt[i].res.created;
+        assert_string_equal(pt[i].res.event_id, pt[0].res.event_id);
+        assert_int_equal(pt[i].res.deliveries, 3);
+    }
+    assert_int_equal(created, 1);
+    assert_int_equal(count(node[1], "events"), 1);
+    assert_int_equal(count(node[1], "deliveries"), 3);
+    vh_store_close(node[0]);
+    vh_store_close(node[1]);
+}
+
+/* ---- lost connections ---------------------------------------------------------------------- */
+
+#define BUSY 6
+
+struct busy {
+    struct vh_store *st;
+    pthread_barrier_t *go;
+    int rc;
+};
+
+/* Holds a connection while the others take theirs, so the pool opens several. */
+static void *count_at_once(void *arg)
+{
+    struct busy *b = arg;
+    int64_t n;
+
+    pthread_barrier_wait(b->go);
+    b->rc = vh_store_count(b->st, "partners", &n, NULL);
+    if (b->rc == 0)
+        b->rc = vh_store_count(b->st, "endpoints", &n, NULL);
+    return NULL;
+}
+
+static void run_busy(struct vh_store *st)
+{
+    struct busy b[BUSY];
+    pthread_t t[BUSY];
+    pthread_barrier_t go;
+    int i;
+
+    pthread_barrier_init(&go, NULL, BUSY);
+    for (i = 0; i < BUSY; i++) {
+        b[i].st = st;
+        b[i].go = &go;
+        b[i].rc = -1;
+        assert_int_equal(pthread_create(&t[i], NULL, count_at_once, &b[i]), 0);
+    }
+    for (i = 0; i < BUSY; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&go);
+    for (i = 0; i < BUSY; i++)
+        assert_int_equal(b[i].rc, 0);
+}
+
+/* Ends every session on the test's database but the admin's own; returns how many. */
+static long terminate_all(struct fixture *f)
+{
+    struct vh_buf out = VH_BUF_INIT(64);
+    char sql[256];
+    long n;
+
+    /* The timeout form (PostgreSQL 14) waits until each session is really gone. */
+    snprintf(sql, sizeof(sql),
+             "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
+             " WHERE datname = '%s' AND pid <> pg_backend_pid()",
+             f->db);
+    exec_ok(f->admin, sql, &out);
+    n = strtol(vh_buf_cstr(&out), NULL, 10);
+    vh_buf_release(&out);
+    return n;
+}
+
+static void a_lost_connection_fails_once_then_reconnects(void **state)
+{
+    struct fixture *f = need_pg(state);
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_partner p, got;
+    struct vh_store *st;
+    int64_t n = -1;
+    long killed;
+
+    st = open_ok(f->url);
+    new_partner(st, &p);
+    run_busy(st); /* several pooled connections */
+    killed = terminate_all(f);
+    print_message("terminated %ld pooled connections\n", killed);
+    assert_true(killed >= 2);
+
+    /* The call that meets a dead connection fails as a store error, with one line. */
+    assert_int_equal(vh_store_count(st, "partners", &n, &err), VH_ESTORE);
+    assert_int_equal(n, -1);
+    assert_true(err.msg[0] != '\0');
+    assert_null(strchr(err.msg, '\n'));
+    print_message("lost connection: %s\n", err.msg);
+
+    /* The next call reconnects and works; so does a burst that needs several connections. */
+    vh_error_clear(&err);
+    if (vh_store_partner_get(st, p.id, &got, &err) < 0)
+        fail_msg("after reconnect: %s", err.msg);
+    assert_string_equal(got.id, p.id);
+    run_busy(st);
+
+    /* A write that meets a dead connection fails whole, and the store goes on. */
+    assert_true(terminate_all(f) >= 1);
+    vh_error_clear(&err);
+    {
+        char key[VH_APIKEY_LEN + 1], hash[VH_SHA256_HEX_LEN + 1];
+
+        assert_int_equal(vh_apikey_new(key, NULL), 0);
+        assert_int_equal(vh_sha256_hex(key, strlen(key), hash, NULL), 0);
+        assert_int_equal(vh_store_partner_create(st, "Lost", hash, T0, &got, &err), VH_ESTORE);
+    }
+    assert_int_equal(count(st, "partners"), 1);
+    vh_store_close(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(nodes_starting_at_once_migrate_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(refuses_a_database_that_is_not_vocohooks, setup, teardown),
+        cmocka_unit_test_setup_teardown(connect_failures_are_one_line_store_errors, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(two_nodes_never_claim_the_same_delivery, setup, teardown),
+        cmocka_unit_test_setup_teardown(identical_puts_on_two_nodes_make_one_event, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_lost_connection_fails_once_then_reconnects, setup,
+                                        teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
