@@ -113,6 +113,8 @@ static const char *code_for_status(int status)
         return "PAYLOAD_TOO_LARGE";
     case 429:
         return "RATE_LIMITED";
+    case 503:
+        return "UNAVAILABLE";
     default:
         return "INTERNAL_ERROR";
     }
@@ -161,6 +163,16 @@ static int reply_rc(struct route_ctx *c, int rc, const struct vh_error *err)
     case VH_ECONFLICT:
         reply_error(c->resp, 409, "%s", msg);
         return 0;
+    case VH_ESTORE:
+        /*
+         * The database is unreachable or failed: nothing was committed, so the client may
+         * (and should) retry. The cause goes to the log only.
+         */
+        vh__api_log(c->api, VH_LOG_ERROR, c->req->request_id, "%s %s: %s", c->req->method,
+                    c->req->path, msg);
+        c->resp->retry_after_s = 1;
+        reply_error(c->resp, 503, "the store is unavailable; nothing was saved, retry later");
+        return rc;
     default:
         vh__api_log(c->api, VH_LOG_ERROR, c->req->request_id, "%s %s: %s", c->req->method,
                     c->req->path, msg);
@@ -882,7 +894,7 @@ static int add_call(struct route_ctx *c, struct vh_call_rec *rec)
         goto out;
     if (payload->len <= skip + 1 ||
         memcmp(payload->data, PAYLOAD_PREFIX, sizeof(PAYLOAD_PREFIX) - 1) != 0) {
-        rc = vh_error_set(&err, VH_ESTORE, "stored payload of '%s' has an unexpected form",
+        rc = vh_error_set(&err, VH_EIO, "stored payload of '%s' has an unexpected form",
                           rec->session_id);
         goto out;
     }
