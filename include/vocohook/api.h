@@ -39,6 +39,9 @@ struct vh_api_config {
     /* Called (any thread) when deliveries became due (ingest, retry, replay): wake the sender. */
     void (*on_due)(void *ud);
     void *on_due_ud;
+    /* Appends the Prometheus text for GET /metrics; NULL: no /metrics route. */
+    int (*metrics)(void *ud, int64_t now_ms, struct vh_buf *out);
+    void *metrics_ud;
 };
 
 /*
@@ -72,10 +75,11 @@ struct vh_api_req {
 };
 
 struct vh_api_resp {
-    int status;           /* HTTP status */
-    struct vh_buf body;   /* the JSON body (owned) */
-    int retry_after_s;    /* > 0: send a Retry-After header with this many seconds */
-    const char *location; /* NULL, or a static/owned-by-api string for a Location header */
+    int status;               /* HTTP status */
+    struct vh_buf body;       /* the JSON body (owned) */
+    int retry_after_s;        /* > 0: send a Retry-After header with this many seconds */
+    const char *location;     /* NULL, or a static/owned-by-api string for a Location header */
+    const char *content_type; /* NULL: application/json; else a static string */
 };
 
 /* Initializes a response for vh_api_handle; release it with vh_api_resp_release. */

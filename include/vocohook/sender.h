@@ -61,6 +61,14 @@ struct vh_sender_stats {
 VH_API void vh_sender_stats(struct vh_sender *s, struct vh_sender_stats *out);
 
 /*
+ * Appends the Prometheus text exposition of the sender: attempts by result, finished
+ * deliveries by outcome, an attempt-duration histogram (this process, since start), and
+ * the store's queue (pending, due, in flight, age of the oldest pending delivery).
+ * Returns 0, VH_ESTORE, VH_ENOMEM or VH_ETOOBIG. Thread-safe.
+ */
+VH_API int vh_sender_metrics(struct vh_sender *s, int64_t now_ms, struct vh_buf *out);
+
+/*
  * Stops claiming, gives attempts in progress up to `grace_ms` to finish (the rest are cut
  * short and recorded as interrupted: they do not use up an attempt), records everything,
  * and frees the sender. NULL is a no-op.

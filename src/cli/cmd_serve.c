@@ -171,6 +171,11 @@ static void api_config_from(const struct vh_config *cfg, enum vh_log_level *leve
 
 #define STOP_GRACE_MS 3000
 
+static int sender_metrics(void *ud, int64_t now_ms, struct vh_buf *out)
+{
+    return vh_sender_metrics(ud, now_ms, out);
+}
+
 static void wake_sender(void *ud)
 {
     vh_sender_wake(ud);
@@ -263,6 +268,8 @@ static int run(const struct vh_config *cfg, enum vh_log_level *level, const sigs
     api_config_from(cfg, level, &acfg);
     acfg.on_due = wake_sender;
     acfg.on_due_ud = sender;
+    acfg.metrics = sender_metrics;
+    acfg.metrics_ud = sender;
     rc = vh_api_new(st, &acfg, &api, &err);
     if (rc < 0) {
         code = cli_fail("serve", setup_exit(rc), "%s", err.msg);

@@ -42,6 +42,12 @@ struct job {
     struct job *next_done;
 };
 
+/* Upper bounds of the attempt-duration histogram, in ms (then +Inf). */
+static const int64_t duration_buckets_ms[] = {5,   10,   25,   50,   100,   250,
+                                              500, 1000, 2500, 5000, 10000, 30000};
+#define N_BUCKETS (sizeof(duration_buckets_ms) / sizeof(duration_buckets_ms[0]))
+#define N_RESULTS (VH_ATTEMPT_INTERNAL + 1)
+
 struct vh_sender {
     struct vh_store *st;
     struct vh_engine *engine;
@@ -61,6 +67,9 @@ struct vh_sender {
     bool stopping;
     bool engine_stopped;
     struct vh_sender_stats stats;
+    uint64_t by_result[N_RESULTS];
+    uint64_t buckets[N_BUCKETS + 1]; /* not cumulative; the last is +Inf */
+    int64_t duration_sum_ms;
 };
 
 static void sender_log(struct vh_sender *s, enum vh_log_level level, const char *msg,
@@ -112,6 +121,16 @@ static void push_done(struct vh_sender *s, struct job *j)
         s->done_head = j;
     s->done_tail = j;
     s->stats.attempts++;
+    if ((unsigned)j->attempt.result < N_RESULTS)
+        s->by_result[j->attempt.result]++;
+    {
+        size_t b = 0;
+
+        while (b < N_BUCKETS && j->attempt.duration_ms > duration_buckets_ms[b])
+            b++;
+        s->buckets[b]++;
+        s->duration_sum_ms += j->attempt.duration_ms > 0 ? j->attempt.duration_ms : 0;
+    }
     if (j->next.state == VH_DELIVERY_SUCCEEDED)
         s->stats.succeeded++;
     else if (j->next.state == VH_DELIVERY_ABANDONED)
@@ -463,4 +482,75 @@ void vh_sender_stop(struct vh_sender *s, int64_t grace_ms)
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
     sender_free(s);
+}
+
+int vh_sender_metrics(struct vh_sender *s, int64_t now_ms, struct vh_buf *out)
+{
+    struct vh_delivery_stats q;
+    struct vh_error err = VH_ERROR_INIT;
+    uint64_t by_result[N_RESULTS], buckets[N_BUCKETS + 1], cumulative = 0;
+    struct vh_sender_stats st;
+    int64_t sum_ms;
+    size_t i;
+    int rc;
+
+    rc = vh_store_delivery_stats(s->st, now_ms, &q, &err);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&s->lock);
+    st = s->stats;
+    memcpy(by_result, s->by_result, sizeof(by_result));
+    memcpy(buckets, s->buckets, sizeof(buckets));
+    sum_ms = s->duration_sum_ms;
+    pthread_mutex_unlock(&s->lock);
+
+    rc = vh_buf_adds(out, "# HELP vocohook_attempts_total Delivery attempts made by this node, "
+                          "by result.\n# TYPE vocohook_attempts_total counter\n");
+    for (i = 0; rc == 0 && i < N_RESULTS; i++)
+        rc = vh_buf_addf(out, "vocohook_attempts_total{result=\"%s\"} %llu\n",
+                         vh_attempt_result_name((enum vh_attempt_result)i),
+                         (unsigned long long)by_result[i]);
+    if (rc == 0)
+        rc = vh_buf_addf(out,
+                         "# HELP vocohook_deliveries_finished_total Deliveries this node finished, "
+                         "by outcome.\n# TYPE vocohook_deliveries_finished_total counter\n"
+                         "vocohook_deliveries_finished_total{outcome=\"succeeded\"} %llu\n"
+                         "vocohook_deliveries_finished_total{outcome=\"abandoned\"} %llu\n",
+                         (unsigned long long)st.succeeded, (unsigned long long)st.abandoned);
+    if (rc == 0)
+        rc = vh_buf_adds(out, "# HELP vocohook_attempt_duration_seconds Time from the start of an "
+                              "attempt to its end.\n"
+                              "# TYPE vocohook_attempt_duration_seconds histogram\n");
+    for (i = 0; rc == 0 && i <= N_BUCKETS; i++) {
+        cumulative += buckets[i];
+        if (i < N_BUCKETS)
+            rc = vh_buf_addf(out, "vocohook_attempt_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                             (double)duration_buckets_ms[i] / 1000.0,
+                             (unsigned long long)cumulative);
+        else
+            rc = vh_buf_addf(out, "vocohook_attempt_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                             (unsigned long long)cumulative);
+    }
+    if (rc == 0)
+        rc = vh_buf_addf(out,
+                         "vocohook_attempt_duration_seconds_sum %.3f\n"
+                         "vocohook_attempt_duration_seconds_count %llu\n",
+                         (double)sum_ms / 1000.0, (unsigned long long)cumulative);
+    if (rc == 0)
+        rc = vh_buf_addf(
+            out,
+            "# HELP vocohook_queue_pending Deliveries waiting for an attempt (all nodes).\n"
+            "# TYPE vocohook_queue_pending gauge\nvocohook_queue_pending %lld\n"
+            "# HELP vocohook_queue_due Pending deliveries already due.\n"
+            "# TYPE vocohook_queue_due gauge\nvocohook_queue_due %lld\n"
+            "# HELP vocohook_queue_in_flight Deliveries claimed with an attempt out.\n"
+            "# TYPE vocohook_queue_in_flight gauge\nvocohook_queue_in_flight %lld\n"
+            "# HELP vocohook_oldest_pending_age_seconds Age of the oldest pending delivery.\n"
+            "# TYPE vocohook_oldest_pending_age_seconds gauge\n"
+            "vocohook_oldest_pending_age_seconds %.3f\n"
+            "# HELP vocohook_record_failures_total Attempt batches the store refused.\n"
+            "# TYPE vocohook_record_failures_total counter\nvocohook_record_failures_total %llu\n",
+            (long long)q.pending, (long long)q.due, (long long)q.in_flight,
+            (double)q.oldest_pending_age_ms / 1000.0, (unsigned long long)st.record_fails);
+    return rc;
 }

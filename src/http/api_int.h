@@ -35,6 +35,8 @@ struct vh_api {
     void *log_ud;
     void (*on_due)(void *ud);
     void *on_due_ud;
+    int (*metrics)(void *ud, int64_t now_ms, struct vh_buf *out);
+    void *metrics_ud;
     pthread_mutex_t rate_lock; /* guards rates */
     struct rate_slot *rates;   /* RATE_SLOTS entries, open addressing */
 };

@@ -89,6 +89,7 @@ void vh_api_resp_init(struct vh_api_resp *resp)
     vh_buf_init(&resp->body, RESP_MAX);
     resp->retry_after_s = 0;
     resp->location = NULL;
+    resp->content_type = NULL;
 }
 
 void vh_api_resp_release(struct vh_api_resp *resp)
@@ -1404,6 +1405,26 @@ static int ingest(struct route_ctx *c)
     return ok_end(c, rc);
 }
 
+/*
+ * GET /metrics: Prometheus text, unauthenticated like /healthz (counts only, nothing of any
+ * partner); expose the port only where the scraper can reach it.
+ */
+static int metrics(struct route_ctx *c)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    int rc;
+
+    vh_buf_reset(&c->resp->body);
+    rc = c->api->metrics(c->api->metrics_ud, c->req->now_ms, &c->resp->body);
+    if (rc < 0) {
+        vh_error_set(&err, rc, "metrics: %s", vh_strerror(rc));
+        return reply_rc(c, rc, &err);
+    }
+    c->resp->status = 200;
+    c->resp->content_type = "text/plain; version=0.0.4";
+    return 0;
+}
+
 /* ---- dispatch --------------------------------------------------------------------------- */
 
 /* Splits the path into segments in `copy`; false when too long or too deep. */
@@ -1519,6 +1540,8 @@ int vh_api_handle(struct vh_api *api, const struct vh_api_req *req, struct vh_ap
             rc = vh_buf_adds(&resp->body, "{\"status\":\"ok\"}");
         return ok_end(&c, rc);
     }
+    if (c.n_seg == 1 && seg_is(&c, 0, "metrics") && method_is(&c, "GET") && api->metrics)
+        return metrics(&c);
     if (req->body_too_large) {
         reply_error(resp, 413, "request body is larger than the server accepts");
         return 0;
@@ -1600,6 +1623,8 @@ int vh_api_new(struct vh_store *st, const struct vh_api_config *cfg, struct vh_a
     api->log_ud = cfg->log_ud;
     api->on_due = cfg->on_due;
     api->on_due_ud = cfg->on_due_ud;
+    api->metrics = cfg->metrics;
+    api->metrics_ud = cfg->metrics_ud;
     if (cfg->ingest_token) {
         rc =
             vh_sha256_hex(cfg->ingest_token, strlen(cfg->ingest_token), api->ingest_token_hex, err);

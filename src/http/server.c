@@ -300,7 +300,8 @@ static enum MHD_Result respond(struct vh_server *srv, struct MHD_Connection *con
         log_request(srv, rq, method, path, 500);
         return MHD_NO; /* MHD closes the connection */
     }
-    ok = add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") &&
+    ok = add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                    resp.content_type ? resp.content_type : "application/json") &&
          add_header(r, "X-Request-Id", rq->id) &&
          add_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") &&
          add_header(r, "X-Content-Type-Options", "nosniff");

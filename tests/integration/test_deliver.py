@@ -60,6 +60,17 @@ class Deliver(unittest.TestCase):
         finally:
             con.close()
 
+    def metrics(self):
+        r = self.d.request("GET", "/metrics")
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.headers["content-type"].startswith("text/plain"), r.headers)
+        out = {}
+        for line in r.body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
     def wait_state(self, state, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -105,6 +116,12 @@ class Deliver(unittest.TestCase):
         ep = json.loads(r.body)["data"]
         self.assertEqual(ep["last_delivery_status"], "succeeded")
         self.assertIsNotNone(ep["last_delivery_at"])
+        m = self.metrics()
+        self.assertEqual(m['vocohook_attempts_total{result="ok"}'], 3)
+        self.assertEqual(m['vocohook_deliveries_finished_total{outcome="succeeded"}'], 3)
+        self.assertEqual(m['vocohook_attempt_duration_seconds_count'], 3)
+        self.assertEqual(m['vocohook_attempt_duration_seconds_bucket{le="+Inf"}'], 3)
+        self.assertEqual(m["vocohook_queue_pending"], 0)
 
     def test_always_500_is_four_attempts_on_schedule_then_abandoned(self):
         r = self.receiver(lambda n: 500)
@@ -123,6 +140,9 @@ class Deliver(unittest.TestCase):
         self.assertEqual(r.wait_count(5, 1.5), 4)  # and no fifth
         ep = json.loads(self.d.request("GET", "/api/v2/config/webhooks", key=self.key).body)
         self.assertEqual(ep["data"][0]["last_delivery_status"], "failed")
+        m = self.metrics()
+        self.assertEqual(m['vocohook_attempts_total{result="http_status"}'], 4)
+        self.assertEqual(m['vocohook_deliveries_finished_total{outcome="abandoned"}'], 1)
 
     def test_fails_twice_then_succeeds(self):
         r = self.receiver(lambda n: 503 if n <= 2 else 200)
