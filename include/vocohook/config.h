@@ -24,11 +24,11 @@
 #include <vocohook/common.h>
 #include <vocohook/error.h>
 #include <vocohook/log.h>
+#include <vocohook/policy.h>
 
 #define VH_CONFIG_LISTEN_DEFAULT "127.0.0.1:8080"
 #define VH_CONFIG_DB_DEFAULT     "sqlite:./var/vocohook.db"
 #define VH_CONFIG_FILE_MAX       65536 /* bytes of an INI file */
-#define VH_RETRY_STEPS_MAX       16    /* attempts in a retry schedule */
 #define VH_TOKEN_MIN             16    /* the shortest ingest token accepted */
 #define VH_TOKEN_MAX             1024
 
@@ -135,13 +135,5 @@ VH_API int vh_config_load(struct vh_config *cfg, const char *file, const char *c
  * days. Returns 0 or VH_EINVAL (the message names the reason, not the source).
  */
 VH_API int vh_duration_parse(const char *s, int64_t *out_ms, struct vh_error *err);
-
-/*
- * Parses a retry schedule: comma-separated durations, the first one 0, non-decreasing,
- * 1..VH_RETRY_STEPS_MAX of them ("0,1s,2s,4s"). Fills `out` and `*n` only on success.
- * Returns 0 or VH_EINVAL.
- */
-VH_API int vh_retry_schedule_parse(const char *s, int64_t out[VH_RETRY_STEPS_MAX], size_t *n,
-                                   struct vh_error *err);
 
 #endif

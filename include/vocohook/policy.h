@@ -118,6 +118,13 @@ VH_API int vh_retry_policy_set_schedule(struct vh_retry_policy *p, const char *s
                                         struct vh_error *err);
 
 /*
+ * The contract's rule for a configured schedule (SPEC §3): the first attempt follows the
+ * event at once, so the first delay must be 0. Returns 0 or VH_EINVAL ("the first delay
+ * must be 0: the first attempt follows at once").
+ */
+VH_API int vh_retry_policy_check_immediate(const struct vh_retry_policy *p, struct vh_error *err);
+
+/*
  * Appends the schedule in the form vh_retry_policy_set_schedule reads, each delay in its
  * largest exact unit ("0,1s,2s,4s", "1500ms,5m"). Returns 0, VH_EINVAL (an invalid
  * policy), VH_ENOMEM or VH_ETOOBIG; on failure the buffer is as it was.

@@ -156,6 +156,14 @@ int vh_retry_policy_set_schedule(struct vh_retry_policy *p, const char *s, size_
     return 0;
 }
 
+int vh_retry_policy_check_immediate(const struct vh_retry_policy *p, struct vh_error *err)
+{
+    if (p->steps < 1 || p->delays_ms[0] != 0)
+        return vh_error_set(err, VH_EINVAL,
+                            "the first delay must be 0: the first attempt follows at once");
+    return 0;
+}
+
 int vh_retry_policy_check(const struct vh_retry_policy *p, struct vh_error *err)
 {
     size_t i;

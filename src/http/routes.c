@@ -533,10 +533,8 @@ static int apply_delivery_settings(struct vh_endpoint *ep, const struct vh_jfiel
         vh_retry_policy_init(&p);
         if (vh_retry_policy_set_schedule(&p, sched->str, sched->str_len, &sub) < 0)
             return vh_error_set(err, VH_EINVAL, "retry_schedule: %s", sub.msg);
-        if (p.delays_ms[0] != 0)
-            return vh_error_set(err, VH_EINVAL,
-                                "retry_schedule: the first delay must be 0 "
-                                "(the first attempt follows at once)");
+        if (vh_retry_policy_check_immediate(&p, &sub) < 0)
+            return vh_error_set(err, VH_EINVAL, "retry_schedule: %s", sub.msg);
         memcpy(ep->retry_schedule, sched->str, sched->str_len + 1);
     }
     if (timeout->present && timeout->is_null) {

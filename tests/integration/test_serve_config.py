@@ -104,10 +104,10 @@ log_level = warn
             d.kill()
 
     def test_bad_file_names_file_and_line(self):
-        self.write_ini("[serve]\nlisten = 127.0.0.1:0\n\nretry_schedule = 0,4s,2s\n")
+        self.write_ini("[serve]\nlisten = 127.0.0.1:0\n\nretry_schedule = 0,4s,2q\n")
         rc, err = self.fails(["--config", self.ini])
         self.assertEqual(rc, 2, err)
-        self.assertIn(f"{self.ini}:4: retry_schedule: delays must not decrease", err)
+        self.assertIn(f"{self.ini}:4: retry_schedule: schedule: step 3: expected a delay", err)
         self.assertEqual(len(err.strip().splitlines()), 1, err)
 
         self.write_ini("listen = 127.0.0.1:0\nthis line is wrong\n")

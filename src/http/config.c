@@ -6,6 +6,8 @@
  */
 #include <vocohook/config.h>
 
+#include <vocohook/policy.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -152,61 +154,20 @@ int vh_duration_parse(const char *s, int64_t *out_ms, struct vh_error *err)
                         s);
 }
 
-static void format_ms(int64_t ms, char *out, size_t n)
+/* A retry schedule in the retry policy's own grammar, under the contract's rule. */
+static int parse_schedule(const char *value, struct vh_config *cfg, struct vh_error *err)
 {
-    if (ms % 1000 != 0 || ms == 0)
-        snprintf(out, n, "%lldms", (long long)ms);
-    else
-        snprintf(out, n, "%llds", (long long)(ms / 1000));
-}
+    struct vh_retry_policy p;
+    int rc;
 
-int vh_retry_schedule_parse(const char *s, int64_t out[VH_RETRY_STEPS_MAX], size_t *n,
-                            struct vh_error *err)
-{
-    int64_t steps[VH_RETRY_STEPS_MAX];
-    struct vh_error sub = VH_ERROR_INIT;
-    char item[32], a[32], b[32];
-    const char *p = s;
-    size_t count = 0, len;
-
-    for (;;) {
-        const char *end = strchr(p, ',');
-
-        len = end ? (size_t)(end - p) : strlen(p);
-        while (len > 0 && (*p == ' ' || *p == '\t')) {
-            p++;
-            len--;
-        }
-        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-            len--;
-        if (count == VH_RETRY_STEPS_MAX)
-            return vh_error_set(err, VH_EINVAL, "at most %d attempts, got more",
-                                VH_RETRY_STEPS_MAX);
-        if (len == 0)
-            return vh_error_set(err, VH_EINVAL, "attempt %zu has no delay", count + 1);
-        if (len >= sizeof(item))
-            return vh_error_set(err, VH_EINVAL, "attempt %zu: '%.*s' is not a duration", count + 1,
-                                (int)(sizeof(item) - 1), p);
-        memcpy(item, p, len);
-        item[len] = '\0';
-        if (vh_duration_parse(item, &steps[count], &sub) < 0)
-            return vh_error_set(err, VH_EINVAL, "attempt %zu: %s", count + 1, sub.msg);
-        if (count == 0 && steps[0] != 0)
-            return vh_error_set(
-                err, VH_EINVAL,
-                "the first delay must be 0 (the first attempt is immediate), got '%s'", item);
-        if (count > 0 && steps[count] < steps[count - 1]) {
-            format_ms(steps[count], a, sizeof(a));
-            format_ms(steps[count - 1], b, sizeof(b));
-            return vh_error_set(err, VH_EINVAL, "delays must not decrease: %s after %s", a, b);
-        }
-        count++;
-        if (!end)
-            break;
-        p = end + 1;
-    }
-    memcpy(out, steps, count * sizeof(steps[0]));
-    *n = count;
+    vh_retry_policy_init(&p);
+    rc = vh_retry_policy_set_schedule(&p, value, strlen(value), err);
+    if (rc == 0)
+        rc = vh_retry_policy_check_immediate(&p, err);
+    if (rc < 0)
+        return rc;
+    memcpy(cfg->retry_schedule_ms, p.delays_ms, p.steps * sizeof(p.delays_ms[0]));
+    cfg->retry_steps = p.steps;
     return 0;
 }
 
@@ -420,7 +381,7 @@ static int apply(struct vh_config *cfg, const struct setting *st, const char *va
             *(unsigned *)field(cfg, st) = (unsigned)(v / 1000);
         return rc;
     case K_SCHEDULE:
-        return vh_retry_schedule_parse(value, cfg->retry_schedule_ms, &cfg->retry_steps, err);
+        return parse_schedule(value, cfg, err);
     case K_COUNT:
         rc = parse_uint(value, st->min, st->max, &v, err);
         if (rc == 0)
