@@ -39,6 +39,15 @@ int cli_read_input(const char *verb, const char *path, struct vh_buf *out);
 /* Writes `n` bytes to stdout, then a newline when stdout is a terminal. Returns an exit code. */
 int cli_write_output(const char *verb, const char *p, size_t n);
 
+/*
+ * The daemons' vh_log_fn: writes each JSON record as one line on stderr; `ud` points to
+ * the highest enum vh_log_level to write (records above it are dropped).
+ */
+void cli_log_to_stderr(void *ud, enum vh_log_level level, const char *json_line);
+
+/* A record of the CLI's own: `fmt` continues the JSON object after "ts" and "level". */
+void cli_log(enum vh_log_level *max, enum vh_log_level level, const char *fmt, ...) VH_PRINTF(3, 4);
+
 /* Parses a --timestamp style value (exact ISO 8601 form). Returns 0 or CLI_USAGE. */
 int cli_parse_time(const char *verb, const char *opt, const char *s, int64_t *out_ms);
 

@@ -110,41 +110,6 @@ struct receive_args {
     enum vh_log_level level;
 };
 
-static void log_to_stderr(void *ud, enum vh_log_level level, const char *json_line)
-{
-    const enum vh_log_level *max = ud;
-
-    if (level > *max)
-        return;
-    flockfile(stderr);
-    fputs(json_line, stderr);
-    fputc('\n', stderr);
-    funlockfile(stderr);
-}
-
-static void receive_log(enum vh_log_level *max, enum vh_log_level level, const char *fmt, ...)
-    VH_PRINTF(3, 4);
-
-/* A record of our own: `fmt` continues the JSON object after "ts" and "level". */
-static void receive_log(enum vh_log_level *max, enum vh_log_level level, const char *fmt, ...)
-{
-    char ts[VH_TIME_LEN + 1], line[1024];
-    va_list ap;
-    int n;
-
-    if (vh_time_format(vh_time_now_ms(), ts) < 0)
-        ts[0] = '\0';
-    n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",", ts,
-                 vh_log_level_name(level));
-    if (n < 0 || (size_t)n >= sizeof(line))
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    va_end(ap);
-    if (n >= 0)
-        log_to_stderr(max, level, line);
-}
-
 /* The HTTP server's handler: the receiver, fed the three webhook headers. */
 static int on_request(void *ud, const struct vh_server_req *sreq, struct vh_api_resp *resp)
 {
@@ -389,21 +354,21 @@ static int make_default_dir(const char *db_path)
 static void warn_about(const struct receive_args *a, enum vh_log_level *level)
 {
     if (a->flag_secrets)
-        receive_log(level, VH_LOG_WARN,
-                    "\"msg\":\"secrets given with --secret are visible to other users in ps; "
-                    "prefer VOCOHOOK_SECRETS\"}");
+        cli_log(level, VH_LOG_WARN,
+                "\"msg\":\"secrets given with --secret are visible to other users in ps; "
+                "prefer VOCOHOOK_SECRETS\"}");
     if (a->rcfg.tolerance_ms < 0)
-        receive_log(level, VH_LOG_WARN,
-                    "\"msg\":\"the timestamp check is off (--tolerance off): old requests can "
-                    "be replayed\"}");
+        cli_log(level, VH_LOG_WARN,
+                "\"msg\":\"the timestamp check is off (--tolerance off): old requests can "
+                "be replayed\"}");
     if (a->rcfg.allow_http)
-        receive_log(level, VH_LOG_WARN,
-                    "\"msg\":\"allow_http is on: recordings may be fetched over http:// "
-                    "(development only)\"}");
+        cli_log(level, VH_LOG_WARN,
+                "\"msg\":\"allow_http is on: recordings may be fetched over http:// "
+                "(development only)\"}");
     if (a->rcfg.allow_private_networks)
-        receive_log(level, VH_LOG_WARN,
-                    "\"msg\":\"allow_private_networks is on: recordings may be fetched from "
-                    "loopback and private addresses (development only)\"}");
+        cli_log(level, VH_LOG_WARN,
+                "\"msg\":\"allow_private_networks is on: recordings may be fetched from "
+                "loopback and private addresses (development only)\"}");
 }
 
 /* Serves until SIGTERM or SIGINT (blocked before any thread starts). */
@@ -417,7 +382,7 @@ static int run(struct receive_args *a, const sigset_t *stop_sigs)
     const char *colon = strrchr(a->listen, ':');
     int code = CLI_OK, rc, sig = 0;
 
-    a->rcfg.log = log_to_stderr;
+    a->rcfg.log = cli_log_to_stderr;
     a->rcfg.log_ud = &a->level;
     rc = vh_receiver_new(&a->rcfg, &r, &err);
     if (rc < 0) {
@@ -433,7 +398,7 @@ static int run(struct receive_args *a, const sigset_t *stop_sigs)
     memset(&scfg, 0, sizeof(scfg));
     scfg.listen = a->listen;
     scfg.threads = a->threads;
-    scfg.log = log_to_stderr;
+    scfg.log = cli_log_to_stderr;
     scfg.log_ud = &a->level;
     rc = vh_server_start_handler(&h, &scfg, &srv, &err);
     if (rc < 0) {
@@ -446,22 +411,22 @@ static int run(struct receive_args *a, const sigset_t *stop_sigs)
         goto out;
     }
     warn_about(a, &a->level);
-    receive_log(&a->level, VH_LOG_INFO,
-                "\"msg\":\"listening\",\"addr\":\"%.*s:%u\",\"secrets\":%zu,\"version\":\"%s\"}",
-                (int)(colon - a->listen), a->listen, (unsigned)vh_server_port(srv),
-                a->rcfg.n_secrets, vh_version());
+    cli_log(&a->level, VH_LOG_INFO,
+            "\"msg\":\"listening\",\"addr\":\"%.*s:%u\",\"secrets\":%zu,\"version\":\"%s\"}",
+            (int)(colon - a->listen), a->listen, (unsigned)vh_server_port(srv), a->rcfg.n_secrets,
+            vh_version());
     printf("listening on %.*s:%u\n", (int)(colon - a->listen), a->listen,
            (unsigned)vh_server_port(srv));
     fflush(stdout);
     while (sigwait(stop_sigs, &sig) != 0)
         ;
-    receive_log(&a->level, VH_LOG_INFO, "\"msg\":\"stopping\",\"signal\":\"%s\"}",
-                sig == SIGINT ? "SIGINT" : "SIGTERM");
+    cli_log(&a->level, VH_LOG_INFO, "\"msg\":\"stopping\",\"signal\":\"%s\"}",
+            sig == SIGINT ? "SIGINT" : "SIGTERM");
 out:
     vh_server_stop(srv); /* first: no request may be running when the receiver goes */
     vh_receiver_free(r);
     if (code == CLI_OK)
-        receive_log(&a->level, VH_LOG_INFO, "\"msg\":\"stopped\"}");
+        cli_log(&a->level, VH_LOG_INFO, "\"msg\":\"stopped\"}");
     return code;
 }
 

@@ -73,42 +73,6 @@ static const struct option serve_opts[] = {{"config", required_argument, NULL, '
                                            {"log-level", required_argument, NULL, 'C'},
                                            {NULL, 0, NULL, 0}};
 
-/* Writes one log record per line; records above the configured level are dropped. */
-static void log_to_stderr(void *ud, enum vh_log_level level, const char *json_line)
-{
-    const enum vh_log_level *max = ud;
-
-    if (level > *max)
-        return;
-    flockfile(stderr);
-    fputs(json_line, stderr);
-    fputc('\n', stderr);
-    funlockfile(stderr);
-}
-
-static void serve_log(enum vh_log_level *max, enum vh_log_level level, const char *fmt, ...)
-    VH_PRINTF(3, 4);
-
-/* A record of our own: `fmt` continues the JSON object after "ts" and "level". */
-static void serve_log(enum vh_log_level *max, enum vh_log_level level, const char *fmt, ...)
-{
-    char ts[VH_TIME_LEN + 1], line[1024];
-    va_list ap;
-    int n;
-
-    if (vh_time_format(vh_time_now_ms(), ts) < 0)
-        ts[0] = '\0';
-    n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",", ts,
-                 vh_log_level_name(level));
-    if (n < 0 || (size_t)n >= sizeof(line))
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    va_end(ap);
-    if (n >= 0)
-        log_to_stderr(max, level, line);
-}
-
 /* Exit code for a configuration or start-up failure (SPEC §9): 2 a bad setting, 3 I/O. */
 static int setup_exit(int rc)
 {
@@ -165,7 +129,7 @@ static void api_config_from(const struct vh_config *cfg, enum vh_log_level *leve
         out->s3_secret_key = cfg->s3_secret_key;
         out->s3_path_style = cfg->s3_path_style;
     }
-    out->log = log_to_stderr;
+    out->log = cli_log_to_stderr;
     out->log_ud = level;
 }
 
@@ -216,9 +180,9 @@ static void sender_config_from(const struct vh_config *cfg, enum vh_log_level *l
     out->engine.allow_private_networks = cfg->allow_private_networks;
     out->engine.ca_file = cfg->ca_file;
     out->engine.timeout_ms = cfg->timeout_ms;
-    out->engine.log = log_to_stderr;
+    out->engine.log = cli_log_to_stderr;
     out->engine.log_ud = level;
-    out->log = log_to_stderr;
+    out->log = cli_log_to_stderr;
     out->log_ud = level;
 }
 
@@ -226,17 +190,17 @@ static void sender_config_from(const struct vh_config *cfg, enum vh_log_level *l
 static void warn_about(const struct vh_config *cfg, enum vh_log_level *level)
 {
     if (!cfg->ingest_token)
-        serve_log(level, VH_LOG_WARN,
-                  "\"msg\":\"ingest disabled: VOCOHOOK_INGEST_TOKEN is not set; POST "
-                  "/internal/v1/sessions answers 401\"}");
+        cli_log(level, VH_LOG_WARN,
+                "\"msg\":\"ingest disabled: VOCOHOOK_INGEST_TOKEN is not set; POST "
+                "/internal/v1/sessions answers 401\"}");
     if (cfg->allow_http)
-        serve_log(level, VH_LOG_WARN,
-                  "\"msg\":\"allow_http is on: http:// endpoint URLs are accepted (development "
-                  "only)\"}");
+        cli_log(level, VH_LOG_WARN,
+                "\"msg\":\"allow_http is on: http:// endpoint URLs are accepted (development "
+                "only)\"}");
     if (cfg->allow_private_networks)
-        serve_log(level, VH_LOG_WARN,
-                  "\"msg\":\"allow_private_networks is on: deliveries may reach loopback and "
-                  "private addresses (development only)\"}");
+        cli_log(level, VH_LOG_WARN,
+                "\"msg\":\"allow_private_networks is on: deliveries may reach loopback and "
+                "private addresses (development only)\"}");
 }
 
 /* Serves until SIGTERM or SIGINT. Both are blocked before any thread starts. */
@@ -281,7 +245,7 @@ static int run(const struct vh_config *cfg, enum vh_log_level *level, const sigs
     scfg.body_max = cfg->body_max;
     scfg.max_conns = cfg->max_connections;
     scfg.conn_timeout_s = cfg->conn_timeout_s;
-    scfg.log = log_to_stderr;
+    scfg.log = cli_log_to_stderr;
     scfg.log_ud = level;
     rc = vh_server_start(api, &scfg, &srv, &err);
     if (rc < 0) {
@@ -290,17 +254,17 @@ static int run(const struct vh_config *cfg, enum vh_log_level *level, const sigs
     }
     warn_about(cfg, level);
     /* The database URL is not logged: a postgres:// URL may carry a password. */
-    serve_log(level, VH_LOG_INFO,
-              "\"msg\":\"listening\",\"addr\":\"%.*s:%u\",\"store\":\"%s\",\"version\":\"%s\"}",
-              (int)(colon - cfg->listen), cfg->listen, (unsigned)vh_server_port(srv),
-              vh_store_backend(st), vh_version());
+    cli_log(level, VH_LOG_INFO,
+            "\"msg\":\"listening\",\"addr\":\"%.*s:%u\",\"store\":\"%s\",\"version\":\"%s\"}",
+            (int)(colon - cfg->listen), cfg->listen, (unsigned)vh_server_port(srv),
+            vh_store_backend(st), vh_version());
     printf("listening on %.*s:%u\n", (int)(colon - cfg->listen), cfg->listen,
            (unsigned)vh_server_port(srv));
     fflush(stdout);
     while (sigwait(stop_sigs, &sig) != 0)
         ;
-    serve_log(level, VH_LOG_INFO, "\"msg\":\"stopping\",\"signal\":\"%s\"}",
-              sig == SIGINT ? "SIGINT" : "SIGTERM");
+    cli_log(level, VH_LOG_INFO, "\"msg\":\"stopping\",\"signal\":\"%s\"}",
+            sig == SIGINT ? "SIGINT" : "SIGTERM");
 out:
     vh_server_stop(srv);
     /*
@@ -311,7 +275,7 @@ out:
     vh_api_free(api);
     vh_store_close(st);
     if (code == CLI_OK)
-        serve_log(level, VH_LOG_INFO, "\"msg\":\"stopped\"}");
+        cli_log(level, VH_LOG_INFO, "\"msg\":\"stopped\"}");
     return code;
 }
 

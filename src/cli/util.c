@@ -105,3 +105,34 @@ int cli_parse_int(const char *verb, const char *opt, const char *s, int64_t min,
     *out = v;
     return 0;
 }
+
+void cli_log_to_stderr(void *ud, enum vh_log_level level, const char *json_line)
+{
+    const enum vh_log_level *max = ud;
+
+    if (level > *max)
+        return;
+    flockfile(stderr);
+    fputs(json_line, stderr);
+    fputc('\n', stderr);
+    funlockfile(stderr);
+}
+
+void cli_log(enum vh_log_level *max, enum vh_log_level level, const char *fmt, ...)
+{
+    char ts[VH_TIME_LEN + 1], line[1024];
+    va_list ap;
+    int n;
+
+    if (vh_time_format(vh_time_now_ms(), ts) < 0)
+        ts[0] = '\0';
+    n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",", ts,
+                 vh_log_level_name(level));
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (n >= 0)
+        cli_log_to_stderr(max, level, line);
+}

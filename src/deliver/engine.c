@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -35,6 +36,7 @@
 #include <vocohook/clock.h>
 #include <vocohook/sign.h>
 
+#include "core/log_int.h"
 #include "deliver/deliver_int.h"
 #include "core/banned.h"
 
@@ -122,28 +124,6 @@ struct vh_engine {
 /* ---- logging --------------------------------------------------------------------------------- */
 
 /* Writes `s` as the inside of a JSON string, cut to fit; control and non-ASCII bytes escaped. */
-static void json_escape(const char *s, char *out, size_t out_size)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0, i;
-
-    for (i = 0; s[i] && o + 7 < out_size; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
-            memcpy(out + o, "\\u00", 4);
-            out[o + 4] = hex[c >> 4];
-            out[o + 5] = hex[c & 0x0f];
-            o += 6;
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o] = '\0';
-}
 
 /* Logs one record: `fmt` writes the JSON members after "msg" (or nothing). */
 static void log_rec(const struct vh_engine *e, enum vh_log_level level, const char *msg,
@@ -160,7 +140,7 @@ static void log_rec(const struct vh_engine *e, enum vh_log_level level, const ch
         return;
     if (vh_time_format(vh_time_now_ms(), ts) < 0)
         ts[0] = '\0';
-    json_escape(msg, m, sizeof(m));
+    vh__json_escape(msg, SIZE_MAX, m, sizeof(m));
     n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"", ts,
                  vh_log_level_name(level), m);
     if (n < 0 || (size_t)n >= sizeof(line) - 2)
@@ -180,8 +160,8 @@ static void log_attempt(const struct vh_engine *e, const struct job *job,
 {
     char id[2 * VH_ENGINE_ID_MAX], error[2 * VH_ATTEMPT_ERROR_MAX];
 
-    json_escape(job->delivery_id, id, sizeof(id));
-    json_escape(a->error, error, sizeof(error));
+    vh__json_escape(job->delivery_id, SIZE_MAX, id, sizeof(id));
+    vh__json_escape(a->error, SIZE_MAX, error, sizeof(error));
     log_rec(e, a->result == VH_ATTEMPT_BLOCKED ? VH_LOG_WARN : VH_LOG_DEBUG, "attempt",
             ",\"delivery_id\":\"%s\",\"attempt\":%u,\"result\":\"%s\",\"status\":%d,"
             "\"ms\":%lld,\"reused\":%s,\"error\":\"%s\"",

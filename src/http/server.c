@@ -35,6 +35,7 @@
 #include <vocohook/event.h>
 #include <vocohook/sign.h>
 
+#include "core/log_int.h"
 #include "core/banned.h"
 
 #define THREADS_DEFAULT      4
@@ -73,31 +74,6 @@ struct request {
 
 /* ---- logging ---------------------------------------------------------------------------- */
 
-/* Writes `s` (at most `max` bytes of it) as the inside of a JSON string. */
-static void json_escape(const char *s, size_t max, char *out, size_t out_size)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0, i;
-
-    for (i = 0; i < max && s[i] && o + 7 < out_size; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
-            /* Bytes, not characters: a log line stays valid JSON whatever the client sent. */
-            memcpy(out + o, "\\u00", 4);
-            out[o + 4] = hex[c >> 4];
-            out[o + 5] = hex[c & 0x0f];
-            o += 6;
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o] = '\0';
-}
-
 static void log_line(const struct vh_server *srv, enum vh_log_level level, const char *fmt, ...)
     VH_PRINTF(3, 4);
 
@@ -129,8 +105,8 @@ static void log_request(const struct vh_server *srv, const struct request *rq, c
 {
     char m[64], p[LOG_PATH_MAX * 6 + 1];
 
-    json_escape(method, 16, m, sizeof(m));
-    json_escape(path, LOG_PATH_MAX, p, sizeof(p));
+    vh__json_escape(method, 16, m, sizeof(m));
+    vh__json_escape(path, LOG_PATH_MAX, p, sizeof(p));
     log_line(srv, status >= 500 ? VH_LOG_ERROR : VH_LOG_INFO,
              "\"msg\":\"request\",\"request_id\":\"%s\",\"method\":\"%s\",\"path\":\"%s\","
              "\"status\":%d,\"ms\":%lld}",
@@ -151,7 +127,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     len = strlen(text);
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' '))
         text[--len] = '\0';
-    json_escape(text, sizeof(text), esc, sizeof(esc));
+    vh__json_escape(text, sizeof(text), esc, sizeof(esc));
     log_line(srv, VH_LOG_WARN, "\"msg\":\"http\",\"detail\":\"%s\"}", esc);
 }
 

@@ -13,6 +13,7 @@
 #ifndef VH_RECEIVE_RECEIVE_INT_H
 #define VH_RECEIVE_RECEIVE_INT_H
 
+#include "core/log_int.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -59,7 +60,6 @@ void vh__receiver_log(const struct vh_receiver *r, enum vh_log_level level, cons
  * fit `out_size`; control bytes and bytes >= 0x7f are escaped one by one, so the result is
  * valid JSON whatever `s` holds.
  */
-void vh__json_escape(const char *s, size_t max, char *out, size_t out_size);
 
 /* ---- the inbox, write side --------------------------------------------------------------- */
 

@@ -41,29 +41,6 @@
 
 /* ---- logs ------------------------------------------------------------------------------- */
 
-void vh__json_escape(const char *s, size_t max, char *out, size_t out_size)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0, i;
-
-    for (i = 0; i < max && s[i] && o + 7 < out_size; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
-            memcpy(out + o, "\\u00", 4);
-            out[o + 4] = hex[c >> 4];
-            out[o + 5] = hex[c & 0x0f];
-            o += 6;
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o] = '\0';
-}
-
 void vh__receiver_log(const struct vh_receiver *r, enum vh_log_level level, const char *msg,
                       const char *fmt, ...)
 {
