@@ -20,40 +20,7 @@
 
 #define TS_MS INT64_C(1773585128000)
 
-static long alloc_count;   /* allocations so far in this run */
-static long alloc_fail_at; /* this allocation fails (1-based); 0: none */
-static long live_blocks;   /* allocated and not yet freed, through the hook */
-
-static void *t_malloc(size_t n)
-{
-    void *p;
-
-    if (alloc_fail_at && ++alloc_count == alloc_fail_at)
-        return NULL;
-    p = malloc(n);
-    if (p)
-        live_blocks++;
-    return p;
-}
-
-static void *t_realloc(void *ptr, size_t n)
-{
-    void *p;
-
-    if (alloc_fail_at && ++alloc_count == alloc_fail_at)
-        return NULL;
-    p = realloc(ptr, n);
-    if (p && !ptr)
-        live_blocks++;
-    return p;
-}
-
-static void t_free(void *p)
-{
-    if (p)
-        live_blocks--;
-    free(p);
-}
+#include "unit/oom.h"
 
 static char *read_data(const char *rel, size_t *len)
 {

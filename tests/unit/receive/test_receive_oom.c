@@ -26,40 +26,7 @@
 #define NOW    INT64_C(1773585128000)
 #define RUNS   5000
 
-static long alloc_count;
-static long alloc_fail_at;
-static long live_blocks;
-
-static void *t_malloc(size_t n)
-{
-    void *p;
-
-    if (alloc_fail_at && ++alloc_count == alloc_fail_at)
-        return NULL;
-    p = malloc(n);
-    if (p)
-        live_blocks++;
-    return p;
-}
-
-static void *t_realloc(void *ptr, size_t n)
-{
-    void *p;
-
-    if (alloc_fail_at && ++alloc_count == alloc_fail_at)
-        return NULL;
-    p = realloc(ptr, n);
-    if (p && !ptr)
-        live_blocks++;
-    return p;
-}
-
-static void t_free(void *p)
-{
-    if (p)
-        live_blocks--;
-    free(p);
-}
+#include "unit/oom.h"
 
 static void arm(long n)
 {
