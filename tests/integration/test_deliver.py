@@ -239,6 +239,20 @@ class Deliver(unittest.TestCase):
         self.wait_state("canceled", 10)
         self.assertEqual(r.wait_count(2, 4), 1)  # the 3 s retry never comes
 
+    def test_legacy_put_kills_the_old_default_secret(self):
+        r = self.receiver()
+        secrets = []
+        for _ in range(2):
+            resp = self.d.request("PUT", "/api/v2/config/webhook", key=self.key,
+                                  body={"webhook_url": r.url})
+            self.assertEqual(resp.status, 200, resp)
+            secrets.append(json.loads(resp.body)["data"]["webhook_secret"])
+        self.ingest(seed_session())
+        self.assertEqual(r.wait_count(1, 15), 1)
+        _, headers, body = r.requests[0]
+        self.assertTrue(verify(secrets[1], headers, body))
+        self.assertFalse(verify(secrets[0], headers, body))
+
     def test_restart_resumes_pending_deliveries(self):
         r = self.receiver(lambda n: 500 if n == 1 else 204)
         self.endpoint("resume", r.url)
