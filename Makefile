@@ -10,7 +10,6 @@ JOBS        ?= $(shell nproc)
 MAKEFLAGS   += --no-print-directory
 CMAKE_FLAGS ?=
 FUZZ_SECONDS ?= 60
-BENCH_SECONDS ?= 1
 
 .PHONY: all build deps run demo test test-release test-asan check-format format fuzz bench clean
 
@@ -34,6 +33,7 @@ test: deps check-format test-release test-asan
 
 test-release: build
 	@cd build && ../scripts/with-postgres ctest --output-on-failure -j $(JOBS)
+	@bench/run --smoke --no-build
 
 test-asan: deps
 	@CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVH_DEVELOPER=ON \
@@ -57,7 +57,7 @@ fuzz: deps
 	@scripts/fuzz build-fuzz $(FUZZ_SECONDS)
 
 bench: build
-	@build/bench_sign --seconds $(BENCH_SECONDS)
+	@bench/run
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -1,0 +1,156 @@
+# shellcheck shell=bash
+# Shell helpers for bench/run (sourced, not run). Every server a function starts is recorded
+# by its pid in BENCH_PIDS, so bench_cleanup stops exactly what this run started.
+
+BENCH_PIDS=()
+# Set by bench_start_daemon, read by bench/run.
+export VH_PORT=""
+
+bench_log() {
+    printf 'bench: %s\n' "$*" >&2
+}
+
+bench_die() {
+    printf 'bench: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Installs the Debian packages named as arguments that are missing: `apt-get update` once,
+# then one `apt-get install`; nothing at all when every package is there.
+bench_need_pkgs() {
+    local missing=() p sudo=""
+    for p in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$p")
+        fi
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || bench_die "need root or sudo to install: ${missing[*]}"
+        sudo=sudo
+    fi
+    bench_log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+bench_now_ms() {
+    date +%s%3N
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on right now.
+bench_free_port() {
+    python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+# Waits until something accepts connections on 127.0.0.1:$1 (at most $2 seconds).
+bench_wait_port() {
+    local port=$1 secs=${2:-10} i
+    for ((i = 0; i < secs * 20; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# Pin a command to a core when the machine has more than one (taskset -c CORE CMD...).
+bench_pinned() {
+    local core=$1
+    shift
+    if [ "$BENCH_NCPU" -gt 1 ]; then
+        taskset -c "$core" "$@"
+    else
+        "$@"
+    fi
+}
+
+# The pinning prefix for a command started in the background ("taskset -c CORE", or
+# nothing on one CPU); used unquoted, so that it splits into words.
+bench_pin_cmd() {
+    if [ "$BENCH_NCPU" -gt 1 ]; then
+        echo "taskset -c $1"
+    fi
+}
+
+# bench_start_nginx DIR PORT CORE: nginx answering 204 to everything on 127.0.0.1:PORT, one
+# worker pinned to CORE, its files under DIR. Sets NGINX_PID.
+bench_start_nginx() {
+    local dir=$1 port=$2 core=$3
+    mkdir -p "$dir/tmp"
+    sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" "$BENCH_SRC/bench/nginx.conf.in" \
+        >"$dir/nginx.conf"
+    # Started directly, not through a shell function, so that $! is nginx's own pid.
+    # shellcheck disable=SC2046
+    $(bench_pin_cmd "$core") nginx -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' \
+        >"$dir/stdout.log" 2>&1 &
+    NGINX_PID=$!
+    BENCH_PIDS+=("$NGINX_PID")
+    bench_wait_port "$port" 10 || bench_die "nginx did not start: $(cat "$dir/stdout.log" "$dir/error.log" 2>/dev/null)"
+}
+
+# bench_start_daemon DIR DB CORE [FLAG...]: `vocohook serve` on 127.0.0.1:0 with the ingest
+# token $BENCH_TOKEN, pinned to CORE, logs under DIR. Sets VH_PID and VH_PORT once it
+# prints `listening on HOST:PORT`.
+bench_start_daemon() {
+    local dir=$1 db=$2 core=$3 i line
+    shift 3
+    mkdir -p "$dir"
+    : >"$dir/serve.out"
+    # shellcheck disable=SC2046
+    env -i PATH="$PATH" HOME="${HOME:-/root}" VOCOHOOK_INGEST_TOKEN="$BENCH_TOKEN" \
+        $(bench_pin_cmd "$core") "$BENCH_VOCOHOOK" serve --listen 127.0.0.1:0 --db "sqlite:$db" \
+        --allow-http --allow-private-networks --rate-limit off --rate-limit-calls off "$@" \
+        >"$dir/serve.out" 2>>"$dir/serve.err" &
+    VH_PID=$!
+    BENCH_PIDS+=("$VH_PID")
+    VH_PORT=""
+    for ((i = 0; i < 400; i++)); do
+        line=$(grep -m1 '^listening on ' "$dir/serve.out" || true)
+        if [ -n "$line" ]; then
+            VH_PORT=${line##*:}
+            return 0
+        fi
+        kill -0 "$VH_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    bench_die "vocohook serve did not start: $(tail -5 "$dir/serve.err")"
+}
+
+# Stops one process this run started (SIGTERM, then SIGKILL after 15 s) and waits for it.
+bench_stop() {
+    local pid=$1 i
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+bench_cleanup() {
+    local pid
+    for pid in "${BENCH_PIDS[@]}"; do
+        bench_stop "$pid"
+    done
+    BENCH_PIDS=()
+}
+
+# bench_wrk CORE OUTFILE WRK-ARGS...: runs wrk pinned to CORE; its JSON summary line (printed
+# by the Lua scripts' done()) goes to OUTFILE, the whole output to OUTFILE.txt. A request
+# times out after 30 s, not wrk's 2 s: a slow answer is a latency to report, not an error.
+bench_wrk() {
+    local core=$1 out=$2
+    shift 2
+    bench_pinned "$core" wrk --timeout 30s "$@" >"$out.txt" 2>&1 || bench_die "wrk failed: $(tail -5 "$out.txt")"
+    grep '^WRKJSON ' "$out.txt" | sed 's/^WRKJSON //' >"$out"
+    [ -s "$out" ] || bench_die "wrk printed no summary: $(tail -5 "$out.txt")"
+}

@@ -1,0 +1,426 @@
+#!/usr/bin/env python3
+"""The parts of bench/run that shell does badly: API calls, polling the store, statistics
+and the report. Python 3 standard library only. Subcommands:
+
+  setup      create a partner (and one endpoint) in a fresh store, through the product
+  drain      wait until every delivery of a store has succeeded; print the drain sample
+  count      the number of events in a store
+  sample     append one measured figure to the samples file
+  sign       turn bench_sign's markdown into samples
+  report     samples -> latest.md and latest.json
+  check      assert that a latest.json has every key the harness promises (smoke mode)
+
+The store is only ever read here (SQLite opened read-only); everything that writes goes
+through vocohook itself.
+"""
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+
+LISTENING = re.compile(r"^listening on (\S+):(\d+)$")
+
+
+def die(msg):
+    print(f"vhbench: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+# --- setup --------------------------------------------------------------------------------
+
+def cmd_setup(a):
+    """`vocohook partner create`, then (with --endpoint-url) a daemon just long enough to
+    create the endpoint through POST /api/v2/config/webhooks."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    p = subprocess.run([a.vocohook, "partner", "create", "bench", "--db", f"sqlite:{a.db}"],
+                       capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        die(f"partner create: {p.stderr.strip()}")
+    fields = dict(line.split(": ", 1) for line in p.stdout.splitlines() if ": " in line)
+    out = {"partner_id": fields["partner_id"], "api_key": fields["api_key"]}
+    if a.endpoint_url:
+        proc = subprocess.Popen([a.vocohook, "serve", "--listen", "127.0.0.1:0", "--db",
+                                 f"sqlite:{a.db}", "--allow-http", "--allow-private-networks"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                                text=True)
+        try:
+            port = None
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                m = LISTENING.match(line.strip())
+                if m:
+                    port = int(m.group(2))
+                    break
+            if port is None:
+                die("vocohook serve did not start")
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            body = {"label": "bench", "url": a.endpoint_url}
+            if a.disabled:
+                body["enabled"] = False
+            c.request("POST", "/api/v2/config/webhooks", body=json.dumps(body),
+                      headers={"Authorization": f"Bearer {out['api_key']}",
+                               "Content-Type": "application/json"})
+            r = c.getresponse()
+            data = json.loads(r.read())
+            if r.status != 201:
+                die(f"creating the endpoint: {r.status} {data}")
+            out["endpoint_id"] = data["data"]["id"]
+        finally:
+            proc.terminate()
+            if proc.wait(timeout=15) != 0:
+                die("vocohook serve did not exit cleanly")
+    json.dump(out, sys.stdout)
+    print()
+
+
+# --- drain --------------------------------------------------------------------------------
+
+def ro(db):
+    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+
+
+def cmd_drain(a):
+    """Polls the store (read-only) until `count` deliveries have succeeded; the figure
+    comes from the store's own timestamps (the last delivery's commit), not the poll."""
+    deadline = time.monotonic() + a.timeout
+    done = 0
+    while True:
+        try:
+            con = ro(a.db)
+            try:
+                rows = dict(con.execute("SELECT state, count(*) FROM deliveries GROUP BY state"))
+            finally:
+                con.close()
+        except sqlite3.OperationalError:
+            rows = {}
+        done = rows.get("succeeded", 0)
+        if done >= a.count:
+            break
+        if rows.get("abandoned", 0) or rows.get("canceled", 0):
+            die(f"deliveries failed: {rows}")
+        if time.monotonic() > deadline:
+            die(f"timed out after {a.timeout} s: {rows}")
+        time.sleep(0.2)
+    con = ro(a.db)
+    try:
+        (last_ms,) = con.execute(
+            "SELECT max(updated_ms) FROM deliveries WHERE state = 'succeeded'").fetchone()
+        (first_ms, attempts, non2xx) = con.execute(
+            "SELECT min(started_ms), count(*), sum(http_status IS NULL OR http_status / 100 != 2)"
+            " FROM attempts").fetchone()
+    finally:
+        con.close()
+    secs = (last_ms - a.t0_ms) / 1000.0
+    print(json.dumps({"deliveries": done, "seconds": secs, "rate": done / secs,
+                      "first_attempt_after_s": (first_ms - a.t0_ms) / 1000.0,
+                      "attempts": attempts, "failed_attempts": non2xx}))
+
+
+def cmd_count(a):
+    con = ro(a.db)
+    try:
+        (n,) = con.execute("SELECT count(*) FROM events").fetchone()
+    finally:
+        con.close()
+    print(n)
+
+
+# --- samples --------------------------------------------------------------------------------
+
+def add_sample(path, rec):
+    with open(path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def cmd_sample(a):
+    """One figure: a wrk summary (--wrk FILE: requests/s over its duration) or a drain
+    sample (--drain FILE: deliveries/s)."""
+    rec = {"scenario": a.scenario, "series": a.series, "run": a.run}
+    if a.wrk:
+        with open(a.wrk) as f:
+            w = json.loads(f.read())
+        errs = {k: v for k, v in w["errors"].items() if v and k != "timeout"}
+        if errs:
+            die(f"{a.scenario}/{a.series} run {a.run}: wrk saw errors {w['errors']}")
+        if w["errors"]["timeout"]:
+            print(f"vhbench: {a.scenario}/{a.series} run {a.run}: {w['errors']['timeout']} "
+                  "requests took over 30 s", file=sys.stderr)
+        rec["value"] = w["requests"] / (w["duration_us"] / 1e6)
+        rec["detail"] = w
+    else:
+        with open(a.drain) as f:
+            d = json.loads(f.read())
+        if d["failed_attempts"]:
+            die(f"drain run {a.run}: {d['failed_attempts']} attempts failed")
+        rec["value"] = d["rate"]
+        rec["detail"] = d
+    if a.extra:
+        rec["detail"].update(json.loads(a.extra))
+    add_sample(a.samples, rec)
+
+
+SIGN_ROW = re.compile(r"^\| (~\d+ KB) \| (\(\w+'?\) [^|]+?) \| (\d+) \| (\d+)-(\d+) \|")
+
+
+def cmd_sign(a):
+    """bench_sign's table -> one sample per (body, operation), ops/s median and min-max."""
+    with open(a.file) as f:
+        text = f.read()
+    n = 0
+    for line in text.splitlines():
+        m = SIGN_ROW.match(line)
+        if m:
+            body, op, med, lo, hi = m.groups()
+            add_sample(a.samples, {"scenario": "sign", "series": f"{body} {op}", "run": 0,
+                                   "value": float(med), "detail": {"min": float(lo),
+                                                                    "max": float(hi)}})
+            n += 1
+    if n != 10:
+        die(f"bench_sign output: expected 10 rows, found {n}")
+
+
+# --- report --------------------------------------------------------------------------------
+
+SCENARIOS = {
+    "drain": {
+        "title": "1. Drain a backlog",
+        "unit": "deliveries/s",
+        "sut": "vocohook",
+        "baseline": "wrk",
+        "sut_label": "vocohook drains the backlog (daemon start → last `succeeded` committed)",
+        "baseline_label": "wrk POSTs the same body to the same nginx (8 connections)",
+    },
+    "ingest": {
+        "title": "2. Ingest",
+        "unit": "sessions/s",
+        "sut": "vocohook",
+        "baseline": "healthz",
+        "sut_label": "POST /internal/v1/sessions, ~2 KB sessions, each committed before the 202",
+        "baseline_label": "GET /healthz of the same daemon, same wrk settings",
+    },
+}
+
+SIGN_RATIOS = [
+    ("~2 KB", "(b) render + sign", "(d') OpenSSL EVP_MAC, reused ctx"),
+    ("~2 KB", "(c) sign", "(d') OpenSSL EVP_MAC, reused ctx"),
+    ("~2 KB", "(b) render + sign", "(d) OpenSSL HMAC() one-shot"),
+    ("~50 KB", "(b) render + sign", "(d') OpenSSL EVP_MAC, reused ctx"),
+    ("~50 KB", "(c) sign", "(d') OpenSSL EVP_MAC, reused ctx"),
+    ("~50 KB", "(b) render + sign", "(d) OpenSSL HMAC() one-shot"),
+]
+
+
+def summarize(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": len(values), "values": values}
+
+
+def fmt(x):
+    return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
+
+
+def cmd_report(a):
+    samples = []
+    if os.path.exists(a.samples):
+        with open(a.samples) as f:
+            samples = [json.loads(line) for line in f if line.strip()]
+    with open(a.meta) as f:
+        meta = json.load(f)
+    res = {"meta": meta, "scenarios": {}}
+    md = [f"# vocohook benchmarks — {meta['date']}", "",
+          f"`{meta['command']}` on {meta['machine']}; vocohook {meta['version']} "
+          f"(commit {meta['commit']}). System under test pinned to core {meta['sut_core']}, "
+          f"load generator and receiver to core {meta['load_core']}. Each figure is the median "
+          f"of {meta['runs']} runs, with the min–max; ratios divide medians measured in this "
+          "same run. See docs/BENCHMARKS.md for what each scenario does.", ""]
+    for key, sc in SCENARIOS.items():
+        sut = [s["value"] for s in samples if s["scenario"] == key and s["series"] == sc["sut"]]
+        base = [s["value"] for s in samples
+                if s["scenario"] == key and s["series"] == sc["baseline"]]
+        if not sut or not base:
+            res["scenarios"][key] = {"status": "not run"}
+            continue
+        ss, bs = summarize(sut), summarize(base)
+        entry = {"status": "ok", "unit": sc["unit"], sc["sut"]: ss, sc["baseline"]: bs,
+                 "ratio": ss["median"] / bs["median"],
+                 "params": meta["params"].get(key, {}),
+                 "details": [s["detail"] for s in samples if s["scenario"] == key]}
+        res["scenarios"][key] = entry
+        md += [f"## {sc['title']}", "",
+               f"| figure | {sc['unit']} (median) | min–max | vs baseline |", "|---|---:|---:|---:|",
+               f"| {sc['sut_label']} | {fmt(ss['median'])} | {fmt(ss['min'])}–{fmt(ss['max'])} "
+               f"| **{entry['ratio']:.2f}×** |",
+               f"| baseline: {sc['baseline_label']} | {fmt(bs['median'])} | "
+               f"{fmt(bs['min'])}–{fmt(bs['max'])} | 1.00× |", ""]
+        lat = {}
+        for series in (sc["sut"], sc["baseline"]):
+            ls = [s["detail"]["latency_us"] for s in samples if s["scenario"] == key
+                  and s["series"] == series and "latency_us" in s["detail"]]
+            if ls:
+                lat[series] = {q: statistics.median(x[q] for x in ls) / 1000.0
+                               for q in ("p50", "p99", "max")}
+        if lat:
+            entry["latency_ms"] = lat
+            md += ["Latency as wrk saw it (median of the runs): " + "; ".join(
+                f"{series} p50 {v['p50']:.1f} ms, p99 {v['p99']:.1f} ms, max {v['max']:.0f} ms"
+                for series, v in lat.items()) + ".", ""]
+        params = meta["params"].get(key, {})
+        if params:
+            md += ["Parameters: " + ", ".join(f"{k} = {v}" for k, v in params.items()) + ".", ""]
+    sign = {s["series"]: s for s in samples if s["scenario"] == "sign"}
+    if sign:
+        entry = {"status": "ok", "unit": "ops/s",
+                 "ops": {k: {"median": v["value"], **v["detail"]} for k, v in sign.items()},
+                 "ratios": {}}
+        md += ["## 3. Render + sign (bench_sign)", "",
+               "| body | operation | ops/s (median) | min–max |", "|---|---|---:|---:|"]
+        for k, v in sign.items():
+            body, op = k.split(" ", 2)[0] + " KB", k.split(" ", 2)[2]
+            md.append(f"| {body} | {op} | {fmt(v['value'])} | "
+                      f"{fmt(v['detail']['min'])}–{fmt(v['detail']['max'])} |")
+        md += ["", "Speed relative to the limit (ops/s over the baseline's ops/s; 1.00× is "
+               "the raw HMAC):", "", "| body | operation | baseline | ratio |", "|---|---|---|---:|"]
+        for body, op, b in SIGN_RATIOS:
+            x, y = sign.get(f"{body} {op}"), sign.get(f"{body} {b}")
+            if x and y:
+                r = x["value"] / y["value"]
+                entry["ratios"][f"{body}: {op} / {b}"] = r
+                md.append(f"| {body} | {op} | {b} | **{r:.2f}×** |")
+        md.append("")
+        res["scenarios"]["sign"] = entry
+    else:
+        res["scenarios"]["sign"] = {"status": "not run"}
+    with open(a.out_json, "w") as f:
+        json.dump(res, f, indent=2)
+        f.write("\n")
+    with open(a.out_md, "w") as f:
+        f.write("\n".join(md))
+    print("\n".join(md))
+
+
+def cmd_meta(a):
+    """The run's description, for the report's header."""
+    def sh(*cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return ""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": a.command,
+        "machine": f"{os.cpu_count()} CPUs ({model or platform.machine()}), "
+                   f"{platform.system()} {platform.release()}",
+        "version": sh(a.vocohook, "--version").replace("vocohook ", ""),
+        "commit": sh("git", "-C", a.src, "rev-parse", "--short", "HEAD") or "unknown",
+        "sut_core": a.sut_core, "load_core": a.load_core, "runs": a.runs,
+        "params": json.loads(a.params),
+    }
+    with open(a.out, "w") as f:
+        json.dump(meta, f, indent=2)
+
+
+EXPECTED = {
+    "drain": ["vocohook", "wrk", "ratio", "unit"],
+    "ingest": ["vocohook", "healthz", "ratio", "unit"],
+    "sign": ["ops", "ratios"],
+}
+
+
+def cmd_check(a):
+    with open(a.file) as f:
+        res = json.load(f)
+    for key in ("date", "machine", "commit", "runs", "params"):
+        if key not in res.get("meta", {}):
+            die(f"{a.file}: meta.{key} is missing")
+    for sc, keys in EXPECTED.items():
+        entry = res.get("scenarios", {}).get(sc)
+        if not entry or entry.get("status") != "ok":
+            die(f"{a.file}: scenario {sc} did not run")
+        for k in keys:
+            if k not in entry:
+                die(f"{a.file}: scenarios.{sc}.{k} is missing")
+        for k in keys[:2]:
+            v = entry[k]
+            if isinstance(v, dict) and "median" in v and not v["median"] > 0:
+                die(f"{a.file}: scenarios.{sc}.{k}.median is not positive")
+    if len(res["scenarios"]["sign"]["ratios"]) != len(SIGN_RATIOS):
+        die(f"{a.file}: scenarios.sign.ratios is incomplete")
+    print(f"vhbench: {a.file} has every expected key")
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="vhbench")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("setup")
+    p.add_argument("--vocohook", required=True)
+    p.add_argument("--db", required=True)
+    p.add_argument("--endpoint-url")
+    p.add_argument("--disabled", action="store_true")
+    p.set_defaults(fn=cmd_setup)
+    p = sub.add_parser("drain")
+    p.add_argument("--db", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--t0-ms", type=int, required=True)
+    p.add_argument("--timeout", type=float, default=600)
+    p.set_defaults(fn=cmd_drain)
+    p = sub.add_parser("count")
+    p.add_argument("--db", required=True)
+    p.set_defaults(fn=cmd_count)
+    p = sub.add_parser("sample")
+    p.add_argument("--samples", required=True)
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--series", required=True)
+    p.add_argument("--run", type=int, required=True)
+    p.add_argument("--wrk")
+    p.add_argument("--drain")
+    p.add_argument("--extra")
+    p.set_defaults(fn=cmd_sample)
+    p = sub.add_parser("sign")
+    p.add_argument("--samples", required=True)
+    p.add_argument("file")
+    p.set_defaults(fn=cmd_sign)
+    p = sub.add_parser("meta")
+    p.add_argument("--out", required=True)
+    p.add_argument("--vocohook", required=True)
+    p.add_argument("--src", required=True)
+    p.add_argument("--command", required=True)
+    p.add_argument("--sut-core", type=int, required=True)
+    p.add_argument("--load-core", type=int, required=True)
+    p.add_argument("--runs", type=int, required=True)
+    p.add_argument("--params", default="{}")
+    p.set_defaults(fn=cmd_meta)
+    p = sub.add_parser("report")
+    p.add_argument("--samples", required=True)
+    p.add_argument("--meta", required=True)
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-json", required=True)
+    p.set_defaults(fn=cmd_report)
+    p = sub.add_parser("check")
+    p.add_argument("file")
+    p.set_defaults(fn=cmd_check)
+    a = ap.parse_args()
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main()
