@@ -50,6 +50,7 @@ struct vh_api_config {
  */
 VH_API int vh_api_new(struct vh_store *st, const struct vh_api_config *cfg, struct vh_api **out,
                       struct vh_error *err);
+/* Frees the API (not the store). No request may be in progress. NULL is a no-op. */
 VH_API void vh_api_free(struct vh_api *api);
 
 #define VH_API_MAX_QUERY 16

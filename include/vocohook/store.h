@@ -81,6 +81,7 @@ VH_API int vh_store_partner_create(struct vh_store *st, const char *name,
 VH_API int vh_store_partner_list(struct vh_store *st, struct vh_partner **out, size_t *n,
                                  struct vh_error *err);
 
+/* One partner by id; VH_ENOTFOUND when there is none. */
 VH_API int vh_store_partner_get(struct vh_store *st, const char *id, struct vh_partner *out,
                                 struct vh_error *err);
 
@@ -224,10 +225,7 @@ VH_API int vh_store_call_list(struct vh_store *st, const char *partner_id, size_
 VH_API int vh_store_count(struct vh_store *st, const char *table, int64_t *out,
                           struct vh_error *err);
 
-/*
- * The deliveries of an event, in any state, oldest first (for tests and the API), in a new
- * array (vh_free() it; NULL when empty). VH_ENOTFOUND when there is no such event.
- */
+/* One delivery of an event, in brief. */
 struct vh_delivery_brief {
     char id[VH_UUID_LEN + 1];
     char endpoint_id[VH_UUID_LEN + 1];
@@ -235,6 +233,12 @@ struct vh_delivery_brief {
     int attempts;
     int64_t next_attempt_ms;
 };
+
+/*
+ * The deliveries of an event, in any state, oldest first (for tests and the API), in a new
+ * array in `*out` (vh_free() it; NULL when empty) of `*n`. VH_ENOTFOUND when there is no
+ * such event.
+ */
 VH_API int vh_store_event_deliveries(struct vh_store *st, const char *event_id,
                                      struct vh_delivery_brief **out, size_t *n,
                                      struct vh_error *err);
@@ -381,6 +385,7 @@ struct vh_delivery_stats {
     int64_t due_lag_ms;            /* now_ms - next_attempt_ms of the most overdue; 0: none */
 };
 
+/* Fills `*out` with the queue as of now_ms (all nodes). Returns 0, VH_ESTORE or VH_ENOMEM. */
 VH_API int vh_store_delivery_stats(struct vh_store *st, int64_t now_ms,
                                    struct vh_delivery_stats *out, struct vh_error *err);
 
@@ -393,6 +398,7 @@ struct vh_delivery_counts {
     int64_t canceled;
 };
 
+/* Fills `*out` with the number of deliveries in each state. Returns 0 or VH_ESTORE. */
 VH_API int vh_store_delivery_counts(struct vh_store *st, struct vh_delivery_counts *out,
                                     struct vh_error *err);
 
