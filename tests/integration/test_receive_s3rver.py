@@ -67,10 +67,18 @@ def ensure_node_modules():
                                capture_output=True, timeout=NPM_TIMEOUT)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"npm ci in {S3_DIR} took over {NPM_TIMEOUT}s")
+        out = p.stdout.decode() + "\n" + p.stderr.decode()
+        if p.returncode != 0 and any(code in out for code in NETWORK_ERRORS):
+            # The registry could not be reached: infrastructure, not the product. Say so
+            # loudly; a broken lockfile or package still fails below.
+            raise unittest.SkipTest(f"npm registry unreachable, s3rver not installed:\n{out}")
         if p.returncode != 0 or not os.path.exists(marker):
-            raise AssertionError(f"npm ci in {S3_DIR} exited {p.returncode}:\n"
-                                 f"{p.stdout.decode()}\n{p.stderr.decode()}")
+            raise AssertionError(f"npm ci in {S3_DIR} exited {p.returncode}:\n{out}")
         print(f"npm ci in {S3_DIR}: {time.monotonic() - t0:.1f}s", file=sys.stderr)
+
+
+NETWORK_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "ECONNREFUSED", "ECONNRESET",
+                  "ENETUNREACH")
 
 
 def setUpModule():
