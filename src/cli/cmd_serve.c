@@ -29,7 +29,10 @@ static const char serve_usage[] =
     "usage: vocohook serve [--listen ADDR] [--db URL] [--config FILE] [options]\n"
     "Runs the sender: the partner API, the ingest API and the delivery outbox.\n"
     "  --listen ADDR             127.0.0.1:8080 (default), [::1]:8080; port 0 picks one\n"
-    "  --db URL                  sqlite:PATH (default sqlite:./var/vocohook.db)\n"
+    "  --db URL                  sqlite:PATH (default sqlite:./var/vocohook.db) or\n"
+    "                            postgres://... (several nodes on one database)\n"
+    "  --node-id ID              this node's lease name (default: the host name); distinct\n"
+    "                            per node\n"
     "  --config FILE             an INI file (or VOCOHOOK_CONFIG); the environment and\n"
     "                            flags override it\n"
     "  --allow-http              accept http:// endpoint URLs (development only)\n"
@@ -58,6 +61,7 @@ static const struct option serve_opts[] = {{"config", required_argument, NULL, '
                                            {"allow-http", no_argument, NULL, 'C'},
                                            {"allow-private-networks", no_argument, NULL, 'C'},
                                            {"ca-file", required_argument, NULL, 'C'},
+                                           {"node-id", required_argument, NULL, 'C'},
                                            {"retry-schedule", required_argument, NULL, 'C'},
                                            {"timeout", required_argument, NULL, 'C'},
                                            {"s3-endpoint", required_argument, NULL, 'C'},

@@ -181,10 +181,18 @@ static void finish_unsent(struct job *j, enum vh_attempt_result result, const ch
 }
 
 /* Records the finished jobs in batches of at most VH_CLAIM_MAX, then frees them. */
-static void record(struct vh_sender *s, struct job *list)
+/*
+ * Records the finished jobs in batches of at most VH_CLAIM_MAX and frees them. A batch the
+ * store refuses (the database is down, a deadlock) is kept and returned, to be recorded
+ * again: the receiver has seen those attempts, and dropping them would leave the rows in
+ * flight until their lease runs out. Recording again is safe: the store ignores a report
+ * whose attempt it already holds.
+ */
+static struct job *record(struct vh_sender *s, struct job *list)
 {
     struct vh_delivery_result *res = NULL;
     struct job *batch[VH_CLAIM_MAX];
+    struct job *failed = NULL, **failed_tail = &failed;
     size_t n, i, recorded = 0;
 
     res = vh_malloc(sizeof(*res) * VH_CLAIM_MAX);
@@ -214,12 +222,17 @@ static void record(struct vh_sender *s, struct job *list)
             r->interrupted = !vh_attempt_result_counts(a->result);
         }
         if (!res || vh_store_delivery_record(s->st, res, n, &err) < 0) {
-            /* The rows stay in flight under our lease; recovery resumes them later. */
-            sender_log(s, VH_LOG_ERROR, "recording attempts failed",
+            sender_log(s, VH_LOG_ERROR, "recording attempts failed; will retry",
                        res ? err.msg : "out of memory");
             pthread_mutex_lock(&s->lock);
             s->stats.record_fails++;
             pthread_mutex_unlock(&s->lock);
+            for (i = 0; i < n; i++) {
+                batch[i]->next_done = NULL;
+                *failed_tail = batch[i];
+                failed_tail = &batch[i]->next_done;
+            }
+            continue;
         }
         for (i = 0; i < n; i++)
             job_free(batch[i]);
@@ -229,6 +242,30 @@ static void record(struct vh_sender *s, struct job *list)
     pthread_mutex_lock(&s->lock);
     s->stats.in_flight -= recorded;
     pthread_mutex_unlock(&s->lock);
+    return failed;
+}
+
+/* Frees jobs that could not be recorded before shutdown: their leases bring them back. */
+static void drop_unrecorded(struct vh_sender *s, struct job *list)
+{
+    size_t n = 0;
+
+    while (list) {
+        struct job *next = list->next_done;
+
+        job_free(list);
+        list = next;
+        n++;
+    }
+    if (n) {
+        sender_log(s, VH_LOG_ERROR,
+                   "stopping with attempts not recorded; their deliveries resume when the "
+                   "leases run out",
+                   NULL);
+        pthread_mutex_lock(&s->lock);
+        s->stats.in_flight -= n;
+        pthread_mutex_unlock(&s->lock);
+    }
 }
 
 /* Claims up to `max` due deliveries and submits them. Returns how many were claimed. */
@@ -325,6 +362,8 @@ static void *dispatch(void *arg)
     struct vh_sender *s = arg;
     int64_t wait_ms = 0;
     int64_t next_recover = vh_time_mono_ms() + s->lease_ms / 4;
+    struct job *unrecorded = NULL; /* refused by the store; recorded again */
+    int stop_tries = 0;
 
     for (;;) {
         struct timespec until;
@@ -345,17 +384,30 @@ static void *dispatch(void *arg)
         room = s->max_in_flight > s->stats.in_flight ? s->max_in_flight - s->stats.in_flight : 0;
         pthread_mutex_unlock(&s->lock);
 
+        if (unrecorded) {
+            struct job *tail = unrecorded;
+
+            while (tail->next_done)
+                tail = tail->next_done;
+            tail->next_done = done;
+            done = unrecorded;
+            unrecorded = NULL;
+        }
         if (done)
-            record(s, done);
+            unrecorded = record(s, done);
         if (stopping) {
-            if (stopped && !done) {
+            if (unrecorded && ++stop_tries >= 3) {
+                drop_unrecorded(s, unrecorded);
+                unrecorded = NULL;
+            }
+            if (stopped && !unrecorded) {
                 pthread_mutex_lock(&s->lock);
                 done = s->done_head;
                 pthread_mutex_unlock(&s->lock);
                 if (!done)
                     break;
             }
-            wait_ms = 1000;
+            wait_ms = unrecorded ? 500 : 1000;
             continue;
         }
         if (vh_time_mono_ms() >= next_recover) {
@@ -374,6 +426,8 @@ static void *dispatch(void *arg)
             wait_ms = 0; /* more may be due right away */
         else
             wait_ms = room > 0 ? idle_wait_ms(s) : s->idle_poll_ms;
+        if (unrecorded && wait_ms > 500)
+            wait_ms = 500; /* try the refused batch again soon */
     }
     return NULL;
 }

@@ -303,9 +303,14 @@ static const char *const stmt_sql[S__N] = {
                     " WHERE partner_id = $1 AND id = $2 AND deleted_ms IS NULL",
     [S_EP_DELETE] = "UPDATE endpoints SET deleted_ms = $3, updated_ms = $3, enabled = false,"
                     " secret = '' WHERE partner_id = $1 AND id = $2 AND deleted_ms IS NULL",
-    [S_EP_ENABLED_IDS] = "SELECT id FROM endpoints"
+    /*
+     * Locked in id order, like every other writer that locks several endpoints
+     * (S_EP_LOCK_MANY): one order for all, or ingest and attempt recording deadlock.
+     * Returned in creation order, for the deliveries' order.
+     */
+    [S_EP_ENABLED_IDS] = "SELECT id FROM (SELECT id, created_ms, seq FROM endpoints"
                          " WHERE partner_id = $1 AND enabled AND deleted_ms IS NULL"
-                         " ORDER BY created_ms, seq FOR SHARE",
+                         " ORDER BY id FOR SHARE) e ORDER BY created_ms, seq",
     [S_DLV_CANCEL_PENDING] = "UPDATE deliveries SET state = 'canceled', updated_ms = $2,"
                              " next_attempt_ms = 0, lease_owner = NULL, lease_until_ms = NULL"
                              " WHERE endpoint_id = $1 AND state IN ('pending', 'in_flight')",

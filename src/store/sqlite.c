@@ -164,6 +164,9 @@ enum stmt_id {
     S_BEGIN_IMMEDIATE,
     S_COMMIT,
     S_ROLLBACK,
+    S_SAVEPOINT,
+    S_RELEASE,
+    S_ROLLBACK_TO,
     S_USER_VERSION,
     S_APPLICATION_ID,
     S_TABLE_COUNT,
@@ -245,6 +248,9 @@ static const char *const stmt_sql[S__N] = {
     [S_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT put",
+    [S_RELEASE] = "RELEASE put",
+    [S_ROLLBACK_TO] = "ROLLBACK TO put",
     [S_USER_VERSION] = "PRAGMA user_version",
     [S_APPLICATION_ID] = "PRAGMA application_id",
     [S_TABLE_COUNT] = "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
@@ -379,13 +385,27 @@ struct conn {
     struct conn *next;        /* the next idle connection */
 };
 
+/* One caller of event_put waiting for a group commit (see sqlite_event_put). */
+struct put_waiter {
+    const struct vh_event_put *ev;
+    const char *new_id;
+    struct vh_event_put_result out;
+    struct vh_error err;
+    int rc;
+    bool done;
+    struct put_waiter *next;
+};
+
 struct sqlite_store {
     struct vh_store base; /* first: a struct vh_store * points here */
     char *path;
-    pthread_mutex_t mu; /* guards idle and n_conns */
-    pthread_cond_t cv;  /* signaled when a connection is returned or a slot frees */
-    struct conn *idle;  /* connections not borrowed */
-    size_t n_conns;     /* open or being opened, borrowed or idle: at most POOL_MAX */
+    pthread_mutex_t mu;           /* guards idle, n_conns and the put queue */
+    pthread_cond_t cv;            /* signaled when a connection is returned or a slot frees */
+    struct conn *idle;            /* connections not borrowed */
+    size_t n_conns;               /* open or being opened, borrowed or idle: at most POOL_MAX */
+    pthread_cond_t put_cv;        /* signaled when a group commit ends */
+    struct put_waiter *put_queue; /* ingests waiting for the next group commit */
+    bool put_leader;              /* a caller is committing a group now */
 };
 
 static struct sqlite_store *to_sqlite(struct vh_store *st)
@@ -1011,6 +1031,7 @@ static void sqlite_close(struct vh_store *st)
         s->idle = c->next;
         conn_close(c);
     }
+    pthread_cond_destroy(&s->put_cv);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     vh_free(s->path);
@@ -1049,6 +1070,10 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
     }
     mu_ok = pthread_mutex_init(&s->mu, NULL) == 0;
     cv_ok = mu_ok && pthread_cond_init(&s->cv, NULL) == 0;
+    if (cv_ok && pthread_cond_init(&s->put_cv, NULL) != 0) {
+        pthread_cond_destroy(&s->cv);
+        cv_ok = false;
+    }
     if (!cv_ok) {
         rc = vh_error_set(err, VH_ENOMEM, "open '%s': cannot create a mutex", path);
         goto fail;
@@ -1065,8 +1090,10 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
     return 0;
 fail:
     conn_close(c);
-    if (cv_ok)
+    if (cv_ok) {
+        pthread_cond_destroy(&s->put_cv);
         pthread_cond_destroy(&s->cv);
+    }
     if (mu_ok)
         pthread_mutex_destroy(&s->mu);
     vh_free(s->path);
@@ -1722,57 +1749,135 @@ static int delivery_insert(struct conn *c, const char *partner_id, const char *e
  * constraint cannot fire on SQLite; if a backend change ever lets it (a lost race between
  * lookup and insert), the loop's second pass turns it into the repeat answer.
  */
+/*
+ * One event inside the open write transaction, under a savepoint: on failure only this
+ * event is undone, and the group goes on. Returns 0 (out filled; created or a repeat) or
+ * a negative vh_err.
+ */
+static int event_put_one(struct conn *c, const struct vh_event_put *ev, const char *new_id,
+                         struct vh_event_put_result *out, struct vh_error *err)
+{
+    char(*endpoints)[VH_UUID_LEN + 1] = NULL;
+    size_t n_endpoints = 0, i;
+    char what[WHAT_MAX];
+    int rc;
+
+    snprintf(what, sizeof(what), "insert event '%s'", ev->session_id);
+    rc = run(c, S_SAVEPOINT, what, err);
+    if (rc < 0)
+        return rc;
+    rc = event_find(c, ev, out, what, err);
+    if (rc > 0) {
+        rc = 0; /* a repeat: its first answer, nothing written */
+        goto out;
+    }
+    if (rc == 0)
+        rc = enabled_endpoints(c, ev->partner_id, &endpoints, &n_endpoints, what, err);
+    if (rc == 0)
+        rc = event_insert(c, ev, new_id, n_endpoints, what, err);
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) /* impossible under the write lock; never silent */
+        rc = vh_error_set(err, VH_ESTORE, "%s: session_id conflict", what);
+    for (i = 0; i < n_endpoints && rc == 0; i++)
+        rc = delivery_insert(c, ev->partner_id, new_id, endpoints[i], ev->accepted_ms, what, err);
+    if (rc == 0) {
+        snprintf(out->event_id, sizeof(out->event_id), "%s", new_id);
+        out->deliveries = n_endpoints;
+        out->created = true;
+    }
+out:
+    if (rc < 0 && !sqlite3_get_autocommit(c->db))
+        run(c, S_ROLLBACK_TO, what, NULL);
+    if (!sqlite3_get_autocommit(c->db)) {
+        int released = run(c, S_RELEASE, what, rc < 0 ? NULL : err);
+
+        if (rc == 0 && released < 0)
+            rc = released;
+    }
+    vh_free(endpoints);
+    return rc;
+}
+
+/* Commits a group of queued ingests in ONE write transaction: one fsync for them all. */
+static void event_put_group(struct sqlite_store *s, struct put_waiter *group)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct put_waiter *w;
+    struct conn *c = NULL;
+    int rc;
+
+    rc = conn_get(s, &c, &err);
+    if (rc == 0)
+        rc = tx_begin_write(c, "group commit of events", &err);
+    for (w = group; rc == 0 && w; w = w->next) {
+        w->rc = event_put_one(c, w->ev, w->new_id, &w->out, &w->err);
+        /* SQLite rolls the whole transaction back by itself on some errors (FULL, IOERR,
+         * NOMEM): then nothing of the group stands, and every caller must hear it. */
+        if (sqlite3_get_autocommit(c->db))
+            rc = vh_error_set(&err, VH_ESTORE, "group commit of events: rolled back (%s)",
+                              w->rc < 0 ? w->err.msg : "transaction ended");
+    }
+    if (rc == 0)
+        rc = tx_commit(c, "group commit of events", &err);
+    if (rc < 0) {
+        /* Nothing of the group is durable: every caller gets the failure. */
+        for (w = group; w; w = w->next) {
+            w->rc = rc;
+            w->err = err;
+        }
+    }
+    if (c) {
+        tx_rollback(c);
+        conn_put(s, c);
+    }
+}
+
+/*
+ * Ingests are group-committed: a caller queues its event; if no commit is running, it
+ * becomes the leader and commits everything queued in one transaction (one fsync under
+ * synchronous=FULL), else it waits for the leader. Under load, many ingests share each
+ * sync; alone, a caller commits at once. A failed event is rolled back to its savepoint
+ * and answered alone; a failed commit answers the whole group with its error. Each
+ * caller returns only once its event is durable (or has failed).
+ */
 static int sqlite_event_put(struct vh_store *st, const struct vh_event_put *ev, const char *new_id,
                             struct vh_event_put_result *out, struct vh_error *err)
 {
     struct sqlite_store *s = to_sqlite(st);
-    char(*endpoints)[VH_UUID_LEN + 1] = NULL;
-    size_t n_endpoints = 0, i;
-    char what[WHAT_MAX];
-    struct conn *c;
-    int pass, rc;
+    struct put_waiter me, **tail;
 
-    snprintf(what, sizeof(what), "insert event '%s'", ev->session_id);
-    rc = conn_get(s, &c, err);
-    if (rc < 0)
-        return rc;
-    for (pass = 0; pass < 2; pass++) {
-        rc = tx_begin_write(c, what, err);
-        if (rc == 0)
-            rc = event_find(c, ev, out, what, err);
-        if (rc != 0) {
-            /* A repeat (1) writes nothing; its snapshot is simply let go. */
-            if (rc > 0)
-                rc = 0;
-            goto out;
+    memset(&me, 0, sizeof(me));
+    me.ev = ev;
+    me.new_id = new_id;
+    pthread_mutex_lock(&s->mu);
+    for (tail = &s->put_queue; *tail; tail = &(*tail)->next)
+        ;
+    *tail = &me;
+    while (!me.done) {
+        struct put_waiter *group, *w;
+
+        if (s->put_leader) {
+            pthread_cond_wait(&s->put_cv, &s->mu);
+            continue;
         }
-        rc = enabled_endpoints(c, ev->partner_id, &endpoints, &n_endpoints, what, err);
-        if (rc == 0)
-            rc = event_insert(c, ev, new_id, n_endpoints, what, err);
-        if (rc != SQLITE_CONSTRAINT_UNIQUE)
-            break;
-        tx_rollback(c);
-        vh_free(endpoints);
-        endpoints = NULL;
+        s->put_leader = true;
+        group = s->put_queue;
+        s->put_queue = NULL;
+        pthread_mutex_unlock(&s->mu);
+        event_put_group(s, group);
+        pthread_mutex_lock(&s->mu);
+        for (w = group; w; w = w->next)
+            w->done = true;
+        s->put_leader = false;
+        pthread_cond_broadcast(&s->put_cv);
     }
-    if (rc == SQLITE_CONSTRAINT_UNIQUE)
-        rc = vh_error_set(err, VH_ESTORE, "%s: session_id conflict persists", what);
-    if (rc < 0)
-        goto out;
-    for (i = 0; i < n_endpoints && rc == 0; i++)
-        rc = delivery_insert(c, ev->partner_id, new_id, endpoints[i], ev->accepted_ms, what, err);
-    if (rc == 0)
-        rc = tx_commit(c, what, err);
-    if (rc < 0)
-        goto out;
-    snprintf(out->event_id, sizeof(out->event_id), "%s", new_id);
-    out->deliveries = n_endpoints;
-    out->created = true;
-out:
-    tx_rollback(c);
-    conn_put(s, c);
-    vh_free(endpoints);
-    return rc;
+    pthread_mutex_unlock(&s->mu);
+    if (me.rc < 0) {
+        if (err && err->code == 0)
+            *err = me.err;
+        return me.rc;
+    }
+    *out = me.out;
+    return 0;
 }
 
 /* ---- calls (events read back) ------------------------------------------------------------ */
