@@ -268,8 +268,11 @@ static void drop_unrecorded(struct vh_sender *s, struct job *list)
     }
 }
 
-/* Claims up to `max` due deliveries and submits them. Returns how many were claimed. */
-static size_t claim_and_submit(struct vh_sender *s, size_t max)
+/*
+ * Claims up to `max` due deliveries and submits them. Returns how many were claimed; sets
+ * `*failed` when the claim failed (it may still have committed: see `orphans` in dispatch).
+ */
+static size_t claim_and_submit(struct vh_sender *s, size_t max, bool *failed)
 {
     struct vh_error err = VH_ERROR_INIT;
     struct vh_delivery_job_rec *recs = NULL;
@@ -278,6 +281,7 @@ static size_t claim_and_submit(struct vh_sender *s, size_t max)
 
     if (vh_store_delivery_claim(s->st, s->node_id, now, s->lease_ms, max, &recs, &n, &err) < 0) {
         sender_log(s, VH_LOG_ERROR, "claiming deliveries failed", err.msg);
+        *failed = true;
         return 0;
     }
     pthread_mutex_lock(&s->lock);
@@ -364,6 +368,13 @@ static void *dispatch(void *arg)
     int64_t next_recover = vh_time_mono_ms() + s->lease_ms / 4;
     struct job *unrecorded = NULL; /* refused by the store; recorded again */
     int stop_tries = 0;
+    /*
+     * A claim failed, and may have committed anyway (the connection broke after COMMIT):
+     * then rows are in flight under our name that we do not hold. We cannot tell them from
+     * the ones we do hold, so we stop claiming until we hold none, then take back every row
+     * in flight under our name: all of those are orphans.
+     */
+    bool orphans = false;
 
     for (;;) {
         struct timespec until;
@@ -420,9 +431,21 @@ static void *dispatch(void *arg)
                 sender_log(s, VH_LOG_ERROR, "lease recovery failed", err.msg);
             next_recover = vh_time_mono_ms() + s->lease_ms / 4;
         }
+        if (orphans && room == s->max_in_flight && !unrecorded) {
+            struct vh_error err = VH_ERROR_INIT;
+            int n = vh_store_delivery_recover(s->st, s->node_id, vh_time_now_ms(), &err);
+
+            if (n >= 0) {
+                orphans = false;
+                if (n > 0)
+                    sender_log(s, VH_LOG_WARN, "took back deliveries of a failed claim", NULL);
+            }
+        }
+        if (orphans)
+            room = 0; /* drain first */
         if (room > s->claim_batch)
             room = s->claim_batch;
-        if (room > 0 && claim_and_submit(s, room) == room)
+        if (room > 0 && claim_and_submit(s, room, &orphans) == room)
             wait_ms = 0; /* more may be due right away */
         else
             wait_ms = room > 0 ? idle_wait_ms(s) : s->idle_poll_ms;
