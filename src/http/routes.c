@@ -286,6 +286,17 @@ static int add_endpoint(struct vh_buf *b, const struct vh_endpoint *ep, bool wit
     return rc;
 }
 
+/* Answers with one endpoint object (the secret only where the contract shows it once). */
+static int reply_endpoint(struct route_ctx *c, int status, const struct vh_endpoint *ep,
+                          bool with_secret)
+{
+    int rc = ok_begin(c, status);
+
+    if (rc == 0)
+        rc = add_endpoint(&c->resp->body, ep, with_secret);
+    return ok_end(c, rc);
+}
+
 /* ---- validation ------------------------------------------------------------------------ */
 
 static bool label_is_valid(const char *s, size_t len)
@@ -582,10 +593,7 @@ static int webhooks_create(struct route_ctx *c)
     vh_json_fields_release(f, 5);
     if (rc < 0)
         return reply_rc(c, rc, &err);
-    rc = ok_begin(c, 201);
-    if (rc == 0)
-        rc = add_endpoint(&c->resp->body, &ep, true);
-    return ok_end(c, rc);
+    return reply_endpoint(c, 201, &ep, true);
 }
 
 static int webhooks_list(struct route_ctx *c)
@@ -642,10 +650,7 @@ static int webhooks_get(struct route_ctx *c)
 
     if (load_endpoint(c, &ep))
         return 0;
-    rc = ok_begin(c, 200);
-    if (rc == 0)
-        rc = add_endpoint(&c->resp->body, &ep, false);
-    return ok_end(c, rc);
+    return reply_endpoint(c, 200, &ep, false);
 }
 
 static int webhooks_update(struct route_ctx *c)
@@ -686,10 +691,7 @@ static int webhooks_update(struct route_ctx *c)
     vh_json_fields_release(f, 5);
     if (rc < 0)
         return reply_rc(c, rc, &err);
-    rc = ok_begin(c, 200);
-    if (rc == 0)
-        rc = add_endpoint(&c->resp->body, &ep, false);
-    return ok_end(c, rc);
+    return reply_endpoint(c, 200, &ep, false);
 }
 
 static int webhooks_delete(struct route_ctx *c)
