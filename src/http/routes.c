@@ -646,7 +646,6 @@ static int load_endpoint(struct route_ctx *c, struct vh_endpoint *ep)
 static int webhooks_get(struct route_ctx *c)
 {
     struct vh_endpoint ep;
-    int rc;
 
     if (load_endpoint(c, &ep))
         return 0;
