@@ -1061,7 +1061,8 @@ static int add_lossy_string(struct vh_buf *b, const char *s, size_t len)
     return rc;
 }
 
-static int add_delivery(struct vh_buf *b, const struct vh_delivery_info *d)
+/* A delivery object, left open (no closing brace) when `open` so members can follow. */
+static int add_delivery(struct vh_buf *b, const struct vh_delivery_info *d, bool open)
 {
     int rc = vh_buf_addf(b,
                          "{\"id\":\"%s\",\"event_id\":\"%s\",\"endpoint_id\":\"%s\","
@@ -1092,7 +1093,7 @@ static int add_delivery(struct vh_buf *b, const struct vh_delivery_info *d)
                                  : vh_buf_adds(b, ",\"last_http_status\":null,");
     if (rc == 0)
         rc = add_key_str(b, "last_error", d->last_error_class[0] ? d->last_error_class : NULL);
-    if (rc == 0)
+    if (rc == 0 && !open)
         rc = vh_buf_addc(b, '}');
     return rc;
 }
@@ -1163,7 +1164,7 @@ static int deliveries_list(struct route_ctx *c)
         if (i)
             rc = vh_buf_addc(&c->resp->body, ',');
         if (rc == 0)
-            rc = add_delivery(&c->resp->body, &ds[i]);
+            rc = add_delivery(&c->resp->body, &ds[i], false);
     }
     if (rc == 0)
         rc = vh_buf_addf(&c->resp->body, "],\"total\":%zu,\"limit\":%ld,\"offset\":%ld}", total,
@@ -1195,11 +1196,9 @@ static int delivery_get(struct route_ctx *c)
         return reply_rc(c, rc, &err);
     rc = ok_begin(c, 200);
     if (rc == 0)
-        rc = add_delivery(b, &d);
-    if (rc == 0) {
-        b->len--; /* reopen the object for its attempts */
+        rc = add_delivery(b, &d, true);
+    if (rc == 0)
         rc = vh_buf_adds(b, ",\"attempt_history\":[");
-    }
     for (i = 0; rc == 0 && i < n; i++) {
         if (i)
             rc = vh_buf_addc(b, ',');

@@ -41,7 +41,8 @@ class TlsReceiver:
     """HTTPS on 127.0.0.1; closes the connection after every other response."""
 
     def __init__(self, cert, key):
-        self.bodies, self.headers, self.lock = [], [], threading.Lock()
+        self.bodies, self.headers = [], []
+        self.lock = threading.Condition()
         self.connections = 0
         outer = self
 
@@ -59,6 +60,7 @@ class TlsReceiver:
                     outer.bodies.append(body)
                     outer.headers.append({k.lower(): v for k, v in self.headers.items()})
                     n = len(outer.bodies)
+                    outer.lock.notify_all()
                 self.send_response(204)
                 self.send_header("Content-Length", "0")
                 if n % 2 == 0:
@@ -80,6 +82,14 @@ class TlsReceiver:
 
     def count(self):
         with self.lock:
+            return len(self.bodies)
+
+    def wait_count(self, n, timeout):
+        """Waits until `n` requests arrived (or the timeout); returns the count."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while len(self.bodies) < n and time.monotonic() < deadline:
+                self.lock.wait(deadline - time.monotonic())
             return len(self.bodies)
 
     def close(self):
@@ -126,10 +136,7 @@ class Https(unittest.TestCase):
     def test_two_thousand_deliveries_half_on_fresh_connections(self):
         ep = self.start("--ca-file", self.ca)
         self.ingest_many(SESSIONS)
-        deadline = time.monotonic() + 90
-        while self.recv.count() < SESSIONS and time.monotonic() < deadline:
-            time.sleep(0.1)  # the receiver counts; poll it with a deadline
-        self.assertEqual(self.recv.count(), SESSIONS)
+        self.assertEqual(self.recv.wait_count(SESSIONS, 90), SESSIONS)
         # At least half the requests came on a fresh connection (it closes every other one).
         self.assertGreaterEqual(self.recv.connections, SESSIONS // 2)
         for h, b in zip(self.recv.headers[:50], self.recv.bodies[:50]):
