@@ -154,3 +154,21 @@ bench_wrk() {
     grep '^WRKJSON ' "$out.txt" | sed 's/^WRKJSON //' >"$out"
     [ -s "$out" ] || bench_die "wrk printed no summary: $(tail -5 "$out.txt")"
 }
+
+# Stops what the last scenario left running: every process this run started except nginx.
+bench_cleanup_scenario() {
+    local pid keep=()
+    for pid in "${BENCH_PIDS[@]}"; do
+        if [ "$pid" = "${NGINX_PID:-}" ]; then
+            keep+=("$pid")
+        else
+            bench_stop "$pid"
+        fi
+    done
+    BENCH_PIDS=("${keep[@]}")
+}
+
+# bench_param NAME JSON: the parameters of scenario NAME, shown under its table.
+bench_param() {
+    printf '%s\n' "$2" >"$work/params/$1.json"
+}

@@ -5,7 +5,8 @@ and the report. Python 3 standard library only. Subcommands:
   setup      create a partner (and one endpoint) in a fresh store, through the product
   drain      wait until every delivery of a store has succeeded; print the drain sample
   count      the number of events in a store
-  sample     append one measured figure to the samples file
+  sample     append one measured figure (a wrk or drain summary) to the samples file
+  value      append one figure given on the command line
   sign       turn bench_sign's markdown into samples
   report     samples -> latest.md and latest.json
   check      assert that a latest.json has every key the harness promises (smoke mode)
@@ -191,25 +192,31 @@ def cmd_sign(a):
 
 
 # --- report --------------------------------------------------------------------------------
+#
+# Scenario specs. Every bench/scenarios/NAME.json says how the report shows scenario NAME:
+#
+#   {"order": 10,                      sort key of the scenarios (bench/run runs them so too)
+#    "title": "1. Drain a backlog",
+#    "unit": "deliveries/s",           unit of every row unless a row says otherwise
+#    "kind": "table" | "sign",         "sign": bench_sign's own table (scenario 9)
+#    "plot": "FILE.png",               optional: an image the scenario wrote into the results
+#    "rows": [{"series": "vocohook",   the samples' series
+#              "label": "…",           what the row measures
+#              "unit": "ms",           optional
+#              "baseline": "wrk",      optional: a series of this scenario, or "NAME/series"
+#              "target": {"ratio_min": 0.4} | {"ratio_max": 1.2} | {"max": 10} | {"min": 1},
+#              "optional": true}]}     optional: the smoke check does not require it
+#
+# A sample is one line of the samples file: {"scenario", "series", "run", "value", "detail"}.
 
-SCENARIOS = {
-    "drain": {
-        "title": "1. Drain a backlog",
-        "unit": "deliveries/s",
-        "sut": "vocohook",
-        "baseline": "wrk",
-        "sut_label": "vocohook drains the backlog (daemon start → last `succeeded` committed)",
-        "baseline_label": "wrk POSTs the same body to the same nginx (8 connections)",
-    },
-    "ingest": {
-        "title": "2. Ingest",
-        "unit": "sessions/s",
-        "sut": "vocohook",
-        "baseline": "healthz",
-        "sut_label": "POST /internal/v1/sessions, ~2 KB sessions, each committed before the 202",
-        "baseline_label": "GET /healthz of the same daemon, same wrk settings",
-    },
-}
+def load_specs(d):
+    specs = {}
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".json"):
+            with open(os.path.join(d, f)) as fh:
+                specs[f[:-5]] = json.load(fh)
+    return dict(sorted(specs.items(), key=lambda kv: kv[1]["order"]))
+
 
 SIGN_RATIOS = [
     ("~2 KB", "(b) render + sign", "(d') OpenSSL EVP_MAC, reused ctx"),
@@ -227,7 +234,55 @@ def summarize(values):
 
 
 def fmt(x):
-    return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 1:
+        return f"{x:,.1f}"
+    return f"{x:.3g}"
+
+
+def target_text(t):
+    if "ratio_min" in t:
+        return f"≥ {t['ratio_min']}×"
+    if "ratio_max" in t:
+        return f"≤ {t['ratio_max']}×"
+    if "max" in t:
+        return f"< {t['max']}"
+    return f"≥ {t['min']}"
+
+
+def target_met(t, value, ratio):
+    if "ratio_min" in t:
+        return ratio is not None and ratio >= t["ratio_min"]
+    if "ratio_max" in t:
+        return ratio is not None and ratio <= t["ratio_max"]
+    if "max" in t:
+        return value < t["max"]
+    return value >= t["min"]
+
+
+def report_sign(samples, md):
+    sign = {s["series"]: s for s in samples if s["scenario"] == "sign"}
+    if not sign:
+        return {"status": "not run"}
+    entry = {"status": "ok", "unit": "ops/s",
+             "ops": {k: {"median": v["value"], **v["detail"]} for k, v in sign.items()},
+             "ratios": {}}
+    md += ["| body | operation | ops/s (median) | min–max |", "|---|---|---:|---:|"]
+    for k, v in sign.items():
+        body, op = k.split(" ", 2)[0] + " KB", k.split(" ", 2)[2]
+        md.append(f"| {body} | {op} | {fmt(v['value'])} | "
+                  f"{fmt(v['detail']['min'])}–{fmt(v['detail']['max'])} |")
+    md += ["", "Speed relative to the limit (ops/s over the baseline's ops/s; 1.00× is "
+           "the raw HMAC):", "", "| body | operation | baseline | ratio |", "|---|---|---|---:|"]
+    for body, op, b in SIGN_RATIOS:
+        x, y = sign.get(f"{body} {op}"), sign.get(f"{body} {b}")
+        if x and y:
+            r = x["value"] / y["value"]
+            entry["ratios"][f"{body}: {op} / {b}"] = r
+            md.append(f"| {body} | {op} | {b} | **{r:.2f}×** |")
+    md.append("")
+    return entry
 
 
 def cmd_report(a):
@@ -237,6 +292,7 @@ def cmd_report(a):
             samples = [json.loads(line) for line in f if line.strip()]
     with open(a.meta) as f:
         meta = json.load(f)
+    specs = load_specs(a.specs)
     res = {"meta": meta, "scenarios": {}}
     md = [f"# vocohook benchmarks — {meta['date']}", "",
           f"`{meta['command']}` on {meta['machine']}; vocohook {meta['version']} "
@@ -244,63 +300,67 @@ def cmd_report(a):
           f"load generator and receiver to core {meta['load_core']}. Each figure is the median "
           f"of {meta['runs']} runs, with the min–max; ratios divide medians measured in this "
           "same run. See docs/BENCHMARKS.md for what each scenario does.", ""]
-    for key, sc in SCENARIOS.items():
-        sut = [s["value"] for s in samples if s["scenario"] == key and s["series"] == sc["sut"]]
-        base = [s["value"] for s in samples
-                if s["scenario"] == key and s["series"] == sc["baseline"]]
-        if not sut or not base:
+
+    def series_values(scenario, series):
+        return [s["value"] for s in samples
+                if s["scenario"] == scenario and s["series"] == series]
+
+    for key, sc in specs.items():
+        if not any(s["scenario"] == key for s in samples):
             res["scenarios"][key] = {"status": "not run"}
             continue
-        ss, bs = summarize(sut), summarize(base)
-        entry = {"status": "ok", "unit": sc["unit"], sc["sut"]: ss, sc["baseline"]: bs,
-                 "ratio": ss["median"] / bs["median"],
-                 "params": meta["params"].get(key, {}),
-                 "details": [s["detail"] for s in samples if s["scenario"] == key]}
-        res["scenarios"][key] = entry
-        md += [f"## {sc['title']}", "",
-               f"| figure | {sc['unit']} (median) | min–max | vs baseline |", "|---|---:|---:|---:|",
-               f"| {sc['sut_label']} | {fmt(ss['median'])} | {fmt(ss['min'])}–{fmt(ss['max'])} "
-               f"| **{entry['ratio']:.2f}×** |",
-               f"| baseline: {sc['baseline_label']} | {fmt(bs['median'])} | "
-               f"{fmt(bs['min'])}–{fmt(bs['max'])} | 1.00× |", ""]
+        md += [f"## {sc['title']}", ""]
+        if sc.get("kind") == "sign":
+            res["scenarios"][key] = report_sign(samples, md)
+            continue
+        entry = {"status": "ok", "unit": sc.get("unit", ""), "series": {}, "ratios": {},
+                 "targets": {}, "params": meta["params"].get(key, {}),
+                 "details": [s for s in samples if s["scenario"] == key]}
+        md += ["| figure | median | min–max | vs baseline | target |",
+               "|---|---:|---:|---:|---|"]
+        for row in sc["rows"]:
+            vals = series_values(key, row["series"])
+            unit = row.get("unit", sc.get("unit", ""))
+            if not vals:
+                md.append(f"| {row['label']} | not measured | | | |")
+                continue
+            ss = summarize(vals)
+            entry["series"][row["series"]] = dict(ss, unit=unit)
+            ratio, ratio_txt = None, "1.00×" if row.get("is_baseline") else ""
+            if row.get("baseline"):
+                bkey, _, bser = row["baseline"].rpartition("/")
+                bvals = series_values(bkey or key, bser)
+                if bvals:
+                    ratio = ss["median"] / statistics.median(bvals)
+                    entry["ratios"][row["series"]] = ratio
+                    ratio_txt = f"**{ratio:.2f}×** {row['baseline']}"
+            tgt = ""
+            if row.get("target"):
+                met = target_met(row["target"], ss["median"], ratio)
+                entry["targets"][row["series"]] = {"target": row["target"], "met": met}
+                tgt = f"{target_text(row['target'])}: {'met' if met else '**missed**'}"
+            md.append(f"| {row['label']} | {fmt(ss['median'])} {unit} | "
+                      f"{fmt(ss['min'])}–{fmt(ss['max'])} | {ratio_txt} | {tgt} |")
+        md.append("")
         lat = {}
-        for series in (sc["sut"], sc["baseline"]):
+        for row in sc["rows"]:
             ls = [s["detail"]["latency_us"] for s in samples if s["scenario"] == key
-                  and s["series"] == series and "latency_us" in s["detail"]]
+                  and s["series"] == row["series"] and "latency_us" in s.get("detail", {})]
             if ls:
-                lat[series] = {q: statistics.median(x[q] for x in ls) / 1000.0
-                               for q in ("p50", "p99", "max")}
+                lat[row["series"]] = {q: statistics.median(x[q] for x in ls) / 1000.0
+                                      for q in ("p50", "p99", "max")}
         if lat:
             entry["latency_ms"] = lat
             md += ["Latency as wrk saw it (median of the runs): " + "; ".join(
                 f"{series} p50 {v['p50']:.1f} ms, p99 {v['p99']:.1f} ms, max {v['max']:.0f} ms"
                 for series, v in lat.items()) + ".", ""]
-        params = meta["params"].get(key, {})
-        if params:
-            md += ["Parameters: " + ", ".join(f"{k} = {v}" for k, v in params.items()) + ".", ""]
-    sign = {s["series"]: s for s in samples if s["scenario"] == "sign"}
-    if sign:
-        entry = {"status": "ok", "unit": "ops/s",
-                 "ops": {k: {"median": v["value"], **v["detail"]} for k, v in sign.items()},
-                 "ratios": {}}
-        md += ["## 3. Render + sign (bench_sign)", "",
-               "| body | operation | ops/s (median) | min–max |", "|---|---|---:|---:|"]
-        for k, v in sign.items():
-            body, op = k.split(" ", 2)[0] + " KB", k.split(" ", 2)[2]
-            md.append(f"| {body} | {op} | {fmt(v['value'])} | "
-                      f"{fmt(v['detail']['min'])}–{fmt(v['detail']['max'])} |")
-        md += ["", "Speed relative to the limit (ops/s over the baseline's ops/s; 1.00× is "
-               "the raw HMAC):", "", "| body | operation | baseline | ratio |", "|---|---|---|---:|"]
-        for body, op, b in SIGN_RATIOS:
-            x, y = sign.get(f"{body} {op}"), sign.get(f"{body} {b}")
-            if x and y:
-                r = x["value"] / y["value"]
-                entry["ratios"][f"{body}: {op} / {b}"] = r
-                md.append(f"| {body} | {op} | {b} | **{r:.2f}×** |")
-        md.append("")
-        res["scenarios"]["sign"] = entry
-    else:
-        res["scenarios"]["sign"] = {"status": "not run"}
+        if entry["params"]:
+            md += ["Parameters: " + ", ".join(f"{k} = {v}" for k, v in entry["params"].items())
+                   + ".", ""]
+        if sc.get("plot") and a.plot_dir and os.path.exists(os.path.join(a.plot_dir, sc["plot"])):
+            entry["plot"] = sc["plot"]
+            md += [f"![{sc['title']}]({sc['plot']})", ""]
+        res["scenarios"][key] = entry
     with open(a.out_json, "w") as f:
         json.dump(res, f, indent=2)
         f.write("\n")
@@ -339,33 +399,41 @@ def cmd_meta(a):
         json.dump(meta, f, indent=2)
 
 
-EXPECTED = {
-    "drain": ["vocohook", "wrk", "ratio", "unit"],
-    "ingest": ["vocohook", "healthz", "ratio", "unit"],
-    "sign": ["ops", "ratios"],
-}
-
-
 def cmd_check(a):
+    """Smoke mode: every scenario asked for ran and has every series its spec names (a
+    positive median), and the meta block is complete. Never a speed."""
     with open(a.file) as f:
         res = json.load(f)
     for key in ("date", "machine", "commit", "runs", "params"):
         if key not in res.get("meta", {}):
             die(f"{a.file}: meta.{key} is missing")
-    for sc, keys in EXPECTED.items():
+    specs = load_specs(a.specs)
+    for sc in a.only.split(","):
         entry = res.get("scenarios", {}).get(sc)
         if not entry or entry.get("status") != "ok":
             die(f"{a.file}: scenario {sc} did not run")
-        for k in keys:
-            if k not in entry:
-                die(f"{a.file}: scenarios.{sc}.{k} is missing")
-        for k in keys[:2]:
-            v = entry[k]
-            if isinstance(v, dict) and "median" in v and not v["median"] > 0:
-                die(f"{a.file}: scenarios.{sc}.{k}.median is not positive")
-    if len(res["scenarios"]["sign"]["ratios"]) != len(SIGN_RATIOS):
-        die(f"{a.file}: scenarios.sign.ratios is incomplete")
-    print(f"vhbench: {a.file} has every expected key")
+        if specs[sc].get("kind") == "sign":
+            if len(entry["ratios"]) != len(SIGN_RATIOS):
+                die(f"{a.file}: scenarios.{sc}.ratios is incomplete")
+            continue
+        for row in specs[sc]["rows"]:
+            if row.get("optional"):
+                continue
+            got = entry["series"].get(row["series"])
+            if not got:
+                die(f"{a.file}: scenarios.{sc}: series {row['series']} is missing")
+            if not got["median"] > 0:
+                die(f"{a.file}: scenarios.{sc}.{row['series']}.median is not positive")
+            if row.get("baseline") and row["series"] not in entry["ratios"]:
+                die(f"{a.file}: scenarios.{sc}: no ratio for {row['series']}")
+    print(f"vhbench: {a.file} has every expected series")
+
+
+def cmd_value(a):
+    """One figure given directly (a latency, an RSS, a CPU time...)."""
+    rec = {"scenario": a.scenario, "series": a.series, "run": a.run, "value": a.value,
+           "detail": json.loads(a.detail) if a.detail else {}}
+    add_sample(a.samples, rec)
 
 
 def main():
@@ -395,6 +463,14 @@ def main():
     p.add_argument("--drain")
     p.add_argument("--extra")
     p.set_defaults(fn=cmd_sample)
+    p = sub.add_parser("value")
+    p.add_argument("--samples", required=True)
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--series", required=True)
+    p.add_argument("--run", type=int, required=True)
+    p.add_argument("--value", type=float, required=True)
+    p.add_argument("--detail")
+    p.set_defaults(fn=cmd_value)
     p = sub.add_parser("sign")
     p.add_argument("--samples", required=True)
     p.add_argument("file")
@@ -414,8 +490,12 @@ def main():
     p.add_argument("--meta", required=True)
     p.add_argument("--out-md", required=True)
     p.add_argument("--out-json", required=True)
+    p.add_argument("--specs", required=True)
+    p.add_argument("--plot-dir")
     p.set_defaults(fn=cmd_report)
     p = sub.add_parser("check")
+    p.add_argument("--specs", required=True)
+    p.add_argument("--only", required=True)
     p.add_argument("file")
     p.set_defaults(fn=cmd_check)
     a = ap.parse_args()
