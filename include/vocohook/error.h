@@ -21,7 +21,8 @@ enum vh_err {
     VH_ESTORE = -6,    /* the database failed */
     VH_EIO = -7,       /* a file, socket or OS call failed */
     VH_ESIG = -8,      /* a signature did not verify; msg gives the reason */
-    VH_ESTATE = -9     /* an illegal state transition */
+    VH_ESTATE = -9,    /* an illegal state transition */
+    VH_ENOTSUP = -10   /* the backend or build does not do this */
 };
 
 #define VH_ERROR_MSG_MAX 256

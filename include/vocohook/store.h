@@ -475,4 +475,51 @@ VH_API int vh_store_endpoint_replay(struct vh_store *st, const char *partner_id,
                                     const char *endpoint_id, int64_t since_ms, int64_t until_ms,
                                     int64_t now_ms, size_t *created, struct vh_error *err);
 
+/* ---- shared by every node: rate limits and wake-ups ---------------------------------------- */
+
+/* Per-minute request limits of one API key; < 0 means no limit. */
+struct vh_rate_limits {
+    int general_per_min; /* every partner API request */
+    int calls_per_min;   /* requests to the /calls routes, counted in both */
+};
+
+/* One key's fixed one-minute windows: each starts at the first request after the last ended. */
+struct vh_rate_window {
+    int64_t general_start_ms;
+    int64_t general_count;
+    int64_t calls_start_ms;
+    int64_t calls_count;
+};
+
+#define VH_RATE_WINDOW_MS INT64_C(60000)
+
+/*
+ * Counts one request (`calls`: to a /calls route) against `w` at now_ms, opening a new
+ * window where the last one has ended. Returns 0 when the request is allowed (and counted),
+ * else the whole seconds until the full window reopens (>= 1; nothing counted). Pure.
+ */
+VH_API int vh_rate_apply(struct vh_rate_window *w, const struct vh_rate_limits *lim, bool calls,
+                         int64_t now_ms);
+
+/*
+ * vh_rate_apply on the key's window as the store keeps it for every node, in one
+ * transaction: `*wait_s` gets its result and `*window` (optional) the window after it.
+ * Returns VH_ENOTSUP when the backend keeps no shared windows (SQLite: one process per
+ * database file, so the caller's own memory is the shared state).
+ */
+VH_API int vh_store_rate_take(struct vh_store *st, const char key_hash[VH_SHA256_HEX_LEN + 1],
+                              const struct vh_rate_limits *lim, bool calls, int64_t now_ms,
+                              int *wait_s, struct vh_rate_window *window, struct vh_error *err);
+
+/*
+ * Calls on_due(ud), from a thread of the store's own, whenever another process (another
+ * node) may have made deliveries due: an ingest, a retry, a replay, or leases taken back
+ * (PostgreSQL: LISTEN/NOTIFY on its own connection, reconnecting with backoff; on each
+ * reconnect it calls on_due once, since notifications sent meanwhile are lost). One
+ * watcher per store; on_due NULL stops it and returns once on_due can no longer run.
+ * A backend without other writers (SQLite) watches nothing and returns 0.
+ */
+VH_API int vh_store_watch(struct vh_store *st, void (*on_due)(void *ud), void *ud,
+                          struct vh_error *err);
+
 #endif

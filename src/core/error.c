@@ -50,6 +50,8 @@ const char *vh_strerror(int code)
         return "signature verification failed";
     case VH_ESTATE:
         return "illegal state transition";
+    case VH_ENOTSUP:
+        return "not supported";
     default:
         return "unknown error";
     }

@@ -463,6 +463,11 @@ void vh_sender_wake(struct vh_sender *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+static void sender_wake_cb(void *ud)
+{
+    vh_sender_wake(ud);
+}
+
 void vh_sender_stats(struct vh_sender *s, struct vh_sender_stats *out)
 {
     pthread_mutex_lock(&s->lock);
@@ -536,6 +541,12 @@ int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg, str
         rc = vh_error_set(err, VH_EIO, "sender: cannot start the dispatcher thread");
         goto fail;
     }
+    /* Other nodes' ingests wake this one too (PostgreSQL); without it, the idle poll would. */
+    rc = vh_store_watch(st, sender_wake_cb, s, err);
+    if (rc < 0) {
+        vh_sender_stop(s, 0);
+        return rc;
+    }
     *out = s;
     return 0;
 fail:
@@ -547,6 +558,8 @@ void vh_sender_stop(struct vh_sender *s, int64_t grace_ms)
 {
     if (!s)
         return;
+    /* First, so that no wake-up reaches a sender being freed. */
+    (void)vh_store_watch(s->st, NULL, NULL, NULL);
     pthread_mutex_lock(&s->lock);
     s->stopping = true;
     pthread_cond_signal(&s->cond);

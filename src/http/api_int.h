@@ -12,13 +12,14 @@
 
 #define RATE_SLOTS 4096
 
-/* One API key's request counts in the current one-minute windows. */
+/*
+ * One API key's windows as this process last saw them: the whole truth with a store that
+ * keeps no shared windows, else a copy of the store's (never ahead of it, so a request it
+ * refuses the store would refuse too, and floods are turned away without a query).
+ */
 struct rate_slot {
     char key[VH_SHA256_HEX_LEN + 1]; /* "" when free */
-    int64_t general_start_ms;
-    int general_count;
-    int64_t calls_start_ms;
-    int calls_count;
+    struct vh_rate_window w;
 };
 
 struct vh_api {
@@ -27,8 +28,8 @@ struct vh_api {
     char ingest_token_hex[VH_SHA256_HEX_LEN + 1]; /* SHA-256 of the token; never the token */
     bool allow_http;
     int max_endpoints;
-    int rate_general;
-    int rate_calls;
+    struct vh_rate_limits rate;
+    bool rate_shared; /* the store keeps the windows for every node (vh_store_rate_take) */
     char *s3_endpoint, *s3_region, *s3_bucket, *s3_access_key, *s3_secret_key;
     bool s3_path_style;
     vh_log_fn *log;

@@ -443,22 +443,15 @@ static int auth_partner(struct route_ctx *c)
     return 0;
 }
 
-/*
- * Counts one request against the key's per-minute windows (fixed windows, per process).
- * Returns 0, or the seconds until the window reopens.
- */
-static int rate_take(struct vh_api *api, const char *key, bool calls, int64_t now)
+/* The key's slot (found, or taken over: a free one, else a stale one, else the oldest). */
+static struct rate_slot *rate_slot_of(struct vh_api *api, const char *key, int64_t now)
 {
     size_t h = 5381, i, slot = RATE_SLOTS, stale = RATE_SLOTS, oldest = 0;
     int64_t oldest_ms = INT64_MAX;
     struct rate_slot *s;
-    int wait = 0;
 
-    if (api->rate_general < 0 && (!calls || api->rate_calls < 0))
-        return 0;
     for (i = 0; key[i]; i++)
         h = h * 33 + (unsigned char)key[i];
-    pthread_mutex_lock(&api->rate_lock);
     /* Find the key along its probe chain (which ends at a never-used slot); if it is not
      * there, take the first stale slot seen, else the free one, else the stalest. */
     for (i = 0; i < RATE_SLOTS; i++) {
@@ -474,11 +467,11 @@ static int rate_take(struct vh_api *api, const char *key, bool calls, int64_t no
                 stale = k;
             break;
         }
-        if (stale == RATE_SLOTS && now - r->general_start_ms >= 120000 &&
-            now - r->calls_start_ms >= 120000)
+        if (stale == RATE_SLOTS && now - r->w.general_start_ms >= 2 * VH_RATE_WINDOW_MS &&
+            now - r->w.calls_start_ms >= 2 * VH_RATE_WINDOW_MS)
             stale = k;
-        if (r->general_start_ms < oldest_ms) {
-            oldest_ms = r->general_start_ms;
+        if (r->w.general_start_ms < oldest_ms) {
+            oldest_ms = r->w.general_start_ms;
             oldest = k;
         }
     }
@@ -489,24 +482,54 @@ static int rate_take(struct vh_api *api, const char *key, bool calls, int64_t no
         memset(s, 0, sizeof(*s));
         memcpy(s->key, key, VH_SHA256_HEX_LEN);
     }
-    if (now - s->general_start_ms >= 60000) {
-        s->general_start_ms = now;
-        s->general_count = 0;
-    }
-    if (now - s->calls_start_ms >= 60000) {
-        s->calls_start_ms = now;
-        s->calls_count = 0;
-    }
-    if (api->rate_general >= 0 && s->general_count >= api->rate_general)
-        wait = (int)((s->general_start_ms + 60000 - now + 999) / 1000);
-    else if (calls && api->rate_calls >= 0 && s->calls_count >= api->rate_calls)
-        wait = (int)((s->calls_start_ms + 60000 - now + 999) / 1000);
-    if (wait == 0) {
-        s->general_count++;
-        if (calls)
-            s->calls_count++;
+    return s;
+}
+
+/*
+ * Counts one request against the key's per-minute windows. Returns 0, or the seconds until
+ * the window reopens. With a store that shares windows between nodes (PostgreSQL) the
+ * store decides, unless this process's copy already refuses; if the store fails, this
+ * process's copy decides alone (limits hold per node until the database is back).
+ */
+static int rate_take(struct vh_api *api, const char *key, bool calls, int64_t now)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_rate_window w;
+    struct rate_slot *s;
+    int wait, rc;
+
+    if (api->rate.general_per_min < 0 && (!calls || api->rate.calls_per_min < 0))
+        return 0;
+    pthread_mutex_lock(&api->rate_lock);
+    s = rate_slot_of(api, key, now);
+    w = s->w;
+    wait = vh_rate_apply(&w, &api->rate, calls, now);
+    if (wait > 0 || !api->rate_shared) {
+        if (wait == 0)
+            s->w = w;
+        pthread_mutex_unlock(&api->rate_lock);
+        return wait;
     }
     pthread_mutex_unlock(&api->rate_lock);
+
+    rc = vh_store_rate_take(api->st, key, &api->rate, calls, now, &wait, &w, &err);
+    pthread_mutex_lock(&api->rate_lock);
+    s = rate_slot_of(api, key, now);
+    if (rc == 0) {
+        s->w = w;
+    } else {
+        if (rc == VH_ENOTSUP)
+            api->rate_shared = false;
+        w = s->w;
+        wait = vh_rate_apply(&w, &api->rate, calls, now);
+        if (wait == 0)
+            s->w = w;
+    }
+    pthread_mutex_unlock(&api->rate_lock);
+    if (rc < 0 && rc != VH_ENOTSUP)
+        vh__api_log(api, VH_LOG_WARN, NULL,
+                    "rate limit: the store failed; counting in this "
+                    "process alone");
     return wait;
 }
 
@@ -1614,8 +1637,9 @@ int vh_api_new(struct vh_store *st, const struct vh_api_config *cfg, struct vh_a
     api->st = st;
     api->allow_http = cfg->allow_http;
     api->max_endpoints = cfg->max_endpoints > 0 ? cfg->max_endpoints : VH_ENDPOINTS_MAX;
-    api->rate_general = cfg->rate_general_per_min == 0 ? 60 : cfg->rate_general_per_min;
-    api->rate_calls = cfg->rate_calls_per_min == 0 ? 10 : cfg->rate_calls_per_min;
+    api->rate.general_per_min = cfg->rate_general_per_min == 0 ? 60 : cfg->rate_general_per_min;
+    api->rate.calls_per_min = cfg->rate_calls_per_min == 0 ? 10 : cfg->rate_calls_per_min;
+    api->rate_shared = true; /* until the store says it keeps no shared windows */
     api->s3_path_style = cfg->s3_path_style;
     api->log = cfg->log;
     api->log_ud = cfg->log_ud;

@@ -46,12 +46,16 @@
  */
 #include "store/store_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -66,6 +70,11 @@
 #define WHAT_MAX   160 /* "insert event 's1'": the context of error messages */
 #define PARAMS_MAX 10  /* parameters of the largest statement */
 #define TX_TRIES   3   /* attempts at a transaction that hit a deadlock */
+
+#define WAKE_CHANNEL         "vocohook_due" /* what migration 3's trigger notifies */
+#define WATCH_BACKOFF_MS     100            /* first wait before the watcher reconnects */
+#define WATCH_BACKOFF_MAX_MS 5000           /* the longest */
+#define RATE_GC_MS           60000          /* sweep ended rate windows at most this often */
 
 /* The server features used (IDENTITY columns) arrived in PostgreSQL 10. */
 #define PG_MIN_VERSION 100000
@@ -176,6 +185,26 @@ static const char *const migrations[] = {
     "DROP INDEX deliveries_endpoint;\n"
     "CREATE INDEX deliveries_endpoint ON deliveries(endpoint_id, state, created_ms, seq);\n"
     "CREATE INDEX deliveries_endpoint_time ON deliveries(endpoint_id, created_ms, seq);\n",
+    /*
+     * 3 (PostgreSQL only; SQLite has one process per file): wake-ups for the other nodes
+     * (every insert into deliveries notifies channel vocohook_due at its commit; identical
+     * notifications of one transaction fold into one), and the API keys' rate windows.
+     */
+    "CREATE FUNCTION vocohook_notify_due() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+    "BEGIN\n"
+    "    PERFORM pg_notify('vocohook_due', '');\n"
+    "    RETURN NULL;\n"
+    "END\n"
+    "$$;\n"
+    "CREATE TRIGGER deliveries_notify_due AFTER INSERT ON deliveries\n"
+    "    FOR EACH STATEMENT EXECUTE PROCEDURE vocohook_notify_due();\n"
+    "CREATE TABLE rate_windows (\n"
+    "    key_hash         TEXT NOT NULL PRIMARY KEY,\n"
+    "    general_start_ms BIGINT NOT NULL,\n"
+    "    general_count    BIGINT NOT NULL,\n"
+    "    calls_start_ms   BIGINT NOT NULL,\n"
+    "    calls_count      BIGINT NOT NULL\n"
+    ");\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -247,6 +276,9 @@ enum stmt_id {
     S_RETRY_LOCK_DELIVERY,
     S_RETRY,
     S_REPLAY_EVENTS,
+    S_RATE_LOCK,
+    S_RATE_SET,
+    S_RATE_GC,
     S__N
 };
 
@@ -417,6 +449,13 @@ static const char *const stmt_sql[S__N] = {
     [S_RETRY] = "UPDATE deliveries SET state = 'pending', next_attempt_ms = $2,"
                 " attempt_base = attempts, lease_owner = NULL, lease_until_ms = NULL,"
                 " updated_ms = $2 WHERE id = $1",
+    /* Creates the key's row if missing and locks it either way (ON CONFLICT DO UPDATE does). */
+    [S_RATE_LOCK] = "INSERT INTO rate_windows VALUES ($1, 0, 0, 0, 0) ON CONFLICT (key_hash)"
+                    " DO UPDATE SET key_hash = excluded.key_hash RETURNING general_start_ms,"
+                    " general_count, calls_start_ms, calls_count",
+    [S_RATE_SET] = "UPDATE rate_windows SET general_start_ms = $2, general_count = $3,"
+                   " calls_start_ms = $4, calls_count = $5 WHERE key_hash = $1",
+    [S_RATE_GC] = "DELETE FROM rate_windows WHERE general_start_ms < $1 AND calls_start_ms < $1",
     [S_REPLAY_EVENTS] = "SELECT id FROM events"
                         " WHERE partner_id = $1 AND accepted_ms >= $2 AND accepted_ms <= $3"
                         " ORDER BY accepted_ms, seq LIMIT $4",
@@ -434,11 +473,15 @@ struct conn {
 struct pg_store {
     struct vh_store base; /* first: a struct vh_store * points here */
     char *url;
-    pthread_mutex_t mu; /* guards idle and n_conns */
-    pthread_cond_t cv;  /* signaled when a connection is returned or a slot frees */
-    struct conn *idle;  /* connections not borrowed */
-    size_t n_conns;     /* open or being opened, borrowed or idle: at most POOL_MAX */
+    pthread_mutex_t mu;      /* guards idle and n_conns */
+    pthread_cond_t cv;       /* signaled when a connection is returned or a slot frees */
+    struct conn *idle;       /* connections not borrowed */
+    size_t n_conns;          /* open or being opened, borrowed or idle: at most POOL_MAX */
+    int64_t rate_gc_ms;      /* when rate windows were last swept (guarded by mu) */
+    struct watcher *watcher; /* NULL, or the LISTEN thread of vh_store_watch */
 };
+
+static void watcher_stop(struct watcher *w);
 
 static struct pg_store *to_pg(struct vh_store *st)
 {
@@ -476,6 +519,13 @@ static bool conn_is_clean(const struct conn *c)
     return PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
 }
 
+/* Server notices and the text of a lost connection reach the caller as vh_errors, not stderr. */
+static void notice_drop(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 static int conn_open(const char *url, struct conn **out, struct vh_error *err)
 {
     /*
@@ -503,6 +553,7 @@ static int conn_open(const char *url, struct conn **out, struct vh_error *err)
                           first_line(PQerrorMessage(c->pg), line, sizeof(line)));
         goto fail;
     }
+    PQsetNoticeProcessor(c->pg, notice_drop, NULL);
     if (PQserverVersion(c->pg) < PG_MIN_VERSION) {
         rc = vh_error_set(err, VH_ESTORE,
                           "postgres: server version %d is too old; 10 or newer "
@@ -1195,6 +1246,7 @@ static void pg_close(struct vh_store *st)
     struct pg_store *s = to_pg(st);
     struct conn *c;
 
+    watcher_stop(s->watcher);
     /* The contract: no call is running, so every connection is idle. */
     while (s->idle) {
         c = s->idle;
@@ -2479,6 +2531,12 @@ static int pg_delivery_recover(struct vh_store *st, const char *node_id, int64_t
             break;
         vh_error_clear(err);
     }
+    if (rc == 0 && *count > 0) {
+        struct vh_error note_err = VH_ERROR_INIT;
+
+        /* Best effort: the others' timers find these rows anyway, only later. */
+        (void)run_cmd(c, "SELECT pg_notify('" WAKE_CHANNEL "', '')", NULL, what, &note_err);
+    }
     conn_put(s, c);
     return rc;
 }
@@ -2860,6 +2918,8 @@ static int pg_delivery_retry(struct vh_store *st, const char *partner_id, const 
         rc = run_write(c, S_RETRY, &p, NULL, what, err);
     }
     if (rc == 0)
+        rc = run_cmd(c, "SELECT pg_notify('" WAKE_CHANNEL "', '')", NULL, what, err);
+    if (rc == 0)
         rc = tx_commit(c, what, err);
 out:
     PQclear(res);
@@ -3003,6 +3063,201 @@ static int pg_count(struct vh_store *st, enum vh__store_table table, int64_t *ou
     return rc;
 }
 
+/* ---- shared rate windows ---------------------------------------------------------------- */
+
+/*
+ * One transaction: lock (or create) the key's row, decide with vh_rate_apply, write the
+ * window back. Counts need not survive a crash, so the commit does not wait for the WAL
+ * flush (synchronous_commit off for this transaction only). At most once a minute per
+ * process, windows that ended over a minute ago are swept, after the commit.
+ */
+static int pg_rate_take(struct vh_store *st, const char *key_hash, const struct vh_rate_limits *lim,
+                        bool calls, int64_t now_ms, int *wait_s, struct vh_rate_window *window,
+                        struct vh_error *err)
+{
+    struct pg_store *s = to_pg(st);
+    const char *what = "rate limit";
+    PGresult *res = NULL;
+    struct row r = {NULL, 0, what};
+    struct params p;
+    struct conn *c;
+    bool sweep;
+    int rc, tries;
+
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    for (tries = 1;; tries++) {
+        rc = run_cmd(c, "BEGIN; SET LOCAL synchronous_commit TO off", NULL, what, err);
+        if (rc == 0) {
+            p_init(&p);
+            p_text(&p, key_hash);
+            rc = run(c, S_RATE_LOCK, &p, &res, what, err);
+        }
+        if (rc == 0 && PQntuples(res) != 1)
+            rc = vh_error_set(err, VH_ESTORE, "%s: the key's window vanished", what);
+        if (rc == 0) {
+            r.res = res;
+            window->general_start_ms = col_int(&r, 0);
+            window->general_count = col_int(&r, 1);
+            window->calls_start_ms = col_int(&r, 2);
+            window->calls_count = col_int(&r, 3);
+            *wait_s = vh_rate_apply(window, lim, calls, now_ms);
+            p_init(&p);
+            p_text(&p, key_hash);
+            p_int(&p, window->general_start_ms);
+            p_int(&p, window->general_count);
+            p_int(&p, window->calls_start_ms);
+            p_int(&p, window->calls_count);
+            rc = run_write(c, S_RATE_SET, &p, NULL, what, err);
+        }
+        PQclear(res);
+        res = NULL;
+        if (rc == 0)
+            rc = tx_commit(c, what, err);
+        if (rc == 0 || tries == TX_TRIES || !tx_is_retryable(c))
+            break;
+        tx_rollback(c);
+        vh_error_clear(err);
+    }
+    if (rc == 0) {
+        pthread_mutex_lock(&s->mu);
+        sweep = now_ms - s->rate_gc_ms >= RATE_GC_MS;
+        if (sweep)
+            s->rate_gc_ms = now_ms;
+        pthread_mutex_unlock(&s->mu);
+        if (sweep) {
+            struct vh_error gc_err = VH_ERROR_INIT;
+
+            /* Best effort: a failed sweep only leaves rows for the next one. */
+            p_init(&p);
+            p_int(&p, now_ms - 2 * VH_RATE_WINDOW_MS);
+            (void)run_write(c, S_RATE_GC, &p, NULL, what, &gc_err);
+        }
+    }
+    conn_put(s, c);
+    return rc;
+}
+
+/* ---- wake-ups: LISTEN on a connection of the watcher's own ---------------------------------- */
+
+struct watcher {
+    pthread_t thread;
+    int stop_pipe[2]; /* a byte on [1] stops the thread */
+    char *url;
+    void (*on_due)(void *ud);
+    void *ud;
+};
+
+/* Waits up to `ms` for the stop pipe; true when the watcher is to stop. */
+static bool watch_stopped(struct watcher *w, int other_fd, int ms, bool *other_ready)
+{
+    struct pollfd fds[2] = {{w->stop_pipe[0], POLLIN, 0}, {other_fd, POLLIN, 0}};
+    int n = poll(fds, other_fd >= 0 ? 2 : 1, ms);
+
+    if (other_ready)
+        *other_ready = n > 0 && other_fd >= 0 && (fds[1].revents & (POLLIN | POLLERR | POLLHUP));
+    return n > 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP));
+}
+
+/*
+ * Connects, LISTENs, and calls on_due for every batch of notifications (and once after
+ * each connect, for what was sent while it was away). A broken connection is dropped and
+ * made again after a backoff that doubles up to WATCH_BACKOFF_MAX_MS.
+ */
+static void *watch_main(void *arg)
+{
+    struct watcher *w = arg;
+    int backoff = WATCH_BACKOFF_MS;
+
+    for (;;) {
+        struct vh_error err = VH_ERROR_INIT;
+        struct conn *c = NULL;
+        bool ready = false, alive;
+
+        if (conn_open(w->url, &c, &err) == 0 &&
+            run_cmd(c, "LISTEN " WAKE_CHANNEL, NULL, "listen", &err) == 0) {
+            backoff = WATCH_BACKOFF_MS;
+            w->on_due(w->ud);
+            for (alive = true; alive;) {
+                PGnotify *note;
+                bool heard = false;
+
+                if (watch_stopped(w, PQsocket(c->pg), -1, &ready)) {
+                    conn_close(c);
+                    return NULL;
+                }
+                if (!ready)
+                    continue;
+                alive = PQconsumeInput(c->pg) == 1 && PQstatus(c->pg) == CONNECTION_OK;
+                while ((note = PQnotifies(c->pg)) != NULL) {
+                    heard = true;
+                    PQfreemem(note);
+                }
+                if (heard)
+                    w->on_due(w->ud);
+            }
+        }
+        conn_close(c);
+        if (watch_stopped(w, -1, backoff, NULL))
+            return NULL;
+        backoff = backoff * 2 > WATCH_BACKOFF_MAX_MS ? WATCH_BACKOFF_MAX_MS : backoff * 2;
+    }
+}
+
+static void watcher_stop(struct watcher *w)
+{
+    char b = 1;
+
+    if (!w)
+        return;
+    while (write(w->stop_pipe[1], &b, 1) < 0 && errno == EINTR)
+        ;
+    pthread_join(w->thread, NULL);
+    close(w->stop_pipe[0]);
+    close(w->stop_pipe[1]);
+    vh_free(w->url);
+    vh_free(w);
+}
+
+static int pg_watch(struct vh_store *st, void (*on_due)(void *ud), void *ud, struct vh_error *err)
+{
+    struct pg_store *s = to_pg(st);
+    struct watcher *w;
+
+    watcher_stop(s->watcher);
+    s->watcher = NULL;
+    if (!on_due)
+        return 0;
+    w = vh_malloc(sizeof(*w));
+    if (!w)
+        return vh_error_set(err, VH_ENOMEM, "watch: out of memory");
+    memset(w, 0, sizeof(*w));
+    w->on_due = on_due;
+    w->ud = ud;
+    w->url = vh_strndup(s->url, strlen(s->url));
+    if (!w->url) {
+        vh_free(w);
+        return vh_error_set(err, VH_ENOMEM, "watch: out of memory");
+    }
+    if (pipe(w->stop_pipe) != 0) {
+        vh_free(w->url);
+        vh_free(w);
+        return vh_error_set(err, VH_EIO, "watch: pipe: %s", strerror(errno));
+    }
+    (void)fcntl(w->stop_pipe[0], F_SETFD, FD_CLOEXEC);
+    (void)fcntl(w->stop_pipe[1], F_SETFD, FD_CLOEXEC);
+    if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
+        close(w->stop_pipe[0]);
+        close(w->stop_pipe[1]);
+        vh_free(w->url);
+        vh_free(w);
+        return vh_error_set(err, VH_EIO, "watch: cannot start a thread");
+    }
+    s->watcher = w;
+    return 0;
+}
+
 const struct vh_store_ops vh__store_postgres_ops = {
     .name = "postgres",
     .open = pg_open,
@@ -3034,6 +3289,8 @@ const struct vh_store_ops vh__store_postgres_ops = {
     .delivery_get = pg_delivery_get,
     .delivery_retry = pg_delivery_retry,
     .endpoint_replay = pg_endpoint_replay,
+    .rate_take = pg_rate_take,
+    .watch = pg_watch,
 };
 
 /* ---- for tests ------------------------------------------------------------------------------- */

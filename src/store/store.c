@@ -1022,3 +1022,42 @@ int vh_store_count(struct vh_store *st, const char *table, int64_t *out, struct 
     }
     return vh_error_set(err, VH_EINVAL, "count: unknown table");
 }
+
+/* ---- shared by every node ---------------------------------------------------------------- */
+
+int vh_store_rate_take(struct vh_store *st, const char key_hash[VH_SHA256_HEX_LEN + 1],
+                       const struct vh_rate_limits *lim, bool calls, int64_t now_ms, int *wait_s,
+                       struct vh_rate_window *window, struct vh_error *err)
+{
+    struct vh_rate_window w;
+    int wait = 0, rc;
+
+    if (!st || !lim || !wait_s)
+        return vh_error_set(err, VH_EINVAL, "rate limit: missing argument");
+    if (!key_hash || strnlen(key_hash, VH_SHA256_HEX_LEN + 1) != VH_SHA256_HEX_LEN)
+        return vh_error_set(err, VH_EINVAL, "rate limit: the key hash is not %d hex digits",
+                            VH_SHA256_HEX_LEN);
+    rc = check_time(now_ms, "rate limit", err);
+    if (rc < 0)
+        return rc;
+    if (!st->ops->rate_take)
+        return vh_error_set(err, VH_ENOTSUP, "rate limit: the %s store keeps no shared windows",
+                            st->ops->name);
+    memset(&w, 0, sizeof(w));
+    rc = st->ops->rate_take(st, key_hash, lim, calls, now_ms, &wait, &w, err);
+    if (rc < 0)
+        return rc;
+    *wait_s = wait;
+    if (window)
+        *window = w;
+    return 0;
+}
+
+int vh_store_watch(struct vh_store *st, void (*on_due)(void *ud), void *ud, struct vh_error *err)
+{
+    if (!st)
+        return vh_error_set(err, VH_EINVAL, "watch: missing argument");
+    if (!st->ops->watch)
+        return 0;
+    return st->ops->watch(st, on_due, ud, err);
+}

@@ -123,6 +123,15 @@ struct vh_store_ops {
     /* `node_id` may be NULL; `*count` the deliveries recovered. */
     int (*delivery_recover)(struct vh_store *st, const char *node_id, int64_t now_ms,
                             int64_t *count, struct vh_error *err);
+    /*
+     * Optional (NULL: the caller keeps windows in memory): vh_rate_apply on the key's
+     * shared window in one transaction. `*window` gets the window after it.
+     */
+    int (*rate_take)(struct vh_store *st, const char *key_hash, const struct vh_rate_limits *lim,
+                     bool calls, int64_t now_ms, int *wait_s, struct vh_rate_window *window,
+                     struct vh_error *err);
+    /* Optional (NULL: nothing to watch): as vh_store_watch. */
+    int (*watch)(struct vh_store *st, void (*on_due)(void *ud), void *ud, struct vh_error *err);
     int (*delivery_next_due)(struct vh_store *st, int64_t *out_ms, struct vh_error *err);
     int (*delivery_stats)(struct vh_store *st, int64_t now_ms, struct vh_delivery_stats *out,
                           struct vh_error *err);

@@ -1,5 +1,6 @@
 """Several `vocohook serve` nodes on one PostgreSQL database: every node ingests and delivers,
-a delivery is never sent by two nodes at once, a node killed with SIGKILL loses nothing
+an API key's rate limit is one budget across the nodes, a delivery is never sent by two
+nodes at once, a node killed with SIGKILL loses nothing
 (its restart under the same node id takes back what it held), and a database restart loses
 nothing that was acknowledged, refuses ingest while the database is down, and delivery
 resumes within seconds of its return.
@@ -398,6 +399,38 @@ class MultiNode(unittest.TestCase):
               f"last answer in {last - first:.1f} s ({ENDPOINTS * n / (last - first):.0f}/s), "
               f"all succeeded {done - ing.t0:.1f} s after the first ingest; "
               f"per node {per_node}", file=sys.stderr)
+
+    # -- rate limits --------------------------------------------------------------------------
+
+    def test_an_api_keys_rate_limit_holds_across_nodes(self):
+        """The per-key limit is one budget in the database, not one per node: with a limit
+        of 20 per minute, 30 requests spread over two nodes get 20 answers and 10 429s
+        (each node alone would have let 15 through, 30 in all)."""
+        token = "itok_" + os.urandom(24).hex()
+        nodes = []
+        for node_id in ("a", "b"):
+            d = Daemon(args=NODE_ARGS + ["--rate-limit", "20"], db=self.url,
+                       ingest_token=token, env={"VOCOHOOK_NODE_ID": node_id})
+            self.nodes.append(d)
+            d.start()
+            nodes.append(d)
+        _, key = create_partner(self.url)
+        _, other = create_partner(self.url)
+        statuses = {200: 0, 429: 0}
+        waits = []
+        for i in range(30):
+            r = nodes[i % 2].request("GET", "/api/v2/config/webhooks", key=key)
+            self.assertIn(r.status, statuses, r)
+            statuses[r.status] += 1
+            if r.status == 429:
+                waits.append(int(r.headers["retry-after"]))
+        self.assertEqual(statuses, {200: 20, 429: 10})
+        self.assertTrue(all(1 <= w <= 60 for w in waits), waits)
+        # Another key has a budget of its own, on either node.
+        self.assertEqual(nodes[1].request("GET", "/api/v2/config/webhooks", key=other).status,
+                         200)
+        rows = psql(self.url, "SELECT general_count FROM rate_windows ORDER BY 1")
+        self.assertEqual(rows, [["1"], ["20"]])
 
     # -- a node killed under load ---------------------------------------------------------------
 

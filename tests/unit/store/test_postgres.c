@@ -1,7 +1,8 @@
 /*
  * What only the PostgreSQL backend has to show: several processes ("nodes") on one
  * database. Migrations under the advisory lock, claims that never hand a delivery to two
- * nodes, idempotent ingest under a race, and a pool that survives lost connections.
+ * nodes, idempotent ingest under a race, a pool that survives lost connections, wake-ups
+ * from one node's writes to another (LISTEN/NOTIFY), and rate windows shared by nodes.
  *
  * Runs when VH_TEST_STORE_URL is a postgres:// URL (ctest's unit/store/postgres@postgres,
  * under scripts/with-postgres); every test is skipped otherwise. Each test works in a new
@@ -600,6 +601,192 @@ static void a_lost_connection_fails_once_then_reconnects(void **state)
     vh_store_close(st);
 }
 
+/* ---- wake-ups ------------------------------------------------------------------------------ */
+
+struct wakes {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n;
+};
+
+static void on_due(void *ud)
+{
+    struct wakes *w = ud;
+
+    pthread_mutex_lock(&w->mu);
+    w->n++;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Waits (at most 10 s) until the watcher was called more than `seen` times; the new count. */
+static int await_wake(struct wakes *w, int seen, const char *after)
+{
+    struct timespec until;
+    int n;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&w->mu);
+    while (w->n <= seen && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0)
+        ;
+    n = w->n;
+    pthread_mutex_unlock(&w->mu);
+    if (n <= seen)
+        fail_msg("no wake-up within 10 s after %s", after);
+    return n;
+}
+
+static void another_nodes_writes_wake_a_watcher(void **state)
+{
+    struct fixture *f = need_pg(state);
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct wakes w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    struct vh_store *a, *b;
+    struct vh_event_put ev;
+    struct vh_partner p;
+    size_t n_jobs = 0;
+    int seen;
+    double t;
+
+    a = open_ok(f->url);
+    b = open_ok(f->url);
+    new_partner(b, &p);
+    new_endpoint(b, p.id, "primary");
+    if (vh_store_watch(a, on_due, &w, &err) < 0)
+        fail_msg("watch: %s", err.msg);
+    /* Once on connecting: what was sent before it listened is not lost. */
+    seen = await_wake(&w, 0, "starting");
+
+    t = now_s();
+    fill_put(&ev, p.id, "wake-1", T0);
+    if (vh_store_event_put(b, &ev, &res, &err) < 0)
+        fail_msg("put: %s", err.msg);
+    seen = await_wake(&w, seen, "an ingest on another node");
+    print_message("ingest on node b -> wake-up on node a: %.1f ms\n", (now_s() - t) * 1000);
+
+    /* Leases taken back by one node wake the others. */
+    if (vh_store_delivery_claim(b, "node-b", T0, 1, 10, &jobs, &n_jobs, &err) < 0)
+        fail_msg("claim: %s", err.msg);
+    assert_int_equal(n_jobs, 1);
+    vh_delivery_job_recs_free(jobs, n_jobs);
+    assert_int_equal(vh_store_delivery_recover(b, NULL, T0 + 10, &err), 1);
+    seen = await_wake(&w, seen, "a lease recovery on another node");
+
+    /* The listening connection is cut: the watcher reconnects and calls once more. */
+    assert_true(terminate_all(f) >= 1);
+    seen = await_wake(&w, seen, "the server ended the listening connection");
+    fill_put(&ev, p.id, "wake-2", T0);
+    /* b's pooled connections were cut too: its first call may fail once. */
+    if (vh_store_event_put(b, &ev, &res, &err) < 0) {
+        vh_error_clear(&err);
+        if (vh_store_event_put(b, &ev, &res, &err) < 0)
+            fail_msg("put after reconnect: %s", err.msg);
+    }
+    seen = await_wake(&w, seen, "an ingest after the reconnect");
+
+    /* Stopping returns once on_due can no longer run: then `w` may go away. */
+    assert_int_equal(vh_store_watch(a, NULL, NULL, &err), 0);
+    vh_store_close(a);
+    vh_store_close(b);
+    assert_true(seen >= 4);
+}
+
+/* ---- shared rate limits --------------------------------------------------------------------- */
+
+#define RATE_THREADS 8
+#define RATE_TRIES   10
+#define RATE_LIMIT   30
+
+struct taker {
+    struct vh_store *st;
+    const char *key;
+    pthread_barrier_t *go;
+    int allowed;
+    int rc;
+};
+
+static void *take_at_once(void *arg)
+{
+    const struct vh_rate_limits lim = {RATE_LIMIT, -1};
+    struct taker *t = arg;
+    struct vh_error err = VH_ERROR_INIT;
+    int i, wait;
+
+    pthread_barrier_wait(t->go);
+    for (i = 0; i < RATE_TRIES; i++) {
+        t->rc = vh_store_rate_take(t->st, t->key, &lim, false, T0 + i, &wait, NULL, &err);
+        if (t->rc < 0)
+            return NULL;
+        if (wait == 0)
+            t->allowed++;
+    }
+    return NULL;
+}
+
+static void rate_windows_hold_across_nodes(void **state)
+{
+    struct fixture *f = need_pg(state);
+    const struct vh_rate_limits lim = {5, 2};
+    struct vh_error err = VH_ERROR_INIT;
+    char key[VH_SHA256_HEX_LEN + 1], other[VH_SHA256_HEX_LEN + 1];
+    struct taker t[RATE_THREADS];
+    pthread_t th[RATE_THREADS];
+    struct vh_store *node[2];
+    struct vh_rate_window win;
+    pthread_barrier_t go;
+    int i, wait = -1, allowed = 0;
+
+    node[0] = open_ok(f->url);
+    node[1] = open_ok(f->url);
+    assert_int_equal(vh_sha256_hex("key-1", 5, key, NULL), 0);
+    assert_int_equal(vh_sha256_hex("key-2", 5, other, NULL), 0);
+
+    /* Alternating nodes: 2 /calls requests pass, the third waits; 5 in all pass. */
+    for (i = 0; i < 3; i++) {
+        if (vh_store_rate_take(node[i % 2], key, &lim, true, T0 + i * 1000, &wait, &win, &err) < 0)
+            fail_msg("take: %s", err.msg);
+        assert_int_equal(wait, i < 2 ? 0 : 58);
+    }
+    assert_int_equal(win.calls_count, 2);
+    assert_int_equal(win.calls_start_ms, T0);
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(
+            vh_store_rate_take(node[i % 2], key, &lim, false, T0 + 3000, &wait, &win, &err), 0);
+        assert_int_equal(wait, i < 3 ? 0 : 57);
+    }
+    assert_int_equal(win.general_count, 5);
+    /* Another key has windows of its own. */
+    assert_int_equal(vh_store_rate_take(node[1], other, &lim, false, T0 + 3000, &wait, NULL, &err),
+                     0);
+    assert_int_equal(wait, 0);
+    /* A minute after its start the window opens again. */
+    assert_int_equal(vh_store_rate_take(node[0], key, &lim, true, T0 + 60000, &wait, &win, &err),
+                     0);
+    assert_int_equal(wait, 0);
+    assert_int_equal(win.general_count, 1);
+    assert_int_equal(win.calls_count, 1);
+
+    /* Racing: 8 threads on two nodes, 80 requests, a limit of 30: exactly 30 pass. */
+    assert_int_equal(vh_sha256_hex("key-3", 5, key, NULL), 0);
+    pthread_barrier_init(&go, NULL, RATE_THREADS);
+    for (i = 0; i < RATE_THREADS; i++) {
+        t[i] = (struct taker){node[i % 2], key, &go, 0, -1};
+        assert_int_equal(pthread_create(&th[i], NULL, take_at_once, &t[i]), 0);
+    }
+    for (i = 0; i < RATE_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(t[i].rc, 0);
+        allowed += t[i].allowed;
+    }
+    pthread_barrier_destroy(&go);
+    assert_int_equal(allowed, RATE_LIMIT);
+    vh_store_close(node[0]);
+    vh_store_close(node[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -612,6 +799,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(a_lost_connection_fails_once_then_reconnects, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(another_nodes_writes_wake_a_watcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(rate_windows_hold_across_nodes, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
