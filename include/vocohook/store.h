@@ -311,6 +311,11 @@ VH_API int vh_store_delivery_claim(struct vh_store *st, const char *node_id, int
  */
 struct vh_delivery_result {
     const char *delivery_id;
+    /*
+     * The delivery's endpoint as its claim returned it (saves the store a lookup per
+     * result), or NULL: the store looks it up.
+     */
+    const char *endpoint_id;
     const char *node_id; /* the claimer: only its lease may be moved on */
     unsigned attempt;    /* the attempt's number: the claim's attempts + 1 */
     int64_t started_ms;  /* when it started (wall clock) */

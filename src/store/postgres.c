@@ -27,9 +27,11 @@
  *     between that read and the new deliveries (which would leave a pending delivery to a
  *     disabled endpoint), and inserts with ON CONFLICT (session_id) DO NOTHING, so identical
  *     concurrent puts make one event and the others read it back;
- *   - lock order is endpoint, then its deliveries (update, delete, retry, record), which
- *     keeps those from deadlocking; recover and record may still meet on delivery rows, so
- *     both retry on a deadlock or serialization failure.
+ *   - lock order is endpoint, then its deliveries (update, delete, retry), which keeps
+ *     those from deadlocking; a record batch locks only deliveries (the endpoints'
+ *     last_delivery_* follow in a short transaction after it), so it never waits on an
+ *     endpoint row; recover and record may still meet on delivery rows, so both retry on
+ *     a deadlock or serialization failure.
  * Reads that need one snapshot for several statements (a total and its page) run at
  * REPEATABLE READ, READ ONLY.
  *
@@ -254,7 +256,6 @@ enum stmt_id {
     S_COUNT_ATTEMPTS,
     S_CLAIM,
     S_DLV_ENDPOINT,
-    S_EP_LOCK_MANY,
     S_ATTEMPT_INSERT,
     S_ATTEMPT_UPSERT,
     S_DLV_FINISH,
@@ -397,9 +398,6 @@ static const char *const stmt_sql[S__N] = {
                 " FROM claimed AS c JOIN endpoints AS e ON e.id = c.endpoint_id"
                 " JOIN events AS v ON v.id = c.event_id ORDER BY c.next_attempt_ms, c.seq",
     [S_DLV_ENDPOINT] = "SELECT endpoint_id FROM deliveries WHERE id = $1",
-    /* Locks a batch's endpoints in one order, so two batches cannot deadlock on them. */
-    [S_EP_LOCK_MANY] = "SELECT id FROM endpoints WHERE id = ANY($1::text[]) ORDER BY id"
-                       " FOR NO KEY UPDATE",
     [S_ATTEMPT_INSERT] = "INSERT INTO attempts (delivery_id, n, started_ms, duration_ms,"
                          " http_status, error_class, error, response_head)"
                          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -2394,8 +2392,8 @@ static int delivery_raise_attempts(struct conn *c, const struct vh_delivery_resu
     return run_write(c, S_DLV_RAISE_ATTEMPTS, &p, NULL, what, err);
 }
 
-static int record_one(struct conn *c, const struct vh_delivery_result *r, const char *endpoint_id,
-                      const char *what, struct vh_error *err)
+static int record_one(struct conn *c, const struct vh_delivery_result *r, const char *what,
+                      struct vh_error *err)
 {
     bool applied = false;
     int rc;
@@ -2406,18 +2404,15 @@ static int record_one(struct conn *c, const struct vh_delivery_result *r, const 
     rc = attempt_insert(c, r, applied, what, err);
     if (rc == 0 && !applied)
         rc = delivery_raise_attempts(c, r, what, err);
-    if (rc == 0)
-        rc = endpoint_last_delivery(c, endpoint_id, r, what, err);
     return rc;
 }
 
 /*
- * The endpoint of each result's delivery, into `ids` (n entries); VH_ENOTFOUND for a
- * missing delivery. Also builds the array literal of the distinct ones for S_EP_LOCK_MANY
- * (ids are [A-Za-z0-9_-]: nothing in them needs quoting).
+ * The endpoint of each result's delivery into `ids` (n pointers): the caller's, else looked
+ * up into `buf`; VH_ENOTFOUND for a missing delivery.
  */
 static int record_endpoints(struct conn *c, const struct vh_delivery_result *results, size_t n,
-                            char (*ids)[VH_UUID_LEN + 1], struct vh_buf *list, const char *what,
+                            const char **ids, char (*buf)[VH_UUID_LEN + 1], const char *what,
                             struct vh_error *err)
 {
     PGresult *res = NULL;
@@ -2427,6 +2422,9 @@ static int record_endpoints(struct conn *c, const struct vh_delivery_result *res
     int rc = 0;
 
     for (i = 0; rc == 0 && i < n; i++) {
+        ids[i] = results[i].endpoint_id;
+        if (ids[i])
+            continue;
         p_init(&p);
         p_text(&p, results[i].delivery_id);
         rc = run(c, S_DLV_ENDPOINT, &p, &res, what, err);
@@ -2437,75 +2435,97 @@ static int record_endpoints(struct conn *c, const struct vh_delivery_result *res
             rc = vh_error_set(err, VH_ENOTFOUND, "%s: delivery '%s' not found", what,
                               results[i].delivery_id);
         else
-            rc = col_text(&r, 0, ids[i], sizeof(ids[i]), "endpoint id", err);
+            rc = col_text(&r, 0, buf[i], sizeof(buf[i]), "endpoint id", err);
         PQclear(res);
         res = NULL;
-        if (rc == 0)
-            rc = vh_buf_addf(list, "%s%s", i ? "," : "{", ids[i]);
-        if (rc == VH_ENOMEM || rc == VH_ETOOBIG)
-            rc = vh_error_set(err, rc, "%s: %s", what, vh_strerror(rc));
+        ids[i] = buf[i];
     }
-    if (rc == 0 && vh_buf_addc(list, '}') < 0)
-        rc = vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
     return rc;
 }
 
 /*
- * One batch, one transaction, one WAL flush: the group commit. The batch's endpoints are
- * locked first, in id order (the order every other writer takes endpoint before delivery),
- * so batches from several nodes cannot deadlock on them.
+ * One batch, one transaction, one WAL flush: the group commit. It writes deliveries and
+ * attempts only, and takes no endpoint lock: so batches of several nodes never wait for
+ * each other on an endpoint row, and an endpoint update (which locks the endpoint, then
+ * its deliveries) cannot deadlock with them.
  */
 static int record_batch(struct conn *c, const struct vh_delivery_result *results, size_t n,
-                        char (*ids)[VH_UUID_LEN + 1], const char *what, struct vh_error *err)
+                        const char **ids, char (*buf)[VH_UUID_LEN + 1], const char *what,
+                        struct vh_error *err)
 {
-    struct vh_buf list = VH_BUF_INIT((size_t)VH_CLAIM_MAX * (VH_UUID_LEN + 1) + 2);
-    struct params p;
     size_t i;
     int rc;
 
     rc = tx_begin_write(c, what, err);
     if (rc == 0)
-        rc = record_endpoints(c, results, n, ids, &list, what, err);
-    if (rc == 0) {
-        p_init(&p);
-        p_text(&p, vh_buf_cstr(&list));
-        rc = run_write(c, S_EP_LOCK_MANY, &p, NULL, what, err);
-    }
+        rc = record_endpoints(c, results, n, ids, buf, what, err);
     for (i = 0; rc == 0 && i < n; i++)
-        rc = record_one(c, &results[i], ids[i], what, err);
+        rc = record_one(c, &results[i], what, err);
     if (rc == 0)
         rc = tx_commit(c, what, err);
     tx_rollback(c);
-    vh_buf_release(&list);
     return rc;
+}
+
+/*
+ * The endpoints' last_delivery_* after a recorded batch: once per endpoint, from its latest
+ * counted attempt, in a short transaction of its own that does not wait for the WAL flush.
+ * Best effort: these columns only inform (a crash or failure here leaves the previous
+ * value; the attempts themselves are committed).
+ */
+static void record_last_deliveries(struct conn *c, const struct vh_delivery_result *results,
+                                   size_t n, const char **ids, size_t *last, const char *what)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    size_t i, k = vh__store_last_per_endpoint(results, ids, n, last);
+    int rc;
+
+    if (k == 0)
+        return;
+    rc = run_cmd(c, "BEGIN; SET LOCAL synchronous_commit TO off", NULL, what, &err);
+    for (i = 0; rc == 0 && i < k; i++)
+        rc = endpoint_last_delivery(c, ids[last[i]], &results[last[i]], what, &err);
+    if (rc == 0)
+        (void)tx_commit(c, what, &err);
+    tx_rollback(c);
 }
 
 static int pg_delivery_record(struct vh_store *st, const struct vh_delivery_result *results,
                               size_t n, struct vh_error *err)
 {
     struct pg_store *s = to_pg(st);
-    char(*ids)[VH_UUID_LEN + 1];
+    char(*buf)[VH_UUID_LEN + 1] = NULL;
+    const char **ids = NULL;
+    size_t *last = NULL;
     char what[WHAT_MAX];
     struct conn *c;
     int rc, tries;
 
     snprintf(what, sizeof(what), "record %zu attempts", n);
+    /* n <= VH_CLAIM_MAX (store.c): the sizes cannot overflow. */
+    buf = vh_malloc(n * sizeof(*buf));
     ids = vh_malloc(n * sizeof(*ids));
-    if (!ids)
-        return vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
-    rc = conn_get(s, &c, err);
-    if (rc < 0) {
-        vh_free(ids);
-        return rc;
+    last = vh_malloc(n * sizeof(*last));
+    if (!buf || !ids || !last) {
+        rc = vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
+        goto out;
     }
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        goto out;
     for (tries = 1;; tries++) {
-        rc = record_batch(c, results, n, ids, what, err);
+        rc = record_batch(c, results, n, ids, buf, what, err);
         if (rc == 0 || tries == TX_TRIES || !tx_is_retryable(c))
             break;
         vh_error_clear(err);
     }
+    if (rc == 0)
+        record_last_deliveries(c, results, n, ids, last, what);
     conn_put(s, c);
+out:
+    vh_free(last);
     vh_free(ids);
+    vh_free(buf);
     return rc;
 }
 

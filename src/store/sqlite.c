@@ -2346,11 +2346,35 @@ static int delivery_raise_attempts(struct conn *c, const struct vh_delivery_resu
 static int record_one(struct conn *c, const struct vh_delivery_result *r, const char *what,
                       struct vh_error *err)
 {
-    char endpoint_id[VH_UUID_LEN + 1];
     bool applied = false;
+    int rc;
+
+    rc = delivery_finish(c, r, &applied, what, err);
+    if (rc < 0 || r->interrupted)
+        return rc;
+    rc = attempt_insert(c, r, applied, what, err);
+    if (rc == 0 && !applied)
+        rc = delivery_raise_attempts(c, r, what, err);
+    return rc;
+}
+
+/* Per result of a batch: its endpoint (the caller's, or looked up into `id`). */
+struct result_endpoint {
+    char id[VH_UUID_LEN + 1];
+    const char *endpoint_id;
+    size_t last; /* scratch for vh__store_last_per_endpoint */
+};
+
+static int result_endpoint(struct conn *c, const struct vh_delivery_result *r,
+                           struct result_endpoint *re, const char *what, struct vh_error *err)
+{
     struct query q;
     int rc;
 
+    if (r->endpoint_id) {
+        re->endpoint_id = r->endpoint_id;
+        return 0;
+    }
     rc = q_start(&q, c, S_DLV_ENDPOINT, what, err);
     if (rc < 0)
         return rc;
@@ -2359,41 +2383,58 @@ static int record_one(struct conn *c, const struct vh_delivery_result *r, const 
     if (rc == 0)
         rc = vh_error_set(err, VH_ENOTFOUND, "%s: delivery '%s' not found", what, r->delivery_id);
     else if (rc > 0)
-        rc = col_text(&q, 0, endpoint_id, sizeof(endpoint_id), "endpoint id", err);
+        rc = col_text(&q, 0, re->id, sizeof(re->id), "endpoint id", err);
     q_end(&q);
-    if (rc == 0)
-        rc = delivery_finish(c, r, &applied, what, err);
-    if (rc < 0 || r->interrupted)
-        return rc;
-    rc = attempt_insert(c, r, applied, what, err);
-    if (rc == 0 && !applied)
-        rc = delivery_raise_attempts(c, r, what, err);
-    if (rc == 0)
-        rc = endpoint_last_delivery(c, endpoint_id, r, what, err);
+    re->endpoint_id = re->id;
     return rc;
 }
 
-/* One write transaction, so one WAL sync, for the whole batch: the group commit. */
+/*
+ * One write transaction, so one WAL sync, for the whole batch: the group commit. Each
+ * endpoint's last_delivery_* is written once per batch, from its latest counted attempt.
+ */
 static int sqlite_delivery_record(struct vh_store *st, const struct vh_delivery_result *results,
                                   size_t n, struct vh_error *err)
 {
     struct sqlite_store *s = to_sqlite(st);
+    struct result_endpoint *re;
+    const char **ids;
     char what[WHAT_MAX];
+    size_t *last;
     struct conn *c;
-    size_t i;
+    size_t i, k;
     int rc;
 
     snprintf(what, sizeof(what), "record %zu attempts", n);
+    /* n <= VH_CLAIM_MAX (store.c): the sizes cannot overflow. */
+    re = vh_malloc(n * sizeof(*re));
+    ids = vh_malloc(n * sizeof(*ids));
+    last = vh_malloc(n * sizeof(*last));
+    if (!re || !ids || !last) {
+        rc = vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
+        goto out_free;
+    }
     rc = conn_get(s, &c, err);
     if (rc < 0)
-        return rc;
+        goto out_free;
     rc = tx_begin_write(c, what, err);
-    for (i = 0; rc == 0 && i < n; i++)
-        rc = record_one(c, &results[i], what, err);
+    for (i = 0; rc == 0 && i < n; i++) {
+        rc = result_endpoint(c, &results[i], &re[i], what, err);
+        ids[i] = re[i].endpoint_id;
+        if (rc == 0)
+            rc = record_one(c, &results[i], what, err);
+    }
+    k = rc == 0 ? vh__store_last_per_endpoint(results, ids, n, last) : 0;
+    for (i = 0; rc == 0 && i < k; i++)
+        rc = endpoint_last_delivery(c, ids[last[i]], &results[last[i]], what, err);
     if (rc == 0)
         rc = tx_commit(c, what, err);
     tx_rollback(c);
     conn_put(s, c);
+out_free:
+    vh_free(last);
+    vh_free(ids);
+    vh_free(re);
     return rc;
 }
 

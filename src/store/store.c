@@ -739,6 +739,8 @@ static int check_result(const struct vh_delivery_result *r, size_t i, struct vh_
 
     if (!r->delivery_id || !id_fits(r->delivery_id, VH_UUID_LEN))
         return vh_error_set(err, VH_EINVAL, "record result %zu: bad delivery id", i);
+    if (r->endpoint_id && !id_fits(r->endpoint_id, VH_UUID_LEN))
+        return vh_error_set(err, VH_EINVAL, "record result %zu: bad endpoint id", i);
     if (!r->node_id || !id_fits(r->node_id, VH_NODE_ID_MAX))
         return vh_error_set(err, VH_EINVAL, "record result %zu: bad node id", i);
     if (r->attempt < 1 || r->attempt > INT32_MAX)
@@ -807,6 +809,24 @@ int vh_store_delivery_record(struct vh_store *st, const struct vh_delivery_resul
             return rc;
     }
     return st->ops->delivery_record(st, results, n, err);
+}
+
+size_t vh__store_last_per_endpoint(const struct vh_delivery_result *results,
+                                   const char *const *endpoint_ids, size_t n, size_t *out)
+{
+    size_t i, k, found = 0;
+
+    for (i = 0; i < n; i++) {
+        if (results[i].interrupted)
+            continue;
+        for (k = 0; k < found && strcmp(endpoint_ids[out[k]], endpoint_ids[i]) != 0; k++)
+            ;
+        if (k == found)
+            out[found++] = i;
+        else if (results[i].started_ms >= results[out[k]].started_ms)
+            out[k] = i;
+    }
+    return found;
 }
 
 int vh_store_delivery_recover(struct vh_store *st, const char *node_id, int64_t now_ms,

@@ -190,4 +190,13 @@ int vh__store_sqlite_create_at(const char *path, int version, const char *seed_s
 int vh__store_pg_exec(struct vh_store *st, const char *sql, struct vh_buf *out,
                       struct vh_error *err);
 
+/*
+ * The endpoints' last_delivery_* a record batch sets: for each endpoint (endpoint_ids[i] is
+ * result i's), the index of its counted result that started last (a tie goes to the later
+ * one in the batch, as if the results were applied in order). Writes the indexes to `out`
+ * (room for n) and returns how many. Interrupted results set nothing.
+ */
+size_t vh__store_last_per_endpoint(const struct vh_delivery_result *results,
+                                   const char *const *endpoint_ids, size_t n, size_t *out);
+
 #endif

@@ -585,6 +585,12 @@ static void record_writes_a_mixed_batch_at_once(void **state)
     fill_result(&r[3], &jobs[3], f->node, f->tb + 400, 0, "pending", f->tb + 400);
     r[3].error_class = "interrupted";
     r[3].interrupted = true;
+    /* Results may name their endpoint as the claim gave it (the sender's case) or not. */
+    r[1].endpoint_id = jobs[1].endpoint_id;
+    r[2].endpoint_id = jobs[2].endpoint_id;
+    r[3].endpoint_id = "not an id";
+    assert_int_equal(vh_store_delivery_record(f->st, r, 4, NULL), VH_EINVAL);
+    r[3].endpoint_id = jobs[3].endpoint_id;
     record(f->st, r, 4);
 
     assert_int_equal(count(f->st, "attempts"), attempts0 + 3);
