@@ -3,6 +3,12 @@
 # by its pid in BENCH_PIDS, so bench_cleanup stops exactly what this run started.
 
 BENCH_PIDS=()
+# Commands bench/run runs as it exits, after stopping the servers (bench_on_exit CMD).
+BENCH_EXIT_HOOKS=()
+
+bench_on_exit() {
+    BENCH_EXIT_HOOKS+=("$1")
+}
 # Set by bench_start_daemon, read by bench/run.
 export VH_PORT=""
 
@@ -74,7 +80,7 @@ bench_pinned() {
 # The pinning prefix for a command started in the background ("taskset -c CORE", or
 # nothing on one CPU); used unquoted, so that it splits into words.
 bench_pin_cmd() {
-    if [ "$BENCH_NCPU" -gt 1 ]; then
+    if [ "$BENCH_NCPU" -gt 1 ] && [ -n "$1" ]; then
         echo "taskset -c $1"
     fi
 }
@@ -95,17 +101,22 @@ bench_start_nginx() {
     bench_wait_port "$port" 10 || bench_die "nginx did not start: $(cat "$dir/stdout.log" "$dir/error.log" 2>/dev/null)"
 }
 
-# bench_start_daemon DIR DB CORE [FLAG...]: `vocohook serve` on 127.0.0.1:0 with the ingest
-# token $BENCH_TOKEN, pinned to CORE, logs under DIR. Sets VH_PID and VH_PORT once it
-# prints `listening on HOST:PORT`.
+# bench_start_daemon DIR DB CORES [FLAG...]: `vocohook serve` on 127.0.0.1:0 with the ingest
+# token $BENCH_TOKEN, pinned to CORES (a core, or a list for taskset: "0,1"; "" for none),
+# logs under DIR. DB is a SQLite path or a store URL (sqlite:…, postgres://…). Sets VH_PID
+# and VH_PORT once it prints `listening on HOST:PORT`.
 bench_start_daemon() {
     local dir=$1 db=$2 core=$3 i line
     shift 3
+    case $db in
+    sqlite:* | postgres://* | postgresql://*) ;;
+    *) db=sqlite:$db ;;
+    esac
     mkdir -p "$dir"
     : >"$dir/serve.out"
     # shellcheck disable=SC2046
     env -i PATH="$PATH" HOME="${HOME:-/root}" VOCOHOOK_INGEST_TOKEN="$BENCH_TOKEN" \
-        $(bench_pin_cmd "$core") "$BENCH_VOCOHOOK" serve --listen 127.0.0.1:0 --db "sqlite:$db" \
+        $(bench_pin_cmd "$core") "$BENCH_VOCOHOOK" serve --listen 127.0.0.1:0 --db "$db" \
         --allow-http --allow-private-networks --rate-limit off --rate-limit-calls off "$@" \
         >"$dir/serve.out" 2>>"$dir/serve.err" &
     VH_PID=$!

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Helpers of the scenarios 1b (https), 2 (fanout) and 8 (pg) that bench/vhbench.py does not
+have: a setup that takes any store URL and several endpoints, a drain poller for a PostgreSQL
+store, a node's CPU time and a node's attempt count. Python 3 standard library only;
+PostgreSQL is read through `psql` (read-only transactions), never written.
+
+  setup    `vocohook partner create`, then a daemon just long enough to create one endpoint
+           per --endpoint-url through POST /api/v2/config/webhooks (sqlite:PATH or
+           postgres://...); prints {"partner_id", "api_key", "endpoint_ids"}
+  pgdrain  wait until `count` deliveries of a PostgreSQL store have succeeded; prints the
+           same JSON as `vhbench.py drain` (so `vhbench.py sample --drain` takes it), plus
+           what the nodes' backends were seen doing at each poll (pg_stat_activity)
+  cputime  the CPU time (user + system, s) of a process and its descendants: its own, that
+           of its children it has reaped, and that of its live descendants (/proc)
+  attempts the vocohook_attempts_total of a running daemon (its /metrics)
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+LISTENING = re.compile(r"^listening on (\S+):(\d+)$")
+
+
+def die(msg):
+    print(f"pg_vhbench: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def cmd_setup(a):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    p = subprocess.run([a.vocohook, "partner", "create", "bench", "--db", a.db],
+                       capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        die(f"partner create: {p.stderr.strip()}")
+    fields = dict(line.split(": ", 1) for line in p.stdout.splitlines() if ": " in line)
+    out = {"partner_id": fields["partner_id"], "api_key": fields["api_key"], "endpoint_ids": []}
+    if a.endpoint_url:
+        # The store holds no delivery yet: this daemon has nothing to send.
+        proc = subprocess.Popen([a.vocohook, "serve", "--listen", "127.0.0.1:0", "--db", a.db,
+                                 "--node-id", "bench-setup", "--allow-http",
+                                 "--allow-private-networks", "--rate-limit", "off"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                                text=True)
+        try:
+            port = None
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                m = LISTENING.match(line.strip())
+                if m:
+                    port = int(m.group(2))
+                    break
+            if port is None:
+                die("vocohook serve did not start")
+            for i, url in enumerate(a.endpoint_url):
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                c.request("POST", "/api/v2/config/webhooks",
+                          body=json.dumps({"label": f"bench-{i + 1}", "url": url}),
+                          headers={"Authorization": f"Bearer {out['api_key']}",
+                                   "Content-Type": "application/json"})
+                r = c.getresponse()
+                data = json.loads(r.read())
+                c.close()
+                if r.status != 201:
+                    die(f"creating the endpoint {url}: {r.status} {data}")
+                out["endpoint_ids"].append(data["data"]["id"])
+        finally:
+            proc.terminate()
+            if proc.wait(timeout=15) != 0:
+                die("vocohook serve did not exit cleanly")
+    json.dump(out, sys.stdout)
+    print()
+
+
+def psql(url, sql):
+    """One read-only query; rows as lists of strings."""
+    env = dict(os.environ, PGOPTIONS="-c default_transaction_read_only=on")
+    p = subprocess.run(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\t",
+                        "-d", url, "-c", sql], capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr.strip())
+    return [line.split("\t") for line in p.stdout.splitlines() if line]
+
+
+# Each poll also counts what the nodes' backends are doing (pg_stat_activity): waiting on a
+# lock (with the statement that waits), on the WAL flush, on the node (`idle in
+# transaction`: the node has yet to send its next statement), or running.
+POLL = ("SELECT 'state', state, count(*) FROM deliveries GROUP BY state"
+        " UNION ALL"
+        " SELECT 'backend', state || ' ' || coalesce(wait_event_type || ':' || wait_event, 'CPU')"
+        " || CASE WHEN wait_event_type = 'Lock' THEN ' (' || left(query, 48) || ')' ELSE '' END,"
+        " count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        " AND state IN ('active', 'idle in transaction') GROUP BY 2")
+
+
+def cmd_pgdrain(a):
+    """Polls (read-only) until `count` deliveries have succeeded; the figure comes from the
+    store's own timestamps (the last delivery's commit), as in `vhbench.py drain`."""
+    deadline = time.monotonic() + a.timeout
+    backends, polls = {}, 0
+    while True:
+        try:
+            rows = psql(a.url, POLL)
+        except RuntimeError as e:
+            die(f"polling the store: {e}")
+        states = {k: int(n) for kind, k, n in rows if kind == "state"}
+        done = states.get("succeeded", 0)
+        if done >= a.count:
+            break
+        polls += 1
+        for kind, k, n in rows:
+            if kind == "backend":
+                backends[k] = backends.get(k, 0) + int(n)
+        if states.get("abandoned", 0) or states.get("canceled", 0):
+            die(f"deliveries failed: {states}")
+        if time.monotonic() > deadline:
+            die(f"timed out after {a.timeout} s: {states}")
+        time.sleep(a.interval)
+    ((last_ms,),) = psql(a.url, "SELECT max(updated_ms) FROM deliveries"
+                                " WHERE state = 'succeeded'")
+    ((first_ms, attempts, non2xx),) = psql(
+        a.url, "SELECT min(started_ms), count(*),"
+               " count(*) FILTER (WHERE http_status IS NULL OR http_status / 100 != 2)"
+               " FROM attempts")
+    secs = (int(last_ms) - a.t0_ms) / 1000.0
+    print(json.dumps({"deliveries": done, "seconds": secs, "rate": done / secs,
+                      "first_attempt_after_s": (int(first_ms) - a.t0_ms) / 1000.0,
+                      "attempts": int(attempts), "failed_attempts": int(non2xx),
+                      "polls": polls,
+                      "backends_seen": dict(sorted(backends.items(), key=lambda kv: -kv[1]))}))
+
+
+def proc_stat(pid):
+    """(ppid, utime + stime + cutime + cstime in ticks) of a live process, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces: split after its closing parenthesis.
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[1]), sum(int(x) for x in fields[11:15])
+
+
+def cmd_cputime(a):
+    """A process's CPU plus that of its descendants, reaped (cutime, cstime) or alive: a
+    delta of two readings is what the whole tree used in between (a process that dies in
+    between counts once its parent reaped it)."""
+    procs = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = proc_stat(int(name))
+            if st:
+                procs[int(name)] = st
+    if a.pid not in procs:
+        die(f"no process {a.pid}")
+    children = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [a.pid]
+    while todo:
+        pid = todo.pop()
+        total += procs[pid][1]
+        todo += children.get(pid, [])
+    print(f"{total / os.sysconf('SC_CLK_TCK'):.3f}")
+
+
+def cmd_attempts(a):
+    c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=10)
+    c.request("GET", "/metrics")
+    r = c.getresponse()
+    text = r.read().decode()
+    if r.status != 200:
+        die(f"/metrics: {r.status}")
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("vocohook_attempts_total"):
+            total += float(line.rsplit(" ", 1)[1])
+    print(int(total))
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="pg_vhbench")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("setup")
+    p.add_argument("--vocohook", required=True)
+    p.add_argument("--db", required=True, help="sqlite:PATH or postgres://...")
+    p.add_argument("--endpoint-url", action="append", default=[])
+    p.set_defaults(fn=cmd_setup)
+    p = sub.add_parser("pgdrain")
+    p.add_argument("--url", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--t0-ms", type=int, required=True)
+    p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--interval", type=float, default=0.1)
+    p.set_defaults(fn=cmd_pgdrain)
+    p = sub.add_parser("cputime")
+    p.add_argument("pid", type=int)
+    p.set_defaults(fn=cmd_cputime)
+    p = sub.add_parser("attempts")
+    p.add_argument("port", type=int)
+    p.set_defaults(fn=cmd_attempts)
+    a = ap.parse_args()
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main()
