@@ -85,7 +85,7 @@ receive_start() {
         # shellcheck disable=SC2046
         env -i PATH="$PATH" HOME="${HOME:-/root}" VOCOHOOK_SECRETS="$receive_secret" \
             $(bench_pin_cmd "$sut_core") "$BENCH_VOCOHOOK" receive --listen 127.0.0.1:0 \
-            --db "$RECEIVE_STORE" >"$dir/receive.out" 2>"$dir/receive.err" &
+            --db "$RECEIVE_STORE" ${BENCH_RECEIVE_ARGS:-} >"$dir/receive.out" 2>"$dir/receive.err" &
         RECEIVE_PID=$!
         BENCH_PIDS+=("$RECEIVE_PID")
         receive_wait_line "$RECEIVE_PID" "$dir/receive.out" ||
