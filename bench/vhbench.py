@@ -200,7 +200,7 @@ def cmd_sign(a):
 #    "unit": "deliveries/s",           unit of every row unless a row says otherwise
 #    "kind": "table" | "sign",         "sign": bench_sign's own table (scenario 9)
 #    "plot": "FILE.png",               optional: an image the scenario wrote into the results
-#    "rows": [{"series": "vocohook",   the samples' series
+#    "rows": [{"series": "vocohook",   the samples' series (or "NAME/series": another scenario's)
 #              "label": "…",           what the row measures
 #              "unit": "ms",           optional
 #              "baseline": "wrk",      optional: a series of this scenario, or "NAME/series"
@@ -319,7 +319,8 @@ def cmd_report(a):
         md += ["| figure | median | min–max | vs baseline | target |",
                "|---|---:|---:|---:|---|"]
         for row in sc["rows"]:
-            vals = series_values(key, row["series"])
+            skey, _, sser = row["series"].rpartition("/")
+            vals = series_values(skey or key, sser)
             unit = row.get("unit", sc.get("unit", ""))
             if not vals:
                 md.append(f"| {row['label']} | not measured | | | |")
@@ -417,7 +418,8 @@ def cmd_check(a):
                 die(f"{a.file}: scenarios.{sc}.ratios is incomplete")
             continue
         for row in specs[sc]["rows"]:
-            if row.get("optional"):
+            skey = row["series"].rpartition("/")[0]
+            if row.get("optional") or (skey and skey not in a.only.split(",")):
                 continue
             got = entry["series"].get(row["series"])
             if not got:
