@@ -52,7 +52,7 @@ static const char receive_usage[] =
     "  --action-timeout DUR      one exec or forward attempt (default 60s)\n"
     "  --download-timeout DUR    one download attempt (default 30m)\n"
     "  --workers N               background workers (default 2)\n"
-    "  --threads N               HTTP worker threads (default 4)\n"
+    "  --threads N               HTTP worker threads (default 64)\n"
     "  --log-level L             error, warn, info (default) or debug\n";
 
 enum {

@@ -426,7 +426,7 @@ int vh_config_init(struct vh_config *cfg, struct vh_error *err)
     memcpy(cfg->retry_schedule_ms, schedule, sizeof(schedule));
     cfg->retry_steps = sizeof(schedule) / sizeof(schedule[0]);
     cfg->timeout_ms = 10000;
-    cfg->threads = 4;
+    cfg->threads = 64;
     cfg->body_max = VH_BODY_MAX;
     cfg->max_connections = 1024;
     cfg->conn_timeout_s = 30;

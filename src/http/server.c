@@ -38,7 +38,7 @@
 #include "core/log_int.h"
 #include "core/banned.h"
 
-#define THREADS_DEFAULT      4
+#define THREADS_DEFAULT      64
 #define MAX_CONNS_DEFAULT    1024
 #define CONN_TIMEOUT_DEFAULT 30
 #define CONN_MEMORY_LIMIT    (32 * 1024) /* headers + MHD's read buffer, per connection */
