@@ -14,8 +14,9 @@
 
 /*
  * One API key's windows as this process last saw them: the whole truth with a store that
- * keeps no shared windows, else a copy of the store's (never ahead of it, so a request it
- * refuses the store would refuse too, and floods are turned away without a query).
+ * keeps no shared windows, else a copy of the store's (not ahead of it, so a request it
+ * refuses the store would refuse too, and floods are turned away without a query; only
+ * while the store is failing does this process count alone, and may then run ahead).
  */
 struct rate_slot {
     char key[VH_SHA256_HEX_LEN + 1]; /* "" when free */
