@@ -70,8 +70,9 @@
 
 #define POOL_MAX   8   /* connections per store */
 #define WHAT_MAX   160 /* "insert event 's1'": the context of error messages */
-#define PARAMS_MAX 10  /* parameters of the largest statement */
+#define PARAMS_MAX 13  /* parameters of the largest statement */
 #define TX_TRIES   3   /* attempts at a transaction that hit a deadlock */
+#define PIPE_CHUNK 64  /* statements of a record batch sent before their results are read */
 
 #define WAKE_CHANNEL         "vocohook_due" /* what migration 3's trigger notifies */
 #define WATCH_BACKOFF_MS     100            /* first wait before the watcher reconnects */
@@ -256,8 +257,6 @@ enum stmt_id {
     S_COUNT_ATTEMPTS,
     S_CLAIM,
     S_DLV_ENDPOINT,
-    S_ATTEMPT_INSERT,
-    S_ATTEMPT_UPSERT,
     S_DLV_FINISH,
     S_DLV_RAISE_ATTEMPTS,
     S_EP_LAST_DELIVERY,
@@ -277,6 +276,7 @@ enum stmt_id {
     S_RETRY_LOCK_DELIVERY,
     S_RETRY,
     S_REPLAY_EVENTS,
+    S_RECORD_ONE,
     S_RATE_LOCK,
     S_RATE_SET,
     S_RATE_GC,
@@ -337,8 +337,9 @@ static const char *const stmt_sql[S__N] = {
     [S_EP_DELETE] = "UPDATE endpoints SET deleted_ms = $3, updated_ms = $3, enabled = false,"
                     " secret = '' WHERE partner_id = $1 AND id = $2 AND deleted_ms IS NULL",
     /*
-     * Locked in id order, like every other writer that locks several endpoints
-     * (S_EP_LOCK_MANY): one order for all, or ingest and attempt recording deadlock.
+     * Locked in id order, like every other writer that locks several endpoints (the
+     * endpoints' last deliveries after a record batch): one order for all, or ingest and
+     * attempt recording deadlock.
      * Returned in creation order, for the deliveries' order.
      */
     [S_EP_ENABLED_IDS] = "SELECT id FROM (SELECT id, created_ms, seq FROM endpoints"
@@ -398,23 +399,12 @@ static const char *const stmt_sql[S__N] = {
                 " FROM claimed AS c JOIN endpoints AS e ON e.id = c.endpoint_id"
                 " JOIN events AS v ON v.id = c.event_id ORDER BY c.next_attempt_ms, c.seq",
     [S_DLV_ENDPOINT] = "SELECT endpoint_id FROM deliveries WHERE id = $1",
-    [S_ATTEMPT_INSERT] = "INSERT INTO attempts (delivery_id, n, started_ms, duration_ms,"
-                         " http_status, error_class, error, response_head)"
-                         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                         " ON CONFLICT (delivery_id, n) DO NOTHING",
-    [S_ATTEMPT_UPSERT] = "INSERT INTO attempts (delivery_id, n, started_ms, duration_ms,"
-                         " http_status, error_class, error, response_head)"
-                         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                         " ON CONFLICT (delivery_id, n) DO UPDATE SET"
-                         " started_ms = excluded.started_ms, duration_ms = excluded.duration_ms,"
-                         " http_status = excluded.http_status, error_class = excluded.error_class,"
-                         " error = excluded.error, response_head = excluded.response_head",
+    [S_DLV_RAISE_ATTEMPTS] = "UPDATE deliveries SET attempts = $2"
+                             " WHERE id = $1 AND attempts < $2 AND state <> 'in_flight'",
     [S_DLV_FINISH] = "UPDATE deliveries SET state = $3, attempts = $4, next_attempt_ms = $5,"
                      " lease_owner = NULL, lease_until_ms = NULL, updated_ms = $6"
                      " WHERE id = $1 AND state = 'in_flight' AND lease_owner = $2"
                      " AND attempts = $7",
-    [S_DLV_RAISE_ATTEMPTS] = "UPDATE deliveries SET attempts = $2"
-                             " WHERE id = $1 AND attempts < $2 AND state <> 'in_flight'",
     [S_EP_LAST_DELIVERY] = "UPDATE endpoints SET last_delivery_ms = $2, last_delivery_status = $3"
                            " WHERE id = $1"
                            " AND (last_delivery_ms IS NULL OR last_delivery_ms <= $2)",
@@ -447,6 +437,27 @@ static const char *const stmt_sql[S__N] = {
     [S_RETRY] = "UPDATE deliveries SET state = 'pending', next_attempt_ms = $2,"
                 " attempt_base = attempts, lease_owner = NULL, lease_until_ms = NULL,"
                 " updated_ms = $2 WHERE id = $1",
+    /*
+     * A counted attempt's whole record in one statement, so a batch can be pipelined:
+     * finish the delivery if it is still this claim (f); write the attempt row, replacing a
+     * stale one only when f applied; else raise the attempt count of a delivery no longer
+     * in flight (as sqlite.c's delivery_raise_attempts). The sub-statements share one snapshot:
+     * when f applies, the row is in flight there, so r cannot touch it too.
+     */
+    [S_RECORD_ONE] =
+        "WITH f AS (UPDATE deliveries SET state = $3, attempts = $4, next_attempt_ms = $5,"
+        " lease_owner = NULL, lease_until_ms = NULL, updated_ms = $6"
+        " WHERE id = $1 AND state = 'in_flight' AND lease_owner = $2 AND attempts = $7"
+        " RETURNING 1),"
+        " a AS (INSERT INTO attempts (delivery_id, n, started_ms, duration_ms, http_status,"
+        " error_class, error, response_head) VALUES ($1, $4, $8, $9, $10, $11, $12, $13)"
+        " ON CONFLICT (delivery_id, n) DO UPDATE SET started_ms = excluded.started_ms,"
+        " duration_ms = excluded.duration_ms, http_status = excluded.http_status,"
+        " error_class = excluded.error_class, error = excluded.error,"
+        " response_head = excluded.response_head WHERE EXISTS (SELECT 1 FROM f) RETURNING 1),"
+        " r AS (UPDATE deliveries SET attempts = $4 WHERE id = $1 AND attempts < $4"
+        " AND state <> 'in_flight' AND NOT EXISTS (SELECT 1 FROM f) RETURNING 1)"
+        " SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM r)",
     /* Creates the key's row if missing and locks it either way (ON CONFLICT DO UPDATE does). */
     [S_RATE_LOCK] = "INSERT INTO rate_windows VALUES ($1, 0, 0, 0, 0) ON CONFLICT (key_hash)"
                     " DO UPDATE SET key_hash = excluded.key_hash RETURNING general_start_ms,"
@@ -463,6 +474,7 @@ static const char *const stmt_sql[S__N] = {
 
 struct conn {
     PGconn *pg;
+    bool broken;         /* a pipeline went wrong: drop it (conn_put) instead of reusing it */
     bool prepared[S__N]; /* statement i is prepared on this connection as "vh<i>" */
     char sqlstate[6];    /* of the last failed statement, "" when it had none */
     struct conn *next;   /* the next idle connection */
@@ -514,7 +526,8 @@ static void conn_close(struct conn *c)
 /* A connection that can go back to the pool: alive, and outside any transaction. */
 static bool conn_is_clean(const struct conn *c)
 {
-    return PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+    return !c->broken && PQstatus(c->pg) == CONNECTION_OK &&
+           PQtransactionStatus(c->pg) == PQTRANS_IDLE;
 }
 
 /* Server notices and the text of a lost connection reach the caller as vh_errors, not stderr. */
@@ -2314,34 +2327,6 @@ static size_t error_line_copy(const char *s, char dst[VH_ATTEMPT_ERROR_LEN + 1])
     return n;
 }
 
-/*
- * Writes the attempt row. A number can be recorded twice only when a lease ran out while
- * its attempt was still going and the delivery was claimed again: then the report that
- * moved the delivery on (`replace`) wins over a stale one, whichever came first.
- */
-static int attempt_insert(struct conn *c, const struct vh_delivery_result *r, bool replace,
-                          const char *what, struct vh_error *err)
-{
-    size_t head_len = r->response_len < VH_STORED_HEAD_MAX ? r->response_len : VH_STORED_HEAD_MAX;
-    char line[VH_ATTEMPT_ERROR_LEN + 1];
-    size_t line_len = r->error ? error_line_copy(r->error, line) : 0;
-    struct params p;
-
-    p_init(&p);
-    p_text(&p, r->delivery_id);
-    p_int(&p, r->attempt);
-    p_int(&p, r->started_ms);
-    p_int(&p, r->duration_ms);
-    p_int_or_null(&p, r->http_status);
-    p_text(&p, r->error_class);
-    p_text(&p, line_len ? line : NULL);
-    if (head_len == 0)
-        p_text(&p, NULL);
-    else
-        p_bytes(&p, r->response_head, head_len);
-    return run_write(c, replace ? S_ATTEMPT_UPSERT : S_ATTEMPT_INSERT, &p, NULL, what, err);
-}
-
 /* Sets the endpoint's last delivery, unless it already shows a later attempt. */
 static int endpoint_last_delivery(struct conn *c, const char *endpoint_id,
                                   const struct vh_delivery_result *r, const char *what,
@@ -2354,57 +2339,6 @@ static int endpoint_last_delivery(struct conn *c, const char *endpoint_id,
     p_int(&p, r->started_ms);
     p_text(&p, r->error_class ? "failed" : "succeeded");
     return run_write(c, S_EP_LAST_DELIVERY, &p, NULL, what, err);
-}
-
-/* The fence of sqlite.c's delivery_finish: state, lease owner and attempt count together. */
-static int delivery_finish(struct conn *c, const struct vh_delivery_result *r, bool *applied,
-                           const char *what, struct vh_error *err)
-{
-    const int64_t before = (int64_t)r->attempt - 1;
-    const bool pending = strcmp(r->new_state, "pending") == 0;
-    int64_t changes = 0;
-    struct params p;
-    int rc;
-
-    p_init(&p);
-    p_text(&p, r->delivery_id);
-    p_text(&p, r->node_id);
-    p_text(&p, r->new_state);
-    p_int(&p, r->interrupted ? before : (int64_t)r->attempt);
-    p_int(&p, pending ? r->next_attempt_ms : 0);
-    p_int(&p, r->started_ms + r->duration_ms);
-    p_int(&p, before);
-    rc = run_write(c, S_DLV_FINISH, &p, &changes, what, err);
-    if (rc == 0)
-        *applied = changes == 1;
-    return rc;
-}
-
-/* See sqlite.c: a counted stale attempt still raises the attempt count of a settled delivery. */
-static int delivery_raise_attempts(struct conn *c, const struct vh_delivery_result *r,
-                                   const char *what, struct vh_error *err)
-{
-    struct params p;
-
-    p_init(&p);
-    p_text(&p, r->delivery_id);
-    p_int(&p, r->attempt);
-    return run_write(c, S_DLV_RAISE_ATTEMPTS, &p, NULL, what, err);
-}
-
-static int record_one(struct conn *c, const struct vh_delivery_result *r, const char *what,
-                      struct vh_error *err)
-{
-    bool applied = false;
-    int rc;
-
-    rc = delivery_finish(c, r, &applied, what, err);
-    if (rc < 0 || r->interrupted)
-        return rc;
-    rc = attempt_insert(c, r, applied, what, err);
-    if (rc == 0 && !applied)
-        rc = delivery_raise_attempts(c, r, what, err);
-    return rc;
 }
 
 /*
@@ -2443,6 +2377,175 @@ static int record_endpoints(struct conn *c, const struct vh_delivery_result *res
     return rc;
 }
 
+/* Prepares statement `id` on `c` unless it is already (pipeline mode cannot prepare). */
+static int prepare(struct conn *c, enum stmt_id id, const char *what, struct vh_error *err)
+{
+    char name[16];
+    PGresult *res;
+    int rc;
+
+    if (c->prepared[id])
+        return 0;
+    snprintf(name, sizeof(name), "vh%d", (int)id);
+    res = PQprepare(c->pg, name, stmt_sql[id], 0, NULL);
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+        snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", sqlstate_of(res));
+        rc = res_fail(c, res, what, err);
+        PQclear(res);
+        return rc;
+    }
+    PQclear(res);
+    c->prepared[id] = true;
+    return 0;
+}
+
+/* Queues one result's statement: S_RECORD_ONE, or S_DLV_FINISH for an interrupted one. */
+static int send_result(struct conn *c, const struct vh_delivery_result *r, const char *what,
+                       struct vh_error *err)
+{
+    const int64_t before = (int64_t)r->attempt - 1;
+    const bool pending = strcmp(r->new_state, "pending") == 0;
+    size_t head_len = r->response_len < VH_STORED_HEAD_MAX ? r->response_len : VH_STORED_HEAD_MAX;
+    char line[VH_ATTEMPT_ERROR_LEN + 1], name[16], msg[200];
+    enum stmt_id id = r->interrupted ? S_DLV_FINISH : S_RECORD_ONE;
+    struct params p;
+
+    p_init(&p);
+    p_text(&p, r->delivery_id);
+    p_text(&p, r->node_id);
+    p_text(&p, r->new_state);
+    p_int(&p, r->interrupted ? before : (int64_t)r->attempt);
+    p_int(&p, pending ? r->next_attempt_ms : 0);
+    p_int(&p, r->started_ms + r->duration_ms);
+    p_int(&p, before);
+    if (!r->interrupted) {
+        p_int(&p, r->started_ms);
+        p_int(&p, r->duration_ms);
+        p_int_or_null(&p, r->http_status);
+        p_text(&p, r->error_class);
+        p_text(&p, r->error && error_line_copy(r->error, line) ? line : NULL);
+        if (head_len == 0)
+            p_text(&p, NULL);
+        else
+            p_bytes(&p, r->response_head, head_len);
+    }
+    if (p.too_big)
+        return vh_error_set(err, VH_ETOOBIG, "%s: a value is too large", what);
+    snprintf(name, sizeof(name), "vh%d", (int)id);
+    if (!PQsendQueryPrepared(c->pg, name, p.n, p.val, p.len, p.fmt, 1))
+        return vh_error_set(err, VH_ESTORE, "%s: %s", what,
+                            first_line(PQerrorMessage(c->pg), msg, sizeof(msg)));
+    return 0;
+}
+
+/*
+ * Reads the results of `count` queued statements and of the sync that follows them. The
+ * first failure is reported (and its SQLSTATE kept for tx_is_retryable); the statements
+ * after it come back aborted. A result missing where one must be means the connection is
+ * broken: it is marked so, and conn_put drops it.
+ */
+static int read_results(struct conn *c, const struct vh_delivery_result *results, size_t count,
+                        bool *again, const char *what, struct vh_error *err)
+{
+    PGresult *res;
+    size_t i;
+    int rc = 0;
+
+    for (i = 0; i < count; i++) {
+        struct row r = {NULL, 0, what};
+        ExecStatusType st;
+
+        res = PQgetResult(c->pg);
+        if (!res) {
+            c->broken = true;
+            return rc < 0 ? rc : res_fail(c, NULL, what, err);
+        }
+        st = PQresultStatus(res);
+        if (rc == 0 && st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+            snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", sqlstate_of(res));
+            rc = res_fail(c, res, what, err);
+        }
+        if (rc == 0 && !results[i].interrupted) {
+            r.res = res;
+            if (PQntuples(res) != 1 || PQnfields(res) != 2 || PQftype(res, 0) != OID_INT8 ||
+                PQftype(res, 1) != OID_INT8)
+                rc = vh_error_set(err, VH_ESTORE, "%s: unexpected record result", what);
+            else
+                again[i] = col_int(&r, 0) == 0 && col_int(&r, 1) == 0;
+        }
+        PQclear(res);
+        res = PQgetResult(c->pg); /* the NULL that ends this statement's results */
+        if (res) {
+            PQclear(res);
+            c->broken = true;
+            return rc < 0 ? rc : vh_error_set(err, VH_ESTORE, "%s: unexpected result", what);
+        }
+    }
+    res = PQgetResult(c->pg);
+    if (!res || PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+        c->broken = true;
+        if (rc == 0)
+            rc = vh_error_set(err, VH_ESTORE, "%s: the pipeline lost its sync", what);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/*
+ * A batch's statements, PIPE_CHUNK at a time, each chunk in one round trip (libpq
+ * pipeline mode) instead of one per statement.
+ */
+static int record_pipelined(struct conn *c, const struct vh_delivery_result *results, size_t n,
+                            bool *again, const char *what, struct vh_error *err)
+{
+    size_t i = 0, sent;
+    int rc;
+
+    rc = prepare(c, S_RECORD_ONE, what, err);
+    if (rc == 0)
+        rc = prepare(c, S_DLV_FINISH, what, err);
+    if (rc < 0)
+        return rc;
+    if (!PQenterPipelineMode(c->pg))
+        return vh_error_set(err, VH_ESTORE, "%s: cannot enter pipeline mode", what);
+    while (rc == 0 && i < n) {
+        for (sent = 0; rc == 0 && sent < PIPE_CHUNK && i < n; sent++, i++)
+            rc = send_result(c, &results[i], what, err);
+        if (rc < 0) {
+            c->broken = true; /* statements queued but never synced: start afresh */
+            break;
+        }
+        if (!PQpipelineSync(c->pg)) {
+            c->broken = true;
+            rc = vh_error_set(err, VH_ESTORE, "%s: cannot send the batch", what);
+            break;
+        }
+        rc = read_results(c, results + i - sent, sent, again + i - sent, what, err);
+    }
+    if (!c->broken && !PQexitPipelineMode(c->pg))
+        c->broken = true;
+    return rc;
+}
+
+/* S_DLV_RAISE_ATTEMPTS for the results whose record changed nothing (see S_RECORD_ONE). */
+static int record_raise_again(struct conn *c, const struct vh_delivery_result *results, size_t n,
+                              const bool *again, const char *what, struct vh_error *err)
+{
+    struct params p;
+    size_t i;
+    int rc = 0;
+
+    for (i = 0; rc == 0 && i < n; i++) {
+        if (!again[i])
+            continue;
+        p_init(&p);
+        p_text(&p, results[i].delivery_id);
+        p_int(&p, results[i].attempt);
+        rc = run_write(c, S_DLV_RAISE_ATTEMPTS, &p, NULL, what, err);
+    }
+    return rc;
+}
+
 /*
  * One batch, one transaction, one WAL flush: the group commit. It writes deliveries and
  * attempts only, and takes no endpoint lock: so batches of several nodes never wait for
@@ -2450,20 +2553,23 @@ static int record_endpoints(struct conn *c, const struct vh_delivery_result *res
  * its deliveries) cannot deadlock with them.
  */
 static int record_batch(struct conn *c, const struct vh_delivery_result *results, size_t n,
-                        const char **ids, char (*buf)[VH_UUID_LEN + 1], const char *what,
-                        struct vh_error *err)
+                        const char **ids, char (*buf)[VH_UUID_LEN + 1], bool *again,
+                        const char *what, struct vh_error *err)
 {
-    size_t i;
     int rc;
 
+    memset(again, 0, n * sizeof(*again));
     rc = tx_begin_write(c, what, err);
     if (rc == 0)
         rc = record_endpoints(c, results, n, ids, buf, what, err);
-    for (i = 0; rc == 0 && i < n; i++)
-        rc = record_one(c, &results[i], what, err);
+    if (rc == 0)
+        rc = record_pipelined(c, results, n, again, what, err);
+    if (rc == 0)
+        rc = record_raise_again(c, results, n, again, what, err);
     if (rc == 0)
         rc = tx_commit(c, what, err);
-    tx_rollback(c);
+    if (!c->broken)
+        tx_rollback(c);
     return rc;
 }
 
@@ -2477,11 +2583,20 @@ static void record_last_deliveries(struct conn *c, const struct vh_delivery_resu
                                    size_t n, const char **ids, size_t *last, const char *what)
 {
     struct vh_error err = VH_ERROR_INIT;
-    size_t i, k = vh__store_last_per_endpoint(results, ids, n, last);
+    size_t i, j, k = vh__store_last_per_endpoint(results, ids, n, last);
     int rc;
 
     if (k == 0)
         return;
+    /* In id order, the order ingest locks endpoints in (S_EP_ENABLED_IDS): else the two
+     * deadlock, each holding one endpoint the other wants. k is small: insertion sort. */
+    for (i = 1; i < k; i++) {
+        size_t v = last[i];
+
+        for (j = i; j > 0 && strcmp(ids[last[j - 1]], ids[v]) > 0; j--)
+            last[j] = last[j - 1];
+        last[j] = v;
+    }
     rc = run_cmd(c, "BEGIN; SET LOCAL synchronous_commit TO off", NULL, what, &err);
     for (i = 0; rc == 0 && i < k; i++)
         rc = endpoint_last_delivery(c, ids[last[i]], &results[last[i]], what, &err);
@@ -2497,6 +2612,7 @@ static int pg_delivery_record(struct vh_store *st, const struct vh_delivery_resu
     char(*buf)[VH_UUID_LEN + 1] = NULL;
     const char **ids = NULL;
     size_t *last = NULL;
+    bool *again = NULL;
     char what[WHAT_MAX];
     struct conn *c;
     int rc, tries;
@@ -2506,7 +2622,8 @@ static int pg_delivery_record(struct vh_store *st, const struct vh_delivery_resu
     buf = vh_malloc(n * sizeof(*buf));
     ids = vh_malloc(n * sizeof(*ids));
     last = vh_malloc(n * sizeof(*last));
-    if (!buf || !ids || !last) {
+    again = vh_malloc(n * sizeof(*again));
+    if (!buf || !ids || !last || !again) {
         rc = vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
         goto out;
     }
@@ -2514,7 +2631,7 @@ static int pg_delivery_record(struct vh_store *st, const struct vh_delivery_resu
     if (rc < 0)
         goto out;
     for (tries = 1;; tries++) {
-        rc = record_batch(c, results, n, ids, buf, what, err);
+        rc = record_batch(c, results, n, ids, buf, again, what, err);
         if (rc == 0 || tries == TX_TRIES || !tx_is_retryable(c))
             break;
         vh_error_clear(err);
@@ -2523,6 +2640,7 @@ static int pg_delivery_record(struct vh_store *st, const struct vh_delivery_resu
         record_last_deliveries(c, results, n, ids, last, what);
     conn_put(s, c);
 out:
+    vh_free(again);
     vh_free(last);
     vh_free(ids);
     vh_free(buf);
