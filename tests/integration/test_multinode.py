@@ -288,8 +288,8 @@ class MultiNode(unittest.TestCase):
         return url
 
     def node(self, node_id, token):
-        """A daemon on the test database under `node_id` (VOCOHOOK_NODE_ID: `serve` has no
-        --node-id flag yet), sharing one ingest token with its peers."""
+        """A daemon on the test database under `node_id` (through VOCOHOOK_NODE_ID, as a
+        container would set it), sharing one ingest token with its peers."""
         d = Daemon(args=NODE_ARGS, db=self.url, ingest_token=token,
                    env={"VOCOHOOK_NODE_ID": node_id})
         self.nodes.append(d)
