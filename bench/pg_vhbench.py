@@ -1,12 +1,9 @@
 #!/usr/bin/env python3
-"""Helpers of the scenarios 1b (https), 2 (fanout) and 8 (pg) that bench/vhbench.py does not
-have: a setup that takes any store URL and several endpoints, a drain poller for a PostgreSQL
-store, a node's CPU time and a node's attempt count. Python 3 standard library only;
-PostgreSQL is read through `psql` (read-only transactions), never written.
+"""Helpers that bench/vhbench.py does not have: a drain poller for a PostgreSQL store
+(scenario 8), a process's CPU time (8 and 1b) and a node's attempt count. Python 3
+standard library only; PostgreSQL is read through `psql` (read-only transactions), never
+written.
 
-  setup    `vocohook partner create`, then a daemon just long enough to create one endpoint
-           per --endpoint-url through POST /api/v2/config/webhooks (sqlite:PATH or
-           postgres://...); prints {"partner_id", "api_key", "endpoint_ids"}
   pgdrain  wait until `count` deliveries of a PostgreSQL store have succeeded; prints the
            same JSON as `vhbench.py drain` (so `vhbench.py sample --drain` takes it), plus
            what the nodes' backends were seen doing at each poll (pg_stat_activity)
@@ -18,65 +15,14 @@ import argparse
 import http.client
 import json
 import os
-import re
 import subprocess
 import sys
 import time
-
-LISTENING = re.compile(r"^listening on (\S+):(\d+)$")
 
 
 def die(msg):
     print(f"pg_vhbench: {msg}", file=sys.stderr)
     sys.exit(1)
-
-
-def cmd_setup(a):
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    p = subprocess.run([a.vocohook, "partner", "create", "bench", "--db", a.db],
-                       capture_output=True, text=True, env=env)
-    if p.returncode != 0:
-        die(f"partner create: {p.stderr.strip()}")
-    fields = dict(line.split(": ", 1) for line in p.stdout.splitlines() if ": " in line)
-    out = {"partner_id": fields["partner_id"], "api_key": fields["api_key"], "endpoint_ids": []}
-    if a.endpoint_url:
-        # The store holds no delivery yet: this daemon has nothing to send.
-        proc = subprocess.Popen([a.vocohook, "serve", "--listen", "127.0.0.1:0", "--db", a.db,
-                                 "--node-id", "bench-setup", "--allow-http",
-                                 "--allow-private-networks", "--rate-limit", "off"],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-                                text=True)
-        try:
-            port = None
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                m = LISTENING.match(line.strip())
-                if m:
-                    port = int(m.group(2))
-                    break
-            if port is None:
-                die("vocohook serve did not start")
-            for i, url in enumerate(a.endpoint_url):
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                c.request("POST", "/api/v2/config/webhooks",
-                          body=json.dumps({"label": f"bench-{i + 1}", "url": url}),
-                          headers={"Authorization": f"Bearer {out['api_key']}",
-                                   "Content-Type": "application/json"})
-                r = c.getresponse()
-                data = json.loads(r.read())
-                c.close()
-                if r.status != 201:
-                    die(f"creating the endpoint {url}: {r.status} {data}")
-                out["endpoint_ids"].append(data["data"]["id"])
-        finally:
-            proc.terminate()
-            if proc.wait(timeout=15) != 0:
-                die("vocohook serve did not exit cleanly")
-    json.dump(out, sys.stdout)
-    print()
 
 
 def psql(url, sql):
@@ -190,11 +136,6 @@ def cmd_attempts(a):
 def main():
     ap = argparse.ArgumentParser(prog="pg_vhbench")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("setup")
-    p.add_argument("--vocohook", required=True)
-    p.add_argument("--db", required=True, help="sqlite:PATH or postgres://...")
-    p.add_argument("--endpoint-url", action="append", default=[])
-    p.set_defaults(fn=cmd_setup)
     p = sub.add_parser("pgdrain")
     p.add_argument("--url", required=True)
     p.add_argument("--count", type=int, required=True)

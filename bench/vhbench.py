@@ -2,7 +2,7 @@
 """The parts of bench/run that shell does badly: API calls, polling the store, statistics
 and the report. Python 3 standard library only. Subcommands:
 
-  setup      create a partner (and one endpoint) in a fresh store, through the product
+  setup      create a partner (and its endpoints) in a fresh store, through the product
   drain      wait until every delivery of a store has succeeded; print the drain sample
   count      the number of events in a store
   sample     append one measured figure (a wrk or drain summary) to the samples file
@@ -38,18 +38,23 @@ def die(msg):
 # --- setup --------------------------------------------------------------------------------
 
 def cmd_setup(a):
-    """`vocohook partner create`, then (with --endpoint-url) a daemon just long enough to
-    create the endpoint through POST /api/v2/config/webhooks."""
+    """`vocohook partner create`, then (with --endpoint-url, once per endpoint) a daemon just
+    long enough to create the endpoints through POST /api/v2/config/webhooks. --db is a
+    SQLite path or any store URL (sqlite:…, postgres://…). Prints {"partner_id", "api_key",
+    "endpoint_ids"}."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    p = subprocess.run([a.vocohook, "partner", "create", "bench", "--db", f"sqlite:{a.db}"],
+    db = a.db if re.match(r"^(sqlite:|postgres(ql)?://)", a.db) else f"sqlite:{a.db}"
+    p = subprocess.run([a.vocohook, "partner", "create", "bench", "--db", db],
                        capture_output=True, text=True, env=env)
     if p.returncode != 0:
         die(f"partner create: {p.stderr.strip()}")
     fields = dict(line.split(": ", 1) for line in p.stdout.splitlines() if ": " in line)
-    out = {"partner_id": fields["partner_id"], "api_key": fields["api_key"]}
+    out = {"partner_id": fields["partner_id"], "api_key": fields["api_key"], "endpoint_ids": []}
     if a.endpoint_url:
-        proc = subprocess.Popen([a.vocohook, "serve", "--listen", "127.0.0.1:0", "--db",
-                                 f"sqlite:{a.db}", "--allow-http", "--allow-private-networks"],
+        # The store holds no delivery yet: this daemon has nothing to send.
+        proc = subprocess.Popen([a.vocohook, "serve", "--listen", "127.0.0.1:0", "--db", db,
+                                 "--node-id", "bench-setup", "--allow-http",
+                                 "--allow-private-networks", "--rate-limit", "off"],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                                 text=True)
         try:
@@ -65,18 +70,18 @@ def cmd_setup(a):
                     break
             if port is None:
                 die("vocohook serve did not start")
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            body = {"label": "bench", "url": a.endpoint_url}
-            if a.disabled:
-                body["enabled"] = False
-            c.request("POST", "/api/v2/config/webhooks", body=json.dumps(body),
-                      headers={"Authorization": f"Bearer {out['api_key']}",
-                               "Content-Type": "application/json"})
-            r = c.getresponse()
-            data = json.loads(r.read())
-            if r.status != 201:
-                die(f"creating the endpoint: {r.status} {data}")
-            out["endpoint_id"] = data["data"]["id"]
+            for i, url in enumerate(a.endpoint_url):
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                c.request("POST", "/api/v2/config/webhooks",
+                          body=json.dumps({"label": f"bench-{i + 1}", "url": url}),
+                          headers={"Authorization": f"Bearer {out['api_key']}",
+                                   "Content-Type": "application/json"})
+                r = c.getresponse()
+                data = json.loads(r.read())
+                c.close()
+                if r.status != 201:
+                    die(f"creating the endpoint {url}: {r.status} {data}")
+                out["endpoint_ids"].append(data["data"]["id"])
         finally:
             proc.terminate()
             if proc.wait(timeout=15) != 0:
@@ -446,8 +451,7 @@ def main():
     p = sub.add_parser("setup")
     p.add_argument("--vocohook", required=True)
     p.add_argument("--db", required=True)
-    p.add_argument("--endpoint-url")
-    p.add_argument("--disabled", action="store_true")
+    p.add_argument("--endpoint-url", action="append")
     p.set_defaults(fn=cmd_setup)
     p = sub.add_parser("drain")
     p.add_argument("--db", required=True)

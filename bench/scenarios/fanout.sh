@@ -28,8 +28,8 @@ for ((i = 1; i <= fanout_endpoints; i++)); do
 done
 # The partner and its 5 endpoints, through the product (partner create, then
 # POST /api/v2/config/webhooks on a daemon that is stopped again), before the backlog.
-python3 "$BENCH_SRC/bench/pg_vhbench.py" setup --vocohook "$BENCH_VOCOHOOK" \
-    --db "sqlite:$fanout_dir/base.db" "${fanout_urls[@]}" >"$fanout_dir/setup.json"
+vhb setup --vocohook "$BENCH_VOCOHOOK" --db "$fanout_dir/base.db" "${fanout_urls[@]}" \
+    >"$fanout_dir/setup.json"
 partner=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["partner_id"])' \
     <"$fanout_dir/setup.json")
 "$bench_load" --db "sqlite:$fanout_dir/base.db" --partner "$partner" \

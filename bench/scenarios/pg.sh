@@ -17,15 +17,11 @@
 # change that; BENCH_PG_SESSIONS the backlog.
 #
 # What bounds it (measured: bench/pg_vhbench.py pgdrain samples pg_stat_activity at each
-# poll; the sample's detail has the counts and every process's CPU): the box is not busy
-# (nodes, PostgreSQL and nginx together use 20-60 % of the two cores). One node is bound by its round trips: its one
-# dispatcher thread records a batch in one transaction of ~4 statements per delivery, one
-# round trip each, then commits (a WAL flush, ~3 ms on this disk), and claims the next
-# batch, the backend waiting on the node (`idle in transaction`) most of the time. A second
-# node overlaps its claims and attempts with the first's, but not its recording: a batch
-# locks its endpoints first (FOR NO KEY UPDATE, held to the commit), so with one endpoint
-# the two nodes' record transactions run one after the other (`Lock:transactionid` is what
-# the second backend is seen waiting on most).
+# poll; the sample's detail has the counts and every process's CPU): the CPU. PostgreSQL
+# spends 235-290 us of CPU per delivery (claim, pipelined record, notify, the endpoint's
+# last delivery), a node 70-95 us; with two nodes both cores are ~80 % busy. (Before the
+# record batch was pipelined and stopped locking the endpoint row, one node waited on its
+# round trips and two nodes queued on that row: see docs/BENCHMARKS.md.)
 
 bench_need_pkgs postgresql
 pg_helper=$BENCH_SRC/bench/pg_vhbench.py
@@ -74,7 +70,7 @@ bench_param pg "$(printf '{"sessions": %s, "body_bytes": %s, "postgresql": "15, 
     "$load_core")"
 
 bench_log "pg: loading $pg_sessions sessions (no node running)"
-pgh setup --vocohook "$BENCH_VOCOHOOK" --db "$pg_url" \
+vhb setup --vocohook "$BENCH_VOCOHOOK" --db "$pg_url" \
     --endpoint-url "http://127.0.0.1:$nginx_port/hook" >"$work/pg/setup.json"
 partner=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["partner_id"])' \
     <"$work/pg/setup.json")

@@ -769,6 +769,30 @@ static const char *sqlstate_of(const PGresult *res)
  * result, successful or not (NULL when libpq could not make one: no memory, or the
  * connection is gone); the caller PQclear()s it. Remembers the SQLSTATE of a failure.
  */
+/*
+ * Prepares statement `id` as "vh<id>" on `c` unless it already is (each connection
+ * prepares each statement once, on first use; pipeline mode cannot, so it prepares first).
+ * False on failure, with the failed result (NULL when libpq ran out of memory) in `*failed`.
+ */
+static bool prepare_raw(struct conn *c, enum stmt_id id, PGresult **failed)
+{
+    char name[16];
+    PGresult *res;
+
+    if (c->prepared[id])
+        return true;
+    snprintf(name, sizeof(name), "vh%d", (int)id);
+    res = PQprepare(c->pg, name, stmt_sql[id], 0, NULL);
+    if (res && PQresultStatus(res) == PGRES_COMMAND_OK) {
+        PQclear(res);
+        c->prepared[id] = true;
+        return true;
+    }
+    snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", sqlstate_of(res));
+    *failed = res;
+    return false;
+}
+
 static PGresult *exec_raw(struct conn *c, enum stmt_id id, const struct params *p)
 {
     char name[16];
@@ -776,15 +800,8 @@ static PGresult *exec_raw(struct conn *c, enum stmt_id id, const struct params *
 
     snprintf(name, sizeof(name), "vh%d", (int)id);
     c->sqlstate[0] = '\0';
-    if (!c->prepared[id]) {
-        res = PQprepare(c->pg, name, stmt_sql[id], 0, NULL);
-        if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-            snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", sqlstate_of(res));
-            return res;
-        }
-        PQclear(res);
-        c->prepared[id] = true;
-    }
+    if (!prepare_raw(c, id, &res))
+        return res;
     res = PQexecPrepared(c->pg, name, p ? p->n : 0, p ? p->val : NULL, p ? p->len : NULL,
                          p ? p->fmt : NULL, 1);
     if (!res || (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK))
@@ -2377,26 +2394,17 @@ static int record_endpoints(struct conn *c, const struct vh_delivery_result *res
     return rc;
 }
 
-/* Prepares statement `id` on `c` unless it is already (pipeline mode cannot prepare). */
+/* prepare_raw with the failure reported in `err`. */
 static int prepare(struct conn *c, enum stmt_id id, const char *what, struct vh_error *err)
 {
-    char name[16];
-    PGresult *res;
+    PGresult *res = NULL;
     int rc;
 
-    if (c->prepared[id])
+    if (prepare_raw(c, id, &res))
         return 0;
-    snprintf(name, sizeof(name), "vh%d", (int)id);
-    res = PQprepare(c->pg, name, stmt_sql[id], 0, NULL);
-    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-        snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", sqlstate_of(res));
-        rc = res_fail(c, res, what, err);
-        PQclear(res);
-        return rc;
-    }
+    rc = res_fail(c, res, what, err);
     PQclear(res);
-    c->prepared[id] = true;
-    return 0;
+    return rc;
 }
 
 /* Queues one result's statement: S_RECORD_ONE, or S_DLV_FINISH for an interrupted one. */

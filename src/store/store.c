@@ -1055,7 +1055,7 @@ int vh_store_rate_take(struct vh_store *st, const char key_hash[VH_SHA256_HEX_LE
     if (!st || !lim || !wait_s)
         return vh_error_set(err, VH_EINVAL, "rate limit: missing argument");
     if (!key_hash || strnlen(key_hash, VH_SHA256_HEX_LEN + 1) != VH_SHA256_HEX_LEN)
-        return vh_error_set(err, VH_EINVAL, "rate limit: the key hash is not %d hex digits",
+        return vh_error_set(err, VH_EINVAL, "rate limit: the key hash is not %d characters",
                             VH_SHA256_HEX_LEN);
     rc = check_time(now_ms, "rate limit", err);
     if (rc < 0)

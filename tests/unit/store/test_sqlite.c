@@ -471,15 +471,52 @@ static void two_handles_share_one_file(void **state)
     vh_store_close(b);
 }
 
+/*
+ * One process per SQLite file: rate windows stay in the caller's memory (VH_ENOTSUP tells
+ * it so) and there is no other node to hear from (watching is a no-op). The checks come
+ * first: a bad argument is VH_EINVAL whatever the backend.
+ */
+static void rate_windows_and_wake_ups_are_the_callers(void **state)
+{
+    struct fixture *f = *state;
+    const struct vh_rate_limits lim = {60, 10};
+    struct vh_error err = VH_ERROR_INIT;
+    char key[VH_SHA256_HEX_LEN + 1], short_key[VH_SHA256_HEX_LEN + 1] = "short";
+    struct vh_rate_window w = {1, 2, 3, 4};
+    struct vh_store *st = open_ok(f->url);
+    int wait = -7;
+
+    assert_int_equal(vh_sha256_hex("key", 3, key, NULL), 0);
+    assert_int_equal(vh_store_rate_take(st, key, &lim, false, T0, &wait, &w, &err), VH_ENOTSUP);
+    assert_string_equal(err.msg, "rate limit: the sqlite store keeps no shared windows");
+    assert_int_equal(wait, -7); /* untouched on failure */
+    assert_int_equal(w.general_count, 2);
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_rate_take(st, short_key, &lim, false, T0, &wait, NULL, &err),
+                     VH_EINVAL);
+    assert_string_equal(err.msg, "rate limit: the key hash is not 64 characters");
+    assert_int_equal(vh_store_rate_take(st, key, NULL, false, T0, &wait, NULL, NULL), VH_EINVAL);
+    assert_int_equal(vh_store_rate_take(st, key, &lim, false, -1, &wait, NULL, NULL), VH_EINVAL);
+
+    assert_int_equal(vh_store_watch(st, NULL, NULL, NULL), 0);
+    assert_int_equal(vh_store_watch(NULL, NULL, NULL, NULL), VH_EINVAL);
+    vh_store_close(st);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(url_forms_name_the_same_file), T(open_rejects_unusable_urls),
-        T(newer_schema_is_refused),      T(foreign_files_are_refused),
-        T(writes_go_through_the_wal),    T(a_killed_writer_loses_nothing),
-        T(two_handles_share_one_file),   T(a_version_1_file_upgrades_in_place),
+        T(url_forms_name_the_same_file),
+        T(open_rejects_unusable_urls),
+        T(newer_schema_is_refused),
+        T(foreign_files_are_refused),
+        T(writes_go_through_the_wal),
+        T(a_killed_writer_loses_nothing),
+        T(two_handles_share_one_file),
+        T(a_version_1_file_upgrades_in_place),
+        T(rate_windows_and_wake_ups_are_the_callers),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
