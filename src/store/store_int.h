@@ -162,9 +162,12 @@ extern const struct vh_store_ops vh__store_postgres_ops;
 /*
  * The query plan SQLite chose for one of the backend's statements, named by `query`:
  * "claim" (the due-delivery scan), "next_due", "recover", "stats", "list" and
- * "list_by_state". Appends one line per plan step, as EXPLAIN QUERY PLAN's detail column
- * gives it ("SEARCH d USING INDEX deliveries_due (state=? AND next_attempt_ms<?)"). `st`
- * must be a SQLite store (VH_EINVAL otherwise); VH_ENOTFOUND for an unknown name.
+ * "list_by_state", and the per-delivery writes "claim_mark", "finish", "attempt" and
+ * "ingest". Appends one line per plan step, as EXPLAIN QUERY PLAN's detail column gives it
+ * ("SEARCH d USING INDEX deliveries_due (state=? AND next_attempt_ms<?)"); with "program:"
+ * before the name, one line per instruction of the compiled statement, its opcode name
+ * ("OpenEphemeral"). `st` must be a SQLite store (VH_EINVAL otherwise); VH_ENOTFOUND for an
+ * unknown name.
  */
 int vh__store_sqlite_explain(struct vh_store *st, const char *query, struct vh_buf *out,
                              struct vh_error *err);

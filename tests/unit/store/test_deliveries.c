@@ -1312,6 +1312,33 @@ static void due_scans_use_the_index(void **state)
     vh_buf_release(&plan);
 }
 
+/*
+ * The writes every delivery makes build no temporary b-tree: a CHECK with an IN list of
+ * more than two values did, once per statement (schema version 3 removed it).
+ */
+static void delivery_writes_build_no_temporary_tree(void **state)
+{
+    static const char *const writes[] = {"program:claim_mark", "program:finish", "program:attempt",
+                                         "program:ingest"};
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_buf prog = VH_BUF_INIT(1 << 16);
+    size_t i;
+
+    if (strcmp(vh_store_backend(f->st), "sqlite") != 0)
+        skip();
+    for (i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
+        vh_buf_reset(&prog);
+        if (vh__store_sqlite_explain(f->st, writes[i], &prog, &err) < 0)
+            fail_msg("%s: %s", writes[i], err.msg);
+        /* It is the program: it writes the table. */
+        assert_non_null(strstr(prog.data, "OpenWrite"));
+        if (strstr(prog.data, "OpenEphemeral"))
+            fail_msg("%s builds a temporary b-tree:\n%s", writes[i], prog.data);
+    }
+    vh_buf_release(&prog);
+}
+
 /* ---- concurrency ----------------------------------------------------------------------------- */
 
 #define CONC_THREADS 4
@@ -1441,6 +1468,7 @@ int main(void)
         T(retry_restarts_finished_deliveries),
         T(replay_adds_a_delivery_per_event_in_range),
         T(due_scans_use_the_index),
+        T(delivery_writes_build_no_temporary_tree),
         T(concurrent_claims_never_share_a_delivery),
     };
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include <vocohook/alloc.h>
 #include <vocohook/id.h>
@@ -249,7 +250,7 @@ static void a_version_1_file_upgrades_in_place(void **state)
         fail_msg("create a version-1 file: %s", err.msg);
     st = open_ok(f->url);
     assert_int_equal(vh_store_schema_version(st, &version, NULL), 0);
-    assert_int_equal(version, 2);
+    assert_int_equal(version, 3);
 
     /* Every row is there, the new columns at their defaults. */
     assert_int_equal(vh_store_partner_get(st, V1_PARTNER, &p, NULL), 0);
@@ -285,13 +286,89 @@ static void a_version_1_file_upgrades_in_place(void **state)
     st = open_ok(f->url);
     version = 0;
     assert_int_equal(vh_store_schema_version(st, &version, NULL), 0);
-    assert_int_equal(version, 2);
+    assert_int_equal(version, 3);
     assert_int_equal(vh_store_endpoint_get(st, V1_PARTNER, V1_ENDPOINT, &ep, NULL), 0);
     vh_store_close(st);
 
     /* The hook itself refuses versions that do not exist. */
     assert_int_equal(vh__store_sqlite_create_at(f->path, 0, NULL, NULL), VH_EINVAL);
     assert_int_equal(vh__store_sqlite_create_at(f->path, 99, NULL, NULL), VH_EINVAL);
+}
+
+/* `sql`'s one integer answer on the file at `path`, read with a connection of its own. */
+static long long raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    long long v = -1;
+
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* An sqlite3_exec callback: keeps the first column of the first row in `ud` (64 bytes). */
+static int first_text(void *ud, int ncols, char **vals, char **names)
+{
+    (void)names;
+    if (ncols > 0 && vals[0] && !((char *)ud)[0])
+        snprintf(ud, 64, "%s", vals[0]);
+    return 0;
+}
+
+/*
+ * Version 3 rewrites the deliveries' state CHECK in place (no IN list): the rows stay as
+ * they were, the file stays sound, and the same states are refused.
+ */
+static void version_3_keeps_the_state_check(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_store *st;
+    sqlite3 *db = NULL;
+    char *msg = NULL, check[64] = "";
+    size_t n = 0;
+    int version = 0;
+
+    /* The version-1 rows, taken to version 2. */
+    if (vh__store_sqlite_create_at(f->path, 1, v1_rows, &err) < 0 ||
+        vh__store_sqlite_create_at(f->path, 2, NULL, &err) < 0)
+        fail_msg("create a version-2 file: %s", err.msg);
+    assert_int_equal(raw_int(f->path, "SELECT instr(sql, 'state IN') > 0 FROM sqlite_schema"
+                                      " WHERE name = 'deliveries'"),
+                     1);
+    st = open_ok(f->url);
+    assert_int_equal(vh_store_schema_version(st, &version, NULL), 0);
+    assert_int_equal(version, 3);
+    /* The rows are read as before. */
+    assert_int_equal(vh_store_delivery_claim(st, "n", 2400, 1000, 10, &jobs, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(jobs[0].delivery_id, V1_WAITING);
+    vh_delivery_job_recs_free(jobs, n);
+    vh_store_close(st);
+
+    assert_int_equal(raw_int(f->path, "SELECT instr(sql, 'state IN') FROM sqlite_schema"
+                                      " WHERE name = 'deliveries'"),
+                     0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM deliveries"), 2);
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA integrity_check", first_text, check, NULL),
+                     SQLITE_OK);
+    assert_string_equal(check, "ok");
+    assert_int_equal(sqlite3_exec(db, "UPDATE deliveries SET state = 'lost'", NULL, NULL, &msg),
+                     SQLITE_CONSTRAINT);
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "CHECK constraint failed"));
+    sqlite3_free(msg);
+    assert_int_equal(sqlite3_exec(db, "UPDATE deliveries SET state = 'canceled'", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
 }
 
 static void foreign_files_are_refused(void **state)
@@ -508,15 +585,11 @@ static void rate_windows_and_wake_ups_are_the_callers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(url_forms_name_the_same_file),
-        T(open_rejects_unusable_urls),
-        T(newer_schema_is_refused),
-        T(foreign_files_are_refused),
-        T(writes_go_through_the_wal),
-        T(a_killed_writer_loses_nothing),
-        T(two_handles_share_one_file),
-        T(a_version_1_file_upgrades_in_place),
-        T(rate_windows_and_wake_ups_are_the_callers),
+        T(url_forms_name_the_same_file),    T(open_rejects_unusable_urls),
+        T(newer_schema_is_refused),         T(foreign_files_are_refused),
+        T(writes_go_through_the_wal),       T(a_killed_writer_loses_nothing),
+        T(two_handles_share_one_file),      T(a_version_1_file_upgrades_in_place),
+        T(version_3_keeps_the_state_check), T(rate_windows_and_wake_ups_are_the_callers),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
