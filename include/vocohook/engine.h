@@ -54,12 +54,15 @@ struct vh_engine_config {
     int64_t timeout_ms;          /* for jobs whose timeout_ms is 0; > 0 */
     vh_log_fn *log;              /* NULL: no logs. Never gets secrets or bodies */
     void *log_ud;
+    enum vh_log_level log_level; /* records above it are not even made (one per attempt is
+                                    VH_LOG_DEBUG) */
 };
 
 /*
  * Fills `cfg` with the defaults: https only, public destinations only, the system CA store,
  * VH_ENGINE_MAX_PER_ENDPOINT_DEFAULT, VH_ENGINE_MAX_TOTAL_DEFAULT,
- * VH_ENGINE_MAX_QUEUED_DEFAULT, VH_RETRY_TIMEOUT_DEFAULT_MS, no logs.
+ * VH_ENGINE_MAX_QUEUED_DEFAULT, VH_RETRY_TIMEOUT_DEFAULT_MS, no logs (VH_LOG_DEBUG once a
+ * log function is set).
  */
 VH_API void vh_engine_config_init(struct vh_engine_config *cfg);
 

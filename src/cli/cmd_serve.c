@@ -186,6 +186,7 @@ static void sender_config_from(const struct vh_config *cfg, enum vh_log_level *l
     out->engine.timeout_ms = cfg->timeout_ms;
     out->engine.log = cli_log_to_stderr;
     out->engine.log_ud = level;
+    out->engine.log_level = *level;
     out->log = cli_log_to_stderr;
     out->log_ud = level;
 }

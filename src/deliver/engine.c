@@ -12,10 +12,16 @@
  * a timer or a submitter needs us.
  *
  * Cheap HTTPS: one multi handle keeps up to max_total connections open for reuse; a share
- * handle keeps TLS sessions across easy handles (each job has its own easy handle, whose
- * session cache would otherwise die with it); the CA store is parsed once and cached by
+ * handle keeps TLS sessions across easy handles (a job takes any spare easy handle, whose
+ * own session cache would not be the right one); the CA store is parsed once and cached by
  * libcurl (CURLOPT_CA_CACHE_TIMEOUT), which needs CURLOPT_CAPATH unset: Debian's libcurl
  * sets a default CA path, and a store built from a directory is never cached.
+ *
+ * Cheap attempts: a finished transfer's easy handle, with its transport options set, is
+ * kept for the next job (up to max_total of them), which then sets only what is its own
+ * (URL, headers, body, timeout); a submit wakes the engine thread only when the incoming
+ * list was empty (a wakeup is pending otherwise); and a log record above the configured
+ * level is never formatted.
  */
 #include <vocohook/engine.h>
 
@@ -47,8 +53,12 @@
 #define LOG_LINE_MAX    2048
 #define HEADER_LINE_MAX (VH_ENGINE_ID_MAX + 32)
 
-/* What is left of a transfer's progress once it has started; freed when it ends. */
+/*
+ * One easy handle and the progress of the transfer it runs. Kept, with its transport
+ * options, for the next job once the transfer ends (the engine's spares).
+ */
 struct transfer {
+    struct transfer *next_spare;
     CURL *easy;
     struct curl_slist *headers;
     int64_t started_ms;   /* wall clock: the X-Webhook-Timestamp */
@@ -119,6 +129,8 @@ struct vh_engine {
     struct endpoint *ready_head, *ready_tail;
     struct job *active_head;
     unsigned active;
+    struct transfer *spares; /* easy handles of finished transfers, ready for a job */
+    unsigned n_spares;
 };
 
 /* ---- logging --------------------------------------------------------------------------------- */
@@ -136,7 +148,7 @@ static void log_rec(const struct vh_engine *e, enum vh_log_level level, const ch
     va_list ap;
     int n;
 
-    if (!e->cfg.log)
+    if (!e->cfg.log || level > e->cfg.log_level)
         return;
     if (vh_time_format(vh_time_now_ms(), ts) < 0)
         ts[0] = '\0';
@@ -591,6 +603,56 @@ static void transfer_free(struct transfer *t)
     vh_free(t);
 }
 
+/*
+ * A transfer for a new job: a spare one, or a new easy handle with the transport options
+ * set. NULL when out of memory (`*rc` says what failed).
+ */
+static struct transfer *transfer_get(struct vh_engine *e, CURLcode *rc)
+{
+    struct transfer *t = e->spares;
+
+    *rc = CURLE_OK;
+    if (t) {
+        e->spares = t->next_spare;
+        e->n_spares--;
+    } else {
+        t = vh_malloc(sizeof(*t));
+        if (!t) {
+            *rc = CURLE_OUT_OF_MEMORY;
+            return NULL;
+        }
+        memset(t, 0, sizeof(*t));
+        t->easy = curl_easy_init();
+        *rc = t->easy ? set_transport(e, t) : CURLE_OUT_OF_MEMORY;
+        if (*rc != CURLE_OK) {
+            transfer_free(t);
+            return NULL;
+        }
+    }
+    /* What a transfer leaves behind, cleared for the next: all but the handle. */
+    t->next_spare = NULL;
+    t->read = t->head_len = 0;
+    t->capped = t->blocked = false;
+    t->blocked_addr[0] = '\0';
+    t->errbuf[0] = '\0';
+    t->allow_private = e->cfg.allow_private_networks;
+    return t;
+}
+
+/* Keeps a transfer that libcurl no longer holds for the next job, or frees it. */
+static void transfer_put(struct vh_engine *e, struct transfer *t)
+{
+    curl_slist_free_all(t->headers);
+    t->headers = NULL;
+    if (e->n_spares >= e->cfg.max_total) {
+        transfer_free(t);
+        return;
+    }
+    t->next_spare = e->spares;
+    e->spares = t;
+    e->n_spares++;
+}
+
 static void active_link(struct vh_engine *e, struct job *job)
 {
     job->aprev = NULL;
@@ -630,26 +692,20 @@ static void job_start(struct vh_engine *e, struct job *job)
                                          : "only https:// URLs are allowed (allow_http is off)");
         return;
     }
-    t = vh_malloc(sizeof(*t));
+    t = transfer_get(e, &rc);
     if (!t) {
-        job_report_now(e, job, VH_ATTEMPT_INTERNAL, "out of memory starting the attempt");
+        job_report_now(e, job, VH_ATTEMPT_INTERNAL, curl_easy_strerror(rc));
         return;
     }
-    memset(t, 0, sizeof(*t));
-    t->allow_private = e->cfg.allow_private_networks;
     t->started_ms = vh_time_now_ms();
     t->started_mono = vh_time_mono_ms();
     rc = build_headers(job, t);
-    if (rc == CURLE_OK) {
-        t->easy = curl_easy_init();
-        rc = t->easy ? set_request(job, t) : CURLE_OUT_OF_MEMORY;
-    }
     if (rc == CURLE_OK)
-        rc = set_transport(e, t);
+        rc = set_request(job, t);
     if (rc == CURLE_OK && curl_multi_add_handle(e->multi, t->easy) != CURLM_OK)
         rc = CURLE_OUT_OF_MEMORY;
     if (rc != CURLE_OK) {
-        transfer_free(t);
+        transfer_free(t); /* not kept: its options may be half set */
         job_report_now(e, job, VH_ATTEMPT_INTERNAL, curl_easy_strerror(rc));
         return;
     }
@@ -783,7 +839,7 @@ static void job_finish(struct vh_engine *e, struct job *job, CURLcode rc, bool i
 
     curl_multi_remove_handle(e->multi, job->t->easy);
     transfer_report(job, job->t, rc, interrupted, &a);
-    transfer_free(job->t);
+    transfer_put(e, job->t);
     job->t = NULL;
     active_unlink(e, job);
     /* Released before the callback: the body is the caller's again once it runs. */
@@ -916,6 +972,7 @@ void vh_engine_config_init(struct vh_engine_config *cfg)
     cfg->max_total = VH_ENGINE_MAX_TOTAL_DEFAULT;
     cfg->max_queued = VH_ENGINE_MAX_QUEUED_DEFAULT;
     cfg->timeout_ms = VH_RETRY_TIMEOUT_DEFAULT_MS;
+    cfg->log_level = VH_LOG_DEBUG;
 }
 
 static void *curl_calloc(size_t n, size_t size)
@@ -960,9 +1017,15 @@ static int check_config(const struct vh_engine_config *cfg, struct vh_error *err
 /* Frees what vh_engine_new set up; the thread is not running. */
 static void engine_release(struct vh_engine *e, bool curl_inited)
 {
+    struct transfer *t;
     struct endpoint *ep;
     size_t i;
 
+    /* Before the share handle: an easy handle that uses it keeps it in use. */
+    while ((t = e->spares)) {
+        e->spares = t->next_spare;
+        transfer_free(t);
+    }
     for (i = 0; e->buckets && i < e->n_buckets; i++) {
         for (ep = e->buckets[i]; ep; ep = e->buckets[i]) {
             e->buckets[i] = ep->hnext;
@@ -1058,6 +1121,7 @@ int vh_engine_submit(struct vh_engine *e, const struct vh_delivery_job *job,
                      vh_delivery_done_fn *done, void *ud, struct vh_error *err)
 {
     struct job *j = NULL;
+    bool wake = false;
     int rc;
 
     if (!e || !done)
@@ -1071,6 +1135,8 @@ int vh_engine_submit(struct vh_engine *e, const struct vh_delivery_job *job,
     else if (e->in_flight >= e->cfg.max_queued)
         rc = vh_error_set(err, VH_ETOOBIG, "submit: %zu jobs are already queued", e->in_flight);
     if (rc == 0) {
+        /* A list that is not empty has its wakeup pending: the thread takes it whole. */
+        wake = !e->in_head;
         if (e->in_tail)
             e->in_tail->next = j;
         else
@@ -1084,7 +1150,8 @@ int vh_engine_submit(struct vh_engine *e, const struct vh_delivery_job *job,
         job_free(j);
         return rc;
     }
-    curl_multi_wakeup(e->multi);
+    if (wake)
+        curl_multi_wakeup(e->multi);
     return 0;
 }
 
