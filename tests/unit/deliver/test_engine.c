@@ -670,6 +670,81 @@ static void test_connection_reused(void **state)
     srv_stop(s);
 }
 
+/* Counts the records a log function gets, by level. */
+static int log_counts[4];
+
+static void counting_log(void *ud, enum vh_log_level level, const char *line)
+{
+    (void)ud;
+    (void)line;
+    if ((unsigned)level < 4)
+        __atomic_add_fetch(&log_counts[level], 1, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * One easy handle serves every job in turn (max_total 1): what a transfer left behind (a
+ * capped body, an error line) never shows in the next one's report. And no record above
+ * the configured log level is made.
+ */
+static void test_reused_handle_starts_clean(void **state)
+{
+    struct srv *stream = srv_start(M_STREAM), *ok = srv_start(M_OK);
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_engine_config cfg;
+    struct vh_engine *e = NULL;
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    char url[128], refused[128];
+    struct vh_attempt at;
+
+    (void)state;
+    memset(log_counts, 0, sizeof(log_counts));
+    vh_engine_config_init(&cfg);
+    cfg.allow_http = true;
+    cfg.allow_private_networks = true;
+    cfg.max_total = 1;
+    cfg.log = counting_log;
+    cfg.log_level = VH_LOG_INFO;
+    if (vh_engine_new(&cfg, &e, &err) != 0)
+        fail_msg("vh_engine_new: %s", err.msg);
+
+    srv_url(stream, url, sizeof(url));
+    at = deliver_one(e, url, 120000);
+    assert_int_equal(at.result, VH_ATTEMPT_OK);
+    assert_int_equal(at.response_len, VH_ATTEMPT_HEAD_MAX);
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    snprintf(refused, sizeof(refused), "http://127.0.0.1:%d/", ntohs(a.sin_port));
+    close(fd);
+    reset_results(NULL);
+    at = deliver_one(e, refused, 0);
+    assert_int_equal(at.result, VH_ATTEMPT_CONNECT);
+    assert_string_not_equal(at.error, "");
+
+    srv_url(ok, url, sizeof(url));
+    reset_results(NULL);
+    at = deliver_one(e, url, 0);
+    assert_int_equal(at.result, VH_ATTEMPT_OK);
+    assert_int_equal(at.http_status, 200);
+    assert_string_equal(at.error, "");
+    assert_int_equal(at.response_read, 2);
+    assert_int_equal(at.response_len, 2);
+    assert_string_equal(at.response_head, "ok");
+    assert_int_equal(srv_requests(ok), 1);
+
+    vh_engine_free(e);
+    /* "engine started" and "engine stopped" came; the three attempts' records did not. */
+    assert_true(__atomic_load_n(&log_counts[VH_LOG_INFO], __ATOMIC_SEQ_CST) >= 2);
+    assert_int_equal(__atomic_load_n(&log_counts[VH_LOG_DEBUG], __ATOMIC_SEQ_CST), 0);
+    srv_stop(stream);
+    srv_stop(ok);
+}
+
 /* ---- failure classes ------------------------------------------------------------------------- */
 
 static void test_status_500_keeps_first_kib(void **state)
@@ -1348,6 +1423,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_success_headers_and_signature, reset_results),
         cmocka_unit_test_setup(test_connection_reused, reset_results),
+        cmocka_unit_test_setup(test_reused_handle_starts_clean, reset_results),
         cmocka_unit_test_setup(test_status_500_keeps_first_kib, reset_results),
         cmocka_unit_test_setup(test_redirect_not_followed, reset_results),
         cmocka_unit_test_setup(test_connection_refused, reset_results),
