@@ -67,6 +67,7 @@ static int drain(struct vh_store *st, const char *node, size_t batch, size_t *to
             memset(r, 0, sizeof(*r));
             r->delivery_id = recs[i].delivery_id;
             r->endpoint_id = recs[i].endpoint_id;
+            r->row = recs[i].row;
             r->node_id = node;
             r->attempt = recs[i].attempts + 1;
             r->started_ms = now;

@@ -284,6 +284,11 @@ struct vh_delivery_job_rec {
     char retry_schedule[VH_ENDPOINT_SCHEDULE_MAX + 1]; /* "": the server's */
     int64_t timeout_ms;                                /* 0: the server's */
     struct vh_buf body;                                /* owned: the event's payload */
+    /*
+     * The store's own handle of the delivery's row (SQLite: its seq), or 0: hand it back in
+     * vh_delivery_result.row to spare the store a search by id.
+     */
+    int64_t row;
 };
 
 /* Releases what `rec` owns and wipes its secret. Safe on a zeroed or released record. */
@@ -316,6 +321,8 @@ struct vh_delivery_result {
      * result), or NULL: the store looks it up.
      */
     const char *endpoint_id;
+    /* The claim's vh_delivery_job_rec.row, or 0: the store finds the row by delivery_id. */
+    int64_t row;
     const char *node_id; /* the claimer: only its lease may be moved on */
     unsigned attempt;    /* the attempt's number: the claim's attempts + 1 */
     int64_t started_ms;  /* when it started (wall clock) */

@@ -209,6 +209,7 @@ static struct job *record(struct vh_sender *s, struct job *list)
             memset(r, 0, sizeof(*r));
             r->delivery_id = j->rec.delivery_id;
             r->endpoint_id = j->rec.endpoint_id;
+            r->row = j->rec.row;
             r->node_id = s->node_id;
             r->attempt = j->rec.attempts + 1;
             r->started_ms = a->started_ms;

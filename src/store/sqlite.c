@@ -154,39 +154,68 @@ static const char *const migrations[] = {
     "CREATE INDEX deliveries_endpoint ON deliveries(endpoint_id, state, created_ms);\n"
     "CREATE INDEX deliveries_endpoint_time ON deliveries(endpoint_id, created_ms);\n",
     /*
-     * 3: the deliveries' state CHECK as a chain of ORs. SQLite tests `x IN (list)` of more
-     * than two values by building a temporary b-tree, once per statement: every claim,
-     * record and ingest of a delivery paid for one (about a fifth of the store's CPU per
-     * delivery; docs/BENCHMARKS.md). The two forms accept the same values, so the table's
-     * text is edited in place, the way SQLite documents for changes that leave the stored
-     * rows valid (lang_altertable.html, "other kinds of table schema changes"); migrate()
-     * bumps schema_version and runs the step's check (migration_checks).
+     * 3: deliveries keyed by a sequence the store owns, attempts keyed by it. Every id is a
+     * random v4 UUID (the contract), so an index on one takes each insert at a random
+     * place: with a large history, each recorded attempt dirtied its own page of the
+     * attempts key and searched the deliveries id index at random (bench scenario 5: the
+     * CPU per delivery grew with the backlog). Now `seq` (the rowid, made explicit so that
+     * VACUUM keeps it) grows with every delivery, attempts are keyed (delivery_seq, n), and
+     * the claim hands the seq to the record: both write at the end of their index. The
+     * state CHECK is a chain of ORs: SQLite tests an IN list of more than two values with
+     * a temporary b-tree built once per statement, which every claim, record and ingest of
+     * a delivery paid for. The tables are rebuilt (children first, so no foreign key is
+     * ever left dangling); on a large file this takes a while, once.
      */
-    "PRAGMA writable_schema = ON;\n"
-    "UPDATE sqlite_schema SET sql = replace(sql,\n"
-    "    'CHECK (state IN' || char(10) || '                        (''pending'', ''in_flight'',"
-    " ''succeeded'', ''abandoned'', ''canceled''))',\n"
-    "    'CHECK (state = ''pending'' OR state = ''in_flight'' OR state = ''succeeded''' ||"
-    " char(10) || '                        OR state = ''abandoned'' OR state = ''canceled'')')\n"
-    "    WHERE type = 'table' AND name = 'deliveries';\n"
-    "PRAGMA writable_schema = OFF;\n",
-};
-
-/*
- * Per step, NULL or a query that answers 1 when the step did what it says: a step that edits
- * sqlite_schema's text would otherwise do nothing, silently, on a text it does not expect.
- */
-static const char *const migration_checks[] = {
-    NULL,
-    NULL,
-    "SELECT count(*) = 1 FROM sqlite_schema WHERE type = 'table' AND name = 'deliveries'"
-    " AND instr(sql, 'state IN') = 0 AND instr(sql, 'OR state = ''canceled''') > 0",
+    "CREATE TABLE deliveries_v3 (\n"
+    "    seq             INTEGER PRIMARY KEY,\n"
+    "    id              TEXT NOT NULL UNIQUE,\n"
+    "    event_id        TEXT NOT NULL REFERENCES events(id),\n"
+    "    endpoint_id     TEXT NOT NULL REFERENCES endpoints(id),\n"
+    "    partner_id      TEXT NOT NULL REFERENCES partners(id),\n"
+    "    state           TEXT NOT NULL CHECK (state = 'pending' OR state = 'in_flight'\n"
+    "                        OR state = 'succeeded' OR state = 'abandoned'\n"
+    "                        OR state = 'canceled'),\n"
+    "    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),\n"
+    "    attempt_base    INTEGER NOT NULL DEFAULT 0 CHECK (attempt_base >= 0),\n"
+    "    next_attempt_ms INTEGER NOT NULL,\n"
+    "    created_ms      INTEGER NOT NULL,\n"
+    "    updated_ms      INTEGER NOT NULL,\n"
+    "    lease_owner     TEXT,\n"
+    "    lease_until_ms  INTEGER\n"
+    ") STRICT;\n"
+    "INSERT INTO deliveries_v3 (seq, id, event_id, endpoint_id, partner_id, state, attempts,\n"
+    "    attempt_base, next_attempt_ms, created_ms, updated_ms, lease_owner, lease_until_ms)\n"
+    "    SELECT rowid, id, event_id, endpoint_id, partner_id, state, attempts, attempt_base,\n"
+    "    next_attempt_ms, created_ms, updated_ms, lease_owner, lease_until_ms\n"
+    "    FROM deliveries ORDER BY rowid;\n"
+    "CREATE TABLE attempts_v3 (\n"
+    "    delivery_seq  INTEGER NOT NULL REFERENCES deliveries_v3(seq),\n"
+    "    n             INTEGER NOT NULL CHECK (n >= 1),\n"
+    "    started_ms    INTEGER NOT NULL,\n"
+    "    duration_ms   INTEGER NOT NULL CHECK (duration_ms >= 0),\n"
+    "    http_status   INTEGER,\n"
+    "    error_class   TEXT,\n"
+    "    error         TEXT,\n"
+    "    response_head BLOB,\n"
+    "    PRIMARY KEY (delivery_seq, n)\n"
+    ") STRICT;\n"
+    "INSERT INTO attempts_v3 (delivery_seq, n, started_ms, duration_ms, http_status,\n"
+    "    error_class, error, response_head)\n"
+    "    SELECT d.seq, a.n, a.started_ms, a.duration_ms, a.http_status, a.error_class,\n"
+    "    a.error, a.response_head\n"
+    "    FROM attempts AS a JOIN deliveries_v3 AS d ON d.id = a.delivery_id\n"
+    "    ORDER BY d.seq, a.n;\n"
+    "DROP TABLE attempts;\n"
+    "DROP TABLE deliveries;\n"
+    "ALTER TABLE deliveries_v3 RENAME TO deliveries;\n"
+    "ALTER TABLE attempts_v3 RENAME TO attempts;\n"
+    "CREATE INDEX deliveries_due ON deliveries(state, next_attempt_ms);\n"
+    "CREATE INDEX deliveries_event ON deliveries(event_id);\n"
+    "CREATE INDEX deliveries_endpoint ON deliveries(endpoint_id, state, created_ms);\n"
+    "CREATE INDEX deliveries_endpoint_time ON deliveries(endpoint_id, created_ms);\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
-
-_Static_assert(sizeof(migration_checks) / sizeof(migration_checks[0]) == SCHEMA_VERSION,
-               "one migration_checks entry per migration");
 
 /* ---- statements ---------------------------------------------------------------------------- */
 
@@ -235,7 +264,7 @@ enum stmt_id {
     S_COUNT_ATTEMPTS,
     S_CLAIM_SELECT,
     S_CLAIM_MARK,
-    S_DLV_ENDPOINT,
+    S_DLV_SEQ,
     S_ATTEMPT_INSERT,
     S_ATTEMPT_UPSERT,
     S_DLV_FINISH,
@@ -272,8 +301,8 @@ enum stmt_id {
     " d.next_attempt_ms, d.created_ms, d.updated_ms, a.started_ms, a.http_status, a.error_class"
 #define INFO_FROM                                                                                  \
     " FROM deliveries AS d JOIN events AS v ON v.id = d.event_id"                                  \
-    " LEFT JOIN attempts AS a ON a.delivery_id = d.id"                                             \
-    " AND a.n = (SELECT max(n) FROM attempts WHERE delivery_id = d.id)"
+    " LEFT JOIN attempts AS a ON a.delivery_seq = d.seq"                                           \
+    " AND a.n = (SELECT max(n) FROM attempts WHERE delivery_seq = d.seq)"
 
 static const char *const stmt_sql[S__N] = {
     [S_BEGIN] = "BEGIN",
@@ -351,32 +380,32 @@ static const char *const stmt_sql[S__N] = {
      */
     [S_CLAIM_SELECT] = "SELECT d.id, d.event_id, d.endpoint_id, d.partner_id, d.attempts,"
                        " d.attempt_base, d.next_attempt_ms, e.url, e.secret, e.retry_schedule,"
-                       " e.timeout_ms, v.body, d.rowid"
+                       " e.timeout_ms, v.body, d.seq"
                        " FROM deliveries AS d CROSS JOIN endpoints AS e CROSS JOIN events AS v"
                        " WHERE d.state = 'pending' AND d.next_attempt_ms <= ?1"
                        " AND e.id = d.endpoint_id AND v.id = d.event_id"
-                       " ORDER BY d.next_attempt_ms, d.rowid LIMIT ?2",
-    /* By rowid, as the select read it: no second search of the id index per row. */
+                       " ORDER BY d.next_attempt_ms, d.seq LIMIT ?2",
+    /* By seq, as the select read it: no second search of the id index per row. */
     [S_CLAIM_MARK] = "UPDATE deliveries SET state = 'in_flight', lease_owner = ?2,"
-                     " lease_until_ms = ?3, updated_ms = ?4 WHERE rowid = ?1 AND state = 'pending'",
-    [S_DLV_ENDPOINT] = "SELECT endpoint_id FROM deliveries WHERE id = ?1",
-    [S_ATTEMPT_INSERT] = "INSERT INTO attempts (delivery_id, n, started_ms, duration_ms,"
+                     " lease_until_ms = ?3, updated_ms = ?4 WHERE seq = ?1 AND state = 'pending'",
+    [S_DLV_SEQ] = "SELECT seq, endpoint_id FROM deliveries WHERE id = ?1",
+    [S_ATTEMPT_INSERT] = "INSERT INTO attempts (delivery_seq, n, started_ms, duration_ms,"
                          " http_status, error_class, error, response_head)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-                         " ON CONFLICT (delivery_id, n) DO NOTHING",
-    [S_ATTEMPT_UPSERT] = "INSERT INTO attempts (delivery_id, n, started_ms, duration_ms,"
+                         " ON CONFLICT (delivery_seq, n) DO NOTHING",
+    [S_ATTEMPT_UPSERT] = "INSERT INTO attempts (delivery_seq, n, started_ms, duration_ms,"
                          " http_status, error_class, error, response_head)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-                         " ON CONFLICT (delivery_id, n) DO UPDATE SET"
+                         " ON CONFLICT (delivery_seq, n) DO UPDATE SET"
                          " started_ms = excluded.started_ms, duration_ms = excluded.duration_ms,"
                          " http_status = excluded.http_status, error_class = excluded.error_class,"
                          " error = excluded.error, response_head = excluded.response_head",
     [S_DLV_FINISH] = "UPDATE deliveries SET state = ?3, attempts = ?4, next_attempt_ms = ?5,"
                      " lease_owner = NULL, lease_until_ms = NULL, updated_ms = ?6"
-                     " WHERE id = ?1 AND state = 'in_flight' AND lease_owner = ?2"
+                     " WHERE seq = ?8 AND id = ?1 AND state = 'in_flight' AND lease_owner = ?2"
                      " AND attempts = ?7",
     [S_DLV_RAISE_ATTEMPTS] = "UPDATE deliveries SET attempts = ?2"
-                             " WHERE id = ?1 AND attempts < ?2 AND state <> 'in_flight'",
+                             " WHERE seq = ?1 AND attempts < ?2 AND state <> 'in_flight'",
     [S_EP_LAST_DELIVERY] = "UPDATE endpoints SET last_delivery_ms = ?2, last_delivery_status = ?3"
                            " WHERE id = ?1"
                            " AND (last_delivery_ms IS NULL OR last_delivery_ms <= ?2)",
@@ -398,7 +427,8 @@ static const char *const stmt_sql[S__N] = {
                          " ORDER BY d.created_ms DESC, d.rowid DESC LIMIT ?2 OFFSET ?3",
     [S_DLV_GET] = "SELECT " INFO_COLS INFO_FROM " WHERE d.id = ?1 AND d.partner_id = ?2",
     [S_ATTEMPTS_OF] = "SELECT n, started_ms, duration_ms, http_status, error_class, error,"
-                      " response_head FROM attempts WHERE delivery_id = ?1 ORDER BY n",
+                      " response_head FROM attempts"
+                      " WHERE delivery_seq = (SELECT seq FROM deliveries WHERE id = ?1) ORDER BY n",
     [S_RETRY_LOOKUP] = "SELECT d.state, d.endpoint_id, e.enabled, e.deleted_ms"
                        " FROM deliveries AS d JOIN endpoints AS e ON e.id = d.endpoint_id"
                        " WHERE d.id = ?1 AND d.partner_id = ?2",
@@ -1022,63 +1052,17 @@ out:
 
 /* ---- migrations ---------------------------------------------------------------------------- */
 
-/* Runs `sql`, a query of one integer that is not among the prepared statements. */
-static int sql_int(struct conn *c, const char *sql, int64_t *out, const char *what,
-                   struct vh_error *err)
-{
-    sqlite3_stmt *st = NULL;
-    int rc;
-
-    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK)
-        return db_fail(c, what, err);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *out = sqlite3_column_int64(st, 0);
-        rc = 0;
-    } else {
-        rc = rc == SQLITE_DONE ? vh_error_set(err, VH_ESTORE, "%s: no result", what)
-                               : db_fail(c, what, err);
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/*
- * After step `version` ran: bumps schema_version, so every connection reads the schema
- * again (a step may edit sqlite_schema's text, which does not bump it), and runs the step's
- * check.
- */
-static int migration_finish(struct conn *c, int64_t version, const char *what, struct vh_error *err)
-{
-    char sql[64];
-    int64_t cookie = 0, ok = 0;
-    int rc;
-
-    rc = sql_int(c, "PRAGMA schema_version", &cookie, what, err);
-    if (rc < 0)
-        return rc;
-    snprintf(sql, sizeof(sql), "PRAGMA schema_version = %lld", (long long)cookie + 1);
-    if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(c, what, err);
-    if (!migration_checks[version])
-        return 0;
-    rc = sql_int(c, migration_checks[version], &ok, what, err);
-    if (rc == 0 && ok != 1)
-        rc = vh_error_set(err, VH_ESTORE, "%s: the schema is not what this step expects", what);
-    return rc;
-}
-
 /*
  * Brings the file to version `target` (SCHEMA_VERSION but in tests), one step per
  * transaction. Each step re-reads the version under the write lock, so two processes
- * opening a new file at once cannot both apply a step. Returns how many steps it applied.
+ * opening a new file at once cannot both apply a step.
  */
 static int migrate(struct conn *c, const char *path, int64_t target, struct vh_error *err)
 {
     char what[WHAT_MAX], sql[64];
     struct query q;
     int64_t version = 0, app_id = 0, tables = 0;
-    int rc, applied = 0;
+    int rc;
 
     for (;;) {
         snprintf(what, sizeof(what), "migrate '%s'", path);
@@ -1111,7 +1095,7 @@ static int migrate(struct conn *c, const char *path, int64_t target, struct vh_e
             rc = tx_commit(c, what, err);
             if (rc < 0)
                 goto fail;
-            return applied;
+            return 0;
         }
         if (version == 0) {
             /* A file of someone else's that happens to be SQLite: do not add to it. */
@@ -1137,9 +1121,6 @@ static int migrate(struct conn *c, const char *path, int64_t target, struct vh_e
             rc = db_fail(c, what, err);
             goto fail;
         }
-        rc = migration_finish(c, version, what, err);
-        if (rc < 0)
-            goto fail;
         snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)version + 1);
         if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
             rc = db_fail(c, what, err);
@@ -1148,7 +1129,6 @@ static int migrate(struct conn *c, const char *path, int64_t target, struct vh_e
         rc = tx_commit(c, what, err);
         if (rc < 0)
             goto fail;
-        applied++;
     }
 fail:
     tx_rollback(c);
@@ -1225,15 +1205,6 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
     if (rc < 0)
         goto fail;
     rc = migrate(c, path, SCHEMA_VERSION, err);
-    if (rc > 0) {
-        /*
-         * A connection keeps the schema it parsed, even across its own schema_version bump:
-         * the pool starts with a fresh one, so no statement runs on the old text.
-         */
-        conn_close(c);
-        c = NULL;
-        rc = conn_open(path, &c, err);
-    }
     if (rc < 0)
         goto fail;
     c->owner = s;
@@ -2284,6 +2255,7 @@ static int row_job(const struct query *q, struct vh_delivery_job_rec *j, struct 
         return rc;
     j->next_attempt_ms = sqlite3_column_int64(q->st, 6);
     j->timeout_ms = sqlite3_column_int64(q->st, 10); /* NULL reads as 0: the server's */
+    j->row = sqlite3_column_int64(q->st, 12);
     if (j->body.len == 0)
         return vh_error_set(err, VH_ESTORE, "%s: stored body of delivery '%s' is empty", q->what,
                             j->delivery_id);
@@ -2292,8 +2264,8 @@ static int row_job(const struct query *q, struct vh_delivery_job_rec *j, struct 
 
 /* Reads up to `max` due deliveries into a new array; nothing is marked yet. */
 static int claim_select(struct conn *c, int64_t now_ms, size_t max,
-                        struct vh_delivery_job_rec **out, int64_t *rowids, size_t *n,
-                        const char *what, struct vh_error *err)
+                        struct vh_delivery_job_rec **out, size_t *n, const char *what,
+                        struct vh_error *err)
 {
     struct vh_delivery_job_rec *arr = NULL;
     size_t len = 0, cap = 0;
@@ -2319,7 +2291,6 @@ static int claim_select(struct conn *c, int64_t now_ms, size_t max,
         /* Counted before reading, so a failed row is released with the rest. */
         len++;
         rc = row_job(&q, &arr[len - 1], err);
-        rowids[len - 1] = sqlite3_column_int64(q.st, 12);
     }
     q_end(&q);
     if (rc < 0) {
@@ -2343,7 +2314,6 @@ static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64
     struct sqlite_store *s = to_sqlite(st);
     struct vh_delivery_job_rec *arr = NULL;
     const int64_t until_ms = now_ms + lease_ms;
-    int64_t rowids[VH_CLAIM_MAX]; /* max <= VH_CLAIM_MAX (store.c) */
     char what[WHAT_MAX];
     size_t len = 0, i;
     struct query q;
@@ -2356,12 +2326,12 @@ static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64
         return rc;
     rc = tx_begin_write(c, what, err);
     if (rc == 0)
-        rc = claim_select(c, now_ms, max, &arr, rowids, &len, what, err);
+        rc = claim_select(c, now_ms, max, &arr, &len, what, err);
     for (i = 0; rc == 0 && i < len; i++) {
         rc = q_start(&q, c, S_CLAIM_MARK, what, err);
         if (rc < 0)
             break;
-        q_int(&q, 1, rowids[i]);
+        q_int(&q, 1, arr[i].row);
         q_text(&q, 2, node_id);
         q_int(&q, 3, until_ms);
         q_int(&q, 4, now_ms);
@@ -2405,8 +2375,8 @@ static size_t error_line_len(const char *s)
  * its attempt was still going and the delivery was claimed again: then the report that
  * moved the delivery on (`replace`) wins over a stale one, whichever came first.
  */
-static int attempt_insert(struct conn *c, const struct vh_delivery_result *r, bool replace,
-                          const char *what, struct vh_error *err)
+static int attempt_insert(struct conn *c, const struct vh_delivery_result *r, int64_t seq,
+                          bool replace, const char *what, struct vh_error *err)
 {
     size_t head_len = r->response_len < VH_STORED_HEAD_MAX ? r->response_len : VH_STORED_HEAD_MAX;
     size_t line_len = r->error ? error_line_len(r->error) : 0;
@@ -2416,7 +2386,7 @@ static int attempt_insert(struct conn *c, const struct vh_delivery_result *r, bo
     rc = q_start(&q, c, replace ? S_ATTEMPT_UPSERT : S_ATTEMPT_INSERT, what, err);
     if (rc < 0)
         return rc;
-    q_text(&q, 1, r->delivery_id);
+    q_int(&q, 1, seq);
     q_int(&q, 2, r->attempt);
     q_int(&q, 3, r->started_ms);
     q_int(&q, 4, r->duration_ms);
@@ -2455,8 +2425,8 @@ static int endpoint_last_delivery(struct conn *c, const char *endpoint_id,
  * lease owner and attempt count together fence off a stale report (the lease expired and
  * the delivery was recovered, claimed again, canceled, or already moved on).
  */
-static int delivery_finish(struct conn *c, const struct vh_delivery_result *r, bool *applied,
-                           const char *what, struct vh_error *err)
+static int delivery_finish(struct conn *c, const struct vh_delivery_result *r, int64_t seq,
+                           bool *applied, const char *what, struct vh_error *err)
 {
     const int64_t before = (int64_t)r->attempt - 1;
     const bool pending = strcmp(r->new_state, "pending") == 0;
@@ -2473,6 +2443,7 @@ static int delivery_finish(struct conn *c, const struct vh_delivery_result *r, b
     q_int(&q, 5, pending ? r->next_attempt_ms : 0);
     q_int(&q, 6, r->started_ms + r->duration_ms);
     q_int(&q, 7, before);
+    q_int(&q, 8, seq);
     rc = q_exec(&q, err);
     if (rc == 0)
         *applied = sqlite3_changes(c->db) == 1;
@@ -2485,7 +2456,7 @@ static int delivery_finish(struct conn *c, const struct vh_delivery_result *r, b
  * after a manual retry, gets a number of its own. An in-flight delivery is left alone: its
  * new claimer makes and records this number itself.
  */
-static int delivery_raise_attempts(struct conn *c, const struct vh_delivery_result *r,
+static int delivery_raise_attempts(struct conn *c, const struct vh_delivery_result *r, int64_t seq,
                                    const char *what, struct vh_error *err)
 {
     struct query q;
@@ -2494,44 +2465,26 @@ static int delivery_raise_attempts(struct conn *c, const struct vh_delivery_resu
     rc = q_start(&q, c, S_DLV_RAISE_ATTEMPTS, what, err);
     if (rc < 0)
         return rc;
-    q_text(&q, 1, r->delivery_id);
+    q_int(&q, 1, seq);
     q_int(&q, 2, r->attempt);
     return q_exec(&q, err);
 }
 
-static int record_one(struct conn *c, const struct vh_delivery_result *r, const char *what,
-                      struct vh_error *err)
-{
-    bool applied = false;
-    int rc;
-
-    rc = delivery_finish(c, r, &applied, what, err);
-    if (rc < 0 || r->interrupted)
-        return rc;
-    rc = attempt_insert(c, r, applied, what, err);
-    if (rc == 0 && !applied)
-        rc = delivery_raise_attempts(c, r, what, err);
-    return rc;
-}
-
-/* Per result of a batch: its endpoint (the caller's, or looked up into `id`). */
-struct result_endpoint {
-    char id[VH_UUID_LEN + 1];
+/* Per result of a batch: its row and endpoint (the caller's, or looked up by id). */
+struct result_row {
+    int64_t seq;
+    char endpoint[VH_UUID_LEN + 1];
     const char *endpoint_id;
-    size_t last; /* scratch for vh__store_last_per_endpoint */
 };
 
-static int result_endpoint(struct conn *c, const struct vh_delivery_result *r,
-                           struct result_endpoint *re, const char *what, struct vh_error *err)
+/* Finds the delivery's row and endpoint by its id. */
+static int result_lookup(struct conn *c, const struct vh_delivery_result *r, struct result_row *rr,
+                         const char *what, struct vh_error *err)
 {
     struct query q;
     int rc;
 
-    if (r->endpoint_id) {
-        re->endpoint_id = r->endpoint_id;
-        return 0;
-    }
-    rc = q_start(&q, c, S_DLV_ENDPOINT, what, err);
+    rc = q_start(&q, c, S_DLV_SEQ, what, err);
     if (rc < 0)
         return rc;
     q_text(&q, 1, r->delivery_id);
@@ -2539,9 +2492,47 @@ static int result_endpoint(struct conn *c, const struct vh_delivery_result *r,
     if (rc == 0)
         rc = vh_error_set(err, VH_ENOTFOUND, "%s: delivery '%s' not found", what, r->delivery_id);
     else if (rc > 0)
-        rc = col_text(&q, 0, re->id, sizeof(re->id), "endpoint id", err);
+        rc = col_text(&q, 1, rr->endpoint, sizeof(rr->endpoint), "endpoint id", err);
+    if (rc == 0) {
+        rr->seq = sqlite3_column_int64(q.st, 0);
+        rr->endpoint_id = r->endpoint_id ? r->endpoint_id : rr->endpoint;
+    }
     q_end(&q);
-    re->endpoint_id = re->id;
+    return rc;
+}
+
+/*
+ * The claim's row (r->row) spares a search by id; the finish checks that the row holds
+ * this id, so a wrong row never moves another delivery: the delivery is then looked up by
+ * id and finished there. A stale report (not applied) looks its row up the same way.
+ */
+static int record_one(struct conn *c, const struct vh_delivery_result *r, struct result_row *rr,
+                      const char *what, struct vh_error *err)
+{
+    bool applied = false, looked_up = false;
+    int rc = 0;
+
+    if (r->row > 0 && r->endpoint_id) {
+        rr->seq = r->row;
+        rr->endpoint_id = r->endpoint_id;
+    } else {
+        rc = result_lookup(c, r, rr, what, err);
+        looked_up = true;
+    }
+    if (rc == 0)
+        rc = delivery_finish(c, r, rr->seq, &applied, what, err);
+    if (rc == 0 && !applied && !looked_up) {
+        const int64_t given = rr->seq;
+
+        rc = result_lookup(c, r, rr, what, err);
+        if (rc == 0 && rr->seq != given)
+            rc = delivery_finish(c, r, rr->seq, &applied, what, err);
+    }
+    if (rc < 0 || r->interrupted)
+        return rc;
+    rc = attempt_insert(c, r, rr->seq, applied, what, err);
+    if (rc == 0 && !applied)
+        rc = delivery_raise_attempts(c, r, rr->seq, what, err);
     return rc;
 }
 
@@ -2553,7 +2544,7 @@ static int sqlite_delivery_record(struct vh_store *st, const struct vh_delivery_
                                   size_t n, struct vh_error *err)
 {
     struct sqlite_store *s = to_sqlite(st);
-    struct result_endpoint *re;
+    struct result_row *rr;
     const char **ids;
     char what[WHAT_MAX];
     size_t *last;
@@ -2563,10 +2554,10 @@ static int sqlite_delivery_record(struct vh_store *st, const struct vh_delivery_
 
     snprintf(what, sizeof(what), "record %zu attempts", n);
     /* n <= VH_CLAIM_MAX (store.c): the sizes cannot overflow. */
-    re = vh_malloc(n * sizeof(*re));
+    rr = vh_malloc(n * sizeof(*rr));
     ids = vh_malloc(n * sizeof(*ids));
     last = vh_malloc(n * sizeof(*last));
-    if (!re || !ids || !last) {
+    if (!rr || !ids || !last) {
         rc = vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
         goto out_free;
     }
@@ -2575,10 +2566,8 @@ static int sqlite_delivery_record(struct vh_store *st, const struct vh_delivery_
         goto out_free;
     rc = tx_begin_write(c, what, err);
     for (i = 0; rc == 0 && i < n; i++) {
-        rc = result_endpoint(c, &results[i], &re[i], what, err);
-        ids[i] = re[i].endpoint_id;
-        if (rc == 0)
-            rc = record_one(c, &results[i], what, err);
+        rc = record_one(c, &results[i], &rr[i], what, err);
+        ids[i] = rr[i].endpoint_id;
     }
     k = rc == 0 ? vh__store_last_per_endpoint(results, ids, n, last) : 0;
     for (i = 0; rc == 0 && i < k; i++)
@@ -2590,7 +2579,7 @@ static int sqlite_delivery_record(struct vh_store *st, const struct vh_delivery_
 out_free:
     vh_free(last);
     vh_free(ids);
-    vh_free(re);
+    vh_free(rr);
     return rc;
 }
 
@@ -3244,8 +3233,6 @@ int vh__store_sqlite_create_at(const char *path, int version, const char *seed_s
     rc = conn_open(path, &c, err);
     if (rc == 0)
         rc = migrate(c, path, version, err);
-    if (rc > 0)
-        rc = 0;
     if (rc == 0 && seed_sql && sqlite3_exec(c->db, seed_sql, NULL, NULL, NULL) != SQLITE_OK)
         rc = db_fail(c, "seed", err);
     conn_close(c);

@@ -741,6 +741,9 @@ static int check_result(const struct vh_delivery_result *r, size_t i, struct vh_
         return vh_error_set(err, VH_EINVAL, "record result %zu: bad delivery id", i);
     if (r->endpoint_id && !id_fits(r->endpoint_id, VH_UUID_LEN))
         return vh_error_set(err, VH_EINVAL, "record result %zu: bad endpoint id", i);
+    if (r->row < 0)
+        return vh_error_set(err, VH_EINVAL, "record result %zu: row %lld is negative", i,
+                            (long long)r->row);
     if (!r->node_id || !id_fits(r->node_id, VH_NODE_ID_MAX))
         return vh_error_set(err, VH_EINVAL, "record result %zu: bad node id", i);
     if (r->attempt < 1 || r->attempt > INT32_MAX)

@@ -585,12 +585,20 @@ static void record_writes_a_mixed_batch_at_once(void **state)
     fill_result(&r[3], &jobs[3], f->node, f->tb + 400, 0, "pending", f->tb + 400);
     r[3].error_class = "interrupted";
     r[3].interrupted = true;
-    /* Results may name their endpoint as the claim gave it (the sender's case) or not. */
+    /*
+     * Results may name their endpoint and row as the claim gave them (the sender's case) or
+     * not.
+     */
     r[1].endpoint_id = jobs[1].endpoint_id;
+    r[1].row = jobs[1].row;
     r[2].endpoint_id = jobs[2].endpoint_id;
+    r[2].row = jobs[2].row;
     r[3].endpoint_id = "not an id";
     assert_int_equal(vh_store_delivery_record(f->st, r, 4, NULL), VH_EINVAL);
     r[3].endpoint_id = jobs[3].endpoint_id;
+    r[3].row = -1;
+    assert_int_equal(vh_store_delivery_record(f->st, r, 4, NULL), VH_EINVAL);
+    r[3].row = jobs[3].row;
     record(f->st, r, 4);
 
     assert_int_equal(count(f->st, "attempts"), attempts0 + 3);
@@ -640,6 +648,61 @@ static void record_writes_a_mixed_batch_at_once(void **state)
     assert_int_equal(vh_store_endpoint_get(f->st, p.id, ep.id, &got, NULL), 0);
     assert_int_equal(got.last_delivery_ms, f->tb + 300);
     assert_int_equal(got.last_delivery_status, VH_OUTCOME_FAILED);
+    vh_delivery_job_recs_free(jobs, n);
+}
+
+/*
+ * A result whose row is another delivery's (a caller's bug) still moves its own delivery
+ * on, and only it: the row spares a search, it never decides which delivery is meant.
+ */
+static void record_with_a_wrong_row_moves_the_right_delivery(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_delivery_result r;
+    struct vh_attempt_info *att = NULL;
+    struct vh_delivery_info info;
+    char ev[2][VH_UUID_LEN + 1];
+    struct vh_endpoint ep;
+    struct vh_delivery_brief b;
+    struct vh_partner p;
+    size_t n, na;
+
+    new_partner(f->st, "Rows", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev[0]);
+    put_event(f->st, p.id, f->tb + 1, ev[1]);
+    n = claim_own(f, f->node, f->tb + 10, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 2);
+    if (jobs[0].row != 0) /* SQLite hands rows out; PostgreSQL does not */
+        assert_int_not_equal(jobs[0].row, jobs[1].row);
+
+    fill_result(&r, &jobs[0], f->node, f->tb + 100, 204, "succeeded", 0);
+    r.endpoint_id = jobs[0].endpoint_id;
+    r.row = jobs[1].row ? jobs[1].row : 12345;
+    record(f->st, &r, 1);
+    b = brief_of(f->st, ev[0]);
+    assert_string_equal(b.state, "succeeded");
+    assert_int_equal(b.attempts, 1);
+    b = brief_of(f->st, ev[1]);
+    assert_string_equal(b.state, "in_flight");
+    assert_int_equal(b.attempts, 0);
+    get(f->st, p.id, jobs[0].delivery_id, &info, &att, &na);
+    assert_int_equal(na, 1);
+    assert_int_equal(att[0].http_status, 204);
+    vh_free(att);
+    att = NULL;
+    get(f->st, p.id, jobs[1].delivery_id, &info, &att, &na);
+    assert_int_equal(na, 0);
+    vh_free(att);
+
+    /* The other one, with its own row, moves on too. */
+    fill_result(&r, &jobs[1], f->node, f->tb + 200, 204, "succeeded", 0);
+    r.endpoint_id = jobs[1].endpoint_id;
+    r.row = jobs[1].row;
+    record(f->st, &r, 1);
+    b = brief_of(f->st, ev[1]);
+    assert_string_equal(b.state, "succeeded");
     vh_delivery_job_recs_free(jobs, n);
 }
 
@@ -1456,6 +1519,7 @@ int main(void)
         T(recover_takes_back_expired_leases),
         T(recover_at_start_up_takes_this_nodes_claims),
         T(record_writes_a_mixed_batch_at_once),
+        T(record_with_a_wrong_row_moves_the_right_delivery),
         T(record_keeps_long_heads_short),
         T(record_is_all_or_nothing),
         T(canceled_meanwhile_stays_canceled),

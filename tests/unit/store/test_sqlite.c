@@ -322,10 +322,11 @@ static int first_text(void *ud, int ncols, char **vals, char **names)
 }
 
 /*
- * Version 3 rewrites the deliveries' state CHECK in place (no IN list): the rows stay as
- * they were, the file stays sound, and the same states are refused.
+ * Version 3 rebuilds deliveries (keyed by seq, the state CHECK without an IN list) and
+ * attempts (keyed by the delivery's seq): the rows stay as they were, the file stays sound,
+ * and the same states are refused.
  */
-static void version_3_keeps_the_state_check(void **state)
+static void version_3_rebuilds_deliveries_and_attempts(void **state)
 {
     struct fixture *f = *state;
     struct vh_error err = VH_ERROR_INIT;
@@ -357,6 +358,12 @@ static void version_3_keeps_the_state_check(void **state)
                                       " WHERE name = 'deliveries'"),
                      0);
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM deliveries"), 2);
+    /* The old attempt hangs off its delivery's seq, and the seq is the row's id. */
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM attempts AS a JOIN deliveries AS d"
+                                      " ON d.seq = a.delivery_seq WHERE d.id = '" V1_WAITING
+                                      "' AND a.n = 1 AND a.http_status = 503"),
+                     1);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
     assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "PRAGMA integrity_check", first_text, check, NULL),
                      SQLITE_OK);
@@ -585,11 +592,16 @@ static void rate_windows_and_wake_ups_are_the_callers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(url_forms_name_the_same_file),    T(open_rejects_unusable_urls),
-        T(newer_schema_is_refused),         T(foreign_files_are_refused),
-        T(writes_go_through_the_wal),       T(a_killed_writer_loses_nothing),
-        T(two_handles_share_one_file),      T(a_version_1_file_upgrades_in_place),
-        T(version_3_keeps_the_state_check), T(rate_windows_and_wake_ups_are_the_callers),
+        T(url_forms_name_the_same_file),
+        T(open_rejects_unusable_urls),
+        T(newer_schema_is_refused),
+        T(foreign_files_are_refused),
+        T(writes_go_through_the_wal),
+        T(a_killed_writer_loses_nothing),
+        T(two_handles_share_one_file),
+        T(a_version_1_file_upgrades_in_place),
+        T(version_3_rebuilds_deliveries_and_attempts),
+        T(rate_windows_and_wake_ups_are_the_callers),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
