@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vocohook/config.h>
@@ -28,6 +29,9 @@
 
 #define LISTEN_DEFAULT "127.0.0.1:9000"
 #define INBOX_DEFAULT  "./var/inbox.db"
+#define LOG_BUF_SIZE   (64 * 1024) /* each of the log's two buffers */
+#define LOG_BUF_HIGH   (16 * 1024) /* a buffer this full is written at once */
+#define LOG_FLUSH_MS   100         /* the longest an info or debug line waits */
 
 static const char receive_usage[] =
     "usage: vocohook receive [--listen ADDR] [--db PATH] [--secret S ...] [--tolerance SEC]\n"
@@ -109,6 +113,184 @@ struct receive_args {
     unsigned threads;
     enum vh_log_level level;
 };
+
+/*
+ * The log, buffered. The receiver and the HTTP server log two lines per webhook; written
+ * one by one to unbuffered stderr that was four write(2) calls per webhook, taken under
+ * stderr's lock by 64 threads. Here a line is copied into a buffer under a mutex, and the
+ * flusher thread writes the buffer in one write when it passes LOG_BUF_HIGH bytes or
+ * LOG_FLUSH_MS after its first line; a warning or an error goes out at once, from the
+ * thread that logs it (with everything before it, in order). A SIGKILL can lose the info
+ * lines of the last LOG_FLUSH_MS; the inbox, not the log, is the record of what was stored.
+ *
+ * Two buffers: lines go into `buf[cur]` while the other one is being written. `write_mu` is
+ * held from the swap to the end of the write, so buffers go out in the order they filled.
+ */
+struct log_sink {
+    pthread_mutex_t mu;       /* guards the fields below but `write_mu` */
+    pthread_mutex_t write_mu; /* held while a buffer is written */
+    pthread_cond_t cv;        /* the flusher waits on it, on CLOCK_MONOTONIC */
+    char buf[2][LOG_BUF_SIZE];
+    unsigned cur;
+    size_t len;
+    bool stop;
+    bool started;
+    pthread_t flusher;
+    const enum vh_log_level *max;
+};
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    ssize_t w;
+
+    while (n > 0) {
+        w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* nowhere to log to: drop it, as stdio would */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Writes what is buffered now, after what any flush before it took. */
+static void sink_flush(struct log_sink *s)
+{
+    const char *out;
+    size_t n;
+
+    pthread_mutex_lock(&s->write_mu);
+    pthread_mutex_lock(&s->mu);
+    out = s->buf[s->cur];
+    n = s->len;
+    s->cur ^= 1;
+    s->len = 0;
+    pthread_mutex_unlock(&s->mu);
+    write_all(STDERR_FILENO, out, n);
+    pthread_mutex_unlock(&s->write_mu);
+}
+
+/* The vh_log_fn: any thread, concurrently. */
+static void sink_log(void *ud, enum vh_log_level level, const char *json_line)
+{
+    struct log_sink *s = ud;
+    size_t n = strlen(json_line);
+    bool now;
+
+    if (level > *s->max)
+        return;
+    if (n + 1 > LOG_BUF_SIZE) {
+        /* Longer than a buffer (the library's lines are not): after the rest, alone. */
+        sink_flush(s);
+        pthread_mutex_lock(&s->write_mu);
+        write_all(STDERR_FILENO, json_line, n);
+        write_all(STDERR_FILENO, "\n", 1);
+        pthread_mutex_unlock(&s->write_mu);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    while (s->len + n + 1 > LOG_BUF_SIZE) {
+        pthread_mutex_unlock(&s->mu);
+        sink_flush(s);
+        pthread_mutex_lock(&s->mu);
+    }
+    /* The first line starts the flusher's clock; LOG_BUF_HIGH bytes end its wait. */
+    if (s->len == 0 || (s->len < LOG_BUF_HIGH && s->len + n + 1 >= LOG_BUF_HIGH))
+        pthread_cond_signal(&s->cv);
+    memcpy(s->buf[s->cur] + s->len, json_line, n);
+    s->buf[s->cur][s->len + n] = '\n';
+    s->len += n + 1;
+    now = level <= VH_LOG_WARN;
+    pthread_mutex_unlock(&s->mu);
+    if (now)
+        sink_flush(s);
+}
+
+static void deadline_after(struct timespec *ts, long ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/*
+ * The flusher: a buffer that got a line is written LOG_FLUSH_MS later, or as soon as it
+ * holds LOG_BUF_HIGH bytes; so request threads never wait for the write (unless both
+ * buffers fill up before one is written).
+ */
+static void *sink_run(void *arg)
+{
+    struct log_sink *s = arg;
+    struct timespec deadline;
+
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop) {
+        if (s->len == 0) {
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
+        deadline_after(&deadline, LOG_FLUSH_MS);
+        while (!s->stop && s->len < LOG_BUF_HIGH &&
+               pthread_cond_timedwait(&s->cv, &s->mu, &deadline) == 0)
+            ;
+        pthread_mutex_unlock(&s->mu);
+        sink_flush(s);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Returns 0, or an exit code (nothing to release then). */
+static int sink_init(struct log_sink *s, const enum vh_log_level *max)
+{
+    pthread_condattr_t attr;
+    int rc;
+
+    memset(s, 0, sizeof(*s));
+    s->max = max;
+    if (pthread_condattr_init(&attr) != 0)
+        return cli_fail("receive", CLI_FAILED, "log: out of memory");
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(&s->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc != 0)
+        return cli_fail("receive", CLI_FAILED, "log: %s", strerror(rc));
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->write_mu, NULL);
+    rc = pthread_create(&s->flusher, NULL, sink_run, s);
+    if (rc != 0) {
+        pthread_mutex_destroy(&s->write_mu);
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+        return cli_fail("receive", CLI_FAILED, "log: starting a thread: %s", strerror(rc));
+    }
+    s->started = true;
+    return 0;
+}
+
+/* Stops the flusher and writes what is left. Nothing may log through `s` any more. */
+static void sink_release(struct log_sink *s)
+{
+    if (!s->started)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->flusher, NULL);
+    sink_flush(s);
+    pthread_mutex_destroy(&s->write_mu);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    s->started = false;
+}
 
 /* The HTTP server's handler: the receiver, fed the three webhook headers. */
 static int on_request(void *ud, const struct vh_server_req *sreq, struct vh_api_resp *resp)
@@ -379,13 +561,24 @@ static int run(struct receive_args *a, const sigset_t *stop_sigs)
     struct vh_server *srv = NULL;
     struct vh_server_handler h;
     struct vh_server_config scfg;
+    struct log_sink *sink;
     const char *colon = strrchr(a->listen, ':');
     int code = CLI_OK, rc, sig = 0;
 
-    a->rcfg.log = cli_log_to_stderr;
-    a->rcfg.log_ud = &a->level;
+    sink = vh_malloc(sizeof(*sink));
+    if (!sink)
+        return cli_fail("receive", CLI_FAILED, "out of memory");
+    code = sink_init(sink, &a->level);
+    if (code) {
+        vh_free(sink);
+        return code;
+    }
+    /* Lines written straight to stderr (cli_log, cli_fail) go after what the sink holds. */
+    a->rcfg.log = sink_log;
+    a->rcfg.log_ud = sink;
     rc = vh_receiver_new(&a->rcfg, &r, &err);
     if (rc < 0) {
+        sink_flush(sink);
         code = cli_fail("receive", rc == VH_EINVAL ? CLI_USAGE : CLI_FAILED, "%s", err.msg);
         goto out;
     }
@@ -398,14 +591,16 @@ static int run(struct receive_args *a, const sigset_t *stop_sigs)
     memset(&scfg, 0, sizeof(scfg));
     scfg.listen = a->listen;
     scfg.threads = a->threads;
-    scfg.log = cli_log_to_stderr;
-    scfg.log_ud = &a->level;
+    scfg.log = sink_log;
+    scfg.log_ud = sink;
     rc = vh_server_start_handler(&h, &scfg, &srv, &err);
     if (rc < 0) {
+        sink_flush(sink);
         code = cli_fail("receive", rc == VH_EINVAL ? CLI_USAGE : CLI_FAILED, "%s", err.msg);
         goto out;
     }
     rc = vh_receiver_start(r, &err);
+    sink_flush(sink);
     if (rc < 0) {
         code = cli_fail("receive", CLI_FAILED, "%s", err.msg);
         goto out;
@@ -420,11 +615,14 @@ static int run(struct receive_args *a, const sigset_t *stop_sigs)
     fflush(stdout);
     while (sigwait(stop_sigs, &sig) != 0)
         ;
+    sink_flush(sink);
     cli_log(&a->level, VH_LOG_INFO, "\"msg\":\"stopping\",\"signal\":\"%s\"}",
             sig == SIGINT ? "SIGINT" : "SIGTERM");
 out:
     vh_server_stop(srv); /* first: no request may be running when the receiver goes */
     vh_receiver_free(r);
+    sink_release(sink); /* last: the server and the receiver log until they are gone */
+    vh_free(sink);
     if (code == CLI_OK)
         cli_log(&a->level, VH_LOG_INFO, "\"msg\":\"stopped\"}");
     return code;

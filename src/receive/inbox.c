@@ -9,11 +9,20 @@
  *
  * Group commit. Every write is an `op` queued under `mu`. The first thread that finds no
  * leader becomes it: it takes the queue (up to BATCH_MAX ops), runs them all in one
- * BEGIN IMMEDIATE ... COMMIT, each inside its own SAVEPOINT so that one op's failure undoes
- * only that op, then marks them done and wakes the waiters; a waiter whose op is still queued
- * becomes the next leader. So N requests that arrive together cost one fsync, not N, and a
- * caller still returns only once its own write is durable (synchronous=FULL syncs the WAL in
- * COMMIT). A failed COMMIT fails every op of its batch.
+ * BEGIN IMMEDIATE ... COMMIT, each op that is more than one statement inside its own
+ * SAVEPOINT so that one op's failure undoes only that op (a single statement is undone by
+ * SQLite itself), then marks them done and wakes the waiters; a waiter whose op is still
+ * queued becomes the next leader. So N requests that arrive together cost one fsync, not N,
+ * and a caller still returns only once its own write is durable (synchronous=FULL syncs the
+ * WAL in COMMIT). A failed COMMIT fails every op of its batch.
+ *
+ * Waiters sleep on a semaphore of their own, posted after the leader has let go of `mu`: a
+ * woken waiter whose op is done returns without touching `mu`, so the leader is never
+ * preempted by a thread that only goes back to sleep on the mutex it holds (on a busy core
+ * that was two context switches per request). A semaphore may be destroyed as soon as
+ * sem_wait returns, while sem_post is still returning (glibc guarantees it since bug 12674,
+ * musl too: neither touches the semaphore after the update that releases the waiter), so the
+ * op may live on the waiter's stack.
  */
 #include <vocohook/receive.h>
 
@@ -21,6 +30,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -161,14 +171,19 @@ static const char *const wstmt_sql[W__N] = {
     [W_RECOVER] = sql_recover,
 };
 
-/* One queued write. Its thread sleeps on `cv` until the op is done or it is to lead. */
+/*
+ * One queued write. Its thread sleeps on `wake` until the op is done or it is to lead.
+ * `done`, `rc` and `err` are written by the leader before it posts `wake` (sem_post and
+ * sem_wait order the memory), and read by the waiter after sem_wait returns.
+ */
 struct op {
     int (*run)(struct vh_inbox *ib, void *arg, struct vh_error *err);
     void *arg;
+    bool single; /* one statement: SQLite undoes it on failure, no SAVEPOINT needed */
     int rc;
     bool done;
     struct vh_error err;
-    pthread_cond_t cv;
+    sem_t wake;
     struct op *next;
 };
 
@@ -551,6 +566,36 @@ fail:
 
 /* ---- group commit ------------------------------------------------------------------------- */
 
+/*
+ * Runs one op inside the open transaction. Returns < 0 only when the transaction as a whole
+ * is lost (its error in `txerr`); an op that fails alone has its own rc and error.
+ */
+static int run_op(struct vh_inbox *ib, struct op *op, struct vh_error *txerr)
+{
+    int rc;
+
+    if (op->single) {
+        op->rc = op->run(ib, op->arg, &op->err);
+        /* Some failures (I/O, disk full) roll the whole transaction back: stop the batch. */
+        if (op->rc < 0 && sqlite3_get_autocommit(ib->wdb)) {
+            *txerr = op->err;
+            return op->rc;
+        }
+        return 0;
+    }
+    rc = write_exec(ib, W_SAVEPOINT, "savepoint", &op->err);
+    if (rc < 0) {
+        op->rc = rc;
+        return 0; /* only this op failed */
+    }
+    op->rc = op->run(ib, op->arg, &op->err);
+    if (op->rc < 0)
+        rc = write_exec(ib, W_ROLLBACK_TO, "rollback to savepoint", txerr);
+    if (rc == 0)
+        rc = write_exec(ib, W_RELEASE, "release savepoint", txerr);
+    return rc;
+}
+
 /* Runs one batch in one transaction. Called by the leader only, without `mu`. */
 static void run_batch(struct vh_inbox *ib, struct op *batch)
 {
@@ -559,19 +604,8 @@ static void run_batch(struct vh_inbox *ib, struct op *batch)
     int rc;
 
     rc = write_exec(ib, W_BEGIN, "begin", &txerr);
-    for (op = batch; rc == 0 && op; op = op->next) {
-        rc = write_exec(ib, W_SAVEPOINT, "savepoint", &op->err);
-        if (rc == 0) {
-            op->rc = op->run(ib, op->arg, &op->err);
-            if (op->rc < 0)
-                rc = write_exec(ib, W_ROLLBACK_TO, "rollback to savepoint", &txerr);
-            if (rc == 0)
-                rc = write_exec(ib, W_RELEASE, "release savepoint", &txerr);
-        } else {
-            op->rc = rc;
-            rc = 0; /* only this op failed */
-        }
-    }
+    for (op = batch; rc == 0 && op; op = op->next)
+        rc = run_op(ib, op, &txerr);
     if (rc == 0)
         rc = write_exec(ib, W_COMMIT, "commit", &txerr);
     if (rc == 0)
@@ -587,22 +621,30 @@ static void run_batch(struct vh_inbox *ib, struct op *batch)
     }
 }
 
+/* Sleeps until `s` is posted (signals interrupt sem_wait; they do not end the wait). */
+static void wait_posted(sem_t *s)
+{
+    while (sem_wait(s) != 0 && errno == EINTR)
+        ;
+}
+
 /*
- * Queues `run(arg)` and returns once it is committed (or failed). Each waiter sleeps on its
- * own condition variable: a finished batch wakes exactly its own ops, and the op now at the
- * head of the queue, which leads the next batch (no thundering herd).
+ * Queues `run(arg)` and returns once it is committed (or failed); `single` says that `run`
+ * is one statement. A finished batch posts exactly its own ops, and the op now at the head of
+ * the queue, which leads the next batch (no thundering herd), all after `mu` is released.
  */
 static int submit(struct vh_inbox *ib, int (*run)(struct vh_inbox *, void *, struct vh_error *),
-                  void *arg, struct vh_error *err)
+                  void *arg, bool single, struct vh_error *err)
 {
-    struct op op, *batch, *last, *next;
+    struct op op, *batch, *last, *next, *lead;
     size_t n;
 
     memset(&op, 0, sizeof(op));
     op.run = run;
     op.arg = arg;
-    if (pthread_cond_init(&op.cv, NULL) != 0)
-        return vh_error_set(err, VH_ENOMEM, "inbox: out of memory");
+    op.single = single;
+    if (sem_init(&op.wake, 0, 0) != 0)
+        return vh_error_set(err, VH_ENOMEM, "inbox: semaphore: %s", strerror(errno));
     pthread_mutex_lock(&ib->mu);
     /*
      * `op` lives on this stack only while queued: it leaves the queue (a leader takes it
@@ -613,9 +655,13 @@ static int submit(struct vh_inbox *ib, int (*run)(struct vh_inbox *, void *, str
     else
         ib->head = &op; /* cppcheck-suppress autoVariables */
     ib->tail = &op;     /* cppcheck-suppress autoVariables */
-    while (!op.done) {
+    for (;;) {
         if (ib->leading || ib->head != &op) {
-            pthread_cond_wait(&op.cv, &ib->mu);
+            pthread_mutex_unlock(&ib->mu);
+            wait_posted(&op.wake);
+            if (op.done)
+                break;
+            pthread_mutex_lock(&ib->mu); /* posted to lead */
             continue;
         }
         /* At the head with no leader: lead a batch of up to BATCH_MAX ops. */
@@ -631,19 +677,25 @@ static int submit(struct vh_inbox *ib, int (*run)(struct vh_inbox *, void *, str
 
         run_batch(ib, batch);
 
+        /*
+         * Only the head of the queue may lead, and only once it is posted, so `lead` stays
+         * queued (and alive) until the post below.
+         */
         pthread_mutex_lock(&ib->mu);
+        ib->leading = false;
+        lead = ib->head;
+        pthread_mutex_unlock(&ib->mu);
         for (; batch; batch = next) {
-            next = batch->next;
+            next = batch->next; /* read first: once posted, the op may be gone */
             batch->done = true;
             if (batch != &op)
-                pthread_cond_signal(&batch->cv);
+                sem_post(&batch->wake);
         }
-        ib->leading = false;
-        if (ib->head)
-            pthread_cond_signal(&ib->head->cv);
+        if (lead)
+            sem_post(&lead->wake);
+        break;
     }
-    pthread_mutex_unlock(&ib->mu);
-    pthread_cond_destroy(&op.cv);
+    sem_destroy(&op.wake);
     if (op.rc < 0 && err && !err->code)
         *err = op.err;
     return op.rc;
@@ -708,7 +760,7 @@ int vh__inbox_put(struct vh_inbox *ib, const struct vh__inbox_put *p, bool *crea
 
     if (p->n_jobs > VH_INBOX_JOBS_MAX)
         return vh_error_set(err, VH_EINVAL, "inbox: too many jobs");
-    rc = submit(ib, op_put, &a, err);
+    rc = submit(ib, op_put, &a, p->n_jobs == 0, err);
     if (rc < 0)
         return rc;
     *created = a.created;
@@ -804,7 +856,7 @@ int vh__inbox_claim(struct vh_inbox *ib, int64_t now_ms, struct vh__job *out, st
 
     memset(out, 0, sizeof(*out));
     vh_buf_init(&out->body, BODY_MAX);
-    rc = submit(ib, op_claim, &a, err);
+    rc = submit(ib, op_claim, &a, false, err);
     if (rc < 0)
         return rc;
     return a.found ? 1 : 0;
@@ -863,7 +915,7 @@ int vh__inbox_finish(struct vh_inbox *ib, const char *session_id, enum vh_job_ki
     rc = vh_job_transition(VH_JOB_RUNNING, u->state, err);
     if (rc < 0)
         return rc;
-    return submit(ib, op_finish, &a, err);
+    return submit(ib, op_finish, &a, false, err);
 }
 
 struct recover_arg {
@@ -892,7 +944,7 @@ static int op_recover(struct vh_inbox *ib, void *arg, struct vh_error *err)
 int vh__inbox_recover(struct vh_inbox *ib, int64_t now_ms, int64_t *n, struct vh_error *err)
 {
     struct recover_arg a = {now_ms, 0};
-    int rc = submit(ib, op_recover, &a, err);
+    int rc = submit(ib, op_recover, &a, false, err);
 
     if (rc == 0)
         *n = a.n;

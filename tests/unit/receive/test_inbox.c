@@ -290,7 +290,9 @@ static void foreach_filters(void **state)
 struct worker {
     struct vh_inbox *ib;
     int id;
+    bool mixed; /* odd ids store sessions without jobs, and each thread puts one bad row */
     int created;
+    int created_jobs; /* jobs created with those sessions */
     int failed;
 };
 
@@ -318,39 +320,74 @@ static void *put_many(void *arg)
         p.jobs[0].kind = VH_JOB_EXEC;
         p.jobs[0].next_attempt_ms = T0;
         p.jobs[0].deadline_ms = T0;
-        p.n_jobs = 1;
-        if (vh__inbox_put(w->ib, &p, &created, NULL) < 0)
+        p.n_jobs = w->mixed && w->id % 2 ? 0 : 1;
+        /* signed_at is NOT NULL: this put fails, alone, whatever batch it shares. */
+        if (w->mixed && i == PER / 2)
+            p.signed_at = NULL;
+        if (vh__inbox_put(w->ib, &p, &created, NULL) < 0) {
             w->failed++;
-        else if (created)
+        } else if (created) {
             w->created++;
+            w->created_jobs += (int)p.n_jobs;
+        }
     }
     return NULL;
+}
+
+/* Runs THREADS put_many workers; returns the sessions and the jobs they created. */
+static void run_workers(struct fx *f, bool mixed, int *created, int *created_jobs)
+{
+    struct worker w[THREADS];
+    pthread_t t[THREADS];
+    int i;
+
+    *created = *created_jobs = 0;
+    for (i = 0; i < THREADS; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        w[i].ib = f->ib;
+        w[i].id = i;
+        w[i].mixed = mixed;
+        assert_int_equal(pthread_create(&t[i], NULL, put_many, &w[i]), 0);
+    }
+    for (i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].failed, mixed ? 1 : 0);
+        *created += w[i].created;
+        *created_jobs += w[i].created_jobs;
+    }
 }
 
 static void group_commit_under_threads(void **state)
 {
     struct fx *f = *state;
-    struct worker w[THREADS];
-    pthread_t t[THREADS];
     int64_t n = 0;
-    int i, created = 0;
+    int created, jobs;
 
-    for (i = 0; i < THREADS; i++) {
-        w[i].ib = f->ib;
-        w[i].id = i;
-        w[i].created = w[i].failed = 0;
-        assert_int_equal(pthread_create(&t[i], NULL, put_many, &w[i]), 0);
-    }
-    for (i = 0; i < THREADS; i++) {
-        pthread_join(t[i], NULL);
-        assert_int_equal(w[i].failed, 0);
-        created += w[i].created;
-    }
+    run_workers(f, false, &created, &jobs);
     assert_int_equal(created, THREADS * PER / 2 + PER / 2);
     assert_int_equal(vh_inbox_count(f->ib, &n, NULL), 0);
     assert_int_equal(n, created);
     assert_int_equal(vh__inbox_unfinished(f->ib, &n, NULL), 0);
     assert_int_equal(n, created); /* one job per stored session, none for duplicates */
+}
+
+/*
+ * Puts without jobs run without a SAVEPOINT (one statement): in batches shared with puts
+ * that have jobs, and with puts that fail, each fails or succeeds alone.
+ */
+static void group_commit_mixed_ops(void **state)
+{
+    struct fx *f = *state;
+    int64_t n = 0;
+    int created, jobs;
+
+    run_workers(f, true, &created, &jobs);
+    /* Thread t's bad put is "t<t>_<PER/2>" (PER/2 is even), one of its own sessions. */
+    assert_int_equal(created, THREADS * (PER / 2 - 1) + PER / 2);
+    assert_int_equal(vh_inbox_count(f->ib, &n, NULL), 0);
+    assert_int_equal(n, created);
+    assert_int_equal(vh__inbox_unfinished(f->ib, &n, NULL), 0);
+    assert_int_equal(n, jobs);
 }
 
 int main(void)
@@ -361,6 +398,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(claim_finish_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(foreach_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(group_commit_under_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(group_commit_mixed_ops, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
