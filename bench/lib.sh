@@ -41,6 +41,19 @@ bench_need_pkgs() {
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# bench_copy_store SRC DST: copies the SQLite store SRC (with its -wal and -shm when there)
+# to DST, then syncs, so the copy's writeback does not compete with the run that follows
+# (a 4.5 GB store copied and not synced was still being written out during the drain).
+bench_copy_store() {
+    local ext
+    for ext in "" -wal -shm; do
+        if [ -e "$1$ext" ]; then
+            cp "$1$ext" "$2$ext"
+        fi
+    done
+    sync
+}
+
 bench_now_ms() {
     date +%s%3N
 }

@@ -54,6 +54,7 @@ backlog_drain() {
             cp "$work/backlog/$f" "$rundir/${f/$name/store}"
         fi
     done
+    sync # the loader's unsynced writes (eatmydata) and any copy: written out before the run
     t0=$(bench_now_ms)
     bench_start_daemon "$rundir" "$rundir/store.db" "$sut_core"
     bench_log "backlog run $r: draining $n deliveries"

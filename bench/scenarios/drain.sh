@@ -25,11 +25,7 @@ for ((r = 1; r <= runs; r++)); do
 
     rundir=$work/drain/run$r
     mkdir -p "$rundir"
-    for f in base.db base.db-wal base.db-shm; do
-        if [ -e "$work/drain/$f" ]; then
-            cp "$work/drain/$f" "$rundir/${f/base/store}"
-        fi
-    done
+    bench_copy_store "$work/drain/base.db" "$rundir/store.db"
     t0=$(bench_now_ms)
     bench_start_daemon "$rundir" "$rundir/store.db" "$sut_core"
     bench_log "drain run $r/$runs: vocohook draining $sessions deliveries"

@@ -41,11 +41,7 @@ timeout=$(python3 -c "print(max(120, $fanout_deliveries // 20))")
 for ((r = 1; r <= runs; r++)); do
     rundir=$fanout_dir/run$r
     mkdir -p "$rundir"
-    for f in base.db base.db-wal base.db-shm; do
-        if [ -e "$fanout_dir/$f" ]; then
-            cp "$fanout_dir/$f" "$rundir/${f/base/store}"
-        fi
-    done
+    bench_copy_store "$fanout_dir/base.db" "$rundir/store.db"
     t0=$(bench_now_ms)
     bench_start_daemon "$rundir" "$rundir/store.db" "$sut_core"
     bench_log "fanout run $r/$runs: vocohook draining $fanout_deliveries deliveries to $fanout_endpoints endpoints"

@@ -85,11 +85,7 @@ for mode in reused fresh; do
     n=$sessions
     [ "$mode" = fresh ] && n=$fresh_sessions
     bench_log "https: loading $n sessions for the $mode case (daemon stopped)"
-    for f in setup.db setup.db-wal setup.db-shm; do
-        if [ -e "$https_dir/$f" ]; then
-            cp "$https_dir/$f" "$https_dir/${f/setup/$mode}"
-        fi
-    done
+    bench_copy_store "$https_dir/setup.db" "$https_dir/$mode.db"
     "$bench_load" --db "sqlite:$https_dir/$mode.db" --partner "$partner" \
         --template "$template" --count "$n" >&2
 done
@@ -109,11 +105,7 @@ https_run() {
         --wrk "$https_dir/wrk.$r.$mode.json"
 
     mkdir -p "$rundir"
-    for f in "$mode.db" "$mode.db-wal" "$mode.db-shm"; do
-        if [ -e "$https_dir/$f" ]; then
-            cp "$https_dir/$f" "$rundir/${f/$mode/store}"
-        fi
-    done
+    bench_copy_store "$https_dir/$mode.db" "$rundir/store.db"
     t0=$(bench_now_ms)
     bench_start_daemon "$rundir" "$rundir/store.db" "$sut_core" --ca-file "$https_dir/tls/ca.pem"
     bench_log "https run $r/$runs, $mode connections: vocohook draining $n deliveries"

@@ -76,11 +76,7 @@ timeout=$(python3 -c "print(max(120, $sessions // 20))")
 for ((r = 1; r <= runs; r++)); do
     rundir=$ns_dir/run$r
     mkdir -p "$rundir"
-    for f in base.db base.db-wal base.db-shm; do
-        if [ -e "$ns_dir/$f" ]; then
-            cp "$ns_dir/$f" "$rundir/${f/base/outbox}"
-        fi
-    done
+    bench_copy_store "$ns_dir/base.db" "$rundir/outbox.db"
     bench_log "nodesender run $r/$runs: the Node.js sender draining $sessions deliveries"
     t0=$(bench_now_ms)
     # Started directly, not through a shell function, so that $! is the process's own pid.
