@@ -181,7 +181,7 @@ class Crash(unittest.TestCase):
         con = self.db()
         # attempt rows are consistent: numbered 1..attempts per delivery, one success each
         bad = con.execute("SELECT count(*) FROM deliveries d WHERE d.attempts != (SELECT "
-                          "count(*) FROM attempts a WHERE a.delivery_id = d.id)").fetchone()[0]
+                          "count(*) FROM attempts a WHERE a.delivery_seq = d.seq)").fetchone()[0]
         self.assertEqual(bad, 0)
         con.close()
 
