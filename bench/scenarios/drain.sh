@@ -35,4 +35,14 @@ for ((r = 1; r <= runs; r++)); do
     vhb sample --samples "$samples" --scenario drain --series vocohook --run "$r" \
         --drain "$rundir/drain.json"
     rm -f "$rundir"/store.db*
+
+    # The store half alone, on another copy: claim and record with no HTTP in between.
+    bench_copy_store "$work/drain/base.db" "$rundir/store.db"
+    bench_pinned "$sut_core" "$bench_store" --db "sqlite:$rundir/store.db" >"$rundir/store.json"
+    for half in claim record; do
+        vhb value --samples "$samples" --scenario drain --series "store_${half}_us" --run "$r" \
+            --value "$(python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' \
+                "${half}_cpu_us" <"$rundir/store.json")"
+    done
+    rm -f "$rundir"/store.db*
 done
