@@ -39,6 +39,10 @@ for ((r = 1; r <= runs; r++)); do
     # The store half alone, on another copy: claim and record with no HTTP in between.
     bench_copy_store "$work/drain/base.db" "$rundir/store.db"
     bench_pinned "$sut_core" "$bench_store" --db "sqlite:$rundir/store.db" >"$rundir/store.json"
+    got=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["deliveries"])' \
+        <"$rundir/store.json")
+    [ "$got" -eq "$sessions" ] ||
+        bench_die "drain: bench_store drained $got deliveries of $sessions"
     for half in claim record; do
         vhb value --samples "$samples" --scenario drain --series "store_${half}_us" --run "$r" \
             --value "$(python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' \
