@@ -2472,6 +2472,12 @@ static int read_results(struct conn *c, const struct vh_delivery_result *results
         if (rc == 0 && st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
             snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", sqlstate_of(res));
             rc = res_fail(c, res, what, err);
+            if (state_is(c, "23503")) {
+                /* The attempt's foreign key: a result (with its endpoint) for no delivery. */
+                vh_error_clear(err);
+                rc = vh_error_set(err, VH_ENOTFOUND, "%s: delivery '%s' not found", what,
+                                  results[i].delivery_id);
+            }
         }
         if (rc == 0 && !results[i].interrupted) {
             r.res = res;

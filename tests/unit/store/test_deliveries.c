@@ -771,6 +771,13 @@ static void record_is_all_or_nothing(void **state)
     assert_int_equal(vh_store_delivery_record(f->st, r, 2, &err), VH_ENOTFOUND);
     assert_non_null(strstr(err.msg, ghost));
     assert_int_equal(count(f->st, "attempts"), attempts0);
+    /* The same with the claim's row and endpoint, the sender's way: the id decides. */
+    r[1].endpoint_id = jobs[0].endpoint_id;
+    r[1].row = jobs[0].row;
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_delivery_record(f->st, r, 2, &err), VH_ENOTFOUND);
+    assert_non_null(strstr(err.msg, ghost));
+    assert_int_equal(count(f->st, "attempts"), attempts0);
     b = brief_of(f->st, ev);
     assert_string_equal(b.state, "in_flight");
     assert_int_equal(vh_store_endpoint_get(f->st, p.id, ep.id, &got, NULL), 0);
