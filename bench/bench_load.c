@@ -19,6 +19,7 @@
 
 #include <vocohook/vocohook.h>
 
+#include "bench_common.h"
 #include "core/banned.h"
 
 #define PLACEHOLDER "__SID__"
@@ -28,30 +29,6 @@ static int usage(void)
     fputs("usage: bench_load --db URL --partner ID --template FILE --count N [--prefix P]\n",
           stderr);
     return 2;
-}
-
-static int read_file(const char *path, struct vh_buf *out)
-{
-    char chunk[8192];
-    FILE *f = fopen(path, "rb");
-    size_t n;
-    int rc = 0;
-
-    if (!f)
-        return -1;
-    for (;;) {
-        n = fread(chunk, 1, sizeof(chunk), f);
-        if (n && vh_buf_add(out, chunk, n) < 0) {
-            rc = -1;
-            break;
-        }
-        if (n < sizeof(chunk))
-            break;
-    }
-    if (ferror(f))
-        rc = -1;
-    fclose(f);
-    return rc;
 }
 
 /* Ingests `count` sessions made from `tpl`; returns an exit code. */
@@ -132,7 +109,7 @@ int main(int argc, char **argv)
     }
     if (i != argc || !db || !partner || !file || count < 0 || strlen(prefix) > 40)
         return usage();
-    if (read_file(file, &tpl) < 0) {
+    if (bench_read_file(file, &tpl) < 0) {
         fprintf(stderr, "bench_load: cannot read %s\n", file);
         vh_buf_release(&tpl);
         return 3;

@@ -63,6 +63,7 @@
 
 #include <vocohook/vocohook.h>
 
+#include "bench_common.h"
 #include "core/banned.h"
 
 #define PLACEHOLDER "__SID__"
@@ -162,30 +163,6 @@ static void note_error(struct run *r, const char *what, const char *detail, size
     if (len > 160)
         len = 160;
     snprintf(r->first_error, sizeof(r->first_error), "%s: %.*s", what, (int)len, detail);
-}
-
-static int read_file(const char *path, struct vh_buf *out)
-{
-    char chunk[8192];
-    FILE *f = fopen(path, "rb");
-    size_t n;
-    int rc = 0;
-
-    if (!f)
-        return -1;
-    for (;;) {
-        n = fread(chunk, 1, sizeof(chunk), f);
-        if (n && vh_buf_add(out, chunk, n) < 0) {
-            rc = -1;
-            break;
-        }
-        if (n < sizeof(chunk))
-            break;
-    }
-    if (ferror(f))
-        rc = -1;
-    fclose(f);
-    return rc;
 }
 
 static const char *find_bytes(const char *hay, size_t n, const char *needle)
@@ -1017,7 +994,7 @@ int main(int argc, char **argv)
     r.ingest.sin_family = AF_INET;
     r.ingest.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     r.ingest.sin_port = htons((uint16_t)ingest_port);
-    if (read_file(file, &tpl) < 0) {
+    if (bench_read_file(file, &tpl) < 0) {
         fprintf(stderr, "bench_steady: cannot read %s\n", file);
         code = 3;
         goto out;

@@ -670,6 +670,23 @@ static void test_connection_reused(void **state)
     srv_stop(s);
 }
 
+/* A URL nothing answers: a port that was just free (bound, never listened on, closed). */
+static void refused_url(char *out, size_t n)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    snprintf(out, n, "http://127.0.0.1:%d/", ntohs(a.sin_port));
+    close(fd);
+}
+
 /* Counts the records a log function gets, by level. */
 static int log_counts[4];
 
@@ -692,9 +709,6 @@ static void test_reused_handle_starts_clean(void **state)
     struct vh_error err = VH_ERROR_INIT;
     struct vh_engine_config cfg;
     struct vh_engine *e = NULL;
-    struct sockaddr_in a;
-    socklen_t alen = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
     char url[128], refused[128];
     struct vh_attempt at;
 
@@ -714,13 +728,7 @@ static void test_reused_handle_starts_clean(void **state)
     assert_int_equal(at.result, VH_ATTEMPT_OK);
     assert_int_equal(at.response_len, VH_ATTEMPT_HEAD_MAX);
 
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
-    snprintf(refused, sizeof(refused), "http://127.0.0.1:%d/", ntohs(a.sin_port));
-    close(fd);
+    refused_url(refused, sizeof(refused));
     reset_results(NULL);
     at = deliver_one(e, refused, 0);
     assert_int_equal(at.result, VH_ATTEMPT_CONNECT);
@@ -793,22 +801,12 @@ static void test_redirect_not_followed(void **state)
 
 static void test_connection_refused(void **state)
 {
-    struct sockaddr_in a;
-    socklen_t alen = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct vh_engine *e = engine_dev();
     struct vh_attempt at;
     char url[128];
 
     (void)state;
-    /* A port that was just free: bound, never listened on, closed. */
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ntohs(a.sin_port));
-    close(fd);
+    refused_url(url, sizeof(url));
     at = deliver_one(e, url, 0);
     assert_int_equal(at.result, VH_ATTEMPT_CONNECT);
     assert_int_equal(at.http_status, 0);

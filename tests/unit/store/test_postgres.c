@@ -539,21 +539,29 @@ static void run_busy(struct vh_store *st)
         assert_int_equal(b[i].rc, 0);
 }
 
-/* How many sessions the test's database has, but the admin's own. */
-static long sessions_of(struct fixture *f)
+/*
+ * count(EXPR) over the sessions of the test's database but the admin's own: how many there
+ * are ("*"), or how many a call on each ended ("pg_terminate_backend(pid, 5000)").
+ */
+static long over_sessions(struct fixture *f, const char *expr)
 {
     struct vh_buf out = VH_BUF_INIT(64);
     char sql[256];
     long n;
 
     snprintf(sql, sizeof(sql),
-             "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'"
+             "SELECT count(%s) FROM pg_stat_activity WHERE datname = '%s'"
              " AND pid <> pg_backend_pid()",
-             f->db);
+             expr, f->db);
     exec_ok(f->admin, sql, &out);
     n = strtol(vh_buf_cstr(&out), NULL, 10);
     vh_buf_release(&out);
     return n;
+}
+
+static long sessions_of(struct fixture *f)
+{
+    return over_sessions(f, "*");
 }
 
 /*
@@ -572,19 +580,8 @@ static void fill_pool(struct fixture *f, struct vh_store *st)
 /* Ends every session on the test's database but the admin's own; returns how many. */
 static long terminate_all(struct fixture *f)
 {
-    struct vh_buf out = VH_BUF_INIT(64);
-    char sql[256];
-    long n;
-
     /* The timeout form (PostgreSQL 14) waits until each session is really gone. */
-    snprintf(sql, sizeof(sql),
-             "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
-             " WHERE datname = '%s' AND pid <> pg_backend_pid()",
-             f->db);
-    exec_ok(f->admin, sql, &out);
-    n = strtol(vh_buf_cstr(&out), NULL, 10);
-    vh_buf_release(&out);
-    return n;
+    return over_sessions(f, "pg_terminate_backend(pid, 5000)");
 }
 
 static void a_lost_connection_fails_once_then_reconnects(void **state)
