@@ -1,6 +1,8 @@
 # Test registration. Unit tests are cmocka executables, one per file under
 # tests/unit/<subsys>/test_<name>.c, found by glob so adding a file is enough.
 pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+# The routes test reads the API's answers with a JSON parser that is not the library's own.
+pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson)
 find_program(VH_PYTHON python3 REQUIRED)
 
 set(VH_TEST_ENV
@@ -34,6 +36,7 @@ foreach(src ${VH_UNIT_TESTS})
     string(REGEX REPLACE "^test_" "" base ${base})
     vh_add_unit_test(${subsys}/${base})
 endforeach()
+target_link_libraries(unit_http_routes PRIVATE PkgConfig::JANSSON)
 
 # The store contract suites again on PostgreSQL (STYLE.md §10), plus the PostgreSQL-only
 # tests (which have no SQLite run: unit/store/postgres skips every test by itself). Whether

@@ -1,5 +1,5 @@
 /*
- * The allocation hook. Every allocation of the library, jansson's included, goes through
+ * The allocation hook. Every allocation of the library, its JSON parser's included, goes through
  * these functions, so an embedding program can route memory and tests can fail the Nth
  * allocation. Out of memory is returned to the caller as VH_ENOMEM, never fatal.
  */

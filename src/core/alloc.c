@@ -6,7 +6,6 @@
 
 #include <vocohook/error.h>
 
-#include "core/alloc_int.h"
 #include "core/banned.h"
 
 /*
@@ -24,7 +23,6 @@ int vh_replace_allocator(vh_malloc_fn *m, vh_realloc_fn *r, vh_free_fn *f)
     hook_malloc = m;
     hook_realloc = r;
     hook_free = f;
-    vh__json_use_allocator();
     return 0;
 }
 

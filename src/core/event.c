@@ -1,12 +1,12 @@
 /*
  * The pure half of the session model: the payload encoder, credits formatting, latency
- * derivation, status names and the free functions. The jansson parser is in json.c.
+ * derivation, status names and the free functions. The parsers are in json.c.
  *
- * The encoder is written by hand rather than with json_dumps(): the body is signed, so
- * every byte must be under our control (key order, no spaces, escaping exactly like
- * JavaScript's JSON.stringify), and jansson cannot print a real as the shortest decimal
- * that round-trips (JSON_REAL_PRECISION(17) gives 2.1200000000000001). It also avoids
- * building a json_t tree just to print it: one pass over the struct, one reservation.
+ * The encoder is written by hand rather than with a JSON library's printer: the body is
+ * signed, so every byte must be under our control (key order, no spaces, escaping exactly
+ * like JavaScript's JSON.stringify, reals as the shortest decimal that round-trips, where
+ * jansson's JSON_REAL_PRECISION(17) gives 2.1200000000000001). It also avoids building a
+ * tree just to print it: one pass over the struct, one reservation.
  */
 #include <vocohook/event.h>
 

@@ -1,64 +1,26 @@
 /*
- * The three parsers of event.h on top of jansson: bytes -> json_t tree -> validated
- * struct. The only file that includes <jansson.h> (STYLE.md §1).
+ * The three parsers of event.h: bytes -> JSON tree (jtree_int.h, our strict parser) ->
+ * validated struct.
  *
  * Order of work, so that the cheap refusals come first and the message is the same for
- * the same input whatever the mode: size bound, nesting depth (a byte scan, before
- * jansson recurses), syntax (jansson, which also refuses duplicate keys, invalid UTF-8 and
- * \u0000), then one validator walking each object: unknown keys first, then the known
- * keys in the seed's order. The first failure wins and names its JSON path.
+ * the same input whatever the mode: size bound, then syntax (the tree parser, which also
+ * refuses excess nesting, duplicate keys, invalid UTF-8 and \u0000), then one validator
+ * walking each object: unknown keys first, then the known keys in the seed's order. The
+ * first failure wins and names its JSON path.
  */
 #include <vocohook/event.h>
 #include <vocohook/json.h>
 
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include <vocohook/alloc.h>
 #include <vocohook/clock.h>
 #include <vocohook/id.h>
 
-#include "core/alloc_int.h"
+#include "core/jtree_int.h"
 #include "core/banned.h"
-
-/*
- * jansson 2.14 drops some allocation failures on the floor: lex_save() ignores the result
- * of strbuffer_append_byte(), so under memory pressure a parse can succeed with a byte
- * missing from a string or number (akheron/jansson#362). Its allocations therefore go
- * through this wrapper, which remembers a failure for the parse running on this thread;
- * load() turns any such failure into VH_ENOMEM, whatever jansson made of it.
- */
-static _Thread_local bool jansson_alloc_failed;
-
-static void *jansson_malloc(size_t size)
-{
-    void *p = vh_malloc(size);
-
-    if (!p)
-        jansson_alloc_failed = true;
-    return p;
-}
-
-void vh__json_use_allocator(void)
-{
-    json_set_alloc_funcs(jansson_malloc, vh_free);
-}
-
-/*
- * vh_replace_allocator() is optional, so the parse entry points make sure jansson
- * allocates through the hook before its first allocation. Both paths install the same
- * two functions, which dispatch to whatever hook is current.
- */
-static pthread_once_t alloc_once = PTHREAD_ONCE_INIT;
-
-static void use_allocator_once(void)
-{
-    vh__json_use_allocator();
-}
 
 /* --- context, paths and messages ------------------------------------------------------- */
 
@@ -151,146 +113,39 @@ static int nomem(struct ctx *c)
     return vh_error_set(c->err, VH_ENOMEM, "json: out of memory");
 }
 
-/*
- * An object key from the input, fit to quote in a one-line message: `"` `\` and controls
- * escaped as in JSON, cut after about 48 bytes (on a character boundary) with "...".
- */
-static void quote_key(const char *key, char out[64])
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *k = (const unsigned char *)key;
-    size_t o = 0, cut = 0, i, n, w;
-    char piece[6];
-
-    for (i = 0; k[i]; i += n) {
-        n = 1;
-        if (k[i] >= 0xc0) /* a UTF-8 lead byte: jansson has checked the sequence */
-            while (n < 4 && (k[i + n] & 0xc0) == 0x80)
-                n++;
-        if (k[i] == '"' || k[i] == '\\') {
-            piece[0] = '\\';
-            piece[1] = (char)k[i];
-            w = 2;
-        } else if (k[i] < 0x20 || k[i] == 0x7f) {
-            memcpy(piece, "\\u00", 4);
-            piece[4] = hex[k[i] >> 4];
-            piece[5] = hex[k[i] & 0x0f];
-            w = 6;
-        } else {
-            memcpy(piece, key + i, n);
-            w = n;
-        }
-        if (o + w > 48) {
-            memcpy(out + cut, "...", 3);
-            o = cut + 3;
-            break;
-        }
-        memcpy(out + o, piece, w);
-        o += w;
-        if (o <= 45)
-            cut = o;
-    }
-    out[o] = '\0';
-}
-
 /* --- loading ---------------------------------------------------------------------------- */
 
-/*
- * Refuses nesting deeper than VH_JSON_DEPTH_MAX before jansson (which recurses) sees the
- * input, and input that is only whitespace. Brackets inside strings do not count.
- */
-static int scan(const char *json, size_t len, struct vh_error *err)
+/* Parses the bytes into `doc`, whose root must be an object. */
+static int load(const char *json, size_t len, struct vh_jt_doc *doc, struct vh_error *err)
 {
-    size_t i, depth = 0;
-    bool in_string = false, any = false;
+    int rc;
 
-    for (i = 0; i < len; i++) {
-        char ch = json[i];
-
-        if (in_string) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                in_string = false;
-            continue;
-        }
-        switch (ch) {
-        case ' ':
-        case '\t':
-        case '\n':
-        case '\r':
-            break;
-        case '"':
-            in_string = true;
-            any = true;
-            break;
-        case '[':
-        case '{':
-            if (++depth > VH_JSON_DEPTH_MAX)
-                return vh_error_set(err, VH_ETOOBIG,
-                                    "json: nested deeper than %d levels at byte %zu",
-                                    VH_JSON_DEPTH_MAX, i);
-            any = true;
-            break;
-        case ']':
-        case '}':
-            if (depth)
-                depth--;
-            any = true;
-            break;
-        default:
-            any = true;
-        }
+    if (len > VH_BODY_MAX)
+        return vh_error_set(err, VH_ETOOBIG, "json: larger than %d bytes", VH_BODY_MAX);
+    rc = vh__jt_parse(json, len, doc, err);
+    if (rc < 0)
+        return rc;
+    if (doc->root->kind != VH_JT_OBJECT) {
+        vh__jt_doc_release(doc);
+        return vh_error_set(err, VH_EINVAL, "(root): must be an object");
     }
-    if (!any)
-        return vh_error_set(err, VH_EINVAL, "json: empty input");
     return 0;
 }
 
-/* Parses the bytes into a tree whose root is an object. */
-static int load(const char *json, size_t len, json_t **out, struct vh_error *err)
+static bool is_kind(const struct vh_jt *v, enum vh_jt_kind kind)
 {
-    json_error_t jerr;
-    json_t *root;
-    size_t i;
-    int rc;
+    return v && v->kind == kind;
+}
 
-    pthread_once(&alloc_once, use_allocator_once);
-    if (len > VH_BODY_MAX)
-        return vh_error_set(err, VH_ETOOBIG, "json: larger than %d bytes", VH_BODY_MAX);
-    if (len && !json)
-        return vh_error_set(err, VH_EINVAL, "json: NULL input");
-    rc = scan(json, len, err);
-    if (rc < 0)
-        return rc;
-    jansson_alloc_failed = false;
-    root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    if (jansson_alloc_failed) {
-        json_decref(root);
-        return vh_error_set(err, VH_ENOMEM, "json: out of memory");
-    }
-    if (!root) {
-        if (json_error_code(&jerr) == json_error_out_of_memory)
-            return vh_error_set(err, VH_ENOMEM, "json: out of memory");
-        /* The two refusals a caller may meet most, in the wording event.h promises. */
-        if (json_error_code(&jerr) == json_error_invalid_utf8)
-            return vh_error_set(err, VH_EINVAL, "json: invalid UTF-8 at byte %d", jerr.position);
-        if (json_error_code(&jerr) == json_error_null_character)
-            return vh_error_set(err, VH_EINVAL,
-                                "json: \\u0000 is not allowed in strings at byte %d",
-                                jerr.position);
-        /* jansson quotes the input near the error: keep the message one printable line. */
-        for (i = 0; jerr.text[i]; i++)
-            if ((unsigned char)jerr.text[i] < 0x20 || (unsigned char)jerr.text[i] >= 0x7f)
-                jerr.text[i] = '?';
-        return vh_error_set(err, VH_EINVAL, "json: %s at byte %d", jerr.text, jerr.position);
-    }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return vh_error_set(err, VH_EINVAL, "(root): must be an object");
-    }
-    *out = root;
-    return 0;
+static bool is_bool(const struct vh_jt *v)
+{
+    return v && (v->kind == VH_JT_TRUE || v->kind == VH_JT_FALSE);
+}
+
+/* True when `v` is the string `s`. */
+static bool is_string_eq(const struct vh_jt *v, const char *s)
+{
+    return is_kind(v, VH_JT_STRING) && strcmp(v->u.s, s) == 0;
 }
 
 /* --- members ------------------------------------------------------------------------------ */
@@ -306,18 +161,16 @@ static bool key_is_known(const char *key, const char *const *known)
 }
 
 /* Refuses keys outside `known` (NULL-terminated) unless the mode allows them. */
-static int check_keys(struct ctx *c, json_t *obj, const char *const *known)
+static int check_keys(struct ctx *c, const struct vh_jt *obj, const char *const *known)
 {
-    const char *key;
-    json_t *v;
+    const struct vh_jt *v;
     char quoted[64];
 
     if (c->allow_unknown)
         return 0;
-    json_object_foreach(obj, key, v)
-    {
-        if (!key_is_known(key, known)) {
-            quote_key(key, quoted);
+    for (v = obj->u.first; v; v = v->next) {
+        if (!key_is_known(v->key, known)) {
+            vh__jt_quote_key(v->key, quoted);
             return fail(c, VH_EINVAL, "unknown key \"%s\"", quoted);
         }
     }
@@ -325,9 +178,10 @@ static int check_keys(struct ctx *c, json_t *obj, const char *const *known)
 }
 
 /* The member `key`, or NULL when absent; absent and `required` is an error. */
-static int member(struct ctx *c, json_t *obj, const char *key, bool required, json_t **out)
+static int member(struct ctx *c, const struct vh_jt *obj, const char *key, bool required,
+                  const struct vh_jt **out)
 {
-    *out = json_object_get(obj, key);
+    *out = vh__jt_get(obj, key);
     if (!*out && required)
         return fail(c, VH_EINVAL, "missing key \"%s\"", key);
     return 0;
@@ -340,22 +194,23 @@ static int dup_string(struct ctx *c, const char *s, size_t len, char **out)
 }
 
 /* A required string member. */
-static int get_string(struct ctx *c, json_t *obj, const char *key, const char **s, size_t *len)
+static int get_string(struct ctx *c, const struct vh_jt *obj, const char *key, const char **s,
+                      size_t *len)
 {
-    json_t *v;
+    const struct vh_jt *v;
     int rc = member(c, obj, key, true, &v);
 
     if (rc < 0)
         return rc;
-    if (!json_is_string(v))
+    if (!is_kind(v, VH_JT_STRING))
         return fail_at(c, key, VH_EINVAL, "must be a string");
-    *s = json_string_value(v);
-    *len = json_string_length(v);
+    *s = v->u.s;
+    *len = v->len;
     return 0;
 }
 
 /* A required id member: 1 to 64 of [A-Za-z0-9_-] (SPEC §2). */
-static int get_id(struct ctx *c, json_t *obj, const char *key, char **out)
+static int get_id(struct ctx *c, const struct vh_jt *obj, const char *key, char **out)
 {
     const char *s = NULL;
     size_t len = 0;
@@ -368,7 +223,7 @@ static int get_id(struct ctx *c, json_t *obj, const char *key, char **out)
     return dup_string(c, s, len, out);
 }
 
-static int get_e164(struct ctx *c, json_t *obj, const char *key, char **out)
+static int get_e164(struct ctx *c, const struct vh_jt *obj, const char *key, char **out)
 {
     const char *s = NULL;
     size_t len = 0;
@@ -382,23 +237,24 @@ static int get_e164(struct ctx *c, json_t *obj, const char *key, char **out)
 }
 
 /* A JSON integer in 0..max; reals (12.5, and 12.0 too) are refused. */
-static int int_value(struct ctx *c, json_t *v, const char *key, int64_t max, const char *type_msg,
-                     int64_t *out)
+static int int_value(struct ctx *c, const struct vh_jt *v, const char *key, int64_t max,
+                     const char *type_msg, int64_t *out)
 {
-    json_int_t x;
+    int64_t x;
 
-    if (!json_is_integer(v))
+    if (!is_kind(v, VH_JT_INT))
         return fail_at(c, key, VH_EINVAL, "%s", type_msg);
-    x = json_integer_value(v);
+    x = v->u.i;
     if (x < 0 || x > max)
         return fail_at(c, key, VH_EINVAL, "must be between 0 and %lld", (long long)max);
     *out = (int64_t)x;
     return 0;
 }
 
-static int get_int(struct ctx *c, json_t *obj, const char *key, int64_t max, int64_t *out)
+static int get_int(struct ctx *c, const struct vh_jt *obj, const char *key, int64_t max,
+                   int64_t *out)
 {
-    json_t *v;
+    const struct vh_jt *v;
     int rc = member(c, obj, key, true, &v);
 
     if (rc < 0)
@@ -406,7 +262,7 @@ static int get_int(struct ctx *c, json_t *obj, const char *key, int64_t max, int
     return int_value(c, v, key, max, "must be an integer", out);
 }
 
-static int get_time(struct ctx *c, json_t *obj, const char *key, int64_t *out)
+static int get_time(struct ctx *c, const struct vh_jt *obj, const char *key, int64_t *out)
 {
     struct vh_error terr = VH_ERROR_INIT;
     const char *s = NULL;
@@ -423,15 +279,15 @@ static int get_time(struct ctx *c, json_t *obj, const char *key, int64_t *out)
 
 /* --- the session ---------------------------------------------------------------------------- */
 
-static int parse_turn(struct ctx *c, json_t *obj, struct vh_turn *t)
+static int parse_turn(struct ctx *c, const struct vh_jt *obj, struct vh_turn *t)
 {
     static const char *const keys[] = {"role", "content", "timestamp", "latency_ms", NULL};
     const char *s = NULL;
     size_t len = 0;
-    json_t *v;
+    const struct vh_jt *v;
     int rc;
 
-    if (!json_is_object(obj))
+    if (!is_kind(obj, VH_JT_OBJECT))
         return fail(c, VH_EINVAL, "must be an object");
     rc = check_keys(c, obj, keys);
     if (rc < 0)
@@ -439,9 +295,9 @@ static int parse_turn(struct ctx *c, json_t *obj, struct vh_turn *t)
     rc = member(c, obj, "role", true, &v);
     if (rc < 0)
         return rc;
-    if (json_is_string(v) && strcmp(json_string_value(v), "user") == 0)
+    if (is_string_eq(v, "user"))
         t->role = VH_ROLE_USER;
-    else if (json_is_string(v) && strcmp(json_string_value(v), "bot") == 0)
+    else if (is_string_eq(v, "bot"))
         t->role = VH_ROLE_BOT;
     else
         return fail_at(c, "role", VH_EINVAL, "must be \"user\" or \"bot\"");
@@ -466,7 +322,7 @@ static int parse_turn(struct ctx *c, json_t *obj, struct vh_turn *t)
     if (rc < 0 || !v)
         return rc;
     if (t->role == VH_ROLE_USER) {
-        if (!json_is_null(v))
+        if (!is_kind(v, VH_JT_NULL))
             return fail_at(c, "latency_ms", VH_EINVAL, "must be null on user turns");
         return 0;
     }
@@ -478,9 +334,9 @@ static int parse_turn(struct ctx *c, json_t *obj, struct vh_turn *t)
     return 0;
 }
 
-static int parse_transcript(struct ctx *c, json_t *obj, struct vh_session *s)
+static int parse_transcript(struct ctx *c, const struct vh_jt *obj, struct vh_session *s)
 {
-    json_t *arr;
+    const struct vh_jt *arr, *turn;
     size_t old, i, n;
     int rc;
 
@@ -488,11 +344,11 @@ static int parse_transcript(struct ctx *c, json_t *obj, struct vh_session *s)
     if (rc < 0)
         return rc;
     old = path_push_key(c, "transcript");
-    if (!json_is_array(arr)) {
+    if (!is_kind(arr, VH_JT_ARRAY)) {
         rc = fail(c, VH_EINVAL, "must be an array");
         goto out;
     }
-    n = json_array_size(arr);
+    n = arr->len;
     if (n > VH_TURNS_MAX) {
         rc = fail(c, VH_ETOOBIG, "more than %d turns", VH_TURNS_MAX);
         goto out;
@@ -507,10 +363,10 @@ static int parse_transcript(struct ctx *c, json_t *obj, struct vh_session *s)
             s->turns[i] = (struct vh_turn){0};
         s->n_turns = n; /* all zeroed, so vh_session_free() can run at any point */
     }
-    for (i = 0; i < n; i++) {
+    for (i = 0, turn = arr->u.first; turn; i++, turn = turn->next) {
         size_t at = path_push_index(c, i);
 
-        rc = parse_turn(c, json_array_get(arr, i), &s->turns[i]);
+        rc = parse_turn(c, turn, &s->turns[i]);
         path_set_len(c, at);
         if (rc < 0)
             goto out;
@@ -520,12 +376,12 @@ out:
     return rc;
 }
 
-static int parse_latency(struct ctx *c, json_t *obj, struct vh_latency *lat)
+static int parse_latency(struct ctx *c, const struct vh_jt *obj, struct vh_latency *lat)
 {
     static const char *const keys[] = {"min_ms", "max_ms", "avg_ms", NULL};
     int rc;
 
-    if (!json_is_object(obj))
+    if (!is_kind(obj, VH_JT_OBJECT))
         return fail(c, VH_EINVAL, "must be an object");
     rc = check_keys(c, obj, keys);
     if (rc == 0)
@@ -539,13 +395,13 @@ static int parse_latency(struct ctx *c, json_t *obj, struct vh_latency *lat)
     return rc;
 }
 
-static int parse_call(struct ctx *c, json_t *obj, struct vh_call *call)
+static int parse_call(struct ctx *c, const struct vh_jt *obj, struct vh_call *call)
 {
     static const char *const keys[] = {"call_id",   "from_number", "to_number",
                                        "direction", "status",      NULL};
     const char *s = NULL;
     size_t len = 0;
-    json_t *v;
+    const struct vh_jt *v;
     int rc;
 
     rc = check_keys(c, obj, keys);
@@ -557,7 +413,7 @@ static int parse_call(struct ctx *c, json_t *obj, struct vh_call *call)
         rc = get_e164(c, obj, "to_number", &call->to_number);
     if (rc == 0)
         rc = member(c, obj, "direction", true, &v);
-    if (rc == 0 && !(json_is_string(v) && strcmp(json_string_value(v), "outbound") == 0))
+    if (rc == 0 && !(is_string_eq(v, "outbound")))
         rc = fail_at(c, "direction", VH_EINVAL, "must be \"outbound\"");
     if (rc == 0) {
         rc = get_string(c, obj, "status", &s, &len);
@@ -572,17 +428,17 @@ static int parse_call(struct ctx *c, json_t *obj, struct vh_call *call)
 }
 
 /* recording_url: null or an http(s) URL, at most VH_URL_MAX bytes, no spaces or controls. */
-static int parse_url(struct ctx *c, json_t *v, char **out)
+static int parse_url(struct ctx *c, const struct vh_jt *v, char **out)
 {
     const char *s;
     size_t len, i, scheme;
 
-    if (!v || json_is_null(v))
+    if (!v || is_kind(v, VH_JT_NULL))
         return 0;
-    if (!json_is_string(v))
+    if (!is_kind(v, VH_JT_STRING))
         return fail_at(c, "recording_url", VH_EINVAL, "must be a string or null");
-    s = json_string_value(v);
-    len = json_string_length(v);
+    s = v->u.s;
+    len = v->len;
     if (len > VH_URL_MAX)
         return fail_at(c, "recording_url", VH_ETOOBIG, "longer than %d bytes", VH_URL_MAX);
     scheme = strncmp(s, "https://", 8) == 0 ? 8 : strncmp(s, "http://", 7) == 0 ? 7 : 0;
@@ -596,17 +452,17 @@ static int parse_url(struct ctx *c, json_t *v, char **out)
 }
 
 /* recording_key (ingest only): an S3 object key, 1..VH_OBJECT_KEY_MAX bytes, no controls. */
-static int parse_object_key(struct ctx *c, json_t *v, char **out)
+static int parse_object_key(struct ctx *c, const struct vh_jt *v, char **out)
 {
     const char *s = NULL;
     size_t len = 0, i;
 
-    if (!v || json_is_null(v))
+    if (!v || is_kind(v, VH_JT_NULL))
         return 0;
-    if (!json_is_string(v))
+    if (!is_kind(v, VH_JT_STRING))
         return fail_at(c, "recording_key", VH_EINVAL, "must be a string or null");
-    s = json_string_value(v);
-    len = json_string_length(v);
+    s = v->u.s;
+    len = v->len;
     if (len == 0)
         return fail_at(c, "recording_key", VH_EINVAL, "must not be empty");
     if (len > VH_OBJECT_KEY_MAX)
@@ -617,7 +473,7 @@ static int parse_object_key(struct ctx *c, json_t *v, char **out)
     return dup_string(c, s, len, out);
 }
 
-static int parse_agent_name(struct ctx *c, json_t *obj, char **out)
+static int parse_agent_name(struct ctx *c, const struct vh_jt *obj, char **out)
 {
     const char *s = NULL;
     size_t len = 0;
@@ -632,18 +488,18 @@ static int parse_agent_name(struct ctx *c, json_t *obj, char **out)
     return dup_string(c, s, len, out);
 }
 
-static int parse_credits(struct ctx *c, json_t *obj, double *out)
+static int parse_credits(struct ctx *c, const struct vh_jt *obj, double *out)
 {
-    json_t *v;
+    const struct vh_jt *v;
     double x;
     int rc = member(c, obj, "credits_used", true, &v);
 
     if (rc < 0)
         return rc;
-    if (!json_is_number(v))
+    if (!(v && vh__jt_is_number(v)))
         return fail_at(c, "credits_used", VH_EINVAL, "must be a number");
-    /* jansson refuses reals that overflow, so x is finite; !(x >= 0) would catch a NaN. */
-    x = json_number_value(v);
+    /* The parser refuses reals that overflow, so x is finite; !(x >= 0) would catch a NaN. */
+    x = vh__jt_number(v);
     if (!(x >= 0 && x <= VH_CREDITS_MAX))
         return fail_at(c, "credits_used", VH_EINVAL, "must be between 0 and 1000000000");
     *out = x;
@@ -654,9 +510,9 @@ static int parse_credits(struct ctx *c, json_t *obj, double *out)
  * The three keys whose presence depends on the document: required in a payload, where
  * null is a value; optional in ingest, where null means the same as absent.
  */
-static int parse_optional_parts(struct ctx *c, json_t *obj, struct vh_session *s)
+static int parse_optional_parts(struct ctx *c, const struct vh_jt *obj, struct vh_session *s)
 {
-    json_t *v;
+    const struct vh_jt *v;
     size_t old;
     int rc;
 
@@ -664,13 +520,13 @@ static int parse_optional_parts(struct ctx *c, json_t *obj, struct vh_session *s
     if (rc == 0)
         rc = parse_url(c, v, &s->recording_url);
     if (rc == 0 && !c->payload) {
-        rc = parse_object_key(c, json_object_get(obj, "recording_key"), &s->recording_key);
+        rc = parse_object_key(c, vh__jt_get(obj, "recording_key"), &s->recording_key);
         if (rc == 0 && s->recording_url && s->recording_key)
             rc = fail_at(c, "recording_key", VH_EINVAL, "not allowed together with recording_url");
     }
     if (rc == 0)
         rc = member(c, obj, "latency", c->payload, &v);
-    if (rc == 0 && v && !(json_is_null(v) && !c->payload)) {
+    if (rc == 0 && v && !(is_kind(v, VH_JT_NULL) && !c->payload)) {
         old = path_push_key(c, "latency");
         rc = parse_latency(c, v, &s->latency);
         path_set_len(c, old);
@@ -678,10 +534,10 @@ static int parse_optional_parts(struct ctx *c, json_t *obj, struct vh_session *s
     }
     if (rc == 0)
         rc = member(c, obj, "call", c->payload, &v);
-    if (rc == 0 && v && !json_is_null(v)) {
+    if (rc == 0 && v && !is_kind(v, VH_JT_NULL)) {
         old = path_push_key(c, "call");
-        rc = json_is_object(v) ? parse_call(c, v, &s->call)
-                               : fail(c, VH_EINVAL, "must be an object or null");
+        rc = is_kind(v, VH_JT_OBJECT) ? parse_call(c, v, &s->call)
+                                      : fail(c, VH_EINVAL, "must be an object or null");
         path_set_len(c, old);
         s->has_call = rc == 0;
     }
@@ -689,7 +545,7 @@ static int parse_optional_parts(struct ctx *c, json_t *obj, struct vh_session *s
 }
 
 /* The session object at the current path; stores a new session in *out on success. */
-static int parse_session(struct ctx *c, json_t *obj, struct vh_session **out)
+static int parse_session(struct ctx *c, const struct vh_jt *obj, struct vh_session **out)
 {
     static const char *const keys_ingest[] = {
         "session_id", "agent_id",      "agent_name",    "duration_seconds", "credits_used",
@@ -702,7 +558,7 @@ static int parse_session(struct ctx *c, json_t *obj, struct vh_session **out)
     struct vh_session *s = NULL;
     int rc;
 
-    if (!json_is_object(obj))
+    if (!is_kind(obj, VH_JT_OBJECT))
         return fail(c, VH_EINVAL, "must be an object");
     rc = check_keys(c, obj, c->payload ? keys_payload : keys_ingest);
     if (rc < 0)
@@ -734,9 +590,10 @@ out:
 }
 
 /* Parses the member `key` of the root as a session, with paths under "key.". */
-static int parse_session_at(struct ctx *c, json_t *root, const char *key, struct vh_session **out)
+static int parse_session_at(struct ctx *c, const struct vh_jt *root, const char *key,
+                            struct vh_session **out)
 {
-    json_t *v;
+    const struct vh_jt *v;
     size_t old;
     int rc = member(c, root, key, true, &v);
 
@@ -761,16 +618,16 @@ int vh_session_parse(const char *json, size_t len, unsigned flags, struct vh_ses
                      struct vh_error *err)
 {
     struct ctx c;
-    json_t *root = NULL;
+    struct vh_jt_doc doc = {0};
     int rc;
 
     ctx_init(&c, false, flags, err);
     rc = check_flags(flags, err);
     if (rc == 0)
-        rc = load(json, len, &root, err);
+        rc = load(json, len, &doc, err);
     if (rc == 0)
-        rc = parse_session(&c, root, out);
-    json_decref(root);
+        rc = parse_session(&c, doc.root, out);
+    vh__jt_doc_release(&doc);
     return rc;
 }
 
@@ -778,14 +635,16 @@ int vh_ingest_parse(const char *json, size_t len, struct vh_ingest **out, struct
 {
     static const char *const keys[] = {"partner_id", "session", NULL};
     struct ctx c;
-    json_t *root = NULL;
+    struct vh_jt_doc doc = {0};
+    const struct vh_jt *root;
     struct vh_ingest *in = NULL;
     int rc;
 
     ctx_init(&c, false, 0, err);
-    rc = load(json, len, &root, err);
+    rc = load(json, len, &doc, err);
     if (rc < 0)
         goto out;
+    root = doc.root;
     in = vh_malloc(sizeof(*in));
     if (!in) {
         rc = nomem(&c);
@@ -803,7 +662,7 @@ int vh_ingest_parse(const char *json, size_t len, struct vh_ingest **out, struct
     in = NULL;
 out:
     vh_ingest_free(in);
-    json_decref(root);
+    vh__jt_doc_release(&doc);
     return rc;
 }
 
@@ -812,16 +671,18 @@ int vh_event_parse(const char *json, size_t len, unsigned flags, struct vh_event
 {
     static const char *const keys[] = {"event", "timestamp", "data", NULL};
     struct ctx c;
-    json_t *root = NULL, *v;
+    struct vh_jt_doc doc = {0};
+    const struct vh_jt *root, *v;
     struct vh_event *ev = NULL;
     int rc;
 
     ctx_init(&c, true, flags, err);
     rc = check_flags(flags, err);
     if (rc == 0)
-        rc = load(json, len, &root, err);
+        rc = load(json, len, &doc, err);
     if (rc < 0)
         goto out;
+    root = doc.root;
     ev = vh_malloc(sizeof(*ev));
     if (!ev) {
         rc = nomem(&c);
@@ -831,7 +692,7 @@ int vh_event_parse(const char *json, size_t len, unsigned flags, struct vh_event
     rc = check_keys(&c, root, keys);
     if (rc == 0)
         rc = member(&c, root, "event", true, &v);
-    if (rc == 0 && !(json_is_string(v) && strcmp(json_string_value(v), VH_EVENT_TYPE) == 0))
+    if (rc == 0 && !(is_string_eq(v, VH_EVENT_TYPE)))
         rc = fail_at(&c, "event", VH_EINVAL, "must be \"" VH_EVENT_TYPE "\"");
     if (rc == 0)
         rc = get_time(&c, root, "timestamp", &ev->ts_ms);
@@ -843,7 +704,7 @@ int vh_event_parse(const char *json, size_t len, unsigned flags, struct vh_event
     ev = NULL;
 out:
     vh_event_free(ev);
-    json_decref(root);
+    vh__jt_doc_release(&doc);
     return rc;
 }
 
@@ -877,10 +738,10 @@ static const char *type_name(enum vh_jtype t)
     return "a value";
 }
 
-static int fill_field(struct vh_jfield *f, json_t *v, struct vh_error *err)
+static int fill_field(struct vh_jfield *f, const struct vh_jt *v, struct vh_error *err)
 {
     f->present = true;
-    if (json_is_null(v)) {
+    if (is_kind(v, VH_JT_NULL)) {
         if (!f->nullable)
             return vh_error_set(err, VH_EINVAL, "%s: must be %s, not null", f->name,
                                 type_name(f->type));
@@ -889,11 +750,13 @@ static int fill_field(struct vh_jfield *f, json_t *v, struct vh_error *err)
     }
     switch (f->type) {
     case VH_JSTRING: {
-        const char *s = json_string_value(v);
-        size_t len = json_string_length(v);
+        const char *s;
+        size_t len;
 
-        if (!json_is_string(v))
+        if (!is_kind(v, VH_JT_STRING))
             break;
+        s = v->u.s;
+        len = v->len;
         if (len > f->max_len)
             return vh_error_set(err, VH_ETOOBIG, "%s: longer than %zu bytes", f->name, f->max_len);
         if (memchr(s, '\0', len))
@@ -905,14 +768,14 @@ static int fill_field(struct vh_jfield *f, json_t *v, struct vh_error *err)
         return 0;
     }
     case VH_JBOOL:
-        if (!json_is_boolean(v))
+        if (!is_bool(v))
             break;
-        f->b = json_is_true(v);
+        f->b = (v->kind == VH_JT_TRUE);
         return 0;
     case VH_JINT:
-        if (!json_is_integer(v))
+        if (!is_kind(v, VH_JT_INT))
             break;
-        f->i = (int64_t)json_integer_value(v);
+        f->i = (int64_t)v->u.i;
         return 0;
     }
     return vh_error_set(err, VH_EINVAL, "%s: must be %s", f->name, type_name(f->type));
@@ -921,22 +784,21 @@ static int fill_field(struct vh_jfield *f, json_t *v, struct vh_error *err)
 int vh_json_parse_fields(const char *json, size_t len, struct vh_jfield *fields, size_t n,
                          struct vh_error *err)
 {
-    json_t *root = NULL, *v;
-    const char *key;
+    struct vh_jt_doc doc = {0};
+    const struct vh_jt *v;
     size_t i;
     int rc = 0;
 
     vh_json_fields_release(fields, n);
-    rc = load(json, len, &root, err);
+    rc = load(json, len, &doc, err);
     if (rc < 0)
         return rc;
-    json_object_foreach(root, key, v)
-    {
+    for (v = doc.root->u.first; v; v = v->next) {
         for (i = 0; i < n; i++)
-            if (strcmp(fields[i].name, key) == 0)
+            if (strcmp(fields[i].name, v->key) == 0)
                 break;
         if (i == n) {
-            rc = vh_error_set(err, VH_EINVAL, "body: unknown key \"%.64s\"", key);
+            rc = vh_error_set(err, VH_EINVAL, "body: unknown key \"%.64s\"", v->key);
             goto out;
         }
         rc = fill_field(&fields[i], v, err);
@@ -949,7 +811,7 @@ int vh_json_parse_fields(const char *json, size_t len, struct vh_jfield *fields,
             goto out;
         }
 out:
-    json_decref(root);
+    vh__jt_doc_release(&doc);
     if (rc < 0)
         vh_json_fields_release(fields, n);
     return rc;

@@ -90,23 +90,23 @@ case("root_string", "session", "EINVAL", "(root): must be an object", b'"session
 case("root_number", "ingest", "EINVAL", "(root): must be an object", b"42")
 case("empty", "event", "EINVAL", "json: empty input", b"")
 case("whitespace_only", "session", "EINVAL", "json: empty input", b" \n\t\r\n")
-case("trailing_garbage", "event", "EINVAL", "json: end of file expected near 'x' at byte 4",
+case("trailing_garbage", "event", "EINVAL", "json: unexpected 'x' at byte 3",
      b"{} x")
-case("trailing_comma", "session", "EINVAL", "json: string or '}' expected near '}' at byte 8",
+case("trailing_comma", "session", "EINVAL", "json: expected a string key at byte 7",
      b'{"a":1,}')
-case("truncated", "event", "EINVAL", "json: premature end of input near '\"s' at byte 11",
+case("truncated", "event", "EINVAL", "json: unexpected end of input at byte 11",
      b'{"event":"s')
-case("raw_newline_in_string", "session", "EINVAL", "json: unexpected newline near '\"a' at byte 7",
+case("raw_newline_in_string", "session", "EINVAL", "json: control character in a string at byte 7",
      b'{"s":"a\nb"}')
-case("bom", "event", "EINVAL", "json: invalid token near '???' at byte 3", b"\xef\xbb\xbf{}")
+case("bom", "event", "EINVAL", "json: unexpected byte 0xef at byte 0", b"\xef\xbb\xbf{}")
 case("duplicate_key_root", "event", "EINVAL",
-     "json: duplicate object key near '\"event\"' at byte 36",
+     'json: duplicate key "event" at byte 29',
      b'{"event":"session.completed","event":"session.completed"}')
 case("duplicate_key_escaped", "session", "EINVAL",
-     "json: duplicate object key near '\"session\\u005fid\"' at byte 36",
+     'json: duplicate key "session_id" at byte 19',
      b'{"session_id":"s1","session\\u005fid":"s2"}')
 case("duplicate_key_turn", "session", "EINVAL",
-     "json: duplicate object key near '\"role\"' at byte 35",
+     'json: duplicate key "role" at byte 29',
      b'{"transcript":[{"role":"bot","role":"user"}]}')
 case("utf8_invalid_byte", "event", "EINVAL",
      "json: invalid UTF-8 at byte 17",
@@ -121,15 +121,15 @@ case("utf8_truncated", "event", "EINVAL",
      "json: invalid UTF-8 at byte 14",
      b'{"content":"ab\xe6\x97"}')
 case("lone_surrogate_escape", "session", "EINVAL",
-     "json: invalid Unicode '\\uD800' near '\"\\ud800\"' at byte 19",
+     "json: invalid \\u escape: a high surrogate without a low one at byte 12",
      b'{"content":"\\ud800"}')
 case("nul_escape", "session", "EINVAL",
-     "json: \\u0000 is not allowed in strings at byte 21",
+     "json: \\u0000 is not allowed in strings at byte 13",
      b'{"content":"a\\u0000b"}')
-case("integer_too_big", "event", "EINVAL", "json: too big integer at byte 43",
+case("integer_too_big", "event", "EINVAL", "json: integer out of range at byte 20",
      b'{"duration_seconds":99999999999999999999999}')
 case("real_overflow", "event", "EINVAL",
-     "json: real number overflow near '1e400' at byte 21",
+     "json: number out of range at byte 16",
      b'{"credits_used":1e400}')
 deep = b'{"event":"session.completed","x":' + b"[" * 32 + b"]" * 32 + b"}"
 case("depth_over_limit", "event", "ETOOBIG", "json: nested deeper than 32 levels at byte 64",

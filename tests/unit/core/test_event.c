@@ -305,7 +305,7 @@ static void test_depth_limit_and_brackets_in_strings(void **state)
     assert_int_equal(s->turns[0].content[0], '[');
     vh_session_free(s);
     s = NULL;
-    /* One more level: refused before jansson sees it. */
+    /* One more level: refused, at the bracket that goes one level too deep. */
     n = snprintf(buf, sizeof(buf), "{\"x\":%.*s%.*s}", 32, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
                  32, "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
     assert_int_equal(vh_session_parse(buf, (size_t)n, VH_PARSE_ALLOW_UNKNOWN, &s, &err),
