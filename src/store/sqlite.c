@@ -21,8 +21,10 @@
  */
 #include "store/store_int.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -450,7 +452,13 @@ struct conn {
     bool has_turn;              /* holds the owner's writer turn (tx_begin_write) */
 };
 
-/* One caller of event_put waiting for a group commit (see sqlite_event_put). */
+/*
+ * One caller of event_put waiting for a group commit (see sqlite_event_put); it lives on
+ * the caller's stack. Its thread sleeps on `wake` until its event is done or it is to lead
+ * the next group. `out`, `err`, `rc` and `done` are written by the leader before it posts
+ * `wake` (sem_post and sem_wait order the memory), and read by the caller after sem_wait
+ * returns.
+ */
 struct put_waiter {
     const struct vh_event_put *ev;
     const char *new_id;
@@ -458,18 +466,19 @@ struct put_waiter {
     struct vh_error err;
     int rc;
     bool done;
+    sem_t wake;
     struct put_waiter *next;
 };
 
 struct sqlite_store {
     struct vh_store base; /* first: a struct vh_store * points here */
     char *path;
-    pthread_mutex_t mu;           /* guards idle, n_conns and the put queue */
+    pthread_mutex_t mu;           /* guards idle, n_conns, the put queue and put_leader */
     pthread_cond_t cv;            /* signaled when a connection is returned or a slot frees */
     struct conn *idle;            /* connections not borrowed */
     size_t n_conns;               /* open or being opened, borrowed or idle: at most POOL_MAX */
-    pthread_cond_t put_cv;        /* signaled when a group commit ends */
-    struct put_waiter *put_queue; /* ingests waiting for the next group commit */
+    struct put_waiter *put_queue; /* ingests waiting for the next group commit, oldest first */
+    struct put_waiter *put_tail;  /* the last of put_queue; NULL when it is empty */
     bool put_leader;              /* a caller is committing a group now */
     /*
      * Writers of this process take turns in arrival order (a ticket lock under mu) before
@@ -1149,7 +1158,6 @@ static void sqlite_close(struct vh_store *st)
         conn_close(c);
     }
     pthread_cond_destroy(&s->turn_cv);
-    pthread_cond_destroy(&s->put_cv);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     vh_free(s->path);
@@ -1188,12 +1196,7 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
     }
     mu_ok = pthread_mutex_init(&s->mu, NULL) == 0;
     cv_ok = mu_ok && pthread_cond_init(&s->cv, NULL) == 0;
-    if (cv_ok && pthread_cond_init(&s->put_cv, NULL) != 0) {
-        pthread_cond_destroy(&s->cv);
-        cv_ok = false;
-    }
     if (cv_ok && pthread_cond_init(&s->turn_cv, NULL) != 0) {
-        pthread_cond_destroy(&s->put_cv);
         pthread_cond_destroy(&s->cv);
         cv_ok = false;
     }
@@ -1216,7 +1219,6 @@ fail:
     conn_close(c);
     if (cv_ok) {
         pthread_cond_destroy(&s->turn_cv);
-        pthread_cond_destroy(&s->put_cv);
         pthread_cond_destroy(&s->cv);
     }
     if (mu_ok)
@@ -1869,18 +1871,16 @@ static int delivery_insert(struct conn *c, const char *partner_id, const char *e
 }
 
 /*
- * One write transaction: find the session, or insert the event and its deliveries. Under
- * BEGIN IMMEDIATE the lookup and the insert see the same data, so the session_id UNIQUE
- * constraint cannot fire on SQLite; if a backend change ever lets it (a lost race between
- * lookup and insert), the loop's second pass turns it into the repeat answer.
- */
-/*
- * One event inside the open write transaction, under a savepoint: on failure only this
- * event is undone, and the group goes on. Returns 0 (out filled; created or a repeat) or
- * a negative vh_err.
+ * One event inside the open write transaction: find its session, or insert the event and
+ * its deliveries. Under BEGIN IMMEDIATE the lookup and the insert see the same data, so the
+ * session_id UNIQUE constraint cannot fire on SQLite; should it ever, the event fails with
+ * VH_ESTORE rather than passing as a repeat. With `savepoint`, the event runs under a
+ * savepoint: on failure only this event is undone, and the group goes on. Without it, a
+ * failed event may leave part of its writes in the transaction, for the caller to roll back.
+ * Returns 0 (out filled; created or a repeat) or a negative vh_err.
  */
 static int event_put_one(struct conn *c, const struct vh_event_put *ev, const char *new_id,
-                         struct vh_event_put_result *out, struct vh_error *err)
+                         bool savepoint, struct vh_event_put_result *out, struct vh_error *err)
 {
     char(*endpoints)[VH_UUID_LEN + 1] = NULL;
     size_t n_endpoints = 0, i;
@@ -1888,9 +1888,11 @@ static int event_put_one(struct conn *c, const struct vh_event_put *ev, const ch
     int rc;
 
     snprintf(what, sizeof(what), "insert event '%s'", ev->session_id);
-    rc = run(c, S_SAVEPOINT, what, err);
-    if (rc < 0)
-        return rc;
+    if (savepoint) {
+        rc = run(c, S_SAVEPOINT, what, err);
+        if (rc < 0)
+            return rc;
+    }
     rc = event_find(c, ev, out, what, err);
     if (rc > 0) {
         rc = 0; /* a repeat: its first answer, nothing written */
@@ -1910,9 +1912,9 @@ static int event_put_one(struct conn *c, const struct vh_event_put *ev, const ch
         out->created = true;
     }
 out:
-    if (rc < 0 && !sqlite3_get_autocommit(c->db))
+    if (savepoint && rc < 0 && !sqlite3_get_autocommit(c->db))
         run(c, S_ROLLBACK_TO, what, NULL);
-    if (!sqlite3_get_autocommit(c->db)) {
+    if (savepoint && !sqlite3_get_autocommit(c->db)) {
         int released = run(c, S_RELEASE, what, rc < 0 ? NULL : err);
 
         if (rc == 0 && released < 0)
@@ -1922,10 +1924,17 @@ out:
     return rc;
 }
 
-/* Commits a group of queued ingests in ONE write transaction: one fsync for them all. */
+/*
+ * Commits a group of queued ingests in ONE write transaction: one fsync for them all. In a
+ * group of several, each event has its own savepoint, so a failed one is undone alone. A
+ * group of one needs no savepoint: its failed event is undone by rolling back the whole
+ * transaction, which holds nothing else, and answered with its own error, as it would be
+ * under a savepoint.
+ */
 static void event_put_group(struct sqlite_store *s, struct put_waiter *group)
 {
     struct vh_error err = VH_ERROR_INIT;
+    bool alone = !group->next;
     struct put_waiter *w;
     struct conn *c = NULL;
     int rc;
@@ -1934,14 +1943,14 @@ static void event_put_group(struct sqlite_store *s, struct put_waiter *group)
     if (rc == 0)
         rc = tx_begin_write(c, "group commit of events", &err);
     for (w = group; rc == 0 && w; w = w->next) {
-        w->rc = event_put_one(c, w->ev, w->new_id, &w->out, &w->err);
+        w->rc = event_put_one(c, w->ev, w->new_id, !alone, &w->out, &w->err);
         /* SQLite rolls the whole transaction back by itself on some errors (FULL, IOERR,
          * NOMEM): then nothing of the group stands, and every caller must hear it. */
         if (sqlite3_get_autocommit(c->db))
             rc = vh_error_set(&err, VH_ESTORE, "group commit of events: rolled back (%s)",
                               w->rc < 0 ? w->err.msg : "transaction ended");
     }
-    if (rc == 0)
+    if (rc == 0 && !(alone && group->rc < 0))
         rc = tx_commit(c, "group commit of events", &err);
     if (rc < 0) {
         /* Nothing of the group is durable: every caller gets the failure. */
@@ -1951,51 +1960,93 @@ static void event_put_group(struct sqlite_store *s, struct put_waiter *group)
         }
     }
     if (c) {
-        tx_rollback(c);
+        tx_rollback(c); /* a failed event alone, or a failed group */
         conn_put(s, c);
     }
 }
 
+/* Sleeps until `s` is posted (a signal interrupts sem_wait; it does not end the wait). */
+static void wait_posted(sem_t *s)
+{
+    while (sem_wait(s) != 0 && errno == EINTR)
+        ;
+}
+
 /*
- * Ingests are group-committed: a caller queues its event; if no commit is running, it
- * becomes the leader and commits everything queued in one transaction (one fsync under
- * synchronous=FULL), else it waits for the leader. Under load, many ingests share each
- * sync; alone, a caller commits at once. A failed event is rolled back to its savepoint
- * and answered alone; a failed commit answers the whole group with its error. Each
- * caller returns only once its event is durable (or has failed).
+ * Ingests are group-committed: a caller queues its event; if no commit is running and its
+ * event is at the head of the queue, it becomes the leader and commits everything queued in
+ * one transaction (one fsync under synchronous=FULL), else it sleeps. Under load, many
+ * ingests share each sync; alone, a caller commits at once. A failed event is undone alone
+ * and answered with its own error; a failed commit answers the whole group with its error.
+ * Each caller returns only once its event is durable (or has failed).
+ *
+ * Waking follows the receiver (src/receive/inbox.c): each waiter sleeps on a semaphore of
+ * its own, and a finished group posts exactly its own waiters, plus the waiter now at the
+ * head of the queue, which leads the next group, all after `mu` is released. So a waiter
+ * whose event is done returns without taking `mu` (which the pool shares), and no waiter of
+ * the next group wakes only to sleep again. A semaphore may be destroyed as soon as sem_wait
+ * returns, while sem_post is still returning (glibc and musl guarantee it), so the waiter
+ * may live on its caller's stack.
  */
 static int sqlite_event_put(struct vh_store *st, const struct vh_event_put *ev, const char *new_id,
                             struct vh_event_put_result *out, struct vh_error *err)
 {
     struct sqlite_store *s = to_sqlite(st);
-    struct put_waiter me, **tail;
+    struct put_waiter me, *group, *w, *next, *lead;
 
     memset(&me, 0, sizeof(me));
     me.ev = ev;
     me.new_id = new_id;
+    if (sem_init(&me.wake, 0, 0) != 0)
+        return vh_error_set(err, VH_ENOMEM, "insert event '%s': cannot create a semaphore",
+                            ev->session_id);
     pthread_mutex_lock(&s->mu);
-    for (tail = &s->put_queue; *tail; tail = &(*tail)->next)
-        ;
-    *tail = &me;
-    while (!me.done) {
-        struct put_waiter *group, *w;
-
-        if (s->put_leader) {
-            pthread_cond_wait(&s->put_cv, &s->mu);
+    /*
+     * `me` lives on this stack only while queued: a leader takes it out of the queue, into
+     * a group, before it is marked done, and this function returns only after that.
+     */
+    if (s->put_tail)
+        s->put_tail->next = &me;
+    else
+        s->put_queue = &me; /* cppcheck-suppress autoVariables */
+    s->put_tail = &me;      /* cppcheck-suppress autoVariables */
+    for (;;) {
+        if (s->put_leader || s->put_queue != &me) {
+            pthread_mutex_unlock(&s->mu);
+            wait_posted(&me.wake);
+            if (me.done)
+                break;
+            pthread_mutex_lock(&s->mu); /* posted to lead */
             continue;
         }
+        /* At the head with no leader: commit the whole queue. */
         s->put_leader = true;
         group = s->put_queue;
         s->put_queue = NULL;
+        s->put_tail = NULL;
         pthread_mutex_unlock(&s->mu);
+
         event_put_group(s, group);
+
+        /*
+         * Only the head of the queue may lead, and only once it is posted, so `lead` stays
+         * queued (and alive) until the post below.
+         */
         pthread_mutex_lock(&s->mu);
-        for (w = group; w; w = w->next)
-            w->done = true;
         s->put_leader = false;
-        pthread_cond_broadcast(&s->put_cv);
+        lead = s->put_queue;
+        pthread_mutex_unlock(&s->mu);
+        for (w = group; w; w = next) {
+            next = w->next; /* read first: once posted, the waiter may be gone */
+            w->done = true;
+            if (w != &me)
+                sem_post(&w->wake);
+        }
+        if (lead)
+            sem_post(&lead->wake);
+        break;
     }
-    pthread_mutex_unlock(&s->mu);
+    sem_destroy(&me.wake);
     if (me.rc < 0) {
         if (err && err->code == 0)
             *err = me.err;
