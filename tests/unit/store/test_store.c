@@ -1073,6 +1073,268 @@ static void call_list_pages_newest_first_with_filter(void **state)
     assert_int_equal(vh_store_call_list(f->st, p.id, 10, 0, 42, &arr, &n, NULL, NULL), VH_EINVAL);
 }
 
+/* ---- a steady stream of puts: many group commits ------------------------------------------ */
+
+#define STREAMERS   16  /* threads putting at once */
+#define STREAM_PUTS 200 /* puts per thread */
+#define OWNED       8   /* sessions another partner owns, put before the stream */
+
+static const char no_partner[] = "00000000-0000-4000-8000-000000000000";
+
+/* A fresh put's first answer, which its repeats must get back. */
+struct first_answer {
+    char session[VH_ID_MAX + 1];
+    int partner; /* an index into stream->partners */
+    struct vh_event_put_result res;
+};
+
+struct stream {
+    const char *run;                   /* a prefix unique to the run */
+    const struct vh_partner *partners; /* two partners, fanout[k] enabled endpoints each */
+    const size_t *fanout;
+    char (*owned)[64]; /* OWNED sessions of a third partner */
+};
+
+struct streamer {
+    struct vh_store *st;
+    const struct stream *in;
+    pthread_barrier_t *go;
+    int id;
+    struct first_answer fresh[STREAM_PUTS]; /* the fresh puts' answers, in put order */
+    size_t n_fresh;
+    size_t deliveries;     /* the sum over fresh[] */
+    size_t per_partner[2]; /* fresh puts per partner */
+    int puts[4];           /* puts of each kind, by enum stream_kind */
+    int failures;
+    char first_failure[2 * VH_ERROR_MSG_MAX];
+};
+
+enum stream_kind {
+    STREAM_FRESH,    /* a new session: created, one delivery per enabled endpoint */
+    STREAM_REPEAT,   /* a session this thread put before: its first answer, created=false */
+    STREAM_CONFLICT, /* a session another partner owns: VH_ECONFLICT */
+    STREAM_UNKNOWN,  /* a partner that does not exist: VH_ENOTFOUND */
+};
+
+/* Spreads the failing puts so that most groups hold some, between successes. */
+static enum stream_kind stream_kind_of(int t, int i, size_t n_fresh)
+{
+    switch ((i * 7 + t * 3) % 10) {
+    case 0:
+        return STREAM_CONFLICT;
+    case 1:
+        return STREAM_UNKNOWN;
+    case 2:
+    case 3:
+        return n_fresh > 0 ? STREAM_REPEAT : STREAM_FRESH;
+    default:
+        return STREAM_FRESH;
+    }
+}
+
+/* Records what went wrong (the first failure in full; cmocka asserts are for the main thread). */
+static void stream_fail(struct streamer *s, int i, int rc, const struct vh_error *err,
+                        const char *what)
+{
+    if (s->failures++ == 0)
+        snprintf(s->first_failure, sizeof(s->first_failure), "put %d: %s (rc %d, '%s')", i, what,
+                 rc, err->msg);
+}
+
+/* One put of the given kind, checked against what the contract promises for it. */
+static void stream_put(struct streamer *s, int i, enum stream_kind kind)
+{
+    const struct stream *in = s->in;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res;
+    const struct first_answer *first = NULL;
+    struct first_answer *fresh;
+    struct vh_event_put ev;
+    char session[VH_ID_MAX + 1], want[VH_ERROR_MSG_MAX];
+    int p = (s->id + i) % 2, rc;
+
+    switch (kind) {
+    case STREAM_REPEAT:
+        first = &s->fresh[(size_t)i * 13 % s->n_fresh];
+        p = first->partner;
+        snprintf(session, sizeof(session), "%s", first->session);
+        break;
+    case STREAM_CONFLICT:
+        snprintf(session, sizeof(session), "%s", in->owned[(s->id + i) % OWNED]);
+        break;
+    default:
+        snprintf(session, sizeof(session), "%s-t%02d-%03d", in->run, s->id, i);
+        break;
+    }
+    fill_put(&ev, kind == STREAM_UNKNOWN ? no_partner : in->partners[p].id, session, T0 + i);
+    memset(&res, 0x5a, sizeof(res));
+    rc = vh_store_event_put(s->st, &ev, &res, &err);
+    s->puts[kind]++;
+
+    switch (kind) {
+    case STREAM_FRESH:
+        if (rc != 0 || !res.created || res.deliveries != in->fanout[p] ||
+            strlen(res.event_id) != VH_UUID_LEN) {
+            stream_fail(s, i, rc, &err, "fresh: want created with its fan-out");
+            return;
+        }
+        fresh = &s->fresh[s->n_fresh++];
+        snprintf(fresh->session, sizeof(fresh->session), "%s", session);
+        fresh->partner = p;
+        fresh->res = res;
+        s->deliveries += res.deliveries;
+        s->per_partner[p]++;
+        return;
+    case STREAM_REPEAT:
+        if (rc != 0 || res.created || strcmp(res.event_id, first->res.event_id) != 0 ||
+            res.deliveries != first->res.deliveries)
+            stream_fail(s, i, rc, &err, "repeat: want the first answer, not created");
+        return;
+    case STREAM_CONFLICT:
+        snprintf(want, sizeof(want), "session_id '%s' belongs to another partner", session);
+        if (rc != VH_ECONFLICT || strcmp(err.msg, want) != 0 ||
+            (unsigned char)res.event_id[0] != 0x5a)
+            stream_fail(s, i, rc, &err, "conflict: want VH_ECONFLICT naming the session");
+        return;
+    case STREAM_UNKNOWN:
+        snprintf(want, sizeof(want), "partner '%s' not found", no_partner);
+        if (rc != VH_ENOTFOUND || strcmp(err.msg, want) != 0 ||
+            (unsigned char)res.event_id[0] != 0x5a)
+            stream_fail(s, i, rc, &err, "unknown partner: want VH_ENOTFOUND");
+        return;
+    }
+}
+
+static void *stream_run(void *arg)
+{
+    struct streamer *s = arg;
+    int i;
+
+    pthread_barrier_wait(s->go);
+    for (i = 0; i < STREAM_PUTS; i++)
+        stream_put(s, i, stream_kind_of(s->id, i, s->n_fresh));
+    return NULL;
+}
+
+static int compare_ids(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * Puts keep arriving while groups commit: STREAMERS threads, started together, each put
+ * STREAM_PUTS events in a row, so groups form, fill and hand over their lead many times,
+ * with failing events (a conflict, an unknown partner) among successes and repeats in most
+ * of them. Every caller must get its own event's answer, and exactly the successes stay.
+ */
+static void concurrent_puts_in_many_groups_each_get_their_own_answer(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_brief *d = NULL;
+    struct vh_call_rec *arr = NULL;
+    struct vh_event_put_result res;
+    struct vh_endpoint ep[4];
+    struct vh_partner partners[2], owner;
+    struct vh_call_rec rec;
+    struct vh_event_put ev;
+    struct streamer *s;
+    struct stream in;
+    pthread_barrier_t go;
+    pthread_t t[STREAMERS];
+    char run[64], owned[OWNED][64];
+    const char **ids;
+    size_t fanout[2] = {1, 2}, fresh = 0, deliveries = 0, per_partner[2] = {0, 0}, total = 0;
+    size_t n = 0, m = 0, i, j;
+    int64_t events, before_deliveries;
+    int k, puts[4] = {0, 0, 0, 0};
+
+    new_partner(f->st, "Stream one", &partners[0]);
+    new_partner(f->st, "Stream two", &partners[1]);
+    new_partner(f->st, "Stream owner", &owner);
+    new_endpoint(f->st, partners[0].id, "only", true, &ep[0]);
+    new_endpoint(f->st, partners[1].id, "first", true, &ep[1]);
+    new_endpoint(f->st, partners[1].id, "off", false, &ep[2]);
+    new_endpoint(f->st, partners[1].id, "second", true, &ep[3]);
+    for (k = 0; k < OWNED; k++) {
+        uniq(owned[k], sizeof(owned[k]), "owned");
+        fill_put(&ev, owner.id, owned[k], T0);
+        put(f->st, &ev, &res);
+    }
+    uniq(run, sizeof(run), "stream");
+    in.run = run;
+    in.partners = partners;
+    in.fanout = fanout;
+    in.owned = owned;
+    events = count(f->st, "events");
+    before_deliveries = count(f->st, "deliveries");
+
+    s = calloc(STREAMERS, sizeof(*s));
+    assert_non_null(s);
+    assert_int_equal(pthread_barrier_init(&go, NULL, STREAMERS), 0);
+    for (k = 0; k < STREAMERS; k++) {
+        s[k].st = f->st;
+        s[k].in = &in;
+        s[k].go = &go;
+        s[k].id = k;
+        assert_int_equal(pthread_create(&t[k], NULL, stream_run, &s[k]), 0);
+    }
+    for (k = 0; k < STREAMERS; k++)
+        assert_int_equal(pthread_join(t[k], NULL), 0);
+    pthread_barrier_destroy(&go);
+
+    for (k = 0; k < STREAMERS; k++) {
+        if (s[k].failures)
+            fail_msg("thread %d: %d of %d puts answered wrong; first: %s", k, s[k].failures,
+                     STREAM_PUTS, s[k].first_failure);
+        fresh += s[k].n_fresh;
+        deliveries += s[k].deliveries;
+        for (j = 0; j < 2; j++)
+            per_partner[j] += s[k].per_partner[j];
+        for (j = 0; j < 4; j++)
+            puts[j] += s[k].puts[j];
+    }
+    /* Every kind was put often enough to share groups with the others. */
+    assert_true(puts[STREAM_CONFLICT] >= STREAMERS * STREAM_PUTS / 20);
+    assert_true(puts[STREAM_UNKNOWN] >= STREAMERS * STREAM_PUTS / 20);
+    assert_true(puts[STREAM_REPEAT] >= STREAMERS * STREAM_PUTS / 10);
+
+    /* Exactly the fresh successes stay, each under its own session with its own id. */
+    assert_int_equal(count(f->st, "events"), events + (int64_t)fresh);
+    assert_int_equal(count(f->st, "deliveries"), before_deliveries + (int64_t)deliveries);
+    for (j = 0; j < 2; j++) {
+        assert_int_equal(vh_store_call_list(f->st, partners[j].id, 1, 0, 0, &arr, &n, &total, NULL),
+                         0);
+        free_calls(arr, n);
+        assert_int_equal(total, per_partner[j]);
+    }
+    assert_int_equal(vh_store_call_list(f->st, owner.id, 1, 0, 0, &arr, &n, &total, NULL), 0);
+    free_calls(arr, n);
+    assert_int_equal(total, OWNED);
+    ids = calloc(fresh, sizeof(*ids));
+    assert_non_null(ids);
+    n = 0;
+    for (k = 0; k < STREAMERS; k++) {
+        for (i = 0; i < s[k].n_fresh; i++) {
+            const struct first_answer *a = &s[k].fresh[i];
+
+            memset(&rec, 0, sizeof(rec));
+            assert_int_equal(
+                vh_store_call_get(f->st, partners[a->partner].id, a->session, &rec, NULL), 0);
+            assert_string_equal(rec.event_id, a->res.event_id);
+            vh_call_rec_release(&rec);
+            assert_int_equal(vh_store_event_deliveries(f->st, a->res.event_id, &d, &m, NULL), 0);
+            vh_free(d);
+            assert_int_equal(m, a->res.deliveries);
+            ids[n++] = a->res.event_id;
+        }
+    }
+    qsort(ids, n, sizeof(*ids), compare_ids);
+    for (i = 1; i < n; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+    free(ids);
+    free(s);
+}
+
 /* ---- counts ---------------------------------------------------------------------------------- */
 
 static void count_accepts_only_known_tables(void **state)
@@ -1128,6 +1390,7 @@ int main(void)
         T(deleting_an_endpoint_cancels_its_pending_deliveries),
         T(call_get_by_call_id_and_session_id),
         T(call_list_pages_newest_first_with_filter),
+        T(concurrent_puts_in_many_groups_each_get_their_own_answer),
         T(count_accepts_only_known_tables),
     };
 
