@@ -16,13 +16,9 @@
  * and a caller still returns only once its own write is durable (synchronous=FULL syncs the
  * WAL in COMMIT). A failed COMMIT fails every op of its batch.
  *
- * Waiters sleep on a semaphore of their own, posted after the leader has let go of `mu`: a
- * woken waiter whose op is done returns without touching `mu`, so the leader is never
- * preempted by a thread that only goes back to sleep on the mutex it holds (on a busy core
- * that was two context switches per request). A semaphore may be destroyed as soon as
- * sem_wait returns, while sem_post is still returning (glibc guarantees it since bug 12674,
- * musl too: neither touches the semaphore after the update that releases the waiter), so the
- * op may live on the waiter's stack.
+ * The queue, the leader's turn and the wakeups are core/group_int.h's (the SQLite store's
+ * ingests use the same): waiters sleep on a semaphore of their own, and a finished batch
+ * wakes exactly its own ops and the next leader.
  */
 #include <vocohook/receive.h>
 
@@ -30,7 +26,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -41,6 +36,7 @@
 #include <vocohook/alloc.h>
 #include <vocohook/event.h>
 
+#include "core/group_int.h"
 #include "receive/receive_int.h"
 #include "core/banned.h"
 
@@ -172,19 +168,16 @@ static const char *const wstmt_sql[W__N] = {
 };
 
 /*
- * One queued write. Its thread sleeps on `wake` until the op is done or it is to lead.
- * `done`, `rc` and `err` are written by the leader before it posts `wake` (sem_post and
- * sem_wait order the memory), and read by the waiter after sem_wait returns.
+ * One queued write, on its caller's stack. `rc` and `err` are written by the leader before
+ * it posts the op (group_int.h), and read by the caller after.
  */
 struct op {
+    struct vh__group_op g; /* first: a batch's ops are cast back from it */
     int (*run)(struct vh_inbox *ib, void *arg, struct vh_error *err);
     void *arg;
     bool single; /* one statement: SQLite undoes it on failure, no SAVEPOINT needed */
     int rc;
-    bool done;
     struct vh_error err;
-    sem_t wake;
-    struct op *next;
 };
 
 struct vh_inbox {
@@ -194,9 +187,8 @@ struct vh_inbox {
     sqlite3 *rdb;            /* borrowed under rmu */
     pthread_mutex_t rmu;
 
-    pthread_mutex_t mu; /* guards the queue, `leading` and every op's `done` */
-    struct op *head, *tail;
-    bool leading;
+    pthread_mutex_t mu; /* guards q */
+    struct vh__group q; /* the writes waiting for a batch */
 };
 
 /* ---- statements ------------------------------------------------------------------------ */
@@ -543,6 +535,8 @@ int vh_inbox_open(const char *path, unsigned flags, struct vh_inbox **out, struc
     memset(ib, 0, sizeof(*ib));
     pthread_mutex_init(&ib->rmu, NULL);
     pthread_mutex_init(&ib->mu, NULL);
+    ib->q.mu = &ib->mu;
+    ib->q.batch_max = BATCH_MAX;
     ib->path = vh_strndup(path, strlen(path));
     if (!ib->path) {
         rc = vh_error_set(err, VH_ENOMEM, "inbox: out of memory");
@@ -596,16 +590,23 @@ static int run_op(struct vh_inbox *ib, struct op *op, struct vh_error *txerr)
     return rc;
 }
 
-/* Runs one batch in one transaction. Called by the leader only, without `mu`. */
-static void run_batch(struct vh_inbox *ib, struct op *batch)
+/* The op a group entry belongs to (its first member). */
+static struct op *op_of(struct vh__group_op *g)
 {
+    return (struct op *)g;
+}
+
+/* Runs one batch in one transaction (vh__group_run_fn): the leader only, without `mu`. */
+static void run_batch(void *ud, struct vh__group_op *batch)
+{
+    struct vh_inbox *ib = ud;
     struct vh_error txerr = VH_ERROR_INIT;
-    struct op *op;
+    struct vh__group_op *g;
     int rc;
 
     rc = write_exec(ib, W_BEGIN, "begin", &txerr);
-    for (op = batch; rc == 0 && op; op = op->next)
-        rc = run_op(ib, op, &txerr);
+    for (g = batch; rc == 0 && g; g = g->next)
+        rc = run_op(ib, op_of(g), &txerr);
     if (rc == 0)
         rc = write_exec(ib, W_COMMIT, "commit", &txerr);
     if (rc == 0)
@@ -613,89 +614,27 @@ static void run_batch(struct vh_inbox *ib, struct op *batch)
     /* The transaction failed as a whole: every op of the batch fails with its error. */
     if (!sqlite3_get_autocommit(ib->wdb))
         write_exec(ib, W_ROLLBACK, "rollback", NULL);
-    for (op = batch; op; op = op->next) {
-        if (op->rc >= 0) {
-            op->rc = rc;
-            op->err = txerr;
+    for (g = batch; g; g = g->next) {
+        if (op_of(g)->rc >= 0) {
+            op_of(g)->rc = rc;
+            op_of(g)->err = txerr;
         }
     }
 }
 
-/* Sleeps until `s` is posted (signals interrupt sem_wait; they do not end the wait). */
-static void wait_posted(sem_t *s)
-{
-    while (sem_wait(s) != 0 && errno == EINTR)
-        ;
-}
-
-/*
- * Queues `run(arg)` and returns once it is committed (or failed); `single` says that `run`
- * is one statement. A finished batch posts exactly its own ops, and the op now at the head of
- * the queue, which leads the next batch (no thundering herd), all after `mu` is released.
- */
+/* Queues `run(arg)` and returns once it is committed (or failed); `single` says that `run`
+ * is one statement. */
 static int submit(struct vh_inbox *ib, int (*run)(struct vh_inbox *, void *, struct vh_error *),
                   void *arg, bool single, struct vh_error *err)
 {
-    struct op op, *batch, *last, *next, *lead;
-    size_t n;
+    struct op op;
 
     memset(&op, 0, sizeof(op));
     op.run = run;
     op.arg = arg;
     op.single = single;
-    if (sem_init(&op.wake, 0, 0) != 0)
+    if (vh__group_submit(&ib->q, &op.g, run_batch, ib) < 0)
         return vh_error_set(err, VH_ENOMEM, "inbox: semaphore: %s", strerror(errno));
-    pthread_mutex_lock(&ib->mu);
-    /*
-     * `op` lives on this stack only while queued: it leaves the queue (a leader takes it
-     * into a batch) before it is marked done, and this function returns only after that.
-     */
-    if (ib->tail)
-        ib->tail->next = &op;
-    else
-        ib->head = &op; /* cppcheck-suppress autoVariables */
-    ib->tail = &op;     /* cppcheck-suppress autoVariables */
-    for (;;) {
-        if (ib->leading || ib->head != &op) {
-            pthread_mutex_unlock(&ib->mu);
-            wait_posted(&op.wake);
-            if (op.done)
-                break;
-            pthread_mutex_lock(&ib->mu); /* posted to lead */
-            continue;
-        }
-        /* At the head with no leader: lead a batch of up to BATCH_MAX ops. */
-        ib->leading = true;
-        batch = ib->head;
-        for (last = batch, n = 1; last->next && n < BATCH_MAX; n++)
-            last = last->next;
-        ib->head = last->next;
-        if (!ib->head)
-            ib->tail = NULL;
-        last->next = NULL;
-        pthread_mutex_unlock(&ib->mu);
-
-        run_batch(ib, batch);
-
-        /*
-         * Only the head of the queue may lead, and only once it is posted, so `lead` stays
-         * queued (and alive) until the post below.
-         */
-        pthread_mutex_lock(&ib->mu);
-        ib->leading = false;
-        lead = ib->head;
-        pthread_mutex_unlock(&ib->mu);
-        for (; batch; batch = next) {
-            next = batch->next; /* read first: once posted, the op may be gone */
-            batch->done = true;
-            if (batch != &op)
-                sem_post(&batch->wake);
-        }
-        if (lead)
-            sem_post(&lead->wake);
-        break;
-    }
-    sem_destroy(&op.wake);
     if (op.rc < 0 && err && !err->code)
         *err = op.err;
     return op.rc;

@@ -21,10 +21,8 @@
  */
 #include "store/store_int.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,6 +34,7 @@
 #include <vocohook/event.h>
 #include <vocohook/id.h>
 
+#include "core/group_int.h"
 #include "core/banned.h"
 
 #define POOL_MAX        8    /* connections per store */
@@ -453,33 +452,27 @@ struct conn {
 };
 
 /*
- * One caller of event_put waiting for a group commit (see sqlite_event_put); it lives on
- * the caller's stack. Its thread sleeps on `wake` until its event is done or it is to lead
- * the next group. `out`, `err`, `rc` and `done` are written by the leader before it posts
- * `wake` (sem_post and sem_wait order the memory), and read by the caller after sem_wait
- * returns.
+ * One caller of event_put waiting for a group commit (see sqlite_event_put), on its
+ * stack. `out`, `err` and `rc` are written by the leader before it posts the waiter
+ * (core/group_int.h), and read by the caller after.
  */
 struct put_waiter {
+    struct vh__group_op g; /* first: a group's waiters are cast back from it */
     const struct vh_event_put *ev;
     const char *new_id;
     struct vh_event_put_result out;
     struct vh_error err;
     int rc;
-    bool done;
-    sem_t wake;
-    struct put_waiter *next;
 };
 
 struct sqlite_store {
     struct vh_store base; /* first: a struct vh_store * points here */
     char *path;
-    pthread_mutex_t mu;           /* guards idle, n_conns, the put queue and put_leader */
-    pthread_cond_t cv;            /* signaled when a connection is returned or a slot frees */
-    struct conn *idle;            /* connections not borrowed */
-    size_t n_conns;               /* open or being opened, borrowed or idle: at most POOL_MAX */
-    struct put_waiter *put_queue; /* ingests waiting for the next group commit, oldest first */
-    struct put_waiter *put_tail;  /* the last of put_queue; NULL when it is empty */
-    bool put_leader;              /* a caller is committing a group now */
+    pthread_mutex_t mu;         /* guards idle, n_conns and put_queue */
+    pthread_cond_t cv;          /* signaled when a connection is returned or a slot frees */
+    struct conn *idle;          /* connections not borrowed */
+    size_t n_conns;             /* open or being opened, borrowed or idle: at most POOL_MAX */
+    struct vh__group put_queue; /* ingests waiting for a group commit */
     /*
      * Writers of this process take turns in arrival order (a ticket lock under mu) before
      * BEGIN IMMEDIATE. SQLite's own wait for its write lock is a busy handler that sleeps
@@ -1195,6 +1188,7 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
         goto fail;
     }
     mu_ok = pthread_mutex_init(&s->mu, NULL) == 0;
+    s->put_queue.mu = &s->mu;
     cv_ok = mu_ok && pthread_cond_init(&s->cv, NULL) == 0;
     if (cv_ok && pthread_cond_init(&s->turn_cv, NULL) != 0) {
         pthread_cond_destroy(&s->cv);
@@ -1931,18 +1925,24 @@ out:
  * transaction, which holds nothing else, and answered with its own error, as it would be
  * under a savepoint.
  */
-static void event_put_group(struct sqlite_store *s, struct put_waiter *group)
+static struct put_waiter *waiter_of(struct vh__group_op *g)
 {
+    return (struct put_waiter *)g;
+}
+
+static void event_put_group(void *ud, struct vh__group_op *batch)
+{
+    struct sqlite_store *s = ud;
     struct vh_error err = VH_ERROR_INIT;
-    bool alone = !group->next;
-    struct put_waiter *w;
+    struct put_waiter *group = waiter_of(batch), *w;
+    bool alone = !batch->next;
     struct conn *c = NULL;
     int rc;
 
     rc = conn_get(s, &c, &err);
     if (rc == 0)
         rc = tx_begin_write(c, "group commit of events", &err);
-    for (w = group; rc == 0 && w; w = w->next) {
+    for (w = group; rc == 0 && w; w = waiter_of(w->g.next)) {
         w->rc = event_put_one(c, w->ev, w->new_id, !alone, &w->out, &w->err);
         /* SQLite rolls the whole transaction back by itself on some errors (FULL, IOERR,
          * NOMEM): then nothing of the group stands, and every caller must hear it. */
@@ -1954,7 +1954,7 @@ static void event_put_group(struct sqlite_store *s, struct put_waiter *group)
         rc = tx_commit(c, "group commit of events", &err);
     if (rc < 0) {
         /* Nothing of the group is durable: every caller gets the failure. */
-        for (w = group; w; w = w->next) {
+        for (w = group; w; w = waiter_of(w->g.next)) {
             w->rc = rc;
             w->err = err;
         }
@@ -1965,88 +1965,27 @@ static void event_put_group(struct sqlite_store *s, struct put_waiter *group)
     }
 }
 
-/* Sleeps until `s` is posted (a signal interrupts sem_wait; it does not end the wait). */
-static void wait_posted(sem_t *s)
-{
-    while (sem_wait(s) != 0 && errno == EINTR)
-        ;
-}
-
 /*
- * Ingests are group-committed: a caller queues its event; if no commit is running and its
- * event is at the head of the queue, it becomes the leader and commits everything queued in
- * one transaction (one fsync under synchronous=FULL), else it sleeps. Under load, many
- * ingests share each sync; alone, a caller commits at once. A failed event is undone alone
- * and answered with its own error; a failed commit answers the whole group with its error.
- * Each caller returns only once its event is durable (or has failed).
- *
- * Waking follows the receiver (src/receive/inbox.c): each waiter sleeps on a semaphore of
- * its own, and a finished group posts exactly its own waiters, plus the waiter now at the
- * head of the queue, which leads the next group, all after `mu` is released. So a waiter
- * whose event is done returns without taking `mu` (which the pool shares), and no waiter of
- * the next group wakes only to sleep again. A semaphore may be destroyed as soon as sem_wait
- * returns, while sem_post is still returning (glibc and musl guarantee it), so the waiter
- * may live on its caller's stack.
+ * Ingests are group-committed (core/group_int.h, as the receiver's inbox is): a caller
+ * queues its event; the one at the head of the queue, when no commit is running, commits
+ * everything queued in one transaction (one fsync under synchronous=FULL), the others
+ * sleep. Under load, many ingests share each sync; alone, a caller commits at once. A
+ * failed event is undone alone and answered with its own error; a failed commit answers the
+ * whole group with its error. Each caller returns only once its event is durable (or has
+ * failed).
  */
 static int sqlite_event_put(struct vh_store *st, const struct vh_event_put *ev, const char *new_id,
                             struct vh_event_put_result *out, struct vh_error *err)
 {
     struct sqlite_store *s = to_sqlite(st);
-    struct put_waiter me, *group, *w, *next, *lead;
+    struct put_waiter me;
 
     memset(&me, 0, sizeof(me));
     me.ev = ev;
     me.new_id = new_id;
-    if (sem_init(&me.wake, 0, 0) != 0)
+    if (vh__group_submit(&s->put_queue, &me.g, event_put_group, s) < 0)
         return vh_error_set(err, VH_ENOMEM, "insert event '%s': cannot create a semaphore",
                             ev->session_id);
-    pthread_mutex_lock(&s->mu);
-    /*
-     * `me` lives on this stack only while queued: a leader takes it out of the queue, into
-     * a group, before it is marked done, and this function returns only after that.
-     */
-    if (s->put_tail)
-        s->put_tail->next = &me;
-    else
-        s->put_queue = &me; /* cppcheck-suppress autoVariables */
-    s->put_tail = &me;      /* cppcheck-suppress autoVariables */
-    for (;;) {
-        if (s->put_leader || s->put_queue != &me) {
-            pthread_mutex_unlock(&s->mu);
-            wait_posted(&me.wake);
-            if (me.done)
-                break;
-            pthread_mutex_lock(&s->mu); /* posted to lead */
-            continue;
-        }
-        /* At the head with no leader: commit the whole queue. */
-        s->put_leader = true;
-        group = s->put_queue;
-        s->put_queue = NULL;
-        s->put_tail = NULL;
-        pthread_mutex_unlock(&s->mu);
-
-        event_put_group(s, group);
-
-        /*
-         * Only the head of the queue may lead, and only once it is posted, so `lead` stays
-         * queued (and alive) until the post below.
-         */
-        pthread_mutex_lock(&s->mu);
-        s->put_leader = false;
-        lead = s->put_queue;
-        pthread_mutex_unlock(&s->mu);
-        for (w = group; w; w = next) {
-            next = w->next; /* read first: once posted, the waiter may be gone */
-            w->done = true;
-            if (w != &me)
-                sem_post(&w->wake);
-        }
-        if (lead)
-            sem_post(&lead->wake);
-        break;
-    }
-    sem_destroy(&me.wake);
     if (me.rc < 0) {
         if (err && err->code == 0)
             *err = me.err;
