@@ -622,8 +622,10 @@ static void run_batch(void *ud, struct vh__group_op *batch)
     }
 }
 
-/* Queues `run(arg)` and returns once it is committed (or failed); `single` says that `run`
- * is one statement. */
+/*
+ * Queues `run(arg)` and returns once it is committed (or failed); `single` says that `run`
+ * is one statement.
+ */
 static int submit(struct vh_inbox *ib, int (*run)(struct vh_inbox *, void *, struct vh_error *),
                   void *arg, bool single, struct vh_error *err)
 {
