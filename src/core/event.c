@@ -21,6 +21,7 @@
 #include <vocohook/alloc.h>
 #include <vocohook/clock.h>
 
+#include "core/utf8_int.h"
 #include "core/banned.h"
 
 /* --- names ---------------------------------------------------------------------------- */
@@ -377,34 +378,6 @@ static const unsigned char byte_class[256] = {
     2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, /* 0xf0 */
 };
 
-static bool in_range(unsigned char c, unsigned char lo, unsigned char hi)
-{
-    return c >= lo && c <= hi;
-}
-
-/* The length of the well-formed UTF-8 sequence at `s` (RFC 3629 table 3-7), or 0. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-
-    if (in_range(c, 0xc2, 0xdf))
-        return n >= 2 && in_range(s[1], 0x80, 0xbf) ? 2 : 0;
-    if (in_range(c, 0xe0, 0xef)) {
-        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-
-        return n >= 3 && in_range(s[1], lo, hi) && in_range(s[2], 0x80, 0xbf) ? 3 : 0;
-    }
-    if (in_range(c, 0xf0, 0xf4)) {
-        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-
-        return n >= 4 && in_range(s[1], lo, hi) && in_range(s[2], 0x80, 0xbf) &&
-                       in_range(s[3], 0x80, 0xbf)
-                   ? 4
-                   : 0;
-    }
-    return 0;
-}
-
 /*
  * True when one of the eight bytes is below 0x20, '"', '\\' or 0x80 and above (the bytes
  * byte_class does not copy blindly). Exact as a yes/no: the borrows of the subtractions
@@ -451,7 +424,7 @@ static void put_string(struct writer *w, const char *str, size_t n, const char *
             continue;
         }
         if (byte_class[c] == 2) {
-            k = utf8_seq_len(s + i, n - i);
+            k = vh__utf8_seq_len(s + i, n - i);
             if (k == 0) {
                 fail(w, field, turn, "not valid UTF-8");
                 return;

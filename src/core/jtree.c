@@ -20,6 +20,7 @@
 #include <vocohook/alloc.h>
 #include <vocohook/event.h>
 
+#include "core/utf8_int.h"
 #include "core/banned.h"
 
 #define CHUNK_FIRST   32    /* nodes in the first chunk; each next chunk doubles */
@@ -140,36 +141,6 @@ static struct vh_jt *node_new(struct parser *ps)
 
 /* --- strings --------------------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s[0..avail), or 0 when it is not one (RFC 3629). */
-static size_t utf8_seq(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-    size_t n, i;
-
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4;
-    else
-        return 0;
-    if (c == 0xe0)
-        lo = 0xa0; /* overlong */
-    else if (c == 0xed)
-        hi = 0x9f; /* UTF-16 surrogates */
-    else if (c == 0xf0)
-        lo = 0x90; /* overlong */
-    else if (c == 0xf4)
-        hi = 0x8f; /* above U+10FFFF */
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (i = 2; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    return n;
-}
-
 static int hex4(const unsigned char *s, unsigned *out)
 {
     unsigned v = 0;
@@ -272,7 +243,7 @@ static int parse_string(struct parser *ps, const char **s, uint32_t *n)
         if (c < 0x20)
             return syntax(ps, ps->pos, "control character in a string");
         if (c >= 0x80) {
-            size_t k = utf8_seq(in + ps->pos, ps->len - ps->pos);
+            size_t k = vh__utf8_seq_len(in + ps->pos, ps->len - ps->pos);
 
             if (!k)
                 return syntax(ps, ps->pos, "invalid UTF-8");

@@ -15,6 +15,7 @@
 #include <vocohook/sign.h>
 
 #include "store/store_int.h"
+#include "core/utf8_int.h"
 #include "core/banned.h"
 
 /* ---- argument checks ------------------------------------------------------------------ */
@@ -83,45 +84,20 @@ static int check_time(int64_t ms, const char *what, struct vh_error *err)
 /* Well-formed UTF-8 without control characters: text that JSON and terminals can show. */
 static bool is_clean_text(const char *s, size_t len)
 {
-    size_t i = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, k;
 
     while (i < len) {
-        unsigned char c = (unsigned char)s[i];
-        size_t n, k;
-        uint32_t cp;
-
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f)
+        if (u[i] < 0x80) {
+            if (u[i] < 0x20 || u[i] == 0x7f)
                 return false;
             i++;
             continue;
         }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1fu;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0fu;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07u;
-        } else {
+        k = vh__utf8_seq_len(u + i, len - i);
+        if (!k)
             return false;
-        }
-        if (len - i <= n)
-            return false;
-        for (k = 1; k <= n; k++) {
-            unsigned char cc = (unsigned char)s[i + k];
-
-            if ((cc & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (cc & 0x3fu);
-        }
-        /* Overlong forms, surrogates and code points past U+10FFFF. */
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += n + 1;
+        i += k;
     }
     return true;
 }

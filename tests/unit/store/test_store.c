@@ -277,6 +277,10 @@ static void partner_create_list_get(void **state)
 
     assert_int_equal(vh_store_partner_get(f->st, b.id, &got, &err), 0);
     assert_string_equal(got.name, "Beta");
+    /* Well-formed UTF-8 of every length is a name: é, —, 😀. */
+    new_partner(f->st, "Caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x98\x80", &b);
+    assert_int_equal(vh_store_partner_get(f->st, b.id, &got, &err), 0);
+    assert_string_equal(got.name, "Caf\xc3\xa9 \xe2\x80\x94 \xf0\x9f\x98\x80");
     vh_error_clear(&err);
     assert_int_equal(
         vh_store_partner_get(f->st, "00000000-0000-4000-8000-000000000000", &got, &err),
@@ -303,6 +307,20 @@ static void partner_rejects_bad_input(void **state)
     assert_int_equal(vh_store_partner_create(f->st, long_name, k.hash, T0, &p, &err), VH_EINVAL);
     vh_error_clear(&err);
     assert_int_equal(vh_store_partner_create(f->st, "bad\nname", k.hash, T0, &p, &err), VH_EINVAL);
+    /* Names must be well-formed UTF-8: overlong, surrogate, past U+10FFFF, truncated. */
+    {
+        static const char *const bad_utf8[] = {"a\xc0\x80",
+                                               "a\xed\xa0\x80"
+                                               "b",
+                                               "\xf4\x90\x80\x80", "ab\xe2\x80", "\xff"};
+        size_t i;
+
+        for (i = 0; i < sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++) {
+            vh_error_clear(&err);
+            if (vh_store_partner_create(f->st, bad_utf8[i], k.hash, T0, &p, &err) != VH_EINVAL)
+                fail_msg("name %zu (bad UTF-8) was not refused", i);
+        }
+    }
     vh_error_clear(&err);
     assert_int_equal(vh_store_partner_create(f->st, "ok", bad_hash, T0, &p, &err), VH_EINVAL);
     assert_string_equal(err.msg, "api key hash: must be 64 lowercase hex digits");
