@@ -7,8 +7,8 @@
  * Both are opened with SQLITE_OPEN_NOMUTEX, since these rules already keep them to one
  * thread at a time. WAL mode: readers never wait for the writer.
  *
- * Group commit. Every write is an `op` queued under `mu`. The first thread that finds no
- * leader becomes it: it takes the queue (up to BATCH_MAX ops), runs them all in one
+ * Group commit. Every write is an `op` queued under `mu`. The op at the head of the queue,
+ * when no batch runs, leads: it takes the queue (up to BATCH_MAX ops), runs them all in one
  * BEGIN IMMEDIATE ... COMMIT, each op that is more than one statement inside its own
  * SAVEPOINT so that one op's failure undoes only that op (a single statement is undone by
  * SQLite itself), then marks them done and wakes the waiters; a waiter whose op is still
