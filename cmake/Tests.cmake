@@ -43,7 +43,7 @@ add_test(NAME unit/core/jtree-locales
          COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/make-test-locales ${PROJECT_BINARY_DIR}/locales)
 set_tests_properties(unit/core/jtree-locales PROPERTIES FIXTURES_SETUP jtree_locales)
 set_tests_properties(unit/core/jtree PROPERTIES FIXTURES_REQUIRED jtree_locales
-    ENVIRONMENT "VH_SOURCE_DIR=${PROJECT_SOURCE_DIR};VH_BINARY_DIR=${PROJECT_BINARY_DIR};LOCPATH=${PROJECT_BINARY_DIR}/locales")
+    ENVIRONMENT "VH_SOURCE_DIR=${PROJECT_SOURCE_DIR};VH_BINARY_DIR=${PROJECT_BINARY_DIR};LOCPATH=${PROJECT_BINARY_DIR}/locales;LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan-locale.supp")
 
 # The store contract suites again on PostgreSQL (STYLE.md §10), plus the PostgreSQL-only
 # tests (which have no SQLite run: unit/store/postgres skips every test by itself). Whether

@@ -309,10 +309,8 @@ static void partner_rejects_bad_input(void **state)
     assert_int_equal(vh_store_partner_create(f->st, "bad\nname", k.hash, T0, &p, &err), VH_EINVAL);
     /* Names must be well-formed UTF-8: overlong, surrogate, past U+10FFFF, truncated. */
     {
-        static const char *const bad_utf8[] = {"a\xc0\x80",
-                                               "a\xed\xa0\x80"
-                                               "b",
-                                               "\xf4\x90\x80\x80", "ab\xe2\x80", "\xff"};
+        static const char *const bad_utf8[] = {"a\xc0\x80", "a\xed\xa0\x80\x62", "\xf4\x90\x80\x80",
+                                               "ab\xe2\x80", "\xff"};
         size_t i;
 
         for (i = 0; i < sizeof(bad_utf8) / sizeof(bad_utf8[0]); i++) {
