@@ -179,6 +179,29 @@ bench_wrk() {
     [ -s "$out" ] || bench_die "wrk printed no summary: $(tail -5 "$out.txt")"
 }
 
+# bench_curl_sample SCENARIO SERIES RUN OUT ARGS...: libcurl alone (bench/bench_curl.c, the
+# engine's client with no store and no signing) on $sut_core; records its requests/s, with
+# its CPU per request in the detail.
+bench_curl_sample() {
+    local scenario=$1 series=$2 run=$3 out=$4
+    shift 4
+    bench_pinned "$sut_core" "$bench_curl" "$@" >"$out" ||
+        bench_die "$scenario: bench_curl failed (see above)"
+    vhb value --samples "$samples" --scenario "$scenario" --series "$series" --run "$run" \
+        --value "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["rate"])' <"$out")" \
+        --detail "$(cat "$out")"
+}
+
+# bench_same_value SCENARIO SERIES RUN: records the last sample's value again under SERIES
+# (one report row per ratio: the same runs against a second baseline).
+bench_same_value() {
+    local last
+    last=$(tail -1 "$samples")
+    vhb value --samples "$samples" --scenario "$1" --series "$2" --run "$3" \
+        --value "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["value"])' <<<"$last")" \
+        --detail "$(python3 -c 'import json,sys; print(json.dumps({"same_runs_as": json.load(sys.stdin)["series"]}))' <<<"$last")"
+}
+
 # Stops what the last scenario left running: every process this run started except nginx.
 bench_cleanup_scenario() {
     local pid keep=()

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Scenario 1: drain a backlog of $sessions sessions into one endpoint (nginx answering 204),
-# against wrk POSTing the same body to the same nginx. Series: vocohook, wrk.
+# against wrk POSTing the same body to the same nginx, and against libcurl alone (bench_curl)
+# doing the same. Series: vocohook, wrk, curl, vocohook-vs-curl, store_claim_us, store_record_us.
 # Sourced by bench/run (see the contract at the top of bench/run).
 
 drain_conns=8 # the engine's per-endpoint limit (VH_ENGINE_MAX_PER_ENDPOINT_DEFAULT)
@@ -22,6 +23,10 @@ for ((r = 1; r <= runs; r++)); do
         -- post "$work/body.json"
     vhb sample --samples "$samples" --scenario drain --series wrk --run "$r" \
         --wrk "$work/drain/wrk.$r.json"
+    bench_log "drain run $r/$runs: libcurl alone ($sessions requests, $drain_conns connections)"
+    bench_curl_sample drain curl "$r" "$work/drain/curl.$r.json" \
+        --url "http://127.0.0.1:$nginx_port/hook" --body "$body" --count "$sessions" \
+        --conns "$drain_conns"
 
     rundir=$work/drain/run$r
     mkdir -p "$rundir"
@@ -34,6 +39,7 @@ for ((r = 1; r <= runs; r++)); do
     bench_stop "$VH_PID"
     vhb sample --samples "$samples" --scenario drain --series vocohook --run "$r" \
         --drain "$rundir/drain.json"
+    bench_same_value drain vocohook-vs-curl "$r"
     rm -f "$rundir"/store.db*
 
     # The store half alone, on another copy: claim and record with no HTTP in between.

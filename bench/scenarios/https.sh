@@ -4,7 +4,9 @@
 # with connections reused (keep-alive; $sessions sessions), then with nginx closing the
 # connection after every response (a full TLS handshake per delivery; $sessions / 4), each
 # against wrk over HTTPS with the same connection behaviour. Also the daemon's CPU time per
-# delivery in each case. Series: vocohook_reused, wrk_reused, vocohook_fresh, wrk_fresh,
+# delivery in each case, and libcurl alone (bench_curl) in each case. Series:
+# vocohook_reused, wrk_reused, vocohook_fresh, wrk_fresh, curl_reused, curl_fresh,
+# vocohook_reused-vs-curl, vocohook_fresh-vs-curl,
 # cpu_reused_us, cpu_fresh_us.
 # Sourced by bench/run (see the contract at the top of bench/run).
 #
@@ -93,7 +95,7 @@ done
 # https_run RUN MODE: wrk, then vocohook draining a fresh copy of the backlog, against the
 # nginx of MODE (already running).
 https_run() {
-    local r=$1 mode=$2 rundir=$https_dir/run$1-$2 f t0 cpu n=$sessions timeout wrk_args=()
+    local r=$1 mode=$2 rundir=$https_dir/run$1-$2 f t0 cpu n=$sessions timeout wrk_args=() curl_args=()
     [ "$mode" = fresh ] && n=$fresh_sessions
     timeout=$(python3 -c "print(max(120, $n // 20))")
     [ "$mode" = fresh ] && wrk_args=(-H "Connection: close")
@@ -103,6 +105,12 @@ https_run() {
         "https://127.0.0.1:$tls_port/hook" -- post "$work/body.json"
     vhb sample --samples "$samples" --scenario https --series "wrk_$mode" --run "$r" \
         --wrk "$https_dir/wrk.$r.$mode.json"
+    bench_log "https run $r/$runs, $mode connections: libcurl alone ($n requests)"
+    curl_args=()
+    [ "$mode" = fresh ] && curl_args=(--fresh)
+    bench_curl_sample https "curl_$mode" "$r" "$https_dir/curl.$r.$mode.json" \
+        --url "https://127.0.0.1:$tls_port/hook" --body "$body" --count "$n" \
+        --conns "$https_conns" --ca-file "$https_dir/tls/ca.pem" "${curl_args[@]}"
 
     mkdir -p "$rundir"
     bench_copy_store "$https_dir/$mode.db" "$rundir/store.db"
@@ -117,6 +125,7 @@ https_run() {
     bench_stop "$VH_PID"
     vhb sample --samples "$samples" --scenario https --series "vocohook_$mode" --run "$r" \
         --drain "$rundir/drain.json" --extra "{\"daemon_cpu_s\": $cpu}"
+    bench_same_value https "vocohook_${mode}-vs-curl" "$r"
     vhb value --samples "$samples" --scenario https --series "cpu_${mode}_us" --run "$r" \
         --value "$(python3 -c "print($cpu / $n * 1e6)")" \
         --detail "{\"daemon_cpu_s\": $cpu, \"deliveries\": $n}"

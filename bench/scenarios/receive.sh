@@ -158,10 +158,7 @@ for ((r = 1; r <= runs; r++)); do
             --wrk "$rundir/wrk.json" --extra "$(cat "$rundir/verify.json")"
         if [ "$peer" = vocohook ]; then
             # The same runs again, for the second ratio (vs webhook): one row per ratio.
-            vhb value --samples "$samples" --scenario receive --series vocohook-vs-webhook \
-                --run "$r" --value "$(tail -1 "$samples" | python3 -c \
-                    'import json,sys; print(json.load(sys.stdin)["value"])')" \
-                --detail '{"same_runs_as": "vocohook"}'
+            bench_same_value receive vocohook-vs-webhook "$r"
         fi
         rm -rf "$rundir/requests.txt" "$RECEIVE_STORE" "$RECEIVE_STORE"-* "$rundir/tmp"
     done
