@@ -65,16 +65,40 @@ struct vh_server_req {
 typedef int vh_server_handler_fn(void *ud, const struct vh_server_req *req,
                                  struct vh_api_resp *resp);
 
+/* A request whose answer its handler put off (see vh_server_async_fn). */
+struct vh_server_reply;
+
+#define VH_SERVER_LATER 1 /* an async handler's "the answer comes through vh_server_reply" */
+
+/*
+ * A handler that may answer later, for work that waits (a commit) without holding a server
+ * thread. It either answers now, as vh_server_handler_fn, or keeps `reply` and returns
+ * VH_SERVER_LATER: the server then serves other connections, and sends `resp` once
+ * vh_server_reply(reply) is called. `req`, what it points to, and `resp` stay valid until
+ * that call.
+ */
+typedef int vh_server_async_fn(void *ud, const struct vh_server_req *req, struct vh_api_resp *resp,
+                               struct vh_server_reply *reply);
+
+/*
+ * Sends the answer now complete in the `resp` of a request its handler put off. Exactly once
+ * per VH_SERVER_LATER, from any thread (the handler itself may call it, even before it
+ * returns VH_SERVER_LATER). vh_server_stop waits for every reply.
+ */
+VH_API void vh_server_reply(struct vh_server_reply *reply);
+
 struct vh_server_handler {
     vh_server_handler_fn *handle;
-    void *ud; /* borrowed: passed to `handle`; must outlive the server */
+    vh_server_async_fn *handle_async; /* used instead of `handle` when set */
+    void *ud;                         /* borrowed: passed to `handle`; must outlive the server */
     /* Names of the extra headers to look up (case-insensitive); NULL ends the list early. */
     const char *headers[VH_SERVER_HEADERS_MAX];
 };
 
 /*
  * Binds and starts serving `h` (copied; the names it points to must outlive the server).
- * Returns as vh_server_start; VH_EINVAL also when `h->handle` is NULL.
+ * Returns as vh_server_start; VH_EINVAL also when `h` has neither `handle` nor
+ * `handle_async`.
  */
 VH_API int vh_server_start_handler(const struct vh_server_handler *h,
                                    const struct vh_server_config *cfg, struct vh_server **out,
@@ -86,8 +110,9 @@ VH_API uint16_t vh_server_port(const struct vh_server *srv);
 /*
  * Stops accepting, lets requests in progress finish (for up to 10 s; idle keep-alive
  * connections are closed, and answers given meanwhile carry `Connection: close`), and
- * frees the server. Call it from a thread of the application, never from a log callback.
- * NULL is a no-op.
+ * frees the server. An answer an async handler put off is waited for however long it takes
+ * (its handler must bound it), and then has 1 s more to go out. Call it from a thread of the
+ * application, never from a log callback or a handler. NULL is a no-op.
  */
 VH_API void vh_server_stop(struct vh_server *srv);
 

@@ -43,6 +43,7 @@
 #define CONN_TIMEOUT_DEFAULT 30
 #define CONN_MEMORY_LIMIT    (32 * 1024) /* headers + MHD's read buffer, per connection */
 #define DRAIN_TIMEOUT_MS     10000       /* how long stop waits for requests in progress */
+#define LATE_ANSWER_S        1   /* and then for answers put off past it, once resumed, to go out */
 #define EARLY_REJECT_FACTOR  16  /* a declared body this many times the bound is refused unread */
 #define LOG_PATH_MAX         256 /* bytes of the path that go into a log record */
 #define REQUEST_ID_LEN       24
@@ -62,6 +63,24 @@ struct vh_server {
     pthread_mutex_t lock;
     pthread_cond_t drained;
     unsigned in_flight;
+    unsigned waiting; /* answers put off (VH_SERVER_LATER) and not yet given */
+};
+
+/*
+ * Where a put-off answer stands, under the server's lock. The handler may reply before the
+ * connection is suspended, so whoever comes second resumes it: MHD_resume_connection must
+ * follow MHD_suspend_connection (with libmicrohttpd 0.9.75 a resume that comes first makes
+ * it answer twice and touch freed memory; unit/http/server's many_answered_at_once shows it).
+ */
+enum answer_state {
+    ANSWER_NONE,      /* no async call yet, or answered at once */
+    ANSWER_WAITING,   /* the handler put it off; the connection is not suspended yet */
+    ANSWER_SUSPENDED, /* put off, the connection suspended */
+    ANSWER_READY      /* vh_server_reply came: `resp` is the answer */
+};
+
+struct vh_server_reply {
+    struct request *rq;
 };
 
 /* One HTTP request (MHD's per-request context). */
@@ -70,6 +89,13 @@ struct request {
     bool too_large;     /* the body passed the bound: stop storing, answer 413 */
     int64_t start_ms;   /* monotonic */
     char id[REQUEST_ID_LEN];
+    /* An async handler's request, kept (with its answer) while the connection waits. */
+    struct vh_server *srv;
+    struct MHD_Connection *conn;
+    struct vh_server_req sreq;
+    struct vh_api_resp resp;
+    enum answer_state state;
+    struct vh_server_reply reply;
 };
 
 /* ---- logging ---------------------------------------------------------------------------- */
@@ -171,8 +197,12 @@ static struct request *request_new(struct vh_server *srv)
 
     if (!rq)
         return NULL;
+    memset(rq, 0, sizeof(*rq));
     vh_buf_init(&rq->body, srv->body_max);
     rq->too_large = false;
+    rq->srv = srv;
+    rq->reply.rq = rq;
+    vh_api_resp_init(&rq->resp);
     rq->start_ms = vh_time_mono_ms();
     n = atomic_fetch_add(&srv->next_id, 1);
     snprintf(rq->id, sizeof(rq->id), "%s-%06llx", srv->id_prefix, (unsigned long long)n);
@@ -193,6 +223,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (!rq)
         return;
     vh_buf_release(&rq->body);
+    vh_api_resp_release(&rq->resp);
     vh_free(rq);
     *req_cls = NULL;
     pthread_mutex_lock(&srv->lock);
@@ -240,13 +271,13 @@ static void fill_request(const struct vh_server *srv, struct MHD_Connection *con
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, srv->handler.headers[i]);
 }
 
-static enum MHD_Result respond(struct vh_server *srv, struct MHD_Connection *conn,
-                               struct request *rq, const char *method, const char *path)
+/* Sends `rq->resp`, the handler's answer (and releases it). */
+static enum MHD_Result send_answer(struct vh_server *srv, struct MHD_Connection *conn,
+                                   struct request *rq, const char *method, const char *path)
 {
     static const char oom_body[] =
         "{\"success\":false,\"error\":{\"code\":\"INTERNAL_ERROR\",\"message\":\"internal error\"}}";
-    struct vh_server_req req;
-    struct vh_api_resp resp;
+    struct vh_api_resp *resp = &rq->resp;
     struct MHD_Response *r;
     char retry[24];
     size_t len = 0;
@@ -255,12 +286,8 @@ static enum MHD_Result respond(struct vh_server *srv, struct MHD_Connection *con
     bool ok;
     enum MHD_Result ret;
 
-    fill_request(srv, conn, rq, method, path, &req);
-    vh_api_resp_init(&resp);
-    /* The handler always answers; its failures are logged by it. */
-    srv->handler.handle(srv->handler.ud, &req, &resp);
-    status = resp.status >= 100 && resp.status <= 599 ? resp.status : 500;
-    body = vh_buf_detach(&resp.body, &len);
+    status = resp->status >= 100 && resp->status <= 599 ? resp->status : 500;
+    body = vh_buf_detach(&resp->body, &len);
     if (body) {
         r = MHD_create_response_from_buffer_with_free_callback(len, body, vh_free);
         if (!r)
@@ -272,28 +299,109 @@ static enum MHD_Result respond(struct vh_server *srv, struct MHD_Connection *con
                                             MHD_RESPMEM_PERSISTENT);
     }
     if (!r) {
-        vh_api_resp_release(&resp);
+        vh_api_resp_release(resp);
         log_request(srv, rq, method, path, 500);
         return MHD_NO; /* MHD closes the connection */
     }
     ok = add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                    resp.content_type ? resp.content_type : "application/json") &&
+                    resp->content_type ? resp->content_type : "application/json") &&
          add_header(r, "X-Request-Id", rq->id) &&
          add_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") &&
          add_header(r, "X-Content-Type-Options", "nosniff");
-    if (ok && resp.retry_after_s > 0) {
-        snprintf(retry, sizeof(retry), "%d", resp.retry_after_s);
+    if (ok && resp->retry_after_s > 0) {
+        snprintf(retry, sizeof(retry), "%d", resp->retry_after_s);
         ok = add_header(r, MHD_HTTP_HEADER_RETRY_AFTER, retry);
     }
-    if (ok && resp.location)
-        ok = add_header(r, MHD_HTTP_HEADER_LOCATION, resp.location);
+    if (ok && resp->location)
+        ok = add_header(r, MHD_HTTP_HEADER_LOCATION, resp->location);
     if (ok && atomic_load(&srv->stopping))
         ok = add_header(r, MHD_HTTP_HEADER_CONNECTION, "close"); /* draining keep-alives */
     ret = ok ? MHD_queue_response(conn, (unsigned)status, r) : MHD_NO;
     MHD_destroy_response(r);
-    vh_api_resp_release(&resp);
+    vh_api_resp_release(resp);
     log_request(srv, rq, method, path, ok ? status : 500);
     return ret;
+}
+
+/*
+ * One put-off answer is through: its connection was resumed (or never suspended), so
+ * vh_server_stop may stop MHD as far as it is concerned. Never before the resume: MHD must
+ * not free a connection that MHD_resume_connection is still to touch.
+ */
+static void answer_through(struct vh_server *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    if (--srv->waiting == 0)
+        pthread_cond_broadcast(&srv->drained);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+/*
+ * An async handler put the answer off: suspends the connection, unless the reply already
+ * came (then it resumes it at once: MHD calls on_request again, which sends the answer).
+ */
+static void wait_for_reply(struct vh_server *srv, struct MHD_Connection *conn, struct request *rq)
+{
+    bool ready;
+
+    MHD_suspend_connection(conn);
+    pthread_mutex_lock(&srv->lock);
+    ready = rq->state == ANSWER_READY;
+    if (!ready)
+        rq->state = ANSWER_SUSPENDED;
+    pthread_mutex_unlock(&srv->lock);
+    if (ready) {
+        MHD_resume_connection(conn);
+        answer_through(srv);
+    }
+}
+
+void vh_server_reply(struct vh_server_reply *reply)
+{
+    struct request *rq = reply->rq;
+    struct vh_server *srv = rq->srv; /* alive: vh_server_stop waits for this answer */
+    bool resume;
+
+    pthread_mutex_lock(&srv->lock);
+    resume = rq->state == ANSWER_SUSPENDED;
+    rq->state = ANSWER_READY;
+    pthread_mutex_unlock(&srv->lock);
+    /* Not suspended yet: wait_for_reply sees READY and resumes it itself. */
+    if (resume) {
+        MHD_resume_connection(rq->conn);
+        answer_through(srv);
+    }
+}
+
+/* Calls the handler and sends its answer, or waits for it (an async handler). */
+static enum MHD_Result respond(struct vh_server *srv, struct MHD_Connection *conn,
+                               struct request *rq, const char *method, const char *path)
+{
+    int rc;
+
+    if (rq->state == ANSWER_READY) /* resumed: the put-off answer is in */
+        return send_answer(srv, conn, rq, method, path);
+    fill_request(srv, conn, rq, method, path, &rq->sreq);
+    /* The handler always answers; its failures are logged by it. */
+    if (!srv->handler.handle_async) {
+        srv->handler.handle(srv->handler.ud, &rq->sreq, &rq->resp);
+        return send_answer(srv, conn, rq, method, path);
+    }
+    rq->conn = conn;
+    pthread_mutex_lock(&srv->lock);
+    rq->state = ANSWER_WAITING;
+    srv->waiting++;
+    pthread_mutex_unlock(&srv->lock);
+    rc = srv->handler.handle_async(srv->handler.ud, &rq->sreq, &rq->resp, &rq->reply);
+    if (rc == VH_SERVER_LATER) {
+        wait_for_reply(srv, conn, rq);
+        return MHD_YES;
+    }
+    pthread_mutex_lock(&srv->lock);
+    rq->state = ANSWER_NONE;
+    pthread_mutex_unlock(&srv->lock);
+    answer_through(srv);
+    return send_answer(srv, conn, rq, method, path);
 }
 
 /*
@@ -464,6 +572,11 @@ static struct MHD_Daemon *start_mhd(struct vh_server *srv, int fd, unsigned thre
 {
     struct MHD_OptionItem opts[8];
     size_t n = 0;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+
+    if (srv->handler.handle_async)
+        flags |= MHD_ALLOW_SUSPEND_RESUME;
 
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
     if (threads > 1)
@@ -474,10 +587,9 @@ static struct MHD_Daemon *start_mhd(struct vh_server *srv, int fd, unsigned thre
         (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEMORY_LIMIT, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    return MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL,
-        NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_ARRAY, opts,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+                            on_mhd_log, srv, MHD_OPTION_ARRAY, opts, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_completed, srv, MHD_OPTION_END);
 }
 
 int vh_server_start(struct vh_api *api, const struct vh_server_config *cfg, struct vh_server **out,
@@ -503,7 +615,7 @@ int vh_server_start_handler(const struct vh_server_handler *h, const struct vh_s
 
     if (!cfg->listen)
         return vh_error_set(err, VH_EINVAL, "server: no listen address");
-    if (!h || !h->handle)
+    if (!h || (!h->handle && !h->handle_async))
         return vh_error_set(err, VH_EINVAL, "server: no request handler");
     srv = vh_malloc(sizeof(*srv));
     if (!srv)
@@ -575,6 +687,21 @@ void vh_server_stop(struct vh_server *srv)
     while (srv->in_flight > 0)
         if (pthread_cond_timedwait(&srv->drained, &srv->lock, &deadline) == ETIMEDOUT)
             break;
+    /*
+     * A put-off answer still to come holds a suspended connection (which MHD must not be
+     * stopped with) and the handler holds its request: wait for it whatever the deadline. Its
+     * handler bounds it (the receiver's commit fails in the end rather than hang). Once the
+     * last is resumed, give those requests a moment to go out: resumed is not yet sent.
+     */
+    if (srv->waiting > 0) {
+        while (srv->waiting > 0)
+            pthread_cond_wait(&srv->drained, &srv->lock);
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += LATE_ANSWER_S;
+        while (srv->in_flight > 0)
+            if (pthread_cond_timedwait(&srv->drained, &srv->lock, &deadline) == ETIMEDOUT)
+                break;
+    }
     pthread_mutex_unlock(&srv->lock);
     MHD_stop_daemon(srv->mhd);
     /* A quiesced socket is ours again, and may be closed only after MHD has stopped. */
