@@ -207,6 +207,21 @@ struct vh_receive_resp {
 VH_API int vh_receiver_handle(struct vh_receiver *r, const struct vh_receive_req *req,
                               struct vh_receive_resp *resp);
 
+/* Called once an answer vh_receiver_handle_async put off is in its `resp`. */
+typedef void vh_receive_done_fn(void *ud);
+
+/*
+ * vh_receiver_handle for a server that must not block on the commit (an event loop): the
+ * same checks and answers, but when the webhook is to be stored it returns 1 at once and
+ * calls `done(ud)` exactly once, from another thread, after filling `resp` (200, or 500 when
+ * the store failed). `req`'s strings and body and `resp` must stay valid until then.
+ * Otherwise it returns as vh_receiver_handle does (0 or < 0, `resp` filled, no call).
+ * vh_receiver_free answers every put-off request first.
+ */
+VH_API int vh_receiver_handle_async(struct vh_receiver *r, const struct vh_receive_req *req,
+                                    struct vh_receive_resp *resp, vh_receive_done_fn *done,
+                                    void *ud);
+
 /* Jobs waiting or running right now (for tests and health checks). Returns >= 0 or < 0. */
 VH_API int vh_receiver_pending_jobs(struct vh_receiver *r, int64_t *out, struct vh_error *err);
 

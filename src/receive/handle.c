@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <vocohook/alloc.h>
 #include <vocohook/event.h>
 #include <vocohook/id.h>
 
@@ -136,60 +137,110 @@ static void plan_jobs(const struct vh_receiver *r, const struct vh_session *s, i
     }
 }
 
-/* Steps 3-4. */
-static int store(struct vh_receiver *r, const struct vh_receive_req *req,
-                 struct vh_receive_resp *resp)
+/*
+ * Step 3: parses the payload and fills `p` (borrowing from `req` and `*ev`). Returns 1 when
+ * the put is ready, 0 when `resp` already answers (400), < 0 when it failed (`resp` is 500).
+ */
+static int prepare(struct vh_receiver *r, const struct vh_receive_req *req,
+                   struct vh_receive_resp *resp, struct vh_event **ev, struct vh__inbox_put *p)
 {
     struct vh_error err = VH_ERROR_INIT;
-    struct vh__inbox_put p;
-    struct vh_event *ev = NULL;
     char msg[VH_ERROR_MSG_MAX * 2];
-    bool created = false;
     int rc;
 
-    rc = vh_event_parse(req->body ? req->body : "", req->body_len, VH_PARSE_ALLOW_UNKNOWN, &ev,
-                        &err);
+    *ev = NULL;
+    rc =
+        vh_event_parse(req->body ? req->body : "", req->body_len, VH_PARSE_ALLOW_UNKNOWN, ev, &err);
     if (rc == VH_EINVAL || rc == VH_ETOOBIG) {
         answer_error(resp, 400, VH_RECEIVE_INVALID, "invalid_payload", err.msg);
         vh__json_escape(err.msg, sizeof(err.msg), msg, sizeof(msg));
         vh__receiver_log(r, VH_LOG_WARN, "invalid payload", ",\"detail\":\"%s\"", msg);
         return 0;
     }
-    if (rc < 0)
-        goto fail;
-    memset(&p, 0, sizeof(p));
-    p.session_id = ev->session->session_id;
-    p.body = req->body;
-    p.body_len = req->body_len;
-    p.signed_at = req->timestamp;
-    p.signature = req->signature;
+    if (rc < 0) {
+        vh__json_escape(err.msg, sizeof(err.msg), msg, sizeof(msg));
+        vh__receiver_log(r, VH_LOG_ERROR, "store failed", ",\"error\":\"%s\"", msg);
+        answer_error(resp, 500, VH_RECEIVE_INTERNAL, "internal_error", "internal error");
+        return rc;
+    }
+    memset(p, 0, sizeof(*p));
+    p->session_id = (*ev)->session->session_id;
+    p->body = req->body;
+    p->body_len = req->body_len;
+    p->signed_at = req->timestamp;
+    p->signature = req->signature;
     if (req->webhook_id && vh_id_is_valid(req->webhook_id, strlen(req->webhook_id)))
-        p.webhook_id = req->webhook_id;
-    p.recording_url = ev->session->recording_url;
-    p.event_ms = ev->ts_ms;
-    p.received_ms = req->now_ms;
-    plan_jobs(r, ev->session, req->now_ms, &p);
-    rc = vh__inbox_put(r->ib, &p, &created, &err);
-    if (rc < 0)
-        goto fail;
+        p->webhook_id = req->webhook_id;
+    p->recording_url = (*ev)->session->recording_url;
+    p->event_ms = (*ev)->ts_ms;
+    p->received_ms = req->now_ms;
+    plan_jobs(r, (*ev)->session, req->now_ms, p);
+    return 1;
+}
+
+/* Step 4's answer, once the put returned `rc` (and `created`, or `err`). Frees `ev`. */
+static int conclude(struct vh_receiver *r, const struct vh__inbox_put *p, struct vh_event *ev,
+                    int rc, bool created, const struct vh_error *err, struct vh_receive_resp *resp)
+{
+    char msg[VH_ERROR_MSG_MAX * 2];
+
+    if (rc < 0) {
+        vh__json_escape(err->msg, sizeof(err->msg), msg, sizeof(msg));
+        vh__receiver_log(r, VH_LOG_ERROR, "store failed", ",\"error\":\"%s\"", msg);
+        answer_error(resp, 500, VH_RECEIVE_INTERNAL, "internal_error", "internal error");
+        vh_event_free(ev);
+        return rc;
+    }
     /* An incoming id is [A-Za-z0-9_-]{1,64}: no escaping needed. */
-    snprintf(resp->session_id, sizeof(resp->session_id), "%s", p.session_id);
+    snprintf(resp->session_id, sizeof(resp->session_id), "%s", p->session_id);
     answer(resp, 200, created ? VH_RECEIVE_STORED : VH_RECEIVE_DUPLICATE,
-           "{\"ok\":true,\"session_id\":\"%s\",\"duplicate\":%s}", p.session_id,
+           "{\"ok\":true,\"session_id\":\"%s\",\"duplicate\":%s}", p->session_id,
            created ? "false" : "true");
     vh__receiver_log(r, VH_LOG_INFO, created ? "stored" : "duplicate",
-                     ",\"session_id\":\"%s\",\"jobs\":%zu", p.session_id,
-                     created ? p.n_jobs : (size_t)0);
-    if (created && p.n_jobs > 0)
+                     ",\"session_id\":\"%s\",\"jobs\":%zu", p->session_id,
+                     created ? p->n_jobs : (size_t)0);
+    if (created && p->n_jobs > 0)
         vh__receiver_wake(r);
     vh_event_free(ev);
     return 0;
-fail:
-    vh__json_escape(err.msg, sizeof(err.msg), msg, sizeof(msg));
-    vh__receiver_log(r, VH_LOG_ERROR, "store failed", ",\"error\":\"%s\"", msg);
-    answer_error(resp, 500, VH_RECEIVE_INTERNAL, "internal_error", "internal error");
-    vh_event_free(ev);
-    return rc;
+}
+
+/* Steps 3-4, waiting for the commit. */
+static int store(struct vh_receiver *r, const struct vh_receive_req *req,
+                 struct vh_receive_resp *resp)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh__inbox_put p;
+    struct vh_event *ev;
+    bool created = false;
+    int rc = prepare(r, req, resp, &ev, &p);
+
+    if (rc <= 0)
+        return rc;
+    rc = vh__inbox_put(r->ib, &p, &created, &err);
+    return conclude(r, &p, ev, rc, created, &err, resp);
+}
+
+/* A webhook whose put is posted: what its answer needs once the commit is done. */
+struct pending {
+    struct vh_receiver *r;
+    struct vh_event *ev;
+    struct vh__inbox_put p;
+    struct vh_receive_resp *resp;
+    vh_receive_done_fn *done;
+    void *ud;
+};
+
+/* The posted put's answer (vh__inbox_put_done_fn), on the committing thread. */
+static void on_stored(void *ud, int rc, bool created, const struct vh_error *err)
+{
+    struct pending *pd = ud;
+    vh_receive_done_fn *done = pd->done;
+    void *done_ud = pd->ud;
+
+    (void)conclude(pd->r, &pd->p, pd->ev, rc, created, err, pd->resp);
+    vh_free(pd);
+    done(done_ud);
 }
 
 int vh_receiver_handle(struct vh_receiver *r, const struct vh_receive_req *req,
@@ -202,4 +253,38 @@ int vh_receiver_handle(struct vh_receiver *r, const struct vh_receive_req *req,
     if (!check_request(r, req, resp, &rc))
         return rc;
     return store(r, req, resp);
+}
+
+int vh_receiver_handle_async(struct vh_receiver *r, const struct vh_receive_req *req,
+                             struct vh_receive_resp *resp, vh_receive_done_fn *done, void *ud)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct pending *pd;
+    int rc = 0;
+
+    memset(resp, 0, sizeof(*resp));
+    resp->verify_status = VH_VERIFY_OK;
+    if (!check_request(r, req, resp, &rc))
+        return rc;
+    pd = vh_malloc(sizeof(*pd));
+    if (!pd) {
+        vh_error_set(&err, VH_ENOMEM, "receiver: out of memory");
+        return conclude(r, NULL, NULL, VH_ENOMEM, false, &err, resp);
+    }
+    rc = prepare(r, req, resp, &pd->ev, &pd->p);
+    if (rc <= 0) {
+        vh_free(pd);
+        return rc;
+    }
+    pd->r = r;
+    pd->resp = resp;
+    pd->done = done;
+    pd->ud = ud;
+    rc = vh__inbox_put_post(r->ib, &pd->p, on_stored, pd, &err);
+    if (rc < 0) {
+        rc = conclude(r, &pd->p, pd->ev, rc, false, &err, resp);
+        vh_free(pd);
+        return rc;
+    }
+    return 1;
 }

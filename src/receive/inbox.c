@@ -19,6 +19,11 @@
  * The queue, the leader's turn and the wakeups are core/group_int.h's (the SQLite store's
  * ingests use the same): waiters sleep on a semaphore of their own, and a finished batch
  * wakes exactly its own ops and the next leader.
+ *
+ * Posted puts (vh__inbox_put_post) join the same queue without a waiting caller: a runner
+ * thread, started with the first of them, leads when one is at the head, and each is
+ * answered through its callback once its batch has committed. An HTTP thread then serves
+ * other connections while the commit runs, instead of sleeping through it.
  */
 #include <vocohook/receive.h>
 
@@ -26,6 +31,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -187,8 +193,11 @@ struct vh_inbox {
     sqlite3 *rdb;            /* borrowed under rmu */
     pthread_mutex_t rmu;
 
-    pthread_mutex_t mu; /* guards q */
+    pthread_mutex_t mu; /* guards q and runner_started */
     struct vh__group q; /* the writes waiting for a batch */
+    struct vh__group_runner rn;
+    pthread_t runner; /* leads for posted puts; started with the first */
+    bool runner_started;
 };
 
 /* ---- statements ------------------------------------------------------------------------ */
@@ -486,6 +495,12 @@ void vh_inbox_close(struct vh_inbox *ib)
 
     if (!ib)
         return;
+    if (ib->runner_started) {
+        /* Every posted put is answered before the runner returns. */
+        vh__group_runner_stop(&ib->q);
+        pthread_join(ib->runner, NULL);
+    }
+    vh__group_runner_release(&ib->q);
     for (i = 0; i < W__N; i++)
         sqlite3_finalize(ib->wst[i]);
     sqlite3_close_v2(ib->wdb);
@@ -705,6 +720,85 @@ int vh__inbox_put(struct vh_inbox *ib, const struct vh__inbox_put *p, bool *crea
     if (rc < 0)
         return rc;
     *created = a.created;
+    return 0;
+}
+
+/* A put with no waiting caller: its copy of the put, and whom to tell. */
+struct posted_put {
+    struct op op; /* first: the queue's entry */
+    struct put_arg a;
+    struct vh__inbox_put p;
+    vh__inbox_put_done_fn *done;
+    void *ud;
+};
+
+/* The op's completion (vh__group_done_fn): on the thread that ran its batch. */
+static void posted_put_done(struct vh__group_op *g)
+{
+    struct posted_put *pp = (struct posted_put *)g;
+    vh__inbox_put_done_fn *done = pp->done;
+    void *ud = pp->ud;
+    struct vh_error err = pp->op.err;
+    int rc = pp->op.rc;
+    bool created = pp->a.created;
+
+    /* Freed first: once told, the caller may count its memory, or be gone. */
+    vh_free(pp);
+    done(ud, rc, created, &err);
+}
+
+/* Starts the runner once (under `mu`). Returns 0, VH_ENOMEM or VH_EIO. */
+static int start_runner(struct vh_inbox *ib, struct vh_error *err)
+{
+    sigset_t all, old;
+    int rc = 0;
+
+    pthread_mutex_lock(&ib->mu);
+    if (!ib->runner_started) {
+        if (!ib->q.kick_ready && vh__group_runner_init(&ib->q) < 0) {
+            rc = vh_error_set(err, VH_ENOMEM, "inbox: condition variable: out of memory");
+        } else {
+            ib->rn.g = &ib->q;
+            ib->rn.run = run_batch;
+            ib->rn.ud = ib;
+            /* The runner takes no process signals: those are the application's. */
+            sigfillset(&all);
+            pthread_sigmask(SIG_BLOCK, &all, &old);
+            if (pthread_create(&ib->runner, NULL, vh__group_runner_main, &ib->rn) != 0)
+                rc = vh_error_set(err, VH_EIO, "inbox: cannot start the commit thread");
+            else
+                ib->runner_started = true;
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
+    }
+    pthread_mutex_unlock(&ib->mu);
+    return rc;
+}
+
+int vh__inbox_put_post(struct vh_inbox *ib, const struct vh__inbox_put *p,
+                       vh__inbox_put_done_fn *done, void *ud, struct vh_error *err)
+{
+    struct posted_put *pp;
+    int rc;
+
+    if (p->n_jobs > VH_INBOX_JOBS_MAX)
+        return vh_error_set(err, VH_EINVAL, "inbox: too many jobs");
+    rc = start_runner(ib, err);
+    if (rc < 0)
+        return rc;
+    pp = vh_malloc(sizeof(*pp));
+    if (!pp)
+        return vh_error_set(err, VH_ENOMEM, "inbox: out of memory");
+    memset(pp, 0, sizeof(*pp));
+    pp->p = *p;
+    pp->a.p = &pp->p;
+    pp->op.run = op_put;
+    pp->op.arg = &pp->a;
+    pp->op.single = p->n_jobs == 0;
+    pp->op.g.on_done = posted_put_done;
+    pp->done = done;
+    pp->ud = ud;
+    vh__group_post(&ib->q, &pp->op.g);
     return 0;
 }
 

@@ -93,6 +93,19 @@ struct vh__inbox_put {
 int vh__inbox_put(struct vh_inbox *ib, const struct vh__inbox_put *p, bool *created,
                   struct vh_error *err);
 
+/* A posted put's answer: rc 0 (with `created`) or < 0 with `err`; on the committing thread. */
+typedef void vh__inbox_put_done_fn(void *ud, int rc, bool created, const struct vh_error *err);
+
+/*
+ * vh__inbox_put for a caller that must not block: queues the put and returns; `done(ud, …)`
+ * runs once it is durable or has failed, on another thread. What `p` points to must stay
+ * valid until then (`p` itself is copied). Returns 0 (then `done` will run exactly once),
+ * or VH_EINVAL, VH_ENOMEM, VH_EIO (then it will not). vh_inbox_close answers every posted put
+ * first.
+ */
+int vh__inbox_put_post(struct vh_inbox *ib, const struct vh__inbox_put *p,
+                       vh__inbox_put_done_fn *done, void *ud, struct vh_error *err);
+
 /* A claimed job, with what its attempt needs. Release with vh__job_release. */
 struct vh__job {
     char session_id[VH_ID_MAX + 1];

@@ -1,7 +1,7 @@
 /*
  * The inbox (src/receive/inbox.c) on a real SQLite file in a temp dir: deduplication, job
  * claims and their order, the state checks on finish, recovery after a crash, the read side,
- * and the group commit under threads.
+ * and the group commit under threads, for sync puts and for posted ones.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -390,6 +393,436 @@ static void group_commit_mixed_ops(void **state)
     assert_int_equal(n, jobs);
 }
 
+/* ---- posted puts ------------------------------------------------------------------------- */
+
+#define WAIT_S 10 /* a wait longer than this is a failure */
+
+/* Every posted put's answers, under `mu`; `all` is posted once `answered` reaches `total`. */
+struct answers {
+    pthread_mutex_t mu;
+    sem_t all;
+    int answered, total;
+};
+
+/* One put (posted or not) and what it was answered; what its put points to lives here. */
+struct pput {
+    struct answers *ans;
+    char sid[32];
+    char body[96];
+    int64_t received_ms;
+    size_t n_jobs;
+    bool posted;
+    sem_t *slot; /* posted when answered; NULL: none */
+    int calls;   /* the rest under ans->mu */
+    int rc;
+    bool created;
+};
+
+/* On the heap: after a failed assertion, answers still to come must find it. */
+static struct answers *answers_new(int total)
+{
+    struct answers *a = calloc(1, sizeof(*a));
+
+    assert_non_null(a);
+    assert_int_equal(pthread_mutex_init(&a->mu, NULL), 0);
+    assert_int_equal(sem_init(&a->all, 0, 0), 0);
+    a->total = total;
+    return a;
+}
+
+static void answers_free(struct answers *a)
+{
+    /* The last answer may still be leaving the lock (it posted `all` inside it). */
+    pthread_mutex_lock(&a->mu);
+    pthread_mutex_unlock(&a->mu);
+    sem_destroy(&a->all);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}
+
+/* Waits for `s` until the deadline: true when it was posted. */
+static bool wait_sem(sem_t *s)
+{
+    struct timespec dl;
+    int rc;
+
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += WAIT_S;
+    do
+        rc = sem_timedwait(s, &dl);
+    while (rc != 0 && errno == EINTR);
+    return rc == 0;
+}
+
+static int answered(struct answers *a)
+{
+    int n;
+
+    pthread_mutex_lock(&a->mu);
+    n = a->answered;
+    pthread_mutex_unlock(&a->mu);
+    return n;
+}
+
+/* Closes the inbox on another thread: a close that would not return fails instead. */
+struct closer {
+    struct vh_inbox *ib;
+    sem_t closed;
+};
+
+static void *close_body(void *arg)
+{
+    struct closer *c = arg;
+
+    vh_inbox_close(c->ib);
+    sem_post(&c->closed);
+    return NULL;
+}
+
+static void close_bounded(struct fx *f)
+{
+    struct closer *c = calloc(1, sizeof(*c)); /* leaked if the close never returns */
+    pthread_t th;
+
+    assert_non_null(c);
+    c->ib = f->ib;
+    f->ib = NULL;
+    assert_int_equal(sem_init(&c->closed, 0, 0), 0);
+    assert_int_equal(pthread_create(&th, NULL, close_body, c), 0);
+    assert_true(wait_sem(&c->closed));
+    assert_int_equal(pthread_join(th, NULL), 0);
+    sem_destroy(&c->closed);
+    free(c);
+}
+
+/* A posted put's answer (vh__inbox_put_done_fn), or a sync put's, reported the same way. */
+static void put_done(void *ud, int rc, bool created, const struct vh_error *err)
+{
+    struct pput *pp = ud;
+    struct answers *a = pp->ans;
+
+    (void)err;
+    /* First: once the last answer is counted, the test may free the slot. */
+    if (pp->slot)
+        sem_post(pp->slot);
+    pthread_mutex_lock(&a->mu);
+    pp->calls++;
+    pp->rc = rc;
+    pp->created = created;
+    if (++a->answered == a->total)
+        sem_post(&a->all);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static void pput_init(struct pput *pp, struct answers *a, const char *sid, const char *copy,
+                      int64_t received_ms, size_t n_jobs, bool posted)
+{
+    memset(pp, 0, sizeof(*pp));
+    pp->ans = a;
+    snprintf(pp->sid, sizeof(pp->sid), "%s", sid);
+    snprintf(pp->body, sizeof(pp->body), "{\"session\":\"%s\",\"copy\":\"%s\"}", sid, copy);
+    pp->received_ms = received_ms;
+    pp->n_jobs = n_jobs;
+    pp->posted = posted;
+}
+
+/*
+ * Stores `pp`, posted or not. The put itself is on this stack frame and gone before the
+ * answer (vh__inbox_put_post copies it); what it points to is in `pp`. Returns the call's rc.
+ */
+static int pput_put(struct vh_inbox *ib, struct pput *pp)
+{
+    struct vh__inbox_put p;
+    bool created = false;
+    size_t i;
+    int rc;
+
+    memset(&p, 0, sizeof(p));
+    p.session_id = pp->sid;
+    p.body = pp->body;
+    p.body_len = strlen(pp->body);
+    p.signed_at = "2026-03-15T14:32:08.000Z";
+    p.signature = "sha256=00";
+    p.event_ms = T0;
+    p.received_ms = pp->received_ms;
+    for (i = 0; i < pp->n_jobs; i++) {
+        /* exec and forward: no recording URL needed */
+        p.jobs[i].kind = (enum vh_job_kind)(VH_JOB_EXEC + (int)i);
+        p.jobs[i].next_attempt_ms = pp->received_ms;
+        p.jobs[i].deadline_ms = pp->received_ms + 1000;
+    }
+    p.n_jobs = pp->n_jobs;
+    if (pp->posted) {
+        rc = vh__inbox_put_post(ib, &p, put_done, pp, NULL);
+        memset(&p, 0xa5, sizeof(p)); /* the queue must hold its own copy */
+        return rc;
+    }
+    rc = vh__inbox_put(ib, &p, &created, NULL);
+    put_done(pp, rc, created, NULL);
+    return rc;
+}
+
+/* Checks the stored session of `pp`, the copy that was created. */
+static void check_stored(struct vh_inbox *ib, const struct pput *pp)
+{
+    struct vh_inbox_session s;
+    size_t i;
+
+    assert_int_equal(vh_inbox_get(ib, pp->sid, &s, NULL), 0);
+    assert_string_equal(s.body.data, pp->body);
+    assert_int_equal(s.received_ms, pp->received_ms);
+    assert_int_equal(s.n_jobs, pp->n_jobs);
+    for (i = 0; i < s.n_jobs; i++) {
+        assert_int_equal(s.jobs[i].kind, VH_JOB_EXEC + (int)i);
+        assert_int_equal(s.jobs[i].state, VH_JOB_PENDING);
+    }
+    vh_inbox_session_release(&s);
+}
+
+#define PTHREADS 4
+#define OWN      30 /* sessions of one thread, each put twice */
+#define SHARED   10 /* sessions every thread puts once */
+#define LAG      5  /* a thread's second copy of a session follows the first this much later */
+
+/* One thread's puts: own[i][0] the first copy, own[i][1] the second; shared[i] its copy. */
+struct pthread_puts {
+    struct vh_inbox *ib;
+    int id;
+    bool sync; /* odd threads put synchronously (mixed_posted_and_sync_puts) */
+    struct pput own[OWN][2];
+    struct pput shared[SHARED];
+    /*
+     * In mixed_posted_and_sync_puts a posting thread has at most WINDOW puts unanswered
+     * (an HTTP server's connections): its posts come all along the sync puts' batches, not
+     * in one burst at the start.
+     */
+    sem_t slots;
+    bool paced;
+    int failed;     /* calls that returned < 0, or a wait for a slot that timed out */
+    sem_t finished; /* posted when the thread is done */
+};
+
+#define WINDOW 3
+#define SOLO   5 /* posted_puts: puts one at a time */
+
+/* Puts `pp`; false when it failed, or no answer came for a slot (then the thread stops). */
+static bool put_one(struct pthread_puts *t, struct pput *pp)
+{
+    if (t->paced && !wait_sem(&t->slots)) {
+        t->failed++;
+        return false;
+    }
+    if (pput_put(t->ib, pp) < 0)
+        t->failed++;
+    return true;
+}
+
+static void *put_posted_many(void *arg)
+{
+    struct pthread_puts *t = arg;
+    int i;
+
+    for (i = 0; i < OWN + LAG; i++) {
+        if (i < OWN && !put_one(t, &t->own[i][0]))
+            break;
+        if (i < SHARED && !put_one(t, &t->shared[i]))
+            break;
+        if (i >= LAG && !put_one(t, &t->own[i - LAG][1]))
+            break;
+    }
+    sem_post(&t->finished);
+    return NULL;
+}
+
+static void threads_prepare(struct pthread_puts *t, struct answers *a, struct vh_inbox *ib,
+                            bool mixed)
+{
+    char sid[32];
+    int k, i;
+
+    for (k = 0; k < PTHREADS; k++) {
+        t[k].ib = ib;
+        t[k].id = k;
+        t[k].sync = mixed && k % 2;
+        t[k].paced = mixed && !t[k].sync;
+        t[k].failed = 0;
+        assert_int_equal(sem_init(&t[k].slots, 0, WINDOW), 0);
+        assert_int_equal(sem_init(&t[k].finished, 0, 0), 0);
+        for (i = 0; i < OWN; i++) {
+            snprintf(sid, sizeof(sid), "p%d_%d", k, i);
+            /* Jobs or none in either copy: the first copy's count is stored. */
+            pput_init(&t[k].own[i][0], a, sid, "first", T0 + i, (size_t)(i % 3), !t[k].sync);
+            pput_init(&t[k].own[i][1], a, sid, "second", T0 + 100 + i, (size_t)((i + 1) % 3),
+                      !t[k].sync);
+        }
+        for (i = 0; i < SHARED; i++) {
+            char copy[16];
+
+            snprintf(sid, sizeof(sid), "shared_%d", i);
+            snprintf(copy, sizeof(copy), "t%d", k);
+            pput_init(&t[k].shared[i], a, sid, copy, T0 + 200 + k, (size_t)((k + i) % 3),
+                      !t[k].sync);
+            if (t[k].paced)
+                t[k].shared[i].slot = &t[k].slots;
+        }
+        for (i = 0; i < OWN && t[k].paced; i++)
+            t[k].own[i][0].slot = t[k].own[i][1].slot = &t[k].slots;
+    }
+}
+
+/*
+ * Runs PTHREADS threads of puts (posted, or in `mixed` half of them sync), waits for every
+ * answer and checks them; then closes the inbox, reopens it and checks what is stored.
+ */
+static void run_posted(struct fx *f, bool mixed)
+{
+    struct pthread_puts *t = calloc(PTHREADS, sizeof(*t));
+    const int total = PTHREADS * (2 * OWN + SHARED);
+    struct answers *a = answers_new(total);
+    pthread_t th[PTHREADS];
+    int k, i, created, jobs = 0;
+    int64_t n = 0;
+
+    assert_non_null(t);
+    threads_prepare(t, a, f->ib, mixed);
+    for (k = 0; k < PTHREADS; k++)
+        assert_int_equal(pthread_create(&th[k], NULL, put_posted_many, &t[k]), 0);
+    for (k = 0; k < PTHREADS; k++) {
+        /* A sync put stuck behind an unanswered posted one fails here; it would not return. */
+        assert_true(wait_sem(&t[k].finished));
+        assert_int_equal(pthread_join(th[k], NULL), 0);
+        assert_int_equal(t[k].failed, 0);
+    }
+    assert_true(wait_sem(&a->all));
+
+    /* Each answered once, rc 0; a thread's first copy created, its second a duplicate. */
+    pthread_mutex_lock(&a->mu);
+    assert_int_equal(a->answered, total);
+    for (k = 0; k < PTHREADS; k++) {
+        for (i = 0; i < OWN; i++) {
+            assert_int_equal(t[k].own[i][0].calls, 1);
+            assert_int_equal(t[k].own[i][0].rc, 0);
+            assert_true(t[k].own[i][0].created);
+            assert_int_equal(t[k].own[i][1].calls, 1);
+            assert_int_equal(t[k].own[i][1].rc, 0);
+            assert_false(t[k].own[i][1].created);
+            jobs += (int)t[k].own[i][0].n_jobs;
+        }
+    }
+    /* A session every thread put: one copy created, whichever came first. */
+    for (i = 0; i < SHARED; i++) {
+        created = 0;
+        for (k = 0; k < PTHREADS; k++) {
+            assert_int_equal(t[k].shared[i].calls, 1);
+            assert_int_equal(t[k].shared[i].rc, 0);
+            if (t[k].shared[i].created) {
+                created++;
+                jobs += (int)t[k].shared[i].n_jobs;
+            }
+        }
+        assert_int_equal(created, 1);
+    }
+    pthread_mutex_unlock(&a->mu);
+
+    /* Durable: there after close and reopen, as the created copies were. */
+    close_bounded(f);
+    assert_int_equal(vh_inbox_open(f->path, 0, &f->ib, NULL), 0);
+    assert_int_equal(vh_inbox_count(f->ib, &n, NULL), 0);
+    assert_int_equal(n, PTHREADS * OWN + SHARED);
+    assert_int_equal(vh__inbox_unfinished(f->ib, &n, NULL), 0);
+    assert_int_equal(n, jobs);
+    for (k = 0; k < PTHREADS; k++) {
+        for (i = 0; i < OWN; i++)
+            check_stored(f->ib, &t[k].own[i][0]);
+        for (i = 0; i < SHARED; i++)
+            if (t[k].shared[i].created)
+                check_stored(f->ib, &t[k].shared[i]);
+    }
+    answers_free(a);
+    for (k = 0; k < PTHREADS; k++) {
+        sem_destroy(&t[k].slots);
+        sem_destroy(&t[k].finished);
+    }
+    free(t);
+}
+
+/*
+ * Posted puts from several threads, duplicates among them, with jobs and without: each
+ * answered once, with the right `created`, and all stored.
+ */
+static void posted_puts(void **state)
+{
+    struct fx *f = *state;
+    struct pput *pp = calloc(SOLO, sizeof(*pp));
+    struct answers *a;
+    char sid[32];
+    int64_t n = 0;
+    int i;
+
+    assert_non_null(pp);
+    run_posted(f, false);
+    /* Then one at a time on the reopened inbox: each post finds the runner idle. */
+    for (i = 0; i < SOLO; i++) {
+        a = answers_new(1);
+        snprintf(sid, sizeof(sid), "solo_%d", i);
+        pput_init(&pp[i], a, sid, "first", T0 + 300 + i, (size_t)(i % 2), true);
+        assert_int_equal(pput_put(f->ib, &pp[i]), 0);
+        assert_true(wait_sem(&a->all));
+        assert_int_equal(pp[i].rc, 0);
+        assert_true(pp[i].created);
+        answers_free(a);
+    }
+    assert_int_equal(vh_inbox_count(f->ib, &n, NULL), 0);
+    assert_int_equal(n, PTHREADS * OWN + SHARED + SOLO);
+    for (i = 0; i < SOLO; i++)
+        check_stored(f->ib, &pp[i]);
+    free(pp);
+}
+
+/* Sync puts and posted puts at once on one inbox: all answered and stored. */
+static void mixed_posted_and_sync_puts(void **state)
+{
+    run_posted(*state, true);
+}
+
+#define CLOSE_POSTS 500
+
+/* Closing with posted puts still queued answers them all before it returns; all stored. */
+static void close_answers_posted_puts(void **state)
+{
+    struct fx *f = *state;
+    struct pput *pp = calloc(CLOSE_POSTS, sizeof(*pp));
+    struct answers *a = answers_new(CLOSE_POSTS);
+    char sid[32];
+    int64_t n = 0;
+    int i, created = 0;
+
+    assert_non_null(pp);
+    for (i = 0; i < CLOSE_POSTS; i++) {
+        /* Every tenth a duplicate of the one before. */
+        snprintf(sid, sizeof(sid), "c%d", i % 10 == 9 ? i - 1 : i);
+        pput_init(&pp[i], a, sid, i % 10 == 9 ? "second" : "first", T0 + i, (size_t)(i % 2), true);
+        assert_int_equal(pput_put(f->ib, &pp[i]), 0);
+    }
+    close_bounded(f);
+    /* No wait: close returned, so every answer came. */
+    assert_int_equal(answered(a), CLOSE_POSTS);
+    for (i = 0; i < CLOSE_POSTS; i++) {
+        assert_int_equal(pp[i].calls, 1);
+        assert_int_equal(pp[i].rc, 0);
+        assert_int_equal(pp[i].created, i % 10 != 9);
+        created += pp[i].created;
+    }
+    assert_int_equal(vh_inbox_open(f->path, 0, &f->ib, NULL), 0);
+    assert_int_equal(vh_inbox_count(f->ib, &n, NULL), 0);
+    assert_int_equal(n, created);
+    for (i = 0; i < CLOSE_POSTS; i++)
+        if (pp[i].created)
+            check_stored(f->ib, &pp[i]);
+    answers_free(a);
+    free(pp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +832,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(foreach_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(group_commit_under_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(group_commit_mixed_ops, setup, teardown),
+        cmocka_unit_test_setup_teardown(posted_puts, setup, teardown),
+        cmocka_unit_test_setup_teardown(close_answers_posted_puts, setup, teardown),
+        cmocka_unit_test_setup_teardown(mixed_posted_and_sync_puts, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
  * and libcurl keep their own allocators for most of their work; what goes through ours
  * (every vh_ allocation, jansson's, libcurl's global state) is what this covers.
  */
+#include <semaphore.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -100,7 +101,33 @@ static bool is_stored(const char *sid)
     return rc == 0;
 }
 
-static void handle_under_oom(void **state)
+/* vh_receiver_handle_async's completion: posts the semaphore the test waits on. */
+static void on_answer(void *ud)
+{
+    sem_post(ud);
+}
+
+/* One request through vh_receiver_handle, or through the async form, awaited. */
+static int handle_once(struct vh_receiver *r, sem_t *answered, const struct vh_receive_req *req,
+                       struct vh_receive_resp *resp)
+{
+    int rc;
+
+    if (!answered)
+        return vh_receiver_handle(r, req, resp);
+    rc = vh_receiver_handle_async(r, req, resp, on_answer, answered);
+    if (rc != 1)
+        return rc;
+    while (sem_wait(answered) != 0)
+        ;
+    return resp->status == 200 ? 0 : VH_ENOMEM;
+}
+
+/*
+ * The request path, sync or async (`answered` set): a run that fails answers 500 (at once, or
+ * through the callback), stores nothing half-done and holds no memory afterwards.
+ */
+static void handle_until_it_succeeds(const char *prefix, sem_t *answered)
 {
     static const char fmt[] =
         "{\"event\":\"session.completed\",\"timestamp\":\"2026-03-15T14:32:08.000Z\",\"data\":{"
@@ -118,13 +145,12 @@ static void handle_under_oom(void **state)
     long n, base;
     int rc;
 
-    (void)state;
     config(&cfg, secrets);
     assert_int_equal(vh_receiver_new(&cfg, &r, NULL), 0);
     assert_int_equal(vh_time_format(NOW, ts), 0);
     base = live_blocks;
     for (n = 1; n < RUNS; n++) {
-        snprintf(sid, sizeof(sid), "oom_%ld", n);
+        snprintf(sid, sizeof(sid), "%s_%ld", prefix, n);
         snprintf(body, sizeof(body), fmt, sid);
         assert_int_equal(
             vh_sign(SECRET, strlen(SECRET), ts, VH_TIME_LEN, body, strlen(body), sig, NULL), 0);
@@ -137,7 +163,7 @@ static void handle_under_oom(void **state)
         req.body_len = strlen(body);
         req.now_ms = NOW;
         arm(n);
-        rc = vh_receiver_handle(r, &req, &resp);
+        rc = handle_once(r, answered, &req, &resp);
         if (!hit()) {
             assert_int_equal(rc, 0);
             assert_int_equal(resp.status, 200);
@@ -153,7 +179,24 @@ static void handle_under_oom(void **state)
         assert_int_equal(is_stored(sid), resp.status == 200);
         assert_int_equal(live_blocks, base);
     }
-    fail_msg("vh_receiver_handle never succeeded");
+    fail_msg("the request path never succeeded");
+}
+
+static void handle_under_oom(void **state)
+{
+    (void)state;
+    handle_until_it_succeeds("oom", NULL);
+}
+
+/* The same through vh_receiver_handle_async (the daemon's path). */
+static void handle_async_under_oom(void **state)
+{
+    sem_t answered;
+
+    (void)state;
+    assert_int_equal(sem_init(&answered, 0, 0), 0);
+    handle_until_it_succeeds("oom_async", &answered);
+    sem_destroy(&answered);
 }
 
 static int count_cb(void *ud, const struct vh_inbox_session *s)
@@ -210,6 +253,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(new_under_oom),
         cmocka_unit_test(handle_under_oom),
+        cmocka_unit_test(handle_async_under_oom),
         cmocka_unit_test(reads_under_oom),
     };
     char cmd[128];
