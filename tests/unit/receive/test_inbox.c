@@ -290,6 +290,21 @@ static void foreach_filters(void **state)
 #define THREADS 8
 #define PER     40
 
+#define WAIT_S 10 /* a wait longer than this is a failure */
+
+static bool wait_sem(sem_t *s)
+{
+    struct timespec dl;
+    int rc;
+
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += WAIT_S;
+    do
+        rc = sem_timedwait(s, &dl);
+    while (rc != 0 && errno == EINTR);
+    return rc == 0;
+}
+
 struct worker {
     struct vh_inbox *ib;
     int id;
@@ -297,6 +312,7 @@ struct worker {
     int created;
     int created_jobs; /* jobs created with those sessions */
     int failed;
+    sem_t *finished; /* posted when the thread is done */
 };
 
 static void *put_many(void *arg)
@@ -334,30 +350,49 @@ static void *put_many(void *arg)
             w->created_jobs += (int)p.n_jobs;
         }
     }
+    sem_post(w->finished);
     return NULL;
 }
 
-/* Runs THREADS put_many workers; returns the sessions and the jobs they created. */
+/*
+ * Runs THREADS put_many workers; returns the sessions and the jobs they created. A group
+ * commit that loses a waiter fails the test instead of hanging it (the workers, their
+ * memory and the inbox are then left as they are: a thread may still use them).
+ */
 static void run_workers(struct fx *f, bool mixed, int *created, int *created_jobs)
 {
-    struct worker w[THREADS];
+    struct worker *w = calloc(THREADS, sizeof(*w));
     pthread_t t[THREADS];
+    sem_t *finished = malloc(sizeof(*finished));
     int i;
 
+    assert_non_null(w);
+    assert_non_null(finished);
+    assert_int_equal(sem_init(finished, 0, 0), 0);
     *created = *created_jobs = 0;
     for (i = 0; i < THREADS; i++) {
-        memset(&w[i], 0, sizeof(w[i]));
         w[i].ib = f->ib;
         w[i].id = i;
         w[i].mixed = mixed;
+        w[i].finished = finished;
         assert_int_equal(pthread_create(&t[i], NULL, put_many, &w[i]), 0);
     }
     for (i = 0; i < THREADS; i++) {
-        pthread_join(t[i], NULL);
+        if (!wait_sem(finished)) {
+            f->ib = NULL;
+            fail_msg("%d of %d put threads did not finish within %d s", THREADS - i, THREADS,
+                     WAIT_S);
+        }
+    }
+    for (i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
         assert_int_equal(w[i].failed, mixed ? 1 : 0);
         *created += w[i].created;
         *created_jobs += w[i].created_jobs;
     }
+    sem_destroy(finished);
+    free(finished);
+    free(w);
 }
 
 static void group_commit_under_threads(void **state)
@@ -394,8 +429,6 @@ static void group_commit_mixed_ops(void **state)
 }
 
 /* ---- posted puts ------------------------------------------------------------------------- */
-
-#define WAIT_S 10 /* a wait longer than this is a failure */
 
 /* Every posted put's answers, under `mu`; `all` is posted once `answered` reaches `total`. */
 struct answers {
@@ -441,18 +474,6 @@ static void answers_free(struct answers *a)
 }
 
 /* Waits for `s` until the deadline: true when it was posted. */
-static bool wait_sem(sem_t *s)
-{
-    struct timespec dl;
-    int rc;
-
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += WAIT_S;
-    do
-        rc = sem_timedwait(s, &dl);
-    while (rc != 0 && errno == EINTR);
-    return rc == 0;
-}
 
 static int answered(struct answers *a)
 {
