@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include <sqlite3.h>
+
 #include <vocohook/receive.h>
 
 #include "receive/receive_int.h"
@@ -112,6 +114,59 @@ static void open_rules(void **state)
     vh_error_clear(&err);
     assert_int_equal(vh_inbox_open(other, 0, &ib, &err), VH_ESTORE);
     vh_inbox_close(NULL);
+}
+
+/* The file's page size, read with SQLite itself. */
+static int page_size_of(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int n;
+
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/*
+ * A new inbox has 8 KiB pages (three stored webhooks a page, not one in 4 KiB); a file that
+ * already has 4 KiB pages keeps them, and works.
+ */
+static void page_sizes(void **state)
+{
+    struct fx *f = *state;
+    struct vh__inbox_put p;
+    struct vh_inbox *ib = NULL;
+    sqlite3 *db = NULL;
+    char old[128];
+    bool created = false;
+    int64_t n = 0;
+
+    assert_int_equal(page_size_of(f->path), 8192);
+    snprintf(old, sizeof(old), "%s/old.db", f->dir);
+    assert_int_equal(sqlite3_open(old, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA page_size = 4096; CREATE TABLE t (a); DROP TABLE t;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(vh_inbox_open(old, 0, &ib, NULL), 0);
+    memset(&p, 0, sizeof(p));
+    p.session_id = "s_old";
+    p.body = "{}";
+    p.body_len = 2;
+    p.signed_at = "2026-03-15T14:32:08.000Z";
+    p.signature = "sha256=00";
+    p.received_ms = T0;
+    assert_int_equal(vh__inbox_put(ib, &p, &created, NULL), 0);
+    assert_true(created);
+    assert_int_equal(vh_inbox_count(ib, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    vh_inbox_close(ib);
+    assert_int_equal(page_size_of(old), 4096);
 }
 
 static void dedupe(void **state)
@@ -854,6 +909,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(dedupe, setup, teardown),
         cmocka_unit_test_setup_teardown(claim_finish_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(foreach_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(page_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(group_commit_under_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(group_commit_mixed_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(posted_puts, setup, teardown),
