@@ -25,9 +25,9 @@
 #include <cmocka.h>
 
 #include "core/group_int.h"
+#include "unit/wait.h"
 #include "core/banned.h"
 
-#define WAIT_S  10    /* a wait longer than this is a failure */
 #define MAX_IDS 16384 /* op ids of one test: 0 .. MAX_IDS - 1 */
 
 struct fx;
@@ -76,39 +76,6 @@ struct fx {
 
     bool clean; /* the test ended with no thread left: teardown may free */
 };
-
-/* Waits for `s` until the deadline: true when it was posted. */
-static bool wait_sem(sem_t *s)
-{
-    struct timespec dl;
-    int rc;
-
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += WAIT_S;
-    do
-        rc = sem_timedwait(s, &dl);
-    while (rc != 0 && errno == EINTR);
-    return rc == 0;
-}
-
-/* Waits `ms` for `s`: true when it was posted (for what must not happen in that time). */
-static bool posted_within(sem_t *s, long ms)
-{
-    struct timespec dl;
-    int rc;
-
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += ms / 1000;
-    dl.tv_nsec += (ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
-    do
-        rc = sem_timedwait(s, &dl);
-    while (rc != 0 && errno == EINTR);
-    return rc == 0;
-}
 
 static void run(void *ud, struct vh__group_op *batch)
 {

@@ -33,6 +33,7 @@
 #include <vocohook/engine.h>
 #include <vocohook/sign.h>
 
+#include "unit/wait.h"
 #include "core/banned.h"
 
 extern char **environ;
@@ -56,20 +57,6 @@ static void cond_init_mono(pthread_cond_t *cv)
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(cv, &attr);
     pthread_condattr_destroy(&attr);
-}
-
-static struct timespec deadline_in(int ms)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
 }
 
 /* ---- results: what the done callbacks saw ---------------------------------------------------- */

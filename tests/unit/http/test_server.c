@@ -30,6 +30,7 @@
 #include <vocohook/error.h>
 #include <vocohook/server.h>
 
+#include "unit/wait.h"
 #include "core/banned.h"
 
 #define WAIT_MS      20000 /* deadline of every wait that should end: sanitizers are slow */
@@ -42,20 +43,6 @@
 #define HUGE_DECLARE (1024 * 1024) /* a Content-Length far past 16 * BODY_MAX */
 
 /* ---- conditions with deadlines --------------------------------------------------------------- */
-
-static struct timespec deadline_in(int ms)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
 
 static bool past(const struct timespec *dl)
 {

@@ -24,6 +24,7 @@
 #include <vocohook/receive.h>
 
 #include "receive/receive_int.h"
+#include "unit/wait.h"
 #include "core/banned.h"
 
 #define T0 INT64_C(1773585128000)
@@ -136,6 +137,46 @@ static int page_size_of(const char *path)
  * A new inbox has 8 KiB pages (three stored webhooks a page, not one in 4 KiB); a file that
  * already has 4 KiB pages keeps them, and works.
  */
+/* A posted put's callback that must not run. */
+static void never_done(void *ud, int rc, bool created, const struct vh_error *err)
+{
+    (void)rc;
+    (void)created;
+    (void)err;
+    (*(int *)ud)++;
+}
+
+/* More jobs than a session can have: refused before anything is queued, by both forms. */
+static void too_many_jobs(void **state)
+{
+    struct fx *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh__inbox_put p;
+    bool created = false;
+    int calls = 0;
+    int64_t n = -1;
+
+    memset(&p, 0, sizeof(p));
+    p.session_id = "s_jobs";
+    p.body = "{}";
+    p.body_len = 2;
+    p.signed_at = "2026-03-15T14:32:08.000Z";
+    p.signature = "sha256=00";
+    p.received_ms = T0;
+    p.n_jobs = VH_INBOX_JOBS_MAX + 1; /* checked before any job is read */
+    assert_int_equal(vh__inbox_put(f->ib, &p, &created, &err), VH_EINVAL);
+    assert_non_null(strstr(err.msg, "too many jobs"));
+    vh_error_clear(&err);
+    assert_int_equal(vh__inbox_put_post(f->ib, &p, never_done, &calls, &err), VH_EINVAL);
+    assert_non_null(strstr(err.msg, "too many jobs"));
+    vh_inbox_close(f->ib); /* answers every posted put: none was queued */
+    f->ib = NULL;
+    assert_int_equal(calls, 0);
+    assert_int_equal(vh_inbox_open(f->path, 0, &f->ib, NULL), 0);
+    assert_int_equal(vh_inbox_count(f->ib, &n, NULL), 0);
+    assert_int_equal(n, 0);
+}
+
 static void page_sizes(void **state)
 {
     struct fx *f = *state;
@@ -344,21 +385,6 @@ static void foreach_filters(void **state)
 
 #define THREADS 8
 #define PER     40
-
-#define WAIT_S 10 /* a wait longer than this is a failure */
-
-static bool wait_sem(sem_t *s)
-{
-    struct timespec dl;
-    int rc;
-
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += WAIT_S;
-    do
-        rc = sem_timedwait(s, &dl);
-    while (rc != 0 && errno == EINTR);
-    return rc == 0;
-}
 
 struct worker {
     struct vh_inbox *ib;
@@ -910,6 +936,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(claim_finish_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(foreach_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(page_sizes, setup, teardown),
+        cmocka_unit_test_setup_teardown(too_many_jobs, setup, teardown),
         cmocka_unit_test_setup_teardown(group_commit_under_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(group_commit_mixed_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(posted_puts, setup, teardown),
