@@ -199,7 +199,6 @@ static struct request *request_new(struct vh_server *srv)
         return NULL;
     memset(rq, 0, sizeof(*rq));
     vh_buf_init(&rq->body, srv->body_max);
-    rq->too_large = false;
     rq->srv = srv;
     rq->reply.rq = rq;
     vh_api_resp_init(&rq->resp);

@@ -32,6 +32,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -194,11 +195,11 @@ struct vh_inbox {
     sqlite3 *rdb;            /* borrowed under rmu */
     pthread_mutex_t rmu;
 
-    pthread_mutex_t mu; /* guards q and runner_started */
+    pthread_mutex_t mu; /* guards q, and starting the runner */
     struct vh__group q; /* the writes waiting for a batch */
     struct vh__group_runner rn;
-    pthread_t runner; /* leads for posted puts; started with the first */
-    bool runner_started;
+    pthread_t runner;           /* leads for posted puts; started with the first */
+    atomic_bool runner_started; /* read without `mu` by every post, once set */
 };
 
 /* ---- statements ------------------------------------------------------------------------ */
@@ -501,7 +502,7 @@ void vh_inbox_close(struct vh_inbox *ib)
 
     if (!ib)
         return;
-    if (ib->runner_started) {
+    if (atomic_load(&ib->runner_started)) {
         /* Every posted put is answered before the runner returns. */
         vh__group_runner_stop(&ib->q);
         pthread_join(ib->runner, NULL);
@@ -554,6 +555,7 @@ int vh_inbox_open(const char *path, unsigned flags, struct vh_inbox **out, struc
     if (!ib)
         return vh_error_set(err, VH_ENOMEM, "inbox: out of memory");
     memset(ib, 0, sizeof(*ib));
+    atomic_init(&ib->runner_started, false);
     pthread_mutex_init(&ib->rmu, NULL);
     pthread_mutex_init(&ib->mu, NULL);
     ib->q.mu = &ib->mu;
@@ -753,14 +755,16 @@ static void posted_put_done(struct vh__group_op *g)
     done(ud, rc, created, &err);
 }
 
-/* Starts the runner once (under `mu`). Returns 0, VH_ENOMEM or VH_EIO. */
+/* Starts the runner with the first post (under `mu`). Returns 0, VH_ENOMEM or VH_EIO. */
 static int start_runner(struct vh_inbox *ib, struct vh_error *err)
 {
     sigset_t all, old;
     int rc = 0;
 
+    if (atomic_load(&ib->runner_started))
+        return 0; /* the common case: no lock beyond the queue's own */
     pthread_mutex_lock(&ib->mu);
-    if (!ib->runner_started) {
+    if (!atomic_load(&ib->runner_started)) {
         if (!ib->q.kick_ready && vh__group_runner_init(&ib->q) < 0) {
             rc = vh_error_set(err, VH_ENOMEM, "inbox: condition variable: out of memory");
         } else {
@@ -773,7 +777,7 @@ static int start_runner(struct vh_inbox *ib, struct vh_error *err)
             if (pthread_create(&ib->runner, NULL, vh__group_runner_main, &ib->rn) != 0)
                 rc = vh_error_set(err, VH_EIO, "inbox: cannot start the commit thread");
             else
-                ib->runner_started = true;
+                atomic_store(&ib->runner_started, true);
             pthread_sigmask(SIG_SETMASK, &old, NULL);
         }
     }
