@@ -12,9 +12,10 @@
  *
  * Writers serialize on SQLite's write lock: every write transaction starts with
  * BEGIN IMMEDIATE, which takes that lock up front (waiting up to BUSY_TIMEOUT_MS; the
- * writers of this process first queue for their turn in arrival order), so a
- * transaction never upgrades from reading to writing halfway and cannot fail with
- * SQLITE_BUSY after it has looked at the data. Readers use WAL snapshots and never wait.
+ * writers of this process first queue for their turn in arrival order, and run on the
+ * one writer connection the turn comes with), so a transaction never upgrades from
+ * reading to writing halfway and cannot fail with SQLITE_BUSY after it has looked at the
+ * data. Readers use the pool's connections and WAL snapshots, and never wait.
  *
  * Durability: journal_mode=WAL with synchronous=FULL makes COMMIT sync the WAL before it
  * returns, so a write call that returned 0 survives a crash or power loss.
@@ -445,10 +446,8 @@ static const char *const stmt_sql[S__N] = {
 
 struct conn {
     sqlite3 *db;
-    sqlite3_stmt *stmt[S__N];   /* prepared on first use, finalized on close */
-    struct conn *next;          /* the next idle connection */
-    struct sqlite_store *owner; /* the pool's store; NULL for a connection outside it */
-    bool has_turn;              /* holds the owner's writer turn (tx_begin_write) */
+    sqlite3_stmt *stmt[S__N]; /* prepared on first use, finalized on close */
+    struct conn *next;        /* the next idle connection */
 };
 
 /*
@@ -470,19 +469,30 @@ struct sqlite_store {
     char *path;
     pthread_mutex_t mu;         /* guards idle, n_conns and put_queue */
     pthread_cond_t cv;          /* signaled when a connection is returned or a slot frees */
-    struct conn *idle;          /* connections not borrowed */
-    size_t n_conns;             /* open or being opened, borrowed or idle: at most POOL_MAX */
+    struct conn *idle;          /* readers' connections not borrowed */
+    size_t n_conns;             /* readers' connections open or being opened: at most POOL_MAX */
     struct vh__group put_queue; /* ingests waiting for a group commit */
     /*
-     * Writers of this process take turns in arrival order (a ticket lock under mu) before
-     * BEGIN IMMEDIATE. SQLite's own wait for its write lock is a busy handler that sleeps
-     * and retries (1 ms, 2 ms, 5 ms … up to 100 ms): under a steady stream of ingest group
+     * Writers of this process take turns in arrival order (a ticket lock under mu), and
+     * the turn comes with the one connection every write transaction of this process runs
+     * on (`writer`, opened on first use; only the turn's holder touches it).
+     *
+     * The order: SQLite's own wait for its write lock is a busy handler that sleeps and
+     * retries (1 ms, 2 ms, 5 ms … up to 100 ms): under a steady stream of ingest group
      * commits a claim could sleep through many of them. The turn hands the lock over at
      * once, oldest waiter first; SQLite's lock still guards against other processes.
+     *
+     * The one connection: a connection drops its whole page cache when it finds that
+     * another one wrote since its last transaction. When ingests, claims and records each
+     * took a pooled connection, every write transaction began with a cold cache and read
+     * the b-tree pages it walks back from the file: 48 pread calls per session at a steady
+     * 1 000 sessions/s (docs/BENCHMARKS.md). On the writer, the pages written last are the
+     * ones still cached.
      */
     pthread_cond_t turn_cv;
     uint64_t turn_next;    /* the ticket the next writer takes */
     uint64_t turn_serving; /* the ticket whose holder may write */
+    struct conn *writer;   /* NULL until the first write, or after a failure closed it */
 };
 
 static struct sqlite_store *to_sqlite(struct vh_store *st)
@@ -631,19 +641,15 @@ static int conn_get(struct sqlite_store *s, struct conn **out, struct vh_error *
         pthread_mutex_unlock(&s->mu);
         return rc;
     }
-    c->owner = s;
     *out = c;
     return 0;
 }
 
-static void turn_give(struct conn *c);
-
 /*
- * Returns a borrowed connection. Statements are reset (a stepped SELECT would otherwise pin
- * a WAL snapshot) and any transaction an error path left open is rolled back; a connection
- * that cannot be brought back to that clean state is closed rather than pooled.
+ * Resets every statement (a stepped SELECT would otherwise pin a WAL snapshot) and rolls
+ * back any transaction an error path left open.
  */
-static void conn_put(struct sqlite_store *s, struct conn *c)
+static void conn_reset(struct conn *c)
 {
     size_t i;
 
@@ -652,7 +658,15 @@ static void conn_put(struct sqlite_store *s, struct conn *c)
             sqlite3_reset(c->stmt[i]);
     if (!sqlite3_get_autocommit(c->db))
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-    turn_give(c);
+}
+
+/*
+ * Returns a borrowed reader's connection, clean (conn_reset); one that cannot be brought
+ * back to that state is closed rather than pooled.
+ */
+static void conn_put(struct sqlite_store *s, struct conn *c)
+{
+    conn_reset(c);
     pthread_mutex_lock(&s->mu);
     if (sqlite3_get_autocommit(c->db)) {
         c->next = s->idle;
@@ -829,45 +843,60 @@ static int run(struct conn *c, enum stmt_id id, const char *what, struct vh_erro
     return q_exec(&q, err);
 }
 
-/* Waits for this connection's turn to write (see struct sqlite_store). */
-static void turn_take(struct conn *c)
+/* Gives the writer's turn to the next writer in line. */
+static void turn_give(struct sqlite_store *s)
 {
-    struct sqlite_store *s = c->owner;
-    uint64_t ticket;
+    pthread_mutex_lock(&s->mu);
+    s->turn_serving++;
+    pthread_cond_broadcast(&s->turn_cv);
+    pthread_mutex_unlock(&s->mu);
+}
 
-    if (!s || c->has_turn)
-        return;
+/*
+ * Waits for this thread's turn to write (see struct sqlite_store) and borrows the writer
+ * connection with it, opening it if needed. Give both back with writer_put.
+ */
+static int writer_get(struct sqlite_store *s, struct conn **out, struct vh_error *err)
+{
+    uint64_t ticket;
+    struct conn *c;
+    int rc;
+
     pthread_mutex_lock(&s->mu);
     ticket = s->turn_next++;
     while (s->turn_serving != ticket)
         pthread_cond_wait(&s->turn_cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
-    c->has_turn = true;
+    if (!s->writer) {
+        rc = conn_open(s->path, &c, err);
+        if (rc < 0) {
+            turn_give(s);
+            return rc;
+        }
+        s->writer = c;
+    }
+    *out = s->writer;
+    return 0;
 }
 
-/* Gives the turn to the next writer; once the transaction is over (or never began). */
-static void turn_give(struct conn *c)
+/*
+ * Returns the writer and its turn. As conn_put does, it leaves the connection clean, and
+ * closes one that cannot be made so (the next writer opens another).
+ */
+static void writer_put(struct sqlite_store *s, struct conn *c)
 {
-    struct sqlite_store *s = c->owner;
-
-    if (!c->has_turn)
-        return;
-    pthread_mutex_lock(&s->mu);
-    s->turn_serving++;
-    pthread_cond_broadcast(&s->turn_cv);
-    pthread_mutex_unlock(&s->mu);
-    c->has_turn = false;
+    conn_reset(c);
+    if (!sqlite3_get_autocommit(c->db)) {
+        conn_close(c);
+        s->writer = NULL;
+    }
+    turn_give(s);
 }
 
+/* Opens a write transaction on the writer (or on a connection outside the pool). */
 static int tx_begin_write(struct conn *c, const char *what, struct vh_error *err)
 {
-    int rc;
-
-    turn_take(c);
-    rc = run(c, S_BEGIN_IMMEDIATE, what, err);
-    if (rc < 0)
-        turn_give(c);
-    return rc;
+    return run(c, S_BEGIN_IMMEDIATE, what, err);
 }
 
 static int tx_begin_read(struct conn *c, const char *what, struct vh_error *err)
@@ -877,11 +906,7 @@ static int tx_begin_read(struct conn *c, const char *what, struct vh_error *err)
 
 static int tx_commit(struct conn *c, const char *what, struct vh_error *err)
 {
-    int rc = run(c, S_COMMIT, what, err);
-
-    if (sqlite3_get_autocommit(c->db))
-        turn_give(c);
-    return rc;
+    return run(c, S_COMMIT, what, err);
 }
 
 /*
@@ -895,7 +920,6 @@ static void tx_rollback(struct conn *c)
 
     if (!sqlite3_get_autocommit(c->db) && q_start(&q, c, S_ROLLBACK, "rollback", NULL) == 0)
         q_exec(&q, NULL);
-    turn_give(c);
 }
 
 /* ---- reading columns ---------------------------------------------------------------------- */
@@ -1145,6 +1169,7 @@ static void sqlite_close(struct vh_store *st)
     struct conn *c;
 
     /* The contract: no call is running, so every connection is idle. */
+    conn_close(s->writer);
     while (s->idle) {
         c = s->idle;
         s->idle = c->next;
@@ -1204,9 +1229,7 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
     rc = migrate(c, path, SCHEMA_VERSION, err);
     if (rc < 0)
         goto fail;
-    c->owner = s;
-    s->idle = c;
-    s->n_conns = 1;
+    s->writer = c; /* the migration's connection writes from now on */
     *out = &s->base;
     return 0;
 fail:
@@ -1257,7 +1280,7 @@ static int sqlite_partner_create(struct vh_store *st, const char *id, const char
     int rc;
 
     snprintf(what, sizeof(what), "create partner '%s'", name);
-    rc = conn_get(s, &c, err);
+    rc = writer_get(s, &c, err);
     if (rc < 0)
         return rc;
     rc = tx_begin_write(c, what, err);
@@ -1296,7 +1319,7 @@ static int sqlite_partner_create(struct vh_store *st, const char *id, const char
     out->created_ms = now_ms;
 out:
     tx_rollback(c);
-    conn_put(s, c);
+    writer_put(s, c);
     return rc;
 }
 
@@ -1386,7 +1409,7 @@ static int sqlite_partner_rotate_key(struct vh_store *st, const char *id, const 
     int rc;
 
     snprintf(what, sizeof(what), "rotate key of partner '%s'", id);
-    rc = conn_get(s, &c, err);
+    rc = writer_get(s, &c, err);
     if (rc < 0)
         return rc;
     rc = tx_begin_write(c, what, err);
@@ -1419,7 +1442,7 @@ static int sqlite_partner_rotate_key(struct vh_store *st, const char *id, const 
         rc = tx_commit(c, what, err);
 out:
     tx_rollback(c);
-    conn_put(s, c);
+    writer_put(s, c);
     return rc;
 }
 
@@ -1498,7 +1521,7 @@ static int sqlite_endpoint_create(struct vh_store *st, const struct vh_endpoint 
     int rc;
 
     snprintf(what, sizeof(what), "create endpoint '%s'", ep->label);
-    rc = conn_get(s, &c, err);
+    rc = writer_get(s, &c, err);
     if (rc < 0)
         return rc;
     rc = tx_begin_write(c, what, err);
@@ -1546,7 +1569,7 @@ static int sqlite_endpoint_create(struct vh_store *st, const struct vh_endpoint 
         rc = tx_commit(c, what, err);
 out:
     tx_rollback(c);
-    conn_put(s, c);
+    writer_put(s, c);
     return rc;
 }
 
@@ -1658,7 +1681,7 @@ static int sqlite_endpoint_update(struct vh_store *st, const struct vh_endpoint 
     int rc;
 
     snprintf(what, sizeof(what), "update endpoint '%s'", ep->id);
-    rc = conn_get(s, &c, err);
+    rc = writer_get(s, &c, err);
     if (rc < 0)
         return rc;
     rc = tx_begin_write(c, what, err);
@@ -1697,7 +1720,7 @@ static int sqlite_endpoint_update(struct vh_store *st, const struct vh_endpoint 
         rc = tx_commit(c, what, err);
 out:
     tx_rollback(c);
-    conn_put(s, c);
+    writer_put(s, c);
     return rc;
 }
 
@@ -1711,7 +1734,7 @@ static int sqlite_endpoint_delete(struct vh_store *st, const char *partner_id, c
     int rc;
 
     snprintf(what, sizeof(what), "delete endpoint '%s'", id);
-    rc = conn_get(s, &c, err);
+    rc = writer_get(s, &c, err);
     if (rc < 0)
         return rc;
     rc = tx_begin_write(c, what, err);
@@ -1731,7 +1754,7 @@ static int sqlite_endpoint_delete(struct vh_store *st, const char *partner_id, c
         rc = tx_commit(c, what, err);
 out:
     tx_rollback(c);
-    conn_put(s, c);
+    writer_put(s, c);
     return rc;
 }
 
@@ -1939,7 +1962,7 @@ static void event_put_group(void *ud, struct vh__group_op *batch)
     struct conn *c = NULL;
     int rc;
 
-    rc = conn_get(s, &c, &err);
+    rc = writer_get(s, &c, &err);
     if (rc == 0)
         rc = tx_begin_write(c, "group commit of events", &err);
     for (w = group; rc == 0 && w; w = waiter_of(w->g.next)) {
@@ -1961,7 +1984,7 @@ static void event_put_group(void *ud, struct vh__group_op *batch)
     }
     if (c) {
         tx_rollback(c); /* a failed event alone, or a failed group */
-        conn_put(s, c);
+        writer_put(s, c);
     }
 }
 
@@ -2311,7 +2334,7 @@ static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64
     int rc;
 
     snprintf(what, sizeof(what), "claim deliveries for node '%s'", node_id);
-    rc = conn_get(s, &c, err);
+    rc = writer_get(s, &c, err);
     if (rc < 0)
         return rc;
     rc = tx_begin_write(c, what, err);
@@ -2334,7 +2357,7 @@ static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64
     if (rc == 0)
         rc = tx_commit(c, what, err);
     tx_rollback(c);
-    conn_put(s, c);
+    writer_put(s, c);
     if (rc < 0) {
         vh_delivery_job_recs_free(arr, len);
         return rc;
@@ -2551,7 +2574,7 @@ static int sqlite_delivery_record(struct vh_store *st, const struct vh_delivery_
         rc = vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
         goto out_free;
     }
-    rc = conn_get(s, &c, err);
+    rc = writer_get(s, &c, err);
     if (rc < 0)
         goto out_free;
     rc = tx_begin_write(c, what, err);
@@ -2565,7 +2588,7 @@ static int sqlite_delivery_record(struct vh_store *st, const struct vh_delivery_
     if (rc == 0)
         rc = tx_commit(c, what, err);
     tx_rollback(c);
-    conn_put(s, c);
+    writer_put(s, c);
 out_free:
     vh_free(last);
     vh_free(ids);
@@ -2582,7 +2605,7 @@ static int sqlite_delivery_recover(struct vh_store *st, const char *node_id, int
     struct conn *c;
     int rc;
 
-    rc = conn_get(s, &c, err);
+    rc = writer_get(s, &c, err);
     if (rc < 0)
         return rc;
     rc = tx_begin_write(c, what, err);
@@ -2599,7 +2622,7 @@ static int sqlite_delivery_recover(struct vh_store *st, const char *node_id, int
         rc = tx_commit(c, what, err);
 out:
     tx_rollback(c);
-    conn_put(s, c);
+    writer_put(s, c);
     return rc;
 }
 
@@ -2943,7 +2966,7 @@ static int sqlite_delivery_retry(struct vh_store *st, const char *partner_id,
     int rc;
 
     snprintf(what, sizeof(what), "retry delivery '%s'", delivery_id);
-    rc = conn_get(s, &c, err);
+    rc = writer_get(s, &c, err);
     if (rc < 0)
         return rc;
     rc = tx_begin_write(c, what, err);
@@ -2985,7 +3008,7 @@ static int sqlite_delivery_retry(struct vh_store *st, const char *partner_id,
         rc = tx_commit(c, what, err);
 out:
     tx_rollback(c);
-    conn_put(s, c);
+    writer_put(s, c);
     return rc;
 }
 
@@ -3047,7 +3070,7 @@ static int sqlite_endpoint_replay(struct vh_store *st, const char *partner_id,
     int rc;
 
     snprintf(what, sizeof(what), "replay to endpoint '%s'", endpoint_id);
-    rc = conn_get(s, &c, err);
+    rc = writer_get(s, &c, err);
     if (rc < 0)
         return rc;
     rc = tx_begin_write(c, what, err);
@@ -3064,7 +3087,7 @@ static int sqlite_endpoint_replay(struct vh_store *st, const char *partner_id,
     if (rc == 0)
         *created = n_events;
     tx_rollback(c);
-    conn_put(s, c);
+    writer_put(s, c);
     vh_free(events);
     return rc;
 }
