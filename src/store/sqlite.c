@@ -18,7 +18,9 @@
  * data. Readers use the pool's connections and WAL snapshots, and never wait.
  *
  * Durability: journal_mode=WAL with synchronous=FULL makes COMMIT sync the WAL before it
- * returns, so a write call that returned 0 survives a crash or power loss.
+ * returns, so a write call that returned 0 survives a crash or power loss. One exception,
+ * the claim: its commit is in the WAL file (it survives the process) but not synced, so a
+ * power loss can undo it, and the delivery is pending again (sqlite_delivery_claim).
  */
 #include "store/store_int.h"
 
@@ -225,6 +227,8 @@ static const char *const migrations[] = {
 enum stmt_id {
     S_BEGIN,
     S_BEGIN_IMMEDIATE,
+    S_SYNC_NORMAL,
+    S_SYNC_FULL,
     S_COMMIT,
     S_ROLLBACK,
     S_SAVEPOINT,
@@ -309,6 +313,8 @@ enum stmt_id {
 static const char *const stmt_sql[S__N] = {
     [S_BEGIN] = "BEGIN",
     [S_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [S_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
+    [S_SYNC_FULL] = "PRAGMA synchronous = FULL",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_SAVEPOINT] = "SAVEPOINT put",
@@ -448,6 +454,7 @@ struct conn {
     sqlite3 *db;
     sqlite3_stmt *stmt[S__N]; /* prepared on first use, finalized on close */
     struct conn *next;        /* the next idle connection */
+    bool relaxed;             /* synchronous=NORMAL for a claim (writer_relax) */
 };
 
 /*
@@ -886,11 +893,27 @@ static int writer_get(struct sqlite_store *s, struct conn **out, struct vh_error
 static void writer_put(struct sqlite_store *s, struct conn *c)
 {
     conn_reset(c);
-    if (!sqlite3_get_autocommit(c->db)) {
+    if (c->relaxed && run(c, S_SYNC_FULL, "restore synchronous=FULL", NULL) == 0)
+        c->relaxed = false;
+    if (c->relaxed || !sqlite3_get_autocommit(c->db)) {
         conn_close(c);
         s->writer = NULL;
     }
     turn_give(s);
+}
+
+/*
+ * Lets the writer's next commits skip the sync (synchronous=NORMAL: the WAL is synced only
+ * before a checkpoint), until writer_put, which restores FULL or closes the connection.
+ * Only for a write that may be lost with the machine (not with the process: the write is
+ * in the file) and leaves the data consistent: a claim (see sqlite_delivery_claim).
+ */
+static int writer_relax(struct conn *c, const char *what, struct vh_error *err)
+{
+    int rc = run(c, S_SYNC_NORMAL, what, err);
+
+    c->relaxed = rc == 0;
+    return rc;
 }
 
 /* Opens a write transaction on the writer (or on a connection outside the pool). */
@@ -2319,6 +2342,13 @@ static int claim_select(struct conn *c, int64_t now_ms, size_t max,
  * One write transaction: read the due rows through the index, then mark each in flight.
  * BEGIN IMMEDIATE holds the write lock from the first read, so no other claimer (thread,
  * process) can read the same rows as pending before this one commits.
+ *
+ * The commit is not synced (writer_relax). Losing a claim with the machine leaves its
+ * deliveries pending, with their attempt counts as they were, so they are sent again:
+ * what a crash between a send and its record does anyway. The WAL holds frames in commit
+ * order and a power loss keeps a prefix of them, so a lost claim takes with it only later
+ * unsynced claims, never a synced write: the record that follows a claim syncs the claim
+ * too. The sync saved is one per dispatcher round, on the path from ingest to send.
  */
 static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64_t now_ms,
                                  int64_t lease_ms, size_t max, struct vh_delivery_job_rec **out,
@@ -2337,7 +2367,9 @@ static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64
     rc = writer_get(s, &c, err);
     if (rc < 0)
         return rc;
-    rc = tx_begin_write(c, what, err);
+    rc = writer_relax(c, what, err);
+    if (rc == 0)
+        rc = tx_begin_write(c, what, err);
     if (rc == 0)
         rc = claim_select(c, now_ms, max, &arr, &len, what, err);
     for (i = 0; rc == 0 && i < len; i++) {

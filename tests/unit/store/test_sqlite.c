@@ -8,6 +8,7 @@
  * could have written.
  */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -587,6 +588,218 @@ static void rate_windows_and_wake_ups_are_the_callers(void **state)
     vh_store_close(st);
 }
 
+/* ---- which writes sync ------------------------------------------------------------------ */
+
+/*
+ * A VFS over the default one that counts xSync calls: the syncs are the durability, and no
+ * other outside view tells a commit that waited for the disk from one that did not.
+ */
+struct counted_file {
+    sqlite3_file base;
+    sqlite3_file *real; /* right after this struct, in the same allocation */
+};
+
+static sqlite3_vfs *real_vfs;
+static sqlite3_io_methods counted_methods;
+static atomic_int syncs;
+
+static sqlite3_file *real_of(sqlite3_file *f)
+{
+    return ((struct counted_file *)f)->real;
+}
+
+static int c_close(sqlite3_file *f)
+{
+    return real_of(f)->pMethods->xClose(real_of(f));
+}
+static int c_read(sqlite3_file *f, void *p, int n, sqlite3_int64 off)
+{
+    return real_of(f)->pMethods->xRead(real_of(f), p, n, off);
+}
+static int c_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
+{
+    return real_of(f)->pMethods->xWrite(real_of(f), p, n, off);
+}
+static int c_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+    return real_of(f)->pMethods->xTruncate(real_of(f), size);
+}
+static int c_sync(sqlite3_file *f, int flags)
+{
+    atomic_fetch_add(&syncs, 1);
+    return real_of(f)->pMethods->xSync(real_of(f), flags);
+}
+static int c_size(sqlite3_file *f, sqlite3_int64 *out)
+{
+    return real_of(f)->pMethods->xFileSize(real_of(f), out);
+}
+static int c_lock(sqlite3_file *f, int level)
+{
+    return real_of(f)->pMethods->xLock(real_of(f), level);
+}
+static int c_unlock(sqlite3_file *f, int level)
+{
+    return real_of(f)->pMethods->xUnlock(real_of(f), level);
+}
+static int c_check(sqlite3_file *f, int *out)
+{
+    return real_of(f)->pMethods->xCheckReservedLock(real_of(f), out);
+}
+static int c_control(sqlite3_file *f, int op, void *arg)
+{
+    return real_of(f)->pMethods->xFileControl(real_of(f), op, arg);
+}
+static int c_sector(sqlite3_file *f)
+{
+    return real_of(f)->pMethods->xSectorSize(real_of(f));
+}
+static int c_caps(sqlite3_file *f)
+{
+    return real_of(f)->pMethods->xDeviceCharacteristics(real_of(f));
+}
+static int c_shm_map(sqlite3_file *f, int page, int size, int extend, void volatile **out)
+{
+    return real_of(f)->pMethods->xShmMap(real_of(f), page, size, extend, out);
+}
+static int c_shm_lock(sqlite3_file *f, int off, int n, int flags)
+{
+    return real_of(f)->pMethods->xShmLock(real_of(f), off, n, flags);
+}
+static void c_shm_barrier(sqlite3_file *f)
+{
+    real_of(f)->pMethods->xShmBarrier(real_of(f));
+}
+static int c_shm_unmap(sqlite3_file *f, int del)
+{
+    return real_of(f)->pMethods->xShmUnmap(real_of(f), del);
+}
+
+static int c_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out_flags)
+{
+    struct counted_file *cf = (struct counted_file *)f;
+    int rc;
+
+    (void)vfs;
+    cf->real = (sqlite3_file *)(cf + 1);
+    rc = real_vfs->xOpen(real_vfs, name, cf->real, flags, out_flags);
+    /* Version 2: WAL's shared memory, no memory-mapped reads (xFetch) to forward. */
+    cf->base.pMethods = cf->real->pMethods ? &counted_methods : NULL;
+    return rc;
+}
+
+static sqlite3_vfs counted_vfs;
+
+/* Makes the counting VFS the default; the next connections opened use it. */
+static void count_syncs(void)
+{
+    static const sqlite3_io_methods m = {
+        2,          c_close,       c_read,      c_write,   c_truncate, c_sync, c_size,
+        c_lock,     c_unlock,      c_check,     c_control, c_sector,   c_caps, c_shm_map,
+        c_shm_lock, c_shm_barrier, c_shm_unmap, NULL,      NULL,
+    };
+
+    real_vfs = sqlite3_vfs_find(NULL);
+    assert_non_null(real_vfs);
+    assert_true(real_vfs->iVersion >= 2);
+    counted_methods = m;
+    counted_vfs = *real_vfs;
+    counted_vfs.zName = "vh-count-syncs";
+    counted_vfs.szOsFile = (int)sizeof(struct counted_file) + real_vfs->szOsFile;
+    counted_vfs.xOpen = c_open;
+    counted_vfs.pNext = NULL;
+    assert_int_equal(sqlite3_vfs_register(&counted_vfs, 1), SQLITE_OK);
+}
+
+static void stop_counting_syncs(void)
+{
+    assert_int_equal(sqlite3_vfs_unregister(&counted_vfs), SQLITE_OK);
+    assert_int_equal(sqlite3_vfs_register(real_vfs, 1), SQLITE_OK);
+}
+
+/* Runs put, then returns how many syncs it made. */
+static int syncs_of_put(struct vh_store *st, const char *partner_id, const char *session_id)
+{
+    struct vh_event_put_result res;
+    struct vh_event_put ev;
+    int before = atomic_load(&syncs);
+
+    fill_put(&ev, partner_id, session_id);
+    assert_int_equal(vh_store_event_put(st, &ev, &res, NULL), 0);
+    assert_true(res.created);
+    assert_int_equal(res.deliveries, 1);
+    return atomic_load(&syncs) - before;
+}
+
+/*
+ * The durability contract, write by write: an ingested event and a recorded attempt are on
+ * the disk when the call returns (synchronous=FULL: a sync per commit). A claim is not
+ * synced: it lives in the WAL file, so it survives its process, and losing it with the
+ * machine only puts the delivery back to pending (sent again, as after any crash between a
+ * send and its record). The writer goes back to FULL after the claim: the next put syncs.
+ */
+static void claims_alone_skip_the_sync(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_delivery_result r;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_info info;
+    struct vh_attempt_info *attempts = NULL;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    struct vh_store *st;
+    size_t n = 0, n_attempts = 0;
+    int before;
+
+    count_syncs();
+    st = open_ok(f->url);
+    new_partner(st, "Syncs", &p);
+    memset(&ep, 0, sizeof(ep));
+    assert_int_equal(vh_uuid_new(ep.id, NULL), 0);
+    snprintf(ep.partner_id, sizeof(ep.partner_id), "%s", p.id);
+    snprintf(ep.label, sizeof(ep.label), "main");
+    snprintf(ep.url, sizeof(ep.url), "https://example.com/hook");
+    assert_int_equal(vh_secret_new(ep.secret, NULL), 0);
+    ep.enabled = true;
+    ep.created_ms = T0;
+    ep.updated_ms = T0;
+    assert_int_equal(vh_store_endpoint_create(st, &ep, VH_ENDPOINTS_MAX, NULL), 0);
+
+    assert_true(syncs_of_put(st, p.id, "sync-1") >= 1);
+
+    before = atomic_load(&syncs);
+    assert_int_equal(vh_store_delivery_claim(st, "n1", T0, 60000, 10, &jobs, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(atomic_load(&syncs) - before, 0);
+
+    memset(&r, 0, sizeof(r));
+    r.delivery_id = jobs[0].delivery_id;
+    r.endpoint_id = jobs[0].endpoint_id;
+    r.row = jobs[0].row;
+    r.node_id = "n1";
+    r.attempt = jobs[0].attempts + 1;
+    r.started_ms = T0;
+    r.duration_ms = 3;
+    r.http_status = 204;
+    r.new_state = "succeeded";
+    before = atomic_load(&syncs);
+    assert_int_equal(vh_store_delivery_record(st, &r, 1, &err), 0);
+    assert_true(atomic_load(&syncs) - before >= 1);
+
+    /* Back to FULL: the next ingest syncs again, and the record stands. */
+    assert_true(syncs_of_put(st, p.id, "sync-2") >= 1);
+    memset(&info, 0, sizeof(info));
+    assert_int_equal(
+        vh_store_delivery_get(st, p.id, jobs[0].delivery_id, &info, &attempts, &n_attempts, &err),
+        0);
+    assert_string_equal(info.state, "succeeded");
+    assert_int_equal(n_attempts, 1);
+    vh_free(attempts);
+    vh_delivery_job_recs_free(jobs, n);
+    vh_store_close(st);
+    stop_counting_syncs();
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -602,6 +815,7 @@ int main(void)
         T(a_version_1_file_upgrades_in_place),
         T(version_3_rebuilds_deliveries_and_attempts),
         T(rate_windows_and_wake_ups_are_the_callers),
+        T(claims_alone_skip_the_sync),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
