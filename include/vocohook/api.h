@@ -96,6 +96,24 @@ VH_API void vh_api_resp_release(struct vh_api_resp *resp);
 VH_API int vh_api_handle(struct vh_api *api, const struct vh_api_req *req,
                          struct vh_api_resp *resp);
 
+/* Tells the caller of vh_api_handle_async that its put-off answer is complete. */
+typedef void vh_api_done_fn(void *ud);
+
+#define VH_API_LATER 1 /* vh_api_handle_async: "the answer comes through `done`" */
+
+/*
+ * vh_api_handle for a server that should not hold a thread through a commit: the same
+ * answers, but a request that waits for one (POST /internal/v1/sessions, the ingest) may be
+ * put off. Then it returns VH_API_LATER, and `done(ud)` runs exactly once, when `resp` holds
+ * the complete answer, on the thread that ran the commit: the store's, this one (possibly
+ * before this call returns), or another caller's (vh_store_event_put_async). `req`, what it
+ * points to, and `resp` must stay valid until then. Any other return is vh_api_handle's, and
+ * `done` never runs. `done` must be short, and must not call the API or the store's writes.
+ * A NULL `done` is a misuse: every request gets a 500, and the call returns VH_EINVAL.
+ */
+VH_API int vh_api_handle_async(struct vh_api *api, const struct vh_api_req *req,
+                               struct vh_api_resp *resp, vh_api_done_fn *done, void *ud);
+
 /*
  * Ingests one session for `partner_id` as POST /internal/v1/sessions does (and
  * `vocohook emit`): validates `session_json` (a bare session object; error paths are

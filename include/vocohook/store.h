@@ -191,6 +191,29 @@ struct vh_event_put_result {
 VH_API int vh_store_event_put(struct vh_store *st, const struct vh_event_put *ev,
                               struct vh_event_put_result *out, struct vh_error *err);
 
+/*
+ * How a vh_store_event_put_async ended: `rc` as vh_store_event_put returns it, `res` (when
+ * rc is 0) and `err` (when it is not) valid only during the call.
+ */
+typedef void vh_store_put_done_fn(void *ud, int rc, const struct vh_event_put_result *res,
+                                  const struct vh_error *err);
+
+/*
+ * vh_store_event_put for a caller that must not wait (a server thread): checks `ev`, queues
+ * it and returns 0; `done` then runs exactly once, when the event is durable or has failed,
+ * on whichever thread committed it: the store's own, this one (possibly before this call
+ * returns), or another caller's inside its vh_store_event_put. `done` must be short and must
+ * not call the store's writes or vh_store_close (the commit it runs on waits for it). `ev`
+ * and what it points to must stay valid until `done` runs; vh_store_close waits for every
+ * `done`. Returns what vh_store_event_put returns for a bad event (VH_EINVAL, VH_ETOOBIG,
+ * VH_ENOTFOUND for a malformed partner id), VH_ENOMEM or VH_EIO (no thread to commit on)
+ * without queuing anything, and then `done` never runs. SQLite commits queued events in
+ * groups, on a thread of its own when no caller waits; PostgreSQL commits on the calling
+ * thread, before returning.
+ */
+VH_API int vh_store_event_put_async(struct vh_store *st, const struct vh_event_put *ev,
+                                    vh_store_put_done_fn *done, void *ud, struct vh_error *err);
+
 struct vh_call_rec {
     char event_id[VH_UUID_LEN + 1];
     char partner_id[VH_UUID_LEN + 1];

@@ -1294,13 +1294,16 @@ static int webhooks_replay(struct route_ctx *c)
 
 /* ---- ingest ----------------------------------------------------------------------------- */
 
-static int ingest_commit(struct vh_api *api, const char *partner_id, struct vh_session *s,
-                         const char *path_prefix, int64_t now_ms, struct vh_event_put_result *out,
-                         struct vh_error *err)
+/*
+ * Everything of an ingest before its commit: the partner must exist, a recording_key is
+ * presigned, the payload rendered into `body` (initialized by the caller) and `put` filled;
+ * `put` borrows `partner_id`, `s` and `body`.
+ */
+static int ingest_prepare(struct vh_api *api, const char *partner_id, struct vh_session *s,
+                          const char *path_prefix, int64_t now_ms, struct vh_buf *body,
+                          struct vh_event_put *put, struct vh_error *err)
 {
-    struct vh_buf body = VH_BUF_INIT(2 * VH_BODY_MAX);
     struct vh_buf url = VH_BUF_INIT(VH_URL_MAX * 2);
-    struct vh_event_put put;
     struct vh_partner partner;
     int rc;
 
@@ -1331,26 +1334,46 @@ static int ingest_commit(struct vh_api *api, const char *partner_id, struct vh_s
         char *key = s->recording_key;
 
         s->recording_key = NULL;
-        rc = vh_session_render(s, now_ms, &body, err);
+        rc = vh_session_render(s, now_ms, body, err);
         s->recording_key = key;
     }
     if (rc < 0)
         goto out;
-    memset(&put, 0, sizeof(put));
-    put.partner_id = partner_id;
-    put.session_id = s->session_id;
-    put.call_id = s->has_call ? s->call.call_id : NULL;
-    put.call_status = s->has_call ? (int)s->call.status : 0;
-    put.recording_key = s->recording_key;
-    put.body = body.data;
-    put.body_len = body.len;
-    put.accepted_ms = now_ms;
-    rc = vh_store_event_put(api->st, &put, out, err);
-    if (rc == 0 && out->created && out->deliveries > 0)
-        wake_sender(api);
+    memset(put, 0, sizeof(*put));
+    put->partner_id = partner_id;
+    put->session_id = s->session_id;
+    put->call_id = s->has_call ? s->call.call_id : NULL;
+    put->call_status = s->has_call ? (int)s->call.status : 0;
+    put->recording_key = s->recording_key;
+    put->body = body->data;
+    put->body_len = body->len;
+    put->accepted_ms = now_ms;
 out:
-    vh_buf_release(&body);
     vh_buf_release(&url);
+    return rc;
+}
+
+/* An ingest's commit done: new deliveries wake the sender. */
+static void ingest_committed(struct vh_api *api, const struct vh_event_put_result *res)
+{
+    if (res->created && res->deliveries > 0)
+        wake_sender(api);
+}
+
+static int ingest_commit(struct vh_api *api, const char *partner_id, struct vh_session *s,
+                         const char *path_prefix, int64_t now_ms, struct vh_event_put_result *out,
+                         struct vh_error *err)
+{
+    struct vh_buf body = VH_BUF_INIT(2 * VH_BODY_MAX);
+    struct vh_event_put put;
+    int rc;
+
+    rc = ingest_prepare(api, partner_id, s, path_prefix, now_ms, &body, &put, err);
+    if (rc == 0)
+        rc = vh_store_event_put(api->st, &put, out, err);
+    if (rc == 0)
+        ingest_committed(api, out);
+    vh_buf_release(&body);
     return rc;
 }
 
@@ -1379,16 +1402,20 @@ static bool is_json_content_type(const char *ct)
     return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
 }
 
-static int ingest(struct route_ctx *c)
+/*
+ * The checks before an ingest's body is read: the token, then the Content-Type. Returns 1
+ * when the request may go on; else it has been answered, and the handler's result is
+ * returned.
+ */
+static int ingest_admit(struct route_ctx *c, int *result)
 {
     struct vh_error err = VH_ERROR_INIT;
-    struct vh_ingest *in = NULL;
-    struct vh_event_put_result res;
     char got[VH_SHA256_HEX_LEN + 1];
     const char *tok;
     size_t len = 0;
     int rc;
 
+    *result = 0;
     tok = bearer_token(c->req->authorization, &len);
     if (!c->api->has_ingest_token || !tok) {
         reply_error(c->resp, 401,
@@ -1404,12 +1431,39 @@ static int ingest(struct route_ctx *c)
         reply_error(c->resp, 401, "invalid ingest token");
         return 0;
     }
-    if (rc < 0)
-        return reply_rc(c, rc, &err);
+    if (rc < 0) {
+        *result = reply_rc(c, rc, &err);
+        return 0;
+    }
     if (!is_json_content_type(c->req->content_type)) {
         reply_error(c->resp, 400, "Content-Type must be application/json");
         return 0;
     }
+    return 1;
+}
+
+/* 202 for a new session, 200 for a repeat. */
+static int ingest_answer(struct route_ctx *c, const struct vh_event_put_result *res)
+{
+    int rc = ok_begin(c, res->created ? 202 : 200);
+
+    if (rc == 0)
+        rc = vh_buf_addf(&c->resp->body,
+                         "{\"event_id\":\"%s\",\"deliveries\":%zu,"
+                         "\"duplicate\":%s}",
+                         res->event_id, res->deliveries, res->created ? "false" : "true");
+    return ok_end(c, rc);
+}
+
+static int ingest(struct route_ctx *c)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_ingest *in = NULL;
+    struct vh_event_put_result res;
+    int rc;
+
+    if (!ingest_admit(c, &rc))
+        return rc;
     rc = vh_ingest_parse(c->req->body, c->req->body_len, &in, &err);
     if (rc == 0)
         rc = ingest_commit(c->api, in->partner_id, in->session, "session.", c->req->now_ms, &res,
@@ -1417,13 +1471,88 @@ static int ingest(struct route_ctx *c)
     vh_ingest_free(in);
     if (rc < 0)
         return reply_rc(c, rc, &err);
-    rc = ok_begin(c, res.created ? 202 : 200);
+    return ingest_answer(c, &res);
+}
+
+/*
+ * An ingest whose commit is under way (vh_api_handle_async): it owns what the store's put
+ * borrows, and what its answer needs; the request and the response are the server's until
+ * `done` runs.
+ */
+struct ingest_job {
+    struct vh_api *api;
+    const struct vh_api_req *req;
+    struct vh_api_resp *resp;
+    vh_api_done_fn *done;
+    void *ud;
+    struct vh_ingest *in;
+    struct vh_buf body;
+    struct vh_event_put put;
+};
+
+static void ingest_job_free(struct ingest_job *j)
+{
+    vh_ingest_free(j->in);
+    vh_buf_release(&j->body);
+    vh_free(j);
+}
+
+/* The store's answer (vh_store_put_done_fn), on its commit thread or on this one. */
+static void ingest_done(void *ud, int rc, const struct vh_event_put_result *res,
+                        const struct vh_error *err)
+{
+    struct ingest_job *j = ud;
+    struct route_ctx c;
+    vh_api_done_fn *done = j->done;
+    void *done_ud = j->ud;
+
+    memset(&c, 0, sizeof(c));
+    c.api = j->api;
+    c.req = j->req;
+    c.resp = j->resp;
+    if (rc < 0) {
+        reply_rc(&c, rc, err);
+    } else {
+        ingest_committed(j->api, res);
+        ingest_answer(&c, res);
+    }
+    ingest_job_free(j);
+    done(done_ud);
+}
+
+/* POST /internal/v1/sessions, answered once the commit is durable, with no thread waiting. */
+static int ingest_async(struct route_ctx *c, vh_api_done_fn *done, void *ud)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct ingest_job *j;
+    int rc;
+
+    if (!ingest_admit(c, &rc))
+        return rc;
+    j = vh_malloc(sizeof(*j));
+    if (!j) {
+        vh_error_set(&err, VH_ENOMEM, "ingest: out of memory");
+        return reply_rc(c, VH_ENOMEM, &err);
+    }
+    memset(j, 0, sizeof(*j));
+    j->api = c->api;
+    j->req = c->req;
+    j->resp = c->resp;
+    j->done = done;
+    j->ud = ud;
+    vh_buf_init(&j->body, 2 * VH_BODY_MAX);
+    rc = vh_ingest_parse(c->req->body, c->req->body_len, &j->in, &err);
     if (rc == 0)
-        rc = vh_buf_addf(&c->resp->body,
-                         "{\"event_id\":\"%s\",\"deliveries\":%zu,"
-                         "\"duplicate\":%s}",
-                         res.event_id, res.deliveries, res.created ? "false" : "true");
-    return ok_end(c, rc);
+        rc = ingest_prepare(c->api, j->in->partner_id, j->in->session, "session.", c->req->now_ms,
+                            &j->body, &j->put, &err);
+    /* From here `done` may run, and free `j`, before the call returns. */
+    if (rc == 0)
+        rc = vh_store_event_put_async(c->api->st, &j->put, ingest_done, j, &err);
+    if (rc < 0) {
+        ingest_job_free(j);
+        return reply_rc(c, rc, &err);
+    }
+    return VH_API_LATER;
 }
 
 /*
@@ -1541,7 +1670,9 @@ static int partner_route(struct route_ctx *c)
     return 0;
 }
 
-int vh_api_handle(struct vh_api *api, const struct vh_api_req *req, struct vh_api_resp *resp)
+/* vh_api_handle, or with `done` vh_api_handle_async. */
+static int handle(struct vh_api *api, const struct vh_api_req *req, struct vh_api_resp *resp,
+                  vh_api_done_fn *done, void *ud)
 {
     struct route_ctx c;
     char copy[PATH_MAX_LEN];
@@ -1573,11 +1704,26 @@ int vh_api_handle(struct vh_api *api, const struct vh_api_req *req, struct vh_ap
     }
     if (c.n_seg == 3 && seg_is(&c, 0, "internal") && seg_is(&c, 1, "v1") &&
         seg_is(&c, 2, "sessions") && method_is(&c, "POST"))
-        return ingest(&c);
+        return done ? ingest_async(&c, done, ud) : ingest(&c);
     if (c.n_seg >= 3 && seg_is(&c, 0, "api") && seg_is(&c, 1, "v2"))
         return partner_route(&c);
     reply_error(resp, 404, "no route for %s %s", req->method, req->path);
     return 0;
+}
+
+int vh_api_handle(struct vh_api *api, const struct vh_api_req *req, struct vh_api_resp *resp)
+{
+    return handle(api, req, resp, NULL, NULL);
+}
+
+int vh_api_handle_async(struct vh_api *api, const struct vh_api_req *req, struct vh_api_resp *resp,
+                        vh_api_done_fn *done, void *ud)
+{
+    if (!done) {
+        reply_error(resp, 500, "internal error");
+        return VH_EINVAL;
+    }
+    return handle(api, req, resp, done, ud);
 }
 
 /* ---- lifecycle -------------------------------------------------------------------------- */

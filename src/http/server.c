@@ -236,10 +236,22 @@ static bool add_header(struct MHD_Response *r, const char *name, const char *val
     return MHD_add_response_header(r, name, value) == MHD_YES;
 }
 
-/* The vh_api as a handler: what vh_server_start serves. */
-static int api_handler(void *ud, const struct vh_server_req *req, struct vh_api_resp *resp)
+/* The put-off answer of the vh_api is in: send it. */
+static void api_answered(void *ud)
 {
-    return vh_api_handle(ud, &req->base, resp);
+    vh_server_reply(ud);
+}
+
+/*
+ * The vh_api as a handler: what vh_server_start serves. An ingest is answered once its
+ * commit is durable, without a server thread waiting for it.
+ */
+static int api_handler(void *ud, const struct vh_server_req *req, struct vh_api_resp *resp,
+                       struct vh_server_reply *reply)
+{
+    int rc = vh_api_handle_async(ud, &req->base, resp, api_answered, reply);
+
+    return rc == VH_API_LATER ? VH_SERVER_LATER : rc;
 }
 
 /* Fills the request the handler sees from what MHD parsed. */
@@ -597,7 +609,7 @@ int vh_server_start(struct vh_api *api, const struct vh_server_config *cfg, stru
     struct vh_server_handler h;
 
     memset(&h, 0, sizeof(h));
-    h.handle = api_handler;
+    h.handle_async = api_handler;
     h.ud = api;
     return vh_server_start_handler(&h, cfg, out, err);
 }

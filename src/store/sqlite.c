@@ -26,6 +26,8 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -458,9 +460,9 @@ struct conn {
 };
 
 /*
- * One caller of event_put waiting for a group commit (see sqlite_event_put), on its
- * stack. `out`, `err` and `rc` are written by the leader before it posts the waiter
- * (core/group_int.h), and read by the caller after.
+ * One event_put in a group commit: a waiting caller's, on its stack (sqlite_event_put), or
+ * a posted one, on the heap (sqlite_event_put_post). `out`, `err` and `rc` are written by
+ * the leader before it completes the op (core/group_int.h), and read after.
  */
 struct put_waiter {
     struct vh__group_op g; /* first: a group's waiters are cast back from it */
@@ -469,6 +471,10 @@ struct put_waiter {
     struct vh_event_put_result out;
     struct vh_error err;
     int rc;
+    /* Posted only: */
+    char id[VH_UUID_LEN + 1]; /* new_id points here */
+    vh_store_put_done_fn *done;
+    void *ud;
 };
 
 struct sqlite_store {
@@ -479,6 +485,9 @@ struct sqlite_store {
     struct conn *idle;          /* readers' connections not borrowed */
     size_t n_conns;             /* readers' connections open or being opened: at most POOL_MAX */
     struct vh__group put_queue; /* ingests waiting for a group commit */
+    struct vh__group_runner rn; /* leads for posted ingests (sqlite_event_put_post) */
+    pthread_t runner;           /* started with the first post */
+    atomic_bool runner_started; /* read without `mu` by every post, once set */
     /*
      * Writers of this process take turns in arrival order (a ticket lock under mu), and
      * the turn comes with the one connection every write transaction of this process runs
@@ -1191,6 +1200,12 @@ static void sqlite_close(struct vh_store *st)
     struct sqlite_store *s = to_sqlite(st);
     struct conn *c;
 
+    /* Every posted ingest is answered before the runner returns. */
+    if (atomic_load(&s->runner_started)) {
+        vh__group_runner_stop(&s->put_queue);
+        pthread_join(s->runner, NULL);
+    }
+    vh__group_runner_release(&s->put_queue);
     /* The contract: no call is running, so every connection is idle. */
     conn_close(s->writer);
     while (s->idle) {
@@ -1237,6 +1252,7 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
     }
     mu_ok = pthread_mutex_init(&s->mu, NULL) == 0;
     s->put_queue.mu = &s->mu;
+    atomic_init(&s->runner_started, false);
     cv_ok = mu_ok && pthread_cond_init(&s->cv, NULL) == 0;
     if (cv_ok && pthread_cond_init(&s->turn_cv, NULL) != 0) {
         pthread_cond_destroy(&s->cv);
@@ -2038,6 +2054,74 @@ static int sqlite_event_put(struct vh_store *st, const struct vh_event_put *ev, 
         return me.rc;
     }
     *out = me.out;
+    return 0;
+}
+
+/* A posted put's completion (vh__group_done_fn), on the thread that ran its batch. */
+static void put_posted_done(struct vh__group_op *g)
+{
+    struct put_waiter *w = waiter_of(g);
+
+    w->done(w->ud, w->rc, w->rc == 0 ? &w->out : NULL, &w->err);
+    vh_free(w);
+}
+
+/* Starts the runner with the first post (under `mu`). Returns 0, VH_ENOMEM or VH_EIO. */
+static int start_runner(struct sqlite_store *s, struct vh_error *err)
+{
+    sigset_t all, old;
+    int rc = 0;
+
+    if (atomic_load(&s->runner_started))
+        return 0; /* the common case: no lock beyond the queue's own */
+    pthread_mutex_lock(&s->mu);
+    if (!atomic_load(&s->runner_started)) {
+        if (!s->put_queue.kick_ready && vh__group_runner_init(&s->put_queue) < 0) {
+            rc = vh_error_set(err, VH_ENOMEM, "store: condition variable: out of memory");
+        } else {
+            s->rn.g = &s->put_queue;
+            s->rn.run = event_put_group;
+            s->rn.ud = s;
+            /* The runner takes no process signals: those are the application's. */
+            sigfillset(&all);
+            pthread_sigmask(SIG_BLOCK, &all, &old);
+            if (pthread_create(&s->runner, NULL, vh__group_runner_main, &s->rn) != 0)
+                rc = vh_error_set(err, VH_EIO, "store: cannot start the commit thread");
+            else
+                atomic_store(&s->runner_started, true);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/*
+ * The same group commit for a caller that must not wait: the put joins the queue, and the
+ * store's runner thread leads when it reaches the head with no batch running.
+ */
+static int sqlite_event_put_post(struct vh_store *st, const struct vh_event_put *ev,
+                                 const char *new_id, vh_store_put_done_fn *done, void *ud,
+                                 struct vh_error *err)
+{
+    struct sqlite_store *s = to_sqlite(st);
+    struct put_waiter *w;
+    int rc;
+
+    rc = start_runner(s, err);
+    if (rc < 0)
+        return rc;
+    w = vh_malloc(sizeof(*w));
+    if (!w)
+        return vh_error_set(err, VH_ENOMEM, "insert event '%s': out of memory", ev->session_id);
+    memset(w, 0, sizeof(*w));
+    w->ev = ev;
+    memcpy(w->id, new_id, sizeof(w->id));
+    w->new_id = w->id;
+    w->done = done;
+    w->ud = ud;
+    w->g.on_done = put_posted_done;
+    vh__group_post(&s->put_queue, &w->g);
     return 0;
 }
 
@@ -3184,6 +3268,7 @@ const struct vh_store_ops vh__store_sqlite_ops = {
     .endpoint_update = sqlite_endpoint_update,
     .endpoint_delete = sqlite_endpoint_delete,
     .event_put = sqlite_event_put,
+    .event_put_post = sqlite_event_put_post,
     .call_get = sqlite_call_get,
     .call_list = sqlite_call_list,
     .event_deliveries = sqlite_event_deliveries,

@@ -528,6 +528,30 @@ int vh_store_event_put(struct vh_store *st, const struct vh_event_put *ev,
     return 0;
 }
 
+int vh_store_event_put_async(struct vh_store *st, const struct vh_event_put *ev,
+                             vh_store_put_done_fn *done, void *ud, struct vh_error *err)
+{
+    struct vh_error put_err = VH_ERROR_INIT;
+    struct vh_event_put_result res;
+    char id[VH_UUID_LEN + 1];
+    int rc;
+
+    if (!st || !ev || !done)
+        return vh_error_set(err, VH_EINVAL, "put event: missing argument");
+    rc = check_event_put(ev, err);
+    if (rc < 0)
+        return rc;
+    rc = vh_uuid_new(id, err);
+    if (rc < 0)
+        return rc;
+    if (st->ops->event_put_post)
+        return st->ops->event_put_post(st, ev, id, done, ud, err);
+    memset(&res, 0, sizeof(res));
+    rc = st->ops->event_put(st, ev, id, &res, &put_err);
+    done(ud, rc, rc == 0 ? &res : NULL, &put_err);
+    return 0;
+}
+
 void vh_call_rec_release(struct vh_call_rec *rec)
 {
     if (!rec)

@@ -95,6 +95,12 @@ struct vh_store_ops {
     /* `new_id` is the event id to use if the session is new (store.c makes it). */
     int (*event_put)(struct vh_store *st, const struct vh_event_put *ev, const char *new_id,
                      struct vh_event_put_result *out, struct vh_error *err);
+    /*
+     * Optional (NULL: store.c runs event_put and calls `done` itself). Queues the event;
+     * 0 means `done` will run exactly once, < 0 that it never will. `new_id` is copied.
+     */
+    int (*event_put_post)(struct vh_store *st, const struct vh_event_put *ev, const char *new_id,
+                          vh_store_put_done_fn *done, void *ud, struct vh_error *err);
     /* On failure the op releases whatever it put into `out`. */
     int (*call_get)(struct vh_store *st, const char *partner_id, const char *id,
                     struct vh_call_rec *out, struct vh_error *err);

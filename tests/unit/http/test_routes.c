@@ -1,8 +1,13 @@
 /*
  * The API routes over a real SQLite store in a temp dir: every rule of SPEC §4 and §5
- * broken once, with the status, the error code and the envelope checked.
+ * broken once, with the status, the error code and the envelope checked. Then the same
+ * API through vh_api_handle_async (what the HTTP server calls): the same answers, an
+ * ingest's through `done`, exactly once, also under concurrency and out of memory.
  */
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -15,6 +20,9 @@
 #include <jansson.h>
 
 #include <vocohook/vocohook.h>
+
+#include "unit/oom.h"
+#include "unit/wait.h"
 
 #define TOKEN "ingest-token-0123456789abcdef"
 #define NOW   INT64_C(1773585128000)
@@ -30,7 +38,17 @@ struct fx {
     int retry_after;
     json_t *json; /* the last response, parsed */
     int64_t now;
+    atomic_int due; /* calls of cfg.on_due (any thread) */
+    bool abandoned; /* a `done` was lost, or may yet come: teardown leaves all alive */
 };
+
+/* The api's on_due: counts the wakeups of the sender. */
+static void count_due(void *ud)
+{
+    struct fx *f = ud;
+
+    atomic_fetch_add(&f->due, 1);
+}
 
 static void make_partner(struct fx *f, const char *name, char *key, struct vh_partner *p)
 {
@@ -54,6 +72,9 @@ static int setup_with(void **state, bool allow_http)
     assert_int_equal(vh_store_open(url, &f->st, &err), 0);
     f->cfg.ingest_token = TOKEN;
     f->cfg.allow_http = allow_http;
+    f->cfg.on_due = count_due;
+    f->cfg.on_due_ud = f;
+    atomic_init(&f->due, 0);
     assert_int_equal(vh_api_new(f->st, &f->cfg, &f->api, &err), 0);
     make_partner(f, "Acme", f->key_a, &f->a);
     make_partner(f, "Other", f->key_b, &f->b);
@@ -77,6 +98,8 @@ static int teardown(void **state)
     struct fx *f = *state;
     char cmd[128];
 
+    if (f->abandoned)
+        return 0; /* the commit thread may still use the API, the store and `f` */
     json_decref(f->json);
     vh_api_free(f->api);
     vh_store_close(f->st);
@@ -86,35 +109,51 @@ static int teardown(void **state)
     return 0;
 }
 
+#define AUTH_MAX 160
+
+/* Fills `r` as a client would send it; `auth` (AUTH_MAX bytes) holds its header. */
+static void make_req(const struct fx *f, struct vh_api_req *r, char *auth, const char *method,
+                     const char *path, const char *key, const char *body)
+{
+    memset(r, 0, sizeof(*r));
+    r->method = method;
+    r->path = path;
+    if (key) {
+        snprintf(auth, AUTH_MAX, "Bearer %s", key);
+        r->authorization = auth;
+    }
+    r->content_type = body ? "application/json" : NULL;
+    r->body = body;
+    r->body_len = body ? strlen(body) : 0;
+    r->request_id = "test";
+    r->now_ms = f->now;
+}
+
+/* Keeps the status, Retry-After and the parsed body of `resp` in the fixture. */
+static void keep(struct fx *f, const struct vh_api_resp *resp)
+{
+    json_error_t jerr;
+
+    f->status = resp->status;
+    f->retry_after = resp->retry_after_s;
+    json_decref(f->json);
+    f->json = json_loadb(resp->body.data, resp->body.len, 0, &jerr);
+    if (!f->json)
+        fail_msg("response is not JSON: %s", vh_buf_cstr(&resp->body));
+}
+
 /* Sends one request; keeps status, Retry-After and the parsed body in the fixture. */
 static int req(struct fx *f, const char *method, const char *path, const char *key,
                const char *body)
 {
     struct vh_api_req r;
     struct vh_api_resp resp;
-    char auth[160];
-    json_error_t jerr;
+    char auth[AUTH_MAX];
 
-    memset(&r, 0, sizeof(r));
-    r.method = method;
-    r.path = path;
-    if (key) {
-        snprintf(auth, sizeof(auth), "Bearer %s", key);
-        r.authorization = auth;
-    }
-    r.content_type = body ? "application/json" : NULL;
-    r.body = body;
-    r.body_len = body ? strlen(body) : 0;
-    r.request_id = "test";
-    r.now_ms = f->now;
+    make_req(f, &r, auth, method, path, key, body);
     vh_api_resp_init(&resp);
     vh_api_handle(f->api, &r, &resp);
-    f->status = resp.status;
-    f->retry_after = resp.retry_after_s;
-    json_decref(f->json);
-    f->json = json_loadb(resp.body.data, resp.body.len, 0, &jerr);
-    if (!f->json)
-        fail_msg("response is not JSON: %s", vh_buf_cstr(&resp.body));
+    keep(f, &resp);
     vh_api_resp_release(&resp);
     return f->status;
 }
@@ -626,6 +665,637 @@ static void calls_paging(void **state)
     vh_api_resp_release(&resp);
 }
 
+/* ---- vh_api_handle_async ----------------------------------------------------------------- */
+
+/* One request's put-off answer: how often `done` ran, and a semaphore to await it by. */
+struct answer {
+    sem_t sem;
+    atomic_int calls;
+};
+
+static void answer_init(struct answer *a)
+{
+    assert_int_equal(sem_init(&a->sem, 0, 0), 0);
+    atomic_init(&a->calls, 0);
+}
+
+/* The vh_api_done_fn of the tests: counts, then wakes the test waiting for it. */
+static void on_answer(void *ud)
+{
+    struct answer *a = ud;
+
+    atomic_fetch_add(&a->calls, 1);
+    sem_post(&a->sem);
+}
+
+/*
+ * Frees the API, then closes the store, which returns only once every posted commit's
+ * completion has returned (its commit thread is joined): after this, no `done` can come.
+ */
+static void quiesce(struct fx *f)
+{
+    vh_api_free(f->api);
+    f->api = NULL;
+    vh_store_close(f->st);
+    f->st = NULL;
+}
+
+/*
+ * A `done` did not come in time, or may still come: the fixture, the API and the store are
+ * left alive (and leaked), since closing the store would wait for that answer forever, and
+ * its commit thread may still use them. The test then fails.
+ */
+static void abandon(struct fx *f)
+{
+    f->abandoned = true;
+}
+
+/*
+ * Sends `r` through vh_api_handle_async, which must put it off, and waits (with a deadline)
+ * for its `done`.
+ */
+static void send_async(struct fx *f, const struct vh_api_req *r, struct vh_api_resp *resp,
+                       struct answer *a)
+{
+    int rc;
+
+    vh_api_resp_init(resp);
+    rc = vh_api_handle_async(f->api, r, resp, on_answer, a);
+    if (rc != VH_API_LATER) {
+        /* A `done` that comes anyway must not find the API freed, nor this frame gone. */
+        bool also_done = posted_within(&a->sem, 1000);
+
+        if (!also_done)
+            abandon(f);
+        fail_msg("%s %s: returned %d with %d %s, want VH_API_LATER%s", r->method, r->path, rc,
+                 resp->status, vh_buf_cstr(&resp->body), also_done ? " (and done ran too)" : "");
+    }
+    if (!wait_sem(&a->sem)) {
+        abandon(f);
+        fail_msg("%s %s: put off, and done never ran", r->method, r->path);
+    }
+}
+
+/* Asserts that vh_api_handle answers `r` byte for byte as `got` was answered. */
+static void expect_same_as_sync(struct fx *f, const struct vh_api_req *r,
+                                const struct vh_api_resp *got)
+{
+    struct vh_api_resp want;
+
+    vh_api_resp_init(&want);
+    vh_api_handle(f->api, r, &want);
+    if (got->status != want.status || strcmp(vh_buf_cstr(&got->body), vh_buf_cstr(&want.body)))
+        fail_msg("%s %s: async %d %s, sync %d %s", r->method, r->path, got->status,
+                 vh_buf_cstr(&got->body), want.status, vh_buf_cstr(&want.body));
+    assert_int_equal(got->body.len, want.body.len);
+    assert_int_equal(got->retry_after_s, want.retry_after_s);
+    assert_string_equal(got->content_type ? got->content_type : "-",
+                        want.content_type ? want.content_type : "-");
+    vh_api_resp_release(&want);
+}
+
+/*
+ * Asserts that vh_api_handle_async answers `r` at once (returns 0, `a` untouched) with
+ * `status`, exactly as vh_api_handle does; keeps the answer in the fixture.
+ */
+static void expect_at_once(struct fx *f, const struct vh_api_req *r, struct answer *a, int status)
+{
+    struct vh_api_resp resp;
+    int rc;
+
+    vh_api_resp_init(&resp);
+    rc = vh_api_handle_async(f->api, r, &resp, on_answer, a);
+    if (rc == VH_API_LATER) {
+        /* Wait, so the failure below leaves nothing writing to `resp`. */
+        if (!wait_sem(&a->sem))
+            abandon(f);
+        fail_msg("%s %s: put off, want an answer at once", r->method, r->path);
+    }
+    if (rc != 0)
+        fail_msg("%s %s: returned %d, want 0", r->method, r->path, rc);
+    if (resp.status != status)
+        fail_msg("%s %s: status %d, want %d: %s", r->method, r->path, resp.status, status,
+                 vh_buf_cstr(&resp.body));
+    expect_same_as_sync(f, r, &resp);
+    keep(f, &resp);
+    vh_api_resp_release(&resp);
+}
+
+/* The answer vh_api_handle gives a new or repeated session, to compare bodies with. */
+static void ingest_answer_text(char *out, size_t cap, const char *event_id, int deliveries,
+                               bool duplicate)
+{
+    snprintf(out, cap,
+             "{\"success\":true,\"data\":{\"event_id\":\"%s\",\"deliveries\":%d,"
+             "\"duplicate\":%s}}",
+             event_id, deliveries, duplicate ? "true" : "false");
+}
+
+/* A new session through vh_api_handle_async: put off, then 202 through `done`, once. */
+static void async_ingest(void **state)
+{
+    struct fx *f = *state;
+    struct vh_api_req r;
+    struct vh_api_resp resp, sync_resp;
+    struct answer a;
+    struct vh_call_rec rec;
+    char auth[AUTH_MAX], want[256], eid[VH_UUID_LEN + 1];
+    char *body, *sync_body;
+    int64_t n;
+
+    create(f, "e1", "https://one.example/h", true, NULL);
+    create(f, "e2", "https://two.example/h", true, NULL);
+    create(f, "off", "https://three.example/h", false, NULL);
+    answer_init(&a);
+    body = ingest_body(f->a.id, "async-1", "call-async-1");
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", TOKEN, body);
+    send_async(f, &r, &resp, &a);
+    assert_int_equal(atomic_load(&a.calls), 1);
+    assert_int_equal(resp.status, 202);
+    assert_int_equal(resp.retry_after_s, 0);
+    assert_null(resp.content_type);
+    keep(f, &resp);
+    assert_non_null(str_at(f->json, "data.event_id"));
+    snprintf(eid, sizeof(eid), "%s", str_at(f->json, "data.event_id"));
+    assert_int_equal(strlen(eid), VH_UUID_LEN);
+    ingest_answer_text(want, sizeof(want), eid, 2, false);
+    assert_string_equal(vh_buf_cstr(&resp.body), want);
+
+    /* durable by the time `done` ran, with a delivery per enabled endpoint; sender woken */
+    assert_int_equal(vh_store_call_get(f->st, f->a.id, "async-1", &rec, NULL), 0);
+    assert_string_equal(rec.event_id, eid);
+    assert_string_equal(rec.call_id, "call-async-1");
+    vh_call_rec_release(&rec);
+    assert_int_equal(vh_store_count(f->st, "events", &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(vh_store_count(f->st, "deliveries", &n, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(atomic_load(&f->due), 1);
+
+    /* vh_api_handle answers a new session in the very same form */
+    sync_body = ingest_body(f->a.id, "sync-1", "call-sync-1");
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", TOKEN, sync_body);
+    vh_api_resp_init(&sync_resp);
+    assert_int_equal(vh_api_handle(f->api, &r, &sync_resp), 0);
+    assert_int_equal(sync_resp.status, 202);
+    keep(f, &sync_resp);
+    assert_non_null(str_at(f->json, "data.event_id"));
+    assert_string_not_equal(str_at(f->json, "data.event_id"), eid);
+    ingest_answer_text(want, sizeof(want), str_at(f->json, "data.event_id"), 2, false);
+    assert_string_equal(vh_buf_cstr(&sync_resp.body), want);
+    assert_int_equal(atomic_load(&f->due), 2);
+    vh_api_resp_release(&sync_resp);
+
+    quiesce(f);
+    assert_int_equal(atomic_load(&a.calls), 1); /* and never again */
+    vh_api_resp_release(&resp);
+    sem_destroy(&a.sem);
+    free(sync_body);
+    free(body);
+}
+
+/* A partner without endpoints: 202 with no deliveries, and no wakeup of the sender. */
+static void async_ingest_no_endpoint(void **state)
+{
+    struct fx *f = *state;
+    struct vh_api_req r;
+    struct vh_api_resp resp;
+    struct answer a;
+    struct vh_call_rec rec;
+    char auth[AUTH_MAX], want[256];
+    char *body;
+
+    answer_init(&a);
+    body = ingest_body(f->b.id, "lonely-1", NULL);
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", TOKEN, body);
+    send_async(f, &r, &resp, &a);
+    assert_int_equal(resp.status, 202);
+    keep(f, &resp);
+    assert_non_null(str_at(f->json, "data.event_id"));
+    ingest_answer_text(want, sizeof(want), str_at(f->json, "data.event_id"), 0, false);
+    assert_string_equal(vh_buf_cstr(&resp.body), want);
+    assert_int_equal(vh_store_call_get(f->st, f->b.id, "lonely-1", &rec, NULL), 0);
+    assert_string_equal(rec.event_id, str_at(f->json, "data.event_id"));
+    vh_call_rec_release(&rec);
+    assert_int_equal(atomic_load(&f->due), 0);
+    quiesce(f);
+    assert_int_equal(atomic_load(&a.calls), 1);
+    assert_int_equal(atomic_load(&f->due), 0);
+    vh_api_resp_release(&resp);
+    sem_destroy(&a.sem);
+    free(body);
+}
+
+/* The same session again, through vh_api_handle_async: 200, the first event, no wakeup. */
+static void async_ingest_repeat(void **state)
+{
+    struct fx *f = *state;
+    struct vh_api_req r;
+    struct vh_api_resp first, again;
+    struct answer a1, a2;
+    char auth[AUTH_MAX], want[256], eid[VH_UUID_LEN + 1];
+    char *body;
+    int64_t n;
+
+    create(f, "e1", "https://one.example/h", true, NULL);
+    answer_init(&a1);
+    answer_init(&a2);
+    body = ingest_body(f->a.id, "again-1", "call-again-1");
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", TOKEN, body);
+    send_async(f, &r, &first, &a1);
+    assert_int_equal(first.status, 202);
+    keep(f, &first);
+    assert_non_null(str_at(f->json, "data.event_id"));
+    snprintf(eid, sizeof(eid), "%s", str_at(f->json, "data.event_id"));
+    assert_int_equal(atomic_load(&f->due), 1);
+
+    f->now += 5000; /* a retry by the producer, later */
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", TOKEN, body);
+    send_async(f, &r, &again, &a2);
+    assert_int_equal(again.status, 200);
+    ingest_answer_text(want, sizeof(want), eid, 1, true);
+    assert_string_equal(vh_buf_cstr(&again.body), want);
+    expect_same_as_sync(f, &r, &again);
+    assert_int_equal(atomic_load(&f->due), 1);
+    assert_int_equal(vh_store_count(f->st, "events", &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(vh_store_count(f->st, "deliveries", &n, NULL), 0);
+    assert_int_equal(n, 1);
+
+    quiesce(f);
+    assert_int_equal(atomic_load(&a1.calls), 1);
+    assert_int_equal(atomic_load(&a2.calls), 1);
+    vh_api_resp_release(&first);
+    vh_api_resp_release(&again);
+    sem_destroy(&a1.sem);
+    sem_destroy(&a2.sem);
+    free(body);
+}
+
+/* What needs no commit is answered at once, as vh_api_handle answers it; `done` never runs. */
+static void async_answers_at_once(void **state)
+{
+    struct fx *f = *state;
+    struct vh_api_req r;
+    struct answer a;
+    char auth[AUTH_MAX];
+    char *body, *stranger;
+    int64_t n;
+
+    create(f, "e1", "https://one.example/h", true, NULL);
+    answer_init(&a);
+    body = ingest_body(f->a.id, "once-1", "call-once-1");
+
+    /* the ingest token: missing, wrong, or an API key */
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", NULL, body);
+    expect_at_once(f, &r, &a, 401);
+    expect_error(f, 401, "UNAUTHORIZED");
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", "wrong-token-0123456789", body);
+    expect_at_once(f, &r, &a, 401);
+    expect_error(f, 401, "UNAUTHORIZED");
+    assert_string_equal(str_at(f->json, "error.message"), "invalid ingest token");
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", f->key_a, body);
+    expect_at_once(f, &r, &a, 401);
+
+    /* the Content-Type: wrong, or missing */
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", TOKEN, body);
+    r.content_type = "text/plain";
+    expect_at_once(f, &r, &a, 400);
+    expect_error(f, 400, "VALIDATION_ERROR");
+    assert_string_equal(str_at(f->json, "error.message"), "Content-Type must be application/json");
+    r.content_type = NULL;
+    expect_at_once(f, &r, &a, 400);
+
+    /* a body that is no JSON, and one whose session breaks a rule (the path is named) */
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", TOKEN, "{\"partner_id\":");
+    expect_at_once(f, &r, &a, 400);
+    expect_error(f, 400, "VALIDATION_ERROR");
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", TOKEN,
+             "{\"partner_id\":\"p\",\"session\":{\"session_id\":\"s\"}}");
+    expect_at_once(f, &r, &a, 400);
+    expect_error(f, 400, "VALIDATION_ERROR");
+    assert_memory_equal(str_at(f->json, "error.message"), "session", 7);
+    assert_non_null(strstr(str_at(f->json, "error.message"), "agent_id"));
+
+    /* an unknown partner */
+    stranger = ingest_body("no-such-partner", "once-2", "call-once-2");
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", TOKEN, stranger);
+    expect_at_once(f, &r, &a, 404);
+    expect_error(f, 404, "NOT_FOUND");
+    assert_string_equal(str_at(f->json, "error.message"),
+                        "partner_id: no partner 'no-such-partner'");
+
+    /* a body over the server's bound */
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", TOKEN, body);
+    r.body_too_large = true;
+    expect_at_once(f, &r, &a, 413);
+
+    /* routes other than the ingest */
+    make_req(f, &r, auth, "GET", "/healthz", NULL, NULL);
+    expect_at_once(f, &r, &a, 200);
+    assert_string_equal(str_at(f->json, "data.status"), "ok");
+    make_req(f, &r, auth, "GET", "/api/v2/config", f->key_a, NULL);
+    expect_at_once(f, &r, &a, 200);
+    assert_string_equal(str_at(f->json, "data.name"), "Acme");
+    make_req(f, &r, auth, "GET", "/internal/v1/sessions", TOKEN, NULL);
+    expect_at_once(f, &r, &a, 404);
+
+    assert_int_equal(vh_store_count(f->st, "events", &n, NULL), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(atomic_load(&f->due), 0);
+    quiesce(f);
+    assert_int_equal(atomic_load(&a.calls), 0);
+    sem_destroy(&a.sem);
+    free(stranger);
+    free(body);
+}
+
+/* A session_id another partner owns: found in the commit, so the 409 comes through `done`. */
+static void async_conflict(void **state)
+{
+    struct fx *f = *state;
+    struct vh_api_req r;
+    struct vh_api_resp resp;
+    struct vh_call_rec rec;
+    struct answer a;
+    char auth[AUTH_MAX];
+    char *mine, *theirs;
+    int64_t n;
+
+    answer_init(&a);
+    mine = ingest_body(f->a.id, "shared-1", "call-shared-1");
+    theirs = ingest_body(f->b.id, "shared-1", "call-shared-1");
+    assert_int_equal(req(f, "POST", "/internal/v1/sessions", TOKEN, mine), 202);
+
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", TOKEN, theirs);
+    send_async(f, &r, &resp, &a);
+    keep(f, &resp);
+    expect_error(f, 409, "CONFLICT");
+    assert_string_equal(str_at(f->json, "error.message"),
+                        "session_id 'shared-1' belongs to another partner");
+    expect_same_as_sync(f, &r, &resp);
+    assert_int_equal(vh_store_call_get(f->st, f->b.id, "shared-1", &rec, NULL), VH_ENOTFOUND);
+    assert_int_equal(vh_store_count(f->st, "events", &n, NULL), 0);
+    assert_int_equal(n, 1);
+
+    quiesce(f);
+    assert_int_equal(atomic_load(&a.calls), 1);
+    vh_api_resp_release(&resp);
+    sem_destroy(&a.sem);
+    free(theirs);
+    free(mine);
+}
+
+/* Without a `done` the answer could never be sent: an error, answered 500, nothing stored. */
+static void async_without_done(void **state)
+{
+    struct fx *f = *state;
+    struct vh_api_req r;
+    struct vh_api_resp resp;
+    char auth[AUTH_MAX], url[128];
+    char *body;
+    int64_t n;
+    int rc;
+
+    body = ingest_body(f->a.id, "nodone-1", "call-nodone-1");
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", TOKEN, body);
+    vh_api_resp_init(&resp);
+    rc = vh_api_handle_async(f->api, &r, &resp, NULL, NULL);
+    assert_true(rc < 0);
+    keep(f, &resp);
+    expect_error(f, 500, "INTERNAL_ERROR");
+    quiesce(f); /* a commit it might have queued anyway has run by now */
+    snprintf(url, sizeof(url), "sqlite:%s/db", f->dir);
+    assert_int_equal(vh_store_open(url, &f->st, NULL), 0);
+    assert_int_equal(vh_store_count(f->st, "events", &n, NULL), 0);
+    assert_int_equal(n, 0);
+    vh_api_resp_release(&resp);
+    free(body);
+}
+
+#define CONC_THREADS 8
+#define CONC_EACH    25
+
+/* One request of async_concurrent_ingests, with all it must keep alive until `done`. */
+struct conc_req {
+    struct vh_api_req r;
+    struct vh_api_resp resp;
+    struct answer a;
+    char auth[AUTH_MAX];
+    char sid[32];
+    char *body;
+    int rc;
+    bool answered; /* `done` ran before the deadline */
+};
+
+struct conc_worker {
+    struct vh_api *api;
+    pthread_barrier_t *start;
+    struct conc_req *reqs; /* CONC_EACH of them */
+};
+
+/* Sends all its requests before waiting for any (no cmocka asserts off the main thread). */
+static void *conc_main(void *arg)
+{
+    struct conc_worker *w = arg;
+    struct timespec dl;
+    int i, rc;
+
+    pthread_barrier_wait(w->start);
+    for (i = 0; i < CONC_EACH; i++) {
+        struct conc_req *q = &w->reqs[i];
+
+        q->rc = vh_api_handle_async(w->api, &q->r, &q->resp, on_answer, &q->a);
+    }
+    dl = deadline_on(CLOCK_REALTIME, WAIT_S * 1000L); /* one deadline for them all */
+    for (i = 0; i < CONC_EACH; i++) {
+        struct conc_req *q = &w->reqs[i];
+
+        if (q->rc != VH_API_LATER)
+            continue;
+        do
+            rc = sem_timedwait(&q->a.sem, &dl);
+        while (rc != 0 && errno == EINTR);
+        q->answered = rc == 0;
+    }
+    return NULL;
+}
+
+/* Many threads ingesting at once, each with its own requests: every one answered once. */
+static void async_concurrent_ingests(void **state)
+{
+    struct fx *f = *state;
+    struct conc_worker w[CONC_THREADS];
+    pthread_t th[CONC_THREADS];
+    pthread_barrier_t start;
+    struct conc_req *reqs;
+    struct vh_call_rec rec;
+    int64_t n;
+    int i;
+
+    create(f, "e1", "https://one.example/h", true, NULL);
+    reqs = calloc(CONC_THREADS * CONC_EACH, sizeof(*reqs));
+    assert_non_null(reqs);
+    for (i = 0; i < CONC_THREADS * CONC_EACH; i++) {
+        struct conc_req *q = &reqs[i];
+
+        snprintf(q->sid, sizeof(q->sid), "conc-%d-%d", i / CONC_EACH, i % CONC_EACH);
+        q->body = ingest_body(f->a.id, q->sid, NULL);
+        make_req(f, &q->r, q->auth, "POST", "/internal/v1/sessions", TOKEN, q->body);
+        vh_api_resp_init(&q->resp);
+        answer_init(&q->a);
+    }
+    assert_int_equal(pthread_barrier_init(&start, NULL, CONC_THREADS), 0);
+    for (i = 0; i < CONC_THREADS; i++) {
+        w[i].api = f->api;
+        w[i].start = &start;
+        w[i].reqs = &reqs[i * CONC_EACH];
+        assert_int_equal(pthread_create(&th[i], NULL, conc_main, &w[i]), 0);
+    }
+    for (i = 0; i < CONC_THREADS; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    pthread_barrier_destroy(&start);
+
+    /* Before any check fails: a `done` may still come (into `reqs`, which is left too). */
+    for (i = 0; i < CONC_THREADS * CONC_EACH; i++)
+        if (reqs[i].rc != VH_API_LATER || !reqs[i].answered)
+            abandon(f);
+    for (i = 0; i < CONC_THREADS * CONC_EACH; i++) {
+        struct conc_req *q = &reqs[i];
+
+        if (q->rc != VH_API_LATER || !q->answered)
+            fail_msg("%s: returned %d, answered %d", q->sid, q->rc, q->answered);
+        if (q->resp.status != 202)
+            fail_msg("%s: %d %s", q->sid, q->resp.status, vh_buf_cstr(&q->resp.body));
+        keep(f, &q->resp);
+        assert_true(json_is_false(at(f->json, "data.duplicate")));
+        assert_int_equal(json_integer_value(at(f->json, "data.deliveries")), 1);
+        assert_int_equal(vh_store_call_get(f->st, f->a.id, q->sid, &rec, NULL), 0);
+        assert_string_equal(rec.event_id, str_at(f->json, "data.event_id"));
+        vh_call_rec_release(&rec);
+    }
+    assert_int_equal(vh_store_count(f->st, "events", &n, NULL), 0);
+    assert_int_equal(n, CONC_THREADS * CONC_EACH);
+    assert_int_equal(vh_store_count(f->st, "deliveries", &n, NULL), 0);
+    assert_int_equal(n, CONC_THREADS * CONC_EACH);
+    assert_int_equal(atomic_load(&f->due), CONC_THREADS * CONC_EACH);
+
+    quiesce(f);
+    for (i = 0; i < CONC_THREADS * CONC_EACH; i++) {
+        struct conc_req *q = &reqs[i];
+
+        assert_int_equal(atomic_load(&q->a.calls), 1);
+        vh_api_resp_release(&q->resp);
+        sem_destroy(&q->a.sem);
+        free(q->body);
+    }
+    free(reqs);
+}
+
+#define OOM_RUNS 5000
+
+/*
+ * One async ingest on a fresh fixture with allocation `n` failing. Returns true when the
+ * run needed fewer than `n` allocations (then it must have succeeded).
+ */
+static bool async_ingest_oom_once(long n)
+{
+    void *state = NULL;
+    struct fx *f;
+    struct vh_api_req r;
+    struct vh_api_resp resp;
+    struct vh_call_rec rec;
+    struct vh_store *st;
+    struct answer a;
+    char auth[AUTH_MAX], sid[32], url[128];
+    char *body;
+    bool reached;
+    int rc, got;
+
+    setup_with(&state, false);
+    f = state;
+    create(f, "e1", "https://one.example/h", true, NULL);
+    snprintf(sid, sizeof(sid), "oom-%ld", n);
+    body = ingest_body(f->a.id, sid, "call-oom");
+    make_req(f, &r, auth, "POST", "/internal/v1/sessions", TOKEN, body);
+    answer_init(&a);
+    vh_api_resp_init(&resp);
+    alloc_count = 0;
+    alloc_fail_at = n;
+    rc = vh_api_handle_async(f->api, &r, &resp, on_answer, &a);
+    if (rc == VH_API_LATER && !wait_sem(&a.sem))
+        fail_msg("allocation %ld failing: put off, and done never ran", n); /* `f` is left */
+    reached = alloc_count >= n;
+    alloc_fail_at = 0;
+    /*
+     * The commit thread may still be returning from `done`, freeing its op: the plain counters
+     * of unit/oom.h must not be changed by two threads at once, so this thread frees nothing
+     * before the store is closed (which joins that thread). The API, whose release does not
+     * touch the store, goes after it.
+     */
+    vh_store_close(f->st);
+    f->st = NULL;
+    vh_api_free(f->api);
+    f->api = NULL;
+    assert_int_equal(atomic_load(&a.calls), rc == VH_API_LATER ? 1 : 0);
+    if (!reached && (rc != VH_API_LATER || resp.status != 202))
+        fail_msg("no allocation failed, yet: %d %d %s", rc, resp.status, vh_buf_cstr(&resp.body));
+    if (resp.status != 202 && resp.status != 500 && resp.status != 503)
+        fail_msg("allocation %ld failing: %d %s", n, resp.status, vh_buf_cstr(&resp.body));
+    if (rc != VH_API_LATER && resp.status != 202)
+        assert_true(rc < 0);
+    if (resp.body.len > 0 && resp.status != 202)
+        assert_non_null(strstr(resp.body.data, "\"success\":false"));
+    /*
+     * A 202 is durable, and a 503 says nothing was saved. A 500 may come after the commit
+     * (building the answer failed), as from vh_api_handle; a retry then finds the session.
+     */
+    snprintf(url, sizeof(url), "sqlite:%s/db", f->dir);
+    assert_int_equal(vh_store_open(url, &st, NULL), 0);
+    got = vh_store_call_get(st, f->a.id, sid, &rec, NULL);
+    if (got == 0)
+        vh_call_rec_release(&rec);
+    vh_store_close(st);
+    assert_true(got == 0 || got == VH_ENOTFOUND);
+    if (resp.status == 202)
+        assert_int_equal(got, 0);
+    if (resp.status == 503)
+        assert_int_equal(got, VH_ENOTFOUND);
+    vh_api_resp_release(&resp);
+    sem_destroy(&a.sem);
+    free(body);
+    teardown(&state);
+    return !reached;
+}
+
+/*
+ * Allocation 1, 2, ... N failing in one async ingest (STYLE.md §10): each request answered
+ * exactly once, at once or through `done`, with success or a 500/503, and no memory held
+ * afterwards. The counting allocator of unit/oom.h is installed for this test alone, not at
+ * start-up: its counters are plain, and the other tests allocate on several threads at once.
+ * No other thread runs when it is swapped, and both allocators are malloc's, so memory may
+ * cross them.
+ */
+static void async_ingest_under_oom(void **state)
+{
+    long n, base;
+
+    (void)state;
+    assert_int_equal(vh_replace_allocator(t_malloc, t_realloc, t_free), 0);
+    base = live_blocks;
+    for (n = 1; n < OOM_RUNS; n++) {
+        bool done = async_ingest_oom_once(n);
+
+        assert_int_equal(live_blocks, base);
+        if (done) {
+            assert_true(n > 1);
+            assert_int_equal(vh_replace_allocator(malloc, realloc, free), 0);
+            return;
+        }
+    }
+    fail_msg("the async ingest never succeeded");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -640,6 +1310,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(ingest_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(calls_read_back, setup, teardown),
         cmocka_unit_test_setup_teardown(calls_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(async_ingest, setup, teardown),
+        cmocka_unit_test_setup_teardown(async_ingest_no_endpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(async_ingest_repeat, setup, teardown),
+        cmocka_unit_test_setup_teardown(async_answers_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(async_conflict, setup, teardown),
+        cmocka_unit_test_setup_teardown(async_without_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(async_concurrent_ingests, setup, teardown),
+        cmocka_unit_test(async_ingest_under_oom),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -24,6 +26,8 @@
 #include <vocohook/id.h>
 #include <vocohook/sign.h>
 #include <vocohook/store.h>
+
+#include "unit/wait.h"
 
 #define T0 INT64_C(1773585128000) /* 2026-03-15T14:32:08.000Z */
 
@@ -1351,6 +1355,682 @@ static void concurrent_puts_in_many_groups_each_get_their_own_answer(void **stat
     free(s);
 }
 
+/* ---- puts that do not wait (vh_store_event_put_async) ------------------------------------- */
+
+/* One async put: it owns what the put borrows, and keeps what its `done` saw. */
+struct async_put {
+    struct vh_event_put ev;
+    char session[64];
+    sem_t *answered;  /* posted after each `done` */
+    atomic_int calls; /* how many times `done` ran */
+    int rc;
+    bool has_res;
+    bool created;
+    size_t deliveries;
+    char event_id[VH_UUID_LEN + 1];
+    char msg[VH_ERROR_MSG_MAX];
+};
+
+/*
+ * The async puts of one test, on the heap: a test that fails leaks them, so that a `done`
+ * which still comes (from the teardown's close) writes into live memory.
+ */
+struct async_set {
+    sem_t answered; /* posted after every `done` of the set */
+    size_t n;
+    struct async_put op[];
+};
+
+static struct async_set *async_set_new(size_t n)
+{
+    struct async_set *s = calloc(1, sizeof(*s) + n * sizeof(s->op[0]));
+    size_t i;
+
+    assert_non_null(s);
+    assert_int_equal(sem_init(&s->answered, 0, 0), 0);
+    s->n = n;
+    for (i = 0; i < n; i++) {
+        atomic_init(&s->op[i].calls, 0);
+        s->op[i].answered = &s->answered;
+    }
+    return s;
+}
+
+static void async_set_free(struct async_set *s)
+{
+    sem_destroy(&s->answered);
+    free(s);
+}
+
+/* Prepares `a` to put `session` (copied) for `partner_id` (borrowed). */
+static void async_fill(struct async_put *a, const char *partner_id, const char *session,
+                       int64_t accepted_ms)
+{
+    snprintf(a->session, sizeof(a->session), "%s", session);
+    fill_put(&a->ev, partner_id, a->session, accepted_ms);
+}
+
+/* The vh_store_put_done_fn of every async put here: records what it got, counts, posts. */
+static void async_done(void *ud, int rc, const struct vh_event_put_result *res,
+                       const struct vh_error *err)
+{
+    struct async_put *a = ud;
+
+    a->rc = rc;
+    a->has_res = res != NULL;
+    if (res) {
+        a->created = res->created;
+        a->deliveries = res->deliveries;
+        snprintf(a->event_id, sizeof(a->event_id), "%s", res->event_id);
+    }
+    snprintf(a->msg, sizeof(a->msg), "%s", err ? err->msg : "");
+    atomic_fetch_add(&a->calls, 1);
+    sem_post(a->answered);
+}
+
+/* Posts `a`: the store must take it, and report nothing through `err` then. */
+static void post(struct vh_store *st, struct async_put *a)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    int rc = vh_store_event_put_async(st, &a->ev, async_done, a, &err);
+
+    if (rc != 0)
+        fail_msg("post %s: rc %d, '%s'", a->session, rc, err.msg);
+    assert_int_equal(err.code, 0);
+    assert_string_equal(err.msg, "");
+}
+
+/* Waits (up to WAIT_S) for one more `done` of the set. */
+static void await_answer(struct fixture *f, struct async_set *s, const char *what)
+{
+    if (!wait_sem(&s->answered)) {
+        f->st = NULL; /* abandoned: closing it would wait for the lost answer forever */
+        fail_msg("%s: no answer within %d s", what, WAIT_S);
+    }
+}
+
+/* Posts `a` alone and waits for its `done`. */
+static void post_and_wait(struct fixture *f, struct async_set *s, struct async_put *a)
+{
+    post(f->st, a);
+    await_answer(f, s, a->session);
+    assert_int_equal(atomic_load(&a->calls), 1);
+}
+
+/* Closes the store, which waits for every `done`, and opens it again. */
+static void reopen(struct fixture *f)
+{
+    vh_store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(open_store(f), 0);
+}
+
+/* The store holds `a`'s event under its session, with the id `done` gave and `a`'s body. */
+static void assert_stored(struct vh_store *st, const struct async_put *a)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_call_rec rec;
+
+    memset(&rec, 0, sizeof(rec));
+    if (vh_store_call_get(st, a->ev.partner_id, a->session, &rec, &err) < 0)
+        fail_msg("call get %s: %s", a->session, err.msg);
+    assert_string_equal(rec.event_id, a->event_id);
+    assert_string_equal(rec.partner_id, a->ev.partner_id);
+    assert_string_equal(rec.session_id, a->session);
+    assert_int_equal(rec.accepted_ms, a->ev.accepted_ms);
+    assert_int_equal(rec.body.len, a->ev.body_len);
+    assert_memory_equal(rec.body.data, a->ev.body, rec.body.len);
+    vh_call_rec_release(&rec);
+}
+
+static void event_put_async_new_event_is_answered_once(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_brief *d = NULL;
+    struct async_set *s = async_set_new(1);
+    struct async_put *a = &s->op[0];
+    struct fanout fo;
+    char session[64];
+    int64_t events, deliveries;
+    size_t n = 0;
+
+    make_fanout(f->st, "Async", &fo);
+    events = count(f->st, "events");
+    deliveries = count(f->st, "deliveries");
+    uniq(session, sizeof(session), "async");
+    async_fill(a, fo.p.id, session, T0 + 5);
+    post_and_wait(f, s, a);
+    if (a->rc != 0)
+        fail_msg("done: rc %d, '%s'", a->rc, a->msg);
+    assert_true(a->has_res);
+    assert_true(a->created);
+    assert_int_equal(a->deliveries, 3);
+    assert_int_equal(strlen(a->event_id), VH_UUID_LEN);
+
+    /* Answered means committed: a reader sees it at once, with its deliveries. */
+    assert_stored(f->st, a);
+    assert_int_equal(count(f->st, "events"), events + 1);
+    assert_int_equal(count(f->st, "deliveries"), deliveries + 3);
+    assert_int_equal(vh_store_event_deliveries(f->st, a->event_id, &d, &n, NULL), 0);
+    vh_free(d);
+    assert_int_equal(n, 3);
+
+    /* Once closed, no `done` can come any more: it ran exactly once. The event stays. */
+    reopen(f);
+    assert_int_equal(atomic_load(&a->calls), 1);
+    assert_stored(f->st, a);
+    async_set_free(s);
+}
+
+static void event_put_async_repeat_gets_the_first_answer(void **state)
+{
+    struct fixture *f = *state;
+    struct async_set *s = async_set_new(3);
+    struct async_put *rep = &s->op[0], *fresh = &s->op[1], *again = &s->op[2];
+    struct vh_event_put_result first, sync_again;
+    struct vh_event_put ev;
+    struct fanout fo;
+    char s1[64], s2[64];
+    int64_t events, deliveries;
+    size_t i;
+
+    make_fanout(f->st, "Async repeat", &fo);
+    events = count(f->st, "events");
+    deliveries = count(f->st, "deliveries");
+
+    /* Async after sync: the first answer, even with another body and time. */
+    uniq(s1, sizeof(s1), "arep");
+    fill_put(&ev, fo.p.id, s1, T0);
+    put(f->st, &ev, &first);
+    assert_true(first.created);
+    async_fill(rep, fo.p.id, s1, T0 + 60000);
+    rep->ev.body = "{}";
+    rep->ev.body_len = 2;
+    post_and_wait(f, s, rep);
+    if (rep->rc != 0)
+        fail_msg("async repeat: rc %d, '%s'", rep->rc, rep->msg);
+    assert_true(rep->has_res);
+    assert_false(rep->created);
+    assert_string_equal(rep->event_id, first.event_id);
+    assert_int_equal(rep->deliveries, 3);
+
+    /* Sync after async, then async again: the async put's answer each time. */
+    uniq(s2, sizeof(s2), "arep");
+    async_fill(fresh, fo.p.id, s2, T0 + 1);
+    post_and_wait(f, s, fresh);
+    assert_int_equal(fresh->rc, 0);
+    assert_true(fresh->created);
+    fill_put(&ev, fo.p.id, s2, T0 + 120000);
+    ev.body = "{\"other\":1}";
+    ev.body_len = strlen(ev.body);
+    memset(&sync_again, 0x5a, sizeof(sync_again));
+    put(f->st, &ev, &sync_again);
+    assert_false(sync_again.created);
+    assert_string_equal(sync_again.event_id, fresh->event_id);
+    assert_int_equal(sync_again.deliveries, 3);
+    async_fill(again, fo.p.id, s2, T0 + 180000);
+    post_and_wait(f, s, again);
+    assert_int_equal(again->rc, 0);
+    assert_false(again->created);
+    assert_string_equal(again->event_id, fresh->event_id);
+    assert_int_equal(again->deliveries, 3);
+
+    /* Two events, and the first body of each. */
+    assert_int_equal(count(f->st, "events"), events + 2);
+    assert_int_equal(count(f->st, "deliveries"), deliveries + 6);
+    assert_stored(f->st, fresh);
+    reopen(f);
+    for (i = 0; i < s->n; i++)
+        assert_int_equal(atomic_load(&s->op[i].calls), 1);
+    assert_stored(f->st, fresh);
+    async_set_free(s);
+}
+
+static void event_put_async_failures_come_through_done(void **state)
+{
+    struct fixture *f = *state;
+    struct async_set *s = async_set_new(2);
+    struct async_put *conflict = &s->op[0], *unknown = &s->op[1];
+    struct vh_call_rec *arr = NULL;
+    struct vh_event_put_result res;
+    struct vh_call_rec rec;
+    struct vh_endpoint hook;
+    struct vh_event_put ev;
+    struct vh_partner a, b;
+    char owned[64], orphan[64], want[160];
+    int64_t events, deliveries;
+    size_t n = 0, total = 7, i;
+
+    new_partner(f->st, "Async owner", &a);
+    new_partner(f->st, "Async other", &b);
+    new_endpoint(f->st, b.id, "hook", true, &hook); /* a wrongly stored event would fan out */
+    uniq(owned, sizeof(owned), "aown");
+    fill_put(&ev, a.id, owned, T0);
+    put(f->st, &ev, &res);
+    events = count(f->st, "events");
+    deliveries = count(f->st, "deliveries");
+
+    /* Another partner's session: the message vh_store_event_put gives, through `done`. */
+    async_fill(conflict, b.id, owned, T0 + 1);
+    post_and_wait(f, s, conflict);
+    assert_int_equal(conflict->rc, VH_ECONFLICT);
+    assert_false(conflict->has_res);
+    snprintf(want, sizeof(want), "session_id '%s' belongs to another partner", owned);
+    assert_string_equal(conflict->msg, want);
+
+    /* A partner that does not exist. */
+    uniq(orphan, sizeof(orphan), "aorphan");
+    async_fill(unknown, no_partner, orphan, T0 + 2);
+    post_and_wait(f, s, unknown);
+    assert_int_equal(unknown->rc, VH_ENOTFOUND);
+    assert_false(unknown->has_res);
+    snprintf(want, sizeof(want), "partner '%s' not found", no_partner);
+    assert_string_equal(unknown->msg, want);
+
+    /* Nothing stored: the owner keeps its event, the other partner has none. */
+    assert_int_equal(count(f->st, "events"), events);
+    assert_int_equal(count(f->st, "deliveries"), deliveries);
+    memset(&rec, 0, sizeof(rec));
+    assert_int_equal(vh_store_call_get(f->st, a.id, owned, &rec, NULL), 0);
+    assert_string_equal(rec.event_id, res.event_id);
+    vh_call_rec_release(&rec);
+    assert_int_equal(vh_store_call_list(f->st, b.id, 10, 0, 0, &arr, &n, &total, NULL), 0);
+    free_calls(arr, n);
+    assert_int_equal(total, 0);
+    reopen(f);
+    for (i = 0; i < s->n; i++)
+        assert_int_equal(atomic_load(&s->op[i].calls), 1);
+    assert_int_equal(count(f->st, "events"), events);
+    async_set_free(s);
+}
+
+/* Posts a bad `a`: it must be refused at once with `want`, naming `field` (as sync does). */
+static void assert_refused(struct vh_store *st, struct async_put *a, int want, const char *field)
+{
+    struct vh_error err = VH_ERROR_INIT, sync_err = VH_ERROR_INIT;
+    struct vh_event_put_result res;
+    int rc;
+
+    rc = vh_store_event_put_async(st, &a->ev, async_done, a, &err);
+    if (rc != want)
+        fail_msg("post %s: rc %d ('%s'), want %d", a->session, rc, err.msg, want);
+    assert_int_equal(err.code, want);
+    if (!strstr(err.msg, field))
+        fail_msg("post %s: '%s' does not name %s", a->session, err.msg, field);
+    /* The same refusal as vh_store_event_put's. */
+    assert_int_equal(vh_store_event_put(st, &a->ev, &res, &sync_err), want);
+    assert_string_equal(err.msg, sync_err.msg);
+}
+
+static void event_put_async_refuses_bad_input_at_once(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct async_set *s = async_set_new(6);
+    struct async_put *a = s->op;
+    struct vh_partner p;
+    char session[64];
+    int64_t events = count(f->st, "events");
+    size_t i;
+
+    new_partner(f->st, "Async picky", &p);
+    uniq(session, sizeof(session), "abad");
+    async_fill(&a[0], p.id, "has space", T0);
+    assert_refused(f->st, &a[0], VH_EINVAL, "session_id");
+    async_fill(&a[1], p.id, session, T0);
+    a[1].ev.body_len = 0;
+    assert_refused(f->st, &a[1], VH_EINVAL, "body");
+    async_fill(&a[2], p.id, session, T0);
+    a[2].ev.body = NULL;
+    assert_refused(f->st, &a[2], VH_EINVAL, "body");
+    async_fill(&a[3], p.id, session, T0);
+    a[3].ev.call_status = VH_CALL_BUSY; /* a status without a call */
+    assert_refused(f->st, &a[3], VH_EINVAL, "call status");
+    async_fill(&a[4], "not a partner id", session, T0);
+    assert_refused(f->st, &a[4], VH_ENOTFOUND, "partner");
+
+    /* Missing arguments: no callback, no event, no store. */
+    async_fill(&a[5], p.id, session, T0);
+    assert_int_equal(vh_store_event_put_async(f->st, &a[5].ev, NULL, &a[5], &err), VH_EINVAL);
+    assert_int_equal(err.code, VH_EINVAL);
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_event_put_async(f->st, NULL, async_done, &a[5], &err), VH_EINVAL);
+    assert_int_equal(err.code, VH_EINVAL);
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_event_put_async(NULL, &a[5].ev, async_done, &a[5], &err), VH_EINVAL);
+    assert_int_equal(err.code, VH_EINVAL);
+
+    /* Refused means never answered: once closed, no `done` has run, and nothing is stored. */
+    reopen(f);
+    for (i = 0; i < s->n; i++)
+        assert_int_equal(atomic_load(&s->op[i].calls), 0);
+    assert_false(posted_within(&s->answered, 0));
+    assert_int_equal(count(f->st, "events"), events);
+    async_set_free(s);
+}
+
+#define POSTERS      8  /* threads posting at once */
+#define POSTER_PUTS  50 /* async puts per thread */
+#define POSTER_SYNC  5  /* ... and a sync put after every POSTER_SYNC of them */
+#define POSTER_SYNCS (POSTER_PUTS / POSTER_SYNC)
+
+struct poster {
+    struct vh_store *st;
+    struct async_put *op; /* POSTER_PUTS, this thread's */
+    const char *partner_id;
+    const char *run;
+    int id;
+    pthread_barrier_t *go;
+    sem_t *finished; /* posted when the thread is done posting */
+    char sync_session[POSTER_SYNCS][64];
+    struct vh_event_put_result sync_res[POSTER_SYNCS];
+    int failures;
+    char first_failure[2 * VH_ERROR_MSG_MAX];
+};
+
+static void poster_fail(struct poster *p, const char *what, int i, int rc, const char *msg)
+{
+    if (p->failures++ == 0)
+        snprintf(p->first_failure, sizeof(p->first_failure), "%s %d: rc %d, '%s'", what, i, rc,
+                 msg);
+}
+
+static void *poster_run(void *arg)
+{
+    struct poster *p = arg;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put ev;
+    int i, j, rc;
+
+    pthread_barrier_wait(p->go);
+    for (i = 0, j = 0; i < POSTER_PUTS; i++) {
+        vh_error_clear(&err);
+        rc = vh_store_event_put_async(p->st, &p->op[i].ev, async_done, &p->op[i], &err);
+        if (rc != 0)
+            poster_fail(p, "post", i, rc, err.msg);
+        if (i % POSTER_SYNC != POSTER_SYNC - 1)
+            continue;
+        snprintf(p->sync_session[j], sizeof(p->sync_session[j]), "%s-s%02d-%03d", p->run, p->id, j);
+        fill_put(&ev, p->partner_id, p->sync_session[j], T0 + i);
+        vh_error_clear(&err);
+        rc = vh_store_event_put(p->st, &ev, &p->sync_res[j], &err);
+        if (rc != 0 || !p->sync_res[j].created)
+            poster_fail(p, "sync put", j, rc, err.msg);
+        j++;
+    }
+    sem_post(p->finished);
+    return NULL;
+}
+
+/*
+ * POSTERS threads post POSTER_PUTS async puts each, with sync puts among them, so that the
+ * runner's groups and the sync callers' groups take each other's puts. Every `done` runs
+ * exactly once with its own event's answer, and every event is stored once.
+ */
+static void event_put_async_from_many_threads_each_answered_once(void **state)
+{
+    struct fixture *f = *state;
+    struct async_set *s = async_set_new(POSTERS * POSTER_PUTS);
+    struct vh_call_rec *arr = NULL;
+    struct poster *p;
+    struct fanout fo;
+    pthread_barrier_t go;
+    pthread_t t[POSTERS];
+    sem_t finished;
+    char run[64];
+    const char **ids;
+    const size_t all = POSTERS * (POSTER_PUTS + POSTER_SYNCS);
+    size_t n = 0, total = 0, i, j;
+    int64_t events, deliveries;
+    int k;
+
+    make_fanout(f->st, "Async crowd", &fo);
+    events = count(f->st, "events");
+    deliveries = count(f->st, "deliveries");
+    uniq(run, sizeof(run), "acrowd");
+    for (i = 0; i < s->n; i++) {
+        char session[64];
+
+        assert_true(snprintf(session, sizeof(session), "%s-a%02zu-%03zu", run, i / POSTER_PUTS,
+                             i % POSTER_PUTS) < (int)sizeof(session));
+        async_fill(&s->op[i], fo.p.id, session, T0 + (int64_t)i);
+    }
+    p = calloc(POSTERS, sizeof(*p));
+    assert_non_null(p);
+    assert_int_equal(sem_init(&finished, 0, 0), 0);
+    assert_int_equal(pthread_barrier_init(&go, NULL, POSTERS), 0);
+    for (k = 0; k < POSTERS; k++) {
+        p[k].st = f->st;
+        p[k].op = &s->op[(size_t)k * POSTER_PUTS];
+        p[k].partner_id = fo.p.id;
+        p[k].run = run;
+        p[k].id = k;
+        p[k].go = &go;
+        p[k].finished = &finished;
+        assert_int_equal(pthread_create(&t[k], NULL, poster_run, &p[k]), 0);
+    }
+    for (k = 0; k < POSTERS; k++)
+        if (!wait_sem(&finished)) {
+            f->st = NULL; /* abandoned, with the thread stuck in it */
+            fail_msg("a posting thread did not finish within %d s", WAIT_S);
+        }
+    for (k = 0; k < POSTERS; k++)
+        assert_int_equal(pthread_join(t[k], NULL), 0);
+    pthread_barrier_destroy(&go);
+    sem_destroy(&finished);
+    for (k = 0; k < POSTERS; k++)
+        if (p[k].failures)
+            fail_msg("thread %d: %d failures; first: %s", k, p[k].failures, p[k].first_failure);
+    for (i = 0; i < s->n; i++)
+        if (!wait_sem(&s->answered)) {
+            f->st = NULL; /* abandoned: closing it would wait for the lost answers */
+            fail_msg("%zu of %zu async puts answered within %d s", i, s->n, WAIT_S);
+        }
+
+    ids = calloc(all, sizeof(*ids));
+    assert_non_null(ids);
+    for (i = 0; i < s->n; i++) {
+        const struct async_put *a = &s->op[i];
+
+        if (atomic_load(&a->calls) != 1 || a->rc != 0 || !a->has_res || !a->created ||
+            a->deliveries != 3)
+            fail_msg("put %s: %d calls, rc %d, '%s', created %d, %zu deliveries", a->session,
+                     atomic_load(&a->calls), a->rc, a->msg, a->created, a->deliveries);
+        ids[n++] = a->event_id;
+    }
+    for (k = 0; k < POSTERS; k++) {
+        for (j = 0; j < POSTER_SYNCS; j++) {
+            assert_int_equal(p[k].sync_res[j].deliveries, 3);
+            ids[n++] = p[k].sync_res[j].event_id;
+        }
+    }
+    qsort(ids, n, sizeof(*ids), compare_ids);
+    for (i = 1; i < n; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+    free(ids);
+
+    /* Every event once; and after the close no `done` came twice. */
+    assert_int_equal(count(f->st, "events"), events + (int64_t)all);
+    assert_int_equal(count(f->st, "deliveries"), deliveries + 3 * (int64_t)all);
+    assert_int_equal(vh_store_call_list(f->st, fo.p.id, 1, 0, 0, &arr, &n, &total, NULL), 0);
+    free_calls(arr, n);
+    assert_int_equal(total, all);
+    reopen(f);
+    for (i = 0; i < s->n; i++) {
+        assert_int_equal(atomic_load(&s->op[i].calls), 1);
+        assert_stored(f->st, &s->op[i]);
+    }
+    assert_false(posted_within(&s->answered, 0));
+    free(p);
+    async_set_free(s);
+}
+
+/* One of the threads putting the same session, sync (even ids) or async (odd ones). */
+struct mixed_racer {
+    struct vh_store *st;
+    const struct vh_event_put *ev; /* sync */
+    struct async_put *a;           /* async */
+    pthread_barrier_t *go;
+    sem_t *finished;
+    struct vh_event_put_result res;
+    int rc;
+    char msg[VH_ERROR_MSG_MAX];
+};
+
+static void *mixed_race(void *arg)
+{
+    struct mixed_racer *r = arg;
+    struct vh_error err = VH_ERROR_INIT;
+
+    pthread_barrier_wait(r->go);
+    if (r->a)
+        r->rc = vh_store_event_put_async(r->st, &r->a->ev, async_done, r->a, &err);
+    else
+        r->rc = vh_store_event_put(r->st, r->ev, &r->res, &err);
+    memcpy(r->msg, err.msg, sizeof(r->msg));
+    sem_post(r->finished);
+    return NULL;
+}
+
+/* Sync and async puts of one session at once: one of them creates it, all get its id. */
+static void event_put_async_and_sync_of_one_session_agree(void **state)
+{
+    struct fixture *f = *state;
+    struct async_set *s = async_set_new(RACERS / 2);
+    struct mixed_racer r[RACERS];
+    const char *ids[RACERS];
+    struct vh_event_put ev;
+    struct fanout fo;
+    pthread_barrier_t go;
+    pthread_t t[RACERS];
+    sem_t finished;
+    char session[64];
+    int64_t events, deliveries;
+    int i, created = 0;
+
+    make_fanout(f->st, "Async racing", &fo);
+    events = count(f->st, "events");
+    deliveries = count(f->st, "deliveries");
+    uniq(session, sizeof(session), "amix");
+    fill_put(&ev, fo.p.id, session, T0);
+    memset(r, 0, sizeof(r));
+    assert_int_equal(sem_init(&finished, 0, 0), 0);
+    assert_int_equal(pthread_barrier_init(&go, NULL, RACERS), 0);
+    for (i = 0; i < RACERS; i++) {
+        r[i].st = f->st;
+        r[i].ev = &ev;
+        if (i % 2) {
+            r[i].a = &s->op[i / 2];
+            async_fill(r[i].a, fo.p.id, session, T0 + i);
+        }
+        r[i].go = &go;
+        r[i].finished = &finished;
+        assert_int_equal(pthread_create(&t[i], NULL, mixed_race, &r[i]), 0);
+    }
+    for (i = 0; i < RACERS; i++)
+        if (!wait_sem(&finished)) {
+            f->st = NULL; /* abandoned, with the racer stuck in it */
+            fail_msg("a racer did not finish within %d s", WAIT_S);
+        }
+    for (i = 0; i < RACERS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    pthread_barrier_destroy(&go);
+    sem_destroy(&finished);
+    for (i = 0; i < RACERS; i++)
+        if (r[i].rc != 0)
+            fail_msg("racer %d: rc %d, '%s'", i, r[i].rc, r[i].msg);
+    for (i = 0; i < RACERS / 2; i++)
+        await_answer(f, s, "a racing async put");
+
+    for (i = 0; i < RACERS; i++) {
+        const struct async_put *a = r[i].a;
+
+        if (a) {
+            assert_int_equal(atomic_load(&a->calls), 1);
+            assert_int_equal(a->rc, 0);
+            assert_int_equal(a->deliveries, 3);
+            created += a->created;
+            ids[i] = a->event_id;
+        } else {
+            assert_int_equal(r[i].res.deliveries, 3);
+            created += r[i].res.created;
+            ids[i] = r[i].res.event_id;
+        }
+        assert_string_equal(ids[i], ids[0]);
+    }
+    assert_int_equal(created, 1);
+    assert_int_equal(count(f->st, "events"), events + 1);
+    assert_int_equal(count(f->st, "deliveries"), deliveries + 3);
+    reopen(f);
+    for (i = 0; i < RACERS / 2; i++)
+        assert_int_equal(atomic_load(&s->op[i].calls), 1);
+    async_set_free(s);
+}
+
+#define CLOSE_PUTS 64
+
+/* vh_store_close right after posting: it answers every put before it returns. */
+static void store_close_answers_every_posted_put(void **state)
+{
+    struct fixture *f = *state;
+    struct async_set *s = async_set_new(CLOSE_PUTS);
+    struct vh_call_rec rec;
+    struct vh_partner p;
+    struct vh_endpoint ep;
+    char run[64], session[64];
+    bool sqlite = strcmp(vh_store_backend(f->st), "sqlite") == 0;
+    int64_t events, committed = 0;
+    size_t i;
+
+    new_partner(f->st, "Async closing", &p);
+    new_endpoint(f->st, p.id, "hook", true, &ep);
+    events = count(f->st, "events");
+    uniq(run, sizeof(run), "aclose");
+    for (i = 0; i < s->n; i++) {
+        assert_true(snprintf(session, sizeof(session), "%s-%03zu", run, i) < (int)sizeof(session));
+        async_fill(&s->op[i], p.id, session, T0 + (int64_t)i);
+    }
+    for (i = 0; i < s->n; i++)
+        post(f->st, &s->op[i]);
+    vh_store_close(f->st);
+    f->st = NULL;
+
+    /* No waiting: close has returned, so every answer is in. */
+    for (i = 0; i < s->n; i++) {
+        const struct async_put *a = &s->op[i];
+
+        assert_int_equal(atomic_load(&a->calls), 1);
+        assert_true(posted_within(&s->answered, 0));
+        if (a->rc == 0) {
+            assert_true(a->has_res);
+            assert_true(a->created);
+            assert_int_equal(a->deliveries, 1);
+            committed++;
+        } else {
+            assert_true(a->rc < 0);
+            assert_false(a->has_res);
+            assert_string_not_equal(a->msg, "");
+        }
+        if (sqlite && a->rc != 0) /* SQLite commits what was queued before it closes */
+            fail_msg("put %s: rc %d, '%s'", a->session, a->rc, a->msg);
+    }
+    assert_false(posted_within(&s->answered, 0));
+
+    /* What was answered with success is durable; nothing else was stored. */
+    assert_int_equal(open_store(f), 0);
+    assert_int_equal(count(f->st, "events"), events + committed);
+    for (i = 0; i < s->n; i++) {
+        if (s->op[i].rc == 0) {
+            assert_stored(f->st, &s->op[i]);
+        } else {
+            memset(&rec, 0, sizeof(rec));
+            assert_int_equal(vh_store_call_get(f->st, p.id, s->op[i].session, &rec, NULL),
+                             VH_ENOTFOUND);
+        }
+    }
+    async_set_free(s);
+}
+
 /* ---- counts ---------------------------------------------------------------------------------- */
 
 static void count_accepts_only_known_tables(void **state)
@@ -1407,6 +2087,13 @@ int main(void)
         T(call_get_by_call_id_and_session_id),
         T(call_list_pages_newest_first_with_filter),
         T(concurrent_puts_in_many_groups_each_get_their_own_answer),
+        T(event_put_async_new_event_is_answered_once),
+        T(event_put_async_repeat_gets_the_first_answer),
+        T(event_put_async_failures_come_through_done),
+        T(event_put_async_refuses_bad_input_at_once),
+        T(event_put_async_from_many_threads_each_answered_once),
+        T(event_put_async_and_sync_of_one_session_agree),
+        T(store_close_answers_every_posted_put),
         T(count_accepts_only_known_tables),
     };
 
