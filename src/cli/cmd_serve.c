@@ -43,7 +43,7 @@ static const char serve_usage[] =
     "  --s3-endpoint URL, --s3-region R, --s3-bucket B, --s3-path-style\n"
     "                            presign recording_key (keys: AWS_ACCESS_KEY_ID and\n"
     "                            AWS_SECRET_ACCESS_KEY)\n"
-    "  --threads N               HTTP worker threads (default 64)\n"
+    "  --threads N               HTTP worker threads (default: two per CPU, 4 to 16)\n"
     "  --body-max SIZE           request body bound (default 1MiB; 413 past it)\n"
     "  --max-connections N       simultaneous connections (default 1024)\n"
     "  --conn-timeout DUR        idle connections are closed after this (default 30s)\n"

@@ -53,7 +53,8 @@ static void defaults(void **state)
     assert_int_equal(cfg.timeout_ms, 10000);
     assert_null(cfg.ingest_token);
     assert_null(cfg.s3_endpoint);
-    assert_int_equal(cfg.threads, 64);
+    assert_int_equal(cfg.threads, vh_config_default_threads());
+    assert_true(cfg.threads >= 4 && cfg.threads <= 16);
     assert_int_equal(cfg.body_max, VH_BODY_MAX);
     assert_int_equal(cfg.max_connections, 1024);
     assert_int_equal(cfg.conn_timeout_s, 30);
