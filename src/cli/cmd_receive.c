@@ -25,6 +25,7 @@
 #include <vocohook/config.h>
 #include <vocohook/receive.h>
 
+#include "core/thread_int.h"
 #include "core/banned.h"
 
 #define LISTEN_DEFAULT "127.0.0.1:9000"
@@ -229,6 +230,7 @@ static void *sink_run(void *arg)
     struct log_sink *s = arg;
     struct timespec deadline;
 
+    vh__thread_name("vh-log");
     pthread_mutex_lock(&s->mu);
     while (!s->stop) {
         if (s->len == 0) {

@@ -2,6 +2,7 @@
  * Group commit (group_int.h): the queue, the leader's turn, and the wakeups.
  */
 #include "core/group_int.h"
+#include "core/thread_int.h"
 
 #include <errno.h>
 
@@ -141,6 +142,9 @@ void *vh__group_runner_main(void *arg)
     const struct vh__group_runner *rn = arg;
     struct vh__group *g = rn->g;
     struct vh__group_op *batch;
+
+    if (rn->name)
+        vh__thread_name(rn->name);
 
     pthread_mutex_lock(g->mu);
     for (;;) {

@@ -79,6 +79,7 @@ struct vh__group_runner {
     struct vh__group *g;
     vh__group_run_fn *run;
     void *ud;
+    const char *name; /* the thread's name (vh__thread_name); NULL: unnamed */
 };
 
 /*

@@ -44,6 +44,7 @@
 
 #include "core/log_int.h"
 #include "deliver/deliver_int.h"
+#include "core/thread_int.h"
 #include "core/banned.h"
 
 #define USER_AGENT      "vocohook/" VH_VERSION_STRING
@@ -943,6 +944,7 @@ static void *engine_main(void *arg)
     int64_t deadline = 0, grace = 0;
     int running;
 
+    vh__thread_name("vh-engine");
     for (;;) {
         if (take_incoming(e, &grace) && !stopping) {
             stopping = true;

@@ -21,6 +21,7 @@
 #include <vocohook/json.h>
 
 #include "deliver/deliver_int.h"
+#include "core/thread_int.h"
 #include "core/banned.h"
 
 #define CLAIM_BATCH_DEFAULT 256
@@ -370,6 +371,8 @@ static void *dispatch(void *arg)
     int64_t next_recover = vh_time_mono_ms() + s->lease_ms / 4;
     struct job *unrecorded = NULL; /* refused by the store; recorded again */
     int stop_tries = 0;
+
+    vh__thread_name("vh-dispatch");
     /*
      * A claim failed, and may have committed anyway (the connection broke after COMMIT):
      * then rows are in flight under our name that we do not hold. We cannot tell them from

@@ -771,6 +771,7 @@ static int start_runner(struct vh_inbox *ib, struct vh_error *err)
             ib->rn.g = &ib->q;
             ib->rn.run = run_batch;
             ib->rn.ud = ib;
+            ib->rn.name = "vh-inbox";
             /* The runner takes no process signals: those are the application's. */
             sigfillset(&all);
             pthread_sigmask(SIG_BLOCK, &all, &old);

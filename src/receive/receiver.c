@@ -30,6 +30,7 @@
 #include <vocohook/clock.h>
 
 #include "crypto/crypto_int.h"
+#include "core/thread_int.h"
 #include "core/banned.h"
 
 #define IDLE_WAIT_MS  60000 /* the longest sleep with nothing due (a safety net) */
@@ -566,6 +567,7 @@ static void *worker_main(void *arg)
     uint64_t gen;
     int rc;
 
+    vh__thread_name("vh-jobs");
     while (!atomic_load(&r->stopping)) {
         pthread_mutex_lock(&r->mu);
         gen = r->gen;

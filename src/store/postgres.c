@@ -66,6 +66,7 @@
 #include <vocohook/event.h>
 #include <vocohook/id.h>
 
+#include "core/thread_int.h"
 #include "core/banned.h"
 
 #define POOL_MAX   8   /* connections per store */
@@ -3322,6 +3323,7 @@ static void *watch_main(void *arg)
     struct watcher *w = arg;
     int backoff = WATCH_BACKOFF_MS;
 
+    vh__thread_name("vh-pg-watch");
     for (;;) {
         struct vh_error err = VH_ERROR_INIT;
         struct conn *c = NULL;

@@ -2082,6 +2082,7 @@ static int start_runner(struct sqlite_store *s, struct vh_error *err)
             s->rn.g = &s->put_queue;
             s->rn.run = event_put_group;
             s->rn.ud = s;
+            s->rn.name = "vh-store";
             /* The runner takes no process signals: those are the application's. */
             sigfillset(&all);
             pthread_sigmask(SIG_BLOCK, &all, &old);

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -18,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -384,6 +386,50 @@ static void check_batches(struct fx *f, const size_t *sizes, size_t n)
  * Posted ops alone: the runner leads every batch, each on_done runs once after its batch,
  * batches hold at most batch_max ops, taken from the queue in order.
  */
+/* True when a thread of this process is named `name` (/proc/self/task/<tid>/comm). */
+static bool thread_named(const char *name)
+{
+    char path[300], comm[32];
+    struct dirent *d;
+    bool found = false;
+    DIR *dir = opendir("/proc/self/task");
+    FILE *fp;
+
+    assert_non_null(dir);
+    while (!found && (d = readdir(dir)) != NULL) {
+        if (d->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", d->d_name);
+        fp = fopen(path, "r");
+        if (!fp)
+            continue; /* the thread has ended */
+        if (fgets(comm, sizeof(comm), fp)) {
+            comm[strcspn(comm, "\n")] = '\0';
+            found = strcmp(comm, name) == 0;
+        }
+        fclose(fp);
+    }
+    closedir(dir);
+    return found;
+}
+
+/* The runner names its thread (top -H, perf): named before it leads its first batch. */
+static void runner_names_its_thread(void **state)
+{
+    struct fx *f = *state;
+    struct top op;
+
+    assert_false(thread_named("vh-test-runner"));
+    f->rn.name = "vh-test-runner";
+    start_runner(f);
+    atomic_store(&f->done_target, 1);
+    post(f, &op, 0);
+    assert_true(wait_sem(&f->all_done));
+    assert_true(thread_named("vh-test-runner"));
+    stop_runner(f);
+    assert_false(thread_named("vh-test-runner"));
+}
+
 static void posted_ops_alone(void **state)
 {
     struct fx *f = *state;
@@ -684,6 +730,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(posted_ops_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(runner_names_its_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(submitted_and_posted_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(posted_behind_a_submitters_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(runner_stop_drains, setup, teardown),
