@@ -428,6 +428,7 @@ static void runner_names_its_thread(void **state)
     assert_true(thread_named("vh-test-runner"));
     stop_runner(f);
     assert_false(thread_named("vh-test-runner"));
+    f->clean = true;
 }
 
 static void posted_ops_alone(void **state)
