@@ -5,6 +5,7 @@
 #include "core/thread_int.h"
 
 #include <errno.h>
+#include <signal.h>
 
 #include <vocohook/error.h>
 
@@ -135,6 +136,32 @@ int vh__group_runner_init(struct vh__group *g)
     g->kick_ready = true;
     g->stop = false;
     return 0;
+}
+
+int vh__group_runner_start(struct vh__group *g, struct vh__group_runner *rn, pthread_t *thread,
+                           atomic_bool *started)
+{
+    sigset_t all, old;
+    int rc = 0;
+
+    if (atomic_load(started))
+        return 0; /* the common case: no lock beyond the queue's own */
+    pthread_mutex_lock(g->mu);
+    if (!atomic_load(started)) {
+        if (!g->kick_ready && vh__group_runner_init(g) < 0) {
+            rc = VH_ENOMEM;
+        } else {
+            sigfillset(&all);
+            pthread_sigmask(SIG_BLOCK, &all, &old);
+            if (pthread_create(thread, NULL, vh__group_runner_main, rn) != 0)
+                rc = VH_EIO;
+            else
+                atomic_store(started, true);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
+    }
+    pthread_mutex_unlock(g->mu);
+    return rc;
 }
 
 void *vh__group_runner_main(void *arg)

@@ -27,6 +27,7 @@
 
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -88,6 +89,15 @@ struct vh__group_runner {
  * vh__group_runner_stop was called and no posted op is left.
  */
 void *vh__group_runner_main(void *arg);
+
+/*
+ * Starts the runner thread on `rn` (filled by the caller) once: the first caller that finds
+ * `*started` false does it, under the queue's `mu`, with every signal blocked in the new
+ * thread (process signals are the application's). Later calls cost one atomic load. Returns
+ * 0, VH_ENOMEM (no condition variable) or VH_EIO (no thread).
+ */
+int vh__group_runner_start(struct vh__group *g, struct vh__group_runner *rn, pthread_t *thread,
+                           atomic_bool *started);
 
 /* Asks the runner to return once the queue holds no posted op. */
 void vh__group_runner_stop(struct vh__group *g);

@@ -31,7 +31,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -529,6 +528,8 @@ static int create_private(const char *path, struct vh_error *err)
     return 0;
 }
 
+static vh__group_run_fn run_batch;
+
 int vh_inbox_open(const char *path, unsigned flags, struct vh_inbox **out, struct vh_error *err)
 {
     struct vh_inbox *ib;
@@ -559,6 +560,10 @@ int vh_inbox_open(const char *path, unsigned flags, struct vh_inbox **out, struc
     pthread_mutex_init(&ib->rmu, NULL);
     pthread_mutex_init(&ib->mu, NULL);
     ib->q.mu = &ib->mu;
+    ib->rn.g = &ib->q;
+    ib->rn.run = run_batch;
+    ib->rn.ud = ib;
+    ib->rn.name = "vh-inbox";
     ib->q.batch_max = BATCH_MAX;
     ib->path = vh_strndup(path, strlen(path));
     if (!ib->path) {
@@ -755,35 +760,16 @@ static void posted_put_done(struct vh__group_op *g)
     done(ud, rc, created, &err);
 }
 
-/* Starts the runner with the first post (under `mu`). Returns 0, VH_ENOMEM or VH_EIO. */
+/* Starts the commit thread with the first post. Returns 0, VH_ENOMEM or VH_EIO. */
 static int start_runner(struct vh_inbox *ib, struct vh_error *err)
 {
-    sigset_t all, old;
-    int rc = 0;
+    int rc = vh__group_runner_start(&ib->q, &ib->rn, &ib->runner, &ib->runner_started);
 
-    if (atomic_load(&ib->runner_started))
-        return 0; /* the common case: no lock beyond the queue's own */
-    pthread_mutex_lock(&ib->mu);
-    if (!atomic_load(&ib->runner_started)) {
-        if (!ib->q.kick_ready && vh__group_runner_init(&ib->q) < 0) {
-            rc = vh_error_set(err, VH_ENOMEM, "inbox: condition variable: out of memory");
-        } else {
-            ib->rn.g = &ib->q;
-            ib->rn.run = run_batch;
-            ib->rn.ud = ib;
-            ib->rn.name = "vh-inbox";
-            /* The runner takes no process signals: those are the application's. */
-            sigfillset(&all);
-            pthread_sigmask(SIG_BLOCK, &all, &old);
-            if (pthread_create(&ib->runner, NULL, vh__group_runner_main, &ib->rn) != 0)
-                rc = vh_error_set(err, VH_EIO, "inbox: cannot start the commit thread");
-            else
-                atomic_store(&ib->runner_started, true);
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
-        }
-    }
-    pthread_mutex_unlock(&ib->mu);
-    return rc;
+    if (rc == VH_ENOMEM)
+        return vh_error_set(err, rc, "inbox: condition variable: out of memory");
+    if (rc < 0)
+        return vh_error_set(err, rc, "inbox: cannot start the commit thread");
+    return 0;
 }
 
 int vh__inbox_put_post(struct vh_inbox *ib, const struct vh__inbox_put *p,

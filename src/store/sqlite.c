@@ -26,7 +26,6 @@
 
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1220,6 +1219,8 @@ static void sqlite_close(struct vh_store *st)
     vh_free(s);
 }
 
+static vh__group_run_fn event_put_group;
+
 static int sqlite_open(const char *path, struct vh_store **out, struct vh_error *err)
 {
     struct sqlite_store *s = NULL;
@@ -1252,6 +1253,10 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
     }
     mu_ok = pthread_mutex_init(&s->mu, NULL) == 0;
     s->put_queue.mu = &s->mu;
+    s->rn.g = &s->put_queue;
+    s->rn.run = event_put_group;
+    s->rn.ud = s;
+    s->rn.name = "vh-store";
     atomic_init(&s->runner_started, false);
     cv_ok = mu_ok && pthread_cond_init(&s->cv, NULL) == 0;
     if (cv_ok && pthread_cond_init(&s->turn_cv, NULL) != 0) {
@@ -2066,35 +2071,16 @@ static void put_posted_done(struct vh__group_op *g)
     vh_free(w);
 }
 
-/* Starts the runner with the first post (under `mu`). Returns 0, VH_ENOMEM or VH_EIO. */
+/* Starts the commit thread with the first post. Returns 0, VH_ENOMEM or VH_EIO. */
 static int start_runner(struct sqlite_store *s, struct vh_error *err)
 {
-    sigset_t all, old;
-    int rc = 0;
+    int rc = vh__group_runner_start(&s->put_queue, &s->rn, &s->runner, &s->runner_started);
 
-    if (atomic_load(&s->runner_started))
-        return 0; /* the common case: no lock beyond the queue's own */
-    pthread_mutex_lock(&s->mu);
-    if (!atomic_load(&s->runner_started)) {
-        if (!s->put_queue.kick_ready && vh__group_runner_init(&s->put_queue) < 0) {
-            rc = vh_error_set(err, VH_ENOMEM, "store: condition variable: out of memory");
-        } else {
-            s->rn.g = &s->put_queue;
-            s->rn.run = event_put_group;
-            s->rn.ud = s;
-            s->rn.name = "vh-store";
-            /* The runner takes no process signals: those are the application's. */
-            sigfillset(&all);
-            pthread_sigmask(SIG_BLOCK, &all, &old);
-            if (pthread_create(&s->runner, NULL, vh__group_runner_main, &s->rn) != 0)
-                rc = vh_error_set(err, VH_EIO, "store: cannot start the commit thread");
-            else
-                atomic_store(&s->runner_started, true);
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    return rc;
+    if (rc == VH_ENOMEM)
+        return vh_error_set(err, rc, "store: condition variable: out of memory");
+    if (rc < 0)
+        return vh_error_set(err, rc, "store: cannot start the commit thread");
+    return 0;
 }
 
 /*

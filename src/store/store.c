@@ -505,6 +505,23 @@ static int check_event_put(const struct vh_event_put *ev, struct vh_error *err)
     return check_time(ev->accepted_ms, "event accepted_ms", err);
 }
 
+/*
+ * What both puts do first: the argument checks (`has_answer`: the caller gave where the
+ * answer goes), and the id a new event will get.
+ */
+static int put_begin(struct vh_store *st, const struct vh_event_put *ev, bool has_answer,
+                     char id[VH_UUID_LEN + 1], struct vh_error *err)
+{
+    int rc;
+
+    if (!st || !ev || !has_answer)
+        return vh_error_set(err, VH_EINVAL, "put event: missing argument");
+    rc = check_event_put(ev, err);
+    if (rc < 0)
+        return rc;
+    return vh_uuid_new(id, err);
+}
+
 int vh_store_event_put(struct vh_store *st, const struct vh_event_put *ev,
                        struct vh_event_put_result *out, struct vh_error *err)
 {
@@ -512,12 +529,7 @@ int vh_store_event_put(struct vh_store *st, const struct vh_event_put *ev,
     char id[VH_UUID_LEN + 1];
     int rc;
 
-    if (!st || !ev || !out)
-        return vh_error_set(err, VH_EINVAL, "put event: missing argument");
-    rc = check_event_put(ev, err);
-    if (rc < 0)
-        return rc;
-    rc = vh_uuid_new(id, err);
+    rc = put_begin(st, ev, out != NULL, id, err);
     if (rc < 0)
         return rc;
     memset(&res, 0, sizeof(res));
@@ -536,12 +548,7 @@ int vh_store_event_put_async(struct vh_store *st, const struct vh_event_put *ev,
     char id[VH_UUID_LEN + 1];
     int rc;
 
-    if (!st || !ev || !done)
-        return vh_error_set(err, VH_EINVAL, "put event: missing argument");
-    rc = check_event_put(ev, err);
-    if (rc < 0)
-        return rc;
-    rc = vh_uuid_new(id, err);
+    rc = put_begin(st, ev, done != NULL, id, err);
     if (rc < 0)
         return rc;
     if (st->ops->event_put_post)
