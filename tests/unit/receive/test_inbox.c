@@ -60,6 +60,19 @@ static int teardown(void **state)
     return 0;
 }
 
+/* A put with what every stored webhook needs, received at `received_ms`, no jobs. */
+static void put_init(struct vh__inbox_put *p, const char *sid, const char *body,
+                     int64_t received_ms)
+{
+    memset(p, 0, sizeof(*p));
+    p->session_id = sid;
+    p->body = body;
+    p->body_len = strlen(body);
+    p->signed_at = "2026-03-15T14:32:08.000Z";
+    p->signature = "sha256=00";
+    p->received_ms = received_ms;
+}
+
 static void put(struct vh_inbox *ib, const char *sid, const char *url, int64_t now, size_t n_jobs,
                 bool want_created)
 {
@@ -70,15 +83,9 @@ static void put(struct vh_inbox *ib, const char *sid, const char *url, int64_t n
     size_t i;
 
     snprintf(body, sizeof(body), "{\"session\":\"%s\"}", sid);
-    memset(&p, 0, sizeof(p));
-    p.session_id = sid;
-    p.body = body;
-    p.body_len = strlen(body);
-    p.signed_at = "2026-03-15T14:32:08.000Z";
-    p.signature = "sha256=00";
+    put_init(&p, sid, body, now);
     p.recording_url = url;
     p.event_ms = T0;
-    p.received_ms = now;
     for (i = 0; i < n_jobs; i++) {
         p.jobs[i].kind = (enum vh_job_kind)(VH_JOB_DOWNLOAD + (int)i);
         p.jobs[i].next_attempt_ms = now;
@@ -156,13 +163,7 @@ static void too_many_jobs(void **state)
     int calls = 0;
     int64_t n = -1;
 
-    memset(&p, 0, sizeof(p));
-    p.session_id = "s_jobs";
-    p.body = "{}";
-    p.body_len = 2;
-    p.signed_at = "2026-03-15T14:32:08.000Z";
-    p.signature = "sha256=00";
-    p.received_ms = T0;
+    put_init(&p, "s_jobs", "{}", T0);
     p.n_jobs = VH_INBOX_JOBS_MAX + 1; /* checked before any job is read */
     assert_int_equal(vh__inbox_put(f->ib, &p, &created, &err), VH_EINVAL);
     assert_non_null(strstr(err.msg, "too many jobs"));
@@ -195,13 +196,7 @@ static void page_sizes(void **state)
                      SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(vh_inbox_open(old, 0, &ib, NULL), 0);
-    memset(&p, 0, sizeof(p));
-    p.session_id = "s_old";
-    p.body = "{}";
-    p.body_len = 2;
-    p.signed_at = "2026-03-15T14:32:08.000Z";
-    p.signature = "sha256=00";
-    p.received_ms = T0;
+    put_init(&p, "s_old", "{}", T0);
     assert_int_equal(vh__inbox_put(ib, &p, &created, NULL), 0);
     assert_true(created);
     assert_int_equal(vh_inbox_count(ib, &n, NULL), 0);
@@ -410,13 +405,7 @@ static void *put_many(void *arg)
             snprintf(sid, sizeof(sid), "shared_%d", i);
         else
             snprintf(sid, sizeof(sid), "t%d_%d", w->id, i);
-        memset(&p, 0, sizeof(p));
-        p.session_id = sid;
-        p.body = sid;
-        p.body_len = strlen(sid);
-        p.signed_at = "2026-03-15T14:32:08.000Z";
-        p.signature = "sha256=00";
-        p.received_ms = T0 + i;
+        put_init(&p, sid, sid, T0 + i);
         p.jobs[0].kind = VH_JOB_EXEC;
         p.jobs[0].next_attempt_ms = T0;
         p.jobs[0].deadline_ms = T0;
@@ -639,14 +628,8 @@ static int pput_put(struct vh_inbox *ib, struct pput *pp)
     size_t i;
     int rc;
 
-    memset(&p, 0, sizeof(p));
-    p.session_id = pp->sid;
-    p.body = pp->body;
-    p.body_len = strlen(pp->body);
-    p.signed_at = "2026-03-15T14:32:08.000Z";
-    p.signature = "sha256=00";
+    put_init(&p, pp->sid, pp->body, pp->received_ms);
     p.event_ms = T0;
-    p.received_ms = pp->received_ms;
     for (i = 0; i < pp->n_jobs; i++) {
         /* exec and forward: no recording URL needed */
         p.jobs[i].kind = (enum vh_job_kind)(VH_JOB_EXEC + (int)i);
