@@ -27,7 +27,7 @@ struct vh_server;
 
 struct vh_server_config {
     const char *listen;      /* "127.0.0.1:8080", "[::1]:8080", "0.0.0.0:0" (any port) */
-    unsigned threads;        /* worker threads; 0 means 64 */
+    unsigned threads;        /* worker threads; 0: vh_config_default_threads() */
     size_t body_max;         /* request body bound; 0 means VH_BODY_MAX (413 past it) */
     unsigned max_conns;      /* 0 means 1024 */
     unsigned conn_timeout_s; /* idle connection timeout; 0 means 30 */

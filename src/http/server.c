@@ -32,13 +32,13 @@
 
 #include <vocohook/alloc.h>
 #include <vocohook/clock.h>
+#include <vocohook/config.h>
 #include <vocohook/event.h>
 #include <vocohook/sign.h>
 
 #include "core/log_int.h"
 #include "core/banned.h"
 
-#define THREADS_DEFAULT      64
 #define MAX_CONNS_DEFAULT    1024
 #define CONN_TIMEOUT_DEFAULT 30
 #define CONN_MEMORY_LIMIT    (32 * 1024) /* headers + MHD's read buffer, per connection */
@@ -619,7 +619,7 @@ int vh_server_start_handler(const struct vh_server_handler *h, const struct vh_s
 {
     unsigned char rnd[4];
     struct vh_server *srv;
-    unsigned threads = cfg->threads ? cfg->threads : THREADS_DEFAULT;
+    unsigned threads = cfg->threads ? cfg->threads : vh_config_default_threads();
     unsigned max_conns = cfg->max_conns ? cfg->max_conns : MAX_CONNS_DEFAULT;
     unsigned timeout = cfg->conn_timeout_s ? cfg->conn_timeout_s : CONN_TIMEOUT_DEFAULT;
     int fd = -1, rc;

@@ -23,10 +23,13 @@
 #include <strings.h>
 #include <time.h>
 
+#include <dirent.h>
+
 #include <curl/curl.h>
 
 #include <vocohook/api.h>
 #include <vocohook/buf.h>
+#include <vocohook/config.h>
 #include <vocohook/error.h>
 #include <vocohook/server.h>
 
@@ -538,6 +541,31 @@ static void test_start_needs_a_handler(void **state)
  * Regression: a plain handler answers at once as before: method, path, query, the named
  * header and the body reach it, and a status outside 100-599 goes out as 500.
  */
+/* The threads of this process, from /proc/self/task. */
+static unsigned count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    unsigned n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* No thread count: the server runs vh_config_default_threads() workers, as `serve` does. */
+static void test_default_threads(void **state)
+{
+    struct fx *f = *state;
+    unsigned before = count_threads();
+
+    start_server(f, on_sync, NULL, 0, 0);
+    assert_int_equal(count_threads() - before, vh_config_default_threads());
+}
+
 static void test_sync_handler(void **state)
 {
     struct fx *f = *state;
@@ -884,6 +912,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_async_reply_while_handler_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_answered_out_of_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_answered_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_waits_for_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_early_refusal_later, setup, teardown),
     };
