@@ -9,7 +9,11 @@
  *
  * One loop (engine_main): take the incoming jobs, start what the caps allow, let libcurl
  * work, turn each CURLMSG_DONE into a report, and sleep in curl_multi_poll until a socket,
- * a timer or a submitter needs us.
+ * a timer or a submitter needs us. curl_multi_perform runs every transfer and each polls
+ * its socket (3.3 poll calls a delivery); libcurl's socket interface with our own epoll
+ * was measured and was slower (one epoll_ctl a state change, and libcurl still polls before
+ * reusing a connection), and loses a transfer's socket if libcurl runs out of memory
+ * inside curl_multi_socket_action (docs/BENCHMARKS.md, session 7).
  *
  * Cheap HTTPS: one multi handle keeps up to max_total connections open for reuse; a share
  * handle keeps TLS sessions across easy handles (a job takes any spare easy handle, whose
