@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,8 +23,6 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-#include <dirent.h>
 
 #include <curl/curl.h>
 
@@ -537,10 +536,6 @@ static void test_start_needs_a_handler(void **state)
     assert_null(srv);
 }
 
-/*
- * Regression: a plain handler answers at once as before: method, path, query, the named
- * header and the body reach it, and a status outside 100-599 goes out as 500.
- */
 /* The threads of this process, from /proc/self/task. */
 static unsigned count_threads(void)
 {
@@ -566,6 +561,10 @@ static void test_default_threads(void **state)
     assert_int_equal(count_threads() - before, vh_config_default_threads());
 }
 
+/*
+ * Regression: a plain handler answers at once as before: method, path, query, the named
+ * header and the body reach it, and a status outside 100-599 goes out as 500.
+ */
 static void test_sync_handler(void **state)
 {
     struct fx *f = *state;
