@@ -13,7 +13,9 @@ else
     steady_rate=${BENCH_STEADY_RATE:-1000}
     steady_seconds=${BENCH_STEADY_SECONDS:-60}
 fi
-# The harness alone (no daemon) runs at the same rate for at most 10 s per run.
+# The harness alone (no daemon), and the disk's floor (bench/disk_floor.py: SQLite alone
+# committing each session's bytes, WAL and synchronous=FULL, on the daemon's core and disk),
+# run at the same rate for at most 10 s per run.
 steady_floor_seconds=$(python3 -c "print(min(10.0, float('$steady_seconds')))")
 steady_conns=8 # pre-opened ingest connections; more are opened when all wait for answers
 steady_bin=$(dirname "$bench_load")/bench_steady
@@ -38,6 +40,13 @@ for ((r = 1; r <= runs; r++)); do
         --latencies "$rundir/harness.txt" --wait 5 >"$rundir/harness.json" ||
         bench_die "steady run $r: the harness alone failed: $(cat "$rundir/harness.json")"
 
+    # The disk's floor, just before the daemon, on its core and in its directory.
+    bench_log "steady run $r/$runs: the disk's floor (${steady_floor_seconds}s at $steady_rate commits/s)"
+    bench_pinned "$sut_core" python3 "$BENCH_SRC/bench/disk_floor.py" --db "$rundir/floor.db" \
+        --template "$template" --rate "$steady_rate" --seconds "$steady_floor_seconds" \
+        >"$rundir/floor.json" ||
+        bench_die "steady run $r: the disk's floor failed: $(cat "$rundir/floor.json")"
+
     # The daemon: one partner, one endpoint pointing at bench_steady's receiver.
     recv_port=$(bench_free_port)
     vhb setup --vocohook "$BENCH_VOCOHOOK" --db "$rundir/store.db" \
@@ -57,25 +66,33 @@ for ((r = 1; r <= runs; r++)); do
 
     # The figures: bench_steady's summary, one sample per percentile (the harness's own
     # p99 with the harness's summary as its detail).
-    python3 - "$rundir/steady.json" "$rundir/harness.json" "$r" >"$rundir/values.txt" <<'EOF'
+    python3 - "$rundir/steady.json" "$rundir/harness.json" "$rundir/floor.json" "$r" \
+        >"$rundir/values.txt" <<'EOF'
 import json, sys
 with open(sys.argv[1]) as f:
     d = json.load(f)
 with open(sys.argv[2]) as f:
     h = json.load(f)
+with open(sys.argv[3]) as f:
+    disk = json.load(f)
 lat = d["latency_ms"]
 for series, value, src in (("p50", lat["p50"], 1), ("p99", lat["p99"], 1),
                            ("p999", lat["p999"], 1), ("max", lat["max"], 1),
                            ("p99_due", d["latency_from_due_ms"]["p99"], 1),
                            ("ingest_p99", d["ingest_answer_ms"]["p99"], 1),
-                           ("harness_p99", h["latency_ms"]["p99"], 2)):
+                           ("harness_p99", h["latency_ms"]["p99"], 2),
+                           ("disk_p50", disk["latency_ms"]["p50"], 3),
+                           ("disk_p99", disk["latency_ms"]["p99"], 3)):
     print(series, value, sys.argv[src])
-print(f"bench: steady run {sys.argv[3]}: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, "
+run = sys.argv[4]
+print(f"bench: steady run {run}: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, "
       f"p99.9 {lat['p999']:.2f} ms, max {lat['max']:.1f} ms; {d['arrived']}/{d['sessions']} "
       f"arrived, sent at {d['send_rate']:.0f}/s on up to {d['ingest_connections']} "
-      f"connections; the harness alone: p99 {h['latency_ms']['p99']:.2f} ms", file=sys.stderr)
+      f"connections; the harness alone: p99 {h['latency_ms']['p99']:.2f} ms; the disk's floor: "
+      f"p50 {disk['latency_ms']['p50']:.2f} ms, p99 {disk['latency_ms']['p99']:.2f} ms",
+      file=sys.stderr)
 if d["capped"]:
-    print(f"bench: steady run {sys.argv[3]}: {d['capped']} sessions waited for a free ingest "
+    print(f"bench: steady run {run}: {d['capped']} sessions waited for a free ingest "
           f"connection (send lag p99 {d['send_lag_ms']['p99']:.0f} ms); counted from their due "
           f"time, p99 is {d['latency_from_due_ms']['p99']:.1f} ms", file=sys.stderr)
 EOF
