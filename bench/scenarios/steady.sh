@@ -13,7 +13,7 @@ else
     steady_rate=${BENCH_STEADY_RATE:-1000}
     steady_seconds=${BENCH_STEADY_SECONDS:-60}
 fi
-# The harness alone (no daemon), and the disk's floor (bench/disk_floor.py: SQLite alone
+# The harness alone (no daemon), and the disk alone (bench/disk_commits.py: SQLite alone
 # committing each session's bytes, WAL and synchronous=FULL, on the daemon's core and disk),
 # run at the same rate for at most 10 s per run.
 steady_floor_seconds=$(python3 -c "print(min(10.0, float('$steady_seconds')))")
@@ -40,12 +40,12 @@ for ((r = 1; r <= runs; r++)); do
         --latencies "$rundir/harness.txt" --wait 5 >"$rundir/harness.json" ||
         bench_die "steady run $r: the harness alone failed: $(cat "$rundir/harness.json")"
 
-    # The disk's floor, just before the daemon, on its core and in its directory.
-    bench_log "steady run $r/$runs: the disk's floor (${steady_floor_seconds}s at $steady_rate commits/s)"
-    bench_pinned "$sut_core" python3 "$BENCH_SRC/bench/disk_floor.py" --db "$rundir/floor.db" \
+    # The disk alone, just before the daemon, on its core and in its directory.
+    bench_log "steady run $r/$runs: the disk alone (${steady_floor_seconds}s at $steady_rate commits/s)"
+    bench_pinned "$sut_core" python3 "$BENCH_SRC/bench/disk_commits.py" --db "$rundir/disk.db" \
         --template "$template" --rate "$steady_rate" --seconds "$steady_floor_seconds" \
-        >"$rundir/floor.json" ||
-        bench_die "steady run $r: the disk's floor failed: $(cat "$rundir/floor.json")"
+        >"$rundir/disk.json" ||
+        bench_die "steady run $r: the disk alone failed: $(cat "$rundir/disk.json")"
 
     # The daemon: one partner, one endpoint pointing at bench_steady's receiver.
     recv_port=$(bench_free_port)
@@ -66,7 +66,7 @@ for ((r = 1; r <= runs; r++)); do
 
     # The figures: bench_steady's summary, one sample per percentile (the harness's own
     # p99 with the harness's summary as its detail).
-    python3 - "$rundir/steady.json" "$rundir/harness.json" "$rundir/floor.json" "$r" \
+    python3 - "$rundir/steady.json" "$rundir/harness.json" "$rundir/disk.json" "$r" \
         >"$rundir/values.txt" <<'EOF'
 import json, sys
 with open(sys.argv[1]) as f:
@@ -88,7 +88,7 @@ run = sys.argv[4]
 print(f"bench: steady run {run}: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, "
       f"p99.9 {lat['p999']:.2f} ms, max {lat['max']:.1f} ms; {d['arrived']}/{d['sessions']} "
       f"arrived, sent at {d['send_rate']:.0f}/s on up to {d['ingest_connections']} "
-      f"connections; the harness alone: p99 {h['latency_ms']['p99']:.2f} ms; the disk's floor: "
+      f"connections; the harness alone: p99 {h['latency_ms']['p99']:.2f} ms; the disk alone: "
       f"p50 {disk['latency_ms']['p50']:.2f} ms, p99 {disk['latency_ms']['p99']:.2f} ms",
       file=sys.stderr)
 if d["capped"]:

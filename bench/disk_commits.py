@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Scenario 4's floor: what committing each session durably costs on this disk, in this run,
+"""Scenario 4's disk, measured in the same run: what committing each session durably costs,
 with nothing else in the way.
 
 SQLite alone, in a file next to the daemon's: WAL, synchronous=FULL, one transaction per
@@ -7,9 +7,11 @@ session, each holding the session's bytes in a row keyed by a random UUID (so, l
 store's session_id index, every commit also dirties a page of an index at a random place).
 The commits are paced by the clock at the scenario's rate. A commit's latency runs from its
 due time to the end of COMMIT, so a commit that falls behind counts its wait, as an ingest
-would. Any design that answers an ingest only once it is durable waits at least this long.
+would. It says how the disk behaved in this run: the daemon's commits wait on the same
+`fdatasync`. It is not a strict bound: under a stall, a group commit lets the sessions that
+queued up share one sync, where these commits wait in line.
 
-Usage: disk_floor.py --db PATH --template FILE --rate N --seconds S
+Usage: disk_commits.py --db PATH --template FILE --rate N --seconds S
 Prints JSON: {"commits", "seconds", "rate", "latency_ms": {"p50", "p99", "p999", "max"}}.
 """
 import argparse
