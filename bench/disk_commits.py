@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--seconds", type=float, required=True)
     a = ap.parse_args()
     if a.rate <= 0 or a.seconds <= 0:
-        sys.exit("disk_floor: --rate and --seconds must be positive")
+        sys.exit("disk_commits: --rate and --seconds must be positive")
     with open(a.template, "rb") as f:
         body = f.read()
     for suffix in ("", "-wal", "-shm"):
@@ -48,7 +48,7 @@ def main():
             os.unlink(a.db + suffix)
     db = sqlite3.connect(a.db, isolation_level=None)
     if db.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
-        sys.exit("disk_floor: cannot switch to WAL")
+        sys.exit("disk_commits: cannot switch to WAL")
     db.execute("PRAGMA synchronous = FULL")
     db.execute("CREATE TABLE sessions (id INTEGER PRIMARY KEY, session_id TEXT NOT NULL UNIQUE,"
                " body BLOB NOT NULL)")

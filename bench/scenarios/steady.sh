@@ -65,7 +65,7 @@ for ((r = 1; r <= runs; r++)); do
     bench_stop "$VH_PID"
 
     # The figures: bench_steady's summary, one sample per percentile (the harness's own
-    # p99 with the harness's summary as its detail).
+    # p99 with the harness's summary as its detail, the disk's with the disk's).
     python3 - "$rundir/steady.json" "$rundir/harness.json" "$rundir/disk.json" "$r" \
         >"$rundir/values.txt" <<'EOF'
 import json, sys
