@@ -16,7 +16,7 @@ fi
 # The harness alone (no daemon), and the disk alone (bench/disk_commits.py: SQLite alone
 # committing each session's bytes, WAL and synchronous=FULL, on the daemon's core and disk),
 # run at the same rate for at most 10 s per run.
-steady_floor_seconds=$(python3 -c "print(min(10.0, float('$steady_seconds')))")
+steady_alone_seconds=$(python3 -c "print(min(10.0, float('$steady_seconds')))")
 steady_conns=8 # pre-opened ingest connections; more are opened when all wait for answers
 steady_bin=$(dirname "$bench_load")/bench_steady
 [ -x "$steady_bin" ] || bench_die "$steady_bin is missing (make build)"
@@ -25,7 +25,7 @@ bench_need_pkgs gnuplot-nox
 bench_param steady "$(printf '{"rate_per_s": %s, "seconds": %s, "session_bytes": %s, %s, %s}' \
     "$steady_rate" "$steady_seconds" "$(wc -c <"$template")" \
     "\"connections\": \"$steady_conns, more opened as needed (at most 256)\"" \
-    "\"harness_seconds\": $steady_floor_seconds")"
+    "\"harness_seconds\": $steady_alone_seconds")"
 mkdir -p "$work/steady"
 for ((r = 1; r <= runs; r++)); do
     rundir=$work/steady/run$r
@@ -33,17 +33,17 @@ for ((r = 1; r <= runs; r++)); do
 
     # The harness alone: bench_steady POSTs to its own receiver (answers 204).
     recv_port=$(bench_free_port)
-    bench_log "steady run $r/$runs: the harness alone (${steady_floor_seconds}s at $steady_rate/s)"
+    bench_log "steady run $r/$runs: the harness alone (${steady_alone_seconds}s at $steady_rate/s)"
     BENCH_STEADY_TOKEN=$BENCH_TOKEN bench_pinned "$load_core" "$steady_bin" \
         --ingest "$recv_port" --listen "$recv_port" --expect 204 --partner harness \
-        --template "$template" --rate "$steady_rate" --seconds "$steady_floor_seconds" \
+        --template "$template" --rate "$steady_rate" --seconds "$steady_alone_seconds" \
         --latencies "$rundir/harness.txt" --wait 5 >"$rundir/harness.json" ||
         bench_die "steady run $r: the harness alone failed: $(cat "$rundir/harness.json")"
 
     # The disk alone, just before the daemon, on its core and in its directory.
-    bench_log "steady run $r/$runs: the disk alone (${steady_floor_seconds}s at $steady_rate commits/s)"
+    bench_log "steady run $r/$runs: the disk alone (${steady_alone_seconds}s at $steady_rate commits/s)"
     bench_pinned "$sut_core" python3 "$BENCH_SRC/bench/disk_commits.py" --db "$rundir/disk.db" \
-        --template "$template" --rate "$steady_rate" --seconds "$steady_floor_seconds" \
+        --template "$template" --rate "$steady_rate" --seconds "$steady_alone_seconds" \
         >"$rundir/disk.json" ||
         bench_die "steady run $r: the disk alone failed: $(cat "$rundir/disk.json")"
 
