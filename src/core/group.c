@@ -139,7 +139,7 @@ int vh__group_runner_init(struct vh__group *g)
 }
 
 int vh__group_runner_start(struct vh__group *g, struct vh__group_runner *rn, pthread_t *thread,
-                           atomic_bool *started)
+                           atomic_bool *started, const char *who, struct vh_error *err)
 {
     sigset_t all, old;
     int rc = 0;
@@ -161,7 +161,11 @@ int vh__group_runner_start(struct vh__group *g, struct vh__group_runner *rn, pth
         }
     }
     pthread_mutex_unlock(g->mu);
-    return rc;
+    if (rc == VH_ENOMEM)
+        return vh_error_set(err, rc, "%s: condition variable: out of memory", who);
+    if (rc < 0)
+        return vh_error_set(err, rc, "%s: cannot start the commit thread", who);
+    return 0;
 }
 
 void *vh__group_runner_main(void *arg)

@@ -32,6 +32,7 @@
 #include <stddef.h>
 
 struct vh__group_op;
+struct vh_error;
 
 /* A posted op's completion: runs without `mu`; the op is the callee's (it may free it). */
 typedef void vh__group_done_fn(struct vh__group_op *op);
@@ -94,10 +95,11 @@ void *vh__group_runner_main(void *arg);
  * Starts the runner thread on `rn` (filled by the caller) once: the first caller that finds
  * `*started` false does it, under the queue's `mu`, with every signal blocked in the new
  * thread (process signals are the application's). Later calls cost one atomic load. Returns
- * 0, VH_ENOMEM (no condition variable) or VH_EIO (no thread).
+ * 0, VH_ENOMEM (no condition variable) or VH_EIO (no thread), with `err` saying so after
+ * `who` ("store", "inbox").
  */
 int vh__group_runner_start(struct vh__group *g, struct vh__group_runner *rn, pthread_t *thread,
-                           atomic_bool *started);
+                           atomic_bool *started, const char *who, struct vh_error *err);
 
 /* Asks the runner to return once the queue holds no posted op. */
 void vh__group_runner_stop(struct vh__group *g);

@@ -760,18 +760,6 @@ static void posted_put_done(struct vh__group_op *g)
     done(ud, rc, created, &err);
 }
 
-/* Starts the commit thread with the first post. Returns 0, VH_ENOMEM or VH_EIO. */
-static int start_runner(struct vh_inbox *ib, struct vh_error *err)
-{
-    int rc = vh__group_runner_start(&ib->q, &ib->rn, &ib->runner, &ib->runner_started);
-
-    if (rc == VH_ENOMEM)
-        return vh_error_set(err, rc, "inbox: condition variable: out of memory");
-    if (rc < 0)
-        return vh_error_set(err, rc, "inbox: cannot start the commit thread");
-    return 0;
-}
-
 int vh__inbox_put_post(struct vh_inbox *ib, const struct vh__inbox_put *p,
                        vh__inbox_put_done_fn *done, void *ud, struct vh_error *err)
 {
@@ -780,7 +768,8 @@ int vh__inbox_put_post(struct vh_inbox *ib, const struct vh__inbox_put *p,
 
     if (p->n_jobs > VH_INBOX_JOBS_MAX)
         return vh_error_set(err, VH_EINVAL, "inbox: too many jobs");
-    rc = start_runner(ib, err);
+    /* The commit thread starts with the first post. */
+    rc = vh__group_runner_start(&ib->q, &ib->rn, &ib->runner, &ib->runner_started, "inbox", err);
     if (rc < 0)
         return rc;
     pp = vh_malloc(sizeof(*pp));

@@ -2071,18 +2071,6 @@ static void put_posted_done(struct vh__group_op *g)
     vh_free(w);
 }
 
-/* Starts the commit thread with the first post. Returns 0, VH_ENOMEM or VH_EIO. */
-static int start_runner(struct sqlite_store *s, struct vh_error *err)
-{
-    int rc = vh__group_runner_start(&s->put_queue, &s->rn, &s->runner, &s->runner_started);
-
-    if (rc == VH_ENOMEM)
-        return vh_error_set(err, rc, "store: condition variable: out of memory");
-    if (rc < 0)
-        return vh_error_set(err, rc, "store: cannot start the commit thread");
-    return 0;
-}
-
 /*
  * The same group commit for a caller that must not wait: the put joins the queue, and the
  * store's runner thread leads when it reaches the head with no batch running.
@@ -2095,7 +2083,9 @@ static int sqlite_event_put_post(struct vh_store *st, const struct vh_event_put 
     struct put_waiter *w;
     int rc;
 
-    rc = start_runner(s, err);
+    /* The commit thread starts with the first post. */
+    rc =
+        vh__group_runner_start(&s->put_queue, &s->rn, &s->runner, &s->runner_started, "store", err);
     if (rc < 0)
         return rc;
     w = vh_malloc(sizeof(*w));
