@@ -5,7 +5,6 @@
 #include "core/thread_int.h"
 
 #include <errno.h>
-#include <signal.h>
 
 #include <vocohook/error.h>
 
@@ -141,7 +140,6 @@ int vh__group_runner_init(struct vh__group *g)
 int vh__group_runner_start(struct vh__group *g, struct vh__group_runner *rn, pthread_t *thread,
                            atomic_bool *started, const char *who, struct vh_error *err)
 {
-    sigset_t all, old;
     int rc = 0;
 
     if (atomic_load(started))
@@ -151,13 +149,10 @@ int vh__group_runner_start(struct vh__group *g, struct vh__group_runner *rn, pth
         if (!g->kick_ready && vh__group_runner_init(g) < 0) {
             rc = VH_ENOMEM;
         } else {
-            sigfillset(&all);
-            pthread_sigmask(SIG_BLOCK, &all, &old);
-            if (pthread_create(thread, NULL, vh__group_runner_main, rn) != 0)
+            if (vh__thread_start(thread, vh__group_runner_main, rn) < 0)
                 rc = VH_EIO;
             else
                 atomic_store(started, true);
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
         }
     }
     pthread_mutex_unlock(g->mu);

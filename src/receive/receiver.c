@@ -17,7 +17,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -610,7 +609,6 @@ static void stop_workers(struct vh_receiver *r)
 
 int vh_receiver_start(struct vh_receiver *r, struct vh_error *err)
 {
-    sigset_t all, old;
     unsigned i;
     int rc = 0;
 
@@ -620,16 +618,13 @@ int vh_receiver_start(struct vh_receiver *r, struct vh_error *err)
     if (!r->threads)
         return vh_error_set(err, VH_ENOMEM, "receiver: out of memory");
     /* Workers take no process signals: those are the application's to handle. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
     for (i = 0; i < r->cfg.workers; i++) {
-        if (pthread_create(&r->threads[i], NULL, worker_main, r) != 0) {
+        if (vh__thread_start(&r->threads[i], worker_main, r) < 0) {
             rc = vh_error_set(err, VH_EIO, "receiver: cannot start worker %u", i + 1);
             break;
         }
         r->n_threads++;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc < 0) {
         stop_workers(r);
         atomic_store(&r->stopping, false);
