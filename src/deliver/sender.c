@@ -1,9 +1,10 @@
 /*
  * The sender (sender.h): store <-> policy <-> engine. One dispatcher thread loops:
- *   1. take the attempts the engine finished (its done callback queued them),
+ *   1. take the attempts the engine finished (its done callback queued them), once
+ *      RECORD_BATCH of them are waiting or the oldest has waited RECORD_LINGER_MS,
  *   2. record them in one store transaction (group commit),
  *   3. claim due deliveries up to the in-flight cap and submit them to the engine,
- *   4. sleep until the next delivery is due, a wake-up, or a finished attempt.
+ *   4. sleep until the next delivery is due, a wake-up, or finished attempts to record.
  * The retry decision is made by the pure policy (vh__delivery_on_attempt) on the engine
  * thread, when the attempt ends, so the time it bases the next due time on is the end of
  * the attempt.
@@ -26,6 +27,18 @@
 
 #define CLAIM_BATCH_DEFAULT 256
 #define IDLE_POLL_DEFAULT   1000
+/*
+ * Finished attempts wait for company before they are recorded: each record is a commit
+ * with a sync, taken in turn with every other write of the store, and each finished attempt
+ * used to wake the dispatcher. At a steady 1 000 sessions/s that was one synced record per
+ * delivery; a draining backlog recorded in batches of about 34, with a wake-up per attempt.
+ * Now the dispatcher wakes for the first finished attempt and for a full batch only
+ * (docs/BENCHMARKS.md, "Session 8"). The cost: an outcome reaches the store up to
+ * RECORD_LINGER_MS later, and a crash in that window sends the delivery again (at least
+ * once, as for any attempt not yet recorded). A stop records at once.
+ */
+#define RECORD_BATCH     64
+#define RECORD_LINGER_MS 5
 /*
  * How long a claim is ours. An attempt waits in the engine's per-endpoint queue before it
  * starts, so the lease covers the queue as well as the timeout. NEEDSWORK: renew leases
@@ -64,6 +77,8 @@ struct vh_sender {
     pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t cond;  /* on CLOCK_MONOTONIC */
     struct job *done_head, *done_tail;
+    size_t done_n;         /* jobs in the done list */
+    int64_t done_since_ms; /* monotonic: when the done list's first job arrived */
     bool wake;
     bool stopping;
     bool engine_stopped;
@@ -114,13 +129,18 @@ static void job_free(struct job *j)
 /* Queues a finished job for the dispatcher. */
 static void push_done(struct vh_sender *s, struct job *j)
 {
+    int64_t now = vh_time_mono_ms();
+
     pthread_mutex_lock(&s->lock);
     j->next_done = NULL;
-    if (s->done_tail)
+    if (s->done_tail) {
         s->done_tail->next_done = j;
-    else
+    } else {
         s->done_head = j;
+        s->done_since_ms = now;
+    }
     s->done_tail = j;
+    s->done_n++;
     s->stats.attempts++;
     if ((unsigned)j->attempt.result < N_RESULTS)
         s->by_result[j->attempt.result]++;
@@ -138,7 +158,9 @@ static void push_done(struct vh_sender *s, struct job *j)
         s->stats.abandoned++;
     if (!vh_attempt_result_counts(j->attempt.result))
         s->stats.interrupted++;
-    pthread_cond_signal(&s->cond);
+    /* The first starts the linger (the dispatcher may sleep longer); a full batch ends it. */
+    if (s->done_n == 1 || s->done_n == RECORD_BATCH)
+        pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -350,6 +372,32 @@ static void deadline_after(struct timespec *ts, int64_t ms)
     }
 }
 
+/*
+ * Whether the finished jobs are to be recorded now (under s->lock). When they are not but
+ * some are waiting, pulls `*until` in to the end of their linger and sets `*lingers`.
+ */
+static bool record_due(struct vh_sender *s, struct timespec *until, bool *lingers)
+{
+    struct timespec end;
+    int64_t left;
+
+    *lingers = false;
+    if (!s->done_head)
+        return false;
+    if (s->done_n >= RECORD_BATCH || s->stopping)
+        return true;
+    left = s->done_since_ms + RECORD_LINGER_MS - vh_time_mono_ms();
+    if (left <= 0)
+        return true;
+    deadline_after(&end, left);
+    if (end.tv_sec < until->tv_sec ||
+        (end.tv_sec == until->tv_sec && end.tv_nsec < until->tv_nsec)) {
+        *until = end;
+        *lingers = true;
+    }
+    return false;
+}
+
 /* How long to sleep: until the next pending delivery is due, at most the idle poll. */
 static int64_t idle_wait_ms(struct vh_sender *s)
 {
@@ -383,17 +431,27 @@ static void *dispatch(void *arg)
 
     for (;;) {
         struct timespec until;
-        struct job *done;
-        bool stopping, stopped;
+        struct job *done = NULL;
+        bool stopping, stopped, record_now;
         size_t room;
 
         deadline_after(&until, wait_ms);
         pthread_mutex_lock(&s->lock);
-        while (!s->done_head && !s->wake && !(s->stopping && s->engine_stopped) &&
-               pthread_cond_timedwait(&s->cond, &s->lock, &until) != ETIMEDOUT)
-            ;
-        done = s->done_head;
-        s->done_head = s->done_tail = NULL;
+        for (;;) {
+            struct timespec at = until;
+            bool lingers;
+
+            record_now = record_due(s, &at, &lingers);
+            if (record_now || s->wake || (s->stopping && s->engine_stopped))
+                break;
+            if (pthread_cond_timedwait(&s->cond, &s->lock, &at) == ETIMEDOUT && !lingers)
+                break;
+        }
+        if (record_now) {
+            done = s->done_head;
+            s->done_head = s->done_tail = NULL;
+            s->done_n = 0;
+        }
         s->wake = false;
         stopping = s->stopping;
         stopped = s->engine_stopped;

@@ -263,6 +263,20 @@ class Deliver(unittest.TestCase):
         self.assertEqual(r.wait_count(2, 15), 2)
         self.wait_state("succeeded", 15)
 
+    def test_stop_records_every_finished_attempt(self):
+        # Finished attempts wait a few ms for company before they are recorded (sender.c,
+        # RECORD_LINGER_MS); a stop in that window must record them, not leave the rows in
+        # flight for their lease (10 min) to bring them back as duplicates.
+        r = self.receiver()
+        self.endpoint("stop", r.url)
+        for i in range(20):
+            session = seed_session()
+            session["session_id"] = f"stop-{i}"
+            self.ingest(session)
+        self.assertEqual(r.wait_count(20, 15), 20)
+        self.d.stop()  # asserts a clean exit
+        self.assertEqual(sorted(self.delivery_rows()), [("succeeded", 1)] * 20)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
