@@ -21,8 +21,6 @@
  * returns, so a write call that returned 0 survives a crash or power loss. One exception,
  * the claim: its commit is in the WAL file (it survives the process) but not synced, so a
  * power loss can undo it, and the delivery is pending again (sqlite_delivery_claim).
- *
- * Checkpoints run on a thread of their own, off the commit path (see "checkpoints" below).
  */
 #include "store/store_int.h"
 
@@ -41,14 +39,11 @@
 #include <vocohook/id.h>
 
 #include "core/group_int.h"
-#include "core/thread_int.h"
 #include "core/banned.h"
 
-#define POOL_MAX        8         /* connections per store */
-#define BUSY_TIMEOUT_MS 5000      /* how long a writer waits for the write lock */
-#define WHAT_MAX        160       /* "insert event 's1'": the context of error messages */
-#define CKPT_BYTES      (4 << 20) /* a checkpoint each time the WAL grows by this much */
-#define CKPT_CATCHUP    4         /* ... and one in the writers' turn past this many */
+#define POOL_MAX        8    /* connections per store */
+#define BUSY_TIMEOUT_MS 5000 /* how long a writer waits for the write lock */
+#define WHAT_MAX        160  /* "insert event 's1'": the context of error messages */
 
 /* STRICT tables (the schema) arrived in SQLite 3.37.0. */
 #define SQLITE_MIN_VERSION 3037000
@@ -242,7 +237,6 @@ enum stmt_id {
     S_ROLLBACK_TO,
     S_USER_VERSION,
     S_APPLICATION_ID,
-    S_PAGE_SIZE,
     S_TABLE_COUNT,
     S_PARTNER_INSERT,
     S_PARTNER_LIST,
@@ -329,7 +323,6 @@ static const char *const stmt_sql[S__N] = {
     [S_ROLLBACK_TO] = "ROLLBACK TO put",
     [S_USER_VERSION] = "PRAGMA user_version",
     [S_APPLICATION_ID] = "PRAGMA application_id",
-    [S_PAGE_SIZE] = "PRAGMA page_size",
     [S_TABLE_COUNT] = "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
     [S_PARTNER_INSERT] = "INSERT INTO partners (id, name, created_ms) VALUES (?1, ?2, ?3)",
     [S_PARTNER_LIST] = "SELECT id, name, created_ms FROM partners ORDER BY created_ms, rowid",
@@ -483,12 +476,6 @@ struct put_waiter {
     void *ud;
 };
 
-enum ckpt_state {
-    CKPT_IDLE,    /* no thread yet */
-    CKPT_RUNNING, /* the thread waits for asks */
-    CKPT_INLINE,  /* no thread (it could not start, or the store closes): commits checkpoint */
-};
-
 struct sqlite_store {
     struct vh_store base; /* first: a struct vh_store * points here */
     char *path;
@@ -521,13 +508,6 @@ struct sqlite_store {
     uint64_t turn_next;    /* the ticket the next writer takes */
     uint64_t turn_serving; /* the ticket whose holder may write */
     struct conn *writer;   /* NULL until the first write, or after a failure closed it */
-    /* The checkpointer (see "checkpoints"): */
-    pthread_cond_t ckpt_cv; /* with mu: a pass is asked for, or the store closes */
-    pthread_t ckpt_thread;  /* started by the first ask */
-    enum ckpt_state ckpt;   /* under mu */
-    bool ckpt_asked;        /* under mu: a pass is wanted */
-    int ckpt_frames;        /* CKPT_BYTES in WAL frames (pages) of this file */
-    int ckpt_mark;          /* the WAL's frames at the last ask; only the turn touches it */
 };
 
 static struct sqlite_store *to_sqlite(struct vh_store *st)
@@ -887,37 +867,28 @@ static void turn_give(struct sqlite_store *s)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Waits for this thread's turn to write (see struct sqlite_store). Give it with turn_give. */
-static void turn_take(struct sqlite_store *s)
+/*
+ * Waits for this thread's turn to write (see struct sqlite_store) and borrows the writer
+ * connection with it, opening it if needed. Give both back with writer_put.
+ */
+static int writer_get(struct sqlite_store *s, struct conn **out, struct vh_error *err)
 {
     uint64_t ticket;
+    struct conn *c;
+    int rc;
 
     pthread_mutex_lock(&s->mu);
     ticket = s->turn_next++;
     while (s->turn_serving != ticket)
         pthread_cond_wait(&s->turn_cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
-}
-
-static void writer_set(struct sqlite_store *s, struct conn *c);
-
-/*
- * Waits for this thread's turn to write and borrows the writer connection with it, opening
- * it if needed. Give both back with writer_put.
- */
-static int writer_get(struct sqlite_store *s, struct conn **out, struct vh_error *err)
-{
-    struct conn *c;
-    int rc;
-
-    turn_take(s);
     if (!s->writer) {
         rc = conn_open(s->path, &c, err);
         if (rc < 0) {
             turn_give(s);
             return rc;
         }
-        writer_set(s, c);
+        s->writer = c;
     }
     *out = s->writer;
     return 0;
@@ -1221,129 +1192,6 @@ fail:
     return rc;
 }
 
-/* ---- checkpoints -------------------------------------------------------------------------- */
-
-/*
- * A checkpoint copies the WAL's pages back into the database file, so that the WAL can
- * start over. SQLite's own runs inside the COMMIT that takes the WAL past 1 000 pages: that
- * commit, and every writer queued for the turn behind it, waited for the copy and for the
- * database file's sync (3.2 ms every 43 ms at a steady 1 000 sessions/s, 7 % of the
- * writer's time; docs/BENCHMARKS.md). Here the writer's WAL hook, which replaces SQLite's,
- * only asks a thread of the store's for a pass each time the WAL has grown by CKPT_BYTES,
- * and the pass (PASSIVE, on a pooled connection) copies while writers go on committing.
- *
- * Writers that keep committing during every pass keep the WAL from being all copied, and
- * SQLite starts the WAL over only when a write begins with nothing left to copy. So once
- * the WAL holds CKPT_CATCHUP passes' worth and a pass still left frames behind, the
- * checkpointer takes the writers' turn and makes one more pass on the writer's connection:
- * no write of this process runs meanwhile, so it copies the rest (the frames of the last
- * pass's duration, few), and the next write starts the WAL over. That short pass is the
- * only wait the checkpoints add to a commit.
- *
- * Fallbacks: without the thread (it could not start, or the store is closing) the hook
- * checkpoints in the commit, as SQLite would; without a pooled connection, the pass runs
- * in the turn on the writer's. A failed pass loses nothing (the WAL keeps every frame); the
- * next ask tries again. Another process's checkpoints and writes are SQLite's business, as
- * before.
- */
-
-/* The checkpointer's pass: in the background, then in the turn if the WAL must start over. */
-static void ckpt_pass(struct sqlite_store *s)
-{
-    struct vh_error err;
-    struct conn *c;
-    int log = 0, done = 0, rc = SQLITE_ERROR;
-
-    vh_error_clear(&err);
-    if (conn_get(s, &c, &err) == 0) {
-        rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-        conn_put(s, c);
-    }
-    if (rc == SQLITE_OK && log < CKPT_CATCHUP * s->ckpt_frames)
-        return;
-    turn_take(s);
-    if (s->writer)
-        (void)sqlite3_wal_checkpoint_v2(s->writer->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    turn_give(s);
-}
-
-static void *ckpt_main(void *arg)
-{
-    struct sqlite_store *s = arg;
-
-    vh__thread_name("vh-checkpoint");
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (s->ckpt == CKPT_RUNNING && !s->ckpt_asked)
-            pthread_cond_wait(&s->ckpt_cv, &s->mu);
-        if (s->ckpt != CKPT_RUNNING)
-            break;
-        s->ckpt_asked = false;
-        pthread_mutex_unlock(&s->mu);
-        ckpt_pass(s);
-        pthread_mutex_lock(&s->mu);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
-}
-
-/* Asks the checkpointer for a pass, starting it on the first ask. -1: there is none. */
-static int ckpt_ask(struct sqlite_store *s)
-{
-    int rc = 0;
-
-    pthread_mutex_lock(&s->mu);
-    if (s->ckpt == CKPT_IDLE)
-        s->ckpt = vh__thread_start(&s->ckpt_thread, ckpt_main, s) == 0 ? CKPT_RUNNING : CKPT_INLINE;
-    if (s->ckpt == CKPT_RUNNING) {
-        s->ckpt_asked = true;
-        pthread_cond_signal(&s->ckpt_cv);
-    } else {
-        rc = -1;
-    }
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
-/* Stops the checkpointer (the store is closing: no call runs) and waits for it. */
-static void ckpt_stop(struct sqlite_store *s)
-{
-    bool running;
-
-    pthread_mutex_lock(&s->mu);
-    running = s->ckpt == CKPT_RUNNING;
-    s->ckpt = CKPT_INLINE;
-    pthread_cond_signal(&s->ckpt_cv);
-    pthread_mutex_unlock(&s->mu);
-    if (running)
-        pthread_join(s->ckpt_thread, NULL);
-}
-
-/*
- * The writer's WAL hook (sqlite3_wal_hook), run after each of its commits with the WAL's
- * size in frames; it runs in the turn, which guards ckpt_mark.
- */
-static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
-{
-    struct sqlite_store *s = ud;
-
-    if (frames < s->ckpt_mark)
-        s->ckpt_mark = 0; /* the WAL started over */
-    if (frames - s->ckpt_mark < s->ckpt_frames)
-        return SQLITE_OK;
-    s->ckpt_mark = frames;
-    if (ckpt_ask(s) < 0)
-        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    return SQLITE_OK; /* the commit stands whatever the checkpoint did */
-}
-
-/* Makes `c` the writer connection, whose commits ask for the checkpoints. */
-static void writer_set(struct sqlite_store *s, struct conn *c)
-{
-    sqlite3_wal_hook(c->db, wal_hook, s);
-    s->writer = c;
-}
-
 /* ---- open and close ------------------------------------------------------------------------- */
 
 static void sqlite_close(struct vh_store *st)
@@ -1357,7 +1205,6 @@ static void sqlite_close(struct vh_store *st)
         pthread_join(s->runner, NULL);
     }
     vh__group_runner_release(&s->put_queue);
-    ckpt_stop(s);
     /* The contract: no call is running, so every connection is idle. */
     conn_close(s->writer);
     while (s->idle) {
@@ -1365,7 +1212,6 @@ static void sqlite_close(struct vh_store *st)
         s->idle = c->next;
         conn_close(c);
     }
-    pthread_cond_destroy(&s->ckpt_cv);
     pthread_cond_destroy(&s->turn_cv);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
@@ -1379,9 +1225,7 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
 {
     struct sqlite_store *s = NULL;
     struct conn *c = NULL;
-    struct query q;
     bool mu_ok = false, cv_ok = false;
-    int64_t page_size = 0;
     int rc;
 
     if (!*path)
@@ -1419,11 +1263,6 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
         pthread_cond_destroy(&s->cv);
         cv_ok = false;
     }
-    if (cv_ok && pthread_cond_init(&s->ckpt_cv, NULL) != 0) {
-        pthread_cond_destroy(&s->turn_cv);
-        pthread_cond_destroy(&s->cv);
-        cv_ok = false;
-    }
     if (!cv_ok) {
         rc = vh_error_set(err, VH_ENOMEM, "open '%s': cannot create a mutex", path);
         goto fail;
@@ -1432,22 +1271,14 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
     if (rc < 0)
         goto fail;
     rc = migrate(c, path, SCHEMA_VERSION, err);
-    if (rc == 0)
-        rc = q_start(&q, c, S_PAGE_SIZE, "read page size", err);
-    if (rc == 0)
-        rc = q_int_result(&q, &page_size, err);
-    if (rc == 0 && (page_size < 512 || page_size > 65536))
-        rc = vh_error_set(err, VH_ESTORE, "read page size: bad value %lld", (long long)page_size);
     if (rc < 0)
         goto fail;
-    s->ckpt_frames = (int)(CKPT_BYTES / page_size);
-    writer_set(s, c); /* the migration's connection writes from now on */
+    s->writer = c; /* the migration's connection writes from now on */
     *out = &s->base;
     return 0;
 fail:
     conn_close(c);
     if (cv_ok) {
-        pthread_cond_destroy(&s->ckpt_cv);
         pthread_cond_destroy(&s->turn_cv);
         pthread_cond_destroy(&s->cv);
     }

@@ -597,15 +597,11 @@ static void rate_windows_and_wake_ups_are_the_callers(void **state)
 struct counted_file {
     sqlite3_file base;
     sqlite3_file *real; /* right after this struct, in the same allocation */
-    bool main_db;       /* the database file itself, not its WAL or journal */
 };
 
 static sqlite3_vfs *real_vfs;
 static sqlite3_io_methods counted_methods;
 static atomic_int syncs;
-/* Syncs of a database file (only a checkpoint makes one), and those made on `tester`. */
-static atomic_int db_syncs, db_syncs_on_tester;
-static pthread_t tester;
 
 static sqlite3_file *real_of(sqlite3_file *f)
 {
@@ -631,11 +627,6 @@ static int c_truncate(sqlite3_file *f, sqlite3_int64 size)
 static int c_sync(sqlite3_file *f, int flags)
 {
     atomic_fetch_add(&syncs, 1);
-    if (((struct counted_file *)f)->main_db) {
-        atomic_fetch_add(&db_syncs, 1);
-        if (pthread_equal(pthread_self(), tester))
-            atomic_fetch_add(&db_syncs_on_tester, 1);
-    }
     return real_of(f)->pMethods->xSync(real_of(f), flags);
 }
 static int c_size(sqlite3_file *f, sqlite3_int64 *out)
@@ -690,7 +681,6 @@ static int c_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
 
     (void)vfs;
     cf->real = (sqlite3_file *)(cf + 1);
-    cf->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
     rc = real_vfs->xOpen(real_vfs, name, cf->real, flags, out_flags);
     /* Version 2: WAL's shared memory, no memory-mapped reads (xFetch) to forward. */
     cf->base.pMethods = cf->real->pMethods ? &counted_methods : NULL;
@@ -708,9 +698,6 @@ static void count_syncs(void)
         c_shm_lock, c_shm_barrier, c_shm_unmap, NULL,      NULL,
     };
 
-    tester = pthread_self();
-    atomic_store(&db_syncs, 0);
-    atomic_store(&db_syncs_on_tester, 0);
     real_vfs = sqlite3_vfs_find(NULL);
     assert_non_null(real_vfs);
     assert_true(real_vfs->iVersion >= 2);
@@ -813,58 +800,6 @@ static void claims_alone_skip_the_sync(void **state)
     stop_counting_syncs();
 }
 
-/*
- * Checkpoints run off the commit path (sqlite.c, "checkpoints"): a commit never copies the
- * WAL into the database file, yet the WAL starts over while writes keep coming. 400 puts
- * of 64 KiB bodies, back to back from this thread, write about 30 MB of WAL; checkpoints
- * are asked for every 4 MiB, and one in the writers' turn past 16 MiB.
- */
-static void checkpoints_run_beside_the_commits(void **state)
-{
-    enum { PUTS = 400, BODY = 64 * 1024 };
-    struct fixture *f = *state;
-    struct vh_event_put_result res;
-    struct vh_event_put ev;
-    struct vh_partner p;
-    struct vh_store *st;
-    int64_t events = 0;
-    char *body = malloc(BODY);
-    char wal[320], sid[32];
-    struct stat sb;
-    int i, before;
-
-    assert_non_null(body);
-    memset(body, 'x', BODY);
-    count_syncs();
-    st = open_ok(f->url);
-    new_partner(st, "Checkpoints", &p);
-    before = atomic_load(&db_syncs_on_tester); /* a new file's header was synced at open */
-    for (i = 0; i < PUTS; i++) {
-        snprintf(sid, sizeof(sid), "ckpt-%d", i);
-        fill_put(&ev, p.id, sid);
-        ev.body = body;
-        ev.body_len = BODY;
-        assert_int_equal(vh_store_event_put(st, &ev, &res, NULL), 0);
-        assert_true(res.created);
-    }
-    /* Copies were made, none by a commit (every put committed on this thread). */
-    assert_true(atomic_load(&db_syncs) > 0);
-    assert_int_equal(atomic_load(&db_syncs_on_tester), before);
-    /* The WAL started over: it never held much more than the catch-up's 16 MiB. */
-    snprintf(wal, sizeof(wal), "%s-wal", f->path);
-    assert_int_equal(stat(wal, &sb), 0);
-    if (sb.st_size > 24 * 1024 * 1024)
-        fail_msg("the WAL grew to %lld bytes", (long long)sb.st_size);
-    vh_store_close(st);
-    stop_counting_syncs();
-
-    st = open_ok(f->url);
-    assert_int_equal(vh_store_count(st, "events", &events, NULL), 0);
-    assert_int_equal(events, PUTS);
-    vh_store_close(st);
-    free(body);
-}
-
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -881,7 +816,6 @@ int main(void)
         T(version_3_rebuilds_deliveries_and_attempts),
         T(rate_windows_and_wake_ups_are_the_callers),
         T(claims_alone_skip_the_sync),
-        T(checkpoints_run_beside_the_commits),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
