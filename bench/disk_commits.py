@@ -32,6 +32,13 @@ def percentile(values, q):
     return values[min(rank, len(values)) - 1]
 
 
+def remove_db(path):
+    """Removes the database file and its WAL and shared-memory files, where they exist."""
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.unlink(path + suffix)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", required=True)
@@ -43,9 +50,7 @@ def main():
         sys.exit("disk_commits: --rate and --seconds must be positive")
     with open(a.template, "rb") as f:
         body = f.read()
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(a.db + suffix):
-            os.unlink(a.db + suffix)
+    remove_db(a.db)
     db = sqlite3.connect(a.db, isolation_level=None)
     if db.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
         sys.exit("disk_commits: cannot switch to WAL")
@@ -69,9 +74,7 @@ def main():
         lat.append((time.monotonic() - due) * 1000.0)
     elapsed = time.monotonic() - start
     db.close()
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(a.db + suffix):
-            os.unlink(a.db + suffix)
+    remove_db(a.db)
     lat.sort()
     print(json.dumps({
         "commits": n,

@@ -44,8 +44,8 @@ for ((r = 1; r <= runs; r++)); do
     bench_log "steady run $r/$runs: the disk alone (${steady_alone_seconds}s at $steady_rate commits/s)"
     bench_pinned "$sut_core" python3 "$BENCH_SRC/bench/disk_commits.py" --db "$rundir/disk.db" \
         --template "$template" --rate "$steady_rate" --seconds "$steady_alone_seconds" \
-        >"$rundir/disk.json" ||
-        bench_die "steady run $r: the disk alone failed: $(cat "$rundir/disk.json")"
+        >"$rundir/disk.json" 2>"$rundir/disk.err" ||
+        bench_die "steady run $r: the disk alone failed: $(cat "$rundir/disk.err")"
 
     # The daemon: one partner, one endpoint pointing at bench_steady's receiver.
     recv_port=$(bench_free_port)
