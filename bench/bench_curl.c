@@ -1,10 +1,11 @@
 /*
- * libcurl alone: the delivery engine's HTTP client with nothing else to do. It POSTs the same
- * body N times over K connections with the engine's loop shape (one multi handle, easy
- * handles reused, curl_multi_perform then curl_multi_poll) and the engine's transport options,
- * and no store, no signing, no job bookkeeping. Scenarios 1 and 1b run it against the same
- * sink as wrk and vocohook: the ratio to wrk is the ceiling this library puts on the drain on
- * one core, and vocohook's ratio to it is how much of that ceiling the daemon keeps.
+ * libcurl alone: full libcurl transfers with nothing else to do, the way the delivery engine
+ * used them until session 9 (it now lets libcurl connect only, and speaks HTTP/1.1 itself).
+ * It POSTs the same body N times over K connections (one multi handle, easy handles reused,
+ * curl_multi_perform then curl_multi_poll, the engine's old transport options), with no
+ * store, no signing, no job bookkeeping. Scenarios 1 and 1b run it against the same sink as
+ * wrk and vocohook: the ratio to wrk is what a libcurl-driven sender could reach on one core,
+ * and vocohook's ratio to it shows what the engine's own HTTP/1.1 bought.
  *
  * usage: bench_curl --url URL --body FILE --count N [--conns K] [--ca-file PEM] [--fresh]
  *

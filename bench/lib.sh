@@ -179,8 +179,8 @@ bench_wrk() {
     [ -s "$out" ] || bench_die "wrk printed no summary: $(tail -5 "$out.txt")"
 }
 
-# bench_curl_sample SCENARIO SERIES RUN OUT ARGS...: libcurl alone (bench/bench_curl.c, the
-# engine's client with no store and no signing) on $sut_core; records its requests/s, with
+# bench_curl_sample SCENARIO SERIES RUN OUT ARGS...: libcurl alone (bench/bench_curl.c, full
+# libcurl transfers with no store and no signing) on $sut_core; records its requests/s, with
 # its CPU per request in the detail.
 bench_curl_sample() {
     local scenario=$1 series=$2 run=$3 out=$4

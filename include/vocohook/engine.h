@@ -4,8 +4,9 @@
  * deliveries, submits one job per attempt, and on each report asks the retry policy what
  * comes next and persists it.
  *
- * One engine thread, started by vh_engine_new, makes every request; it drives libcurl's
- * multi interface, so connections, TLS sessions and the CA store are built once and reused.
+ * One engine thread, started by vh_engine_new, makes every request: libcurl connects (and
+ * does TLS), the engine speaks HTTP/1.1 itself, and connections, TLS sessions and the CA
+ * store are built once and reused.
  * Each attempt is signed when it starts (a fresh X-Webhook-Timestamp, the body untouched),
  * is a POST with Content-Type application/json, X-Webhook-Timestamp, X-Webhook-Signature,
  * X-Webhook-Id and User-Agent `vocohook/<VH_VERSION_STRING>`, no `Expect: 100-continue`,

@@ -1,31 +1,36 @@
 /*
- * The delivery engine (engine.h): the libcurl multi adapter. It decides nothing about
- * retries; it turns jobs into signed POSTs and each finished transfer into a vh_attempt.
+ * The delivery engine (engine.h). It decides nothing about retries; it turns jobs into
+ * signed POSTs and each answer (or failure) into a vh_attempt.
+ *
+ * Who does what. libcurl makes connections and nothing else (CURLOPT_CONNECT_ONLY in the
+ * multi handle): DNS, the connect, the SSRF guard at connect time (on_open_socket), TLS
+ * with the CA store cached and sessions shared. The engine writes each HTTP/1.1 request
+ * itself (one buffer: head and body, sent with curl_easy_send) and reads the answer with
+ * its own parser (h1.c, through curl_easy_recv, which decrypts for TLS). In a loop with
+ * nothing else to do, a full libcurl transfer cost 55-58 us of CPU per request here (its
+ * state machine, header handling and URL parse, every time); the same request over a
+ * connect-only connection cost 16 us (docs/BENCHMARKS.md, session 9). HTTP/1.1 only: ALPN
+ * offers nothing else.
+ *
+ * Connections are kept per origin ("scheme://authority") in an idle list, newest first, at
+ * most max_total of them and none older than IDLE_MAX_MS. An idle one that turns readable
+ * (the server closed it) is dropped. A request that fails on a reused connection before
+ * any byte of an answer came back goes once more on a new connection: the server most
+ * likely closed the idle one as we sent (libcurl did the same).
  *
  * Threads. Submitters push jobs on `incoming` under `lock` and wake the engine thread with
  * curl_multi_wakeup. Everything else, the CURLM and CURLSH handles, the endpoint table,
- * the queues and every easy handle, belongs to the engine thread from pthread_create to
+ * the queues and every connection, belongs to the engine thread from pthread_create to
  * pthread_join (vh_engine_new sets it up before, vh_engine_free tears it down after).
  *
  * One loop (engine_main): take the incoming jobs, start what the caps allow, let libcurl
- * work, turn each CURLMSG_DONE into a report, and sleep in curl_multi_poll until a socket,
- * a timer or a submitter needs us. curl_multi_perform runs every transfer and each polls
- * its socket (3.3 poll calls a delivery); libcurl's socket interface with our own epoll
- * was measured and was slower (one epoll_ctl a state change, and libcurl still polls before
- * reusing a connection), and loses a transfer's socket if libcurl runs out of memory
- * inside curl_multi_socket_action (docs/BENCHMARKS.md, session 7).
+ * work while it connects, end the attempts whose time is up, and sleep in curl_multi_poll
+ * (our sockets as its extra descriptors) until a socket, a deadline or a submitter needs
+ * us; then serve the sockets that are ready.
  *
- * Cheap HTTPS: one multi handle keeps up to max_total connections open for reuse; a share
- * handle keeps TLS sessions across easy handles (a job takes any spare easy handle, whose
- * own session cache would not be the right one); the CA store is parsed once and cached by
- * libcurl (CURLOPT_CA_CACHE_TIMEOUT), which needs CURLOPT_CAPATH unset: Debian's libcurl
- * sets a default CA path, and a store built from a directory is never cached.
- *
- * Cheap attempts: a finished transfer's easy handle, with its transport options set, is
- * kept for the next job (up to max_total of them), which then sets only what is its own
- * (URL, headers, body, timeout); a submit wakes the engine thread only when the incoming
- * list was empty (a wakeup is pending otherwise); and a log record above the configured
- * level is never formatted.
+ * Cheap attempts: a submit wakes the engine thread only when the incoming list was empty
+ * (a wakeup is pending otherwise); and a log record above the configured level is never
+ * formatted.
  */
 #include <vocohook/engine.h>
 
@@ -43,39 +48,60 @@
 #include <curl/curl.h>
 
 #include <vocohook/alloc.h>
+#include <vocohook/buf.h>
 #include <vocohook/clock.h>
 #include <vocohook/sign.h>
 
 #include "core/log_int.h"
 #include "deliver/deliver_int.h"
+#include "deliver/h1_int.h"
 #include "core/thread_int.h"
 #include "core/banned.h"
 
-#define USER_AGENT      "vocohook/" VH_VERSION_STRING
-#define POLL_IDLE_MS    10000 /* curl_multi_poll's longest sleep; wakeups end it sooner */
-#define CA_CACHE_S      86400L
-#define BUCKETS_MIN     64
-#define LOG_LINE_MAX    2048
-#define HEADER_LINE_MAX (VH_ENGINE_ID_MAX + 32)
+#define USER_AGENT   "vocohook/" VH_VERSION_STRING
+#define POLL_IDLE_MS 10000  /* curl_multi_poll's longest sleep; wakeups end it sooner */
+#define IDLE_MAX_MS  118000 /* an idle connection older than this is closed (libcurl's) */
+#define CA_CACHE_S   86400L
+#define BUCKETS_MIN  64
+#define LOG_LINE_MAX 2048
+
+/* Where a connection is in its life. */
+enum conn_state {
+    C_CONNECTING, /* libcurl resolves, connects and does TLS (a connect-only transfer) */
+    C_SENDING,    /* a job's request is going out */
+    C_RECEIVING,  /* its response is coming in */
+    C_IDLE        /* kept for the next request to the same origin */
+};
 
 /*
- * One easy handle and the progress of the transfer it runs. Kept, with its transport
- * options, for the next job once the transfer ends (the engine's spares).
+ * One connection: an easy handle that libcurl connected (CURLOPT_CONNECT_ONLY) and left in
+ * the multi handle for as long as it lives, and the request and response going over it.
+ * The struct and its origin are one allocation.
  */
-struct transfer {
-    struct transfer *next_spare;
+struct conn {
+    struct conn *prev, *next; /* in the idle list while idle */
     CURL *easy;
-    struct curl_slist *headers;
-    int64_t started_ms;   /* wall clock: the X-Webhook-Timestamp */
-    int64_t started_mono; /* monotonic, for the duration */
-    size_t read;          /* body bytes read so far */
-    size_t head_len;      /* of them kept in head */
-    bool capped;          /* we stopped reading at VH_ATTEMPT_READ_MAX */
-    bool blocked;         /* the SSRF guard refused an address */
-    bool allow_private;
-    char blocked_addr[INET6_ADDRSTRLEN];
+    curl_socket_t fd;
+    enum conn_state state;
+    struct job *job;    /* while connecting, sending or receiving */
+    bool served;        /* an earlier request got its whole response here */
+    bool blocked;       /* the SSRF guard refused an address */
+    bool allow_private; /* read by the SSRF guard */
+    bool capped;        /* the body reached VH_ATTEMPT_READ_MAX */
+    int64_t idle_since; /* monotonic ms, while idle */
+    struct vh_buf req;  /* the request; kept for the next one's memory */
+    size_t sent;
+    struct vh__h1 h1;
+    size_t got;      /* response bytes received for this request */
+    size_t read;     /* body bytes read */
+    size_t head_len; /* of them kept in head */
+    size_t in_len;   /* bytes in `in` not yet parsed */
+    char in[VH__H1_HEAD_MAX];
     char head[VH_ATTEMPT_HEAD_MAX + 1];
+    char blocked_addr[INET6_ADDRSTRLEN];
     char errbuf[CURL_ERROR_SIZE];
+    size_t origin_len;
+    char origin[]; /* "scheme://authority", NUL-terminated */
 };
 
 /* One submitted job. The struct and its strings are one allocation. */
@@ -83,7 +109,7 @@ struct job {
     struct job *next;          /* in `incoming` or its endpoint's queue */
     struct job *aprev, *anext; /* in the engine's list of active jobs */
     struct endpoint *ep;       /* set once queued */
-    struct transfer *t;        /* set while active */
+    struct conn *c;            /* its connection, while active */
     vh_delivery_done_fn *done;
     void *ud;
     const char *delivery_id; /* "" when none was given */
@@ -96,6 +122,13 @@ struct job {
     size_t body_len;
     unsigned attempt;
     int64_t timeout_ms;
+    int64_t started_ms;   /* wall clock: the X-Webhook-Timestamp */
+    int64_t started_mono; /* monotonic, for the duration */
+    int64_t deadline;     /* monotonic: started_mono + timeout_ms */
+    size_t origin_len;    /* of url: "scheme://authority", then the path and query */
+    size_t authority_off; /* where the authority (the Host header) starts in url */
+    bool reused;          /* the attempt went out on a connection that served before */
+    bool retried;         /* it went again on a new connection (conn_broke) */
 };
 
 /* Jobs of one fairness key; exists while it has jobs waiting or active. */
@@ -134,8 +167,10 @@ struct vh_engine {
     struct endpoint *ready_head, *ready_tail;
     struct job *active_head;
     unsigned active;
-    struct transfer *spares; /* easy handles of finished transfers, ready for a job */
-    unsigned n_spares;
+    struct conn *idle_head, *idle_tail; /* newest first */
+    unsigned n_idle, n_connecting;
+    struct curl_waitfd *wfd; /* poll_set's: 2 * max_total entries */
+    struct conn **wconn;
 };
 
 /* ---- logging --------------------------------------------------------------------------------- */
@@ -451,30 +486,7 @@ static struct job *endpoint_dequeue(struct endpoint *ep)
     return job;
 }
 
-/* ---- one transfer ---------------------------------------------------------------------------- */
-
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    struct transfer *t = ud;
-    size_t len = size * n, keep = len;
-
-    if (keep > VH_ATTEMPT_READ_MAX - t->read)
-        keep = VH_ATTEMPT_READ_MAX - t->read;
-    if (t->head_len < VH_ATTEMPT_HEAD_MAX) {
-        size_t k =
-            keep < VH_ATTEMPT_HEAD_MAX - t->head_len ? keep : VH_ATTEMPT_HEAD_MAX - t->head_len;
-
-        memcpy(t->head + t->head_len, p, k);
-        t->head_len += k;
-    }
-    t->read += keep;
-    if (keep < len) {
-        /* A short count makes libcurl abort the transfer (CURLE_WRITE_ERROR). */
-        t->capped = true;
-        return 0;
-    }
-    return len;
-}
+/* ---- connections ----------------------------------------------------------------------------- */
 
 /*
  * The SSRF guard, at connect time: the address is the one libcurl is about to connect to,
@@ -483,12 +495,12 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
  */
 static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *sa)
 {
-    struct transfer *t = ud;
+    struct conn *c = ud;
     int type = sa->socktype;
 
     if (purpose != CURLSOCKTYPE_IPCXN)
         return CURL_SOCKET_BAD;
-    if (!t->allow_private && vh__addr_is_blocked(&sa->addr, sa->addrlen)) {
+    if (!c->allow_private && vh__addr_is_blocked(&sa->addr, sa->addrlen)) {
         const void *bytes = NULL;
         struct sockaddr_in in4;
         struct sockaddr_in6 in6;
@@ -500,9 +512,9 @@ static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_
             memcpy(&in6, &sa->addr, sizeof(in6));
             bytes = &in6.sin6_addr;
         }
-        if (!bytes || !inet_ntop(sa->family, bytes, t->blocked_addr, sizeof(t->blocked_addr)))
-            snprintf(t->blocked_addr, sizeof(t->blocked_addr), "(family %d)", sa->family);
-        t->blocked = true;
+        if (!bytes || !inet_ntop(sa->family, bytes, c->blocked_addr, sizeof(c->blocked_addr)))
+            snprintf(c->blocked_addr, sizeof(c->blocked_addr), "(family %d)", sa->family);
+        c->blocked = true;
         return CURL_SOCKET_BAD;
     }
 #ifdef SOCK_CLOEXEC
@@ -517,72 +529,50 @@ static bool scheme_allowed(const struct vh_engine *e, const char *url)
            (e->cfg.allow_http && strncasecmp(url, "http://", 7) == 0);
 }
 
-/* The headers of one attempt, signed now. */
-static CURLcode build_headers(const struct job *job, struct transfer *t)
+/*
+ * Splits an allowed URL into origin ("scheme://authority") and the rest (path and query);
+ * NULL, or why it cannot be used.
+ */
+static const char *split_url(struct job *job)
 {
-    char ts[VH_TIME_LEN + 1], sig[VH_SIG_LEN + 1], lines[5][HEADER_LINE_MAX];
-    struct curl_slist *h = NULL, *n;
-    size_t i;
+    const char *url = job->url, *a = strstr(url, "://") + 3, *end = a + strcspn(a, "/?#");
 
-    if (vh_time_format(t->started_ms, ts) < 0)
-        return CURLE_FAILED_INIT;
-    if (vh_sign(job->secret, job->secret_len, ts, VH_TIME_LEN, job->body, job->body_len, sig,
-                NULL) < 0)
-        return CURLE_OUT_OF_MEMORY;
-    snprintf(lines[0], sizeof(lines[0]), "Content-Type: application/json");
-    snprintf(lines[1], sizeof(lines[1]), "X-Webhook-Timestamp: %s", ts);
-    snprintf(lines[2], sizeof(lines[2]), "X-Webhook-Signature: %s", sig);
-    snprintf(lines[3], sizeof(lines[3]), "X-Webhook-Id: %s", job->event_id);
-    snprintf(lines[4], sizeof(lines[4]), "Expect:"); /* no 100-continue round trip */
-    for (i = 0; i < 5; i++) {
-        n = curl_slist_append(h, lines[i]);
-        if (!n) {
-            curl_slist_free_all(h);
-            return CURLE_OUT_OF_MEMORY;
-        }
-        h = n;
-    }
-    t->headers = h;
-    return CURLE_OK;
+    if (end == a)
+        return "the URL has no host";
+    if (memchr(a, '@', (size_t)(end - a)) || strchr(end, '#'))
+        return "the URL has credentials or a fragment";
+    job->authority_off = (size_t)(a - url);
+    job->origin_len = (size_t)(end - url);
+    return NULL;
 }
 
 #define SETOPT(opt, val)                                                                           \
     do {                                                                                           \
         if (rc == CURLE_OK)                                                                        \
-            rc = curl_easy_setopt(t->easy, opt, val);                                              \
+            rc = curl_easy_setopt(c->easy, opt, val);                                              \
     } while (0)
 
-/* The request: a signed POST of the body, bounded in time, its response read by on_body. */
-static CURLcode set_request(struct job *job, struct transfer *t)
-{
-    CURLcode rc = CURLE_OK;
-
-    SETOPT(CURLOPT_PRIVATE, job);
-    SETOPT(CURLOPT_URL, job->url);
-    SETOPT(CURLOPT_NOSIGNAL, 1L);
-    SETOPT(CURLOPT_TIMEOUT_MS, (long)job->timeout_ms);
-    SETOPT(CURLOPT_USERAGENT, USER_AGENT);
-    SETOPT(CURLOPT_HTTPHEADER, t->headers);
-    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)job->body_len);
-    SETOPT(CURLOPT_POSTFIELDS, job->body);
-    SETOPT(CURLOPT_WRITEFUNCTION, on_body);
-    SETOPT(CURLOPT_WRITEDATA, t);
-    SETOPT(CURLOPT_ERRORBUFFER, t->errbuf);
-    return rc;
-}
-
-/* Where the request may go and how: the safety rules, TLS trust, and reuse. */
-static CURLcode set_transport(const struct vh_engine *e, struct transfer *t)
+/*
+ * Where a connection may go and how: the safety rules, TLS trust, and HTTP/1.1 only (the
+ * request and response are ours, so ALPN must not pick HTTP/2). libcurl makes the
+ * connection and stops (CURLOPT_CONNECT_ONLY); it is never reused by libcurl itself.
+ */
+static CURLcode conn_options(const struct vh_engine *e, struct conn *c, int64_t timeout_ms)
 {
     const char *protocols = e->cfg.allow_http ? "http,https" : "https";
     CURLcode rc = CURLE_OK;
 
+    SETOPT(CURLOPT_PRIVATE, c);
+    SETOPT(CURLOPT_URL, (const char *)c->origin);
+    SETOPT(CURLOPT_CONNECT_ONLY, 1L);
+    SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    SETOPT(CURLOPT_NOSIGNAL, 1L);
+    SETOPT(CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    SETOPT(CURLOPT_ERRORBUFFER, c->errbuf);
     SETOPT(CURLOPT_PROTOCOLS_STR, protocols);
-    SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, protocols);
-    SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
     SETOPT(CURLOPT_PROXY, ""); /* "" overrides http_proxy and friends in the environment */
     SETOPT(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-    SETOPT(CURLOPT_OPENSOCKETDATA, t);
+    SETOPT(CURLOPT_OPENSOCKETDATA, c);
     SETOPT(CURLOPT_SHARE, e->share);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
     /*
@@ -595,67 +585,139 @@ static CURLcode set_transport(const struct vh_engine *e, struct transfer *t)
         SETOPT(CURLOPT_CAINFO, e->ca_file);
     /* Only a saving: a libcurl without the CA cache (before 7.87) still works. */
     if (rc == CURLE_OK)
-        (void)curl_easy_setopt(t->easy, CURLOPT_CA_CACHE_TIMEOUT, CA_CACHE_S);
+        (void)curl_easy_setopt(c->easy, CURLOPT_CA_CACHE_TIMEOUT, CA_CACHE_S);
     return rc;
 }
 
-static void transfer_free(struct transfer *t)
+#undef SETOPT
+
+/* Closes a connection and frees it; it is on no list. */
+static void conn_free(struct vh_engine *e, struct conn *c)
 {
-    if (!t)
+    if (!c)
         return;
-    curl_easy_cleanup(t->easy);
-    curl_slist_free_all(t->headers);
-    vh_free(t);
+    if (c->state == C_CONNECTING)
+        e->n_connecting--;
+    if (c->easy) {
+        curl_multi_remove_handle(e->multi, c->easy);
+        curl_easy_cleanup(c->easy);
+    }
+    vh_buf_release(&c->req);
+    vh_free(c);
+}
+
+/* A new connection to the job's origin, being made; NULL when out of memory. */
+static struct conn *conn_new(struct vh_engine *e, const struct job *job, size_t origin_len,
+                             CURLcode *rc)
+{
+    struct conn *c = vh_malloc(sizeof(*c) + origin_len + 1);
+    int64_t left;
+
+    *rc = CURLE_OUT_OF_MEMORY;
+    if (!c)
+        return NULL;
+    memset(c, 0, sizeof(*c));
+    c->fd = CURL_SOCKET_BAD;
+    c->state = C_IDLE;
+    vh_buf_init(&c->req, SIZE_MAX);
+    c->allow_private = e->cfg.allow_private_networks;
+    c->origin_len = origin_len;
+    memcpy(c->origin, job->url, origin_len);
+    c->origin[origin_len] = '\0';
+    c->easy = curl_easy_init();
+    left = job->deadline - vh_time_mono_ms();
+    if (c->easy)
+        *rc = conn_options(e, c, left > 0 ? left : 1); /* 0 would be no timeout at all */
+    if (*rc == CURLE_OK && curl_multi_add_handle(e->multi, c->easy) != CURLM_OK)
+        *rc = CURLE_OUT_OF_MEMORY;
+    if (*rc != CURLE_OK) {
+        conn_free(e, c);
+        return NULL;
+    }
+    c->state = C_CONNECTING;
+    e->n_connecting++;
+    return c;
+}
+
+static void idle_unlink(struct vh_engine *e, struct conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        e->idle_head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        e->idle_tail = c->prev;
+    c->prev = c->next = NULL;
+    e->n_idle--;
 }
 
 /*
- * A transfer for a new job: a spare one, or a new easy handle with the transport options
- * set. NULL when out of memory (`*rc` says what failed).
+ * Keeps a connection whose last response ended cleanly for the next request, newest first;
+ * at max_total idle ones it is closed instead (never another: poll_serve holds pointers to
+ * the listed ones).
  */
-static struct transfer *transfer_get(struct vh_engine *e, CURLcode *rc)
+static void idle_push(struct vh_engine *e, struct conn *c)
 {
-    struct transfer *t = e->spares;
-
-    *rc = CURLE_OK;
-    if (t) {
-        e->spares = t->next_spare;
-        e->n_spares--;
-    } else {
-        t = vh_malloc(sizeof(*t));
-        if (!t) {
-            *rc = CURLE_OUT_OF_MEMORY;
-            return NULL;
-        }
-        memset(t, 0, sizeof(*t));
-        t->easy = curl_easy_init();
-        *rc = t->easy ? set_transport(e, t) : CURLE_OUT_OF_MEMORY;
-        if (*rc != CURLE_OK) {
-            transfer_free(t);
-            return NULL;
-        }
-    }
-    /* What a transfer leaves behind, cleared for the next: all but the handle. */
-    t->next_spare = NULL;
-    t->read = t->head_len = 0;
-    t->capped = t->blocked = false;
-    t->blocked_addr[0] = '\0';
-    t->errbuf[0] = '\0';
-    t->allow_private = e->cfg.allow_private_networks;
-    return t;
-}
-
-/* Keeps a transfer that libcurl no longer holds for the next job, or frees it. */
-static void transfer_put(struct vh_engine *e, struct transfer *t)
-{
-    curl_slist_free_all(t->headers);
-    t->headers = NULL;
-    if (e->n_spares >= e->cfg.max_total) {
-        transfer_free(t);
+    if (e->n_idle >= e->cfg.max_total) {
+        conn_free(e, c);
         return;
     }
-    t->next_spare = e->spares;
-    e->spares = t;
-    e->n_spares++;
+    c->state = C_IDLE;
+    c->job = NULL;
+    c->served = true;
+    c->idle_since = vh_time_mono_ms();
+    c->prev = NULL;
+    c->next = e->idle_head;
+    if (e->idle_head)
+        e->idle_head->prev = c;
+    else
+        e->idle_tail = c;
+    e->idle_head = c;
+    e->n_idle++;
+}
+
+/* The most recently used idle connection to `origin`, taken off the idle list; or NULL. */
+static struct conn *idle_take(struct vh_engine *e, const char *origin, size_t len)
+{
+    struct conn *c;
+
+    for (c = e->idle_head; c; c = c->next) {
+        if (c->origin_len == len && memcmp(c->origin, origin, len) == 0) {
+            idle_unlink(e, c);
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* The request of one attempt, signed now, into c->req. */
+static int build_request(const struct job *job, struct conn *c)
+{
+    char ts[VH_TIME_LEN + 1], sig[VH_SIG_LEN + 1];
+    const char *path = job->url + job->origin_len;
+    struct vh_buf *b = &c->req;
+    int rc;
+
+    if (vh_time_format(job->started_ms, ts) < 0 ||
+        vh_sign(job->secret, job->secret_len, ts, VH_TIME_LEN, job->body, job->body_len, sig,
+                NULL) < 0)
+        return VH_ENOMEM;
+    vh_buf_reset(b);
+    rc = vh_buf_grow(b, 512 + strlen(job->url) + job->body_len);
+    if (rc == 0)
+        rc = vh_buf_addf(b,
+                         "POST %s%s HTTP/1.1\r\nHost: %.*s\r\nUser-Agent: " USER_AGENT
+                         "\r\nAccept: */*\r\nContent-Type: application/json\r\n"
+                         "X-Webhook-Timestamp: %s\r\nX-Webhook-Signature: %s\r\n"
+                         "X-Webhook-Id: %s\r\nContent-Length: %zu\r\n\r\n",
+                         path[0] == '/' ? "" : "/", path,
+                         (int)(job->origin_len - job->authority_off), job->url + job->authority_off,
+                         ts, sig, job->event_id, job->body_len);
+    if (rc == 0)
+        rc = vh_buf_add(b, job->body, job->body_len);
+    return rc;
 }
 
 static void active_link(struct vh_engine *e, struct job *job)
@@ -682,61 +744,6 @@ static void active_unlink(struct vh_engine *e, struct job *job)
     job->ep->active--;
 }
 
-/*
- * Starts one job: signs it and hands it to libcurl. A job that cannot start is reported at
- * once (BLOCKED for a refused scheme, INTERNAL when we ran out of memory).
- */
-static void job_start(struct vh_engine *e, struct job *job)
-{
-    struct transfer *t;
-    CURLcode rc;
-
-    if (!scheme_allowed(e, job->url)) {
-        job_report_now(e, job, VH_ATTEMPT_BLOCKED,
-                       e->cfg.allow_http ? "only http:// and https:// URLs are allowed"
-                                         : "only https:// URLs are allowed (allow_http is off)");
-        return;
-    }
-    t = transfer_get(e, &rc);
-    if (!t) {
-        job_report_now(e, job, VH_ATTEMPT_INTERNAL, curl_easy_strerror(rc));
-        return;
-    }
-    t->started_ms = vh_time_now_ms();
-    t->started_mono = vh_time_mono_ms();
-    rc = build_headers(job, t);
-    if (rc == CURLE_OK)
-        rc = set_request(job, t);
-    if (rc == CURLE_OK && curl_multi_add_handle(e->multi, t->easy) != CURLM_OK)
-        rc = CURLE_OUT_OF_MEMORY;
-    if (rc != CURLE_OK) {
-        transfer_free(t); /* not kept: its options may be half set */
-        job_report_now(e, job, VH_ATTEMPT_INTERNAL, curl_easy_strerror(rc));
-        return;
-    }
-    job->t = t;
-    active_link(e, job);
-}
-
-/* Starts waiting jobs, one per ready endpoint in turn, while the total cap allows. */
-static void start_ready(struct vh_engine *e)
-{
-    struct endpoint *ep;
-    struct job *job;
-
-    while (e->active < e->cfg.max_total) {
-        ep = ready_pop(e);
-        if (!ep)
-            break;
-        job = endpoint_dequeue(ep);
-        /* Counted before the start, so a job reported at once cannot free the endpoint. */
-        ep->active++;
-        job_start(e, job);
-        ep->active--;
-        endpoint_settle(e, ep);
-    }
-}
-
 static enum vh_attempt_result result_of_status(long status)
 {
     if (status >= 200 && status <= 299)
@@ -748,17 +755,10 @@ static enum vh_attempt_result result_of_status(long status)
     return VH_ATTEMPT_PROTOCOL;
 }
 
-/*
- * A transfer's outcome as an attempt result. A complete response is judged by its status;
- * so is one whose body we stopped reading at the bound. Any other failure counts, even
- * after a 2xx status line: the response never completed, and a retry is the safe side of
- * at-least-once.
- */
-static enum vh_attempt_result classify(CURLcode rc, long status, const struct transfer *t)
+/* A failed connect-only transfer as an attempt result. */
+static enum vh_attempt_result classify_connect(CURLcode rc, const struct conn *c)
 {
-    if (rc == CURLE_OK || (rc == CURLE_WRITE_ERROR && t->capped))
-        return result_of_status(status);
-    if (t->blocked && rc == CURLE_COULDNT_CONNECT)
+    if (c->blocked && rc == CURLE_COULDNT_CONNECT)
         return VH_ATTEMPT_BLOCKED;
     switch (rc) {
     case CURLE_OPERATION_TIMEDOUT:
@@ -783,11 +783,6 @@ static enum vh_attempt_result classify(CURLcode rc, long status, const struct tr
     case CURLE_SSL_ENGINE_INITFAILED:
     case CURLE_USE_SSL_FAILED:
         return VH_ATTEMPT_TLS;
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-        return VH_ATTEMPT_RESET;
     case CURLE_URL_MALFORMAT:
         /* An unusable destination, refused before any connection, like a bad scheme. */
         return VH_ATTEMPT_BLOCKED;
@@ -796,77 +791,402 @@ static enum vh_attempt_result classify(CURLcode rc, long status, const struct tr
     case CURLE_BAD_FUNCTION_ARGUMENT:
         return VH_ATTEMPT_INTERNAL;
     default:
-        /*
-         * CURLE_WEIRD_SERVER_REPLY, HTTP/0.9 (CURLE_UNSUPPORTED_PROTOCOL), HTTP/2 errors, bad
-         * content encodings: what came back is not HTTP we accept.
-         */
-        return VH_ATTEMPT_PROTOCOL;
+        return VH_ATTEMPT_CONNECT;
     }
 }
 
-/* Fills the report of a transfer that ended (rc) or was cut short (interrupted). */
-static void transfer_report(const struct job *job, const struct transfer *t, CURLcode rc,
-                            bool interrupted, struct vh_attempt *a)
-{
-    long status = 0, connects = 0;
-
-    memset(a, 0, sizeof(*a));
-    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
-    a->number = job->attempt;
-    a->result = interrupted ? VH_ATTEMPT_INTERRUPTED : classify(rc, status, t);
-    a->http_status = status > 0 && status <= 999 ? (int)status : 0;
-    a->started_ms = t->started_ms;
-    a->duration_ms = vh_time_mono_ms() - t->started_mono;
-    a->reused_connection = !interrupted && connects == 0 && status > 0;
-    a->response_read = t->read;
-    a->response_len = t->head_len;
-    memcpy(a->response_head, t->head, t->head_len);
-    a->response_head[t->head_len] = '\0';
-    if (interrupted)
-        snprintf(a->error, sizeof(a->error), "interrupted by shutdown");
-    else if (a->result == VH_ATTEMPT_BLOCKED)
-        snprintf(a->error, sizeof(a->error),
-                 "destination %s is not a public address (allow_private_networks is off)",
-                 t->blocked_addr);
-    else if (rc == CURLE_OK || t->capped)
-        a->error[0] = '\0';
-    else
-        snprintf(a->error, sizeof(a->error), "%s",
-                 t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
-}
-
-/* Takes a job off libcurl and the active list, reports it, and frees it. */
-static void job_finish(struct vh_engine *e, struct job *job, CURLcode rc, bool interrupted)
+/*
+ * Ends a job's attempt on connection `c` (NULL when it never got one) with result `r`:
+ * reports it, and keeps the connection for the next request when `keep`, else closes it.
+ * `error` is the report's error line ("" for none).
+ */
+static void job_end(struct vh_engine *e, struct job *job, enum vh_attempt_result r,
+                    const char *error, bool keep)
 {
     struct endpoint *ep = job->ep;
+    struct conn *c = job->c;
     struct vh_attempt a;
 
-    curl_multi_remove_handle(e->multi, job->t->easy);
-    transfer_report(job, job->t, rc, interrupted, &a);
-    transfer_put(e, job->t);
-    job->t = NULL;
+    memset(&a, 0, sizeof(a));
+    a.number = job->attempt;
+    a.result = r;
+    a.started_ms = job->started_ms;
+    a.duration_ms = vh_time_mono_ms() - job->started_mono;
+    snprintf(a.error, sizeof(a.error), "%s", error);
+    if (c) {
+        a.http_status = c->h1.status >= 100 ? c->h1.status : 0;
+        a.reused_connection = job->reused;
+        a.response_read = c->read;
+        a.response_len = c->head_len;
+        memcpy(a.response_head, c->head, c->head_len);
+        a.response_head[c->head_len] = '\0';
+        job->c = NULL;
+        if (keep)
+            idle_push(e, c);
+        else
+            conn_free(e, c);
+    }
     active_unlink(e, job);
     /* Released before the callback: the body is the caller's again once it runs. */
     job_report(e, job, &a);
     endpoint_settle(e, ep);
 }
 
-static void finish_done(struct vh_engine *e)
+static void conn_send(struct vh_engine *e, struct conn *c);
+
+/*
+ * Puts the job on connection `c` (an idle one, or one libcurl just connected) and sends
+ * what it can of the request.
+ */
+static void conn_begin(struct vh_engine *e, struct conn *c, struct job *job)
+{
+    c->job = job;
+    job->c = c;
+    job->reused = c->served;
+    c->sent = c->got = c->read = c->head_len = c->in_len = 0;
+    c->capped = false;
+    vh__h1_init(&c->h1);
+    if (build_request(job, c) != 0) {
+        job_end(e, job, VH_ATTEMPT_INTERNAL, "out of memory building the request", false);
+        return;
+    }
+    c->state = C_SENDING;
+    conn_send(e, c);
+}
+
+/*
+ * Starts the attempt on a connection to the job's origin: an idle one, or a new one. A
+ * request that failed on a reused connection before any response byte comes here once more
+ * (`retry`): the server may have closed it while it was idle.
+ */
+static void job_connect(struct vh_engine *e, struct job *job, bool retry)
+{
+    struct conn *c;
+    CURLcode rc;
+
+    c = retry ? NULL : idle_take(e, job->url, job->origin_len);
+    if (c) {
+        conn_begin(e, c, job);
+        return;
+    }
+    c = conn_new(e, job, job->origin_len, &rc);
+    if (!c) {
+        job_end(e, job, VH_ATTEMPT_INTERNAL, curl_easy_strerror(rc), false);
+        return;
+    }
+    c->job = job;
+    job->c = c;
+    job->reused = false;
+}
+
+/*
+ * The request or response failed on the connection (`why`). On a connection that served
+ * before, with nothing of the response received, the server most likely closed it while
+ * idle: the job goes again once on a new connection (libcurl did the same).
+ */
+static void conn_broke(struct vh_engine *e, struct conn *c, const char *why)
+{
+    struct job *job = c->job;
+
+    if (c->served && c->got == 0 && !job->retried) {
+        job->retried = true;
+        job->c = NULL;
+        conn_free(e, c);
+        job_connect(e, job, true);
+        return;
+    }
+    job_end(e, job, VH_ATTEMPT_RESET, why, false);
+}
+
+static void conn_send(struct vh_engine *e, struct conn *c)
+{
+    char why[VH_ATTEMPT_ERROR_MAX];
+    size_t n;
+    CURLcode rc;
+
+    while (c->sent < c->req.len) {
+        n = 0;
+        rc = curl_easy_send(c->easy, c->req.data + c->sent, c->req.len - c->sent, &n);
+        if (rc == CURLE_AGAIN)
+            return;
+        if (rc != CURLE_OK) {
+            snprintf(why, sizeof(why), "sending the request failed: %s", curl_easy_strerror(rc));
+            conn_broke(e, c, why);
+            return;
+        }
+        c->sent += n;
+    }
+    c->state = C_RECEIVING;
+}
+
+/* Keeps the first body bytes for the report, counts them, and stops at the bound. */
+static void on_body(void *ud, const char *p, size_t n)
+{
+    struct conn *c = ud;
+    size_t keep = n;
+
+    if (keep > VH_ATTEMPT_READ_MAX - c->read) {
+        keep = VH_ATTEMPT_READ_MAX - c->read;
+        c->capped = true;
+    }
+    if (c->head_len < VH_ATTEMPT_HEAD_MAX) {
+        size_t k =
+            keep < VH_ATTEMPT_HEAD_MAX - c->head_len ? keep : VH_ATTEMPT_HEAD_MAX - c->head_len;
+
+        memcpy(c->head + c->head_len, p, k);
+        c->head_len += k;
+    }
+    c->read += keep;
+}
+
+/*
+ * Judges the response once the parser has said DONE or ERROR, or the body reached its
+ * bound. Returns false when the attempt goes on.
+ */
+static bool conn_judge(struct vh_engine *e, struct conn *c)
+{
+    struct job *job = c->job;
+
+    if (c->h1.state == VH__H1_ERROR) {
+        job_end(e, job, VH_ATTEMPT_PROTOCOL, c->h1.error, false);
+        return true;
+    }
+    if (c->h1.state == VH__H1_DONE) {
+        job_end(e, job, result_of_status(c->h1.status), "",
+                c->h1.keep_alive && c->in_len == 0 && !c->capped);
+        return true;
+    }
+    if (c->capped) {
+        /* Judged by its status, like a complete one; the rest is not read. */
+        job_end(e, job, result_of_status(c->h1.status), "", false);
+        return true;
+    }
+    return false;
+}
+
+/* Reads what has arrived of the response, until it is complete or nothing more is there. */
+static void conn_recv(struct vh_engine *e, struct conn *c)
+{
+    char why[VH_ATTEMPT_ERROR_MAX];
+    size_t n, used;
+    CURLcode rc;
+
+    for (;;) {
+        if (c->in_len == sizeof(c->in)) {
+            /* The parser makes progress on a full buffer (h1_int.h); this is a bug guard. */
+            job_end(e, c->job, VH_ATTEMPT_PROTOCOL, "a response the parser could not frame", false);
+            return;
+        }
+        n = 0;
+        rc = curl_easy_recv(c->easy, c->in + c->in_len, sizeof(c->in) - c->in_len, &n);
+        if (rc == CURLE_AGAIN)
+            return;
+        if (rc != CURLE_OK) {
+            snprintf(why, sizeof(why), "reading the response failed: %s", curl_easy_strerror(rc));
+            conn_broke(e, c, why);
+            return;
+        }
+        if (n == 0) {
+            if (c->got == 0) {
+                conn_broke(e, c, "the connection closed without a response");
+                return;
+            }
+            if (vh__h1_eof(&c->h1) == VH__H1_DONE) {
+                c->h1.keep_alive = false;
+                conn_judge(e, c);
+            } else {
+                job_end(e, c->job, VH_ATTEMPT_RESET, c->h1.error, false);
+            }
+            return;
+        }
+        c->got += n;
+        c->in_len += n;
+        used = vh__h1_parse(&c->h1, c->in, c->in_len, on_body, c);
+        c->in_len -= used;
+        if (c->in_len && used)
+            memmove(c->in, c->in + used, c->in_len);
+        if (conn_judge(e, c))
+            return;
+    }
+}
+
+/*
+ * An idle connection became readable: the server closed it (or sent what nobody asked
+ * for). Either way it cannot carry a request. TLS records that are not data (a TLS 1.3
+ * session ticket) leave it idle.
+ */
+static void idle_readable(struct vh_engine *e, struct conn *c)
+{
+    char buf[64];
+    size_t n = 0;
+
+    if (curl_easy_recv(c->easy, buf, sizeof(buf), &n) == CURLE_AGAIN)
+        return;
+    idle_unlink(e, c);
+    conn_free(e, c);
+}
+
+/* libcurl finished connecting `c` (or failed to). */
+static void conn_connected(struct vh_engine *e, struct conn *c, CURLcode rc)
+{
+    struct job *job = c->job;
+    char why[VH_ATTEMPT_ERROR_MAX];
+    enum vh_attempt_result r;
+
+    c->state = C_IDLE; /* out of C_CONNECTING */
+    e->n_connecting--;
+    if (rc == CURLE_OK && curl_easy_getinfo(c->easy, CURLINFO_ACTIVESOCKET, &c->fd) == CURLE_OK &&
+        c->fd != CURL_SOCKET_BAD) {
+        conn_begin(e, c, job);
+        return;
+    }
+    if (rc == CURLE_OK)
+        rc = CURLE_COULDNT_CONNECT;
+    r = classify_connect(rc, c);
+    if (r == VH_ATTEMPT_BLOCKED && c->blocked)
+        snprintf(why, sizeof(why),
+                 "destination %s is not a public address (allow_private_networks is off)",
+                 c->blocked_addr);
+    else
+        snprintf(why, sizeof(why), "%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
+    job_end(e, job, r, why, false);
+}
+
+/*
+ * Starts one job: an allowed URL gets a connection (reused or new). A job that cannot start
+ * is reported at once (BLOCKED for a refused scheme or URL, INTERNAL when out of memory).
+ */
+static void job_start(struct vh_engine *e, struct job *job)
+{
+    const char *bad;
+
+    if (!scheme_allowed(e, job->url)) {
+        job_report_now(e, job, VH_ATTEMPT_BLOCKED,
+                       e->cfg.allow_http ? "only http:// and https:// URLs are allowed"
+                                         : "only https:// URLs are allowed (allow_http is off)");
+        return;
+    }
+    bad = split_url(job);
+    if (bad) {
+        job_report_now(e, job, VH_ATTEMPT_BLOCKED, bad);
+        return;
+    }
+    job->started_ms = vh_time_now_ms();
+    job->started_mono = vh_time_mono_ms();
+    job->deadline = job->started_mono + job->timeout_ms;
+    active_link(e, job);
+    job_connect(e, job, false);
+}
+
+/* Starts waiting jobs, one per ready endpoint in turn, while the total cap allows. */
+static void start_ready(struct vh_engine *e)
+{
+    struct endpoint *ep;
+    struct job *job;
+
+    while (e->active < e->cfg.max_total) {
+        ep = ready_pop(e);
+        if (!ep)
+            break;
+        job = endpoint_dequeue(ep);
+        /* Counted before the start, so a job reported at once cannot free the endpoint. */
+        ep->active++;
+        job_start(e, job);
+        ep->active--;
+        endpoint_settle(e, ep);
+    }
+}
+
+/* Hands libcurl's finished connects to their jobs. */
+static void finish_connects(struct vh_engine *e)
 {
     struct CURLMsg *msg;
     int left;
 
     for (;;) {
-        char *job = NULL;
+        char *c = NULL;
 
         msg = curl_multi_info_read(e->multi, &left);
         if (!msg)
             break;
         if (msg->msg != CURLMSG_DONE)
             continue;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &job);
-        job_finish(e, (struct job *)job, msg->data.result, false);
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &c);
+        if (c && ((struct conn *)c)->state == C_CONNECTING)
+            conn_connected(e, (struct conn *)c, msg->data.result);
+    }
+}
+
+/* Ends the attempts whose time is up; returns the earliest deadline left (INT64_MAX: none). */
+static int64_t expire(struct vh_engine *e, int64_t now)
+{
+    struct job *job, *next;
+    int64_t first = INT64_MAX;
+    char why[VH_ATTEMPT_ERROR_MAX];
+
+    for (job = e->active_head; job; job = next) {
+        next = job->anext;
+        if (now >= job->deadline) {
+            snprintf(why, sizeof(why), "no complete response within %lld ms",
+                     (long long)job->timeout_ms);
+            job_end(e, job, VH_ATTEMPT_TIMEOUT, why, false);
+        } else if (job->deadline < first) {
+            first = job->deadline;
+        }
+    }
+    while (e->idle_tail && now - e->idle_tail->idle_since >= IDLE_MAX_MS) {
+        struct conn *c = e->idle_tail;
+
+        idle_unlink(e, c);
+        conn_free(e, c);
+    }
+    if (e->idle_tail && e->idle_tail->idle_since + IDLE_MAX_MS < first)
+        first = e->idle_tail->idle_since + IDLE_MAX_MS;
+    return first;
+}
+
+/* The sockets we wait on besides libcurl's: every sending, receiving and idle connection. */
+static unsigned poll_set(struct vh_engine *e)
+{
+    unsigned n = 0;
+    struct job *job;
+    struct conn *c;
+
+    for (job = e->active_head; job; job = job->anext) {
+        c = job->c;
+        if (!c || (c->state != C_SENDING && c->state != C_RECEIVING))
+            continue;
+        e->wfd[n].fd = c->fd;
+        e->wfd[n].events = c->state == C_SENDING ? CURL_WAIT_POLLOUT : CURL_WAIT_POLLIN;
+        e->wfd[n].revents = 0;
+        e->wconn[n++] = c;
+    }
+    for (c = e->idle_head; c; c = c->next) {
+        e->wfd[n].fd = c->fd;
+        e->wfd[n].events = CURL_WAIT_POLLIN;
+        e->wfd[n].revents = 0;
+        e->wconn[n++] = c;
+    }
+    return n;
+}
+
+/* Serves the connections poll_set listed that have something to do. */
+static void poll_serve(struct vh_engine *e, unsigned n)
+{
+    unsigned i;
+    struct conn *c;
+
+    for (i = 0; i < n; i++) {
+        if (!e->wfd[i].revents)
+            continue;
+        c = e->wconn[i];
+        /* Each entry is its own connection: serving one frees no other listed one. */
+        if (c->state == C_IDLE)
+            idle_readable(e, c);
+        else if (c->state == C_SENDING)
+            conn_send(e, c);
+        else if (c->state == C_RECEIVING)
+            conn_recv(e, c);
     }
 }
 
@@ -924,18 +1244,32 @@ static void interrupt_waiting(struct vh_engine *e)
 static void interrupt_active(struct vh_engine *e)
 {
     while (e->active_head)
-        job_finish(e, e->active_head, CURLE_OK, true);
+        job_end(e, e->active_head, VH_ATTEMPT_INTERRUPTED, "interrupted by shutdown", false);
 }
 
-static int poll_timeout(const struct vh_engine *e, bool stopping, int64_t deadline)
+static void close_idle(struct vh_engine *e)
+{
+    struct conn *c;
+
+    while ((c = e->idle_head)) {
+        idle_unlink(e, c);
+        conn_free(e, c);
+    }
+}
+
+/* How long to sleep: until a deadline (`first`, the stop's), at most POLL_IDLE_MS. */
+static int poll_timeout(const struct vh_engine *e, bool stopping, int64_t deadline, int64_t first,
+                        int64_t now)
 {
     int64_t left;
 
     if (!stopping && e->ready_head && e->active < e->cfg.max_total)
         return 0;
-    if (!stopping)
+    if (stopping && deadline < first)
+        first = deadline;
+    if (first == INT64_MAX)
         return POLL_IDLE_MS;
-    left = deadline - vh_time_mono_ms();
+    left = first - now;
     if (left < 0)
         return 0;
     return left < POLL_IDLE_MS ? (int)left : POLL_IDLE_MS;
@@ -945,8 +1279,9 @@ static void *engine_main(void *arg)
 {
     struct vh_engine *e = arg;
     bool stopping = false;
-    int64_t deadline = 0, grace = 0;
+    int64_t deadline = 0, grace = 0, now, first;
     int running;
+    unsigned n;
 
     vh__thread_name("vh-engine");
     for (;;) {
@@ -954,18 +1289,27 @@ static void *engine_main(void *arg)
             stopping = true;
             deadline = vh_time_mono_ms() + grace;
             interrupt_waiting(e);
+            close_idle(e);
             log_rec(e, VH_LOG_INFO, "engine stopping", ",\"active\":%u,\"grace_ms\":%lld",
                     e->active, (long long)grace);
         }
         if (!stopping)
             start_ready(e);
-        curl_multi_perform(e->multi, &running);
-        finish_done(e);
-        if (stopping && (!e->active_head || vh_time_mono_ms() >= deadline))
+        /* libcurl has work only while it connects: the requests and answers are ours. */
+        if (e->n_connecting) {
+            curl_multi_perform(e->multi, &running);
+            finish_connects(e);
+        }
+        now = vh_time_mono_ms();
+        first = expire(e, now);
+        if (stopping && (!e->active_head || now >= deadline))
             break;
-        curl_multi_poll(e->multi, NULL, 0, poll_timeout(e, stopping, deadline), NULL);
+        n = poll_set(e);
+        curl_multi_poll(e->multi, e->wfd, n, poll_timeout(e, stopping, deadline, first, now), NULL);
+        poll_serve(e, n);
     }
     interrupt_active(e);
+    close_idle(e);
     return NULL;
 }
 
@@ -1023,15 +1367,11 @@ static int check_config(const struct vh_engine_config *cfg, struct vh_error *err
 /* Frees what vh_engine_new set up; the thread is not running. */
 static void engine_release(struct vh_engine *e, bool curl_inited)
 {
-    struct transfer *t;
     struct endpoint *ep;
     size_t i;
 
-    /* Before the share handle: an easy handle that uses it keeps it in use. */
-    while ((t = e->spares)) {
-        e->spares = t->next_spare;
-        transfer_free(t);
-    }
+    /* Before the multi and share handles: the engine thread's connections need them. */
+    close_idle(e);
     for (i = 0; e->buckets && i < e->n_buckets; i++) {
         for (ep = e->buckets[i]; ep; ep = e->buckets[i]) {
             e->buckets[i] = ep->hnext;
@@ -1045,6 +1385,8 @@ static void engine_release(struct vh_engine *e, bool curl_inited)
     if (curl_inited)
         curl_global_cleanup();
     vh_free(e->buckets);
+    vh_free(e->wfd);
+    vh_free(e->wconn);
     vh_free(e->ca_file);
     pthread_mutex_destroy(&e->lock);
     pthread_mutex_destroy(&e->stop_lock);
@@ -1082,6 +1424,10 @@ int vh_engine_new(const struct vh_engine_config *cfg, struct vh_engine **out, st
     if (!e->buckets)
         goto fail;
     memset(e->buckets, 0, e->n_buckets * sizeof(*e->buckets));
+    e->wfd = vh_malloc(2 * (size_t)cfg->max_total * sizeof(*e->wfd));
+    e->wconn = vh_malloc(2 * (size_t)cfg->max_total * sizeof(*e->wconn));
+    if (!e->wfd || !e->wconn)
+        goto fail;
     /*
      * libcurl allocates through our hook too (it is reference-counted: the first init picks
      * the functions, later ones only count).
@@ -1100,8 +1446,6 @@ int vh_engine_new(const struct vh_engine_config *cfg, struct vh_engine **out, st
      * used by the engine thread only, so it needs no lock callbacks.
      */
     if (curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK)
-        goto fail;
-    if (curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)cfg->max_total) != CURLM_OK)
         goto fail;
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         rc = vh_error_set(err, VH_EIO, "engine: cannot start the engine thread");

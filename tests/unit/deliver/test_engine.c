@@ -26,6 +26,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -33,6 +34,7 @@
 #include <vocohook/engine.h>
 #include <vocohook/sign.h>
 
+#include "deliver/h1_int.h"
 #include "unit/wait.h"
 #include "core/banned.h"
 
@@ -130,8 +132,39 @@ enum mode {
     M_HOLD,      /* reads the request, answers nothing until srv_release, then 200 */
     M_CLOSE_MID, /* a 200 head promising 100 bytes, 5 bytes, then close */
     M_GARBAGE,   /* bytes that are not HTTP, then close */
-    M_STREAM     /* a 200 head and an endless body */
+    M_STREAM,    /* a 200 head and an endless body */
+    /* Framing and keep-alive (RFC 9112). "Left open": the server keeps the connection, so
+     * only the engine's reading of the response decides whether it is used again. */
+    M_CHUNKED,          /* 200 chunked: four chunks, an extension, trailers */
+    M_CHUNKED_LENGTH,   /* 200 chunked with a Content-Length as well; left open */
+    M_UNTIL_EOF,        /* 200 without a length; the body ends when the server closes */
+    M_CONN_CLOSE,       /* 200 with Connection: close and a length; left open */
+    M_HTTP10,           /* HTTP/1.0 200 with a length, no keep-alive; left open */
+    M_HTTP10_KA,        /* HTTP/1.0 200 with Connection: keep-alive */
+    M_CLOSE_AFTER,      /* 200 that says nothing of closing, then the server closes */
+    M_DROP,             /* reads the request and closes without answering */
+    M_RST,              /* reads the request and resets the connection */
+    M_DROP_SECOND,      /* answers a connection's first request, closes on its second */
+    M_RST_SECOND,       /* the same, resetting */
+    M_DROP_AFTER_FIRST, /* answers the server's first request, closes on every later one */
+    M_CONTINUE,         /* 100 Continue, a pause, 103 Early Hints, then 200 "ok" */
+    M_SWITCH,           /* 101 Switching Protocols; left open */
+    M_TWO_LENGTHS,      /* 200 with Content-Length 2 and Content-Length 3; left open */
+    M_SAME_LENGTHS,     /* 200 with Content-Length 2 twice */
+    M_HUGE_HEAD,        /* 200 whose head is VH__H1_HEAD_MAX + 1 bytes (one big header) */
+    M_FULL_HEAD,        /* 200 whose head is exactly VH__H1_HEAD_MAX bytes */
+    M_TRAILING,         /* 200 "ok" and, in the same send, a second response nobody asked for */
+    M_SLOW_LENGTH,      /* 200 with a length, one byte per send */
+    M_SLOW_CHUNKED,     /* 100 Continue then a chunked 200 with a trailer, one byte per send */
+    M_OVER_BOUND_WHOLE, /* 200 with a body of VH_ATTEMPT_READ_MAX + 1 bytes, all sent; left
+                           open, and later requests on it answered 200 "ok" */
+    M_OVER_BOUND_CUT    /* the same, promising 1000 bytes more than it sends */
 };
+
+/* The bodies of the modes above, as the engine must report them. */
+#define CHUNKED_BODY "hello, world!123456789"
+#define EOF_BODY_LEN 5000
+#define SLOW_BODY    "hello, world"
 
 #define MAX_CONNS    64
 #define REQ_MAX      16384
@@ -142,6 +175,7 @@ struct conn {
     size_t len;
     bool held;
     bool streaming;
+    int answered; /* requests this connection had */
     char in[REQ_MAX];
 };
 
@@ -182,7 +216,79 @@ static void conn_close(struct conn *c)
     close(c->fd);
     c->fd = -1;
     c->len = 0;
+    c->answered = 0;
     c->held = c->streaming = false;
+}
+
+/* Closes with a reset (RST) instead of a FIN. */
+static void conn_reset(struct conn *c)
+{
+    struct linger l = {1, 0};
+
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    conn_close(c);
+}
+
+static void send_str(struct conn *c, const char *str)
+{
+    send_all(c->fd, str, strlen(str));
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* A 200 head promising `length` body bytes, and `send` of them ('y'). */
+static void send_long_body(struct conn *c, size_t length, size_t send)
+{
+    char head[128], chunk[4096];
+    size_t n;
+
+    snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", length);
+    send_str(c, head);
+    memset(chunk, 'y', sizeof(chunk));
+    for (; send > 0; send -= n) {
+        n = send < sizeof(chunk) ? send : sizeof(chunk);
+        send_all(c->fd, chunk, n);
+    }
+}
+
+/* One byte per send, each its own segment, with a pause between them. */
+static void send_slowly(struct conn *c, const char *str)
+{
+    size_t i, n = strlen(str);
+    int one = 1;
+
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    for (i = 0; i < n; i++) {
+        send_all(c->fd, str + i, 1);
+        pause_ms(1);
+    }
+}
+
+/*
+ * A 200 "ok" whose head is `head_len` bytes: the padding is one X-Big header. The head's
+ * last byte goes after a pause, so the engine likely holds `head_len` - 1 bytes of it first.
+ */
+static void send_big_head(struct conn *c, size_t head_len)
+{
+    static const char start[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Big: ";
+    size_t fill = head_len - (sizeof(start) - 1) - 4;
+    char *p = malloc(head_len + 2);
+
+    if (!p)
+        abort(); /* the server thread cannot fail a cmocka test */
+    memcpy(p, start, sizeof(start) - 1);
+    memset(p + sizeof(start) - 1, 'b', fill);
+    memcpy(p + head_len - 4, "\r\n\r\nok", 6);
+    send_all(c->fd, p, head_len - 1);
+    pause_ms(20);
+    send_all(c->fd, p + head_len - 1, 3);
+    free(p);
 }
 
 /* The length of the first complete request in the buffer, or 0 when it is not complete. */
@@ -218,8 +324,8 @@ static void answer_ok(struct conn *c)
 /* Answers one complete request by mode; false when the connection was closed. */
 static bool respond(struct srv *s, struct conn *c, bool released)
 {
-    char buf[ERR_BODY_LEN + 256];
-    int n;
+    char buf[EOF_BODY_LEN + 256]; /* the largest canned body, and a head */
+    int n, nth = ++c->answered, total;
 
     switch (s->mode) {
     case M_OK:
@@ -258,6 +364,108 @@ static bool respond(struct srv *s, struct conn *c, bool released)
         n = snprintf(buf, sizeof(buf), "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n");
         send_all(c->fd, buf, (size_t)n);
         c->streaming = true;
+        return true;
+    case M_CHUNKED:
+        send_str(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                    "Content-Type: text/plain\r\n\r\n"
+                    "3;name=\"v\"\r\nhel\r\n"
+                    "4\r\nlo, \r\n"
+                    "5 ; x\r\nworld\r\n"
+                    "A\r\n!123456789\r\n"
+                    "0\r\nX-Checksum: abc\r\nX-More: 1\r\n\r\n");
+        return true;
+    case M_CHUNKED_LENGTH:
+        send_str(c, "HTTP/1.1 200 OK\r\nContent-Length: 999\r\nTransfer-Encoding: chunked\r\n"
+                    "\r\n2\r\nok\r\n0\r\n\r\n");
+        return true;
+    case M_UNTIL_EOF:
+        send_str(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\neof:");
+        memset(buf, 'e', EOF_BODY_LEN - 4);
+        send_all(c->fd, buf, EOF_BODY_LEN - 4);
+        conn_close(c);
+        return false;
+    case M_CONN_CLOSE:
+        send_str(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
+        return true;
+    case M_HTTP10:
+        send_str(c, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        return true;
+    case M_HTTP10_KA:
+        send_str(c, "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok");
+        return true;
+    case M_CLOSE_AFTER:
+        answer_ok(c);
+        conn_close(c);
+        return false;
+    case M_DROP:
+        conn_close(c);
+        return false;
+    case M_RST:
+        conn_reset(c);
+        return false;
+    case M_DROP_SECOND:
+    case M_RST_SECOND:
+        if (nth == 1) {
+            answer_ok(c);
+            return true;
+        }
+        if (s->mode == M_RST_SECOND)
+            conn_reset(c);
+        else
+            conn_close(c);
+        return false;
+    case M_DROP_AFTER_FIRST:
+        pthread_mutex_lock(&s->mu);
+        total = s->requests;
+        pthread_mutex_unlock(&s->mu);
+        if (total == 1) {
+            answer_ok(c);
+            return true;
+        }
+        conn_close(c);
+        return false;
+    case M_CONTINUE:
+        send_str(c, "HTTP/1.1 100 Continue\r\n\r\n");
+        pause_ms(20); /* so the interim answer may arrive alone */
+        send_str(c, "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        return true;
+    case M_SWITCH:
+        send_str(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\n\r\n");
+        return true;
+    case M_TWO_LENGTHS:
+        send_str(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!");
+        return true;
+    case M_SAME_LENGTHS:
+        send_str(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok");
+        return true;
+    case M_HUGE_HEAD:
+        send_big_head(c, VH__H1_HEAD_MAX + 1);
+        return true;
+    case M_FULL_HEAD:
+        send_big_head(c, VH__H1_HEAD_MAX);
+        return true;
+    case M_TRAILING:
+        send_str(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        return true;
+    case M_SLOW_LENGTH:
+        send_slowly(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
+                       "\r\n" SLOW_BODY);
+        return true;
+    case M_SLOW_CHUNKED:
+        send_slowly(c, "HTTP/1.1 100 Continue\r\n\r\n"
+                       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "5;a=b\r\nhello\r\n7\r\n, world\r\n0\r\nX-T: 1\r\n\r\n");
+        return true;
+    case M_OVER_BOUND_WHOLE:
+    case M_OVER_BOUND_CUT:
+        if (nth == 1)
+            send_long_body(c, VH_ATTEMPT_READ_MAX + (s->mode == M_OVER_BOUND_CUT ? 1001 : 1),
+                           VH_ATTEMPT_READ_MAX + 1);
+        else
+            answer_ok(c);
         return true;
     }
     return true;
@@ -814,6 +1022,7 @@ static void test_timeout(void **state)
     assert_int_equal(a.result, VH_ATTEMPT_TIMEOUT);
     assert_int_equal(a.http_status, 0);
     assert_true(a.duration_ms >= 290);
+    assert_string_equal(a.error, "no complete response within 300 ms");
     assert_int_equal(srv_requests(s), 1);
     vh_engine_free(e);
     srv_stop(s);
@@ -879,8 +1088,355 @@ static void test_response_body_is_bounded(void **state)
     assert_int_equal(a.response_read, VH_ATTEMPT_READ_MAX);
     assert_int_equal(a.response_len, VH_ATTEMPT_HEAD_MAX);
     assert_int_equal(a.response_head[0], 'z');
+    /* The rest of the body was never read: that connection cannot carry another request. */
+    reset_results(NULL);
+    a = deliver_one(e, url, 120000);
+    assert_int_equal(a.result, VH_ATTEMPT_OK);
+    assert_false(a.reused_connection);
+    assert_int_equal(srv_accepts(s), 2);
     vh_engine_free(e);
     srv_stop(s);
+}
+
+/* ---- framing and keep-alive (the engine's own HTTP/1.1) ------------------------------------- */
+
+/* Two deliveries, one after the other, to a server in `mode`, and what the server saw. */
+struct two {
+    struct vh_attempt a[2];
+    int accepts, requests;
+};
+
+static struct two deliver_two(enum mode mode)
+{
+    struct srv *s = srv_start(mode);
+    struct vh_engine *e = engine_dev();
+    struct two t;
+    char url[128];
+
+    srv_url(s, url, sizeof(url));
+    t.a[0] = deliver_one(e, url, 0);
+    reset_results(NULL);
+    t.a[1] = deliver_one(e, url, 0);
+    /* Both were answered (or dropped) by the server: its counts are final. */
+    t.accepts = srv_accepts(s);
+    t.requests = srv_requests(s);
+    vh_engine_free(e);
+    srv_stop(s);
+    return t;
+}
+
+static void assert_ok_body(const struct vh_attempt *a, const char *body)
+{
+    if (a->result != VH_ATTEMPT_OK)
+        fail_msg("got %s: %s", vh_attempt_result_name(a->result), a->error);
+    assert_int_equal(a->http_status, 200);
+    assert_string_equal(a->error, "");
+    assert_int_equal(a->response_read, strlen(body));
+    assert_int_equal(a->response_len, strlen(body));
+    assert_string_equal(a->response_head, body);
+}
+
+/* The first response left the connection for the next request. */
+static void assert_reused(const struct two *t)
+{
+    assert_false(t->a[0].reused_connection);
+    assert_true(t->a[1].reused_connection);
+    assert_int_equal(t->accepts, 1);
+    assert_int_equal(t->requests, 2);
+}
+
+/* The first response ended its connection: the second delivery made a new one. */
+static void assert_not_reused(const struct two *t)
+{
+    assert_false(t->a[0].reused_connection);
+    assert_false(t->a[1].reused_connection);
+    assert_int_equal(t->accepts, 2);
+    assert_int_equal(t->requests, 2);
+}
+
+static void test_chunked_body_is_dechunked(void **state)
+{
+    struct two t = deliver_two(M_CHUNKED);
+
+    (void)state;
+    assert_ok_body(&t.a[0], CHUNKED_BODY);
+    assert_ok_body(&t.a[1], CHUNKED_BODY);
+    assert_reused(&t); /* the last chunk and the trailers were all read */
+}
+
+/* Transfer-Encoding and Content-Length both: the chunks frame it, and the connection ends. */
+static void test_chunked_with_length_not_reused(void **state)
+{
+    struct two t = deliver_two(M_CHUNKED_LENGTH);
+
+    (void)state;
+    assert_ok_body(&t.a[0], "ok");
+    assert_ok_body(&t.a[1], "ok");
+    assert_not_reused(&t);
+}
+
+static void test_close_delimited_body(void **state)
+{
+    struct two t = deliver_two(M_UNTIL_EOF);
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 2; i++) {
+        assert_int_equal(t.a[i].result, VH_ATTEMPT_OK);
+        assert_int_equal(t.a[i].http_status, 200);
+        assert_string_equal(t.a[i].error, "");
+        assert_int_equal(t.a[i].response_read, EOF_BODY_LEN);
+        assert_int_equal(t.a[i].response_len, VH_ATTEMPT_HEAD_MAX);
+        assert_memory_equal(t.a[i].response_head, "eof:eee", 7);
+        assert_int_equal(t.a[i].response_head[VH_ATTEMPT_HEAD_MAX - 1], 'e');
+    }
+    assert_not_reused(&t);
+}
+
+static void test_connection_close_not_reused(void **state)
+{
+    struct two t = deliver_two(M_CONN_CLOSE);
+
+    (void)state;
+    assert_ok_body(&t.a[0], "ok");
+    assert_ok_body(&t.a[1], "ok");
+    assert_not_reused(&t);
+}
+
+static void test_http10_keep_alive_rules(void **state)
+{
+    struct two t = deliver_two(M_HTTP10);
+
+    (void)state;
+    /* HTTP/1.0 closes unless it says keep-alive... */
+    assert_ok_body(&t.a[0], "ok");
+    assert_ok_body(&t.a[1], "ok");
+    assert_not_reused(&t);
+    /* ...and may be kept when it does. */
+    reset_results(NULL);
+    t = deliver_two(M_HTTP10_KA);
+    assert_ok_body(&t.a[0], "ok");
+    assert_ok_body(&t.a[1], "ok");
+    assert_reused(&t);
+}
+
+/*
+ * The stale keep-alive race: the server answers without saying it closes, then closes.
+ * Whether the engine sees the close while the connection is idle or only when it sends on
+ * it, the next delivery succeeds on a new connection.
+ */
+static void test_server_closes_idle_connection(void **state)
+{
+    struct two t = deliver_two(M_CLOSE_AFTER);
+
+    (void)state;
+    assert_ok_body(&t.a[0], "ok");
+    assert_ok_body(&t.a[1], "ok");
+    assert_not_reused(&t);
+}
+
+/*
+ * A reused connection that fails before any byte of the answer (the server closes it, or
+ * resets it, on reading the request): the request goes again, once, on a new connection,
+ * and the report says the connection was not reused.
+ */
+static void test_reused_connection_failure_is_retried(void **state)
+{
+    enum mode modes[2] = {M_DROP_SECOND, M_RST_SECOND};
+    struct two t;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 2; i++) {
+        reset_results(NULL);
+        t = deliver_two(modes[i]);
+        assert_ok_body(&t.a[0], "ok");
+        assert_ok_body(&t.a[1], "ok");
+        assert_false(t.a[0].reused_connection);
+        assert_false(t.a[1].reused_connection);
+        assert_int_equal(t.accepts, 2);
+        assert_int_equal(t.requests, 3); /* one on the reused connection, lost */
+    }
+}
+
+/* The retry is made once: when the new connection fails too, that is the attempt's end. */
+static void test_retry_is_made_once(void **state)
+{
+    struct two t = deliver_two(M_DROP_AFTER_FIRST);
+
+    (void)state;
+    assert_ok_body(&t.a[0], "ok");
+    assert_int_equal(t.a[1].result, VH_ATTEMPT_RESET);
+    assert_int_equal(t.a[1].http_status, 0);
+    assert_false(t.a[1].reused_connection);
+    assert_string_not_equal(t.a[1].error, "");
+    assert_int_equal(t.accepts, 2);
+    assert_int_equal(t.requests, 3);
+}
+
+/* A fresh connection closed or reset without an answer: RESET, and no second request. */
+static void test_fresh_connection_failure_not_retried(void **state)
+{
+    enum mode modes[2] = {M_DROP, M_RST};
+    struct srv *s;
+    struct vh_engine *e;
+    struct vh_attempt a;
+    char url[128];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 2; i++) {
+        reset_results(NULL);
+        s = srv_start(modes[i]);
+        e = engine_dev();
+        srv_url(s, url, sizeof(url));
+        a = deliver_one(e, url, 0);
+        if (a.result != VH_ATTEMPT_RESET)
+            fail_msg("mode %d: got %s: %s", (int)modes[i], vh_attempt_result_name(a.result),
+                     a.error);
+        assert_int_equal(a.http_status, 0);
+        assert_false(a.reused_connection);
+        assert_string_not_equal(a.error, "");
+        vh_engine_free(e);
+        assert_int_equal(srv_accepts(s), 1);
+        assert_int_equal(srv_requests(s), 1);
+        srv_stop(s);
+    }
+}
+
+/* 100 Continue and 103 Early Hints come before the answer: skipped, the 200 counts. */
+static void test_interim_responses_skipped(void **state)
+{
+    struct two t = deliver_two(M_CONTINUE);
+
+    (void)state;
+    assert_ok_body(&t.a[0], "ok");
+    assert_ok_body(&t.a[1], "ok");
+    assert_reused(&t);
+}
+
+static void test_switching_protocols_is_protocol(void **state)
+{
+    struct two t = deliver_two(M_SWITCH);
+
+    (void)state;
+    assert_int_equal(t.a[0].result, VH_ATTEMPT_PROTOCOL);
+    assert_non_null(strstr(t.a[0].error, "101"));
+    assert_int_equal(t.a[1].result, VH_ATTEMPT_PROTOCOL);
+    assert_not_reused(&t); /* the server left it open: the engine closed it */
+}
+
+static void test_two_content_lengths_is_protocol(void **state)
+{
+    struct two t = deliver_two(M_TWO_LENGTHS);
+
+    (void)state;
+    assert_int_equal(t.a[0].result, VH_ATTEMPT_PROTOCOL);
+    assert_non_null(strstr(t.a[0].error, "Content-Length"));
+    assert_int_equal(t.a[1].result, VH_ATTEMPT_PROTOCOL);
+    assert_not_reused(&t);
+    /* The same length twice frames the body one way only: accepted. */
+    reset_results(NULL);
+    t = deliver_two(M_SAME_LENGTHS);
+    assert_ok_body(&t.a[0], "ok");
+    assert_ok_body(&t.a[1], "ok");
+    assert_reused(&t);
+}
+
+/* A head of VH__H1_HEAD_MAX bytes is read; one byte more is refused. */
+static void test_response_head_bound(void **state)
+{
+    struct two t = deliver_two(M_FULL_HEAD);
+
+    (void)state;
+    assert_ok_body(&t.a[0], "ok");
+    assert_ok_body(&t.a[1], "ok");
+    assert_reused(&t);
+    reset_results(NULL);
+    t = deliver_two(M_HUGE_HEAD);
+    assert_int_equal(t.a[0].result, VH_ATTEMPT_PROTOCOL);
+    assert_non_null(strstr(t.a[0].error, "16 KiB"));
+    assert_int_equal(t.a[1].result, VH_ATTEMPT_PROTOCOL);
+    assert_not_reused(&t);
+}
+
+/*
+ * Bytes after a complete response (here a second response, as a desynchronized server
+ * would send): the answer is the first one, and the connection is not used again (the
+ * stray response must never be read as the next request's).
+ */
+static void test_bytes_after_response_end_connection(void **state)
+{
+    struct two t = deliver_two(M_TRAILING);
+
+    (void)state;
+    assert_ok_body(&t.a[0], "ok");
+    assert_ok_body(&t.a[1], "ok");
+    assert_not_reused(&t);
+}
+
+/* A response arriving one byte at a time is parsed across every boundary. */
+static void test_response_byte_by_byte(void **state)
+{
+    struct two t = deliver_two(M_SLOW_LENGTH);
+
+    (void)state;
+    assert_ok_body(&t.a[0], SLOW_BODY);
+    assert_ok_body(&t.a[1], SLOW_BODY);
+    assert_reused(&t);
+    reset_results(NULL);
+    t = deliver_two(M_SLOW_CHUNKED);
+    assert_ok_body(&t.a[0], SLOW_BODY);
+    assert_ok_body(&t.a[1], SLOW_BODY);
+    assert_reused(&t);
+}
+
+/* The job's deadline covers reading: a response still trickling in when it passes is cut. */
+static void test_timeout_while_reading(void **state)
+{
+    struct srv *s = srv_start(M_SLOW_LENGTH); /* over 80 bytes, a millisecond or more each */
+    struct vh_engine *e = engine_dev();
+    struct vh_attempt a;
+    char url[128];
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    a = deliver_one(e, url, 30);
+    assert_int_equal(a.result, VH_ATTEMPT_TIMEOUT);
+    assert_string_equal(a.error, "no complete response within 30 ms");
+    assert_true(a.duration_ms >= 29);
+    assert_int_equal(srv_requests(s), 1);
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
+/*
+ * A body over VH_ATTEMPT_READ_MAX is cut, and its connection closed, whether the server sent
+ * all of it or stopped just past the bound: a server left holding the rest (and answering
+ * the next request on that connection) never gets another request there.
+ */
+static void test_body_over_bound_ends_connection(void **state)
+{
+    enum mode modes[2] = {M_OVER_BOUND_WHOLE, M_OVER_BOUND_CUT};
+    struct two t;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 2; i++) {
+        reset_results(NULL);
+        t = deliver_two(modes[i]);
+        if (t.a[0].result != VH_ATTEMPT_OK)
+            fail_msg("mode %d: got %s: %s", (int)modes[i], vh_attempt_result_name(t.a[0].result),
+                     t.a[0].error);
+        assert_int_equal(t.a[0].http_status, 200);
+        assert_int_equal(t.a[0].response_read, VH_ATTEMPT_READ_MAX);
+        assert_int_equal(t.a[0].response_len, VH_ATTEMPT_HEAD_MAX);
+        assert_int_equal(t.a[0].response_head[0], 'y');
+        assert_int_equal(t.a[1].result, VH_ATTEMPT_OK);
+        assert_false(t.a[1].reused_connection);
+        assert_int_equal(t.accepts, 2);
+        assert_int_equal(t.requests, 2);
+    }
 }
 
 /* ---- safety ---------------------------------------------------------------------------------- */
@@ -1417,6 +1973,23 @@ int main(void)
         cmocka_unit_test_setup(test_garbage_is_protocol, reset_results),
         cmocka_unit_test_setup(test_unresolvable_host, reset_results),
         cmocka_unit_test_setup(test_response_body_is_bounded, reset_results),
+        cmocka_unit_test_setup(test_chunked_body_is_dechunked, reset_results),
+        cmocka_unit_test_setup(test_chunked_with_length_not_reused, reset_results),
+        cmocka_unit_test_setup(test_close_delimited_body, reset_results),
+        cmocka_unit_test_setup(test_connection_close_not_reused, reset_results),
+        cmocka_unit_test_setup(test_http10_keep_alive_rules, reset_results),
+        cmocka_unit_test_setup(test_server_closes_idle_connection, reset_results),
+        cmocka_unit_test_setup(test_reused_connection_failure_is_retried, reset_results),
+        cmocka_unit_test_setup(test_retry_is_made_once, reset_results),
+        cmocka_unit_test_setup(test_fresh_connection_failure_not_retried, reset_results),
+        cmocka_unit_test_setup(test_interim_responses_skipped, reset_results),
+        cmocka_unit_test_setup(test_switching_protocols_is_protocol, reset_results),
+        cmocka_unit_test_setup(test_two_content_lengths_is_protocol, reset_results),
+        cmocka_unit_test_setup(test_response_head_bound, reset_results),
+        cmocka_unit_test_setup(test_bytes_after_response_end_connection, reset_results),
+        cmocka_unit_test_setup(test_response_byte_by_byte, reset_results),
+        cmocka_unit_test_setup(test_body_over_bound_ends_connection, reset_results),
+        cmocka_unit_test_setup(test_timeout_while_reading, reset_results),
         cmocka_unit_test_setup(test_private_destination_blocked, reset_results),
         cmocka_unit_test_setup(test_scheme_rules, reset_results),
         cmocka_unit_test_setup(test_submit_rejects, reset_results),
