@@ -179,17 +179,27 @@ bench_wrk() {
     [ -s "$out" ] || bench_die "wrk printed no summary: $(tail -5 "$out.txt")"
 }
 
-# bench_curl_sample SCENARIO SERIES RUN OUT ARGS...: libcurl alone (bench/bench_curl.c, full
-# libcurl transfers with no store and no signing) on $sut_core; records its requests/s, with
-# its CPU per request in the detail.
-bench_curl_sample() {
-    local scenario=$1 series=$2 run=$3 out=$4
-    shift 4
-    bench_pinned "$sut_core" "$bench_curl" "$@" >"$out" ||
-        bench_die "$scenario: bench_curl failed (see above)"
+# bench_client_sample PROGRAM SCENARIO SERIES RUN OUT ARGS...: a client program that prints
+# {"requests", "seconds", "rate", "cpu_us"} (bench_curl, bench_engine), on $sut_core; records
+# its requests/s under SERIES, with its CPU per request in the detail, and that CPU alone
+# under SERIES_cpu_us.
+bench_client_sample() {
+    local program=$1 scenario=$2 series=$3 run=$4 out=$5
+    shift 5
+    bench_pinned "$sut_core" "$program" "$@" >"$out" ||
+        bench_die "$scenario: $(basename "$program") failed (see above)"
     vhb value --samples "$samples" --scenario "$scenario" --series "$series" --run "$run" \
         --value "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["rate"])' <"$out")" \
         --detail "$(cat "$out")"
+    vhb value --samples "$samples" --scenario "$scenario" --series "${series}_cpu_us" \
+        --run "$run" \
+        --value "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["cpu_us"])' <"$out")"
+}
+
+# bench_curl_sample SCENARIO SERIES RUN OUT ARGS...: libcurl alone (bench/bench_curl.c, full
+# libcurl transfers with no store and no signing), as bench_client_sample.
+bench_curl_sample() {
+    bench_client_sample "$bench_curl" "$@"
 }
 
 # bench_same_value SCENARIO SERIES RUN: records the last sample's value again under SERIES

@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # Scenario 1: drain a backlog of $sessions sessions into one endpoint (nginx answering 204),
 # against wrk POSTing the same body to the same nginx, and against libcurl alone (bench_curl)
-# doing the same. Series: vocohook, wrk, curl, vocohook-vs-curl, store_claim_us, store_record_us.
+# doing the same; and the two halves of a drain alone: the engine (bench_engine, no store)
+# and the store (bench_store, no HTTP). Series: vocohook, wrk, curl, curl_cpu_us,
+# vocohook-vs-curl, engine, engine_cpu_us, store_claim_us, store_record_us.
 # Sourced by bench/run (see the contract at the top of bench/run).
 
 drain_conns=8 # the engine's per-endpoint limit (VH_ENGINE_MAX_PER_ENDPOINT_DEFAULT)
@@ -25,6 +27,10 @@ for ((r = 1; r <= runs; r++)); do
         --wrk "$work/drain/wrk.$r.json"
     bench_log "drain run $r/$runs: libcurl alone ($sessions requests, $drain_conns connections)"
     bench_curl_sample drain curl "$r" "$work/drain/curl.$r.json" \
+        --url "http://127.0.0.1:$nginx_port/hook" --body "$body" --count "$sessions" \
+        --conns "$drain_conns"
+    bench_log "drain run $r/$runs: the engine alone ($sessions requests, $drain_conns connections)"
+    bench_client_sample "$bench_engine" drain engine "$r" "$work/drain/engine.$r.json" \
         --url "http://127.0.0.1:$nginx_port/hook" --body "$body" --count "$sessions" \
         --conns "$drain_conns"
 
