@@ -894,9 +894,9 @@ static void counting_log(void *ud, enum vh_log_level level, const char *line)
 }
 
 /*
- * One easy handle serves every job in turn (max_total 1): what a transfer left behind (a
- * capped body, an error line) never shows in the next one's report. And no record above
- * the configured log level is made.
+ * One attempt at a time (max_total 1), each after a different ending: what an attempt left
+ * behind (a capped body, an error line) never shows in the next one's report. And no record
+ * above the configured log level is made.
  */
 static void test_reused_handle_starts_clean(void **state)
 {
@@ -946,6 +946,50 @@ static void test_reused_handle_starts_clean(void **state)
     assert_int_equal(__atomic_load_n(&log_counts[VH_LOG_DEBUG], __ATOMIC_SEQ_CST), 0);
     srv_stop(stream);
     srv_stop(ok);
+}
+
+/*
+ * At most max_total connections stay idle: with max_total 1, the first origin's connection
+ * is kept and the second's is closed once its answer is read (the idle list is full), so
+ * the first is reused and the second connects again.
+ */
+static void test_idle_connections_bounded(void **state)
+{
+    struct srv *a = srv_start(M_OK), *b = srv_start(M_OK);
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_engine_config cfg;
+    struct vh_engine *e = NULL;
+    char url_a[128], url_b[128];
+    struct vh_attempt at;
+
+    (void)state;
+    vh_engine_config_init(&cfg);
+    cfg.allow_http = true;
+    cfg.allow_private_networks = true;
+    cfg.max_total = 1;
+    if (vh_engine_new(&cfg, &e, &err) != 0)
+        fail_msg("vh_engine_new: %s", err.msg);
+    srv_url(a, url_a, sizeof(url_a));
+    srv_url(b, url_b, sizeof(url_b));
+    at = deliver_one(e, url_a, 0);
+    assert_int_equal(at.result, VH_ATTEMPT_OK);
+    reset_results(NULL);
+    at = deliver_one(e, url_b, 0);
+    assert_int_equal(at.result, VH_ATTEMPT_OK);
+    assert_false(at.reused_connection);
+    reset_results(NULL);
+    at = deliver_one(e, url_a, 0);
+    assert_int_equal(at.result, VH_ATTEMPT_OK);
+    assert_true(at.reused_connection);
+    reset_results(NULL);
+    at = deliver_one(e, url_b, 0);
+    assert_int_equal(at.result, VH_ATTEMPT_OK);
+    assert_false(at.reused_connection);
+    assert_int_equal(srv_accepts(a), 1);
+    assert_int_equal(srv_accepts(b), 2);
+    vh_engine_free(e);
+    srv_stop(a);
+    srv_stop(b);
 }
 
 /* ---- failure classes ------------------------------------------------------------------------- */
@@ -1965,6 +2009,7 @@ int main(void)
         cmocka_unit_test_setup(test_success_headers_and_signature, reset_results),
         cmocka_unit_test_setup(test_connection_reused, reset_results),
         cmocka_unit_test_setup(test_reused_handle_starts_clean, reset_results),
+        cmocka_unit_test_setup(test_idle_connections_bounded, reset_results),
         cmocka_unit_test_setup(test_status_500_keeps_first_kib, reset_results),
         cmocka_unit_test_setup(test_redirect_not_followed, reset_results),
         cmocka_unit_test_setup(test_connection_refused, reset_results),
