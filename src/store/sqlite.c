@@ -218,6 +218,70 @@ static const char *const migrations[] = {
     "CREATE INDEX deliveries_event ON deliveries(event_id);\n"
     "CREATE INDEX deliveries_endpoint ON deliveries(endpoint_id, state, created_ms);\n"
     "CREATE INDEX deliveries_endpoint_time ON deliveries(endpoint_id, created_ms);\n",
+    /*
+     * 4: events keyed by a sequence the store owns, deliveries pointing at it. The claim
+     * found each delivery's event by its random id (`v.id = d.event_id`), one random leaf of
+     * the events id index per delivery, and that index grows with the history (about 50 MB
+     * at 1 000 000 events): bench scenario 5's CPU per delivery grew with the backlog again.
+     * Now events.seq (the rowid, explicit so that VACUUM keeps it) is what a delivery holds,
+     * and every join goes through it: the claim reads events in the order they were
+     * accepted. deliveries.event_id is gone (a join gives it), and with it a second index
+     * on a random key that every ingest wrote into; deliveries_event is on event_seq, which
+     * grows. Both tables are rebuilt under foreign_keys = OFF (migrate() checks every key
+     * before the commit), which leaves attempts as they are. The copy's LEFT JOIN makes a
+     * delivery whose event is missing (only possible if someone wrote with the keys off)
+     * fail the step on event_seq's NOT NULL, rather than drop out of the copy.
+     */
+    "CREATE TABLE events_v4 (\n"
+    "    seq           INTEGER PRIMARY KEY,\n"
+    "    id            TEXT NOT NULL UNIQUE,\n"
+    "    partner_id    TEXT NOT NULL REFERENCES partners(id),\n"
+    "    session_id    TEXT NOT NULL UNIQUE,\n"
+    "    call_id       TEXT,\n"
+    "    call_status   TEXT,\n"
+    "    recording_key TEXT,\n"
+    "    body          BLOB NOT NULL,\n"
+    "    fanout        INTEGER NOT NULL CHECK (fanout >= 0),\n"
+    "    accepted_ms   INTEGER NOT NULL,\n"
+    "    CHECK ((call_id IS NULL) = (call_status IS NULL))\n"
+    ") STRICT;\n"
+    "INSERT INTO events_v4 (seq, id, partner_id, session_id, call_id, call_status,\n"
+    "    recording_key, body, fanout, accepted_ms)\n"
+    "    SELECT rowid, id, partner_id, session_id, call_id, call_status, recording_key, body,\n"
+    "    fanout, accepted_ms FROM events ORDER BY rowid;\n"
+    "DROP TABLE events;\n"
+    "ALTER TABLE events_v4 RENAME TO events;\n"
+    "CREATE INDEX events_partner_time ON events(partner_id, accepted_ms);\n"
+    "CREATE INDEX events_partner_call ON events(partner_id, call_id);\n"
+    "CREATE TABLE deliveries_v4 (\n"
+    "    seq             INTEGER PRIMARY KEY,\n"
+    "    id              TEXT NOT NULL UNIQUE,\n"
+    "    event_seq       INTEGER NOT NULL REFERENCES events(seq),\n"
+    "    endpoint_id     TEXT NOT NULL REFERENCES endpoints(id),\n"
+    "    partner_id      TEXT NOT NULL REFERENCES partners(id),\n"
+    "    state           TEXT NOT NULL CHECK (state = 'pending' OR state = 'in_flight'\n"
+    "                        OR state = 'succeeded' OR state = 'abandoned'\n"
+    "                        OR state = 'canceled'),\n"
+    "    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),\n"
+    "    attempt_base    INTEGER NOT NULL DEFAULT 0 CHECK (attempt_base >= 0),\n"
+    "    next_attempt_ms INTEGER NOT NULL,\n"
+    "    created_ms      INTEGER NOT NULL,\n"
+    "    updated_ms      INTEGER NOT NULL,\n"
+    "    lease_owner     TEXT,\n"
+    "    lease_until_ms  INTEGER\n"
+    ") STRICT;\n"
+    "INSERT INTO deliveries_v4 (seq, id, event_seq, endpoint_id, partner_id, state, attempts,\n"
+    "    attempt_base, next_attempt_ms, created_ms, updated_ms, lease_owner, lease_until_ms)\n"
+    "    SELECT d.seq, d.id, v.seq, d.endpoint_id, d.partner_id, d.state, d.attempts,\n"
+    "    d.attempt_base, d.next_attempt_ms, d.created_ms, d.updated_ms, d.lease_owner,\n"
+    "    d.lease_until_ms\n"
+    "    FROM deliveries AS d LEFT JOIN events AS v ON v.id = d.event_id ORDER BY d.seq;\n"
+    "DROP TABLE deliveries;\n"
+    "ALTER TABLE deliveries_v4 RENAME TO deliveries;\n"
+    "CREATE INDEX deliveries_due ON deliveries(state, next_attempt_ms);\n"
+    "CREATE INDEX deliveries_event ON deliveries(event_seq);\n"
+    "CREATE INDEX deliveries_endpoint ON deliveries(endpoint_id, state, created_ms);\n"
+    "CREATE INDEX deliveries_endpoint_time ON deliveries(endpoint_id, created_ms);\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -256,7 +320,7 @@ enum stmt_id {
     S_DLV_CANCEL_PENDING,
     S_EV_BY_SESSION,
     S_EV_INSERT,
-    S_EV_EXISTS,
+    S_EV_SEQ,
     S_DLV_INSERT,
     S_DLV_OF_EVENT,
     S_CALL_BY_SESSION,
@@ -304,10 +368,10 @@ enum stmt_id {
  * recorded: a PK seek). FROM deliveries AS d, events AS v, then INFO_JOIN.
  */
 #define INFO_COLS                                                                                  \
-    "d.id, d.event_id, d.endpoint_id, v.session_id, d.state, d.attempts, d.attempt_base,"          \
+    "d.id, v.id, d.endpoint_id, v.session_id, d.state, d.attempts, d.attempt_base,"                \
     " d.next_attempt_ms, d.created_ms, d.updated_ms, a.started_ms, a.http_status, a.error_class"
 #define INFO_FROM                                                                                  \
-    " FROM deliveries AS d JOIN events AS v ON v.id = d.event_id"                                  \
+    " FROM deliveries AS d JOIN events AS v ON v.seq = d.event_seq"                                \
     " LEFT JOIN attempts AS a ON a.delivery_seq = d.seq"                                           \
     " AND a.n = (SELECT max(n) FROM attempts WHERE delivery_seq = d.seq)"
 
@@ -360,12 +424,12 @@ static const char *const stmt_sql[S__N] = {
     [S_EV_INSERT] = "INSERT INTO events (id, partner_id, session_id, call_id, call_status,"
                     " recording_key, body, fanout, accepted_ms)"
                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    [S_EV_EXISTS] = "SELECT 1 FROM events WHERE id = ?1",
-    [S_DLV_INSERT] = "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, state,"
+    [S_EV_SEQ] = "SELECT seq FROM events WHERE id = ?1",
+    [S_DLV_INSERT] = "INSERT INTO deliveries (id, event_seq, endpoint_id, partner_id, state,"
                      " attempts, next_attempt_ms, created_ms, updated_ms)"
                      " VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5)",
     [S_DLV_OF_EVENT] = "SELECT id, endpoint_id, state, attempts, next_attempt_ms"
-                       " FROM deliveries WHERE event_id = ?1 ORDER BY created_ms, rowid",
+                       " FROM deliveries WHERE event_seq = ?1 ORDER BY created_ms, seq",
     [S_CALL_BY_SESSION] = "SELECT " CALL_COLS " FROM events"
                           " WHERE partner_id = ?1 AND session_id = ?2",
     [S_CALL_BY_CALL_ID] = "SELECT " CALL_COLS " FROM events"
@@ -387,12 +451,12 @@ static const char *const stmt_sql[S__N] = {
      * it reads exactly the rows it returns. CROSS JOIN pins deliveries as the outer loop
      * (SQLite never reorders it), whatever the statistics say; the plan is tested.
      */
-    [S_CLAIM_SELECT] = "SELECT d.id, d.event_id, d.endpoint_id, d.partner_id, d.attempts,"
+    [S_CLAIM_SELECT] = "SELECT d.id, v.id, d.endpoint_id, d.partner_id, d.attempts,"
                        " d.attempt_base, d.next_attempt_ms, e.url, e.secret, e.retry_schedule,"
                        " e.timeout_ms, v.body, d.seq"
                        " FROM deliveries AS d CROSS JOIN endpoints AS e CROSS JOIN events AS v"
                        " WHERE d.state = 'pending' AND d.next_attempt_ms <= ?1"
-                       " AND e.id = d.endpoint_id AND v.id = d.event_id"
+                       " AND e.id = d.endpoint_id AND v.seq = d.event_seq"
                        " ORDER BY d.next_attempt_ms, d.seq LIMIT ?2",
     /* By seq, as the select read it: no second search of the id index per row. */
     [S_CLAIM_MARK] = "UPDATE deliveries SET state = 'in_flight', lease_owner = ?2,"
@@ -444,9 +508,9 @@ static const char *const stmt_sql[S__N] = {
     [S_RETRY] = "UPDATE deliveries SET state = 'pending', next_attempt_ms = ?2,"
                 " attempt_base = attempts, lease_owner = NULL, lease_until_ms = NULL,"
                 " updated_ms = ?2 WHERE id = ?1",
-    [S_REPLAY_EVENTS] = "SELECT id FROM events"
+    [S_REPLAY_EVENTS] = "SELECT seq FROM events"
                         " WHERE partner_id = ?1 AND accepted_ms >= ?2 AND accepted_ms <= ?3"
-                        " ORDER BY accepted_ms, rowid LIMIT ?4",
+                        " ORDER BY accepted_ms, seq LIMIT ?4",
 };
 
 /* ---- connections and the pool -------------------------------------------------------------- */
@@ -1110,11 +1174,37 @@ out:
 /* ---- migrations ---------------------------------------------------------------------------- */
 
 /*
+ * After a step, inside its transaction: every foreign key must still hold, since the steps
+ * run with the keys off. Returns 0, or a negative vh_err naming the first broken key.
+ */
+static int foreign_keys_hold(struct conn *c, const char *what, struct vh_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(c->db, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK)
+        return db_fail(c, what, err);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = vh_error_set(err, VH_ESTORE, "%s: row %lld of %s refers to a missing row of %s", what,
+                          (long long)sqlite3_column_int64(st, 1),
+                          (const char *)sqlite3_column_text(st, 0),
+                          (const char *)sqlite3_column_text(st, 2));
+    else if (rc == SQLITE_DONE)
+        rc = 0;
+    else
+        rc = db_fail(c, what, err);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/*
  * Brings the file to version `target` (SCHEMA_VERSION but in tests), one step per
  * transaction. Each step re-reads the version under the write lock, so two processes
- * opening a new file at once cannot both apply a step.
+ * opening a new file at once cannot both apply a step, and checks every foreign key before
+ * it commits.
  */
-static int migrate(struct conn *c, const char *path, int64_t target, struct vh_error *err)
+static int migrate_steps(struct conn *c, const char *path, int64_t target, struct vh_error *err)
 {
     char what[WHAT_MAX], sql[64];
     struct query q;
@@ -1178,6 +1268,9 @@ static int migrate(struct conn *c, const char *path, int64_t target, struct vh_e
             rc = db_fail(c, what, err);
             goto fail;
         }
+        rc = foreign_keys_hold(c, what, err);
+        if (rc < 0)
+            goto fail;
         snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)version + 1);
         if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
             rc = db_fail(c, what, err);
@@ -1189,6 +1282,39 @@ static int migrate(struct conn *c, const char *path, int64_t target, struct vh_e
     }
 fail:
     tx_rollback(c);
+    return rc;
+}
+
+/*
+ * migrate_steps() with foreign keys off, as SQLite's way of rebuilding a table wants (new
+ * table, copy, drop, rename): with the keys on, dropping a parent table would first delete
+ * its rows and so break every child's reference. PRAGMA foreign_keys is a no-op inside a
+ * transaction, hence around the steps, not in them. secure_delete is off too: a step frees
+ * only the pages of tables it has just copied, and zeroing them doubled the time of
+ * version 4 (33.7 s against 16.4 s for 200 000 events and deliveries, docs/decisions.md).
+ */
+static int migrate(struct conn *c, const char *path, int64_t target, struct vh_error *err)
+{
+    char what[WHAT_MAX], sql[64];
+    sqlite3_stmt *st = NULL;
+    int secure_delete = -1, rc;
+
+    snprintf(what, sizeof(what), "migrate '%s'", path);
+    /* secure_delete as the build set it (Debian: on), to be restored after. */
+    if (sqlite3_prepare_v2(c->db, "PRAGMA secure_delete", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        secure_delete = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (secure_delete < 0)
+        return db_fail(c, what, err);
+    if (sqlite3_exec(c->db, "PRAGMA foreign_keys = OFF; PRAGMA secure_delete = OFF", NULL, NULL,
+                     NULL) != SQLITE_OK)
+        return db_fail(c, what, err);
+    rc = migrate_steps(c, path, target, err);
+    snprintf(sql, sizeof(sql), "PRAGMA foreign_keys = ON; PRAGMA secure_delete = %d",
+             secure_delete);
+    if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK && rc == 0)
+        rc = db_fail(c, what, err);
     return rc;
 }
 
@@ -1877,9 +2003,12 @@ static int enabled_endpoints(struct conn *c, const char *partner_id, char (**out
     return 0;
 }
 
-/* Inserts the event row; SQLITE_CONSTRAINT_UNIQUE comes back unreported (a lost race). */
+/*
+ * Inserts the event row and sets `seq` to its seq; SQLITE_CONSTRAINT_UNIQUE comes back
+ * unreported (a lost race).
+ */
 static int event_insert(struct conn *c, const struct vh_event_put *ev, const char *id,
-                        size_t fanout, const char *what, struct vh_error *err)
+                        size_t fanout, int64_t *seq, const char *what, struct vh_error *err)
 {
     struct query q;
     int rc;
@@ -1897,9 +2026,10 @@ static int event_insert(struct conn *c, const struct vh_event_put *ev, const cha
     q_int(&q, 8, (int64_t)fanout);
     q_int(&q, 9, ev->accepted_ms);
     rc = q_step_raw(&q);
-    if (rc == SQLITE_DONE)
+    if (rc == SQLITE_DONE) {
+        *seq = sqlite3_last_insert_rowid(c->db);
         rc = 0;
-    else if (rc == SQLITE_CONSTRAINT_UNIQUE)
+    } else if (rc == SQLITE_CONSTRAINT_UNIQUE)
         rc = SQLITE_CONSTRAINT_UNIQUE;
     else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
         rc = vh_error_set(err, VH_ENOTFOUND, "partner '%s' not found", ev->partner_id);
@@ -1909,8 +2039,8 @@ static int event_insert(struct conn *c, const struct vh_event_put *ev, const cha
     return rc;
 }
 
-/* A new pending delivery, due (and created) at `due_ms`. */
-static int delivery_insert(struct conn *c, const char *partner_id, const char *event_id,
+/* A new pending delivery of the event with seq `event_seq`, due (and created) at `due_ms`. */
+static int delivery_insert(struct conn *c, const char *partner_id, int64_t event_seq,
                            const char *endpoint_id, int64_t due_ms, const char *what,
                            struct vh_error *err)
 {
@@ -1924,7 +2054,7 @@ static int delivery_insert(struct conn *c, const char *partner_id, const char *e
     if (rc < 0)
         return rc;
     q_text(&q, 1, id);
-    q_text(&q, 2, event_id);
+    q_int(&q, 2, event_seq);
     q_text(&q, 3, endpoint_id);
     q_text(&q, 4, partner_id);
     q_int(&q, 5, due_ms);
@@ -1946,6 +2076,7 @@ static int event_put_one(struct conn *c, const struct vh_event_put *ev, const ch
     char(*endpoints)[VH_UUID_LEN + 1] = NULL;
     size_t n_endpoints = 0, i;
     char what[WHAT_MAX];
+    int64_t seq = 0;
     int rc;
 
     snprintf(what, sizeof(what), "insert event '%s'", ev->session_id);
@@ -1962,11 +2093,11 @@ static int event_put_one(struct conn *c, const struct vh_event_put *ev, const ch
     if (rc == 0)
         rc = enabled_endpoints(c, ev->partner_id, &endpoints, &n_endpoints, what, err);
     if (rc == 0)
-        rc = event_insert(c, ev, new_id, n_endpoints, what, err);
+        rc = event_insert(c, ev, new_id, n_endpoints, &seq, what, err);
     if (rc == SQLITE_CONSTRAINT_UNIQUE) /* impossible under the write lock; never silent */
         rc = vh_error_set(err, VH_ESTORE, "%s: session_id conflict", what);
     for (i = 0; i < n_endpoints && rc == 0; i++)
-        rc = delivery_insert(c, ev->partner_id, new_id, endpoints[i], ev->accepted_ms, what, err);
+        rc = delivery_insert(c, ev->partner_id, seq, endpoints[i], ev->accepted_ms, what, err);
     if (rc == 0) {
         snprintf(out->event_id, sizeof(out->event_id), "%s", new_id);
         out->deliveries = n_endpoints;
@@ -2233,7 +2364,7 @@ static int sqlite_event_deliveries(struct vh_store *st, const char *event_id,
     char what[WHAT_MAX];
     struct query q;
     struct conn *c;
-    int64_t attempts;
+    int64_t attempts, seq = 0;
     void *grown;
     int rc;
 
@@ -2243,11 +2374,13 @@ static int sqlite_event_deliveries(struct vh_store *st, const char *event_id,
         return rc;
     rc = tx_begin_read(c, what, err);
     if (rc == 0)
-        rc = q_start(&q, c, S_EV_EXISTS, what, err);
+        rc = q_start(&q, c, S_EV_SEQ, what, err);
     if (rc < 0)
         goto out;
     q_text(&q, 1, event_id);
     rc = q_step(&q, err);
+    if (rc > 0)
+        seq = sqlite3_column_int64(q.st, 0);
     q_end(&q);
     if (rc == 0)
         rc = vh_error_set(err, VH_ENOTFOUND, "event '%s' not found", event_id);
@@ -2255,7 +2388,7 @@ static int sqlite_event_deliveries(struct vh_store *st, const char *event_id,
         rc = q_start(&q, c, S_DLV_OF_EVENT, what, err);
     if (rc < 0)
         goto out;
-    q_text(&q, 1, event_id);
+    q_int(&q, 1, seq);
     while (rc == 0) {
         rc = q_step(&q, err);
         if (rc <= 0)
@@ -3105,12 +3238,11 @@ out:
     return rc;
 }
 
-/* The ids of the partner's events accepted in [since, until], at most VH_REPLAY_MAX. */
+/* The seqs of the partner's events accepted in [since, until], at most VH_REPLAY_MAX. */
 static int replay_events(struct conn *c, const char *partner_id, int64_t since_ms, int64_t until_ms,
-                         char (**out)[VH_UUID_LEN + 1], size_t *n, const char *what,
-                         struct vh_error *err)
+                         int64_t **out, size_t *n, const char *what, struct vh_error *err)
 {
-    char(*ids)[VH_UUID_LEN + 1] = NULL;
+    int64_t *seqs = NULL;
     size_t len = 0, cap = 0;
     struct query q;
     void *grown;
@@ -3133,19 +3265,17 @@ static int replay_events(struct conn *c, const char *partner_id, int64_t since_m
                               VH_REPLAY_MAX);
             break;
         }
-        rc = array_grow(ids, &cap, len, sizeof(*ids), &grown, what, err);
-        ids = grown;
+        rc = array_grow(seqs, &cap, len, sizeof(*seqs), &grown, what, err);
+        seqs = grown;
         if (rc == 0)
-            rc = col_text(&q, 0, ids[len], sizeof(ids[len]), "event id", err);
-        if (rc == 0)
-            len++;
+            seqs[len++] = sqlite3_column_int64(q.st, 0);
     }
     q_end(&q);
     if (rc < 0) {
-        vh_free(ids);
+        vh_free(seqs);
         return rc;
     }
-    *out = ids;
+    *out = seqs;
     *n = len;
     return 0;
 }
@@ -3155,7 +3285,7 @@ static int sqlite_endpoint_replay(struct vh_store *st, const char *partner_id,
                                   int64_t now_ms, size_t *created, struct vh_error *err)
 {
     struct sqlite_store *s = to_sqlite(st);
-    char(*events)[VH_UUID_LEN + 1] = NULL;
+    int64_t *events = NULL;
     size_t n_events = 0, i;
     struct vh_endpoint ep;
     char what[WHAT_MAX];
@@ -3268,10 +3398,17 @@ static const struct {
     const char *name;
     enum stmt_id id;
 } explainable[] = {
-    {"claim", S_CLAIM_SELECT},    {"next_due", S_NEXT_DUE}, {"recover", S_RECOVER},
-    {"stats", S_STATS_PENDING},   {"list", S_DLV_LIST},     {"list_by_state", S_DLV_LIST_STATE},
-    {"claim_mark", S_CLAIM_MARK}, {"finish", S_DLV_FINISH}, {"attempt", S_ATTEMPT_INSERT},
+    {"claim", S_CLAIM_SELECT},
+    {"next_due", S_NEXT_DUE},
+    {"recover", S_RECOVER},
+    {"stats", S_STATS_PENDING},
+    {"list", S_DLV_LIST},
+    {"list_by_state", S_DLV_LIST_STATE},
+    {"claim_mark", S_CLAIM_MARK},
+    {"finish", S_DLV_FINISH},
+    {"attempt", S_ATTEMPT_INSERT},
     {"ingest", S_DLV_INSERT},
+    {"event_deliveries", S_DLV_OF_EVENT},
 };
 
 int vh__store_sqlite_explain(struct vh_store *st, const char *query, struct vh_buf *out,

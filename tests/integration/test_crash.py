@@ -115,7 +115,7 @@ class Crash(unittest.TestCase):
         missing = set(acked) - stored
         self.assertEqual(missing, set(), "acknowledged sessions lost")
         per_event = con.execute("SELECT count(*) FROM events e WHERE (SELECT count(*) FROM "
-                                "deliveries d WHERE d.event_id = e.id) != 2").fetchone()[0]
+                                "deliveries d WHERE d.event_seq = e.seq) != 2").fetchone()[0]
         self.assertEqual(per_event, 0, "an event without its two deliveries")
         total = con.execute("SELECT count(*) FROM events").fetchone()[0]
         con.close()

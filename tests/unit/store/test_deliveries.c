@@ -1372,6 +1372,16 @@ static void due_scans_use_the_index(void **state)
     assert_int_equal(vh__store_sqlite_explain(f->st, "claim", &plan, &err), 0);
     assert_non_null(strstr(plan.data, "SEARCH d USING INDEX deliveries_due (state=? AND "
                                       "next_attempt_ms<?)"));
+    /* The event by its seq, not by a search of its random id (schema version 4). */
+    assert_non_null(strstr(plan.data, "SEARCH v USING INTEGER PRIMARY KEY (rowid=?)"));
+    vh_buf_reset(&plan);
+    assert_int_equal(vh__store_sqlite_explain(f->st, "list", &plan, &err), 0);
+    assert_non_null(strstr(plan.data, "SEARCH v USING INTEGER PRIMARY KEY (rowid=?)"));
+    /* An event's deliveries by their index on its seq (sorted after: a handful of rows). */
+    vh_buf_reset(&plan);
+    assert_int_equal(vh__store_sqlite_explain(f->st, "event_deliveries", &plan, &err), 0);
+    assert_non_null(strstr(plan.data, "SEARCH deliveries USING INDEX deliveries_event"
+                                      " (event_seq=?)"));
     for (i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
         vh_buf_reset(&plan);
         assert_int_equal(vh__store_sqlite_explain(f->st, queries[i], &plan, &err), 0);

@@ -1,11 +1,10 @@
 /*
  * What only the SQLite backend promises: the URL forms, the file format checks on open
  * (newer schema, someone else's file), WAL, survival of a killed process, and several
- * handles on one file. The file is inspected and patched as bytes (the SQLite header is
- * documented: user_version at offset 60, application_id at 68, both big-endian), so the
- * tests need no <sqlite3.h>, which only src/store/sqlite.c includes. Files of an older
- * schema come from the backend's own test hook (store_int.h), with rows an older build
- * could have written.
+ * handles on one file. The header is patched as bytes (the SQLite header is documented:
+ * user_version at offset 60, application_id at 68, both big-endian); the schema is read
+ * with a connection of the test's own. Files of an older schema come from the backend's
+ * own test hook (store_int.h), with rows an older build could have written.
  */
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -251,7 +250,7 @@ static void a_version_1_file_upgrades_in_place(void **state)
         fail_msg("create a version-1 file: %s", err.msg);
     st = open_ok(f->url);
     assert_int_equal(vh_store_schema_version(st, &version, NULL), 0);
-    assert_int_equal(version, 3);
+    assert_int_equal(version, 4);
 
     /* Every row is there, the new columns at their defaults. */
     assert_int_equal(vh_store_partner_get(st, V1_PARTNER, &p, NULL), 0);
@@ -287,7 +286,7 @@ static void a_version_1_file_upgrades_in_place(void **state)
     st = open_ok(f->url);
     version = 0;
     assert_int_equal(vh_store_schema_version(st, &version, NULL), 0);
-    assert_int_equal(version, 3);
+    assert_int_equal(version, 4);
     assert_int_equal(vh_store_endpoint_get(st, V1_PARTNER, V1_ENDPOINT, &ep, NULL), 0);
     vh_store_close(st);
 
@@ -347,7 +346,7 @@ static void version_3_rebuilds_deliveries_and_attempts(void **state)
                      1);
     st = open_ok(f->url);
     assert_int_equal(vh_store_schema_version(st, &version, NULL), 0);
-    assert_int_equal(version, 3);
+    assert_int_equal(version, 4);
     /* The rows are read as before. */
     assert_int_equal(vh_store_delivery_claim(st, "n", 2400, 1000, 10, &jobs, &n, &err), 0);
     assert_int_equal(n, 1);
@@ -377,6 +376,163 @@ static void version_3_rebuilds_deliveries_and_attempts(void **state)
     assert_int_equal(sqlite3_exec(db, "UPDATE deliveries SET state = 'canceled'", NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
+}
+
+/*
+ * A version-3 file with two events whose rowids run against their ids' order, and three
+ * deliveries: one of event B, two of event A (one of them done, with its attempt).
+ */
+#define V3_EVENT_A "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+#define V3_EVENT_B "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+#define V3_DLV_B   "d0000001-0000-4000-8000-000000000001"
+#define V3_DLV_A1  "d0000002-0000-4000-8000-000000000002"
+#define V3_DLV_A2  "d0000003-0000-4000-8000-000000000003"
+static const char v3_rows[] =
+    "INSERT INTO partners VALUES ('" V1_PARTNER "', 'Old', 1000);"
+    "INSERT INTO endpoints (id, partner_id, label, url, secret, enabled, created_ms,"
+    " updated_ms) VALUES ('" V1_ENDPOINT "', '" V1_PARTNER
+    "', 'old', 'https://example.com/old', 'whsec_old', 1, 1000, 1000);"
+    "INSERT INTO events (rowid, id, partner_id, session_id, body, fanout, accepted_ms)"
+    " VALUES (7, '" V3_EVENT_A "', '" V1_PARTNER "', 's-a', CAST('{\"a\":1}' AS BLOB), 2, 1000);"
+    "INSERT INTO events (rowid, id, partner_id, session_id, call_id, call_status, body, fanout,"
+    " accepted_ms) VALUES (3, '" V3_EVENT_B "', '" V1_PARTNER
+    "', 's-b', 'c-b', 'completed', CAST('{\"b\":2}' AS BLOB), 1, 1001);"
+    "INSERT INTO deliveries (seq, id, event_id, endpoint_id, partner_id, state, attempts,"
+    " next_attempt_ms, created_ms, updated_ms) VALUES"
+    " (10, '" V3_DLV_B "', '" V3_EVENT_B "', '" V1_ENDPOINT "', '" V1_PARTNER
+    "', 'pending', 0, 2000, 1001, 1001),"
+    " (11, '" V3_DLV_A1 "', '" V3_EVENT_A "', '" V1_ENDPOINT "', '" V1_PARTNER
+    "', 'pending', 0, 2000, 1000, 1000),"
+    " (12, '" V3_DLV_A2 "', '" V3_EVENT_A "', '" V1_ENDPOINT "', '" V1_PARTNER
+    "', 'succeeded', 1, 0, 1000, 1100);"
+    "INSERT INTO attempts (delivery_seq, n, started_ms, duration_ms, http_status)"
+    " VALUES (12, 1, 1050, 20, 204);";
+
+/*
+ * Version 4 keys events by seq (their old rowid) and points deliveries at it: every
+ * delivery still belongs to its event, the claim reads the right bodies, the key holds,
+ * and deliveries no longer carry the event's id.
+ */
+static void version_4_points_deliveries_at_event_seqs(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_attempt_info *att = NULL;
+    struct vh_delivery_brief *briefs = NULL;
+    struct vh_event_put_result res;
+    struct vh_delivery_info info;
+    struct vh_event_put ev;
+    struct vh_store *st;
+    sqlite3 *db = NULL;
+    char *msg = NULL, check[64] = "";
+    size_t n = 0, na = 0;
+    int version = 0;
+
+    if (vh__store_sqlite_create_at(f->path, 3, v3_rows, &err) < 0)
+        fail_msg("create a version-3 file: %s", err.msg);
+    st = open_ok(f->url);
+    assert_int_equal(vh_store_schema_version(st, &version, NULL), 0);
+    assert_int_equal(version, 4);
+
+    /* The claim joins each delivery to its own event, in the order of the deliveries. */
+    assert_int_equal(vh_store_delivery_claim(st, "n", 2000, 1000, 10, &jobs, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(jobs[0].delivery_id, V3_DLV_B);
+    assert_string_equal(jobs[0].event_id, V3_EVENT_B);
+    assert_int_equal(jobs[0].body.len, 7);
+    assert_memory_equal(jobs[0].body.data, "{\"b\":2}", 7);
+    assert_string_equal(jobs[1].delivery_id, V3_DLV_A1);
+    assert_string_equal(jobs[1].event_id, V3_EVENT_A);
+    assert_int_equal(jobs[1].body.len, 7);
+    assert_memory_equal(jobs[1].body.data, "{\"a\":1}", 7);
+    vh_delivery_job_recs_free(jobs, n);
+
+    /* The history reads the same. */
+    assert_int_equal(vh_store_event_deliveries(st, V3_EVENT_A, &briefs, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(briefs[0].id, V3_DLV_A1);
+    assert_string_equal(briefs[1].id, V3_DLV_A2);
+    vh_free(briefs);
+    assert_int_equal(vh_store_delivery_get(st, V1_PARTNER, V3_DLV_A2, &info, &att, &na, &err), 0);
+    assert_string_equal(info.event_id, V3_EVENT_A);
+    assert_string_equal(info.session_id, "s-a");
+    assert_int_equal(info.last_http_status, 204);
+    assert_int_equal(na, 1);
+    vh_free(att);
+
+    /* A new event takes the next seq and its delivery points at it. */
+    fill_put(&ev, V1_PARTNER, "s-new");
+    ev.accepted_ms = 3000;
+    assert_int_equal(vh_store_event_put(st, &ev, &res, &err), 0);
+    assert_int_equal(res.deliveries, 1);
+    vh_store_close(st);
+
+    assert_int_equal(raw_int(f->path, "SELECT seq FROM events WHERE id = '" V3_EVENT_A "'"), 7);
+    assert_int_equal(raw_int(f->path, "SELECT seq FROM events WHERE id = '" V3_EVENT_B "'"), 3);
+    assert_int_equal(raw_int(f->path, "SELECT seq FROM events WHERE session_id = 's-new'"), 8);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM deliveries AS d JOIN events AS v"
+                                      " ON v.seq = d.event_seq WHERE d.seq = 13"
+                                      " AND v.session_id = 's-new'"),
+                     1);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_table_info('deliveries')"
+                                      " WHERE name = 'event_id'"),
+                     0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM attempts WHERE delivery_seq = 12"), 1);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA integrity_check", first_text, check, NULL),
+                     SQLITE_OK);
+    assert_string_equal(check, "ok");
+    /* The new key is a real one. */
+    assert_int_equal(sqlite3_exec(db,
+                                  "PRAGMA foreign_keys = ON;"
+                                  "UPDATE deliveries SET event_seq = 99 WHERE seq = 10",
+                                  NULL, NULL, &msg),
+                     SQLITE_CONSTRAINT);
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "FOREIGN KEY constraint failed"));
+    sqlite3_free(msg);
+    sqlite3_close(db);
+}
+
+/*
+ * A version-3 file written with the keys off, so that a delivery's event is missing: the
+ * step fails, says why, and leaves the file at version 3 with every row. The same for an
+ * attempt whose delivery is missing, which only the key check after the step finds.
+ */
+static void version_4_refuses_broken_references(void **state)
+{
+    static const char *const broken[] = {
+        "PRAGMA foreign_keys = OFF;"
+        "UPDATE deliveries SET event_id = 'cccccccc-cccc-4ccc-8ccc-cccccccccccc' WHERE seq = 10",
+        "PRAGMA foreign_keys = OFF;"
+        "INSERT INTO attempts (delivery_seq, n, started_ms, duration_ms) VALUES (77, 1, 1, 1)",
+    };
+    static const char *const why[] = {"NOT NULL constraint failed: deliveries_v4.event_seq",
+                                      "refers to a missing row of deliveries"};
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_store *st;
+    char seed[2048];
+    size_t i;
+
+    for (i = 0; i < sizeof(broken) / sizeof(broken[0]); i++) {
+        unlink(f->path);
+        snprintf(seed, sizeof(seed), "%s%s", v3_rows, broken[i]);
+        if (vh__store_sqlite_create_at(f->path, 3, seed, &err) < 0)
+            fail_msg("create a version-3 file: %s", err.msg);
+        st = NULL;
+        vh_error_clear(&err);
+        assert_int_equal(vh_store_open(f->url, &st, &err), VH_ESTORE);
+        assert_null(st);
+        if (!strstr(err.msg, why[i]) || !strstr(err.msg, "to version 4"))
+            fail_msg("case %zu: %s", i, err.msg);
+        assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 3);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM deliveries"), 3);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events"), 2);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM attempts"), 1 + (long long)i);
+    }
 }
 
 static void foreign_files_are_refused(void **state)
@@ -814,6 +970,8 @@ int main(void)
         T(two_handles_share_one_file),
         T(a_version_1_file_upgrades_in_place),
         T(version_3_rebuilds_deliveries_and_attempts),
+        T(version_4_points_deliveries_at_event_seqs),
+        T(version_4_refuses_broken_references),
         T(rate_windows_and_wake_ups_are_the_callers),
         T(claims_alone_skip_the_sync),
     };
