@@ -1121,6 +1121,113 @@ static void free_infos(struct vh_delivery_info *d)
     vh_free(d);
 }
 
+/* Lists `state` of endpoint `ep`: the total must be `total`, the page the events in `want`. */
+static void expect_list(struct fixture *f, const char *partner_id, const char *ep,
+                        const char *state, size_t total, const char *const *want, size_t n_want)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_info *d = NULL;
+    size_t n = 0, got_total = 0, i;
+
+    if (vh_store_delivery_list(f->st, partner_id, ep, state, 10, 0, &d, &n, &got_total, &err) < 0)
+        fail_msg("list %s: %s", state, err.msg);
+    if (got_total != total || n != n_want)
+        fail_msg("list %s: total %zu, %zu rows; want %zu, %zu", state, got_total, n, total, n_want);
+    for (i = 0; i < n; i++) {
+        assert_string_equal(d[i].state, state);
+        assert_string_equal(d[i].endpoint_id, ep);
+        assert_string_equal(d[i].event_id, want[i]);
+    }
+    free_infos(d);
+}
+
+/*
+ * Every state filters to its own rows and total, newest first, whichever index serves it
+ * (SQLite keeps in-flight and succeeded deliveries out of the state index), and never shows
+ * another endpoint's: two endpoints share the events and hold every state between them.
+ * Disabling an endpoint cancels its pending and its in-flight deliveries.
+ */
+static void each_state_lists_its_own_rows(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_delivery_result r[8];
+    struct vh_endpoint a, b, c;
+    struct vh_partner p;
+    char ev[6][VH_UUID_LEN + 1];
+    size_t n, i, k = 0;
+
+    new_partner(f->st, "States", &p);
+    new_endpoint(f->st, p.id, "a", &a);
+    new_endpoint(f->st, p.id, "b", &b);
+    for (i = 0; i < 5; i++)
+        put_event(f->st, p.id, f->tb + (int64_t)i * 1000, ev[i]);
+    new_endpoint(f->st, p.id, "c", &c); /* only the last event goes to c */
+    put_event(f->st, p.id, f->tb + 5000, ev[5]);
+
+    /* ev0..ev3 to a and b are due: a's become succeeded, abandoned, pending (a retry) and
+     * in flight; b's succeeded but the last, in flight too. */
+    n = claim_own(f, f->node, f->tb + 3000, LEASE_MS, 100, p.id, &jobs);
+    assert_int_equal(n, 8);
+    for (i = 0; i < n; i++) {
+        const bool on_a = strcmp(jobs[i].endpoint_id, a.id) == 0;
+        size_t e = 0;
+
+        while (e < 4 && strcmp(jobs[i].event_id, ev[e]) != 0)
+            e++;
+        assert_true(e < 4);
+        if (e == 3)
+            continue; /* left in flight */
+        if (on_a && e == 1)
+            fill_result(&r[k++], &jobs[i], f->node, f->tb + 3010, 410, "abandoned", 0);
+        else if (on_a && e == 2)
+            fill_result(&r[k++], &jobs[i], f->node, f->tb + 3010, 503, "pending", f->tb + 100000);
+        else
+            fill_result(&r[k++], &jobs[i], f->node, f->tb + 3010, 204, "succeeded", 0);
+    }
+    assert_int_equal(k, 6);
+    record(f->st, r, k);
+    vh_delivery_job_recs_free(jobs, n);
+
+    {
+        const char *const a_succeeded[] = {ev[0]};
+        const char *const a_abandoned[] = {ev[1]};
+        const char *const a_pending[] = {ev[5], ev[4], ev[2]};
+        const char *const a_in_flight[] = {ev[3]};
+        const char *const b_succeeded[] = {ev[2], ev[1], ev[0]};
+        const char *const b_pending[] = {ev[5], ev[4]};
+        const char *const b_in_flight[] = {ev[3]};
+        const char *const c_pending[] = {ev[5]};
+
+        expect_list(f, p.id, a.id, "succeeded", 1, a_succeeded, 1);
+        expect_list(f, p.id, a.id, "abandoned", 1, a_abandoned, 1);
+        expect_list(f, p.id, a.id, "pending", 3, a_pending, 3);
+        expect_list(f, p.id, a.id, "in_flight", 1, a_in_flight, 1);
+        expect_list(f, p.id, a.id, "canceled", 0, NULL, 0);
+        expect_list(f, p.id, b.id, "succeeded", 3, b_succeeded, 3);
+        expect_list(f, p.id, b.id, "abandoned", 0, NULL, 0);
+        expect_list(f, p.id, b.id, "pending", 2, b_pending, 2);
+        expect_list(f, p.id, b.id, "in_flight", 1, b_in_flight, 1);
+        expect_list(f, p.id, c.id, "pending", 1, c_pending, 1);
+        expect_list(f, p.id, c.id, "succeeded", 0, NULL, 0);
+        expect_list(f, p.id, c.id, "in_flight", 0, NULL, 0);
+    }
+
+    /* Disabling a cancels its pending and in-flight deliveries, and only a's. */
+    set_enabled(f->st, &a, false, f->tb + 4000);
+    {
+        const char *const a_canceled[] = {ev[5], ev[4], ev[3], ev[2]};
+        const char *const a_succeeded[] = {ev[0]};
+        const char *const b_in_flight[] = {ev[3]};
+
+        expect_list(f, p.id, a.id, "canceled", 4, a_canceled, 4);
+        expect_list(f, p.id, a.id, "pending", 0, NULL, 0);
+        expect_list(f, p.id, a.id, "in_flight", 0, NULL, 0);
+        expect_list(f, p.id, a.id, "succeeded", 1, a_succeeded, 1);
+        expect_list(f, p.id, b.id, "in_flight", 1, b_in_flight, 1);
+    }
+}
+
 static void list_pages_newest_first_with_a_state_filter(void **state)
 {
     struct fixture *f = *state;
@@ -1360,8 +1467,22 @@ static void replay_adds_a_delivery_per_event_in_range(void **state)
 
 static void due_scans_use_the_index(void **state)
 {
-    static const char *const queries[] = {"claim", "next_due", "recover",
-                                          "stats", "list",     "list_by_state"};
+    static const char *const queries[] = {"claim",          "next_due",       "recover",
+                                          "stats",          "list",           "list_by_state",
+                                          "list_succeeded", "count_by_state", "cancel_pending"};
+    /* Each state filter on the index that holds that state (schema version 4). */
+    static const struct {
+        const char *query, *index;
+    } by_index[] = {
+        {"list_by_state", "deliveries_endpoint (endpoint_id=? AND state=?)"},
+        {"count_by_state", "deliveries_endpoint (endpoint_id=? AND state=?)"},
+        {"cancel_pending", "deliveries_endpoint (endpoint_id=? AND state=?)"},
+        {"list_in_flight", "deliveries_due (state=?)"},
+        {"count_in_flight", "deliveries_due (state=?)"},
+        {"cancel_in_flight", "deliveries_due (state=?)"},
+        {"list_succeeded", "deliveries_endpoint_time (endpoint_id=?)"},
+        {"count_succeeded", "deliveries_endpoint_time (endpoint_id=?)"},
+    };
     struct fixture *f = *state;
     struct vh_error err = VH_ERROR_INIT;
     struct vh_buf plan = VH_BUF_INIT(1 << 16);
@@ -1387,6 +1508,13 @@ static void due_scans_use_the_index(void **state)
         assert_int_equal(vh__store_sqlite_explain(f->st, queries[i], &plan, &err), 0);
         if (strstr(plan.data, "SCAN") || strstr(plan.data, "TEMP B-TREE"))
             fail_msg("%s: the plan scans or sorts:\n%s", queries[i], plan.data);
+    }
+    for (i = 0; i < sizeof(by_index) / sizeof(by_index[0]); i++) {
+        vh_buf_reset(&plan);
+        assert_int_equal(vh__store_sqlite_explain(f->st, by_index[i].query, &plan, &err), 0);
+        if (!strstr(plan.data, by_index[i].index) || strstr(plan.data, "SCAN deliveries") ||
+            strstr(plan.data, "SCAN d "))
+            fail_msg("%s: not on %s:\n%s", by_index[i].query, by_index[i].index, plan.data);
     }
     assert_int_equal(vh__store_sqlite_explain(f->st, "nope", &plan, NULL), VH_ENOTFOUND);
     vh_buf_release(&plan);
@@ -1545,6 +1673,7 @@ int main(void)
         T(next_due_tracks_the_earliest_pending),
         T(stats_and_counts_follow_the_queue),
         T(list_pages_newest_first_with_a_state_filter),
+        T(each_state_lists_its_own_rows),
         T(get_is_scoped_to_the_partner),
         T(retry_restarts_finished_deliveries),
         T(replay_adds_a_delivery_per_event_in_range),
