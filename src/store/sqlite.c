@@ -839,6 +839,9 @@ static int q_start(struct query *q, struct conn *c, enum stmt_id id, const char 
     q->what = what;
     q->bind_rc = SQLITE_OK;
     if (!c->stmt[id]) {
+        /* A statement added to stmt_id without its SQL: SQLite would say "not an error". */
+        if (!stmt_sql[id])
+            return vh_error_set(err, VH_ESTORE, "%s: statement %d has no SQL", what, (int)id);
         rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[id],
                                 NULL);
         if (rc != SQLITE_OK)
