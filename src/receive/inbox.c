@@ -24,6 +24,23 @@
  * thread, started with the first of them, leads when one is at the head, and each is
  * answered through its callback once its batch has committed. An HTTP thread then serves
  * other connections while the commit runs, instead of sleeping through it.
+ *
+ * Deduplication. Session ids are random, so a UNIQUE index on them took each new session to
+ * a random leaf page: about one 8 KiB WAL frame per webhook, more than the row itself (a
+ * third of a page), written again by the checkpoint. Now a key lives in one of two places:
+ * - `session_tail` (row id, session_id), the keys of the latest sessions in arrival order,
+ *   filled by a trigger on `sessions`: its inserts append to one page;
+ * - `session_keys` (session_id PRIMARY KEY), every older key.
+ * The commit leader keeps the tail's keys in memory as well (`struct tail`, a hash set), so
+ * a put looks up the set, then session_keys, and inserts. When the tail reaches an eighth of
+ * all sessions (4096 to 65536 keys), its keys are sorted and merged into session_keys a few
+ * at a time with each later transaction, in key order, so each leaf of session_keys is
+ * written once per merge rather than once per session; the last step deletes them from the
+ * tail. Every step is in the transaction of the puts it rides with, so a crash at any point
+ * leaves each key in session_keys, in session_tail, or in both. The set is loaded from
+ * session_tail at the first batch, and at every batch the rows that another connection to
+ * the file added since are loaded too (a rowid seek past the end, usually empty), so two
+ * receivers on one file still deduplicate against each other.
  */
 #include <vocohook/receive.h>
 
@@ -33,6 +50,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,6 +61,7 @@
 #include <vocohook/event.h>
 
 #include "core/group_int.h"
+#include "receive/keyset_int.h"
 #include "receive/receive_int.h"
 #include "core/banned.h"
 
@@ -52,14 +71,19 @@
 #define APPLICATION_ID  0x76686962            /* "vhib" */
 #define SQLITE_MIN      3035000               /* RETURNING */
 #define PAGE_SIZE_NEW   "8192"                /* bytes per page of a new inbox */
+#define TAIL_MIN        4096  /* the dedupe tail is merged at this many keys at the least, */
+#define TAIL_MAX        65536 /* at this many at the most, */
+#define TAIL_SHARE      8     /* else at 1 / TAIL_SHARE of the sessions so far */
+#define MERGE_MIN       32    /* keys merged per transaction beyond twice its new sessions */
 
 /*
  * Migrations, oldest first; step i takes the schema from version i to i + 1 in one
  * transaction with `PRAGMA user_version`. Never edit a released step.
  *
- * sessions.session_id is UNIQUE: that is the deduplication. sessions.id keeps arrival order.
- * A job row exists for each action configured when its session arrived; kind and state are
- * stored by name (vh_job_kind_name, vh_job_state_name).
+ * Version 1 deduplicated with a UNIQUE session_id; version 2 with session_keys and
+ * session_tail (the top of the file). sessions.id keeps arrival order. A job row exists for each
+ * action configured when its session arrived; kind and state are stored by name (vh_job_kind_name,
+ * vh_job_state_name).
  */
 static const char *const migrations[] = {
     "PRAGMA application_id = 1986554210;\n" /* APPLICATION_ID */
@@ -92,6 +116,64 @@ static const char *const migrations[] = {
     "    PRIMARY KEY (session_id, kind)\n"
     ") STRICT;\n"
     "CREATE INDEX jobs_due ON jobs(state, next_attempt_ms);\n",
+
+    /*
+     * 2: deduplication moves out of `sessions` (the top of the file says why). The table is
+     * rebuilt without its UNIQUE index on session_id; jobs point at their session's row id
+     * (`sid`); session_keys holds every key so far, and the trigger starts session_tail.
+     */
+    "CREATE TABLE sessions_v2 (\n"
+    "    id            INTEGER PRIMARY KEY,\n"
+    "    session_id    TEXT NOT NULL,\n"
+    "    body          BLOB NOT NULL,\n"
+    "    signed_at     TEXT NOT NULL,\n"
+    "    signature     TEXT NOT NULL,\n"
+    "    webhook_id    TEXT,\n"
+    "    event_ms      INTEGER NOT NULL,\n"
+    "    received_ms   INTEGER NOT NULL,\n"
+    "    recording_url TEXT\n"
+    ") STRICT;\n"
+    "INSERT INTO sessions_v2 SELECT id, session_id, body, signed_at, signature, webhook_id,\n"
+    "    event_ms, received_ms, recording_url FROM sessions ORDER BY id;\n"
+    "CREATE TABLE jobs_v2 (\n"
+    "    session_id      TEXT NOT NULL,\n"
+    "    sid             INTEGER NOT NULL REFERENCES sessions_v2(id),\n"
+    "    kind            TEXT NOT NULL CHECK (kind IN ('download', 'exec', 'forward')),\n"
+    "    state           TEXT NOT NULL CHECK (state IN\n"
+    "                        ('pending', 'running', 'done', 'failed', 'expired')),\n"
+    "    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),\n"
+    "    next_attempt_ms INTEGER NOT NULL,\n"
+    "    deadline_ms     INTEGER NOT NULL,\n"
+    "    updated_ms      INTEGER NOT NULL,\n"
+    "    status          INTEGER,\n"
+    "    error           TEXT,\n"
+    "    path            TEXT,\n"
+    "    size            INTEGER,\n"
+    "    sha256          TEXT,\n"
+    "    PRIMARY KEY (session_id, kind)\n"
+    ") STRICT;\n"
+    /* A job whose session is missing has no sid: NOT NULL fails the step. */
+    "INSERT INTO jobs_v2 SELECT j.session_id, s.id, j.kind, j.state, j.attempts,\n"
+    "    j.next_attempt_ms, j.deadline_ms, j.updated_ms, j.status, j.error, j.path, j.size,\n"
+    "    j.sha256 FROM jobs AS j LEFT JOIN sessions AS s ON s.session_id = j.session_id;\n"
+    "DROP TABLE jobs;\n"
+    "DROP TABLE sessions;\n"
+    "ALTER TABLE sessions_v2 RENAME TO sessions;\n"
+    "ALTER TABLE jobs_v2 RENAME TO jobs;\n"
+    "CREATE INDEX sessions_received ON sessions(received_ms);\n"
+    "CREATE INDEX jobs_due ON jobs(state, next_attempt_ms);\n"
+    "CREATE TABLE session_keys (\n"
+    "    session_id TEXT PRIMARY KEY,\n"
+    "    id         INTEGER NOT NULL\n"
+    ") STRICT, WITHOUT ROWID;\n"
+    "INSERT INTO session_keys SELECT session_id, id FROM sessions ORDER BY session_id;\n"
+    "CREATE TABLE session_tail (\n"
+    "    id         INTEGER PRIMARY KEY,\n"
+    "    session_id TEXT NOT NULL\n"
+    ") STRICT;\n"
+    "CREATE TRIGGER sessions_tail AFTER INSERT ON sessions BEGIN\n"
+    "    INSERT INTO session_tail (id, session_id) VALUES (new.id, new.session_id);\n"
+    "END;\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -102,20 +184,26 @@ static const char *const migrations[] = {
     " WHEN d.state = 'running' THEN 'downloading' WHEN d.state = 'done' THEN 'downloaded'"         \
     " ELSE d.state END"
 
+/* The caller has checked the tail and session_keys; the trigger adds the key to the tail. */
 static const char sql_put_session[] =
     "INSERT INTO sessions (session_id, body, signed_at, signature, webhook_id, event_ms,"
-    " received_ms, recording_url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-    " ON CONFLICT (session_id) DO NOTHING";
+    " received_ms, recording_url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+static const char sql_seen[] = "SELECT 1 FROM session_keys WHERE session_id = ?1";
 static const char sql_put_job[] =
-    "INSERT INTO jobs (session_id, kind, state, attempts, next_attempt_ms, deadline_ms,"
-    " updated_ms) VALUES (?1, ?2, 'pending', 0, ?3, ?4, ?5)";
+    "INSERT INTO jobs (session_id, sid, kind, state, attempts, next_attempt_ms, deadline_ms,"
+    " updated_ms) VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5, ?6)";
 static const char sql_claim[] =
     "UPDATE jobs SET state = 'running', updated_ms = ?1 WHERE rowid = (SELECT rowid FROM jobs"
     " WHERE state = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, rowid LIMIT 1)"
-    " RETURNING session_id, kind, attempts, deadline_ms";
+    " RETURNING session_id, kind, attempts, deadline_ms, sid";
 static const char sql_claim_session[] =
     "SELECT body, signed_at, signature, webhook_id, received_ms, recording_url FROM sessions"
-    " WHERE session_id = ?1";
+    " WHERE id = ?1";
+static const char sql_tail_load[] =
+    "SELECT id, session_id FROM session_tail WHERE id > ?1 ORDER BY id";
+static const char sql_merge[] =
+    "INSERT OR IGNORE INTO session_keys (session_id, id) VALUES (?1, ?2)";
+static const char sql_trim[] = "DELETE FROM session_tail WHERE id <= ?1";
 static const char sql_finish[] =
     "UPDATE jobs SET state = ?3, attempts = ?4, next_attempt_ms = ?5, updated_ms = ?6,"
     " status = ?7, error = ?8, path = ?9, size = ?10, sha256 = ?11"
@@ -136,7 +224,8 @@ static const char sql_get[] =
     "SELECT s.session_id, s.received_ms, s.event_ms, s.signed_at, s.webhook_id,"
     " " RECORDING_STATE_SQL ", s.body"
     " FROM sessions AS s LEFT JOIN jobs AS d ON d.session_id = s.session_id AND"
-    " d.kind = 'download' WHERE s.session_id = ?1";
+    " d.kind = 'download' WHERE s.id = coalesce((SELECT id FROM session_keys WHERE"
+    " session_id = ?1), (SELECT min(id) FROM session_tail WHERE session_id = ?1))";
 static const char sql_jobs_of[] =
     "SELECT kind, state, attempts, next_attempt_ms, deadline_ms, updated_ms, status, error,"
     " path, size, sha256 FROM jobs WHERE session_id = ?1"
@@ -156,6 +245,10 @@ enum wstmt {
     W_CLAIM_SESSION,
     W_FINISH,
     W_RECOVER,
+    W_SEEN,
+    W_TAIL_LOAD,
+    W_MERGE,
+    W_TRIM,
     W__N
 };
 
@@ -172,6 +265,10 @@ static const char *const wstmt_sql[W__N] = {
     [W_CLAIM_SESSION] = sql_claim_session,
     [W_FINISH] = sql_finish,
     [W_RECOVER] = sql_recover,
+    [W_SEEN] = sql_seen,
+    [W_TAIL_LOAD] = sql_tail_load,
+    [W_MERGE] = sql_merge,
+    [W_TRIM] = sql_trim,
 };
 
 /*
@@ -187,6 +284,19 @@ struct op {
     struct vh_error err;
 };
 
+/* The keys not yet in session_keys (the top of the file); the commit leader's alone. */
+struct tail {
+    struct vh__keyset keys;   /* owns every key below */
+    int64_t last_id;          /* session_tail is loaded up to this row id */
+    struct vh__key **pending; /* the keys of this transaction's new sessions */
+    size_t n_pending, cap_pending;
+    struct vh__key **frozen; /* the keys being merged, in session_keys' order; NULL if none */
+    size_t n_frozen;
+    size_t merged;     /* how many of them are committed to session_keys */
+    size_t merging;    /* merged, plus this transaction's */
+    int64_t frozen_hi; /* the frozen keys are the tail's keys with id <= this */
+};
+
 struct vh_inbox {
     char *path;
     sqlite3 *wdb;            /* the commit leader's */
@@ -199,6 +309,7 @@ struct vh_inbox {
     struct vh__group_runner rn;
     pthread_t runner;           /* leads for posted puts; started with the first */
     atomic_bool runner_started; /* read without `mu` by every post, once set */
+    struct tail tail;
 };
 
 /* ---- statements ------------------------------------------------------------------------ */
@@ -414,6 +525,157 @@ static int kind_parse(const char *s, enum vh_job_kind *out)
     return 0;
 }
 
+/* ---- the dedupe tail --------------------------------------------------------------------- */
+
+/* How many keys the tail gathers before they are merged: an eighth of the sessions so far. */
+static size_t tail_limit(int64_t last_id)
+{
+    int64_t n = last_id / TAIL_SHARE;
+
+    return (size_t)(n < TAIL_MIN ? TAIL_MIN : n > TAIL_MAX ? TAIL_MAX : n);
+}
+
+static void tail_release(struct tail *t)
+{
+    vh__keyset_release(&t->keys); /* the pending and frozen keys are in it */
+    vh_free(t->pending);
+    vh_free(t->frozen);
+    memset(t, 0, sizeof(*t));
+}
+
+/*
+ * Loads the keys that session_tail gained since the last load: at the first batch, all of
+ * it; later, only what another connection to the file committed (normally nothing), so a
+ * second writer's sessions are deduplicated against too. Runs inside the write transaction.
+ */
+static int tail_load(struct vh_inbox *ib, struct vh_error *err)
+{
+    struct tail *t = &ib->tail;
+    struct vh__key *k;
+    const char *sid;
+    struct stmt s;
+    int64_t id;
+    int n, rc;
+
+    rc = st_write(&s, ib, W_TAIL_LOAD, "load the dedupe tail", err);
+    if (rc < 0)
+        return rc;
+    st_int(&s, 1, t->last_id);
+    while ((rc = st_step(&s, err)) > 0) {
+        id = sqlite3_column_int64(s.st, 0);
+        sid = (const char *)sqlite3_column_text(s.st, 1);
+        n = sqlite3_column_bytes(s.st, 1);
+        if (!sid || n < 0) {
+            rc = vh_error_set(err, VH_ENOMEM, "inbox: load the dedupe tail: out of memory");
+            break;
+        }
+        if (!vh__keyset_find(&t->keys, sid, (size_t)n, vh__key_hash(sid, (size_t)n))) {
+            k = vh__keyset_reserve(&t->keys, 1) == 0 ? vh__key_new(sid, (size_t)n, id) : NULL;
+            if (!k) {
+                rc = vh_error_set(err, VH_ENOMEM, "inbox: load the dedupe tail: out of memory");
+                break;
+            }
+            vh__keyset_add(&t->keys, k);
+        }
+        t->last_id = id;
+    }
+    st_end(&s);
+    return rc < 0 ? rc : 0;
+}
+
+/* Starts a merge once the tail is long enough: its keys, sorted, to go into session_keys. */
+static int tail_freeze(struct tail *t, struct vh_error *err)
+{
+    size_t i, n = 0;
+
+    if (t->frozen || t->keys.n < tail_limit(t->last_id))
+        return 0;
+    t->frozen = vh_malloc(t->keys.n * sizeof(*t->frozen));
+    if (!t->frozen)
+        return vh_error_set(err, VH_ENOMEM, "inbox: merge the dedupe tail: out of memory");
+    for (i = 0; i < t->keys.cap; i++) {
+        if (t->keys.slot[i])
+            t->frozen[n++] = t->keys.slot[i];
+    }
+    qsort(t->frozen, n, sizeof(*t->frozen), vh__key_cmp);
+    t->n_frozen = n;
+    t->merged = t->merging = 0;
+    t->frozen_hi = t->last_id;
+    return 0;
+}
+
+/*
+ * Merges the next frozen keys into session_keys, in key order, a few more than the batch
+ * adds (so a merge ends before the next is due); the last step empties session_tail of them.
+ */
+static int tail_merge(struct vh_inbox *ib, struct vh_error *err)
+{
+    struct tail *t = &ib->tail;
+    size_t end;
+    struct stmt s;
+    int rc;
+
+    if (!t->frozen)
+        return 0;
+    end = t->merged + 2 * t->n_pending + MERGE_MIN;
+    if (end > t->n_frozen)
+        end = t->n_frozen;
+    for (t->merging = t->merged; t->merging < end; t->merging++) {
+        rc = st_write(&s, ib, W_MERGE, "merge the dedupe tail", err);
+        if (rc < 0)
+            return rc;
+        st_text(&s, 1, t->frozen[t->merging]->s);
+        st_int(&s, 2, t->frozen[t->merging]->id);
+        rc = st_step(&s, err);
+        st_end(&s);
+        if (rc < 0)
+            return rc;
+    }
+    if (t->merging < t->n_frozen)
+        return 0;
+    rc = st_write(&s, ib, W_TRIM, "merge the dedupe tail", err);
+    if (rc < 0)
+        return rc;
+    st_int(&s, 1, t->frozen_hi);
+    rc = st_step(&s, err);
+    st_end(&s);
+    return rc < 0 ? rc : 0;
+}
+
+/* After the transaction: its keys stay (committed) or go (rolled back), and so its merge. */
+static void tail_end(struct tail *t, bool committed)
+{
+    size_t i;
+
+    for (i = 0; i < t->n_pending; i++) {
+        if (committed) {
+            if (t->pending[i]->id > t->last_id)
+                t->last_id = t->pending[i]->id;
+        } else {
+            vh__keyset_remove(&t->keys, t->pending[i]);
+            vh_free(t->pending[i]);
+        }
+    }
+    t->n_pending = 0;
+    if (!t->frozen)
+        return;
+    if (!committed) {
+        t->merging = t->merged;
+        return;
+    }
+    t->merged = t->merging;
+    if (t->merged < t->n_frozen)
+        return;
+    /* Every frozen key is in session_keys now, and out of session_tail. */
+    for (i = 0; i < t->n_frozen; i++) {
+        vh__keyset_remove(&t->keys, t->frozen[i]);
+        vh_free(t->frozen[i]);
+    }
+    vh_free(t->frozen);
+    t->frozen = NULL;
+    t->n_frozen = t->merged = t->merging = 0;
+}
+
 /* ---- opening --------------------------------------------------------------------------- */
 
 static int conn_open(const char *path, bool create, sqlite3 **out, struct vh_error *err)
@@ -507,6 +769,7 @@ void vh_inbox_close(struct vh_inbox *ib)
         pthread_join(ib->runner, NULL);
     }
     vh__group_runner_release(&ib->q);
+    tail_release(&ib->tail);
     for (i = 0; i < W__N; i++)
         sqlite3_finalize(ib->wst[i]);
     sqlite3_close_v2(ib->wdb);
@@ -633,10 +896,17 @@ static void run_batch(void *ud, struct vh__group_op *batch)
     int rc;
 
     rc = write_exec(ib, W_BEGIN, "begin", &txerr);
+    if (rc == 0)
+        rc = tail_load(ib, &txerr);
+    if (rc == 0)
+        rc = tail_freeze(&ib->tail, &txerr);
     for (g = batch; rc == 0 && g; g = g->next)
         rc = run_op(ib, op_of(g), &txerr);
     if (rc == 0)
+        rc = tail_merge(ib, &txerr);
+    if (rc == 0)
         rc = write_exec(ib, W_COMMIT, "commit", &txerr);
+    tail_end(&ib->tail, rc == 0);
     if (rc == 0)
         return;
     /* The transaction failed as a whole: every op of the batch fails with its error. */
@@ -681,14 +951,40 @@ static int op_put(struct vh_inbox *ib, void *arg, struct vh_error *err)
 {
     struct put_arg *a = arg;
     const struct vh__inbox_put *p = a->p;
+    struct tail *t = &ib->tail;
+    size_t len = strlen(p->session_id), i;
+    uint64_t hash = vh__key_hash(p->session_id, len);
+    struct vh__key *k;
     struct stmt s;
-    size_t i;
     int rc;
 
     a->created = false;
-    rc = st_write(&s, ib, W_PUT_SESSION, "insert session", err);
+    if (vh__keyset_find(&t->keys, p->session_id, len, hash))
+        return 0; /* a duplicate of a recent session */
+    rc = st_write(&s, ib, W_SEEN, "look up session", err);
     if (rc < 0)
         return rc;
+    st_text(&s, 1, p->session_id);
+    rc = st_step(&s, err);
+    st_end(&s);
+    if (rc != 0)
+        return rc < 0 ? rc : 0; /* a duplicate of an older one */
+    /* Room first: once the row is in, the key must reach the tail. */
+    if (t->n_pending == t->cap_pending) {
+        size_t cap = t->cap_pending ? 2 * t->cap_pending : BATCH_MAX;
+        struct vh__key **pending = vh_realloc(t->pending, cap * sizeof(*pending));
+
+        if (!pending)
+            return vh_error_set(err, VH_ENOMEM, "inbox: out of memory");
+        t->pending = pending;
+        t->cap_pending = cap;
+    }
+    k = vh__keyset_reserve(&t->keys, 1) == 0 ? vh__key_new(p->session_id, len, 0) : NULL;
+    if (!k)
+        return vh_error_set(err, VH_ENOMEM, "inbox: out of memory");
+    rc = st_write(&s, ib, W_PUT_SESSION, "insert session", err);
+    if (rc < 0)
+        goto fail;
     st_text(&s, 1, p->session_id);
     st_blob(&s, 2, p->body, p->body_len);
     st_text(&s, 3, p->signed_at);
@@ -700,25 +996,30 @@ static int op_put(struct vh_inbox *ib, void *arg, struct vh_error *err)
     rc = st_step(&s, err);
     st_end(&s);
     if (rc < 0)
-        return rc;
-    if (sqlite3_changes(ib->wdb) == 0)
-        return 0; /* a duplicate: the first copy stays, with its jobs */
-    a->created = true;
+        goto fail;
+    k->id = sqlite3_last_insert_rowid(ib->wdb);
     for (i = 0; i < p->n_jobs; i++) {
         rc = st_write(&s, ib, W_PUT_JOB, "insert job", err);
         if (rc < 0)
-            return rc;
+            goto fail;
         st_text(&s, 1, p->session_id);
-        st_text(&s, 2, vh_job_kind_name(p->jobs[i].kind));
-        st_int(&s, 3, p->jobs[i].next_attempt_ms);
-        st_int(&s, 4, p->jobs[i].deadline_ms);
-        st_int(&s, 5, p->received_ms);
+        st_int(&s, 2, k->id);
+        st_text(&s, 3, vh_job_kind_name(p->jobs[i].kind));
+        st_int(&s, 4, p->jobs[i].next_attempt_ms);
+        st_int(&s, 5, p->jobs[i].deadline_ms);
+        st_int(&s, 6, p->received_ms);
         rc = st_step(&s, err);
         st_end(&s);
         if (rc < 0)
-            return rc;
+            goto fail; /* the op's savepoint takes the session back out */
     }
+    vh__keyset_add(&t->keys, k);
+    t->pending[t->n_pending++] = k;
+    a->created = true;
     return 0;
+fail:
+    vh_free(k);
+    return rc;
 }
 
 int vh__inbox_put(struct vh_inbox *ib, const struct vh__inbox_put *p, bool *created,
@@ -809,7 +1110,7 @@ static int claim_session(struct vh_inbox *ib, struct vh__job *j, struct vh_error
     rc = st_write(&s, ib, W_CLAIM_SESSION, "claim job", err);
     if (rc < 0)
         return rc;
-    st_text(&s, 1, j->session_id);
+    st_int(&s, 1, j->sid);
     rc = st_step(&s, err);
     if (rc == 0)
         rc = vh_error_set(err, VH_ESTORE, "inbox: job of '%s' has no session", j->session_id);
@@ -858,6 +1159,7 @@ static int op_claim(struct vh_inbox *ib, void *arg, struct vh_error *err)
             rc = vh_error_set(err, VH_ESTORE, "inbox: claim job: unknown kind '%s'", kind);
         j->attempts = (unsigned)sqlite3_column_int64(s.st, 2);
         j->deadline_ms = sqlite3_column_int64(s.st, 3);
+        j->sid = sqlite3_column_int64(s.st, 4);
         /* RETURNING rows are all computed by the first step; finish the statement. */
         if (rc >= 0 && st_step(&s, err) < 0)
             rc = VH_ESTORE;

@@ -109,6 +109,7 @@ int vh__inbox_put_post(struct vh_inbox *ib, const struct vh__inbox_put *p,
 /* A claimed job, with what its attempt needs. Release with vh__job_release. */
 struct vh__job {
     char session_id[VH_ID_MAX + 1];
+    int64_t sid; /* the session's row id */
     enum vh_job_kind kind;
     unsigned attempts; /* made before this one */
     int64_t deadline_ms;

@@ -125,7 +125,9 @@ static int handle_once(struct vh_receiver *r, sem_t *answered, const struct vh_r
 
 /*
  * The request path, sync or async (`answered` set): a run that fails answers 500 (at once, or
- * through the callback), stores nothing half-done and holds no memory afterwards.
+ * through the callback), stores nothing half-done and holds no memory afterwards, but for
+ * one block per session it stored: the inbox keeps each new session's key in memory until
+ * it is merged (inbox.c). A first request, not counted, makes the inbox's arrays.
  */
 static void handle_until_it_succeeds(const char *prefix, sem_t *answered)
 {
@@ -142,14 +144,13 @@ static void handle_until_it_succeeds(const char *prefix, sem_t *answered)
     struct vh_receive_req req;
     struct vh_receive_resp resp;
     char body[1024], sid[32], ts[VH_TIME_LEN + 1], sig[VH_SIG_LEN + 1];
-    long n, base;
+    long n, base = 0;
     int rc;
 
     config(&cfg, secrets);
     assert_int_equal(vh_receiver_new(&cfg, &r, NULL), 0);
     assert_int_equal(vh_time_format(NOW, ts), 0);
-    base = live_blocks;
-    for (n = 1; n < RUNS; n++) {
+    for (n = 0; n < RUNS; n++) {
         snprintf(sid, sizeof(sid), "%s_%ld", prefix, n);
         snprintf(body, sizeof(body), fmt, sid);
         assert_int_equal(
@@ -162,13 +163,19 @@ static void handle_until_it_succeeds(const char *prefix, sem_t *answered)
         req.body = body;
         req.body_len = strlen(body);
         req.now_ms = NOW;
+        if (n == 0) {
+            assert_int_equal(handle_once(r, answered, &req, &resp), 0);
+            assert_true(is_stored(sid));
+            base = live_blocks;
+            continue;
+        }
         arm(n);
         rc = handle_once(r, answered, &req, &resp);
         if (!hit()) {
             assert_int_equal(rc, 0);
             assert_int_equal(resp.status, 200);
             assert_true(is_stored(sid));
-            assert_int_equal(live_blocks, base);
+            assert_int_equal(live_blocks, base + 1);
             snprintf(stored_sid, sizeof(stored_sid), "%s", sid);
             vh_receiver_free(r);
             return;
@@ -177,6 +184,8 @@ static void handle_until_it_succeeds(const char *prefix, sem_t *answered)
         if (resp.status == 500)
             assert_int_equal(rc, VH_ENOMEM);
         assert_int_equal(is_stored(sid), resp.status == 200);
+        if (resp.status == 200)
+            base++;
         assert_int_equal(live_blocks, base);
     }
     fail_msg("the request path never succeeded");
