@@ -41,12 +41,18 @@
 
 #define MAX_CONNS_DEFAULT    1024
 #define CONN_TIMEOUT_DEFAULT 30
-#define CONN_MEMORY_LIMIT    (32 * 1024) /* headers + MHD's read buffer, per connection */
-#define DRAIN_TIMEOUT_MS     10000       /* how long stop waits for requests in progress */
-#define LATE_ANSWER_S        1   /* and then for answers put off past it, once resumed, to go out */
-#define EARLY_REJECT_FACTOR  16  /* a declared body this many times the bound is refused unread */
-#define LOG_PATH_MAX         256 /* bytes of the path that go into a log record */
-#define REQUEST_ID_LEN       24
+/*
+ * Per connection: the request line and headers, and MHD's read and write buffers. MHD
+ * zeroes the whole pool after every request, so its size is paid per request: 16 KiB took
+ * about 2 % less CPU per webhook than 32 KiB (docs/BENCHMARKS.md, session 11). Headers of
+ * 8 KiB still fit (tests/integration/test_serve_http.py); much larger ones get 431.
+ */
+#define CONN_MEMORY_LIMIT   (16 * 1024)
+#define DRAIN_TIMEOUT_MS    10000 /* how long stop waits for requests in progress */
+#define LATE_ANSWER_S       1   /* and then for answers put off past it, once resumed, to go out */
+#define EARLY_REJECT_FACTOR 16  /* a declared body this many times the bound is refused unread */
+#define LOG_PATH_MAX        256 /* bytes of the path that go into a log record */
+#define REQUEST_ID_LEN      24
 
 struct vh_server {
     struct MHD_Daemon *mhd;
