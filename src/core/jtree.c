@@ -211,6 +211,40 @@ static int unicode_escape(struct parser *ps)
     return 0;
 }
 
+#define ONES  UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/* The high bit of each byte of `w` that is below `c` (c <= 0x80; exact in the lowest one). */
+static uint64_t bytes_below(uint64_t w, unsigned c)
+{
+    return (w - ONES * c) & ~w & HIGHS;
+}
+
+/*
+ * How many bytes from `p` a string copies as they are: printable ASCII but the quote and the
+ * backslash. Eight at a time: a byte that ends the run sets its high bit in `m` (a borrow may
+ * also mark bytes after it, never one before), and the lowest marked byte is where it ends.
+ */
+static size_t plain_run(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
+    for (; n - i >= 8; i += 8) {
+        uint64_t w, m;
+
+        memcpy(&w, p + i, 8);
+        m = (w & HIGHS) | bytes_below(w, 0x20) | bytes_below(w ^ (ONES * '"'), 1) |
+            bytes_below(w ^ (ONES * '\\'), 1);
+        if (m)
+            return i + (size_t)(__builtin_ctzll(m) >> 3);
+    }
+#endif
+    while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\')
+        i++;
+    return i;
+}
+
 /*
  * The string at ps->pos (its opening quote): unescaped into the string buffer, with a NUL.
  * Sets *s and *n to it. The output never outruns the input: an escape is 2 to 12 bytes for
@@ -224,12 +258,9 @@ static int parse_string(struct parser *ps, const char **s, uint32_t *n)
 
     ps->pos++;
     for (;;) {
-        size_t run = ps->pos;
+        size_t run = ps->pos + plain_run(in + ps->pos, ps->len - ps->pos);
         unsigned char c;
 
-        while (run < ps->len && in[run] >= 0x20 && in[run] < 0x80 && in[run] != '"' &&
-               in[run] != '\\')
-            run++;
         memcpy(ps->out + ps->out_len, in + ps->pos, run - ps->pos);
         ps->out_len += run - ps->pos;
         ps->pos = run;

@@ -555,6 +555,56 @@ static void test_raw_utf8(void **state)
     vh_buf_release(&b);
 }
 
+/*
+ * A byte that ends a run of plain characters, at every offset of a long string: the parser
+ * scans eight bytes at a time, so each offset modulo 8, and the tail, must see it.
+ */
+static void test_string_runs(void **state)
+{
+    struct vh_jt_doc doc;
+    char json[64], want[64], msg[80];
+    size_t k, len;
+
+    (void)state;
+    for (k = 0; k < 40; k++) {
+        /* ["aaa...<x>...aaa"]: a 40-byte string with byte k special. */
+        memset(json, 0, sizeof(json));
+        memcpy(json, "[\"", 2);
+        memset(json + 2, 'a', 40);
+        memcpy(json + 42, "\"]", 2);
+        len = 44;
+
+        json[2 + k] = 0x7f; /* DEL is a plain character */
+        memcpy(want, json + 2, 40);
+        check_string(must_parse(&doc, json, len)->u.first, want, 40);
+        vh__jt_doc_release(&doc);
+
+        snprintf(msg, sizeof(msg), "json: control character in a string at byte %zu", 2 + k);
+        json[2 + k] = '\x01';
+        assert_true(refused_as(json, len, VH_EINVAL, msg, 2 + k));
+        json[2 + k] = 0x1f;
+        assert_true(refused_as(json, len, VH_EINVAL, msg, 2 + k));
+        json[2 + k] = (char)0xff;
+        assert_true(refused_utf8(json, len, 2 + k));
+
+        json[2 + k] = '"'; /* the string ends at k, and the rest is garbage */
+        assert_true(refused_as(json, len, VH_EINVAL, NULL, 3 + k));
+
+        json[2 + k] = '\\'; /* \a is not an escape; \n is */
+        snprintf(msg, sizeof(msg), "json: invalid escape at byte %zu", 2 + k);
+        /* At k = 39 it escapes the closing quote instead: the input ends inside the string. */
+        assert_true(refused_as(json, len, VH_EINVAL, k < 39 ? msg : NULL, k < 39 ? 2 + k : len));
+        if (k < 39) {
+            json[3 + k] = 'n';
+            memcpy(want, json + 2, 40);
+            want[k] = '\n';
+            memmove(want + k + 1, want + k + 2, 40 - k - 2);
+            check_string(must_parse(&doc, json, len)->u.first, want, 39);
+            vh__jt_doc_release(&doc);
+        }
+    }
+}
+
 static void test_nested(void **state)
 {
     const char json[] = "{\"a\":[1,{\"b\":null}],\"c\":{},\"d\":[],\"e\":\"s\",\"f\":[[true],[]]}";
@@ -1493,6 +1543,7 @@ int main(void)
         T(test_reals_ignore_locale),
         T(test_escapes),
         T(test_raw_utf8),
+        T(test_string_runs),
         T(test_nested),
         T(test_member_order),
         T(test_get),
