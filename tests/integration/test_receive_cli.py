@@ -151,6 +151,28 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(rc, 0)
         self.assertIn("export --format jsonl|csv", out)
 
+    def test_threads_run_under_the_chosen_policy(self):
+        # /proc/PID/task/TID/stat field 41 is the policy: 0 SCHED_OTHER, 3 SCHED_BATCH.
+        def policies(pid):
+            out = {}
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                out[tid] = int(fields[38])  # field 41, counted after "pid (comm)"
+            return out
+
+        for args, want, name in (((), 3, "batch"), (("--sched", "normal"), 0, "normal")):
+            with Receiver(args=args) as r:
+                r.deliver(payload("s_sched_" + name))  # the inbox's commit thread starts
+                got = policies(r.proc.pid)
+                self.assertGreater(len(got), 3, got)  # HTTP, commit, log, worker threads
+                self.assertEqual(set(got.values()), {want}, got)
+            self.assertIn('"sched":"%s"' % name, r.err.text())
+        env = {"VOCOHOOK_SECRETS": "s"}
+        rc, _, err = self.run_cli("receive", "--sched", "fifo", env=env)
+        self.assertEqual(rc, 2)
+        self.assertIn("--sched: expected batch or normal, got 'fifo'", err)
+
     def test_inbox_file_is_private_and_log_is_json(self):
         with Receiver() as r:
             self.assertEqual(os.stat(r.db).st_mode & 0o777, 0o600)
