@@ -245,6 +245,9 @@ case("turn_not_object", "event", "EINVAL", "data.transcript[0]: must be an objec
      edit(["transcript"], [1]))
 case("role_unknown", "event", "EINVAL", 'data.transcript[2].role: must be "user" or "bot"',
      edit(["transcript", 2, "role"], "assistant"))
+case("role_unknown_two_digits", "event", "EINVAL",
+     'data.transcript[12].role: must be "user" or "bot"',
+     edit(["transcript"], copy.deepcopy(TURNS) * 4 + [dict(TURNS[0], role="agent")]))
 case("role_null", "session", "EINVAL", 'transcript[0].role: must be "user" or "bot"',
      edit(["transcript", 0, "role"], None))
 case("content_number", "event", "EINVAL", "data.transcript[0].content: must be a string",
