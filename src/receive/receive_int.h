@@ -55,6 +55,10 @@ void vh__receiver_wake(struct vh_receiver *r);
 void vh__receiver_log(const struct vh_receiver *r, enum vh_log_level level, const char *msg,
                       const char *fmt, ...) VH_PRINTF(4, 5);
 
+/* The same with the members already written: `n` bytes of `fields` (each with its comma). */
+void vh__receiver_log_fields(const struct vh_receiver *r, enum vh_log_level level, const char *msg,
+                             const char *fields, size_t n);
+
 /*
  * Writes `s` (at most `max` bytes of it) as the inside of a JSON string into `out`, cut to
  * fit `out_size`; control bytes and bytes >= 0x7f are escaped one by one, so the result is

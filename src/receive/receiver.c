@@ -41,30 +41,59 @@
 
 /* ---- logs ------------------------------------------------------------------------------- */
 
-void vh__receiver_log(const struct vh_receiver *r, enum vh_log_level level, const char *msg,
-                      const char *fmt, ...)
+/* Appends `n` bytes at *len if they fit before the last 2 bytes of `line` (kept for "}"). */
+static bool line_add(char *line, size_t *len, const char *p, size_t n)
+{
+    if (n > LOG_LINE_MAX - 2 - *len)
+        return false;
+    memcpy(line + *len, p, n);
+    *len += n;
+    return true;
+}
+
+/*
+ * The line without printf: every webhook logs one, on the commit thread. `fields` (JSON
+ * members, each with its leading comma) is cut at the line's end, as vsnprintf cut it.
+ */
+void vh__receiver_log_fields(const struct vh_receiver *r, enum vh_log_level level, const char *msg,
+                             const char *fields, size_t n)
 {
     char ts[VH_TIME_LEN + 1], line[LOG_LINE_MAX];
-    va_list ap;
-    int n, m;
+    const char *name = vh_log_level_name(level);
+    size_t len = 0;
 
     if (!r->cfg.log)
         return;
     if (vh_time_format(vh_time_now_ms(), ts) < 0)
         ts[0] = '\0';
-    n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"", ts,
-                 vh_log_level_name(level), msg);
-    if (n < 0 || (size_t)n >= sizeof(line) - 2)
+    if (!line_add(line, &len, "{\"ts\":\"", 7) || !line_add(line, &len, ts, strlen(ts)) ||
+        !line_add(line, &len, "\",\"level\":\"", 11) || !line_add(line, &len, name, strlen(name)) ||
+        !line_add(line, &len, "\",\"msg\":\"", 9) || !line_add(line, &len, msg, strlen(msg)) ||
+        !line_add(line, &len, "\"", 1))
+        return;
+    if (!line_add(line, &len, fields, n))
+        line_add(line, &len, fields, LOG_LINE_MAX - 2 - len);
+    line[len] = '}';
+    line[len + 1] = '\0';
+    r->cfg.log(r->cfg.log_ud, level, line);
+}
+
+void vh__receiver_log(const struct vh_receiver *r, enum vh_log_level level, const char *msg,
+                      const char *fmt, ...)
+{
+    char fields[LOG_LINE_MAX];
+    va_list ap;
+    int m;
+
+    if (!r->cfg.log)
         return;
     va_start(ap, fmt);
-    m = vsnprintf(line + n, sizeof(line) - 1 - (size_t)n, fmt, ap);
+    m = vsnprintf(fields, sizeof(fields), fmt, ap);
     va_end(ap);
     if (m < 0)
         return;
-    n = (size_t)n + (size_t)m >= sizeof(line) - 1 ? (int)sizeof(line) - 2 : n + m;
-    line[n] = '}';
-    line[n + 1] = '\0';
-    r->cfg.log(r->cfg.log_ud, level, line);
+    vh__receiver_log_fields(r, level, msg, fields,
+                            (size_t)m < sizeof(fields) ? (size_t)m : sizeof(fields) - 1);
 }
 
 /* ---- configuration ------------------------------------------------------------------------ */

@@ -177,8 +177,13 @@ class CommandLine(unittest.TestCase):
         with Receiver() as r:
             self.assertEqual(os.stat(r.db).st_mode & 0o777, 0o600)
             r.deliver(payload("s_log"))
-        for line in r.err.text().splitlines():
-            json.loads(line)
+            r.deliver(payload("s_log"))
+        lines = [json.loads(line) for line in r.err.text().splitlines()]
+        stored = [(x["level"], x["msg"], x["jobs"]) for x in lines
+                  if x.get("session_id") == "s_log"]
+        self.assertEqual(stored, [("info", "stored", 0), ("info", "duplicate", 0)])
+        for x in lines:
+            self.assertRegex(x["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 if __name__ == "__main__":

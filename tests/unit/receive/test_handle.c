@@ -291,12 +291,57 @@ static void stray_temp_files_removed(void **state)
     vh_receiver_free(r);
 }
 
+static char last_line[4096];
+
+static void keep_line(void *ud, enum vh_log_level level, const char *line)
+{
+    (void)ud;
+    (void)level;
+    snprintf(last_line, sizeof(last_line), "%s", line);
+}
+
+/* The log record's shape, and a line too long for the buffer cut to it, still closed. */
+static void log_lines(void **state)
+{
+    const char *secrets[] = {SECRET};
+    struct vh_receiver_config cfg;
+    struct vh_receiver *r;
+    struct fx *f = *state;
+    char db[128], fields[3000];
+
+    vh_receiver_config_init(&cfg);
+    snprintf(db, sizeof(db), "%s/log.db", f->dir);
+    cfg.db_path = db;
+    cfg.secrets = secrets;
+    cfg.n_secrets = 1;
+    cfg.log = keep_line;
+    assert_int_equal(vh_receiver_new(&cfg, &r, NULL), 0);
+
+    vh__receiver_log(r, VH_LOG_WARN, "a message", ",\"k\":%d", 5);
+    assert_int_equal(strlen(last_line), 7 + 24 + 11 + 4 + 9 + 9 + 1 + 6 + 1);
+    assert_memory_equal(last_line, "{\"ts\":\"20", 9);
+    assert_string_equal(last_line + 7 + 24, "\",\"level\":\"warn\",\"msg\":\"a message\",\"k\":5}");
+    vh__receiver_log_fields(r, VH_LOG_INFO, "m", ",\"j\":1", 6);
+    assert_string_equal(last_line + 7 + 24, "\",\"level\":\"info\",\"msg\":\"m\",\"j\":1}");
+
+    memset(fields, 'x', sizeof(fields));
+    vh__receiver_log_fields(r, VH_LOG_INFO, "m", fields, sizeof(fields));
+    assert_int_equal(strlen(last_line), 2047); /* LOG_LINE_MAX - 1 */
+    assert_int_equal(last_line[2045], 'x');
+    assert_int_equal(last_line[2046], '}');
+    vh__receiver_log(r, VH_LOG_INFO, "m", ",%.2999s", fields);
+    assert_int_equal(strlen(last_line), 2047);
+    assert_int_equal(last_line[2046], '}');
+    vh_receiver_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(stores_once, setup, teardown),
         cmocka_unit_test_setup_teardown(refusals_store_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(config_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(log_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(stray_temp_files_removed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
