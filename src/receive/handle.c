@@ -249,10 +249,16 @@ static int store(struct vh_receiver *r, const struct vh_receive_req *req,
     return conclude(r, &p, ev, rc, created, &err, resp);
 }
 
-/* A webhook whose put is posted: what its answer needs once the commit is done. */
+/*
+ * A webhook whose put is posted: what its answer needs once the commit is done. The event is
+ * freed on the HTTP thread that parsed it, at once: the put keeps its own copy of the two
+ * strings it took from it. Freed on the commit thread, its thirty-odd blocks went through
+ * malloc's slow paths (another thread's blocks miss the per-thread cache).
+ */
 struct pending {
     struct vh_receiver *r;
-    struct vh_event *ev;
+    char session_id[VH_ID_MAX + 1];
+    char *recording_url; /* owned, from the event */
     struct vh__inbox_put p;
     struct vh_receive_resp *resp;
     vh_receive_done_fn *done;
@@ -266,7 +272,8 @@ static void on_stored(void *ud, int rc, bool created, const struct vh_error *err
     vh_receive_done_fn *done = pd->done;
     void *done_ud = pd->ud;
 
-    (void)conclude(pd->r, &pd->p, pd->ev, rc, created, err, pd->resp);
+    (void)conclude(pd->r, &pd->p, NULL, rc, created, err, pd->resp);
+    vh_free(pd->recording_url);
     vh_free(pd);
     done(done_ud);
 }
@@ -287,6 +294,7 @@ int vh_receiver_handle_async(struct vh_receiver *r, const struct vh_receive_req 
                              struct vh_receive_resp *resp, vh_receive_done_fn *done, void *ud)
 {
     struct vh_error err = VH_ERROR_INIT;
+    struct vh_event *ev = NULL;
     struct pending *pd;
     int rc = 0;
 
@@ -299,18 +307,26 @@ int vh_receiver_handle_async(struct vh_receiver *r, const struct vh_receive_req 
         vh_error_set(&err, VH_ENOMEM, "receiver: out of memory");
         return conclude(r, NULL, NULL, VH_ENOMEM, false, &err, resp);
     }
-    rc = prepare(r, req, resp, &pd->ev, &pd->p);
+    rc = prepare(r, req, resp, &ev, &pd->p);
     if (rc <= 0) {
         vh_free(pd);
         return rc;
     }
+    /* The session id is 1 to 64 characters (the parse checked it). */
+    memcpy(pd->session_id, ev->session->session_id, strlen(ev->session->session_id) + 1);
+    pd->recording_url = ev->session->recording_url;
+    ev->session->recording_url = NULL;
+    vh_event_free(ev);
+    pd->p.session_id = pd->session_id;
+    pd->p.recording_url = pd->recording_url;
     pd->r = r;
     pd->resp = resp;
     pd->done = done;
     pd->ud = ud;
     rc = vh__inbox_put_post(r->ib, &pd->p, on_stored, pd, &err);
     if (rc < 0) {
-        rc = conclude(r, &pd->p, pd->ev, rc, false, &err, resp);
+        rc = conclude(r, &pd->p, NULL, rc, false, &err, resp);
+        vh_free(pd->recording_url);
         vh_free(pd);
         return rc;
     }
