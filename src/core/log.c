@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include <vocohook/clock.h>
+
 #include "core/log_int.h"
 
 #include "core/banned.h"
@@ -43,4 +45,34 @@ void vh__json_escape(const char *s, size_t max, char *out, size_t out_size)
         }
     }
     out[o] = '\0';
+}
+
+size_t vh__log_head(char *line, int64_t now_ms, int level)
+{
+    const char *name = vh_log_level_name((enum vh_log_level)level);
+    size_t n = strlen(name), len = 7;
+
+    memcpy(line, "{\"ts\":\"", 7);
+    if (vh_time_format(now_ms, line + len) == 0)
+        len += VH_TIME_LEN;
+    memcpy(line + len, "\",\"level\":\"", 11);
+    len += 11;
+    memcpy(line + len, name, n);
+    len += n;
+    line[len++] = '"';
+    line[len] = '\0';
+    return len;
+}
+
+char *vh__log_u64(char *out, uint64_t v)
+{
+    char digits[20];
+    size_t k = sizeof(digits);
+
+    do {
+        digits[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(out, digits + k, sizeof(digits) - k);
+    return out + (sizeof(digits) - k);
 }

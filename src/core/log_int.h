@@ -5,6 +5,7 @@
 #define VH_CORE_LOG_INT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * Writes at most `max` bytes of the NUL-terminated `s` as the inside of a JSON string into
@@ -13,5 +14,17 @@
  * whatever `s` holds: logs quote untrusted bytes (paths, receiver errors).
  */
 void vh__json_escape(const char *s, size_t max, char *out, size_t out_size);
+
+#define VH__LOG_HEAD_MAX 64 /* what vh__log_head writes, at most, with its NUL */
+
+/*
+ * Starts a log record in `line` (at least VH__LOG_HEAD_MAX bytes): {"ts":"<now_ms as
+ * VH_TIME_LEN characters>","level":"<name>" with no comma after. Returns its length. The
+ * lines of every request go through here, so it is memcpy, not printf.
+ */
+size_t vh__log_head(char *line, int64_t now_ms, int level);
+
+/* Writes `v` in decimal at `out` (at most 20 characters, no NUL); returns the end. */
+char *vh__log_u64(char *out, uint64_t v);
 
 #endif

@@ -111,38 +111,58 @@ static void log_line(const struct vh_server *srv, enum vh_log_level level, const
 
 static void log_line(const struct vh_server *srv, enum vh_log_level level, const char *fmt, ...)
 {
-    char ts[VH_TIME_LEN + 1];
     char line[2048];
     va_list ap;
-    int n;
+    size_t n;
 
     if (!srv->log)
         return;
-    if (vh_time_format(vh_time_now_ms(), ts) < 0)
-        ts[0] = '\0';
-    n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",", ts,
-                 vh_log_level_name(level));
-    if (n < 0 || (size_t)n >= sizeof(line))
-        return;
+    n = vh__log_head(line, vh_time_now_ms(), level);
+    line[n++] = ',';
     va_start(ap, fmt);
-    n = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    va_end(ap);
-    if (n < 0)
+    if (vsnprintf(line + n, sizeof(line) - n, fmt, ap) < 0) {
+        va_end(ap);
         return;
+    }
+    va_end(ap);
     srv->log(srv->log_ud, level, line);
 }
 
+/* Appends the literal `s` at `o`. */
+#define PUT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
+
+/*
+ * The access log: a line per request, so memcpy rather than printf. Every part is bounded:
+ * the request id, the escaped method (16 bytes at most) and path (LOG_PATH_MAX), two numbers.
+ */
 static void log_request(const struct vh_server *srv, const struct request *rq, const char *method,
                         const char *path, int status)
 {
-    char m[64], p[LOG_PATH_MAX * 6 + 1];
+    char line[VH__LOG_HEAD_MAX + sizeof(rq->id) + 16 * 6 + LOG_PATH_MAX * 6 + 128], *o;
+    enum vh_log_level level = status >= 500 ? VH_LOG_ERROR : VH_LOG_INFO;
+    int64_t ms = vh_time_mono_ms() - rq->start_ms;
+    size_t n;
 
-    vh__json_escape(method, 16, m, sizeof(m));
-    vh__json_escape(path, LOG_PATH_MAX, p, sizeof(p));
-    log_line(srv, status >= 500 ? VH_LOG_ERROR : VH_LOG_INFO,
-             "\"msg\":\"request\",\"request_id\":\"%s\",\"method\":\"%s\",\"path\":\"%s\","
-             "\"status\":%d,\"ms\":%lld}",
-             rq->id, m, p, status, (long long)(vh_time_mono_ms() - rq->start_ms));
+    if (!srv->log)
+        return;
+    o = line + vh__log_head(line, vh_time_now_ms(), level);
+    o = PUT(o, ",\"msg\":\"request\",\"request_id\":\"");
+    n = strnlen(rq->id, sizeof(rq->id));
+    memcpy(o, rq->id, n);
+    o += n;
+    o = PUT(o, "\",\"method\":\"");
+    vh__json_escape(method, 16, o, 16 * 6 + 1);
+    o += strlen(o);
+    o = PUT(o, "\",\"path\":\"");
+    vh__json_escape(path, LOG_PATH_MAX, o, LOG_PATH_MAX * 6 + 1);
+    o += strlen(o);
+    o = PUT(o, "\",\"status\":");
+    o = vh__log_u64(o, (uint64_t)(status > 0 ? status : 0));
+    o = PUT(o, ",\"ms\":");
+    o = vh__log_u64(o, (uint64_t)(ms > 0 ? ms : 0));
+    o = PUT(o, "}");
+    *o = '\0';
+    srv->log(srv->log_ud, level, line);
 }
 
 /* MHD's own diagnostics (malformed requests, resource limits), as log records. */

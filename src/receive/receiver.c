@@ -29,6 +29,7 @@
 #include <vocohook/clock.h>
 
 #include "crypto/crypto_int.h"
+#include "core/log_int.h"
 #include "core/thread_int.h"
 #include "core/banned.h"
 
@@ -58,17 +59,13 @@ static bool line_add(char *line, size_t *len, const char *p, size_t n)
 void vh__receiver_log_fields(const struct vh_receiver *r, enum vh_log_level level, const char *msg,
                              const char *fields, size_t n)
 {
-    char ts[VH_TIME_LEN + 1], line[LOG_LINE_MAX];
-    const char *name = vh_log_level_name(level);
-    size_t len = 0;
+    char line[LOG_LINE_MAX];
+    size_t len;
 
     if (!r->cfg.log)
         return;
-    if (vh_time_format(vh_time_now_ms(), ts) < 0)
-        ts[0] = '\0';
-    if (!line_add(line, &len, "{\"ts\":\"", 7) || !line_add(line, &len, ts, strlen(ts)) ||
-        !line_add(line, &len, "\",\"level\":\"", 11) || !line_add(line, &len, name, strlen(name)) ||
-        !line_add(line, &len, "\",\"msg\":\"", 9) || !line_add(line, &len, msg, strlen(msg)) ||
+    len = vh__log_head(line, vh_time_now_ms(), level);
+    if (!line_add(line, &len, ",\"msg\":\"", 8) || !line_add(line, &len, msg, strlen(msg)) ||
         !line_add(line, &len, "\"", 1))
         return;
     if (!line_add(line, &len, fields, n))
