@@ -23,7 +23,7 @@
 #include "receive/receive_int.h"
 #include "core/banned.h"
 
-#define SIDS_LEN 37
+#define SIDS_LEN (VH_UUID_LEN + 1)
 
 static int usage(void)
 {
@@ -69,26 +69,6 @@ static void on_done(void *ud, int rc, bool created, const struct vh_error *err)
         sem_post(&r->all);
 }
 
-/* A random RFC 4122 v4 id, as a sender would make. */
-static void uuid4(char out[SIDS_LEN])
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char b[16];
-    size_t i, o = 0;
-
-    for (i = 0; i < 16; i++)
-        b[i] = (unsigned char)(rand() & 0xff);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    for (i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 15];
-    }
-    out[o] = '\0';
-}
-
 int main(int argc, char **argv)
 {
     const char *db = NULL, *body_path = NULL;
@@ -127,9 +107,12 @@ int main(int argc, char **argv)
     sids = calloc(n, sizeof(*sids));
     if (!body || !sids)
         return 3;
-    srand((unsigned)time(NULL));
-    for (i = 0; i < n; i++)
-        uuid4(sids[i]);
+    for (i = 0; i < n; i++) {
+        if (vh_uuid_new(sids[i], &err) < 0) { /* random v4 ids, as a sender makes them */
+            fprintf(stderr, "bench_inbox: %s\n", err.msg);
+            return 3;
+        }
+    }
     if (vh_inbox_open(db, VH_INBOX_CREATE, &ib, &err) < 0) {
         fprintf(stderr, "bench_inbox: %s\n", err.msg);
         return 3;

@@ -181,13 +181,14 @@ static int prepare(struct vh_receiver *r, const struct vh_receive_req *req,
 /* Appends the literal `s` at `o`. */
 #define PUT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
 
+_Static_assert(VH_INBOX_JOBS_MAX <= 9, "the job count is written as one digit");
+_Static_assert(VH_RECEIVE_RESP_MAX > VH_ID_MAX + 48, "a 200's body fits");
+
 /*
  * A stored (or duplicate) webhook's 200 and its log line. Every webhook comes here, on the
  * commit thread, so the strings are put together with memcpy, not printf. The session id is
  * [A-Za-z0-9_-]{1,64} (the parse checked it): no escaping, and both fit.
  */
-_Static_assert(VH_INBOX_JOBS_MAX <= 9, "the job count is written as one digit");
-_Static_assert(VH_RECEIVE_RESP_MAX > VH_ID_MAX + 48, "a 200's body fits");
 
 static void answer_stored(struct vh_receiver *r, const struct vh__inbox_put *p, bool created,
                           struct vh_receive_resp *resp)
