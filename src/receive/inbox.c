@@ -714,7 +714,7 @@ static int conn_open(const char *path, bool create, sqlite3 **out, struct vh_err
     return 0;
 }
 
-static int migrate(sqlite3 *db, const char *path, struct vh_error *err)
+static int migrate_steps(sqlite3 *db, const char *path, struct vh_error *err)
 {
     int64_t version = 0, app_id = 0;
     char sql[64];
@@ -754,6 +754,30 @@ static int migrate(sqlite3 *db, const char *path, struct vh_error *err)
     }
 fail:
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+/*
+ * The steps with secure_delete off, as the build set it restored after (Debian's SQLite has
+ * it on): a step frees only the pages of a table it has just copied, and zeroing them took
+ * most of version 2's time (docs/decisions.md). Those pages are reused by later writes.
+ */
+static int migrate(sqlite3 *db, const char *path, struct vh_error *err)
+{
+    int64_t secure_delete = 0;
+    char sql[48];
+    int rc;
+
+    rc = query_int(db, "PRAGMA secure_delete", "migrate", &secure_delete, err);
+    if (rc < 0)
+        return rc;
+    rc = exec_sql(db, "PRAGMA secure_delete = OFF", "migrate", err);
+    if (rc < 0)
+        return rc;
+    rc = migrate_steps(db, path, err);
+    snprintf(sql, sizeof(sql), "PRAGMA secure_delete = %d", secure_delete ? 1 : 0);
+    if (exec_sql(db, sql, "migrate", rc < 0 ? NULL : err) < 0 && rc == 0)
+        rc = VH_ESTORE;
     return rc;
 }
 
