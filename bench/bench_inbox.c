@@ -5,7 +5,10 @@
  * session id. It measures the process's CPU time, so a change to the inbox's write path can
  * be weighed without the noise of the HTTP half.
  *
- * usage: bench_inbox --db PATH --body FILE [--n N] [--window W]
+ * usage: bench_inbox --db PATH --body FILE [--n N] [--window W] [--jobs J]
+ *
+ * --jobs J (0 to 3) gives every put J jobs (download, exec, forward), due in a day, as a
+ * receiver with --recordings, --exec or --forward makes them; none runs here.
  *
  * Prints one JSON object: {"puts": N, "cpu_us": C, "wall_s": W, "puts_per_s": R} where C is
  * the process's CPU microseconds per put. Exit 0, 2 on a usage error, 3 on an inbox failure.
@@ -27,7 +30,7 @@
 
 static int usage(void)
 {
-    fputs("usage: bench_inbox --db PATH --body FILE [--n N] [--window W]\n", stderr);
+    fputs("usage: bench_inbox --db PATH --body FILE [--n N] [--window W] [--jobs J]\n", stderr);
     return 2;
 }
 
@@ -72,7 +75,7 @@ static void on_done(void *ud, int rc, bool created, const struct vh_error *err)
 int main(int argc, char **argv)
 {
     const char *db = NULL, *body_path = NULL;
-    size_t n = 50000, window = 64, i, len;
+    size_t n = 50000, window = 64, jobs = 0, i, j, len;
     char *body, (*sids)[SIDS_LEN];
     struct vh_error err = VH_ERROR_INIT;
     struct vh_inbox *ib;
@@ -91,10 +94,12 @@ int main(int argc, char **argv)
             n = strtoul(argv[++a], NULL, 10);
         else if (a + 1 < argc && strcmp(argv[a], "--window") == 0)
             window = strtoul(argv[++a], NULL, 10);
+        else if (a + 1 < argc && strcmp(argv[a], "--jobs") == 0)
+            jobs = strtoul(argv[++a], NULL, 10);
         else
             return usage();
     }
-    if (!db || !body_path || n == 0 || window == 0)
+    if (!db || !body_path || n == 0 || window == 0 || jobs > VH_INBOX_JOBS_MAX)
         return usage();
     fp = fopen(body_path, "rb");
     if (!fp) {
@@ -134,6 +139,12 @@ int main(int argc, char **argv)
         p.signature = "sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         p.event_ms = 1773585128000;
         p.received_ms = 1773585128000 + (int64_t)i;
+        for (j = 0; j < jobs; j++) {
+            p.jobs[j].kind = (enum vh_job_kind)(VH_JOB_DOWNLOAD + (int)j);
+            p.jobs[j].next_attempt_ms = p.received_ms + 86400000;
+            p.jobs[j].deadline_ms = p.received_ms + 2 * 86400000;
+        }
+        p.n_jobs = jobs;
         if (vh__inbox_put_post(ib, &p, on_done, &r, &err) < 0) {
             fprintf(stderr, "bench_inbox: %s\n", err.msg);
             return 3;

@@ -120,7 +120,8 @@ static const char *const migrations[] = {
     /*
      * 2: deduplication moves out of `sessions` (the top of the file says why). The table is
      * rebuilt without its UNIQUE index on session_id; jobs point at their session's row id
-     * (`sid`); session_keys holds every key so far, and the trigger starts session_tail.
+     * (`sid`) and are keyed by it, so a new session's jobs append too; session_keys holds
+     * every key so far, and the trigger starts session_tail.
      */
     "CREATE TABLE sessions_v2 (\n"
     "    id            INTEGER PRIMARY KEY,\n"
@@ -150,7 +151,7 @@ static const char *const migrations[] = {
     "    path            TEXT,\n"
     "    size            INTEGER,\n"
     "    sha256          TEXT,\n"
-    "    PRIMARY KEY (session_id, kind)\n"
+    "    PRIMARY KEY (sid, kind)\n"
     ") STRICT;\n"
     /* A job whose session is missing has no sid: NOT NULL fails the step. */
     "INSERT INTO jobs_v2 SELECT j.session_id, s.id, j.kind, j.state, j.attempts,\n"
@@ -207,7 +208,7 @@ static const char sql_trim[] = "DELETE FROM session_tail WHERE id <= ?1";
 static const char sql_finish[] =
     "UPDATE jobs SET state = ?3, attempts = ?4, next_attempt_ms = ?5, updated_ms = ?6,"
     " status = ?7, error = ?8, path = ?9, size = ?10, sha256 = ?11"
-    " WHERE session_id = ?1 AND kind = ?2 AND state = 'running'";
+    " WHERE sid = ?1 AND kind = ?2 AND state = 'running'";
 static const char sql_recover[] = "UPDATE jobs SET state = 'pending', next_attempt_ms = ?1,"
                                   " updated_ms = ?1 WHERE state = 'running'";
 static const char sql_next_due[] = "SELECT min(next_attempt_ms) FROM jobs WHERE state = 'pending'";
@@ -216,19 +217,19 @@ static const char sql_unfinished[] =
 static const char sql_count[] = "SELECT count(*) FROM sessions";
 static const char sql_list[] =
     "SELECT s.session_id, s.received_ms, s.event_ms, s.signed_at, s.webhook_id,"
-    " " RECORDING_STATE_SQL ", CASE WHEN ?4 THEN s.body END"
-    " FROM sessions AS s LEFT JOIN jobs AS d ON d.session_id = s.session_id AND"
+    " " RECORDING_STATE_SQL ", CASE WHEN ?4 THEN s.body END, s.id"
+    " FROM sessions AS s LEFT JOIN jobs AS d ON d.sid = s.id AND"
     " d.kind = 'download' WHERE s.received_ms >= ?1 AND (?2 IS NULL OR " RECORDING_STATE_SQL
     " = ?2) ORDER BY s.id LIMIT ?3";
 static const char sql_get[] =
     "SELECT s.session_id, s.received_ms, s.event_ms, s.signed_at, s.webhook_id,"
-    " " RECORDING_STATE_SQL ", s.body"
-    " FROM sessions AS s LEFT JOIN jobs AS d ON d.session_id = s.session_id AND"
+    " " RECORDING_STATE_SQL ", s.body, s.id"
+    " FROM sessions AS s LEFT JOIN jobs AS d ON d.sid = s.id AND"
     " d.kind = 'download' WHERE s.id = coalesce((SELECT id FROM session_keys WHERE"
     " session_id = ?1), (SELECT min(id) FROM session_tail WHERE session_id = ?1))";
 static const char sql_jobs_of[] =
     "SELECT kind, state, attempts, next_attempt_ms, deadline_ms, updated_ms, status, error,"
-    " path, size, sha256 FROM jobs WHERE session_id = ?1"
+    " path, size, sha256 FROM jobs WHERE sid = ?1"
     " ORDER BY CASE kind WHEN 'download' THEN 1 WHEN 'exec' THEN 2 ELSE 3 END";
 
 /* The write connection's statements, prepared once and kept (the leader's to use). */
@@ -1210,6 +1211,7 @@ int vh__inbox_claim(struct vh_inbox *ib, int64_t now_ms, struct vh__job *out, st
 }
 
 struct finish_arg {
+    int64_t sid;
     const char *session_id;
     enum vh_job_kind kind;
     const struct vh__job_update *u;
@@ -1226,7 +1228,7 @@ static int op_finish(struct vh_inbox *ib, void *arg, struct vh_error *err)
     rc = st_write(&s, ib, W_FINISH, "finish job", err);
     if (rc < 0)
         return rc;
-    st_text(&s, 1, a->session_id);
+    st_int(&s, 1, a->sid);
     st_text(&s, 2, vh_job_kind_name(a->kind));
     st_text(&s, 3, vh_job_state_name(u->state));
     st_int(&s, 4, u->attempts);
@@ -1253,10 +1255,11 @@ static int op_finish(struct vh_inbox *ib, void *arg, struct vh_error *err)
     return 0;
 }
 
-int vh__inbox_finish(struct vh_inbox *ib, const char *session_id, enum vh_job_kind kind,
-                     const struct vh__job_update *u, int64_t now_ms, struct vh_error *err)
+int vh__inbox_finish(struct vh_inbox *ib, int64_t sid, const char *session_id,
+                     enum vh_job_kind kind, const struct vh__job_update *u, int64_t now_ms,
+                     struct vh_error *err)
 {
-    struct finish_arg a = {session_id, kind, u, now_ms};
+    struct finish_arg a = {sid, session_id, kind, u, now_ms};
     int rc;
 
     rc = vh_job_transition(VH_JOB_RUNNING, u->state, err);
@@ -1341,7 +1344,7 @@ void vh_inbox_session_release(struct vh_inbox_session *s)
     vh_buf_release(&s->body);
 }
 
-static int read_jobs(sqlite3 *db, struct vh_inbox_session *s, struct vh_error *err)
+static int read_jobs(sqlite3 *db, int64_t sid, struct vh_inbox_session *s, struct vh_error *err)
 {
     struct vh_inbox_job *j;
     char kind[16], state[16];
@@ -1352,7 +1355,7 @@ static int read_jobs(sqlite3 *db, struct vh_inbox_session *s, struct vh_error *e
     rc = st_prepare(&st, db, sql_jobs_of, "read jobs", err);
     if (rc < 0)
         return rc;
-    st_text(&st, 1, s->session_id);
+    st_int(&st, 1, sid);
     for (;;) {
         rc = st_step(&st, err);
         if (rc <= 0 || s->n_jobs == VH_INBOX_JOBS_MAX)
@@ -1385,7 +1388,7 @@ static int read_jobs(sqlite3 *db, struct vh_inbox_session *s, struct vh_error *e
     return rc < 0 ? rc : 0;
 }
 
-/* Reads the row of sql_list / sql_get into a zeroed `s`, then its jobs. */
+/* Reads the row of sql_list / sql_get into a zeroed `s`, then its jobs (by s.id, column 7). */
 static int read_session(sqlite3 *db, sqlite3_stmt *st, struct vh_inbox_session *s,
                         struct vh_error *err)
 {
@@ -1408,7 +1411,7 @@ static int read_session(sqlite3 *db, sqlite3_stmt *st, struct vh_inbox_session *
         return rc;
     s->received_ms = sqlite3_column_int64(st, 1);
     s->event_ms = sqlite3_column_int64(st, 2);
-    return read_jobs(db, s, err);
+    return read_jobs(db, sqlite3_column_int64(st, 7), s, err);
 }
 
 int vh_inbox_foreach(struct vh_inbox *ib, const struct vh_inbox_filter *f, vh_inbox_session_fn *fn,

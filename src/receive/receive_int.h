@@ -147,11 +147,13 @@ struct vh__job_update {
 };
 
 /*
- * Records the end of an attempt of the running job (session_id, kind). Returns 0,
- * VH_ESTATE (the job is not running), VH_ESTORE or VH_ENOMEM.
+ * Records the end of an attempt of the running job (sid, kind): `sid` is the session's row
+ * id (vh__job.sid), `session_id` names it in messages. Returns 0, VH_ESTATE (the job is
+ * not running), VH_ESTORE or VH_ENOMEM.
  */
-int vh__inbox_finish(struct vh_inbox *ib, const char *session_id, enum vh_job_kind kind,
-                     const struct vh__job_update *u, int64_t now_ms, struct vh_error *err);
+int vh__inbox_finish(struct vh_inbox *ib, int64_t sid, const char *session_id,
+                     enum vh_job_kind kind, const struct vh__job_update *u, int64_t now_ms,
+                     struct vh_error *err);
 
 /*
  * Puts every running job back to pending, due at `now_ms` (the process that ran them is

@@ -556,7 +556,7 @@ static void run_job(struct vh_receiver *r, const struct vh__job *j)
         break;
     }
     log_attempt(r, j, &u);
-    if (vh__inbox_finish(r->ib, j->session_id, j->kind, &u, vh_time_now_ms(), &err) < 0) {
+    if (vh__inbox_finish(r->ib, j->sid, j->session_id, j->kind, &u, vh_time_now_ms(), &err) < 0) {
         /* The job stays `running`: the next start puts it back to pending. */
         vh__json_escape(err.msg, sizeof(err.msg), msg, sizeof(msg));
         vh__receiver_log(r, VH_LOG_ERROR, "recording a job failed", ",\"error\":\"%s\"", msg);

@@ -231,6 +231,25 @@ static void dedupe(void **state)
     assert_int_equal(vh_inbox_get(f->ib, "nope", &s, NULL), VH_ENOTFOUND);
 }
 
+/* A session's row id, read from the file: what vh__inbox_finish takes. */
+static int64_t sid_of(const struct fx *f, const char *session_id)
+{
+    sqlite3_stmt *st;
+    sqlite3 *db;
+    int64_t id;
+
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT id FROM sessions WHERE session_id = ?1", -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(st, 1, session_id, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return id;
+}
+
 static void claim_finish_recover(void **state)
 {
     struct fx *f = *state;
@@ -238,10 +257,12 @@ static void claim_finish_recover(void **state)
     struct vh__job_update u;
     struct vh__job j;
     struct vh_inbox_session s;
-    int64_t due = 0, n = 0;
+    int64_t due = 0, n = 0, late, early;
 
     put(f->ib, "late", "https://h/late.wav", T0 + 100, 1, true);
     put(f->ib, "early", "https://h/early.wav", T0, 1, true);
+    late = sid_of(f, "late");
+    early = sid_of(f, "early");
     /* Nothing due before T0. */
     assert_int_equal(vh__inbox_claim(f->ib, T0 - 1, &j, NULL), 0);
     vh__job_release(&j);
@@ -250,6 +271,7 @@ static void claim_finish_recover(void **state)
     /* The one due longest first, with what its attempt needs. */
     assert_int_equal(vh__inbox_claim(f->ib, T0 + 100, &j, NULL), 1);
     assert_string_equal(j.session_id, "early");
+    assert_int_equal(j.sid, early);
     assert_int_equal(j.kind, VH_JOB_DOWNLOAD);
     assert_int_equal(j.attempts, 0);
     assert_int_equal(j.deadline_ms, T0 + 1000);
@@ -264,15 +286,18 @@ static void claim_finish_recover(void **state)
     /* Finish: illegal target states and jobs that are not running are refused. */
     memset(&u, 0, sizeof(u));
     u.state = VH_JOB_RUNNING;
-    assert_int_equal(vh__inbox_finish(f->ib, "early", VH_JOB_DOWNLOAD, &u, T0, &err), VH_ESTATE);
+    assert_int_equal(vh__inbox_finish(f->ib, early, "early", VH_JOB_DOWNLOAD, &u, T0, &err),
+                     VH_ESTATE);
     u.state = VH_JOB_PENDING;
     u.attempts = 1;
     u.next_attempt_ms = T0 + 500;
     snprintf(u.error, sizeof(u.error), "HTTP 503");
     u.status = 503;
-    assert_int_equal(vh__inbox_finish(f->ib, "late", VH_JOB_DOWNLOAD, &u, T0, NULL), VH_ESTATE);
-    assert_int_equal(vh__inbox_finish(f->ib, "early", VH_JOB_DOWNLOAD, &u, T0, NULL), 0);
-    assert_int_equal(vh__inbox_finish(f->ib, "early", VH_JOB_DOWNLOAD, &u, T0, NULL), VH_ESTATE);
+    assert_int_equal(vh__inbox_finish(f->ib, late, "late", VH_JOB_DOWNLOAD, &u, T0, NULL),
+                     VH_ESTATE);
+    assert_int_equal(vh__inbox_finish(f->ib, early, "early", VH_JOB_DOWNLOAD, &u, T0, NULL), 0);
+    assert_int_equal(vh__inbox_finish(f->ib, early, "early", VH_JOB_DOWNLOAD, &u, T0, NULL),
+                     VH_ESTATE);
 
     /* A crash with a job running: recovery puts it back, due now. */
     assert_int_equal(vh__inbox_claim(f->ib, T0 + 100, &j, NULL), 1);
@@ -294,7 +319,7 @@ static void claim_finish_recover(void **state)
     u.path = "/rec/late.wav";
     u.size = 12345;
     u.sha256 = "ab";
-    assert_int_equal(vh__inbox_finish(f->ib, "late", VH_JOB_DOWNLOAD, &u, T0 + 700, NULL), 0);
+    assert_int_equal(vh__inbox_finish(f->ib, late, "late", VH_JOB_DOWNLOAD, &u, T0 + 700, NULL), 0);
     assert_int_equal(vh_inbox_get(f->ib, "late", &s, NULL), 0);
     assert_int_equal(s.recording, VH_RECORDING_DOWNLOADED);
     assert_int_equal(s.jobs[0].state, VH_JOB_DONE);

@@ -312,6 +312,12 @@ static void upgrade_from_version_1(void **state)
     assert_int_equal(count(db, "SELECT id FROM session_keys WHERE session_id = 'old-a'"), 9);
     assert_int_equal(count(db, "SELECT count(*) FROM session_tail"), 0);
     assert_int_equal(count(db, "SELECT sid FROM jobs WHERE session_id = 'old-a'"), 9);
+    /* Jobs are keyed by their session's row id: a new session's jobs append. */
+    assert_int_equal(count(db, "SELECT count(*) FROM pragma_index_list('jobs') AS l,"
+                               " pragma_index_info(l.name) AS i WHERE l.origin = 'pk' AND"
+                               " ((i.seqno = 0 AND i.name = 'sid') OR"
+                               " (i.seqno = 1 AND i.name = 'kind'))"),
+                     2);
 
     /* The old sessions read back and deduplicate; the job reaches its body by row id. */
     assert_int_equal(vh_inbox_get(ib, "old-a", &s, NULL), 0);
