@@ -864,6 +864,15 @@ int vh_inbox_open(const char *path, unsigned flags, struct vh_inbox **out, struc
     rc = migrate(ib->wdb, path, err);
     if (rc < 0)
         goto fail;
+    /*
+     * A put with jobs runs in a SAVEPOINT, whose journal of the pages it changes went to a
+     * temporary file: a pwrite of each 8 KiB page per put. In memory it is a copy (bench_inbox
+     * --jobs 1: 45-52 against 77-79 us per put; docs/BENCHMARKS.md, session 11). After the
+     * migration, whose sorts may be large.
+     */
+    rc = exec_sql(ib->wdb, "PRAGMA temp_store = MEMORY", "open", err);
+    if (rc < 0)
+        goto fail;
     rc = conn_open(path, false, &ib->rdb, err);
     if (rc < 0)
         goto fail;
