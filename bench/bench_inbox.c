@@ -99,7 +99,7 @@ int main(int argc, char **argv)
         else
             return usage();
     }
-    if (!db || !body_path || n == 0 || window == 0 || jobs > VH_INBOX_JOBS_MAX)
+    if (!db || !body_path || n == 0 || window == 0 || window > 65536 || jobs > VH_INBOX_JOBS_MAX)
         return usage();
     fp = fopen(body_path, "rb");
     if (!fp) {

@@ -20,6 +20,7 @@
 #include <vocohook/id.h>
 
 #include "core/jtree_int.h"
+#include "core/log_int.h"
 #include "core/banned.h"
 
 /* --- context, paths and messages ------------------------------------------------------- */
@@ -79,16 +80,12 @@ static size_t path_push_key(struct ctx *c, const char *key)
 static size_t path_push_index(struct ctx *c, size_t i)
 {
     size_t old = c->path_len;
-    char digits[24];
-    size_t k = sizeof(digits);
+    char index[24], *end;
 
-    digits[--k] = ']';
-    do {
-        digits[--k] = (char)('0' + i % 10);
-        i /= 10;
-    } while (i);
-    digits[--k] = '[';
-    path_add(c, digits + k, sizeof(digits) - k);
+    index[0] = '[';
+    end = vh__log_u64(index + 1, i);
+    *end++ = ']';
+    path_add(c, index, (size_t)(end - index));
     return old;
 }
 

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* VH__PUT_LIT */
 
 /*
  * Writes at most `max` bytes of the NUL-terminated `s` as the inside of a JSON string into
@@ -26,5 +27,8 @@ size_t vh__log_head(char *line, int64_t now_ms, int level);
 
 /* Writes `v` in decimal at `out` (at most 20 characters, no NUL); returns the end. */
 char *vh__log_u64(char *out, uint64_t v);
+
+/* Copies the string literal `s` (without its NUL) to `o`; the expression is the end. */
+#define VH__PUT_LIT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
 
 #endif

@@ -128,9 +128,6 @@ static void log_line(const struct vh_server *srv, enum vh_log_level level, const
     srv->log(srv->log_ud, level, line);
 }
 
-/* Appends the literal `s` at `o`. */
-#define PUT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
-
 /*
  * The access log: a line per request, so memcpy rather than printf. Every part is bounded:
  * the request id, the escaped method (16 bytes at most) and path (LOG_PATH_MAX), two numbers.
@@ -146,21 +143,21 @@ static void log_request(const struct vh_server *srv, const struct request *rq, c
     if (!srv->log)
         return;
     o = line + vh__log_head(line, vh_time_now_ms(), level);
-    o = PUT(o, ",\"msg\":\"request\",\"request_id\":\"");
+    o = VH__PUT_LIT(o, ",\"msg\":\"request\",\"request_id\":\"");
     n = strnlen(rq->id, sizeof(rq->id));
     memcpy(o, rq->id, n);
     o += n;
-    o = PUT(o, "\",\"method\":\"");
+    o = VH__PUT_LIT(o, "\",\"method\":\"");
     vh__json_escape(method, 16, o, 16 * 6 + 1);
     o += strlen(o);
-    o = PUT(o, "\",\"path\":\"");
+    o = VH__PUT_LIT(o, "\",\"path\":\"");
     vh__json_escape(path, LOG_PATH_MAX, o, LOG_PATH_MAX * 6 + 1);
     o += strlen(o);
-    o = PUT(o, "\",\"status\":");
+    o = VH__PUT_LIT(o, "\",\"status\":");
     o = vh__log_u64(o, (uint64_t)(status > 0 ? status : 0));
-    o = PUT(o, ",\"ms\":");
+    o = VH__PUT_LIT(o, ",\"ms\":");
     o = vh__log_u64(o, (uint64_t)(ms > 0 ? ms : 0));
-    o = PUT(o, "}");
+    o = VH__PUT_LIT(o, "}");
     *o = '\0';
     srv->log(srv->log_ud, level, line);
 }

@@ -20,6 +20,7 @@
 #include <vocohook/event.h>
 #include <vocohook/id.h>
 
+#include "core/log_int.h"
 #include "core/banned.h"
 
 #define ACTION_DEADLINE_MS VH_TIME_MAX_MS /* exec and forward: bounded by attempts instead */
@@ -178,9 +179,6 @@ static int prepare(struct vh_receiver *r, const struct vh_receive_req *req,
     return 1;
 }
 
-/* Appends the literal `s` at `o`. */
-#define PUT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
-
 _Static_assert(VH_INBOX_JOBS_MAX <= 9, "the job count is written as one digit");
 _Static_assert(VH_RECEIVE_RESP_MAX > VH_ID_MAX + 48, "a 200's body fits");
 
@@ -200,15 +198,16 @@ static void answer_stored(struct vh_receiver *r, const struct vh__inbox_put *p, 
     resp->outcome = created ? VH_RECEIVE_STORED : VH_RECEIVE_DUPLICATE;
     memcpy(resp->session_id, p->session_id, n);
     resp->session_id[n] = '\0';
-    o = PUT(resp->body, "{\"ok\":true,\"session_id\":\"");
+    o = VH__PUT_LIT(resp->body, "{\"ok\":true,\"session_id\":\"");
     memcpy(o, p->session_id, n);
-    o = created ? PUT(o + n, "\",\"duplicate\":false}") : PUT(o + n, "\",\"duplicate\":true}");
+    o = created ? VH__PUT_LIT(o + n, "\",\"duplicate\":false}")
+                : VH__PUT_LIT(o + n, "\",\"duplicate\":true}");
     *o = '\0';
     resp->body_len = (size_t)(o - resp->body);
 
-    o = PUT(fields, ",\"session_id\":\"");
+    o = VH__PUT_LIT(fields, ",\"session_id\":\"");
     memcpy(o, p->session_id, n);
-    o = PUT(o + n, "\",\"jobs\":");
+    o = VH__PUT_LIT(o + n, "\",\"jobs\":");
     *o++ = (char)('0' + (created ? p->n_jobs : 0)); /* at most VH_INBOX_JOBS_MAX */
     vh__receiver_log_fields(r, VH_LOG_INFO, created ? "stored" : "duplicate", fields,
                             (size_t)(o - fields));

@@ -165,7 +165,7 @@ static void every_key_is_kept(sqlite3 *db)
                      0);
 }
 
-/* A unit of session i's id, found in one place only. */
+/* The i of the session `sql` picks (it selects received_ms, which is T0 + i). */
 static unsigned one_in(sqlite3 *db, const char *sql)
 {
     sqlite3_stmt *st;
