@@ -63,14 +63,16 @@ struct vh_config {
     int rate_limit;              /* requests per minute per API key; -1: off */
     int rate_limit_calls;        /* the same, on /calls; -1: off */
     enum vh_log_level log_level; /* records above this level are dropped */
+    bool sched_batch;            /* "sched": the delivery threads under SCHED_BATCH ("batch",
+                                    the default) or the default policy ("normal") */
 };
 
 /*
  * Fills `cfg` with the defaults: listen 127.0.0.1:8080, db sqlite:./var/vocohook.db,
  * retry schedule 0,1s,2s,4s, timeout 10s, vh_config_default_threads() threads, body_max
  * 1 MiB, 1024 connections, conn_timeout 30s, rate limits 60 and 10 per minute, log level
- * info, everything else off or unset. Returns 0 or VH_ENOMEM (then `cfg` holds nothing to
- * release).
+ * info, sched batch, everything else off or unset. Returns 0 or VH_ENOMEM (then `cfg` holds nothing
+ * to release).
  */
 VH_API int vh_config_init(struct vh_config *cfg, struct vh_error *err);
 

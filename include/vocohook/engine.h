@@ -57,6 +57,7 @@ struct vh_engine_config {
     void *log_ud;
     enum vh_log_level log_level; /* records above it are not even made (one per attempt is
                                     VH_LOG_DEBUG) */
+    bool sched_batch;            /* the engine's thread under SCHED_BATCH (docs/decisions.md) */
 };
 
 /*

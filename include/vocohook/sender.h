@@ -30,6 +30,8 @@ struct vh_sender_config {
     struct vh_engine_config engine; /* how requests are made */
     size_t claim_batch;             /* deliveries claimed at once; 0 means 256 */
     int64_t idle_poll_ms;           /* the longest sleep between looks at the store; 0: 1000 */
+    bool sched_batch;               /* the dispatcher's and the engine's threads under
+                                       SCHED_BATCH (sets engine.sched_batch) */
     vh_log_fn *log;                 /* NULL: no logs */
     void *log_ud;
 };

@@ -50,6 +50,8 @@ static const char serve_usage[] =
     "  --rate-limit N|off        requests per minute per API key (default 60)\n"
     "  --rate-limit-calls N|off  the same, on /calls (default 10)\n"
     "  --log-level L             error, warn, info (default) or debug\n"
+    "  --sched batch|normal      the delivery threads' scheduling policy (default batch:\n"
+    "                            a woken delivery thread does not preempt the other)\n"
     "The ingest token comes from VOCOHOOK_INGEST_TOKEN (or the config file) only, never a\n"
     "flag; without it the ingest API is disabled. Every setting is also VOCOHOOK_<NAME>.\n";
 
@@ -75,6 +77,7 @@ static const struct option serve_opts[] = {{"config", required_argument, NULL, '
                                            {"rate-limit", required_argument, NULL, 'C'},
                                            {"rate-limit-calls", required_argument, NULL, 'C'},
                                            {"log-level", required_argument, NULL, 'C'},
+                                           {"sched", required_argument, NULL, 'C'},
                                            {NULL, 0, NULL, 0}};
 
 /* Exit code for a configuration or start-up failure (SPEC §9): 2 a bad setting, 3 I/O. */
@@ -187,6 +190,7 @@ static void sender_config_from(const struct vh_config *cfg, enum vh_log_level *l
     out->engine.log = cli_log_to_stderr;
     out->engine.log_ud = level;
     out->engine.log_level = *level;
+    out->sched_batch = cfg->sched_batch;
     out->log = cli_log_to_stderr;
     out->log_ud = level;
 }
@@ -260,9 +264,10 @@ static int run(const struct vh_config *cfg, enum vh_log_level *level, const sigs
     warn_about(cfg, level);
     /* The database URL is not logged: a postgres:// URL may carry a password. */
     cli_log(level, VH_LOG_INFO,
-            "\"msg\":\"listening\",\"addr\":\"%.*s:%u\",\"store\":\"%s\",\"version\":\"%s\"}",
+            "\"msg\":\"listening\",\"addr\":\"%.*s:%u\",\"store\":\"%s\",\"sched\":\"%s\","
+            "\"version\":\"%s\"}",
             (int)(colon - cfg->listen), cfg->listen, (unsigned)vh_server_port(srv),
-            vh_store_backend(st), vh_version());
+            vh_store_backend(st), cfg->sched_batch ? "batch" : "normal", vh_version());
     printf("listening on %.*s:%u\n", (int)(colon - cfg->listen), cfg->listen,
            (unsigned)vh_server_port(srv));
     fflush(stdout);

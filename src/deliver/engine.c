@@ -1381,6 +1381,13 @@ static void *engine_main(void *arg)
     unsigned n;
 
     vh__thread_name("vh-engine");
+    if (e->cfg.sched_batch) {
+        int rc = vh__thread_sched_batch();
+
+        if (rc)
+            log_rec(e, VH_LOG_WARN, "SCHED_BATCH refused; the engine keeps its policy",
+                    ",\"error\":\"%s\"", strerror(rc));
+    }
     for (;;) {
         if (take_incoming(e, &grace) && !stopping) {
             stopping = true;

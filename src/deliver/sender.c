@@ -71,6 +71,7 @@ struct vh_sender {
     size_t max_in_flight;
     int64_t idle_poll_ms;
     int64_t lease_ms;
+    bool sched_batch;
     vh_log_fn *log;
     void *log_ud;
     pthread_t thread;
@@ -421,6 +422,13 @@ static void *dispatch(void *arg)
     int stop_tries = 0;
 
     vh__thread_name("vh-dispatch");
+    if (s->sched_batch) {
+        int rc = vh__thread_sched_batch();
+
+        if (rc)
+            sender_log(s, VH_LOG_WARN, "SCHED_BATCH refused; the dispatcher keeps its policy",
+                       strerror(rc));
+    }
     /*
      * A claim failed, and may have committed anyway (the connection broke after COMMIT):
      * then rows are in flight under our name that we do not hold. We cannot tell them from
@@ -557,6 +565,7 @@ static void sender_free(struct vh_sender *s)
 int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg, struct vh_sender **out,
                     struct vh_error *err)
 {
+    struct vh_engine_config ecfg;
     struct vh_sender *s;
     pthread_condattr_t attr;
     int rc, recovered;
@@ -581,6 +590,7 @@ int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg, str
     s->idle_poll_ms = cfg->idle_poll_ms > 0 ? cfg->idle_poll_ms : IDLE_POLL_DEFAULT;
     s->lease_ms =
         2 * cfg->policy.timeout_ms > LEASE_MIN_MS ? 2 * cfg->policy.timeout_ms : LEASE_MIN_MS;
+    s->sched_batch = cfg->sched_batch;
     s->log = cfg->log;
     s->log_ud = cfg->log_ud;
     pthread_mutex_init(&s->lock, NULL);
@@ -597,7 +607,9 @@ int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg, str
     }
     if (recovered > 0)
         sender_log(s, VH_LOG_WARN, "resumed deliveries left in flight by an earlier run", NULL);
-    rc = vh_engine_new(&cfg->engine, &s->engine, err);
+    ecfg = cfg->engine;
+    ecfg.sched_batch = ecfg.sched_batch || cfg->sched_batch;
+    rc = vh_engine_new(&ecfg, &s->engine, err);
     if (rc < 0)
         goto fail;
     if (pthread_create(&s->thread, NULL, dispatch, s) != 0) {

@@ -43,7 +43,8 @@ enum kind {
     K_COUNT,    /* an unsigned integer in [min, max] */
     K_SIZE,     /* bytes, with an optional KiB/MiB suffix, in [min, max] */
     K_RATE,     /* requests per minute in [min, max], or off (stored as -1) */
-    K_LEVEL     /* a log level name */
+    K_LEVEL,    /* a log level name */
+    K_SCHED     /* batch or normal, stored as a bool (true: batch) */
 };
 
 struct setting {
@@ -82,6 +83,7 @@ static const struct setting settings[] = {
     {"rate_limit_calls", "VOCOHOOK_RATE_LIMIT_CALLS", K_RATE, AT(rate_limit_calls), false, 1,
      1000000},
     {"log_level", "VOCOHOOK_LOG_LEVEL", K_LEVEL, AT(log_level), false, 0, 0},
+    {"sched", "VOCOHOOK_SCHED", K_SCHED, AT(sched_batch), false, 0, 0},
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -406,6 +408,11 @@ static int apply(struct vh_config *cfg, const struct setting *st, const char *va
         return 0;
     case K_LEVEL:
         return parse_level(value, field(cfg, st), err);
+    case K_SCHED:
+        if (strcmp(value, "batch") != 0 && strcmp(value, "normal") != 0)
+            return vh_error_set(err, VH_EINVAL, "expected batch or normal, got '%s'", value);
+        *(bool *)field(cfg, st) = value[0] == 'b';
+        return 0;
     }
     return vh_error_set(err, VH_EINVAL, "unhandled setting kind");
 }
@@ -448,6 +455,7 @@ int vh_config_init(struct vh_config *cfg, struct vh_error *err)
     cfg->rate_limit = 60;
     cfg->rate_limit_calls = 10;
     cfg->log_level = VH_LOG_INFO;
+    cfg->sched_batch = true;
     return 0;
 }
 

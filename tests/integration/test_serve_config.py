@@ -6,6 +6,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -149,6 +150,47 @@ log_level = warn
         rc, err = self.fails(["--s3-endpoint", "https://s3.example.com"])
         self.assertEqual(rc, 2, err)
         self.assertIn("s3_region is missing", err)
+
+    def test_delivery_threads_run_under_the_chosen_policy(self):
+        # /proc/PID/task/TID/stat field 41 is the policy: 0 SCHED_OTHER, 3 SCHED_BATCH.
+        def policies(pid):
+            out = {}
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                        comm = f.read().strip()
+                    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except FileNotFoundError:
+                    continue  # a thread that ended meanwhile
+                out.setdefault(comm, set()).add(int(fields[38]))  # field 41, after "pid (comm)"
+            return out
+
+        delivery = {"vh-dispatch", "vh-engine"}
+        for args, env, want, name in (((), None, 3, "batch"),
+                                      (("--sched", "normal"), None, 0, "normal"),
+                                      ((), {"VOCOHOOK_SCHED": "normal"}, 0, "normal")):
+            d = Daemon(list(args), env=env, tmp=self.tmp)
+            d.start()
+            try:
+                # Each delivery thread sets its policy first thing; await that, then compare.
+                deadline = time.monotonic() + 10
+                got = policies(d.proc.pid)
+                while want and any(got.get(t) != {want} for t in delivery):
+                    self.assertLess(time.monotonic(), deadline, got)
+                    time.sleep(0.01)
+                    got = policies(d.proc.pid)
+                self.assertTrue(delivery <= set(got), got)
+                for comm, pols in got.items():
+                    self.assertEqual(pols, {want if comm in delivery else 0}, (comm, got))
+                d.stop()
+                listening = [x for x in d.log_records() if x["msg"] == "listening"]
+                self.assertEqual(listening[0]["sched"], name)
+            finally:
+                d.kill()
+        rc, err = self.fails(env={"VOCOHOOK_SCHED": "fifo"})
+        self.assertEqual(rc, 2, err)
+        self.assertIn("VOCOHOOK_SCHED: expected batch or normal, got 'fifo'", err)
 
     def test_ingest_token_is_not_a_flag(self):
         rc, err = self.fails(["--ingest-token", "0123456789abcdef0123"])

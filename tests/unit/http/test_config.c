@@ -61,6 +61,7 @@ static void defaults(void **state)
     assert_int_equal(cfg.rate_limit, 60);
     assert_int_equal(cfg.rate_limit_calls, 10);
     assert_int_equal(cfg.log_level, VH_LOG_INFO);
+    assert_true(cfg.sched_batch);
     assert_int_equal(vh_config_check(&cfg, NULL), 0);
     vh_config_release(&cfg);
     vh_config_release(&cfg); /* idempotent */
@@ -180,6 +181,7 @@ static void ini_file_applies(void **state)
               "rate_limit = off\n"
               "rate_limit_calls = 120\n"
               "log_level = debug\n"
+              "sched = normal\n"
               "ca_file = /etc/ssl/certs/ca-certificates.crt\n"
               "[s3]\n"
               "endpoint = https://s3.eu-west-1.amazonaws.com\r\n"
@@ -204,6 +206,7 @@ static void ini_file_applies(void **state)
     assert_int_equal(cfg.rate_limit, -1);
     assert_int_equal(cfg.rate_limit_calls, 120);
     assert_int_equal(cfg.log_level, VH_LOG_DEBUG);
+    assert_false(cfg.sched_batch);
     assert_string_equal(cfg.ca_file, "/etc/ssl/certs/ca-certificates.crt");
     assert_string_equal(cfg.s3_endpoint, "https://s3.eu-west-1.amazonaws.com");
     assert_string_equal(cfg.s3_region, "eu-west-1");
@@ -250,6 +253,7 @@ static void ini_errors_name_the_line(void **state)
                 "serve.ini:1: allow_http: expected true or false, got 'maybe'");
     reject_text("log_level = loud\n",
                 "serve.ini:1: log_level: expected error, warn, info or debug, got 'loud'");
+    reject_text("sched = fifo\n", "serve.ini:1: sched: expected batch or normal, got 'fifo'");
     reject_text(
         "rate_limit = -5\n",
         "serve.ini:1: rate_limit: expected requests per minute (1 to 1000000) or off, got '-5'");
