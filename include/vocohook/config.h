@@ -71,8 +71,8 @@ struct vh_config {
  * Fills `cfg` with the defaults: listen 127.0.0.1:8080, db sqlite:./var/vocohook.db,
  * retry schedule 0,1s,2s,4s, timeout 10s, vh_config_default_threads() threads, body_max
  * 1 MiB, 1024 connections, conn_timeout 30s, rate limits 60 and 10 per minute, log level
- * info, sched batch, everything else off or unset. Returns 0 or VH_ENOMEM (then `cfg` holds nothing
- * to release).
+ * info, sched batch, everything else off or unset. Returns 0 or VH_ENOMEM (then `cfg`
+ * holds nothing to release).
  */
 VH_API int vh_config_init(struct vh_config *cfg, struct vh_error *err);
 

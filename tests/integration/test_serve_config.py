@@ -173,10 +173,10 @@ log_level = warn
             d = Daemon(list(args), env=env, tmp=self.tmp)
             d.start()
             try:
-                # Each delivery thread sets its policy first thing; await that, then compare.
+                # Each delivery thread names itself, then sets its policy: await both.
                 deadline = time.monotonic() + 10
                 got = policies(d.proc.pid)
-                while want and any(got.get(t) != {want} for t in delivery):
+                while any(got.get(t) != {want} for t in delivery):
                     self.assertLess(time.monotonic(), deadline, got)
                     time.sleep(0.01)
                     got = policies(d.proc.pid)
