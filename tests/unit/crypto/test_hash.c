@@ -155,7 +155,40 @@ static void test_hmac_empty_key_and_message(void **state)
 }
 
 /*
- * hash.c keeps one HMAC context per thread and re-keys it on every call: threads signing
+ * hash.c keys its context again only when the key changes (it keeps the last key, up to 256
+ * bytes): the same key twice, a key one byte longer than the last (same prefix), a key too
+ * long to keep (twice), the empty key, and back. Expected values computed independently
+ * with Python: hmac.new(key, b"what do ya want for nothing?", hashlib.sha256).hexdigest().
+ */
+static void test_hmac_key_changes(void **state)
+{
+    static const char *const macs[] = {
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", /* Jefe */
+        "75e08531fdf8adadd7001e3d477bfa3b893540b6a320c1d7091f27a947ae3b7a", /* Jefex */
+        "bf334b45659989a53927ad3a889c666a5e6fcd7cc856af69e2a0c8b092cb1e95", /* 300 x 'a' */
+        "76d9e7194e7dbc3aa00bbe8ffb9f6fcb5a932170f971f948bb2ab61607d2b9d6", /* empty */
+    };
+    static const int order[] = {0, 0, 1, 0, 1, 1, 2, 2, 0, 3, 3, 0, 2, 1};
+    struct vh__iov part = {"what do ya want for nothing?", 28};
+    unsigned char out[VH_SHA256_LEN], want[VH_SHA256_LEN], longkey[300];
+    size_t i;
+
+    (void)state;
+    memset(longkey, 'a', sizeof(longkey));
+    for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        const int k = order[i];
+        const void *key = k == 0 ? "Jefe" : k == 1 ? "Jefex" : k == 2 ? (const char *)longkey : "";
+        const size_t len = k == 0 ? 4 : k == 1 ? 5 : k == 2 ? sizeof(longkey) : 0;
+
+        assert_int_equal(vh__hmac_sha256(key, len, &part, 1, out, NULL), 0);
+        unhex(macs[k], want);
+        if (memcmp(out, want, sizeof(want)) != 0)
+            fail_msg("call %zu (key %d): wrong MAC", i, k);
+    }
+}
+
+/*
+ * hash.c keeps one HMAC context per thread and re-keys it when the key changes: threads signing
  * at once, each switching between short, long (hashed) and empty keys, must each get the
  * MAC of their own key and message. Run under ASan, this also checks that each thread's
  * context is freed when the thread exits.
@@ -228,11 +261,9 @@ static void test_hex_encode(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc4231_one_part),
-        cmocka_unit_test(test_rfc4231_split_parts),
-        cmocka_unit_test(test_hmac_empty_key_and_message),
-        cmocka_unit_test(test_hmac_threads),
-        cmocka_unit_test(test_sha256),
+        cmocka_unit_test(test_rfc4231_one_part), cmocka_unit_test(test_rfc4231_split_parts),
+        cmocka_unit_test(test_hmac_key_changes), cmocka_unit_test(test_hmac_empty_key_and_message),
+        cmocka_unit_test(test_hmac_threads),     cmocka_unit_test(test_sha256),
         cmocka_unit_test(test_hex_encode),
     };
 
