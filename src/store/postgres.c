@@ -209,6 +209,18 @@ static const char *const migrations[] = {
     "    calls_start_ms   BIGINT NOT NULL,\n"
     "    calls_count      BIGINT NOT NULL\n"
     ");\n",
+    /*
+     * 4: deliveries_endpoint holds only the states a delivery rests in besides succeeded
+     * (pending, abandoned, canceled), as SQLite's schema 4 does. A claim and its record
+     * change `state`, an indexed column, so neither update is HOT: each put a new entry into
+     * every index of the table, this one included, for a row that is in flight or done.
+     * Now those two entries are not made. The history finds in-flight deliveries through
+     * deliveries_due and succeeded ones through deliveries_endpoint_time; each statement
+     * that should use this index repeats its predicate, so that a generic plan may.
+     */
+    "DROP INDEX deliveries_endpoint;\n"
+    "CREATE INDEX deliveries_endpoint ON deliveries(endpoint_id, state, created_ms, seq)\n"
+    "    WHERE state <> 'in_flight' AND state <> 'succeeded';\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -240,6 +252,7 @@ enum stmt_id {
     S_EP_DELETE,
     S_EP_ENABLED_IDS,
     S_DLV_CANCEL_PENDING,
+    S_DLV_CANCEL_IN_FLIGHT,
     S_EV_BY_SESSION,
     S_EV_INSERT,
     S_EV_EXISTS,
@@ -268,8 +281,12 @@ enum stmt_id {
     S_COUNT_BY_STATE,
     S_DLV_LIST_COUNT,
     S_DLV_LIST_COUNT_STATE,
+    S_DLV_LIST_COUNT_IN_FLIGHT,
+    S_DLV_LIST_COUNT_SUCCEEDED,
     S_DLV_LIST,
     S_DLV_LIST_STATE,
+    S_DLV_LIST_IN_FLIGHT,
+    S_DLV_LIST_SUCCEEDED,
     S_DLV_GET,
     S_ATTEMPTS_OF,
     S_RETRY_ENDPOINT,
@@ -346,9 +363,15 @@ static const char *const stmt_sql[S__N] = {
     [S_EP_ENABLED_IDS] = "SELECT id FROM (SELECT id, created_ms, seq FROM endpoints"
                          " WHERE partner_id = $1 AND enabled AND deleted_ms IS NULL"
                          " ORDER BY id FOR SHARE) e ORDER BY created_ms, seq",
+    /* Pending through deliveries_endpoint (its predicate repeated), in flight through
+       deliveries_due. */
     [S_DLV_CANCEL_PENDING] = "UPDATE deliveries SET state = 'canceled', updated_ms = $2,"
                              " next_attempt_ms = 0, lease_owner = NULL, lease_until_ms = NULL"
-                             " WHERE endpoint_id = $1 AND state IN ('pending', 'in_flight')",
+                             " WHERE endpoint_id = $1 AND state = 'pending'"
+                             " AND state <> 'in_flight' AND state <> 'succeeded'",
+    [S_DLV_CANCEL_IN_FLIGHT] = "UPDATE deliveries SET state = 'canceled', updated_ms = $2,"
+                               " next_attempt_ms = 0, lease_owner = NULL, lease_until_ms = NULL"
+                               " WHERE state = 'in_flight' AND endpoint_id = $1",
     [S_EV_BY_SESSION] = "SELECT id, partner_id, fanout FROM events WHERE session_id = $1",
     [S_EV_INSERT] = "INSERT INTO events (id, partner_id, session_id, call_id, call_status,"
                     " recording_key, body, fanout, accepted_ms)"
@@ -421,12 +444,29 @@ static const char *const stmt_sql[S__N] = {
     [S_STATS_IN_FLIGHT] = "SELECT count(*) FROM deliveries WHERE state = 'in_flight'",
     [S_COUNT_BY_STATE] = "SELECT state, count(*) FROM deliveries GROUP BY state",
     [S_DLV_LIST_COUNT] = "SELECT count(*) FROM deliveries WHERE endpoint_id = $1",
+    /*
+     * The history's state filter, by where each state is indexed (migration 4): pending,
+     * abandoned and canceled in deliveries_endpoint (its predicate repeated), in flight in
+     * deliveries_due, succeeded in deliveries_endpoint_time.
+     */
     [S_DLV_LIST_COUNT_STATE] = "SELECT count(*) FROM deliveries"
-                               " WHERE endpoint_id = $1 AND state = $2",
+                               " WHERE endpoint_id = $1 AND state = $2"
+                               " AND state <> 'in_flight' AND state <> 'succeeded'",
+    [S_DLV_LIST_COUNT_IN_FLIGHT] = "SELECT count(*) FROM deliveries"
+                                   " WHERE state = 'in_flight' AND endpoint_id = $1",
+    [S_DLV_LIST_COUNT_SUCCEEDED] = "SELECT count(*) FROM deliveries"
+                                   " WHERE endpoint_id = $1 AND state = 'succeeded'",
     [S_DLV_LIST] = "SELECT " INFO_COLS INFO_FROM " WHERE d.endpoint_id = $1"
                    " ORDER BY d.created_ms DESC, d.seq DESC LIMIT $2 OFFSET $3",
     [S_DLV_LIST_STATE] = "SELECT " INFO_COLS INFO_FROM " WHERE d.endpoint_id = $1 AND d.state = $4"
+                         " AND d.state <> 'in_flight' AND d.state <> 'succeeded'"
                          " ORDER BY d.created_ms DESC, d.seq DESC LIMIT $2 OFFSET $3",
+    [S_DLV_LIST_IN_FLIGHT] =
+        "SELECT " INFO_COLS INFO_FROM " WHERE d.state = 'in_flight' AND d.endpoint_id = $1"
+        " ORDER BY d.created_ms DESC, d.seq DESC LIMIT $2 OFFSET $3",
+    [S_DLV_LIST_SUCCEEDED] =
+        "SELECT " INFO_COLS INFO_FROM " WHERE d.endpoint_id = $1 AND d.state = 'succeeded'"
+        " ORDER BY d.created_ms DESC, d.seq DESC LIMIT $2 OFFSET $3",
     [S_DLV_GET] = "SELECT " INFO_COLS INFO_FROM " WHERE d.id = $1 AND d.partner_id = $2",
     [S_ATTEMPTS_OF] = "SELECT n, started_ms, duration_ms, http_status, error_class, error,"
                       " response_head FROM attempts WHERE delivery_id = $1 ORDER BY n",
@@ -1583,10 +1623,15 @@ static int cancel_pending(struct conn *c, const char *endpoint_id, int64_t now_m
 {
     struct params p;
 
+    int rc;
+
     p_init(&p);
     p_text(&p, endpoint_id);
     p_int(&p, now_ms);
-    return run_write(c, S_DLV_CANCEL_PENDING, &p, NULL, what, err);
+    rc = run_write(c, S_DLV_CANCEL_PENDING, &p, NULL, what, err);
+    if (rc == 0)
+        rc = run_write(c, S_DLV_CANCEL_IN_FLIGHT, &p, NULL, what, err);
+    return rc;
 }
 
 /*
@@ -2853,6 +2898,7 @@ static int pg_delivery_list(struct vh_store *st, const char *partner_id, const c
     struct params p;
     size_t len = 0;
     int64_t all = 0;
+    enum stmt_id count_id, list_id;
     struct conn *c;
     void *mem;
     int rc;
@@ -2865,12 +2911,28 @@ static int pg_delivery_list(struct vh_store *st, const char *partner_id, const c
     rc = tx_begin_read(c, what, err);
     if (rc == 0)
         rc = endpoint_lookup(c, S_EP_GET, partner_id, endpoint_id, &ep, what, err);
+    /* In flight and succeeded are named in their statements; the other states are $2/$4. */
+    if (!state) {
+        count_id = S_DLV_LIST_COUNT;
+        list_id = S_DLV_LIST;
+    } else if (strcmp(state, "in_flight") == 0) {
+        count_id = S_DLV_LIST_COUNT_IN_FLIGHT;
+        list_id = S_DLV_LIST_IN_FLIGHT;
+        state = NULL;
+    } else if (strcmp(state, "succeeded") == 0) {
+        count_id = S_DLV_LIST_COUNT_SUCCEEDED;
+        list_id = S_DLV_LIST_SUCCEEDED;
+        state = NULL;
+    } else {
+        count_id = S_DLV_LIST_COUNT_STATE;
+        list_id = S_DLV_LIST_STATE;
+    }
     if (rc == 0) {
         p_init(&p);
         p_text(&p, endpoint_id);
         if (state)
             p_text(&p, state);
-        rc = run_int(c, state ? S_DLV_LIST_COUNT_STATE : S_DLV_LIST_COUNT, &p, &all, what, err);
+        rc = run_int(c, count_id, &p, &all, what, err);
     }
     if (rc == 0) {
         p_init(&p);
@@ -2879,7 +2941,7 @@ static int pg_delivery_list(struct vh_store *st, const char *partner_id, const c
         p_int(&p, (int64_t)offset);
         if (state)
             p_text(&p, state);
-        rc = run(c, state ? S_DLV_LIST_STATE : S_DLV_LIST, &p, &res, what, err);
+        rc = run(c, list_id, &p, &res, what, err);
     }
     if (rc == 0)
         rc = tx_commit(c, what, err);
@@ -3477,5 +3539,92 @@ int vh__store_pg_exec(struct vh_store *st, const char *sql, struct vh_buf *out,
     }
     PQclear(res);
     conn_put(s, c);
+    return rc;
+}
+
+/* The statements vh__store_pg_explain knows, by name (as sqlite.c's). */
+static const struct {
+    const char *name;
+    enum stmt_id id;
+} explainable[] = {
+    {"list_by_state", S_DLV_LIST_STATE},
+    {"list_in_flight", S_DLV_LIST_IN_FLIGHT},
+    {"list_succeeded", S_DLV_LIST_SUCCEEDED},
+    {"count_by_state", S_DLV_LIST_COUNT_STATE},
+    {"count_in_flight", S_DLV_LIST_COUNT_IN_FLIGHT},
+    {"count_succeeded", S_DLV_LIST_COUNT_SUCCEEDED},
+    {"cancel_pending", S_DLV_CANCEL_PENDING},
+    {"cancel_in_flight", S_DLV_CANCEL_IN_FLIGHT},
+};
+
+int vh__store_pg_explain(struct vh_store *st, const char *query, struct vh_buf *out,
+                         struct vh_error *err)
+{
+    struct vh_buf sql = VH_BUF_INIT(8192);
+    PGresult *res = NULL;
+    struct pg_store *s;
+    struct conn *c;
+    char line[200];
+    size_t i;
+    int rc, n, k;
+
+    if (!st || !query || !out || st->ops != &vh__store_postgres_ops)
+        return vh_error_set(err, VH_EINVAL, "explain: not a postgres store");
+    for (i = 0; i < sizeof(explainable) / sizeof(explainable[0]); i++)
+        if (strcmp(query, explainable[i].name) == 0)
+            break;
+    if (i == sizeof(explainable) / sizeof(explainable[0]))
+        return vh_error_set(err, VH_ENOTFOUND, "explain: unknown query '%s'", query);
+    s = to_pg(st);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    /* A generic plan, as a prepared statement gets once PostgreSQL stops planning per call. */
+    res = PQexec(c->pg, "SET plan_cache_mode = force_generic_plan");
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        PQclear(res);
+        res = PQprepare(c->pg, "vh_explain", stmt_sql[explainable[i].id], 0, NULL);
+    }
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        PQclear(res);
+        res = PQdescribePrepared(c->pg, "vh_explain");
+    }
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = vh_error_set(err, VH_ESTORE, "explain '%s': %s", query,
+                          first_line(PQresultErrorMessage(res), line, sizeof(line)));
+        goto out;
+    }
+    /* Every parameter NULL: a generic plan does not look at them. */
+    n = PQnparams(res);
+    rc = vh_buf_adds(&sql, "EXPLAIN EXECUTE vh_explain");
+    for (k = 0; rc == 0 && k < n; k++)
+        rc = vh_buf_adds(&sql, k ? ", NULL" : "(NULL");
+    if (rc == 0 && n > 0)
+        rc = vh_buf_addc(&sql, ')');
+    PQclear(res);
+    res = NULL;
+    if (rc < 0) {
+        rc = vh_error_set(err, rc, "explain '%s': %s", query, vh_strerror(rc));
+        goto out;
+    }
+    res = PQexec(c->pg, sql.data);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = vh_error_set(err, VH_ESTORE, "explain '%s': %s", query,
+                          first_line(PQresultErrorMessage(res), line, sizeof(line)));
+        goto out;
+    }
+    for (k = 0; rc == 0 && k < PQntuples(res); k++) {
+        rc = vh_buf_adds(out, PQgetvalue(res, k, 0));
+        if (rc == 0)
+            rc = vh_buf_addc(out, '\n');
+    }
+    if (rc < 0)
+        rc = vh_error_set(err, rc, "explain '%s': %s", query, vh_strerror(rc));
+out:
+    PQclear(res);
+    PQclear(PQexec(c->pg, "DEALLOCATE vh_explain"));
+    PQclear(PQexec(c->pg, "RESET plan_cache_mode"));
+    conn_put(s, c);
+    vh_buf_release(&sql);
     return rc;
 }

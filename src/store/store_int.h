@@ -200,6 +200,15 @@ int vh__store_pg_exec(struct vh_store *st, const char *sql, struct vh_buf *out,
                       struct vh_error *err);
 
 /*
+ * Appends PostgreSQL's generic plan (EXPLAIN EXECUTE under plan_cache_mode =
+ * force_generic_plan, one line per row) of the statement named `query` ("list_by_state",
+ * "count_in_flight", "cancel_pending", ...: postgres.c's `explainable`) to `out`. Returns 0,
+ * VH_ENOTFOUND (an unknown name), VH_EINVAL (not a postgres store) or VH_ESTORE.
+ */
+int vh__store_pg_explain(struct vh_store *st, const char *query, struct vh_buf *out,
+                         struct vh_error *err);
+
+/*
  * The endpoints' last_delivery_* a record batch sets: for each endpoint (endpoint_ids[i] is
  * result i's), the index of its counted result that started last (a tie goes to the later
  * one in the batch, as if the results were applied in order). Writes the indexes to `out`

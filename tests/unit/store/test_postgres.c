@@ -274,6 +274,63 @@ static void refuses_a_database_that_is_not_vocohooks(void **state)
     assert_non_null(strstr(err.msg, "not a vocohook database"));
 }
 
+/*
+ * Schema version 4: deliveries_endpoint holds pending, abandoned and canceled deliveries
+ * only. The filters and the cancel for those states repeat its predicate, so that the
+ * generic plan a prepared statement ends up with can still use it; in-flight and succeeded
+ * deliveries are not in it and are read through another index. The tables are nearly
+ * empty, so the planner would rather scan them: sequential scans are turned off here.
+ */
+static void history_filters_use_the_index_of_their_state(void **state)
+{
+    static const struct {
+        const char *query, *index; /* NULL: any index but the partial one */
+    } by_index[] = {
+        {"list_by_state", "deliveries_endpoint"},
+        {"count_by_state", "deliveries_endpoint"},
+        {"cancel_pending", "deliveries_endpoint"},
+        {"list_in_flight", NULL},
+        {"count_in_flight", NULL},
+        {"cancel_in_flight", NULL},
+        {"list_succeeded", NULL},
+        {"count_succeeded", NULL},
+    };
+    struct fixture *f = need_pg(state);
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_buf out = VH_BUF_INIT(1 << 16);
+    struct vh_store *st = open_ok(f->url);
+    const char *plan;
+    bool partial;
+    size_t i;
+
+    exec_ok(st, "SELECT indexdef FROM pg_indexes WHERE indexname = 'deliveries_endpoint'", &out);
+    if (!strstr(vh_buf_cstr(&out), "WHERE ((state <> 'in_flight'::text) AND (state <> "
+                                   "'succeeded'::text))"))
+        fail_msg("deliveries_endpoint is not partial: %s", vh_buf_cstr(&out));
+    exec_ok(st,
+            "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET enable_seqscan = off',"
+            " current_database()); END$$",
+            NULL);
+    vh_store_close(st);
+    st = open_ok(f->url); /* new connections, with the setting */
+    for (i = 0; i < sizeof(by_index) / sizeof(by_index[0]); i++) {
+        vh_buf_reset(&out);
+        if (vh__store_pg_explain(st, by_index[i].query, &out, &err) < 0)
+            fail_msg("%s: %s", by_index[i].query, err.msg);
+        plan = vh_buf_cstr(&out);
+        /* "Index Scan using X on deliveries", "Bitmap Index Scan on X" */
+        partial =
+            strstr(plan, "using deliveries_endpoint ") || strstr(plan, "on deliveries_endpoint ");
+        if (strstr(plan, "Seq Scan on deliveries") || (by_index[i].index && !partial) ||
+            (!by_index[i].index && partial))
+            fail_msg("%s: not on %s:\n%s", by_index[i].query,
+                     by_index[i].index ? by_index[i].index : "another index", plan);
+    }
+    assert_int_equal(vh__store_pg_explain(st, "nope", &out, NULL), VH_ENOTFOUND);
+    vh_buf_release(&out);
+    vh_store_close(st);
+}
+
 static void connect_failures_are_one_line_store_errors(void **state)
 {
     struct vh_error err = VH_ERROR_INIT;
@@ -818,6 +875,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(nodes_starting_at_once_migrate_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(history_filters_use_the_index_of_their_state, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(refuses_a_database_that_is_not_vocohooks, setup, teardown),
         cmocka_unit_test_setup_teardown(connect_failures_are_one_line_store_errors, setup,
                                         teardown),
