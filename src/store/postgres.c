@@ -1618,11 +1618,11 @@ static int label_check(struct conn *c, const char *partner_id, const char *label
     return rc;
 }
 
+/* Cancels the endpoint's pending and in-flight deliveries: two statements, each on its index. */
 static int cancel_pending(struct conn *c, const char *endpoint_id, int64_t now_ms, const char *what,
                           struct vh_error *err)
 {
     struct params p;
-
     int rc;
 
     p_init(&p);
