@@ -321,13 +321,22 @@ VH_API void vh_delivery_job_rec_release(struct vh_delivery_job_rec *rec);
 VH_API void vh_delivery_job_recs_free(struct vh_delivery_job_rec *recs, size_t n);
 
 /*
- * Claims up to `max` (1..VH_CLAIM_MAX) due deliveries for node `node_id`: in one write
- * transaction, takes the pending deliveries with next_attempt_ms <= now_ms, earliest due
- * first, marks them in_flight with a lease held by `node_id` until now_ms + lease_ms
- * (1..VH_LEASE_MAX_MS), and returns them in a new array in `*out` (free it with
- * vh_delivery_job_recs_free; NULL when none is due) of `*n` records, in due order. A
- * delivery is handed to one claimer only, however many nodes and threads claim at once.
- * Returns 0, VH_EINVAL, VH_ESTORE or VH_ENOMEM (then nothing was claimed).
+ * Claims up to `max` (1..VH_CLAIM_MAX) due deliveries for node `node_id`: takes the pending
+ * deliveries with next_attempt_ms <= now_ms, earliest due first, marks them in_flight with
+ * a lease held by `node_id` until now_ms + lease_ms (1..VH_LEASE_MAX_MS), and returns them
+ * in a new array in `*out` (free it with vh_delivery_job_recs_free; NULL when none is due)
+ * of `*n` records, in due order. A delivery is handed to one claimer only, however many
+ * nodes and threads claim at once.
+ *
+ * PostgreSQL marks the rows, in one transaction. SQLite holds the claims in the handle's
+ * memory and writes nothing: the rows stay pending in the file, and only this handle shows
+ * them in_flight (docs/decisions.md). So one handle, in one process, claims from a SQLite
+ * file: its first claim or recovery locks `<file>-lock` until it is closed, and another
+ * handle's claim or recovery fails with VH_ECONFLICT meanwhile. Closing the handle, or the
+ * end of its process, drops its claims: their deliveries are due again at once.
+ *
+ * Returns 0, VH_EINVAL, VH_ECONFLICT (SQLite: another handle claims from the file),
+ * VH_ESTORE or VH_ENOMEM (then nothing was claimed).
  */
 VH_API int vh_store_delivery_claim(struct vh_store *st, const char *node_id, int64_t now_ms,
                                    int64_t lease_ms, size_t max, struct vh_delivery_job_rec **out,
@@ -398,8 +407,10 @@ VH_API int vh_store_delivery_record(struct vh_store *st, const struct vh_deliver
 /*
  * Puts deliveries left in_flight back to pending, due at now_ms, their attempt count
  * unchanged: those whose lease ended by now_ms, and, when `node_id` is not NULL, every one
- * `node_id` holds (call it at start-up with this node's id: a crash left them). Returns the
- * number recovered (>= 0), or VH_EINVAL, VH_ESTORE or VH_ENOMEM.
+ * `node_id` holds (call it at start-up with this node's id: a crash left them). On SQLite
+ * it takes the file's claim lock as a claim does (call it at start-up, and a second
+ * process fails there). Returns the number recovered (>= 0), or VH_EINVAL, VH_ECONFLICT,
+ * VH_ESTORE or VH_ENOMEM.
  */
 VH_API int vh_store_delivery_recover(struct vh_store *st, const char *node_id, int64_t now_ms,
                                      struct vh_error *err);

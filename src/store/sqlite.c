@@ -18,18 +18,23 @@
  * data. Readers use the pool's connections and WAL snapshots, and never wait.
  *
  * Durability: journal_mode=WAL with synchronous=FULL makes COMMIT sync the WAL before it
- * returns, so a write call that returned 0 survives a crash or power loss. One exception,
- * the claim: its commit is in the WAL file (it survives the process) but not synced, so a
- * power loss can undo it, and the delivery is pending again (sqlite_delivery_claim).
+ * returns, so a write call that returned 0 survives a crash or power loss. A claim writes
+ * nothing: it is held in the store's memory (held_int.h, sqlite_delivery_claim), and a
+ * crash leaves its deliveries pending, to be sent again.
  */
 #include "store/store_int.h"
+#include "store/held_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -302,8 +307,6 @@ static const char *const migrations[] = {
 enum stmt_id {
     S_BEGIN,
     S_BEGIN_IMMEDIATE,
-    S_SYNC_NORMAL,
-    S_SYNC_FULL,
     S_COMMIT,
     S_ROLLBACK,
     S_SAVEPOINT,
@@ -345,7 +348,6 @@ enum stmt_id {
     S_COUNT_DELIVERIES,
     S_COUNT_ATTEMPTS,
     S_CLAIM_SELECT,
-    S_CLAIM_MARK,
     S_DLV_SEQ,
     S_ATTEMPT_INSERT,
     S_ATTEMPT_UPSERT,
@@ -353,6 +355,7 @@ enum stmt_id {
     S_DLV_RAISE_ATTEMPTS,
     S_EP_LAST_DELIVERY,
     S_RECOVER,
+    S_HELD_RECOVER,
     S_NEXT_DUE,
     S_STATS_PENDING,
     S_STATS_IN_FLIGHT,
@@ -379,12 +382,23 @@ enum stmt_id {
 #define CALL_COLS                                                                                  \
     "id, partner_id, session_id, call_id, call_status, accepted_ms, recording_key, body"
 /*
+ * The state a delivery `d` shows: a pending row under a claim this store holds in memory
+ * (vh_held, held_int.h) is in flight.
+ */
+#define SHOWN_STATE                                                                                \
+    "CASE WHEN d.state = 'pending' AND vh_held(d.seq) THEN 'in_flight' ELSE d.state END"
+/*
  * A delivery for the history, with its session and its latest attempt (the highest number
  * recorded: a PK seek). FROM deliveries AS d, events AS v, then INFO_JOIN.
  */
 #define INFO_COLS                                                                                  \
-    "d.id, v.id, d.endpoint_id, v.session_id, d.state, d.attempts, d.attempt_base,"                \
+    "d.id, v.id, d.endpoint_id, v.session_id, " SHOWN_STATE ", d.attempts, d.attempt_base,"        \
     " d.next_attempt_ms, d.created_ms, d.updated_ms, a.started_ms, a.http_status, a.error_class"
+/* Endpoint ?1's deliveries in flight: in the file, or held here (?9: a JSON array of seqs). */
+#define IN_FLIGHT_WHERE                                                                            \
+    " WHERE d.seq IN (SELECT seq FROM deliveries WHERE state = 'in_flight'"                        \
+    " UNION ALL SELECT value FROM json_each(?9)) AND +d.endpoint_id = ?1"                          \
+    " AND (d.state = 'in_flight' OR (d.state = 'pending' AND vh_held(d.seq)))"
 #define INFO_FROM                                                                                  \
     " FROM deliveries AS d JOIN events AS v ON v.seq = d.event_seq"                                \
     " LEFT JOIN attempts AS a ON a.delivery_seq = d.seq"                                           \
@@ -393,8 +407,6 @@ enum stmt_id {
 static const char *const stmt_sql[S__N] = {
     [S_BEGIN] = "BEGIN",
     [S_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
-    [S_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
-    [S_SYNC_FULL] = "PRAGMA synchronous = FULL",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_SAVEPOINT] = "SAVEPOINT put",
@@ -451,8 +463,8 @@ static const char *const stmt_sql[S__N] = {
     [S_DLV_INSERT] = "INSERT INTO deliveries (id, event_seq, endpoint_id, partner_id, state,"
                      " attempts, next_attempt_ms, created_ms, updated_ms)"
                      " VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, ?5)",
-    [S_DLV_OF_EVENT] = "SELECT id, endpoint_id, state, attempts, next_attempt_ms"
-                       " FROM deliveries WHERE event_seq = ?1 ORDER BY created_ms, seq",
+    [S_DLV_OF_EVENT] = "SELECT d.id, d.endpoint_id, " SHOWN_STATE ", d.attempts, d.next_attempt_ms"
+                       " FROM deliveries AS d WHERE d.event_seq = ?1 ORDER BY d.created_ms, d.seq",
     [S_CALL_BY_SESSION] = "SELECT " CALL_COLS " FROM events"
                           " WHERE partner_id = ?1 AND session_id = ?2",
     [S_CALL_BY_CALL_ID] = "SELECT " CALL_COLS " FROM events"
@@ -471,19 +483,18 @@ static const char *const stmt_sql[S__N] = {
     [S_COUNT_ATTEMPTS] = "SELECT count(*) FROM attempts",
     /*
      * The due scan: the deliveries_due index in (state, next_attempt_ms, rowid) order, so
-     * it reads exactly the rows it returns. CROSS JOIN pins deliveries as the outer loop
+     * it reads exactly the rows it returns, less those already claimed (vh_held: checked
+     * on the index entry, before the joins). CROSS JOIN pins deliveries as the outer loop
      * (SQLite never reorders it), whatever the statistics say; the plan is tested.
      */
-    [S_CLAIM_SELECT] = "SELECT d.id, v.id, d.endpoint_id, d.partner_id, d.attempts,"
-                       " d.attempt_base, d.next_attempt_ms, e.url, e.secret, e.retry_schedule,"
-                       " e.timeout_ms, v.body, d.seq"
-                       " FROM deliveries AS d CROSS JOIN endpoints AS e CROSS JOIN events AS v"
-                       " WHERE d.state = 'pending' AND d.next_attempt_ms <= ?1"
-                       " AND e.id = d.endpoint_id AND v.seq = d.event_seq"
-                       " ORDER BY d.next_attempt_ms, d.seq LIMIT ?2",
-    /* By seq, as the select read it: no second search of the id index per row. */
-    [S_CLAIM_MARK] = "UPDATE deliveries SET state = 'in_flight', lease_owner = ?2,"
-                     " lease_until_ms = ?3, updated_ms = ?4 WHERE seq = ?1 AND state = 'pending'",
+    [S_CLAIM_SELECT] =
+        "SELECT d.id, v.id, d.endpoint_id, d.partner_id, d.attempts,"
+        " d.attempt_base, d.next_attempt_ms, e.url, e.secret, e.retry_schedule,"
+        " e.timeout_ms, v.body, d.seq"
+        " FROM deliveries AS d CROSS JOIN endpoints AS e CROSS JOIN events AS v"
+        " WHERE d.state = 'pending' AND d.next_attempt_ms <= ?1 AND NOT vh_held(d.seq)"
+        " AND e.id = d.endpoint_id AND v.seq = d.event_seq"
+        " ORDER BY d.next_attempt_ms, d.seq LIMIT ?2",
     [S_DLV_SEQ] = "SELECT seq, endpoint_id FROM deliveries WHERE id = ?1",
     [S_ATTEMPT_INSERT] = "INSERT INTO attempts (delivery_seq, n, started_ms, duration_ms,"
                          " http_status, error_class, error, response_head)"
@@ -496,10 +507,10 @@ static const char *const stmt_sql[S__N] = {
                          " started_ms = excluded.started_ms, duration_ms = excluded.duration_ms,"
                          " http_status = excluded.http_status, error_class = excluded.error_class,"
                          " error = excluded.error, response_head = excluded.response_head",
-    [S_DLV_FINISH] = "UPDATE deliveries SET state = ?3, attempts = ?4, next_attempt_ms = ?5,"
-                     " lease_owner = NULL, lease_until_ms = NULL, updated_ms = ?6"
-                     " WHERE seq = ?8 AND id = ?1 AND state = 'in_flight' AND lease_owner = ?2"
-                     " AND attempts = ?7",
+    /* The claim itself is checked in memory first (record_one): the row is still pending. */
+    [S_DLV_FINISH] = "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_ms = ?4,"
+                     " updated_ms = ?5"
+                     " WHERE seq = ?7 AND id = ?1 AND state = 'pending' AND attempts = ?6",
     [S_DLV_RAISE_ATTEMPTS] = "UPDATE deliveries SET attempts = ?2"
                              " WHERE seq = ?1 AND attempts < ?2 AND state <> 'in_flight'",
     [S_EP_LAST_DELIVERY] = "UPDATE endpoints SET last_delivery_ms = ?2, last_delivery_status = ?3"
@@ -508,12 +519,23 @@ static const char *const stmt_sql[S__N] = {
     [S_RECOVER] = "UPDATE deliveries SET state = 'pending', next_attempt_ms = ?1,"
                   " lease_owner = NULL, lease_until_ms = NULL, updated_ms = ?1"
                   " WHERE state = 'in_flight' AND (lease_until_ms <= ?1 OR lease_owner = ?2)",
-    [S_NEXT_DUE] = "SELECT min(next_attempt_ms) FROM deliveries WHERE state = 'pending'",
-    [S_STATS_PENDING] = "SELECT count(*), coalesce(sum(next_attempt_ms <= ?1), 0),"
-                        " min(created_ms), min(next_attempt_ms)"
-                        " FROM deliveries WHERE state = 'pending'",
+    /* A claim held in memory ended: its row, still pending, is due again now. */
+    [S_HELD_RECOVER] = "UPDATE deliveries SET next_attempt_ms = ?2, updated_ms = ?2"
+                       " WHERE seq = ?1 AND state = 'pending'",
+    /* The first in the index not held here: it skips at most as many rows as are held. */
+    [S_NEXT_DUE] = "SELECT next_attempt_ms FROM deliveries WHERE state = 'pending'"
+                   " AND NOT vh_held(seq) ORDER BY next_attempt_ms LIMIT 1",
+    /* Pending less what this store holds, and what it holds (in flight), in one pass. */
+    [S_STATS_PENDING] = "SELECT count(*) - coalesce(sum(h), 0),"
+                        " coalesce(sum(NOT h AND next_attempt_ms <= ?1), 0),"
+                        " min(CASE WHEN h THEN NULL ELSE created_ms END),"
+                        " min(CASE WHEN h THEN NULL ELSE next_attempt_ms END), coalesce(sum(h), 0)"
+                        " FROM (SELECT vh_held(seq) AS h, next_attempt_ms, created_ms"
+                        " FROM deliveries WHERE state = 'pending')",
     [S_STATS_IN_FLIGHT] = "SELECT count(*) FROM deliveries WHERE state = 'in_flight'",
-    [S_COUNT_BY_STATE] = "SELECT state, count(*) FROM deliveries GROUP BY state",
+    [S_COUNT_BY_STATE] = "SELECT state, count(*),"
+                         " sum(CASE WHEN state = 'pending' THEN vh_held(seq) ELSE 0 END)"
+                         " FROM deliveries GROUP BY state",
     [S_DLV_LIST_COUNT] = "SELECT count(*) FROM deliveries WHERE endpoint_id = ?1",
     /*
      * The history's state filter, by where each state is indexed (migration 4): pending,
@@ -521,11 +543,14 @@ static const char *const stmt_sql[S__N] = {
      * use it), in flight in deliveries_due (`+` keeps SQLite off the endpoint's whole
      * history), succeeded in deliveries_endpoint_time (`+`: off deliveries_due, which holds
      * every succeeded delivery of every endpoint), and counted as what the others are not.
+     * The pending rows this store holds a claim on show as in flight (SHOWN_STATE): the
+     * pending filter leaves them out, and the in-flight one adds them, by their seqs (a
+     * JSON array: as many as the store holds) to the rows in flight in the file.
      */
     [S_DLV_LIST_COUNT_STATE] = "SELECT count(*) FROM deliveries WHERE endpoint_id = ?1"
-                               " AND state = ?4 AND state <> 'in_flight' AND state <> 'succeeded'",
-    [S_DLV_LIST_COUNT_IN_FLIGHT] = "SELECT count(*) FROM deliveries"
-                                   " WHERE state = 'in_flight' AND +endpoint_id = ?1",
+                               " AND state = ?4 AND state <> 'in_flight' AND state <> 'succeeded'"
+                               " AND NOT (state = 'pending' AND vh_held(seq))",
+    [S_DLV_LIST_COUNT_IN_FLIGHT] = "SELECT count(*) FROM deliveries AS d" IN_FLIGHT_WHERE,
     [S_DLV_LIST_COUNT_SUCCEEDED] =
         "SELECT (SELECT count(*) FROM deliveries WHERE endpoint_id = ?1)"
         " - (SELECT count(*) FROM deliveries WHERE endpoint_id = ?1"
@@ -535,10 +560,10 @@ static const char *const stmt_sql[S__N] = {
                    " ORDER BY d.created_ms DESC, d.rowid DESC LIMIT ?2 OFFSET ?3",
     [S_DLV_LIST_STATE] = "SELECT " INFO_COLS INFO_FROM " WHERE d.endpoint_id = ?1 AND d.state = ?4"
                          " AND d.state <> 'in_flight' AND d.state <> 'succeeded'"
+                         " AND NOT (d.state = 'pending' AND vh_held(d.seq))"
                          " ORDER BY d.created_ms DESC, d.rowid DESC LIMIT ?2 OFFSET ?3",
-    [S_DLV_LIST_IN_FLIGHT] =
-        "SELECT " INFO_COLS INFO_FROM " WHERE d.state = 'in_flight' AND +d.endpoint_id = ?1"
-        " ORDER BY d.created_ms DESC, d.rowid DESC LIMIT ?2 OFFSET ?3",
+    [S_DLV_LIST_IN_FLIGHT] = "SELECT " INFO_COLS INFO_FROM IN_FLIGHT_WHERE
+                             " ORDER BY d.created_ms DESC, d.rowid DESC LIMIT ?2 OFFSET ?3",
     [S_DLV_LIST_SUCCEEDED] =
         "SELECT " INFO_COLS INFO_FROM " WHERE d.endpoint_id = ?1 AND +d.state = 'succeeded'"
         " ORDER BY d.created_ms DESC, d.rowid DESC LIMIT ?2 OFFSET ?3",
@@ -563,7 +588,6 @@ struct conn {
     sqlite3 *db;
     sqlite3_stmt *stmt[S__N]; /* prepared on first use, finalized on close */
     struct conn *next;        /* the next idle connection */
-    bool relaxed;             /* synchronous=NORMAL for a claim (writer_relax) */
 };
 
 /*
@@ -616,6 +640,16 @@ struct sqlite_store {
     uint64_t turn_next;    /* the ticket the next writer takes */
     uint64_t turn_serving; /* the ticket whose holder may write */
     struct conn *writer;   /* NULL until the first write, or after a failure closed it */
+    /*
+     * The claims this store holds (docs/decisions.md, "SQLite: claims held in memory"):
+     * changed under the writer's turn and held_mu, read under held_mu by vh_held() from
+     * any connection. `claim_lock` is the descriptor of `<path>-lock`, locked (flock)
+     * from the first claim or recovery until the store closes: one process claims from a
+     * file. -1 until then.
+     */
+    pthread_mutex_t held_mu;
+    struct vh__held held;
+    int claim_lock;
 };
 
 static struct sqlite_store *to_sqlite(struct vh_store *st)
@@ -684,7 +718,27 @@ out:
     return rc;
 }
 
-static int conn_open(const char *path, struct conn **out, struct vh_error *err)
+/*
+ * vh_held(seq): 1 when the store (the function's user data; NULL for a connection of no
+ * store) holds a claim on delivery row `seq`, else 0.
+ */
+static void held_fn(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+    struct sqlite_store *s = sqlite3_user_data(cx);
+    bool held = false;
+
+    (void)argc;
+    if (s) {
+        pthread_mutex_lock(&s->held_mu);
+        held = vh__held_find(&s->held, sqlite3_value_int64(argv[0])) != NULL;
+        pthread_mutex_unlock(&s->held_mu);
+    }
+    sqlite3_result_int(cx, held);
+}
+
+/* Opens a connection to `path`, for store `s` (NULL: a connection of no store). */
+static int conn_open(const char *path, struct sqlite_store *s, struct conn **out,
+                     struct vh_error *err)
 {
     const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     char what[WHAT_MAX];
@@ -727,6 +781,13 @@ static int conn_open(const char *path, struct conn **out, struct vh_error *err)
     rc = pragma_expect(c, "PRAGMA foreign_keys", "1", what, err);
     if (rc < 0)
         goto out;
+    /* Direct only: no trigger or view of the file can call it. */
+    rc = sqlite3_create_function_v2(c->db, "vh_held", 1, SQLITE_UTF8 | SQLITE_DIRECTONLY, s,
+                                    held_fn, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        rc = db_fail(c, what, err);
+        goto out;
+    }
     *out = c;
     c = NULL;
     rc = 0;
@@ -756,7 +817,7 @@ static int conn_get(struct sqlite_store *s, struct conn **out, struct vh_error *
     pthread_mutex_unlock(&s->mu);
 
     /* Opened outside the lock: other callers keep using idle connections meanwhile. */
-    rc = conn_open(s->path, &c, err);
+    rc = conn_open(s->path, s, &c, err);
     if (rc < 0) {
         pthread_mutex_lock(&s->mu);
         s->n_conns--;
@@ -994,7 +1055,7 @@ static int writer_get(struct sqlite_store *s, struct conn **out, struct vh_error
         pthread_cond_wait(&s->turn_cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
     if (!s->writer) {
-        rc = conn_open(s->path, &c, err);
+        rc = conn_open(s->path, s, &c, err);
         if (rc < 0) {
             turn_give(s);
             return rc;
@@ -1012,27 +1073,11 @@ static int writer_get(struct sqlite_store *s, struct conn **out, struct vh_error
 static void writer_put(struct sqlite_store *s, struct conn *c)
 {
     conn_reset(c);
-    if (c->relaxed && run(c, S_SYNC_FULL, "restore synchronous=FULL", NULL) == 0)
-        c->relaxed = false;
-    if (c->relaxed || !sqlite3_get_autocommit(c->db)) {
+    if (!sqlite3_get_autocommit(c->db)) {
         conn_close(c);
         s->writer = NULL;
     }
     turn_give(s);
-}
-
-/*
- * Lets the writer's next commits skip the sync (synchronous=NORMAL: the WAL is synced only
- * before a checkpoint), until writer_put, which restores FULL or closes the connection.
- * Only for a write that may be lost with the machine (not with the process: the write is
- * in the file) and leaves the data consistent: a claim (see sqlite_delivery_claim).
- */
-static int writer_relax(struct conn *c, const char *what, struct vh_error *err)
-{
-    int rc = run(c, S_SYNC_NORMAL, what, err);
-
-    c->relaxed = rc == 0;
-    return rc;
 }
 
 /* Opens a write transaction on the writer (or on a connection outside the pool). */
@@ -1385,6 +1430,11 @@ static void sqlite_close(struct vh_store *st)
         s->idle = c->next;
         conn_close(c);
     }
+    /* After the connections: the next claimer of the file finds them gone. */
+    if (s->claim_lock >= 0)
+        close(s->claim_lock);
+    vh__held_clear(&s->held);
+    pthread_mutex_destroy(&s->held_mu);
     pthread_cond_destroy(&s->turn_cv);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
@@ -1398,7 +1448,7 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
 {
     struct sqlite_store *s = NULL;
     struct conn *c = NULL;
-    bool mu_ok = false, cv_ok = false;
+    bool mu_ok = false, cv_ok = false, held_ok = false;
     int rc;
 
     if (!*path)
@@ -1419,6 +1469,7 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
         return vh_error_set(err, VH_ENOMEM, "open '%s': out of memory", path);
     memset(s, 0, sizeof(*s));
     s->base.ops = &vh__store_sqlite_ops;
+    s->claim_lock = -1;
     s->path = vh_strndup(path, strlen(path));
     if (!s->path) {
         rc = vh_error_set(err, VH_ENOMEM, "open '%s': out of memory", path);
@@ -1436,11 +1487,12 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
         pthread_cond_destroy(&s->cv);
         cv_ok = false;
     }
-    if (!cv_ok) {
+    held_ok = cv_ok && pthread_mutex_init(&s->held_mu, NULL) == 0;
+    if (!held_ok) {
         rc = vh_error_set(err, VH_ENOMEM, "open '%s': cannot create a mutex", path);
         goto fail;
     }
-    rc = conn_open(path, &c, err);
+    rc = conn_open(path, s, &c, err);
     if (rc < 0)
         goto fail;
     rc = migrate(c, path, SCHEMA_VERSION, err);
@@ -1451,6 +1503,8 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
     return 0;
 fail:
     conn_close(c);
+    if (held_ok)
+        pthread_mutex_destroy(&s->held_mu);
     if (cv_ok) {
         pthread_cond_destroy(&s->turn_cv);
         pthread_cond_destroy(&s->cv);
@@ -2587,16 +2641,52 @@ static int claim_select(struct conn *c, int64_t now_ms, size_t max,
 }
 
 /*
- * One write transaction: read the due rows through the index, then mark each in flight.
- * BEGIN IMMEDIATE holds the write lock from the first read, so no other claimer (thread,
- * process) can read the same rows as pending before this one commits.
- *
- * The commit is not synced (writer_relax). Losing a claim with the machine leaves its
- * deliveries pending, with their attempt counts as they were, so they are sent again:
- * what a crash between a send and its record does anyway. The WAL holds frames in commit
- * order and a power loss keeps a prefix of them, so a lost claim takes with it only later
- * unsynced claims, never a synced write: the record that follows a claim syncs the claim
- * too. The sync saved is one per dispatcher round, on the path from ingest to send.
+ * Takes `<path>-lock` for this store, once (under the writer's turn). The claims live in
+ * this process's memory, so a second process claiming from the file would send the same
+ * deliveries: the lock makes it fail instead. flock, not a lock on the database file:
+ * the kernel drops it when the process dies, however it dies, and SQLite's own POSIX
+ * locks on the file would be dropped by any close of a descriptor of it.
+ */
+static int claim_lock_take(struct sqlite_store *s, const char *what, struct vh_error *err)
+{
+    const size_t len = strlen(s->path) + sizeof("-lock");
+    char *name;
+    int fd, rc = 0;
+
+    if (s->claim_lock >= 0)
+        return 0;
+    name = vh_malloc(len);
+    if (!name)
+        return vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
+    snprintf(name, len, "%s-lock", s->path);
+    fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        rc = vh_error_set(err, VH_ESTORE, "%s: lock file '%s': %s", what, name, strerror(errno));
+    } else if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int e = errno;
+
+        close(fd);
+        if (e == EWOULDBLOCK)
+            rc = vh_error_set(err, VH_ECONFLICT,
+                              "%s: another process delivers from '%s' (it holds '%s'); one "
+                              "vocohook serve per SQLite file",
+                              what, s->path, name);
+        else
+            rc = vh_error_set(err, VH_ESTORE, "%s: lock file '%s': %s", what, name, strerror(e));
+    } else {
+        s->claim_lock = fd;
+    }
+    vh_free(name);
+    return rc;
+}
+
+/*
+ * Reads the due rows through the index, leaving out those already held, and holds each
+ * one for `node_id` until now_ms + lease_ms (docs/decisions.md, "SQLite: claims held in
+ * memory"). The file is not written: the row stays pending there, and every read of this
+ * store shows it in flight (SHOWN_STATE). The writer's turn orders it with the records,
+ * which drop what they finish from the table after their commit, so a row is never read
+ * as pending and unheld while its report is on its way into the file.
  */
 static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64_t now_ms,
                                  int64_t lease_ms, size_t max, struct vh_delivery_job_rec **out,
@@ -2607,7 +2697,6 @@ static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64
     const int64_t until_ms = now_ms + lease_ms;
     char what[WHAT_MAX];
     size_t len = 0, i;
-    struct query q;
     struct conn *c;
     int rc;
 
@@ -2615,28 +2704,29 @@ static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64
     rc = writer_get(s, &c, err);
     if (rc < 0)
         return rc;
-    rc = writer_relax(c, what, err);
-    if (rc == 0)
-        rc = tx_begin_write(c, what, err);
-    if (rc == 0)
-        rc = claim_select(c, now_ms, max, &arr, &len, what, err);
-    for (i = 0; rc == 0 && i < len; i++) {
-        rc = q_start(&q, c, S_CLAIM_MARK, what, err);
-        if (rc < 0)
-            break;
-        q_int(&q, 1, arr[i].row);
-        q_text(&q, 2, node_id);
-        q_int(&q, 3, until_ms);
-        q_int(&q, 4, now_ms);
-        rc = q_exec(&q, err);
-        if (rc == 0 && sqlite3_changes(c->db) != 1)
-            rc = vh_error_set(err, VH_ESTORE, "%s: delivery '%s' changed under a write lock", what,
-                              arr[i].delivery_id);
-        arr[i].lease_until_ms = until_ms;
+    rc = claim_lock_take(s, what, err);
+    if (rc == 0) {
+        /* Room first: holding what the select returns cannot fail. */
+        pthread_mutex_lock(&s->held_mu);
+        if (vh__held_reserve(&s->held, max) < 0)
+            rc = vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
+        pthread_mutex_unlock(&s->held_mu);
     }
     if (rc == 0)
-        rc = tx_commit(c, what, err);
-    tx_rollback(c);
+        rc = claim_select(c, now_ms, max, &arr, &len, what, err);
+    if (rc == 0) {
+        pthread_mutex_lock(&s->held_mu);
+        for (i = 0; rc == 0 && i < len; i++) {
+            rc = vh__held_put(&s->held, arr[i].row, node_id, until_ms, (int64_t)arr[i].attempts);
+            arr[i].lease_until_ms = until_ms;
+        }
+        /* Cannot happen (reserved); undone all the same. */
+        while (rc < 0 && i > 0)
+            vh__held_remove(&s->held, arr[--i].row);
+        pthread_mutex_unlock(&s->held_mu);
+        if (rc < 0)
+            rc = vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
+    }
     writer_put(s, c);
     if (rc < 0) {
         vh_delivery_job_recs_free(arr, len);
@@ -2645,6 +2735,63 @@ static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64
     *out = arr;
     *n = len;
     return 0;
+}
+
+/*
+ * The rows this store holds (`node`'s, and those whose lease ends by `ended_by`) in a new
+ * array, for a caller in the writer's turn: nothing changes the table meanwhile.
+ */
+static int held_rows(struct sqlite_store *s, const char *node, int64_t ended_by, int64_t **out,
+                     size_t *n, const char *what, struct vh_error *err)
+{
+    int64_t *rows = NULL;
+    size_t len;
+
+    pthread_mutex_lock(&s->held_mu);
+    len = vh__held_list(&s->held, node, ended_by, NULL, 0);
+    if (len > 0) {
+        rows = vh_malloc(len * sizeof(*rows)); /* len <= cap, whose slots are larger */
+        if (rows)
+            vh__held_list(&s->held, node, ended_by, rows, len);
+    }
+    pthread_mutex_unlock(&s->held_mu);
+    if (len > 0 && !rows)
+        return vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
+    *out = rows;
+    *n = len;
+    return 0;
+}
+
+/* The rows this store holds, as a JSON array of numbers (for json_each), into `out`. */
+static int held_json(struct sqlite_store *s, struct vh_buf *out, const char *what,
+                     struct vh_error *err)
+{
+    int64_t *rows = NULL;
+    size_t n = 0, i;
+    int rc;
+
+    rc = held_rows(s, NULL, INT64_MAX, &rows, &n, what, err);
+    if (rc < 0)
+        return rc;
+    rc = vh_buf_addc(out, '[');
+    for (i = 0; rc == 0 && i < n; i++)
+        rc = vh_buf_addf(out, i ? ",%lld" : "%lld", (long long)rows[i]);
+    if (rc == 0)
+        rc = vh_buf_addc(out, ']');
+    vh_free(rows);
+    return rc < 0 ? vh_error_set(err, rc, "%s: the claims held: %s", what, vh_strerror(rc)) : 0;
+}
+
+/* Whose claim row `row` is to a report by `node` of the attempt after `attempts`. */
+static enum vh__held_match held_match(struct sqlite_store *s, int64_t row, const char *node,
+                                      int64_t attempts)
+{
+    enum vh__held_match m;
+
+    pthread_mutex_lock(&s->held_mu);
+    m = vh__held_match(&s->held, row, node, attempts);
+    pthread_mutex_unlock(&s->held_mu);
+    return m;
 }
 
 /*
@@ -2714,29 +2861,33 @@ static int endpoint_last_delivery(struct conn *c, const char *endpoint_id,
 }
 
 /*
- * The delivery moves on only if it is still this node's claim for this attempt: state,
- * lease owner and attempt count together fence off a stale report (the lease expired and
- * the delivery was recovered, claimed again, canceled, or already moved on).
+ * The delivery moves on only if it is still this node's claim for this attempt: the claim
+ * held in memory (node and attempt count), then the row (still pending, same attempt
+ * count, this id) together fence off a stale report (the lease expired and the delivery
+ * was recovered, claimed again, canceled, or already moved on).
  */
-static int delivery_finish(struct conn *c, const struct vh_delivery_result *r, int64_t seq,
-                           bool *applied, const char *what, struct vh_error *err)
+static int delivery_finish(struct sqlite_store *s, struct conn *c,
+                           const struct vh_delivery_result *r, int64_t seq, bool *applied,
+                           const char *what, struct vh_error *err)
 {
     const int64_t before = (int64_t)r->attempt - 1;
     const bool pending = strcmp(r->new_state, "pending") == 0;
     struct query q;
     int rc;
 
+    *applied = false;
+    if (held_match(s, seq, r->node_id, before) != VH__HELD_MINE)
+        return 0;
     rc = q_start(&q, c, S_DLV_FINISH, what, err);
     if (rc < 0)
         return rc;
     q_text(&q, 1, r->delivery_id);
-    q_text(&q, 2, r->node_id);
-    q_text(&q, 3, r->new_state);
-    q_int(&q, 4, r->interrupted ? before : (int64_t)r->attempt);
-    q_int(&q, 5, pending ? r->next_attempt_ms : 0);
-    q_int(&q, 6, r->started_ms + r->duration_ms);
-    q_int(&q, 7, before);
-    q_int(&q, 8, seq);
+    q_text(&q, 2, r->new_state);
+    q_int(&q, 3, r->interrupted ? before : (int64_t)r->attempt);
+    q_int(&q, 4, pending ? r->next_attempt_ms : 0);
+    q_int(&q, 5, r->started_ms + r->duration_ms);
+    q_int(&q, 6, before);
+    q_int(&q, 7, seq);
     rc = q_exec(&q, err);
     if (rc == 0)
         *applied = sqlite3_changes(c->db) == 1;
@@ -2746,7 +2897,8 @@ static int delivery_finish(struct conn *c, const struct vh_delivery_result *r, i
 /*
  * A counted attempt the delivery's state did not follow (canceled meanwhile, recovered)
  * still raises its attempt count to its number, so the next attempt, in this budget or
- * after a manual retry, gets a number of its own. An in-flight delivery is left alone: its
+ * after a manual retry, gets a number of its own. An in-flight delivery (claimed again:
+ * the caller checks the claims held here, the statement the file's) is left alone: its
  * new claimer makes and records this number itself.
  */
 static int delivery_raise_attempts(struct conn *c, const struct vh_delivery_result *r, int64_t seq,
@@ -2766,6 +2918,7 @@ static int delivery_raise_attempts(struct conn *c, const struct vh_delivery_resu
 /* Per result of a batch: its row and endpoint (the caller's, or looked up by id). */
 struct result_row {
     int64_t seq;
+    bool release; /* the claim held for it was this report's: dropped after the commit */
     char endpoint[VH_UUID_LEN + 1];
     const char *endpoint_id;
 };
@@ -2799,10 +2952,11 @@ static int result_lookup(struct conn *c, const struct vh_delivery_result *r, str
  * this id, so a wrong row never moves another delivery: the delivery is then looked up by
  * id and finished there. A stale report (not applied) looks its row up the same way.
  */
-static int record_one(struct conn *c, const struct vh_delivery_result *r, struct result_row *rr,
-                      const char *what, struct vh_error *err)
+static int record_one(struct sqlite_store *s, struct conn *c, const struct vh_delivery_result *r,
+                      struct result_row *rr, const char *what, struct vh_error *err)
 {
     bool applied = false, looked_up = false;
+    enum vh__held_match claim;
     int rc = 0;
 
     if (r->row > 0 && r->endpoint_id) {
@@ -2813,18 +2967,23 @@ static int record_one(struct conn *c, const struct vh_delivery_result *r, struct
         looked_up = true;
     }
     if (rc == 0)
-        rc = delivery_finish(c, r, rr->seq, &applied, what, err);
+        rc = delivery_finish(s, c, r, rr->seq, &applied, what, err);
     if (rc == 0 && !applied && !looked_up) {
         const int64_t given = rr->seq;
 
         rc = result_lookup(c, r, rr, what, err);
         if (rc == 0 && rr->seq != given)
-            rc = delivery_finish(c, r, rr->seq, &applied, what, err);
+            rc = delivery_finish(s, c, r, rr->seq, &applied, what, err);
     }
-    if (rc < 0 || r->interrupted)
+    if (rc < 0)
         return rc;
+    /* rr->seq is the delivery's row now. Its claim, if it was this report's, ends. */
+    claim = held_match(s, rr->seq, r->node_id, (int64_t)r->attempt - 1);
+    rr->release = claim == VH__HELD_MINE;
+    if (r->interrupted)
+        return 0;
     rc = attempt_insert(c, r, rr->seq, applied, what, err);
-    if (rc == 0 && !applied)
+    if (rc == 0 && !applied && claim != VH__HELD_OTHER)
         rc = delivery_raise_attempts(c, r, rr->seq, what, err);
     return rc;
 }
@@ -2859,7 +3018,7 @@ static int sqlite_delivery_record(struct vh_store *st, const struct vh_delivery_
         goto out_free;
     rc = tx_begin_write(c, what, err);
     for (i = 0; rc == 0 && i < n; i++) {
-        rc = record_one(c, &results[i], &rr[i], what, err);
+        rc = record_one(s, c, &results[i], &rr[i], what, err);
         ids[i] = rr[i].endpoint_id;
     }
     k = rc == 0 ? vh__store_last_per_endpoint(results, ids, n, last) : 0;
@@ -2868,6 +3027,17 @@ static int sqlite_delivery_record(struct vh_store *st, const struct vh_delivery_
     if (rc == 0)
         rc = tx_commit(c, what, err);
     tx_rollback(c);
+    /*
+     * Still in the writer's turn: no claim reads the rows between the commit and this. A
+     * failed record keeps its claims; the sender reports again, or their leases end.
+     */
+    if (rc == 0) {
+        pthread_mutex_lock(&s->held_mu);
+        for (i = 0; i < n; i++)
+            if (rr[i].release)
+                vh__held_remove(&s->held, rr[i].seq);
+        pthread_mutex_unlock(&s->held_mu);
+    }
     writer_put(s, c);
 out_free:
     vh_free(last);
@@ -2876,11 +3046,18 @@ out_free:
     return rc;
 }
 
+/*
+ * Two kinds of claim end here: rows left in flight in the file (another node id's, or an
+ * older version's), and the claims this store holds in memory. Both are due at now_ms
+ * again; the held ones leave the table only once that is committed.
+ */
 static int sqlite_delivery_recover(struct vh_store *st, const char *node_id, int64_t now_ms,
                                    int64_t *count, struct vh_error *err)
 {
     struct sqlite_store *s = to_sqlite(st);
     const char *what = "recover deliveries";
+    int64_t *rows = NULL;
+    size_t n = 0, i;
     struct query q;
     struct conn *c;
     int rc;
@@ -2888,7 +3065,12 @@ static int sqlite_delivery_recover(struct vh_store *st, const char *node_id, int
     rc = writer_get(s, &c, err);
     if (rc < 0)
         return rc;
-    rc = tx_begin_write(c, what, err);
+    /* A restart takes the file's lock here, before its first claim. */
+    rc = claim_lock_take(s, what, err);
+    if (rc == 0)
+        rc = held_rows(s, node_id, now_ms, &rows, &n, what, err);
+    if (rc == 0)
+        rc = tx_begin_write(c, what, err);
     if (rc == 0)
         rc = q_start(&q, c, S_RECOVER, what, err);
     if (rc < 0)
@@ -2897,12 +3079,27 @@ static int sqlite_delivery_recover(struct vh_store *st, const char *node_id, int
     q_text(&q, 2, node_id);
     rc = q_exec(&q, err);
     if (rc == 0)
-        *count = (int64_t)sqlite3_changes64(c->db);
+        *count = (int64_t)sqlite3_changes64(c->db) + (int64_t)n;
+    for (i = 0; rc == 0 && i < n; i++) {
+        rc = q_start(&q, c, S_HELD_RECOVER, what, err);
+        if (rc < 0)
+            break;
+        q_int(&q, 1, rows[i]);
+        q_int(&q, 2, now_ms);
+        rc = q_exec(&q, err);
+    }
     if (rc == 0)
         rc = tx_commit(c, what, err);
+    if (rc == 0) {
+        pthread_mutex_lock(&s->held_mu);
+        for (i = 0; i < n; i++)
+            vh__held_remove(&s->held, rows[i]);
+        pthread_mutex_unlock(&s->held_mu);
+    }
 out:
     tx_rollback(c);
     writer_put(s, c);
+    vh_free(rows);
     return rc;
 }
 
@@ -2920,15 +3117,11 @@ static int sqlite_delivery_next_due(struct vh_store *st, int64_t *out_ms, struct
     rc = q_start(&q, c, S_NEXT_DUE, what, err);
     if (rc == 0)
         rc = q_step(&q, err);
-    if (rc == 0) /* min() always gives a row */
-        rc = vh_error_set(err, VH_ESTORE, "%s: no result", what);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ENOTFOUND, "no pending delivery");
     if (rc > 0) {
-        if (sqlite3_column_type(q.st, 0) == SQLITE_NULL) {
-            rc = vh_error_set(err, VH_ENOTFOUND, "no pending delivery");
-        } else {
-            *out_ms = sqlite3_column_int64(q.st, 0);
-            rc = 0;
-        }
+        *out_ms = sqlite3_column_int64(q.st, 0);
+        rc = 0;
     }
     q_end(&q);
     conn_put(s, c);
@@ -2940,7 +3133,7 @@ static int sqlite_delivery_stats(struct vh_store *st, int64_t now_ms, struct vh_
 {
     struct sqlite_store *s = to_sqlite(st);
     const char *what = "delivery stats";
-    int64_t oldest, earliest;
+    int64_t oldest, earliest, held = 0;
     struct query q;
     struct conn *c;
     int rc;
@@ -2967,6 +3160,7 @@ static int sqlite_delivery_stats(struct vh_store *st, int64_t now_ms, struct vh_
             out->oldest_pending_age_ms = now_ms - oldest;
         if (out->due > 0 && earliest < now_ms)
             out->due_lag_ms = now_ms - earliest;
+        held = sqlite3_column_int64(q.st, 4);
         rc = 0;
     }
     q_end(&q);
@@ -2974,6 +3168,7 @@ static int sqlite_delivery_stats(struct vh_store *st, int64_t now_ms, struct vh_
         rc = q_start(&q, c, S_STATS_IN_FLIGHT, what, err);
     if (rc == 0)
         rc = q_int_result(&q, &out->in_flight, err);
+    out->in_flight += held;
     if (rc == 0)
         rc = tx_commit(c, what, err);
 out:
@@ -2988,9 +3183,9 @@ static int sqlite_delivery_counts(struct vh_store *st, struct vh_delivery_counts
     struct sqlite_store *s = to_sqlite(st);
     const char *what = "count deliveries by state";
     char state[VH_DELIVERY_STATE_MAX + 1];
+    int64_t v, held;
     struct query q;
     struct conn *c;
-    int64_t v;
     int rc;
 
     rc = conn_get(s, &c, err);
@@ -3005,11 +3200,13 @@ static int sqlite_delivery_counts(struct vh_store *st, struct vh_delivery_counts
         if (rc < 0)
             break;
         v = sqlite3_column_int64(q.st, 1);
-        if (strcmp(state, "pending") == 0)
-            out->pending = v;
-        else if (strcmp(state, "in_flight") == 0)
-            out->in_flight = v;
-        else if (strcmp(state, "succeeded") == 0)
+        held = sqlite3_column_int64(q.st, 2); /* pending rows this store holds: in flight */
+        if (strcmp(state, "pending") == 0) {
+            out->pending = v - held;
+            out->in_flight += held;
+        } else if (strcmp(state, "in_flight") == 0) {
+            out->in_flight += v;
+        } else if (strcmp(state, "succeeded") == 0)
             out->succeeded = v;
         else if (strcmp(state, "abandoned") == 0)
             out->abandoned = v;
@@ -3064,6 +3261,7 @@ static int sqlite_delivery_list(struct vh_store *st, const char *partner_id,
     struct vh_delivery_info *arr = NULL;
     size_t len = 0, cap = 0;
     enum stmt_id count_id, list_id;
+    struct vh_buf held = VH_BUF_INIT((size_t)1 << 26);
     struct vh_endpoint ep;
     char what[WHAT_MAX];
     int64_t all = 0;
@@ -3093,6 +3291,8 @@ static int sqlite_delivery_list(struct vh_store *st, const char *partner_id,
         count_id = S_DLV_LIST_COUNT_STATE;
         list_id = S_DLV_LIST_STATE;
     }
+    if (rc == 0 && list_id == S_DLV_LIST_IN_FLIGHT)
+        rc = held_json(s, &held, what, err);
     if (rc == 0)
         rc = q_start(&q, c, count_id, what, err);
     if (rc < 0)
@@ -3100,6 +3300,8 @@ static int sqlite_delivery_list(struct vh_store *st, const char *partner_id,
     q_text(&q, 1, endpoint_id);
     if (count_id == S_DLV_LIST_COUNT_STATE)
         q_text(&q, 4, state);
+    else if (count_id == S_DLV_LIST_COUNT_IN_FLIGHT)
+        q_text(&q, 9, vh_buf_cstr(&held));
     rc = q_int_result(&q, &all, err);
     if (rc == 0)
         rc = q_start(&q, c, list_id, what, err);
@@ -3110,6 +3312,8 @@ static int sqlite_delivery_list(struct vh_store *st, const char *partner_id,
     q_int(&q, 3, (int64_t)offset);
     if (list_id == S_DLV_LIST_STATE)
         q_text(&q, 4, state);
+    else if (list_id == S_DLV_LIST_IN_FLIGHT)
+        q_text(&q, 9, vh_buf_cstr(&held));
     while (rc == 0) {
         rc = q_step(&q, err);
         if (rc <= 0)
@@ -3129,6 +3333,7 @@ static int sqlite_delivery_list(struct vh_store *st, const char *partner_id,
 out:
     tx_rollback(c);
     conn_put(s, c);
+    vh_buf_release(&held);
     if (rc < 0) {
         vh_free(arr);
         return rc;
@@ -3479,7 +3684,7 @@ static const struct {
     {"count_succeeded", S_DLV_LIST_COUNT_SUCCEEDED},
     {"cancel_pending", S_DLV_CANCEL_PENDING},
     {"cancel_in_flight", S_DLV_CANCEL_IN_FLIGHT},
-    {"claim_mark", S_CLAIM_MARK},
+    {"held_recover", S_HELD_RECOVER},
     {"finish", S_DLV_FINISH},
     {"attempt", S_ATTEMPT_INSERT},
     {"ingest", S_DLV_INSERT},
@@ -3549,7 +3754,7 @@ int vh__store_sqlite_create_at(const char *path, int version, const char *seed_s
 
     if (!path || version < 1 || version > SCHEMA_VERSION)
         return vh_error_set(err, VH_EINVAL, "create at version %d: no such version", version);
-    rc = conn_open(path, &c, err);
+    rc = conn_open(path, NULL, &c, err);
     if (rc == 0)
         rc = migrate(c, path, version, err);
     if (rc == 0 && seed_sql && sqlite3_exec(c->db, seed_sql, NULL, NULL, NULL) != SQLITE_OK)

@@ -213,6 +213,22 @@ log_level = warn
         rc, err = self.fails(["--ca-file", os.path.join(self.tmp, "missing.pem")])
         self.assertEqual(rc, 3, err)
 
+    def test_one_serve_per_sqlite_file(self):
+        # Claims live in the serving process's memory: a second serve on the same file
+        # would send the same deliveries, so it refuses to start (exit 3) and says why; it
+        # starts once the first one has stopped.
+        first = Daemon(tmp=self.tmp).start()
+        try:
+            rc, err = self.fails()
+            self.assertEqual(rc, 3, err)
+            self.assertIn("one vocohook serve per SQLite file", err)
+            self.assertIn(f"{self.tmp}/db-lock", err)
+            self.assertEqual(first.request("GET", "/healthz").status, 200)
+        finally:
+            first.stop()
+        second = Daemon(tmp=self.tmp).start()
+        second.stop()
+
     def test_ipv6_loopback(self):
         if not socket.has_ipv6:
             self.skipTest("no IPv6")

@@ -60,7 +60,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    static const char *const files[] = {"store.db", "store.db-wal", "store.db-shm", "junk"};
+    static const char *const files[] = {"store.db", "store.db-wal", "store.db-shm", "store.db-lock",
+                                        "junk"};
     struct fixture *f = *state;
     char path[512];
     size_t i;
@@ -758,6 +759,7 @@ struct counted_file {
 static sqlite3_vfs *real_vfs;
 static sqlite3_io_methods counted_methods;
 static atomic_int syncs;
+static atomic_int writes;
 
 static sqlite3_file *real_of(sqlite3_file *f)
 {
@@ -774,6 +776,7 @@ static int c_read(sqlite3_file *f, void *p, int n, sqlite3_int64 off)
 }
 static int c_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
 {
+    atomic_fetch_add(&writes, 1);
     return real_of(f)->pMethods->xWrite(real_of(f), p, n, off);
 }
 static int c_truncate(sqlite3_file *f, sqlite3_int64 size)
@@ -886,14 +889,29 @@ static int syncs_of_put(struct vh_store *st, const char *partner_id, const char 
     return atomic_load(&syncs) - before;
 }
 
+/* A new enabled endpoint of `partner_id` on `st`. */
+static void new_endpoint(struct vh_store *st, const char *partner_id, struct vh_endpoint *ep)
+{
+    memset(ep, 0, sizeof(*ep));
+    assert_int_equal(vh_uuid_new(ep->id, NULL), 0);
+    snprintf(ep->partner_id, sizeof(ep->partner_id), "%s", partner_id);
+    snprintf(ep->label, sizeof(ep->label), "main");
+    snprintf(ep->url, sizeof(ep->url), "https://example.com/hook");
+    assert_int_equal(vh_secret_new(ep->secret, NULL), 0);
+    ep->enabled = true;
+    ep->created_ms = T0;
+    ep->updated_ms = T0;
+    assert_int_equal(vh_store_endpoint_create(st, ep, VH_ENDPOINTS_MAX, NULL), 0);
+}
+
 /*
  * The durability contract, write by write: an ingested event and a recorded attempt are on
- * the disk when the call returns (synchronous=FULL: a sync per commit). A claim is not
- * synced: it lives in the WAL file, so it survives its process, and losing it with the
- * machine only puts the delivery back to pending (sent again, as after any crash between a
- * send and its record). The writer goes back to FULL after the claim: the next put syncs.
+ * the disk when the call returns (synchronous=FULL: a sync per commit). A claim writes
+ * nothing at all: it is held in the store's memory (docs/decisions.md), so losing it with
+ * the process or the machine leaves the delivery pending, to be sent again, as after any
+ * crash between a send and its record.
  */
-static void claims_alone_skip_the_sync(void **state)
+static void a_claim_writes_nothing(void **state)
 {
     struct fixture *f = *state;
     struct vh_delivery_job_rec *jobs = NULL;
@@ -905,28 +923,29 @@ static void claims_alone_skip_the_sync(void **state)
     struct vh_partner p;
     struct vh_store *st;
     size_t n = 0, n_attempts = 0;
-    int before;
+    int before, written;
 
     count_syncs();
     st = open_ok(f->url);
     new_partner(st, "Syncs", &p);
-    memset(&ep, 0, sizeof(ep));
-    assert_int_equal(vh_uuid_new(ep.id, NULL), 0);
-    snprintf(ep.partner_id, sizeof(ep.partner_id), "%s", p.id);
-    snprintf(ep.label, sizeof(ep.label), "main");
-    snprintf(ep.url, sizeof(ep.url), "https://example.com/hook");
-    assert_int_equal(vh_secret_new(ep.secret, NULL), 0);
-    ep.enabled = true;
-    ep.created_ms = T0;
-    ep.updated_ms = T0;
-    assert_int_equal(vh_store_endpoint_create(st, &ep, VH_ENDPOINTS_MAX, NULL), 0);
+    new_endpoint(st, p.id, &ep);
 
     assert_true(syncs_of_put(st, p.id, "sync-1") >= 1);
 
     before = atomic_load(&syncs);
+    written = atomic_load(&writes);
     assert_int_equal(vh_store_delivery_claim(st, "n1", T0, 60000, 10, &jobs, &n, &err), 0);
     assert_int_equal(n, 1);
     assert_int_equal(atomic_load(&syncs) - before, 0);
+    assert_int_equal(atomic_load(&writes) - written, 0);
+    /* ... and yet this store shows it in flight. */
+    memset(&info, 0, sizeof(info));
+    assert_int_equal(
+        vh_store_delivery_get(st, p.id, jobs[0].delivery_id, &info, &attempts, &n_attempts, &err),
+        0);
+    assert_string_equal(info.state, "in_flight");
+    vh_free(attempts);
+    attempts = NULL;
 
     memset(&r, 0, sizeof(r));
     r.delivery_id = jobs[0].delivery_id;
@@ -942,7 +961,7 @@ static void claims_alone_skip_the_sync(void **state)
     assert_int_equal(vh_store_delivery_record(st, &r, 1, &err), 0);
     assert_true(atomic_load(&syncs) - before >= 1);
 
-    /* Back to FULL: the next ingest syncs again, and the record stands. */
+    /* The next ingest syncs, and the record stands. */
     assert_true(syncs_of_put(st, p.id, "sync-2") >= 1);
     memset(&info, 0, sizeof(info));
     assert_int_equal(
@@ -954,6 +973,82 @@ static void claims_alone_skip_the_sync(void **state)
     vh_delivery_job_recs_free(jobs, n);
     vh_store_close(st);
     stop_counting_syncs();
+}
+
+/* The state `st` shows for delivery `id`. */
+static void state_of(struct vh_store *st, const char *partner_id, const char *id, char *state,
+                     size_t cap)
+{
+    struct vh_attempt_info *attempts = NULL;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_info info;
+    size_t n = 0;
+
+    memset(&info, 0, sizeof(info));
+    if (vh_store_delivery_get(st, partner_id, id, &info, &attempts, &n, &err) < 0)
+        fail_msg("get %s: %s", id, err.msg);
+    vh_free(attempts);
+    snprintf(state, cap, "%s", info.state);
+}
+
+/*
+ * Claims live in the memory of the handle that made them, so one handle claims from a file
+ * (`<file>-lock`, flock): a second one (as a second process would be) may ingest and read,
+ * sees the first one's claims as pending, and cannot claim or recover until the first is
+ * closed. Then it takes over what the first held, as a restart after a crash does.
+ */
+static void one_handle_claims_from_a_file(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL, *again = NULL;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res;
+    struct vh_event_put ev;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    struct vh_store *a, *b;
+    char lock[600], st[VH_DELIVERY_STATE_MAX + 1];
+    size_t n = 0, i;
+
+    a = open_ok(f->url);
+    b = open_ok(f->url);
+    new_partner(a, "Claims", &p);
+    new_endpoint(a, p.id, &ep);
+    fill_put(&ev, p.id, "claimed-1");
+    assert_int_equal(vh_store_event_put(a, &ev, &res, NULL), 0);
+    snprintf(lock, sizeof(lock), "%s-lock", f->path);
+    /* Opening and ingesting take no lock. */
+    assert_false(exists(lock));
+
+    assert_int_equal(vh_store_delivery_claim(a, "n1", T0 + 1000, 60000, 10, &jobs, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_true(exists(lock));
+    state_of(a, p.id, jobs[0].delivery_id, st, sizeof(st));
+    assert_string_equal(st, "in_flight");
+    state_of(b, p.id, jobs[0].delivery_id, st, sizeof(st));
+    assert_string_equal(st, "pending");
+
+    assert_int_equal(vh_store_delivery_claim(b, "n2", T0 + 1000, 60000, 10, &again, &n, &err),
+                     VH_ECONFLICT);
+    assert_non_null(strstr(err.msg, lock));
+    assert_non_null(strstr(err.msg, "one vocohook serve per SQLite file"));
+    assert_null(again);
+    assert_int_equal(vh_store_delivery_recover(b, "n2", T0 + 1000, &err), VH_ECONFLICT);
+    fill_put(&ev, p.id, "claimed-2");
+    assert_int_equal(vh_store_event_put(b, &ev, &res, NULL), 0);
+
+    /* The first handle goes, with its claim: the delivery is the second one's to send. */
+    vh_store_close(a);
+    assert_int_equal(vh_store_delivery_claim(b, "n2", T0 + 1000, 60000, 10, &again, &n, &err), 0);
+    assert_int_equal(n, 2);
+    for (i = 0; i < n; i++)
+        assert_int_equal(again[i].attempts, 0);
+    assert_string_equal(again[0].delivery_id, jobs[0].delivery_id);
+    state_of(b, p.id, jobs[0].delivery_id, st, sizeof(st));
+    assert_string_equal(st, "in_flight");
+    vh_delivery_job_recs_free(jobs, 1);
+    vh_delivery_job_recs_free(again, n);
+    vh_store_close(b);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -973,7 +1068,8 @@ int main(void)
         T(version_4_points_deliveries_at_event_seqs),
         T(version_4_refuses_broken_references),
         T(rate_windows_and_wake_ups_are_the_callers),
-        T(claims_alone_skip_the_sync),
+        T(a_claim_writes_nothing),
+        T(one_handle_claims_from_a_file),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

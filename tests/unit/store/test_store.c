@@ -75,7 +75,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    static const char *const files[] = {"store.db", "store.db-wal", "store.db-shm"};
+    static const char *const files[] = {"store.db", "store.db-wal", "store.db-shm",
+                                        "store.db-lock"};
     struct fixture *f = *state;
     char path[512];
     size_t i;
