@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import sys
+import threading
 import time
 import unittest
 
@@ -262,6 +263,33 @@ class Deliver(unittest.TestCase):
         self.d.start()
         self.assertEqual(r.wait_count(2, 15), 2)
         self.wait_state("succeeded", 15)
+
+    def test_an_attempt_out_shows_in_flight_and_a_kill_sends_it_again(self):
+        # On SQLite a claim lives in the daemon's memory, not in the file (docs/decisions.md):
+        # the daemon's own API and metrics show the delivery in flight while the file still
+        # says pending, and a SIGKILL loses only the claim: the restart sends it again.
+        release = threading.Event()
+        r = self.receiver(lambda n: 204 if n > 1 or release.wait(30) else 500)
+        ep_id, _ = self.endpoint("held", r.url)
+        self.ingest(seed_session())
+        self.assertEqual(r.wait_count(1, 15), 1)  # the attempt is out, its answer held back
+
+        shown = self.deliveries(ep_id, "in_flight")
+        self.assertEqual(shown["total"], 1, shown)
+        self.assertEqual([d["state"] for d in shown["deliveries"]], ["in_flight"], shown)
+        self.assertEqual(self.deliveries(ep_id, "pending")["total"], 0)
+        listing = self.deliveries(ep_id)
+        self.assertEqual([d["state"] for d in listing["deliveries"]], ["in_flight"], listing)
+        m = self.metrics()
+        self.assertEqual((m["vocohook_queue_in_flight"], m["vocohook_queue_pending"]), (1, 0), m)
+        self.assertEqual(self.delivery_rows(), [("pending", 0)])
+
+        self.d.kill()
+        release.set()
+        self.d.start()
+        self.assertEqual(r.wait_count(2, 15), 2)
+        self.assertEqual(r.requests[0][2], r.requests[1][2])  # the same body, sent again
+        self.assertEqual(self.wait_state("succeeded", 15), [("succeeded", 1)])
 
     def test_stop_records_every_finished_attempt(self):
         # Finished attempts wait a few ms for company before they are recorded (sender.c,
