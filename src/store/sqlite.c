@@ -3079,7 +3079,8 @@ static int sqlite_delivery_recover(struct vh_store *st, const char *node_id, int
     q_text(&q, 2, node_id);
     rc = q_exec(&q, err);
     if (rc == 0)
-        *count = (int64_t)sqlite3_changes64(c->db) + (int64_t)n;
+        *count = (int64_t)sqlite3_changes64(c->db);
+    /* A held row canceled meanwhile loses its claim too, but is not counted: not pending. */
     for (i = 0; rc == 0 && i < n; i++) {
         rc = q_start(&q, c, S_HELD_RECOVER, what, err);
         if (rc < 0)
@@ -3087,6 +3088,8 @@ static int sqlite_delivery_recover(struct vh_store *st, const char *node_id, int
         q_int(&q, 1, rows[i]);
         q_int(&q, 2, now_ms);
         rc = q_exec(&q, err);
+        if (rc == 0)
+            *count += (int64_t)sqlite3_changes64(c->db);
     }
     if (rc == 0)
         rc = tx_commit(c, what, err);

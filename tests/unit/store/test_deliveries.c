@@ -853,6 +853,11 @@ static void canceled_meanwhile_stays_canceled(void **state)
     set_enabled(f->st, &ep, false, f->tb + 10);
     b = brief_of(f->st, ev);
     assert_string_equal(b.state, "canceled");
+    /* Its lease ends: there is nothing to put back, it is not in flight any more. */
+    if (f->fresh)
+        assert_int_equal(vh_store_delivery_recover(f->st, NULL, f->tb + LEASE_MS, NULL), 0);
+    b = brief_of(f->st, ev);
+    assert_string_equal(b.state, "canceled");
 
     /* The attempt comes back: its row is kept, the state is not touched. */
     attempts0 = count(f->st, "attempts");
