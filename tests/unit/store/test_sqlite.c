@@ -1051,6 +1051,53 @@ static void one_handle_claims_from_a_file(void **state)
     vh_store_close(b);
 }
 
+/*
+ * The claims' lock file must be a file of its own: a directory in its place, or a symbolic
+ * link (it is not followed), fails the claim with VH_ESTORE naming the file, and nothing
+ * is claimed.
+ */
+static void the_claim_lock_must_be_a_plain_file(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res;
+    struct vh_event_put ev;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    struct vh_store *st;
+    char lock[600], target[600];
+    size_t n = 0;
+
+    snprintf(lock, sizeof(lock), "%s-lock", f->path);
+    snprintf(target, sizeof(target), "%s/junk", f->dir);
+    st = open_ok(f->url);
+    new_partner(st, "Lock", &p);
+    new_endpoint(st, p.id, &ep);
+    fill_put(&ev, p.id, "lock-1");
+    assert_int_equal(vh_store_event_put(st, &ev, &res, NULL), 0);
+
+    assert_int_equal(mkdir(lock, 0700), 0);
+    assert_int_equal(vh_store_delivery_claim(st, "n1", T0 + 1000, 60000, 10, &jobs, &n, &err),
+                     VH_ESTORE);
+    assert_non_null(strstr(err.msg, lock));
+    assert_null(jobs);
+    assert_int_equal(rmdir(lock), 0);
+
+    assert_int_equal(symlink(target, lock), 0);
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_delivery_recover(st, "n1", T0 + 1000, &err), VH_ESTORE);
+    assert_non_null(strstr(err.msg, lock));
+    assert_false(exists(target)); /* not created through the link */
+    assert_int_equal(unlink(lock), 0);
+
+    /* A plain file in its place: the claim goes through. */
+    assert_int_equal(vh_store_delivery_claim(st, "n1", T0 + 1000, 60000, 10, &jobs, &n, &err), 0);
+    assert_int_equal(n, 1);
+    vh_delivery_job_recs_free(jobs, n);
+    vh_store_close(st);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1070,6 +1117,7 @@ int main(void)
         T(rate_windows_and_wake_ups_are_the_callers),
         T(a_claim_writes_nothing),
         T(one_handle_claims_from_a_file),
+        T(the_claim_lock_must_be_a_plain_file),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
