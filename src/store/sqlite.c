@@ -348,6 +348,7 @@ enum stmt_id {
     S_COUNT_DELIVERIES,
     S_COUNT_ATTEMPTS,
     S_CLAIM_SELECT,
+    S_CLAIM_ENDPOINT,
     S_DLV_SEQ,
     S_ATTEMPT_INSERT,
     S_ATTEMPT_UPSERT,
@@ -484,17 +485,19 @@ static const char *const stmt_sql[S__N] = {
     /*
      * The due scan: the deliveries_due index in (state, next_attempt_ms, rowid) order, so
      * it reads exactly the rows it returns, less those already claimed (vh_held: checked
-     * on the index entry, before the joins). CROSS JOIN pins deliveries as the outer loop
-     * (SQLite never reorders it), whatever the statistics say; the plan is tested.
+     * on the index entry, before the join). CROSS JOIN pins deliveries as the outer loop
+     * (SQLite never reorders it), whatever the statistics say; the plan is tested. The
+     * endpoint is read once per claim (S_CLAIM_ENDPOINT), not joined to every row.
      */
     [S_CLAIM_SELECT] =
         "SELECT d.id, v.id, d.endpoint_id, d.partner_id, d.attempts,"
-        " d.attempt_base, d.next_attempt_ms, e.url, e.secret, e.retry_schedule,"
-        " e.timeout_ms, v.body, d.seq"
-        " FROM deliveries AS d CROSS JOIN endpoints AS e CROSS JOIN events AS v"
+        " d.attempt_base, d.next_attempt_ms, v.body, d.seq"
+        " FROM deliveries AS d CROSS JOIN events AS v"
         " WHERE d.state = 'pending' AND d.next_attempt_ms <= ?1 AND NOT vh_held(d.seq)"
-        " AND e.id = d.endpoint_id AND v.seq = d.event_seq"
+        " AND v.seq = d.event_seq"
         " ORDER BY d.next_attempt_ms, d.seq LIMIT ?2",
+    [S_CLAIM_ENDPOINT] = "SELECT url, secret, retry_schedule, timeout_ms FROM endpoints"
+                         " WHERE id = ?1",
     [S_DLV_SEQ] = "SELECT seq, endpoint_id FROM deliveries WHERE id = ?1",
     [S_ATTEMPT_INSERT] = "INSERT INTO attempts (delivery_seq, n, started_ms, duration_ms,"
                          " http_status, error_class, error, response_head)"
@@ -2582,47 +2585,112 @@ static int row_job(const struct query *q, struct vh_delivery_job_rec *j, struct 
     if (rc == 0)
         rc = col_count(q, 5, &j->attempt_base, "attempt base", err);
     if (rc == 0)
-        rc = col_text(q, 7, j->url, sizeof(j->url), "url", err);
-    if (rc == 0)
-        rc = col_text(q, 8, j->secret, sizeof(j->secret), "secret", err);
-    if (rc == 0)
-        rc = col_text(q, 9, j->retry_schedule, sizeof(j->retry_schedule), "retry schedule", err);
-    if (rc == 0)
-        rc = col_blob(q, 11, &j->body, "body", err);
+        rc = col_blob(q, 7, &j->body, "body", err);
     if (rc < 0)
         return rc;
     j->next_attempt_ms = sqlite3_column_int64(q->st, 6);
-    j->timeout_ms = sqlite3_column_int64(q->st, 10); /* NULL reads as 0: the server's */
-    j->row = sqlite3_column_int64(q->st, 12);
+    j->row = sqlite3_column_int64(q->st, 8);
     if (j->body.len == 0)
         return vh_error_set(err, VH_ESTORE, "%s: stored body of delivery '%s' is empty", q->what,
                             j->delivery_id);
     return 0;
 }
 
-/* Reads up to `max` due deliveries into a new array; nothing is marked yet. */
+/* Fills the endpoint's part of `j` (url, secret, schedule, timeout) from its row. */
+static int claim_endpoint(struct conn *c, struct vh_delivery_job_rec *j, const char *what,
+                          struct vh_error *err)
+{
+    struct query q;
+    int rc;
+
+    rc = q_start(&q, c, S_CLAIM_ENDPOINT, what, err);
+    if (rc < 0)
+        return rc;
+    q_text(&q, 1, j->endpoint_id);
+    rc = q_step(&q, err);
+    if (rc == 0)
+        rc = vh_error_set(err, VH_ESTORE, "%s: delivery '%s' names endpoint '%s', not stored", what,
+                          j->delivery_id, j->endpoint_id);
+    if (rc > 0)
+        rc = col_text(&q, 0, j->url, sizeof(j->url), "url", err);
+    if (rc == 0)
+        rc = col_text(&q, 1, j->secret, sizeof(j->secret), "secret", err);
+    if (rc == 0)
+        rc = col_text(&q, 2, j->retry_schedule, sizeof(j->retry_schedule), "retry schedule", err);
+    if (rc == 0)
+        j->timeout_ms = sqlite3_column_int64(q.st, 3); /* NULL reads as 0: the server's */
+    q_end(&q);
+    return rc;
+}
+
+/*
+ * Gives each claimed row its endpoint's settings: read once per endpoint of the claim (a
+ * drain claims a batch for one endpoint or a few), copied to the rows after the first.
+ */
+static int claim_endpoints(struct conn *c, struct vh_delivery_job_rec *arr, size_t len,
+                           const char *what, struct vh_error *err)
+{
+    size_t i, k, last = 0;
+    int rc;
+
+    for (i = 0; i < len; i++) {
+        struct vh_delivery_job_rec *j = &arr[i], *from = NULL;
+
+        if (i > 0 && strcmp(arr[last].endpoint_id, j->endpoint_id) == 0)
+            from = &arr[last];
+        for (k = 0; !from && k < i; k++)
+            if (strcmp(arr[k].endpoint_id, j->endpoint_id) == 0)
+                from = &arr[k];
+        if (from) {
+            memcpy(j->url, from->url, strlen(from->url) + 1);
+            memcpy(j->secret, from->secret, sizeof(j->secret));
+            memcpy(j->retry_schedule, from->retry_schedule, strlen(from->retry_schedule) + 1);
+            j->timeout_ms = from->timeout_ms;
+        } else {
+            rc = claim_endpoint(c, j, what, err);
+            if (rc < 0)
+                return rc;
+        }
+        last = i;
+    }
+    return 0;
+}
+
+/*
+ * Reads up to `max` due deliveries into a new array, each with its endpoint's settings, in
+ * one read transaction; nothing is marked yet.
+ */
 static int claim_select(struct conn *c, int64_t now_ms, size_t max,
                         struct vh_delivery_job_rec **out, size_t *n, const char *what,
                         struct vh_error *err)
 {
     struct vh_delivery_job_rec *arr = NULL;
-    size_t len = 0, cap = 0;
-    struct query q;
-    void *grown;
+    size_t len = 0;
+    struct query q = {NULL, NULL, NULL, SQLITE_OK};
+    void *shrunk;
     int rc;
 
-    rc = q_start(&q, c, S_CLAIM_SELECT, what, err);
+    *out = NULL;
+    *n = 0;
+    if (max == 0)
+        return 0;
+    /*
+     * Room for `max` at once (at most VH_CLAIM_MAX), cut to size after: a record is 2.6 KB,
+     * and an array grown by doubling copied about one of them per row claimed.
+     */
+    arr = vh_malloc(max * sizeof(*arr));
+    if (!arr)
+        return vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
+    rc = tx_begin_read(c, what, err);
+    if (rc == 0)
+        rc = q_start(&q, c, S_CLAIM_SELECT, what, err);
     if (rc == 0) {
         q_int(&q, 1, now_ms);
         q_int(&q, 2, (int64_t)max);
     }
-    while (rc == 0) {
+    while (rc == 0 && len < max) {
         rc = q_step(&q, err);
         if (rc <= 0)
-            break;
-        rc = array_grow(arr, &cap, len, sizeof(*arr), &grown, what, err);
-        arr = grown;
-        if (rc < 0)
             break;
         memset(&arr[len], 0, sizeof(arr[len]));
         vh_buf_init(&arr[len].body, VH__STORE_BODY_MAX);
@@ -2631,11 +2699,21 @@ static int claim_select(struct conn *c, int64_t now_ms, size_t max,
         rc = row_job(&q, &arr[len - 1], err);
     }
     q_end(&q);
+    if (rc == 0)
+        rc = claim_endpoints(c, arr, len, what, err);
+    if (rc == 0)
+        rc = tx_commit(c, what, err);
     if (rc < 0) {
+        tx_rollback(c);
         vh_delivery_job_recs_free(arr, len);
         return rc;
     }
-    *out = arr;
+    if (len == 0) {
+        vh_free(arr);
+        return 0;
+    }
+    shrunk = len < max ? vh_realloc(arr, len * sizeof(*arr)) : NULL;
+    *out = shrunk ? shrunk : arr; /* a failed shrink leaves the array as it was */
     *n = len;
     return 0;
 }

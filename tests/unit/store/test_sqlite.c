@@ -1098,6 +1098,119 @@ static void the_claim_lock_must_be_a_plain_file(void **state)
     vh_store_close(st);
 }
 
+/*
+ * A claim reads each endpoint once and gives its settings to every row of it: rows of three
+ * endpoints, one with a schedule and a timeout of its own, alternate in the due order
+ * (each event's deliveries are due together), and each row gets its own endpoint's.
+ */
+static void a_claim_gives_each_row_its_endpoint(void **state)
+{
+    static const char *const sessions[] = {"alt-1", "alt-2", "alt-3"};
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res;
+    struct vh_endpoint eps[3];
+    struct vh_event_put ev;
+    struct vh_partner p;
+    struct vh_store *st;
+    size_t n = 0, i, k, seen[3] = {0, 0, 0};
+
+    st = open_ok(f->url);
+    new_partner(st, "Endpoints", &p);
+    for (k = 0; k < 3; k++) {
+        memset(&eps[k], 0, sizeof(eps[k]));
+        assert_int_equal(vh_uuid_new(eps[k].id, NULL), 0);
+        snprintf(eps[k].partner_id, sizeof(eps[k].partner_id), "%s", p.id);
+        snprintf(eps[k].label, sizeof(eps[k].label), "ep-%zu", k);
+        snprintf(eps[k].url, sizeof(eps[k].url), "https://example.com/hook/%zu", k);
+        assert_int_equal(vh_secret_new(eps[k].secret, NULL), 0);
+        if (k == 1) {
+            snprintf(eps[k].retry_schedule, sizeof(eps[k].retry_schedule), "0,5s,1m");
+            eps[k].timeout_ms = 2500;
+        }
+        eps[k].enabled = true;
+        eps[k].created_ms = T0;
+        eps[k].updated_ms = T0;
+        assert_int_equal(vh_store_endpoint_create(st, &eps[k], VH_ENDPOINTS_MAX, &err), 0);
+    }
+    for (i = 0; i < 3; i++) {
+        fill_put(&ev, p.id, sessions[i]);
+        assert_int_equal(vh_store_event_put(st, &ev, &res, NULL), 0);
+        assert_int_equal(res.deliveries, 3);
+    }
+    assert_int_equal(vh_store_delivery_claim(st, "n1", T0 + 1000, 60000, 20, &jobs, &n, &err), 0);
+    assert_int_equal(n, 9);
+    assert_string_not_equal(jobs[0].endpoint_id, jobs[1].endpoint_id); /* they alternate */
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < 3 && strcmp(eps[k].id, jobs[i].endpoint_id) != 0; k++)
+            ;
+        assert_true(k < 3);
+        assert_string_equal(jobs[i].url, eps[k].url);
+        assert_string_equal(jobs[i].secret, eps[k].secret);
+        assert_string_equal(jobs[i].retry_schedule, eps[k].retry_schedule);
+        assert_int_equal(jobs[i].timeout_ms, eps[k].timeout_ms);
+        seen[k]++;
+    }
+    for (k = 0; k < 3; k++)
+        assert_int_equal(seen[k], 3);
+    vh_delivery_job_recs_free(jobs, n);
+    vh_store_close(st);
+}
+
+/*
+ * A delivery whose endpoint row is gone (a file written with the keys off) fails the claim,
+ * naming both, and is not held: it stays pending.
+ */
+static void a_claim_names_a_missing_endpoint(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res;
+    struct vh_endpoint ep;
+    struct vh_event_put ev;
+    struct vh_partner p;
+    struct vh_store *st;
+    char did[VH_UUID_LEN + 1], sql[256], why[512];
+    size_t n = 0;
+    sqlite3 *db = NULL;
+
+    st = open_ok(f->url);
+    new_partner(st, "Gone", &p);
+    new_endpoint(st, p.id, &ep);
+    fill_put(&ev, p.id, "gone-1");
+    assert_int_equal(vh_store_event_put(st, &ev, &res, NULL), 0);
+    assert_int_equal(res.deliveries, 1);
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    snprintf(sql, sizeof(sql), "PRAGMA foreign_keys = OFF; DELETE FROM endpoints WHERE id = '%s'",
+             ep.id);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    assert_int_equal(vh_store_delivery_claim(st, "n1", T0 + 1000, 60000, 10, &jobs, &n, &err),
+                     VH_ESTORE);
+    assert_null(jobs);
+    assert_int_equal(n, 0);
+    snprintf(why, sizeof(why), "names endpoint '%s', not stored", ep.id);
+    if (!strstr(err.msg, why) || !strstr(err.msg, "delivery '"))
+        fail_msg("unexpected error: %s", err.msg);
+    snprintf(sql, sizeof(sql), "SELECT id FROM deliveries WHERE endpoint_id = '%s'", ep.id);
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    {
+        sqlite3_stmt *q = NULL;
+
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+        snprintf(did, sizeof(did), "%s", (const char *)sqlite3_column_text(q, 0));
+        sqlite3_finalize(q);
+    }
+    sqlite3_close(db);
+    state_of(st, p.id, did, why, sizeof(why));
+    assert_string_equal(why, "pending");
+    vh_store_close(st);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1118,6 +1231,8 @@ int main(void)
         T(a_claim_writes_nothing),
         T(one_handle_claims_from_a_file),
         T(the_claim_lock_must_be_a_plain_file),
+        T(a_claim_gives_each_row_its_endpoint),
+        T(a_claim_names_a_missing_endpoint),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
