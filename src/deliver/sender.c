@@ -46,13 +46,26 @@
  */
 #define LEASE_MIN_MS (10 * 60 * 1000)
 
+/*
+ * The records one claim returned, shared by its jobs: each job points at its own record
+ * (2.6 KB, most of it the endpoint's URL buffer) instead of a copy, and the last job freed
+ * frees the array. Jobs are freed on one thread at a time (the dispatcher, or the sender's
+ * teardown after it), so the count needs no lock.
+ */
+struct claim_batch {
+    struct vh_delivery_job_rec *recs;
+    size_t n;
+    size_t refs; /* jobs not yet freed */
+};
+
 /* One claimed delivery, from its claim until its outcome is recorded. */
 struct job {
     struct vh_sender *s;
-    struct vh_delivery_job_rec rec; /* owns the body; the engine borrows it */
-    struct vh_retry_policy policy;  /* the endpoint's own, or the server's */
-    struct vh_attempt attempt;      /* the engine's report */
-    struct vh_delivery next;        /* the policy's decision */
+    struct claim_batch *batch;
+    struct vh_delivery_job_rec *rec; /* in batch; owns the body, which the engine borrows */
+    struct vh_retry_policy policy;   /* the endpoint's own, or the server's */
+    struct vh_attempt attempt;       /* the engine's report */
+    struct vh_delivery next;         /* the policy's decision */
     struct job *next_done;
 };
 
@@ -121,9 +134,18 @@ void vh_sender_config_init(struct vh_sender_config *cfg)
     vh_engine_config_init(&cfg->engine);
 }
 
+static void batch_unref(struct claim_batch *b)
+{
+    if (--b->refs > 0)
+        return;
+    vh_delivery_job_recs_free(b->recs, b->n);
+    vh_free(b);
+}
+
 static void job_free(struct job *j)
 {
-    vh_delivery_job_rec_release(&j->rec);
+    vh_delivery_job_rec_release(j->rec); /* the body and the secret, now */
+    batch_unref(j->batch);
     vh_free(j);
 }
 
@@ -173,8 +195,8 @@ static void finish(struct job *j, const struct vh_attempt *a)
 
     j->attempt = *a;
     j->next.state = VH_DELIVERY_IN_FLIGHT;
-    j->next.attempts = j->rec.attempts - j->rec.attempt_base;
-    j->next.next_attempt_ms = j->rec.next_attempt_ms;
+    j->next.attempts = j->rec->attempts - j->rec->attempt_base;
+    j->next.next_attempt_ms = j->rec->next_attempt_ms;
     if (vh__delivery_on_attempt(&j->next, a, now, &j->policy, &err) < 0) {
         /* Cannot happen for a job we numbered ourselves; never lose it either way. */
         sender_log(j->s, VH_LOG_ERROR, "policy refused an attempt", err.msg);
@@ -197,7 +219,7 @@ static void finish_unsent(struct job *j, enum vh_attempt_result result, const ch
     struct vh_attempt a;
 
     memset(&a, 0, sizeof(a));
-    a.number = j->rec.attempts - j->rec.attempt_base + 1;
+    a.number = j->rec->attempts - j->rec->attempt_base + 1;
     a.result = result;
     a.started_ms = vh_time_now_ms();
     snprintf(a.error, sizeof(a.error), "%s", why);
@@ -231,11 +253,11 @@ static struct job *record(struct vh_sender *s, struct job *list)
             struct vh_delivery_result *r = &res[i];
 
             memset(r, 0, sizeof(*r));
-            r->delivery_id = j->rec.delivery_id;
-            r->endpoint_id = j->rec.endpoint_id;
-            r->row = j->rec.row;
+            r->delivery_id = j->rec->delivery_id;
+            r->endpoint_id = j->rec->endpoint_id;
+            r->row = j->rec->row;
             r->node_id = s->node_id;
-            r->attempt = j->rec.attempts + 1;
+            r->attempt = j->rec->attempts + 1;
             r->started_ms = a->started_ms;
             r->duration_ms = a->duration_ms < 0 ? 0 : a->duration_ms;
             r->http_status = a->http_status;
@@ -302,6 +324,7 @@ static size_t claim_and_submit(struct vh_sender *s, size_t max, bool *failed)
 {
     struct vh_error err = VH_ERROR_INIT;
     struct vh_delivery_job_rec *recs = NULL;
+    struct claim_batch *batch;
     size_t n = 0, i;
     int64_t now = vh_time_now_ms();
 
@@ -310,6 +333,18 @@ static size_t claim_and_submit(struct vh_sender *s, size_t max, bool *failed)
         *failed = true;
         return 0;
     }
+    if (n == 0)
+        return 0;
+    batch = vh_malloc(sizeof(*batch));
+    if (!batch) {
+        /* Leave the claims to their leases: recovery puts them back. */
+        sender_log(s, VH_LOG_ERROR, "out of memory", "claimed deliveries left to their leases");
+        vh_delivery_job_recs_free(recs, n);
+        return n;
+    }
+    batch->recs = recs;
+    batch->n = n;
+    batch->refs = n + 1; /* each job's, and this loop's until it ends */
     pthread_mutex_lock(&s->lock);
     s->stats.in_flight += n;
     pthread_mutex_unlock(&s->lock);
@@ -322,6 +357,8 @@ static size_t claim_and_submit(struct vh_sender *s, size_t max, bool *failed)
         if (!j) {
             /* Leave the claim to its lease: recovery puts it back. */
             sender_log(s, VH_LOG_ERROR, "out of memory", recs[i].delivery_id);
+            vh_delivery_job_rec_release(&recs[i]);
+            batch_unref(batch);
             pthread_mutex_lock(&s->lock);
             s->stats.in_flight--;
             pthread_mutex_unlock(&s->lock);
@@ -329,36 +366,36 @@ static size_t claim_and_submit(struct vh_sender *s, size_t max, bool *failed)
         }
         memset(j, 0, sizeof(*j));
         j->s = s;
-        j->rec = recs[i]; /* takes the body over */
-        vh_buf_init(&recs[i].body, 0);
+        j->batch = batch;
+        j->rec = &recs[i];
         j->policy = s->policy;
-        if (j->rec.timeout_ms > 0)
-            j->policy.timeout_ms = j->rec.timeout_ms;
-        if (j->rec.retry_schedule[0] &&
-            vh_retry_policy_set_schedule(&j->policy, j->rec.retry_schedule,
-                                         strlen(j->rec.retry_schedule), &serr) < 0) {
+        if (j->rec->timeout_ms > 0)
+            j->policy.timeout_ms = j->rec->timeout_ms;
+        if (j->rec->retry_schedule[0] &&
+            vh_retry_policy_set_schedule(&j->policy, j->rec->retry_schedule,
+                                         strlen(j->rec->retry_schedule), &serr) < 0) {
             sender_log(s, VH_LOG_WARN, "endpoint schedule ignored", serr.msg);
             j->policy.steps = s->policy.steps;
             memcpy(j->policy.delays_ms, s->policy.delays_ms, sizeof(s->policy.delays_ms));
             vh_error_clear(&serr);
         }
         memset(&job, 0, sizeof(job));
-        job.delivery_id = j->rec.delivery_id;
-        job.event_id = j->rec.event_id;
-        job.endpoint_id = j->rec.endpoint_id;
-        job.url = j->rec.url;
-        job.secret = j->rec.secret;
-        job.secret_len = strlen(j->rec.secret);
-        job.body = j->rec.body.data;
-        job.body_len = j->rec.body.len;
-        job.attempt = j->rec.attempts - j->rec.attempt_base + 1;
+        job.delivery_id = j->rec->delivery_id;
+        job.event_id = j->rec->event_id;
+        job.endpoint_id = j->rec->endpoint_id;
+        job.url = j->rec->url;
+        job.secret = j->rec->secret;
+        job.secret_len = strlen(j->rec->secret);
+        job.body = j->rec->body.data;
+        job.body_len = j->rec->body.len;
+        job.attempt = j->rec->attempts - j->rec->attempt_base + 1;
         job.timeout_ms = j->policy.timeout_ms;
         rc = vh_engine_submit(s->engine, &job, on_attempt_done, j, &serr);
         if (rc < 0)
             finish_unsent(j, rc == VH_ESTATE ? VH_ATTEMPT_INTERRUPTED : VH_ATTEMPT_INTERNAL,
                           serr.msg);
     }
-    vh_delivery_job_recs_free(recs, n);
+    batch_unref(batch);
     return n;
 }
 
