@@ -12,6 +12,7 @@
 #include <vocohook/sender.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -187,13 +188,30 @@ static void push_done(struct vh_sender *s, struct job *j)
     pthread_mutex_unlock(&s->lock);
 }
 
+/*
+ * Copies the engine's report without the unused tail of its buffers (1.3 KB, most of it
+ * response_head, where a 204 leaves a few bytes): the fields, then the bytes in use.
+ */
+static void attempt_copy(struct vh_attempt *dst, const struct vh_attempt *a)
+{
+    size_t head = a->response_len < VH_ATTEMPT_HEAD_MAX ? a->response_len : VH_ATTEMPT_HEAD_MAX;
+    size_t error = strnlen(a->error, sizeof(a->error) - 1);
+
+    memcpy(dst, a, offsetof(struct vh_attempt, response_head));
+    dst->response_len = head;
+    memcpy(dst->response_head, a->response_head, head);
+    dst->response_head[head] = '\0';
+    memcpy(dst->error, a->error, error);
+    dst->error[error] = '\0';
+}
+
 /* Decides what follows the attempt (pure policy) and hands the job back. */
 static void finish(struct job *j, const struct vh_attempt *a)
 {
     struct vh_error err = VH_ERROR_INIT;
     int64_t now = vh_time_now_ms();
 
-    j->attempt = *a;
+    attempt_copy(&j->attempt, a);
     j->next.state = VH_DELIVERY_IN_FLIGHT;
     j->next.attempts = j->rec->attempts - j->rec->attempt_base;
     j->next.next_attempt_ms = j->rec->next_attempt_ms;
