@@ -9,12 +9,12 @@
  *
  * Group commit. Every write is an `op` queued under `mu`. The op at the head of the queue,
  * when no batch runs, leads: it takes the queue (up to BATCH_MAX ops), runs them all in one
- * BEGIN IMMEDIATE ... COMMIT, each op that is more than one statement inside its own
- * SAVEPOINT so that one op's failure undoes only that op (a single statement is undone by
- * SQLite itself), then marks them done and wakes the waiters; a waiter whose op is still
- * queued becomes the next leader. So N requests that arrive together cost one fsync, not N,
- * and a caller still returns only once its own write is durable (synchronous=FULL syncs the
- * WAL in COMMIT). A failed COMMIT fails every op of its batch.
+ * BEGIN IMMEDIATE ... COMMIT, each op that may fail halfway inside its own SAVEPOINT so
+ * that one op's failure undoes only that op (a single statement is undone by SQLite itself,
+ * and a put without jobs undoes its own row: tail_put), then marks them done and wakes the waiters;
+ * a waiter whose op is still queued becomes the next leader. So N requests that arrive together
+ * cost one fsync, not N, and a caller still returns only once its own write is durable
+ * (synchronous=FULL syncs the WAL in COMMIT). A failed COMMIT fails every op of its batch.
  *
  * The queue, the leader's turn and the wakeups are core/group_int.h's (the SQLite store's
  * ingests use the same): waiters sleep on a semaphore of their own, and a finished batch
@@ -29,7 +29,8 @@
  * a random leaf page: about one 8 KiB WAL frame per webhook, more than the row itself (a
  * third of a page), written again by the checkpoint. Now a key lives in one of two places:
  * - `session_tail` (row id, session_id), the keys of the latest sessions in arrival order,
- *   filled by a trigger on `sessions`: its inserts append to one page;
+ *   each inserted by the put that stores its session, in the same transaction: its inserts
+ *   append to one page;
  * - `session_keys` (session_id PRIMARY KEY), every older key.
  * The commit leader keeps the tail's keys in memory as well (`struct tail`, a hash set), so
  * a put looks up the set, then session_keys, and inserts. When the tail reaches an eighth of
@@ -175,6 +176,13 @@ static const char *const migrations[] = {
     "CREATE TRIGGER sessions_tail AFTER INSERT ON sessions BEGIN\n"
     "    INSERT INTO session_tail (id, session_id) VALUES (new.id, new.session_id);\n"
     "END;\n",
+
+    /*
+     * 3: the put inserts its key into session_tail itself (op_put). The trigger's program
+     * ran as a sub-program with a statement journal on every put: about 4 us of a put's 39
+     * (docs/BENCHMARKS.md, session 14).
+     */
+    "DROP TRIGGER sessions_tail;\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -185,10 +193,12 @@ static const char *const migrations[] = {
     " WHEN d.state = 'running' THEN 'downloading' WHEN d.state = 'done' THEN 'downloaded'"         \
     " ELSE d.state END"
 
-/* The caller has checked the tail and session_keys; the trigger adds the key to the tail. */
+/* The caller has checked the tail and session_keys; it adds the key to the tail (below). */
 static const char sql_put_session[] =
     "INSERT INTO sessions (session_id, body, signed_at, signature, webhook_id, event_ms,"
     " received_ms, recording_url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+static const char sql_put_tail[] = "INSERT INTO session_tail (id, session_id) VALUES (?1, ?2)";
+static const char sql_unput_session[] = "DELETE FROM sessions WHERE id = ?1";
 static const char sql_seen[] = "SELECT 1 FROM session_keys WHERE session_id = ?1";
 static const char sql_put_job[] =
     "INSERT INTO jobs (session_id, sid, kind, state, attempts, next_attempt_ms, deadline_ms,"
@@ -241,6 +251,8 @@ enum wstmt {
     W_RELEASE,
     W_ROLLBACK_TO,
     W_PUT_SESSION,
+    W_PUT_TAIL,
+    W_UNPUT_SESSION,
     W_PUT_JOB,
     W_CLAIM,
     W_CLAIM_SESSION,
@@ -261,6 +273,8 @@ static const char *const wstmt_sql[W__N] = {
     [W_RELEASE] = "RELEASE op",
     [W_ROLLBACK_TO] = "ROLLBACK TO op",
     [W_PUT_SESSION] = sql_put_session,
+    [W_PUT_TAIL] = sql_put_tail,
+    [W_UNPUT_SESSION] = sql_unput_session,
     [W_PUT_JOB] = sql_put_job,
     [W_CLAIM] = sql_claim,
     [W_CLAIM_SESSION] = sql_claim_session,
@@ -280,7 +294,7 @@ struct op {
     struct vh__group_op g; /* first: a batch's ops are cast back from it */
     int (*run)(struct vh_inbox *ib, void *arg, struct vh_error *err);
     void *arg;
-    bool single; /* one statement: SQLite undoes it on failure, no SAVEPOINT needed */
+    bool single; /* undoes itself on failure (one statement, or tail_put): no SAVEPOINT */
     int rc;
     struct vh_error err;
 };
@@ -981,6 +995,37 @@ struct put_arg {
     bool created;
 };
 
+/*
+ * Adds the key of the session just stored as row `id` to session_tail. Should that fail, the
+ * session row goes too, so that no session is ever stored without its key (a put without
+ * jobs runs without a savepoint); if even that fails, the whole transaction is rolled back,
+ * and the batch fails with it.
+ */
+static int tail_put(struct vh_inbox *ib, int64_t id, const char *session_id, struct vh_error *err)
+{
+    bool undone = false;
+    struct stmt s;
+    int rc;
+
+    rc = st_write(&s, ib, W_PUT_TAIL, "insert session key", err);
+    if (rc == 0) {
+        st_int(&s, 1, id);
+        st_text(&s, 2, session_id);
+        rc = st_step(&s, err);
+        st_end(&s);
+    }
+    if (rc >= 0 || sqlite3_get_autocommit(ib->wdb))
+        return rc < 0 ? rc : 0;
+    if (st_write(&s, ib, W_UNPUT_SESSION, "undo the session", NULL) == 0) {
+        st_int(&s, 1, id);
+        undone = st_step(&s, NULL) == 0 && sqlite3_changes(ib->wdb) == 1;
+        st_end(&s);
+    }
+    if (!undone)
+        write_exec(ib, W_ROLLBACK, "rollback", NULL);
+    return rc;
+}
+
 static int op_put(struct vh_inbox *ib, void *arg, struct vh_error *err)
 {
     struct put_arg *a = arg;
@@ -1032,6 +1077,9 @@ static int op_put(struct vh_inbox *ib, void *arg, struct vh_error *err)
     if (rc < 0)
         goto fail;
     k->id = sqlite3_last_insert_rowid(ib->wdb);
+    rc = tail_put(ib, k->id, p->session_id, err);
+    if (rc < 0)
+        goto fail;
     for (i = 0; i < p->n_jobs; i++) {
         rc = st_write(&s, ib, W_PUT_JOB, "insert job", err);
         if (rc < 0)

@@ -304,7 +304,9 @@ static void upgrade_from_version_1(void **state)
     make_v1(f->path, NULL);
     assert_int_equal(vh_inbox_open(f->path, 0, &ib, NULL), 0);
     assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(count(db, "PRAGMA user_version"), 2);
+    assert_int_equal(count(db, "PRAGMA user_version"), 3);
+    /* Version 3: the put adds its key to the tail, no trigger does. */
+    assert_int_equal(count(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 0);
     assert_int_equal(count(db, "SELECT count(*) FROM pragma_index_list('sessions')"
                                " WHERE \"unique\""),
                      0);
@@ -337,6 +339,55 @@ static void upgrade_from_version_1(void **state)
     sqlite3_close(db);
 }
 
+/*
+ * A put whose key cannot go into the tail stores nothing: a row of the tail (written by hand,
+ * as a damaged file could hold) takes the id the next session gets, so its key's insert
+ * fails, and the session row goes with it. The put fails, naming the step; the next put with
+ * the row gone stores the session, once.
+ */
+static void a_put_whose_key_fails_stores_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh__inbox_put p;
+    struct vh_inbox *ib;
+    bool created;
+    sqlite3 *db;
+
+    assert_int_equal(vh_inbox_open(f->path, VH_INBOX_CREATE, &ib, NULL), 0);
+    put_one(ib, "before", true);
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO session_tail (id, session_id)"
+                                  " SELECT max(id) + 1, 'squatter' FROM sessions",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+
+    memset(&p, 0, sizeof(p));
+    p.session_id = "victim";
+    p.body = "{}";
+    p.body_len = 2;
+    p.signed_at = "2026-03-15T14:32:08.000Z";
+    p.signature = "sha256=00";
+    p.event_ms = T0;
+    p.received_ms = T0;
+    assert_true(vh__inbox_put(ib, &p, &created, &err) < 0);
+    if (!strstr(err.msg, "insert session key"))
+        fail_msg("unexpected error: %s", err.msg);
+    assert_int_equal(count(db, "SELECT count(*) FROM sessions WHERE session_id = 'victim'"), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM sessions"), 1);
+
+    assert_int_equal(sqlite3_exec(db, "DELETE FROM session_tail WHERE session_id = 'squatter'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    put_one(ib, "victim", true);
+    put_one(ib, "victim", false);
+    assert_int_equal(count(db, "SELECT count(*) FROM sessions WHERE session_id = 'victim'"), 1);
+    every_key_is_kept(db);
+    vh_inbox_close(ib);
+    sqlite3_close(db);
+}
+
 /* A job whose session is missing fails the step, and version 1 stays as it was. */
 static void upgrade_refuses_a_job_without_session(void **state)
 {
@@ -365,6 +416,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(two_handles_on_one_file, setup, teardown),
         cmocka_unit_test_setup_teardown(upgrade_from_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(upgrade_refuses_a_job_without_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_put_whose_key_fails_stores_nothing, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
