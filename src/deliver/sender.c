@@ -12,8 +12,8 @@
 #include <vocohook/sender.h>
 
 #include <errno.h>
-#include <stddef.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -351,8 +351,10 @@ static size_t claim_and_submit(struct vh_sender *s, size_t max, bool *failed)
         *failed = true;
         return 0;
     }
-    if (n == 0)
+    if (n == 0) {
+        vh_delivery_job_recs_free(recs, 0); /* a backend may return an empty array */
         return 0;
+    }
     batch = vh_malloc(sizeof(*batch));
     if (!batch) {
         /* Leave the claims to their leases: recovery puts them back. */

@@ -2623,35 +2623,46 @@ static int claim_endpoint(struct conn *c, struct vh_delivery_job_rec *j, const c
     return rc;
 }
 
+/* Endpoints a claim remembers (claim_endpoints): rows of more are read again, not searched. */
+#define CLAIM_ENDPOINTS_SEEN 16
+
 /*
  * Gives each claimed row its endpoint's settings: read once per endpoint of the claim (a
- * drain claims a batch for one endpoint or a few), copied to the rows after the first.
+ * drain claims a batch for one endpoint or a few), copied to that endpoint's later rows.
+ * Only the last CLAIM_ENDPOINTS_SEEN endpoints read are searched, so a claim of many
+ * endpoints costs a read per row, as the join did, and never a long search.
  */
 static int claim_endpoints(struct conn *c, struct vh_delivery_job_rec *arr, size_t len,
                            const char *what, struct vh_error *err)
 {
-    size_t i, k, last = 0;
+    size_t seen[CLAIM_ENDPOINTS_SEEN]; /* rows whose endpoint was read, newest at next - 1 */
+    size_t n_seen = 0, next = 0, i, k;
     int rc;
 
     for (i = 0; i < len; i++) {
         struct vh_delivery_job_rec *j = &arr[i], *from = NULL;
 
-        if (i > 0 && strcmp(arr[last].endpoint_id, j->endpoint_id) == 0)
-            from = &arr[last];
-        for (k = 0; !from && k < i; k++)
-            if (strcmp(arr[k].endpoint_id, j->endpoint_id) == 0)
-                from = &arr[k];
+        for (k = 0; !from && k < n_seen; k++) {
+            struct vh_delivery_job_rec *r =
+                &arr[seen[(next + CLAIM_ENDPOINTS_SEEN - 1 - k) % CLAIM_ENDPOINTS_SEEN]];
+
+            if (strcmp(r->endpoint_id, j->endpoint_id) == 0)
+                from = r;
+        }
         if (from) {
             memcpy(j->url, from->url, strlen(from->url) + 1);
             memcpy(j->secret, from->secret, sizeof(j->secret));
             memcpy(j->retry_schedule, from->retry_schedule, strlen(from->retry_schedule) + 1);
             j->timeout_ms = from->timeout_ms;
-        } else {
-            rc = claim_endpoint(c, j, what, err);
-            if (rc < 0)
-                return rc;
+            continue;
         }
-        last = i;
+        rc = claim_endpoint(c, j, what, err);
+        if (rc < 0)
+            return rc;
+        seen[next] = i;
+        next = (next + 1) % CLAIM_ENDPOINTS_SEEN;
+        if (n_seen < CLAIM_ENDPOINTS_SEEN)
+            n_seen++;
     }
     return 0;
 }

@@ -1099,29 +1099,34 @@ static void the_claim_lock_must_be_a_plain_file(void **state)
 }
 
 /*
- * A claim reads each endpoint once and gives its settings to every row of it: rows of three
- * endpoints, one with a schedule and a timeout of its own, alternate in the due order
- * (each event's deliveries are due together), and each row gets its own endpoint's.
+ * A claim reads each endpoint once and gives its settings to every row of it: rows of 20
+ * endpoints (four partners of five), one with a schedule and a timeout of its own, alternate
+ * in the due order (each event's deliveries are due together), more endpoints than the claim
+ * remembers (16), and each row gets its own endpoint's.
  */
 static void a_claim_gives_each_row_its_endpoint(void **state)
 {
-    static const char *const sessions[] = {"alt-1", "alt-2", "alt-3"};
+    enum { PARTNERS = 4, EPS = PARTNERS * VH_ENDPOINTS_MAX, EVENTS = 2 };
     struct fixture *f = *state;
     struct vh_delivery_job_rec *jobs = NULL;
     struct vh_error err = VH_ERROR_INIT;
     struct vh_event_put_result res;
-    struct vh_endpoint eps[3];
+    struct vh_endpoint eps[EPS];
     struct vh_event_put ev;
-    struct vh_partner p;
+    struct vh_partner p[PARTNERS];
     struct vh_store *st;
-    size_t n = 0, i, k, seen[3] = {0, 0, 0};
+    size_t n = 0, i, k, seen[EPS];
+    char name[32], sid[32];
 
     st = open_ok(f->url);
-    new_partner(st, "Endpoints", &p);
-    for (k = 0; k < 3; k++) {
+    for (i = 0; i < PARTNERS; i++) {
+        snprintf(name, sizeof(name), "Endpoints %zu", i);
+        new_partner(st, name, &p[i]);
+    }
+    for (k = 0; k < EPS; k++) {
         memset(&eps[k], 0, sizeof(eps[k]));
         assert_int_equal(vh_uuid_new(eps[k].id, NULL), 0);
-        snprintf(eps[k].partner_id, sizeof(eps[k].partner_id), "%s", p.id);
+        snprintf(eps[k].partner_id, sizeof(eps[k].partner_id), "%s", p[k / VH_ENDPOINTS_MAX].id);
         snprintf(eps[k].label, sizeof(eps[k].label), "ep-%zu", k);
         snprintf(eps[k].url, sizeof(eps[k].url), "https://example.com/hook/%zu", k);
         assert_int_equal(vh_secret_new(eps[k].secret, NULL), 0);
@@ -1133,27 +1138,29 @@ static void a_claim_gives_each_row_its_endpoint(void **state)
         eps[k].created_ms = T0;
         eps[k].updated_ms = T0;
         assert_int_equal(vh_store_endpoint_create(st, &eps[k], VH_ENDPOINTS_MAX, &err), 0);
+        seen[k] = 0;
     }
-    for (i = 0; i < 3; i++) {
-        fill_put(&ev, p.id, sessions[i]);
+    for (i = 0; i < EVENTS * PARTNERS; i++) {
+        snprintf(sid, sizeof(sid), "alt-%zu", i);
+        fill_put(&ev, p[i % PARTNERS].id, sid);
         assert_int_equal(vh_store_event_put(st, &ev, &res, NULL), 0);
-        assert_int_equal(res.deliveries, 3);
+        assert_int_equal(res.deliveries, VH_ENDPOINTS_MAX);
     }
-    assert_int_equal(vh_store_delivery_claim(st, "n1", T0 + 1000, 60000, 20, &jobs, &n, &err), 0);
-    assert_int_equal(n, 9);
+    assert_int_equal(vh_store_delivery_claim(st, "n1", T0 + 1000, 60000, 100, &jobs, &n, &err), 0);
+    assert_int_equal(n, EPS * EVENTS);
     assert_string_not_equal(jobs[0].endpoint_id, jobs[1].endpoint_id); /* they alternate */
     for (i = 0; i < n; i++) {
-        for (k = 0; k < 3 && strcmp(eps[k].id, jobs[i].endpoint_id) != 0; k++)
+        for (k = 0; k < EPS && strcmp(eps[k].id, jobs[i].endpoint_id) != 0; k++)
             ;
-        assert_true(k < 3);
+        assert_true(k < EPS);
         assert_string_equal(jobs[i].url, eps[k].url);
         assert_string_equal(jobs[i].secret, eps[k].secret);
         assert_string_equal(jobs[i].retry_schedule, eps[k].retry_schedule);
         assert_int_equal(jobs[i].timeout_ms, eps[k].timeout_ms);
         seen[k]++;
     }
-    for (k = 0; k < 3; k++)
-        assert_int_equal(seen[k], 3);
+    for (k = 0; k < EPS; k++)
+        assert_int_equal(seen[k], EVENTS);
     vh_delivery_job_recs_free(jobs, n);
     vh_store_close(st);
 }
