@@ -62,7 +62,8 @@ start_receiver() {
     RPID=$!
     pids+=("$RPID")
     for ((i = 0; i < 200; i++)); do
-        RPORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/$side/out")
+        # The file may not exist yet: the child opens it.
+        RPORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/$side/out" 2>/dev/null || true)
         [ -n "$RPORT" ] && return
         kill -0 "$RPID" 2>/dev/null || break
         sleep 0.05
