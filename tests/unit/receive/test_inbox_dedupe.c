@@ -219,19 +219,25 @@ static void merged_and_recent_keys_both_dedupe(void **state)
     sqlite3_close(db);
 }
 
+/* A put of session `sid` with an empty object for a body. */
+static void put_fill(struct vh__inbox_put *p, const char *sid)
+{
+    memset(p, 0, sizeof(*p));
+    p->session_id = sid;
+    p->body = "{}";
+    p->body_len = 2;
+    p->signed_at = "2026-03-15T14:32:08.000Z";
+    p->signature = "sha256=00";
+    p->event_ms = T0;
+    p->received_ms = T0;
+}
+
 static void put_one(struct vh_inbox *ib, const char *sid, bool want_created)
 {
     struct vh__inbox_put p;
     bool created = !want_created;
 
-    memset(&p, 0, sizeof(p));
-    p.session_id = sid;
-    p.body = "{}";
-    p.body_len = 2;
-    p.signed_at = "2026-03-15T14:32:08.000Z";
-    p.signature = "sha256=00";
-    p.event_ms = T0;
-    p.received_ms = T0;
+    put_fill(&p, sid);
     assert_int_equal(vh__inbox_put(ib, &p, &created, NULL), 0);
     assert_int_equal(created, want_created);
 }
@@ -363,14 +369,7 @@ static void a_put_whose_key_fails_stores_nothing(void **state)
                                   NULL, NULL, NULL),
                      SQLITE_OK);
 
-    memset(&p, 0, sizeof(p));
-    p.session_id = "victim";
-    p.body = "{}";
-    p.body_len = 2;
-    p.signed_at = "2026-03-15T14:32:08.000Z";
-    p.signature = "sha256=00";
-    p.event_ms = T0;
-    p.received_ms = T0;
+    put_fill(&p, "victim");
     assert_true(vh__inbox_put(ib, &p, &created, &err) < 0);
     if (!strstr(err.msg, "insert session key"))
         fail_msg("unexpected error: %s", err.msg);
