@@ -10,11 +10,12 @@
  * Group commit. Every write is an `op` queued under `mu`. The op at the head of the queue,
  * when no batch runs, leads: it takes the queue (up to BATCH_MAX ops), runs them all in one
  * BEGIN IMMEDIATE ... COMMIT, each op that may fail halfway inside its own SAVEPOINT so
- * that one op's failure undoes only that op (a single statement is undone by SQLite itself,
- * and a put without jobs undoes its own row: tail_put), then marks them done and wakes the waiters;
- * a waiter whose op is still queued becomes the next leader. So N requests that arrive together
- * cost one fsync, not N, and a caller still returns only once its own write is durable
- * (synchronous=FULL syncs the WAL in COMMIT). A failed COMMIT fails every op of its batch.
+ * that one op's failure undoes only that op (a single statement is undone by SQLite
+ * itself, and a put without jobs undoes its own row: tail_put), then marks them done and
+ * wakes the waiters; a waiter whose op is still queued becomes the next leader. So N
+ * requests that arrive together cost one fsync, not N, and a caller still returns only
+ * once its own write is durable (synchronous=FULL syncs the WAL in COMMIT). A failed
+ * COMMIT fails every op of its batch.
  *
  * The queue, the leader's turn and the wakeups are core/group_int.h's (the SQLite store's
  * ingests use the same): waiters sleep on a semaphore of their own, and a finished batch
@@ -179,7 +180,7 @@ static const char *const migrations[] = {
 
     /*
      * 3: the put inserts its key into session_tail itself (op_put). The trigger's program
-     * ran as a sub-program with a statement journal on every put: about 4 us of a put's 39
+     * ran as a sub-program with a statement journal on every put: about 7 us of a put's 40
      * (docs/BENCHMARKS.md, session 14).
      */
     "DROP TRIGGER sessions_tail;\n",
