@@ -890,17 +890,23 @@ static int syncs_of_put(struct vh_store *st, const char *partner_id, const char 
 }
 
 /* A new enabled endpoint of `partner_id` on `st`. */
-static void new_endpoint(struct vh_store *st, const char *partner_id, struct vh_endpoint *ep)
+/* An enabled endpoint of `partner_id` named `label` (URL https://example.com/hook/LABEL). */
+static void endpoint_fill(struct vh_endpoint *ep, const char *partner_id, const char *label)
 {
     memset(ep, 0, sizeof(*ep));
     assert_int_equal(vh_uuid_new(ep->id, NULL), 0);
     snprintf(ep->partner_id, sizeof(ep->partner_id), "%s", partner_id);
-    snprintf(ep->label, sizeof(ep->label), "main");
-    snprintf(ep->url, sizeof(ep->url), "https://example.com/hook");
+    snprintf(ep->label, sizeof(ep->label), "%s", label);
+    snprintf(ep->url, sizeof(ep->url), "https://example.com/hook/%s", label);
     assert_int_equal(vh_secret_new(ep->secret, NULL), 0);
     ep->enabled = true;
     ep->created_ms = T0;
     ep->updated_ms = T0;
+}
+
+static void new_endpoint(struct vh_store *st, const char *partner_id, struct vh_endpoint *ep)
+{
+    endpoint_fill(ep, partner_id, "main");
     assert_int_equal(vh_store_endpoint_create(st, ep, VH_ENDPOINTS_MAX, NULL), 0);
 }
 
@@ -1124,19 +1130,12 @@ static void a_claim_gives_each_row_its_endpoint(void **state)
         new_partner(st, name, &p[i]);
     }
     for (k = 0; k < EPS; k++) {
-        memset(&eps[k], 0, sizeof(eps[k]));
-        assert_int_equal(vh_uuid_new(eps[k].id, NULL), 0);
-        snprintf(eps[k].partner_id, sizeof(eps[k].partner_id), "%s", p[k / VH_ENDPOINTS_MAX].id);
-        snprintf(eps[k].label, sizeof(eps[k].label), "ep-%zu", k);
-        snprintf(eps[k].url, sizeof(eps[k].url), "https://example.com/hook/%zu", k);
-        assert_int_equal(vh_secret_new(eps[k].secret, NULL), 0);
+        snprintf(name, sizeof(name), "ep-%zu", k);
+        endpoint_fill(&eps[k], p[k / VH_ENDPOINTS_MAX].id, name);
         if (k == 1) {
             snprintf(eps[k].retry_schedule, sizeof(eps[k].retry_schedule), "0,5s,1m");
             eps[k].timeout_ms = 2500;
         }
-        eps[k].enabled = true;
-        eps[k].created_ms = T0;
-        eps[k].updated_ms = T0;
         assert_int_equal(vh_store_endpoint_create(st, &eps[k], VH_ENDPOINTS_MAX, &err), 0);
         seen[k] = 0;
     }
