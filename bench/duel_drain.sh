@@ -12,14 +12,16 @@
 # started first, then B), ROUNDS times (default 3). The figure is each daemon's CPU per
 # delivery (user + system of all its threads, /proc/PID/stat, read once its last delivery
 # is recorded, start-up included); the end prints the ratios B/A. DUEL_ARGS_A and
-# DUEL_ARGS_B add flags to either daemon.
+# DUEL_ARGS_B add flags to either daemon. DUEL_SQL_A and DUEL_SQL_B run SQL (sqlite3) on
+# either side's backlog once, after the load: a schema change weighed on one build
+# (rebuild the same index on the other side too, so that both start from fresh pages).
 #
 # Read the CPU per delivery: the same build against itself differs by about 1 %. Rates are
 # not compared: two daemons share the core and the sink, so each one's rate says little.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 fi
 build_a=$1
@@ -74,11 +76,20 @@ partner=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["partner_id"])
 "$build_a/bench_load" --db "sqlite:$work/base.db" --partner "$partner" \
     --template "$src/bench/session-2k.json" --count "$sessions" >/dev/null
 ticks=$(getconf CLK_TCK)
+for side in a b; do
+    for ext in "" -wal -shm; do
+        [ -e "$work/base.db$ext" ] && cp "$work/base.db$ext" "$work/base-$side.db$ext"
+    done
+done
+[ -n "${DUEL_SQL_A:-}" ] && sqlite3 "$work/base-a.db" "$DUEL_SQL_A" >/dev/null
+[ -n "${DUEL_SQL_B:-}" ] && sqlite3 "$work/base-b.db" "$DUEL_SQL_B" >/dev/null
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-succeeded() {
-    sqlite3 "file:$1?mode=ro" "SELECT count(*) FROM deliveries WHERE state = 'succeeded'" \
-        2>/dev/null || echo 0
+# Deliveries recorded: a claimed row stays pending in the file until its attempt is.
+recorded() {
+    sqlite3 "file:$1?mode=ro" \
+        "SELECT $sessions - count(*) FROM deliveries WHERE state = 'pending'" 2>/dev/null ||
+        echo 0
 }
 
 # start_daemon SIDE BUILD ARGS: starts it on a copy of the backlog; sets DPID.
@@ -87,7 +98,8 @@ start_daemon() {
     rm -rf "${work:?}/$side"
     mkdir -p "$work/$side"
     for ext in "" -wal -shm; do
-        [ -e "$work/base.db$ext" ] && cp "$work/base.db$ext" "$work/$side/store.db$ext"
+        [ -e "$work/base-$side.db$ext" ] &&
+            cp "$work/base-$side.db$ext" "$work/$side/store.db$ext"
     done
     # shellcheck disable=SC2086
     env -i PATH="$PATH" HOME="${HOME:-/root}" taskset -c 0 "$build/vocohook" serve \
@@ -125,10 +137,10 @@ for ((r = 1; r <= rounds; r++)); do
                     exit 3
                 }
             done
-            if [ -z "$c_a" ] && [ "$(succeeded "$work/a/store.db")" -eq "$sessions" ]; then
+            if [ -z "$c_a" ] && [ "$(recorded "$work/a/store.db")" -eq "$sessions" ]; then
                 c_a=$(cpu_ticks "$pid_a")
             fi
-            if [ -z "$c_b" ] && [ "$(succeeded "$work/b/store.db")" -eq "$sessions" ]; then
+            if [ -z "$c_b" ] && [ "$(recorded "$work/b/store.db")" -eq "$sessions" ]; then
                 c_b=$(cpu_ticks "$pid_b")
             fi
             [ -n "$c_a" ] && [ -n "$c_b" ] && break
