@@ -362,6 +362,7 @@ enum stmt_id {
     S_COUNT_ATTEMPTS,
     S_CLAIM_SELECT,
     S_CLAIM_ENDPOINT,
+    S_DATA_VERSION,
     S_DLV_SEQ,
     S_ATTEMPT_INSERT,
     S_ATTEMPT_UPSERT,
@@ -498,17 +499,22 @@ static const char *const stmt_sql[S__N] = {
     /*
      * The due scan: the deliveries_due index in (state, next_attempt_ms, rowid) order, so
      * it reads exactly the rows it returns, less those already claimed (vh_held: checked
-     * on the index entry, before the join). CROSS JOIN pins deliveries as the outer loop
-     * (SQLite never reorders it), whatever the statistics say; the plan is tested. The
-     * endpoint is read once per claim (S_CLAIM_ENDPOINT), not joined to every row.
+     * on the index entry, before the join). It begins past (?3, ?4): the last row of the
+     * claim before, when the scan may resume there (struct claim_resume), else the start.
+     * CROSS JOIN pins deliveries as the outer loop (SQLite never reorders it), whatever the
+     * statistics say; the plan is tested. The endpoint is read once per claim
+     * (S_CLAIM_ENDPOINT), not joined to every row.
      */
     [S_CLAIM_SELECT] =
         "SELECT d.id, v.id, d.endpoint_id, d.partner_id, d.attempts,"
         " d.attempt_base, d.next_attempt_ms, v.body, d.seq"
         " FROM deliveries AS d CROSS JOIN events AS v"
-        " WHERE d.state = 'pending' AND d.next_attempt_ms <= ?1 AND NOT vh_held(d.seq)"
-        " AND v.seq = d.event_seq"
+        " WHERE d.state = 'pending' AND d.next_attempt_ms <= ?1"
+        " AND d.next_attempt_ms >= ?3 AND NOT (d.next_attempt_ms = ?3 AND d.seq <= ?4)"
+        " AND NOT vh_held(d.seq) AND v.seq = d.event_seq"
         " ORDER BY d.next_attempt_ms, d.seq LIMIT ?2",
+    /* Changes when another process commits to the file (this one writes on one connection). */
+    [S_DATA_VERSION] = "PRAGMA data_version",
     [S_CLAIM_ENDPOINT] = "SELECT url, secret, retry_schedule, timeout_ms FROM endpoints"
                          " WHERE id = ?1",
     [S_DLV_SEQ] = "SELECT seq, endpoint_id FROM deliveries WHERE id = ?1",
@@ -634,6 +640,20 @@ struct put_waiter {
     void *ud;
 };
 
+/*
+ * Where the next claim's due scan may begin: past the last row of a claim that filled up.
+ * Every row before it in deliveries_due was then held or finished, and a drain's claims
+ * stepped over the held ones again and again (up to the sender's whole window, 320 rows,
+ * per claim of 64). It holds while nothing could have put a due, unheld row before it:
+ * every write of this process but a claim and a record that only finished its rows
+ * forgets it (writer_get), and so does a commit by another process (`data_version`).
+ */
+struct claim_resume {
+    bool valid;
+    int64_t next_attempt_ms, seq; /* the last row claimed */
+    int64_t data_version;         /* PRAGMA data_version when it was claimed */
+};
+
 struct sqlite_store {
     struct vh_store base; /* first: a struct vh_store * points here */
     char *path;
@@ -676,6 +696,7 @@ struct sqlite_store {
     pthread_mutex_t held_mu;
     struct vh__held held;
     int claim_lock;
+    struct claim_resume resume; /* under the writer's turn */
 };
 
 static struct sqlite_store *to_sqlite(struct vh_store *st)
@@ -1067,9 +1088,10 @@ static void turn_give(struct sqlite_store *s)
 
 /*
  * Waits for this thread's turn to write (see struct sqlite_store) and borrows the writer
- * connection with it, opening it if needed. Give both back with writer_put.
+ * connection with it, opening it if needed. Give both back with writer_put. Keeps where
+ * the next claim may resume: for the claim and the record, which look after it themselves.
  */
-static int writer_get(struct sqlite_store *s, struct conn **out, struct vh_error *err)
+static int writer_take(struct sqlite_store *s, struct conn **out, struct vh_error *err)
 {
     uint64_t ticket;
     struct conn *c;
@@ -1090,6 +1112,16 @@ static int writer_get(struct sqlite_store *s, struct conn **out, struct vh_error
     }
     *out = s->writer;
     return 0;
+}
+
+/* writer_take for any other write: it may put a due row anywhere, so claims start over. */
+static int writer_get(struct sqlite_store *s, struct conn **out, struct vh_error *err)
+{
+    int rc = writer_take(s, out, err);
+
+    if (rc == 0)
+        s->resume.valid = false;
+    return rc;
 }
 
 /*
@@ -2692,15 +2724,18 @@ static int claim_endpoints(struct conn *c, struct vh_delivery_job_rec *arr, size
 
 /*
  * Reads up to `max` due deliveries into a new array, each with its endpoint's settings, in
- * one read transaction; nothing is marked yet.
+ * one read transaction; nothing is marked yet. Begins past `*resume` if it holds and no
+ * other process wrote since, and sets it to where the next claim may begin.
  */
-static int claim_select(struct conn *c, int64_t now_ms, size_t max,
+static int claim_select(struct conn *c, int64_t now_ms, size_t max, struct claim_resume *resume,
                         struct vh_delivery_job_rec **out, size_t *n, const char *what,
                         struct vh_error *err)
 {
     struct vh_delivery_job_rec *arr = NULL;
     size_t len = 0;
     struct query q = {NULL, NULL, NULL, SQLITE_OK};
+    int64_t data_version = 0;
+    bool from_start;
     void *shrunk;
     int rc;
 
@@ -2717,10 +2752,18 @@ static int claim_select(struct conn *c, int64_t now_ms, size_t max,
         return vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
     rc = tx_begin_read(c, what, err);
     if (rc == 0)
+        rc = q_start(&q, c, S_DATA_VERSION, what, err);
+    if (rc == 0)
+        rc = q_int_result(&q, &data_version, err);
+    from_start = !resume->valid || resume->data_version != data_version;
+    resume->valid = false; /* until this claim has filled up */
+    if (rc == 0)
         rc = q_start(&q, c, S_CLAIM_SELECT, what, err);
     if (rc == 0) {
         q_int(&q, 1, now_ms);
         q_int(&q, 2, (int64_t)max);
+        q_int(&q, 3, from_start ? INT64_MIN : resume->next_attempt_ms);
+        q_int(&q, 4, from_start ? 0 : resume->seq);
     }
     while (rc == 0 && len < max) {
         rc = q_step(&q, err);
@@ -2745,6 +2788,12 @@ static int claim_select(struct conn *c, int64_t now_ms, size_t max,
     if (len == 0) {
         vh_free(arr);
         return 0;
+    }
+    if (len == max) {
+        resume->valid = true;
+        resume->next_attempt_ms = arr[len - 1].next_attempt_ms;
+        resume->seq = arr[len - 1].row;
+        resume->data_version = data_version;
     }
     shrunk = len < max ? vh_realloc(arr, len * sizeof(*arr)) : NULL;
     *out = shrunk ? shrunk : arr; /* a failed shrink leaves the array as it was */
@@ -2813,7 +2862,7 @@ static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64
     int rc;
 
     snprintf(what, sizeof(what), "claim deliveries for node '%s'", node_id);
-    rc = writer_get(s, &c, err);
+    rc = writer_take(s, &c, err);
     if (rc < 0)
         return rc;
     rc = claim_lock_take(s, what, err);
@@ -2825,7 +2874,7 @@ static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64
         pthread_mutex_unlock(&s->held_mu);
     }
     if (rc == 0)
-        rc = claim_select(c, now_ms, max, &arr, &len, what, err);
+        rc = claim_select(c, now_ms, max, &s->resume, &arr, &len, what, err);
     if (rc == 0) {
         pthread_mutex_lock(&s->held_mu);
         for (i = 0; rc == 0 && i < len; i++) {
@@ -2839,6 +2888,8 @@ static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64
         if (rc < 0)
             rc = vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
     }
+    if (rc < 0)
+        s->resume.valid = false;
     writer_put(s, c);
     if (rc < 0) {
         vh_delivery_job_recs_free(arr, len);
@@ -3030,7 +3081,8 @@ static int delivery_raise_attempts(struct conn *c, const struct vh_delivery_resu
 /* Per result of a batch: its row and endpoint (the caller's, or looked up by id). */
 struct result_row {
     int64_t seq;
-    bool release; /* the claim held for it was this report's: dropped after the commit */
+    bool release;  /* the claim held for it was this report's: dropped after the commit */
+    bool finished; /* moved from pending to an end state: it left deliveries_due */
     char endpoint[VH_UUID_LEN + 1];
     const char *endpoint_id;
 };
@@ -3078,6 +3130,7 @@ static int record_one(struct sqlite_store *s, struct conn *c, const struct vh_de
         rc = result_lookup(c, r, rr, what, err);
         looked_up = true;
     }
+    rr->finished = false;
     if (rc == 0)
         rc = delivery_finish(s, c, r, rr->seq, &applied, what, err);
     if (rc == 0 && !applied && !looked_up) {
@@ -3089,6 +3142,7 @@ static int record_one(struct sqlite_store *s, struct conn *c, const struct vh_de
     }
     if (rc < 0)
         return rc;
+    rr->finished = applied && !r->interrupted && strcmp(r->new_state, "pending") != 0;
     /* rr->seq is the delivery's row now. Its claim, if it was this report's, ends. */
     claim = held_match(s, rr->seq, r->node_id, (int64_t)r->attempt - 1);
     rr->release = claim == VH__HELD_MINE;
@@ -3125,13 +3179,16 @@ static int sqlite_delivery_record(struct vh_store *st, const struct vh_delivery_
         rc = vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
         goto out_free;
     }
-    rc = writer_get(s, &c, err);
+    rc = writer_take(s, &c, err);
     if (rc < 0)
         goto out_free;
     rc = tx_begin_write(c, what, err);
     for (i = 0; rc == 0 && i < n; i++) {
         rc = record_one(s, c, &results[i], &rr[i], what, err);
         ids[i] = rr[i].endpoint_id;
+        /* A row back in pending, or a claim dropped from a row not finished: start over. */
+        if (rc < 0 || !rr[i].finished)
+            s->resume.valid = false;
     }
     k = rc == 0 ? vh__store_last_per_endpoint(results, ids, n, last) : 0;
     for (i = 0; rc == 0 && i < k; i++)

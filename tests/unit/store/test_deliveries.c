@@ -397,6 +397,68 @@ static void claim_respects_max(void **state)
     assert_int_equal(total, 9);
 }
 
+/*
+ * A claim that fills up lets the next one begin past its last row (SQLite: struct
+ * claim_resume in sqlite.c). Whatever puts a due row before that point in between is found
+ * all the same: an ingest with an earlier time, a report that sends its delivery back to
+ * pending, a recovery. The row found must be the earliest due each time. (A write by
+ * another process: test_sqlite.c.)
+ */
+static void a_claim_after_a_full_one_finds_rows_due_before_it(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *first = NULL, *jobs = NULL;
+    struct vh_delivery_result r;
+    char early[VH_UUID_LEN + 1], ev[4][VH_UUID_LEN + 1];
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    const int64_t now = f->tb + 1000;
+    size_t n, i;
+
+    new_partner(f->st, "Resume", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    for (i = 0; i < 4; i++)
+        put_event(f->st, p.id, f->tb + 100 * (int64_t)(i + 1), ev[i]); /* due 100 … 400 */
+
+    /* Full: it may resume past its last row, 200. An ingest due at 150 comes in. */
+    n = claim_own(f, f->node, now, LEASE_MS, 2, p.id, &first);
+    assert_int_equal(n, 2);
+    assert_string_equal(first[1].event_id, ev[1]);
+    put_event(f->st, p.id, f->tb + 150, early);
+    n = claim_own(f, f->node, now, LEASE_MS, 1, p.id, &jobs);
+    assert_int_equal(n, 1);
+    assert_string_equal(jobs[0].event_id, early);
+    vh_delivery_job_recs_free(jobs, n);
+
+    /* Full again (past 150). The attempt due at 100 fails and is due again at 120. */
+    fill_result(&r, &first[0], f->node, now, 503, "pending", f->tb + 120);
+    record(f->st, &r, 1);
+    n = claim_own(f, f->node, now, LEASE_MS, 1, p.id, &jobs);
+    assert_int_equal(n, 1);
+    assert_string_equal(jobs[0].event_id, ev[0]);
+    assert_int_equal(jobs[0].next_attempt_ms, f->tb + 120);
+    vh_delivery_job_recs_free(jobs, n);
+
+    /* Full again (past 120). The node restarts, its clock behind: its 3 claims (200, 150,
+     * 120) are due again at 110. */
+    assert_int_equal(vh_store_delivery_recover(f->st, f->node, f->tb + 110, NULL), 3);
+    n = claim_own(f, f->node, now, LEASE_MS, 1, p.id, &jobs);
+    assert_int_equal(n, 1);
+    assert_int_equal(jobs[0].next_attempt_ms, f->tb + 110);
+    vh_delivery_job_recs_free(jobs, n);
+
+    /* The rest: the other two at 110, then 300 and 400. */
+    n = claim_own(f, f->node, now, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 4);
+    assert_int_equal(jobs[1].next_attempt_ms, f->tb + 110);
+    assert_string_equal(jobs[2].event_id, ev[2]);
+    assert_string_equal(jobs[3].event_id, ev[3]);
+    for (i = 1; i < n; i++)
+        assert_true(jobs[i - 1].next_attempt_ms <= jobs[i].next_attempt_ms);
+    vh_delivery_job_recs_free(jobs, n);
+    vh_delivery_job_recs_free(first, 2);
+}
+
 static void claim_carries_endpoint_overrides(void **state)
 {
     struct fixture *f = *state;
@@ -1524,8 +1586,9 @@ static void due_scans_use_the_index(void **state)
     if (strcmp(vh_store_backend(f->st), "sqlite") != 0)
         skip();
     assert_int_equal(vh__store_sqlite_explain(f->st, "claim", &plan, &err), 0);
+    /* From the start, or past the last claim's row (claim_resume): a range either way. */
     assert_non_null(strstr(plan.data, "SEARCH d USING INDEX deliveries_due (state=? AND "
-                                      "next_attempt_ms<?)"));
+                                      "next_attempt_ms>? AND next_attempt_ms<?)"));
     /* The event by its seq, not by a search of its random id (schema version 4). */
     assert_non_null(strstr(plan.data, "SEARCH v USING INTEGER PRIMARY KEY (rowid=?)"));
     vh_buf_reset(&plan);
@@ -1699,6 +1762,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(claim_takes_due_pending_oldest_first),
         T(claim_respects_max),
+        T(a_claim_after_a_full_one_finds_rows_due_before_it),
         T(claim_carries_endpoint_overrides),
         T(claim_rejects_bad_arguments),
         T(recover_takes_back_expired_leases),

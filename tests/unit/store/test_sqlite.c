@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1234,6 +1235,57 @@ static void a_claim_names_a_missing_endpoint(void **state)
     vh_store_close(st);
 }
 
+/*
+ * A claim that fills up lets the next one begin past its last row (claim_resume in
+ * sqlite.c), but not once another process has committed to the file: a row that process
+ * made due before that point is the next one claimed (PRAGMA data_version).
+ */
+static void a_write_by_another_process_restarts_the_due_scan(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_event_put_result res;
+    struct vh_event_put ev;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    struct vh_store *st;
+    char session[3][16], sql[160];
+    size_t n = 0;
+    sqlite3 *db = NULL;
+    int i;
+
+    st = open_ok(f->url);
+    new_partner(st, "Elsewhere", &p);
+    new_endpoint(st, p.id, &ep);
+    for (i = 0; i < 3; i++) {
+        snprintf(session[i], sizeof(session[i]), "elsewhere-%d", i);
+        fill_put(&ev, p.id, session[i]);
+        ev.accepted_ms = T0 + 100 * (i + 1); /* due at 100, 200, 300 */
+        assert_int_equal(vh_store_event_put(st, &ev, &res, NULL), 0);
+    }
+    /* Full: the next claim may begin past 100. */
+    assert_int_equal(vh_store_delivery_claim(st, "n1", T0 + 1000, 60000, 1, &jobs, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(jobs[0].next_attempt_ms, T0 + 100);
+    vh_delivery_job_recs_free(jobs, n);
+
+    /* Another process makes the one due at 300 due at 50. */
+    snprintf(sql, sizeof(sql),
+             "UPDATE deliveries SET next_attempt_ms = %" PRId64 " WHERE next_attempt_ms = %" PRId64,
+             T0 + 50, T0 + 300);
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+
+    assert_int_equal(vh_store_delivery_claim(st, "n1", T0 + 1000, 60000, 1, &jobs, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(jobs[0].next_attempt_ms, T0 + 50);
+    vh_delivery_job_recs_free(jobs, n);
+    vh_store_close(st);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1256,6 +1308,7 @@ int main(void)
         T(the_claim_lock_must_be_a_plain_file),
         T(a_claim_gives_each_row_its_endpoint),
         T(a_claim_names_a_missing_endpoint),
+        T(a_write_by_another_process_restarts_the_due_scan),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
