@@ -3082,7 +3082,7 @@ static int delivery_raise_attempts(struct conn *c, const struct vh_delivery_resu
 struct result_row {
     int64_t seq;
     bool release;  /* the claim held for it was this report's: dropped after the commit */
-    bool finished; /* moved from pending to an end state: it left deliveries_due */
+    bool finished; /* record_one succeeded and moved it from pending to an end state */
     char endpoint[VH_UUID_LEN + 1];
     const char *endpoint_id;
 };
@@ -3130,7 +3130,6 @@ static int record_one(struct sqlite_store *s, struct conn *c, const struct vh_de
         rc = result_lookup(c, r, rr, what, err);
         looked_up = true;
     }
-    rr->finished = false;
     if (rc == 0)
         rc = delivery_finish(s, c, r, rr->seq, &applied, what, err);
     if (rc == 0 && !applied && !looked_up) {
