@@ -147,6 +147,41 @@ bench_start_daemon() {
     bench_die "vocohook serve did not start: $(tail -5 "$dir/serve.err")"
 }
 
+# bench_drain_backlog DIR: loads scenario 1's backlog ($sessions sessions of $template into
+# one endpoint at the nginx of this run, the daemon stopped) into DIR/base.db, once per run
+# of bench/run: a second call with the same DIR finds it there.
+bench_drain_backlog() {
+    local dir=$1 partner
+    [ -e "$dir/base.db" ] && [ -e "$dir/loaded" ] && return 0
+    mkdir -p "$dir"
+    rm -f "$dir"/base.db*
+    bench_log "drain: loading $sessions sessions (daemon stopped)"
+    vhb setup --vocohook "$BENCH_VOCOHOOK" --db "$dir/base.db" \
+        --endpoint-url "http://127.0.0.1:$nginx_port/hook" >"$dir/setup.json"
+    partner=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["partner_id"])' \
+        <"$dir/setup.json")
+    "$bench_load" --db "sqlite:$dir/base.db" --partner "$partner" \
+        --template "$template" --count "$sessions" >&2
+    : >"$dir/loaded"
+}
+
+# bench_drain_once BASE RUNDIR: one vocohook drain of a copy of the backlog BASE (made by
+# bench_drain_backlog), the daemon on $sut_core and the poller on $load_core: t0 just
+# before the daemon starts, the end at the last `succeeded` committed. The poller's JSON
+# goes to RUNDIR/drain.json; the copy is removed after.
+bench_drain_once() {
+    local base=$1 rundir=$2 t0 timeout
+    timeout=$(python3 -c "print(max(120, $sessions // 20))")
+    mkdir -p "$rundir"
+    bench_copy_store "$base" "$rundir/store.db"
+    t0=$(bench_now_ms)
+    bench_start_daemon "$rundir" "$rundir/store.db" "$sut_core"
+    bench_pinned "$load_core" python3 "$vhbench" drain --db "$rundir/store.db" --count "$sessions" \
+        --t0-ms "$t0" --timeout "$timeout" >"$rundir/drain.json"
+    bench_stop "$VH_PID"
+    rm -f "$rundir"/store.db*
+}
+
 # Stops one process this run started (SIGTERM, then SIGKILL after 15 s) and waits for it.
 bench_stop() {
     local pid=$1 i

@@ -9,15 +9,7 @@
 drain_conns=8 # the engine's per-endpoint limit (VH_ENGINE_MAX_PER_ENDPOINT_DEFAULT)
 bench_param drain "$(printf '{"sessions": %s, "body_bytes": %s, "connections": %s, "wrk_seconds": %s}' \
     "$sessions" "$(wc -c <"$body")" "$drain_conns" "$seconds")"
-bench_log "drain: loading $sessions sessions (daemon stopped)"
-mkdir -p "$work/drain"
-vhb setup --vocohook "$BENCH_VOCOHOOK" --db "$work/drain/base.db" \
-    --endpoint-url "http://127.0.0.1:$nginx_port/hook" >"$work/drain/setup.json"
-partner=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["partner_id"])' \
-    <"$work/drain/setup.json")
-"$bench_load" --db "sqlite:$work/drain/base.db" --partner "$partner" \
-    --template "$template" --count "$sessions" >&2
-timeout=$(python3 -c "print(max(120, $sessions // 20))")
+bench_drain_backlog "$work/drain"
 for ((r = 1; r <= runs; r++)); do
     bench_log "drain run $r/$runs: wrk baseline (${seconds}s, $drain_conns connections)"
     bench_wrk "$sut_core" "$work/drain/wrk.$r.json" -t1 -c"$drain_conns" -d"${seconds}s" \
@@ -35,18 +27,11 @@ for ((r = 1; r <= runs; r++)); do
         --conns "$drain_conns"
 
     rundir=$work/drain/run$r
-    mkdir -p "$rundir"
-    bench_copy_store "$work/drain/base.db" "$rundir/store.db"
-    t0=$(bench_now_ms)
-    bench_start_daemon "$rundir" "$rundir/store.db" "$sut_core"
     bench_log "drain run $r/$runs: vocohook draining $sessions deliveries"
-    bench_pinned "$load_core" python3 "$vhbench" drain --db "$rundir/store.db" --count "$sessions" \
-        --t0-ms "$t0" --timeout "$timeout" >"$rundir/drain.json"
-    bench_stop "$VH_PID"
+    bench_drain_once "$work/drain/base.db" "$rundir"
     vhb sample --samples "$samples" --scenario drain --series vocohook --run "$r" \
         --drain "$rundir/drain.json"
     bench_same_value drain vocohook-vs-curl "$r"
-    rm -f "$rundir"/store.db*
 
     # The store half alone, on another copy: claim and record with no HTTP in between.
     bench_copy_store "$work/drain/base.db" "$rundir/store.db"
