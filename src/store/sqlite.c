@@ -603,7 +603,7 @@ static const char *const stmt_sql[S__N] = {
     [S_ATTEMPTS_OF] = "SELECT n, started_ms, duration_ms, http_status, error_class, error,"
                       " response_head FROM attempts"
                       " WHERE delivery_seq = (SELECT seq FROM deliveries WHERE id = ?1) ORDER BY n",
-    [S_RETRY_LOOKUP] = "SELECT d.state, d.endpoint_id, e.enabled, e.deleted_ms"
+    [S_RETRY_LOOKUP] = "SELECT d.state, d.endpoint_id, e.enabled, e.deleted_ms, d.seq"
                        " FROM deliveries AS d JOIN endpoints AS e ON e.id = d.endpoint_id"
                        " WHERE d.id = ?1 AND d.partner_id = ?2",
     [S_RETRY] = "UPDATE deliveries SET state = 'pending', next_attempt_ms = ?2,"
@@ -1134,6 +1134,8 @@ static void writer_put(struct sqlite_store *s, struct conn *c)
     if (!sqlite3_get_autocommit(c->db)) {
         conn_close(c);
         s->writer = NULL;
+        /* PRAGMA data_version counts per connection: the next one's cannot be compared. */
+        s->resume.valid = false;
     }
     turn_give(s);
 }
@@ -3637,6 +3639,7 @@ static int sqlite_delivery_retry(struct vh_store *st, const char *partner_id,
     char state[VH_DELIVERY_STATE_MAX + 1], endpoint_id[VH_UUID_LEN + 1];
     bool enabled = false, deleted = false;
     char what[WHAT_MAX];
+    int64_t seq = 0;
     struct query q;
     struct conn *c;
     int rc;
@@ -3662,6 +3665,7 @@ static int sqlite_delivery_retry(struct vh_store *st, const char *partner_id,
     if (rc == 0) {
         enabled = sqlite3_column_int64(q.st, 2) != 0;
         deleted = sqlite3_column_type(q.st, 3) != SQLITE_NULL;
+        seq = sqlite3_column_int64(q.st, 4);
     }
     q_end(&q);
     if (rc < 0)
@@ -3682,6 +3686,17 @@ static int sqlite_delivery_retry(struct vh_store *st, const char *partner_id,
     rc = q_exec(&q, err);
     if (rc == 0)
         rc = tx_commit(c, what, err);
+    /*
+     * A delivery canceled while an attempt was out is still held for that attempt. The
+     * retry starts a new budget that the old attempt must not settle: its claim ends here,
+     * so its report finds none and is recorded without moving the row (as PostgreSQL's
+     * finish, which needs the lease a cancel cleared), and the row is claimable again.
+     */
+    if (rc == 0) {
+        pthread_mutex_lock(&s->held_mu);
+        vh__held_remove(&s->held, seq);
+        pthread_mutex_unlock(&s->held_mu);
+    }
 out:
     tx_rollback(c);
     writer_put(s, c);

@@ -977,6 +977,62 @@ static void canceled_meanwhile_stays_canceled(void **state)
     vh_delivery_job_recs_free(jobs, 1);
 }
 
+/*
+ * Canceled while an attempt is out, then re-enabled and retried before that attempt
+ * reports: the retry's new budget is not settled by the old attempt (found in review: on
+ * SQLite the claim held for the old attempt outlived the retry, so its report, here the
+ * last step of the old budget, abandoned the retried delivery).
+ */
+static void a_retry_is_not_settled_by_the_attempt_before_it(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL, *again = NULL;
+    struct vh_delivery_result r;
+    struct vh_delivery_brief b;
+    struct vh_delivery_info info;
+    struct vh_attempt_info *att = NULL;
+    char ev[VH_UUID_LEN + 1];
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    size_t n, na = 0;
+
+    new_partner(f->st, "CancelRetry", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev);
+    n = claim_own(f, f->node, f->tb, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 1);
+    set_enabled(f->st, &ep, false, f->tb + 10);
+    assert_string_equal(brief_of(f->st, ev).state, "canceled");
+    set_enabled(f->st, &ep, true, f->tb + 20);
+    if (vh_store_delivery_retry(f->st, p.id, jobs[0].delivery_id, f->tb + 30, &err) < 0)
+        fail_msg("retry: %s", err.msg);
+    assert_string_equal(brief_of(f->st, ev).state, "pending");
+
+    /* The old attempt fails for good under the old budget: recorded, and nothing more. */
+    fill_result(&r, &jobs[0], f->node, f->tb + 40, 500, "abandoned", 0);
+    record(f->st, &r, 1);
+    b = brief_of(f->st, ev);
+    assert_string_equal(b.state, "pending");
+    get(f->st, p.id, jobs[0].delivery_id, &info, &att, &na);
+    assert_int_equal(na, 1);
+    assert_int_equal(att[0].n, 1);
+    assert_int_equal(att[0].http_status, 500);
+    vh_free(att);
+
+    /* The retried delivery is claimed again, and its attempt is numbered after the old one. */
+    n = claim_own(f, f->node, f->tb + 50, LEASE_MS, 10, p.id, &again);
+    assert_int_equal(n, 1);
+    fill_result(&r, &again[0], f->node, f->tb + 60, 200, "succeeded", 0);
+    assert_int_equal(r.attempt, 2);
+    record(f->st, &r, 1);
+    b = brief_of(f->st, ev);
+    assert_string_equal(b.state, "succeeded");
+    assert_int_equal(b.attempts, 2);
+    vh_delivery_job_recs_free(again, n);
+    vh_delivery_job_recs_free(jobs, 1);
+}
+
 static void interrupted_attempts_leave_no_trace(void **state)
 {
     struct fixture *f = *state;
@@ -1772,6 +1828,7 @@ int main(void)
         T(record_keeps_long_heads_short),
         T(record_is_all_or_nothing),
         T(canceled_meanwhile_stays_canceled),
+        T(a_retry_is_not_settled_by_the_attempt_before_it),
         T(interrupted_attempts_leave_no_trace),
         T(stale_results_do_not_move_a_new_claim),
         T(next_due_tracks_the_earliest_pending),
