@@ -535,6 +535,43 @@ static void log_attempt(struct vh_receiver *r, const struct vh__job *j,
                      u->sha256 ? "\"" : "");
 }
 
+/* The monotonic clock `ms` from now. */
+static struct timespec deadline_in(int64_t ms)
+{
+    struct timespec t;
+    int64_t ns;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    ns = (int64_t)t.tv_nsec + (ms % 1000) * 1000000;
+    t.tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
+    t.tv_nsec = (long)(ns % 1000000000);
+    return t;
+}
+
+/* Sleeps up to `ms`, or until `gen` moves on or the receiver stops. */
+static void sleep_until(struct vh_receiver *r, uint64_t gen, int64_t ms)
+{
+    struct timespec deadline = deadline_in(ms);
+
+    pthread_mutex_lock(&r->mu);
+    while (r->gen == gen && !atomic_load(&r->stopping))
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &deadline) != 0)
+            break;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Sleeps `ms`, or until the receiver stops (new webhooks do not cut it short). */
+static void pause_ms(struct vh_receiver *r, int64_t ms)
+{
+    struct timespec deadline = deadline_in(ms);
+
+    pthread_mutex_lock(&r->mu);
+    while (!atomic_load(&r->stopping))
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &deadline) != 0)
+            break;
+    pthread_mutex_unlock(&r->mu);
+}
+
 /* One attempt of a claimed job, and its record. */
 static void run_job(struct vh_receiver *r, const struct vh__job *j)
 {
@@ -542,6 +579,7 @@ static void run_job(struct vh_receiver *r, const struct vh__job *j)
     char final[VH_INBOX_PATH_MAX], sha[VH_SHA256_HEX_LEN + 1];
     char msg[VH_ERROR_MSG_MAX * 6];
     struct vh__job_update u;
+    int rc;
 
     switch (j->kind) {
     case VH_JOB_DOWNLOAD:
@@ -556,31 +594,29 @@ static void run_job(struct vh_receiver *r, const struct vh__job *j)
         break;
     }
     log_attempt(r, j, &u);
-    if (vh__inbox_finish(r->ib, j->sid, j->session_id, j->kind, &u, vh_time_now_ms(), &err) < 0) {
-        /* The job stays `running`: the next start puts it back to pending. */
+    /*
+     * The attempt is made: record it until that works. A job left `running` is claimed by
+     * no worker until the next start, so a failed record (the write lock held past the
+     * busy timeout by another process, a full disk, a batch rolled back by another write's
+     * I/O error) would stall it, and a recording's link could expire meanwhile. A stop
+     * leaves it `running`, and the next start puts it back to pending.
+     */
+    for (;;) {
+        vh_error_clear(&err);
+        rc = vh__inbox_finish(r->ib, j->sid, j->session_id, j->kind, &u, vh_time_now_ms(), &err);
+        if (rc == 0 || rc == VH_ESTATE) /* VH_ESTATE: not running any more, nothing to record */
+            break;
         vh__json_escape(err.msg, sizeof(err.msg), msg, sizeof(msg));
         vh__receiver_log(r, VH_LOG_ERROR, "recording a job failed", ",\"error\":\"%s\"", msg);
+        if (atomic_load(&r->stopping))
+            break;
+        pause_ms(r, ERROR_WAIT_MS);
+        if (atomic_load(&r->stopping))
+            break;
     }
 }
 
 /* ---- workers ------------------------------------------------------------------------------ */
-
-/* Sleeps up to `ms`, or until `gen` moves on or the receiver stops. */
-static void sleep_until(struct vh_receiver *r, uint64_t gen, int64_t ms)
-{
-    struct timespec deadline;
-    int64_t ns;
-
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    ns = (int64_t)deadline.tv_nsec + (ms % 1000) * 1000000;
-    deadline.tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
-    deadline.tv_nsec = (long)(ns % 1000000000);
-    pthread_mutex_lock(&r->mu);
-    while (r->gen == gen && !atomic_load(&r->stopping))
-        if (pthread_cond_timedwait(&r->cv, &r->mu, &deadline) != 0)
-            break;
-    pthread_mutex_unlock(&r->mu);
-}
 
 static void *worker_main(void *arg)
 {

@@ -3,12 +3,13 @@ import hashlib
 import hmac
 import http.server
 import os
+import sqlite3
 import sys
 import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from recv_harness import SECRET, Receiver, make_tmp, payload  # noqa: E402
+from recv_harness import SECRET, Receiver, make_tmp, payload, wait_until  # noqa: E402
 
 
 class Sink:
@@ -83,6 +84,36 @@ class Exec(unittest.TestCase):
         # stopped cleanly (exit 0) in well under the command's 30 s; the attempt did not count
         job = r.job("s_cut", "exec")
         self.assertEqual((job["state"], job["attempts"]), ("pending", 0))
+
+
+    def test_an_attempt_whose_record_failed_is_recorded_once_the_inbox_takes_it(self):
+        # Another process holds the inbox's write lock past the busy timeout (10 s) just as
+        # the attempt ends: the record fails, and the job must not stay `running` until a
+        # restart. The command runs once; its record lands once the lock is let go.
+        out = make_tmp("vh-exec-lock-")
+        gate = os.path.join(out, "gate")
+        os.mkfifo(gate)
+        cmd = 'echo run >> "$OUT/runs"; read line < "$OUT/gate"'
+        with Receiver(["--exec", cmd], env={"OUT": out}) as r:
+            self.assertEqual(r.deliver(payload("s_relock")).status, 200)
+            wait_until(lambda: os.path.exists(os.path.join(out, "runs")), 30, "the command")
+            con = sqlite3.connect(r.db, timeout=10, isolation_level=None)
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                with open(gate, "w") as g:
+                    g.write("go\n")
+                failed = r.err.wait_for(lambda line: "recording a job failed" in line, 60)
+                self.assertIsNotNone(failed, r.err.text())
+                self.assertIn("database is locked", failed)
+                # (read here: the CLI would wait for the lock, to check the schema)
+                self.assertEqual(r.rows("SELECT state FROM jobs"), [("running",)])
+            finally:
+                con.execute("ROLLBACK")
+                con.close()
+            job = r.wait_job("s_relock", {"done", "failed"}, kind="exec", timeout=30)
+            self.assertEqual((job["state"], job["attempts"]), ("done", 1))
+        with open(os.path.join(out, "runs")) as f:
+            self.assertEqual(f.read(), "run\n")
 
 
 class Forward(unittest.TestCase):
