@@ -599,16 +599,20 @@ static int tail_load(struct vh_inbox *ib, struct vh_error *err)
     return rc < 0 ? rc : 0;
 }
 
-/* Starts a merge once the tail is long enough: its keys, sorted, to go into session_keys. */
-static int tail_freeze(struct tail *t, struct vh_error *err)
+/*
+ * Starts a merge once the tail is long enough: its keys, sorted, to go into session_keys.
+ * Without the memory for them (up to 8 bytes a key, about half a megabyte) the merge waits
+ * for a later batch: it only keeps the tail short, and a batch's puts need far less.
+ */
+static void tail_freeze(struct tail *t)
 {
     size_t i, n = 0;
 
     if (t->frozen || t->keys.n < tail_limit(t->last_id))
-        return 0;
+        return;
     t->frozen = vh_malloc(t->keys.n * sizeof(*t->frozen));
     if (!t->frozen)
-        return vh_error_set(err, VH_ENOMEM, "inbox: merge the dedupe tail: out of memory");
+        return;
     for (i = 0; i < t->keys.cap; i++) {
         if (t->keys.slot[i])
             t->frozen[n++] = t->keys.slot[i];
@@ -617,7 +621,6 @@ static int tail_freeze(struct tail *t, struct vh_error *err)
     t->n_frozen = n;
     t->merged = t->merging = 0;
     t->frozen_hi = t->last_id;
-    return 0;
 }
 
 /*
@@ -948,7 +951,7 @@ static void run_batch(void *ud, struct vh__group_op *batch)
     if (rc == 0)
         rc = tail_load(ib, &txerr);
     if (rc == 0)
-        rc = tail_freeze(&ib->tail, &txerr);
+        tail_freeze(&ib->tail);
     for (g = batch; rc == 0 && g; g = g->next)
         rc = run_op(ib, op_of(g), &txerr);
     if (rc == 0)

@@ -5,6 +5,8 @@
  * The tables are read back with SQLite directly, so a key lost between the two places fails.
  */
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -19,6 +21,7 @@
 
 #include <sqlite3.h>
 
+#include <vocohook/alloc.h>
 #include <vocohook/receive.h>
 
 #include "receive/receive_int.h"
@@ -408,6 +411,61 @@ static void upgrade_refuses_a_job_without_session(void **state)
     sqlite3_close(db);
 }
 
+/*
+ * While set, the library's allocations of 32 to 64 KiB fail: the key array of a merge of
+ * 4096 to 8191 keys. The dedupe set's own array has room for twice its keys, in a power
+ * of two: 64 KiB from 2049 keys, 128 KiB from 4097, so it is out of that range while the
+ * tail holds 2049 to 4096 keys and past it after. Installed for the whole program
+ * (vh_replace_allocator wants that), and plain malloc while clear.
+ */
+static atomic_bool fail_merge_array;
+
+static bool merge_sized(size_t n)
+{
+    return atomic_load(&fail_merge_array) && n >= 32768 && n < 65536;
+}
+
+static void *hook_malloc(size_t n)
+{
+    return merge_sized(n) ? NULL : malloc(n);
+}
+
+static void *hook_realloc(void *p, size_t n)
+{
+    return merge_sized(n) ? NULL : realloc(p, n);
+}
+
+static void hook_free(void *p)
+{
+    free(p);
+}
+
+/* A merge that cannot get its key array waits for a later batch; the puts go on. */
+static void a_merge_without_memory_waits_for_a_later_batch(void **state)
+{
+    struct fx *f = *state;
+    struct vh_inbox *ib;
+    sqlite3 *db;
+
+    assert_int_equal(vh_inbox_open(f->path, VH_INBOX_CREATE, &ib, NULL), 0);
+    assert_int_equal(put_range(ib, 0, 3000, 1), 3000);
+    atomic_store(&fail_merge_array, true);
+    /* Every put is stored (put_range asserts none failed), and no merge has begun. */
+    assert_int_equal(put_range(ib, 3000, 5000, 1), 2000);
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(count(db, "SELECT count(*) FROM session_keys"), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM session_tail"), 5000);
+    assert_int_equal(put_range(ib, 0, 5000, 2), 0);
+    atomic_store(&fail_merge_array, false);
+    /* With the memory back, the next batches begin the merge. */
+    assert_int_equal(put_range(ib, 5000, 5100, 1), 100);
+    assert_true(count(db, "SELECT count(*) FROM session_keys") > 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM sessions"), 5100);
+    every_key_is_kept(db);
+    vh_inbox_close(ib);
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,7 +474,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(upgrade_from_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(upgrade_refuses_a_job_without_session, setup, teardown),
         cmocka_unit_test_setup_teardown(a_put_whose_key_fails_stores_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_merge_without_memory_waits_for_a_later_batch, setup,
+                                        teardown),
     };
+
+    if (vh_replace_allocator(hook_malloc, hook_realloc, hook_free) != 0)
+        return 1;
 
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
