@@ -11,8 +11,11 @@
 /*
  * Writes at most `max` bytes of the NUL-terminated `s` as the inside of a JSON string into
  * `out` (always NUL-terminated, cut short to fit `out_size`). Quotes, backslashes, control
- * bytes and every byte >= 0x7f become escapes, so the line is valid JSON (and ASCII)
- * whatever `s` holds: logs quote untrusted bytes (paths, receiver errors).
+ * bytes and everything from 0x7f up become escapes, so the line is valid JSON (and ASCII)
+ * whatever `s` holds: logs quote untrusted bytes (paths, receiver errors). A well-formed
+ * UTF-8 character becomes its code point (`\u00e9`, a surrogate pair past U+FFFF), so a
+ * client reads the character it sent; any other byte becomes itself as a code point
+ * (`\u00c3`), so the bytes stay visible.
  */
 void vh__json_escape(const char *s, size_t max, char *out, size_t out_size);
 

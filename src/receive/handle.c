@@ -158,9 +158,9 @@ static int prepare(struct vh_receiver *r, const struct vh_receive_req *req,
         vh__receiver_log(r, VH_LOG_WARN, "invalid payload", ",\"detail\":\"%s\"", msg);
         return 0;
     }
-    if (rc < 0) {
+    if (rc < 0) { /* out of memory: nothing was stored */
         vh__json_escape(err.msg, sizeof(err.msg), msg, sizeof(msg));
-        vh__receiver_log(r, VH_LOG_ERROR, "store failed", ",\"error\":\"%s\"", msg);
+        vh__receiver_log(r, VH_LOG_ERROR, "parsing the payload failed", ",\"error\":\"%s\"", msg);
         answer_error(resp, 500, VH_RECEIVE_INTERNAL, "internal_error", "internal error");
         return rc;
     }

@@ -230,6 +230,13 @@ class Refused(unittest.TestCase):
             j = resp.json()
             self.assertEqual((j["ok"], j["error"]), (False, "invalid_payload"))
             self.assertTrue(j["message"].startswith(path), (path, j))
+        # A key that is not ASCII reads back as the characters sent, not as their bytes.
+        body = json.dumps(good, separators=(",", ":")).replace(
+            '"data":{', '"data":{"\u00e9t\u00e9":1,"\u00e9t\u00e9":2,', 1).encode()
+        resp = self.r.deliver(body)
+        self.assertEqual(resp.status, 400, resp)
+        self.assertIn("\u00e9t\u00e9", resp.json()["message"])
+        self.assertIn(b"\\u00e9t\\u00e9", resp.body)
         for raw in (b"", b"not json", b"[]", b'{"event":"session.completed"', b"\xff\xfe"):
             resp = self.r.deliver(raw)
             self.assertEqual(resp.status, 400, (raw, resp))

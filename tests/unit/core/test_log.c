@@ -59,8 +59,19 @@ static void escape(void **state)
     char out[64];
 
     (void)state;
-    vh__json_escape("a\"b\\c\n\x7f\xc3\xa9", 64, out, sizeof(out));
-    assert_string_equal(out, "a\\\"b\\\\c\\u000a\\u007f\\u00c3\\u00a9");
+    vh__json_escape("a\"b\\c\n\x7f", 64, out, sizeof(out));
+    assert_string_equal(out, "a\\\"b\\\\c\\u000a\\u007f");
+    /* Characters as their code points: é, €, and 😀 past U+FFFF as a surrogate pair. */
+    vh__json_escape("\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 64, out, sizeof(out));
+    assert_string_equal(out, "\\u00e9 \\u20ac \\ud83d\\ude00");
+    /* Other bytes as themselves: a lone lead byte, an overlong form, a sequence cut by max. */
+    vh__json_escape("\xc3x\xc0\xaf", 64, out, sizeof(out));
+    assert_string_equal(out, "\\u00c3x\\u00c0\\u00af");
+    vh__json_escape("\xc3\xa9", 1, out, sizeof(out));
+    assert_string_equal(out, "\\u00c3");
+    /* A pair that does not fit is left out whole. */
+    vh__json_escape("ab\xf0\x9f\x98\x80", 64, out, 14);
+    assert_string_equal(out, "ab");
     vh__json_escape("abcdef", 3, out, sizeof(out)); /* at most `max` bytes of the input */
     assert_string_equal(out, "abc");
     vh__json_escape("abcdefghij", 64, out, 10); /* cut to fit, still terminated */
