@@ -4,12 +4,13 @@
 # synchronous=FULL, undici with 8 keep-alive connections, a fresh timestamp and
 # crypto.createHmac signature per attempt, attempts and states committed in batches).
 # Series: node, vocohook. Each run drains the same $sessions deliveries of the same body
-# into the same nginx twice, measured the same way: first the Node.js sender, then
-# vocohook (scenario 1's backlog and drain, bench_drain_once), so that the ratio compares
-# two drains a minute apart rather than scenario 1's figure from ten minutes earlier (the
-# machine drifts by a tenth and more in that time; scenario 1's figure is shown too). For
-# both, t0 is just before the process starts, then vhbench.py's `drain` polls the store
-# read-only from $load_core until all are `succeeded` and takes the last commit time.
+# into the same nginx twice, measured the same way: the Node.js sender and vocohook
+# (scenario 1's backlog and drain, bench_drain_once), alternating which goes first, so that
+# the ratio compares two drains a minute apart rather than scenario 1's figure from ten
+# minutes earlier (the machine drifts by a tenth and more in that time; scenario 1's figure
+# is shown too). For both, t0 is just before the process starts, then vhbench.py's `drain`
+# polls the store read-only from $load_core until all are `succeeded` and takes the last
+# commit time.
 # Sourced by bench/run (see the contract at the top of bench/run).
 #
 # better-sqlite3 is a native addon. Its install script tries a prebuilt binary from GitHub
@@ -75,9 +76,21 @@ bench_log "nodesender: loading $sessions deliveries into the Node.js sender's ou
 node "$ns_peer/sender.js" load --db "$ns_dir/base.db" --url "http://127.0.0.1:$nginx_port/hook" \
     --body "$body" --count "$sessions" >"$ns_dir/load.json"
 timeout=$(python3 -c "print(max(120, $sessions // 20))")
+# vocohook's drain of run $1, beside the Node sender's: after it in odd runs, before it in
+# even ones, so that neither side always drains second.
+ns_vocohook_run() {
+    bench_log "nodesender run $1/$runs: vocohook draining the same $sessions deliveries"
+    bench_drain_once "$work/drain/base.db" "$ns_dir/run$1/vocohook"
+    vhb sample --samples "$samples" --scenario nodesender --series vocohook --run "$1" \
+        --drain "$ns_dir/run$1/vocohook/drain.json"
+}
+
 for ((r = 1; r <= runs; r++)); do
     rundir=$ns_dir/run$r
     mkdir -p "$rundir"
+    if [ $((r % 2)) -eq 0 ]; then
+        ns_vocohook_run "$r"
+    fi
     bench_copy_store "$ns_dir/base.db" "$rundir/outbox.db"
     bench_log "nodesender run $r/$runs: the Node.js sender draining $sessions deliveries"
     t0=$(bench_now_ms)
@@ -135,9 +148,7 @@ print(json.dumps(d))' "$rundir/drain.json" "$rundir/sender.json")
     vhb value --samples "$samples" --scenario nodesender --series node --run "$r" \
         --value "$(sed -n 1p <<<"$ns_sample")" --detail "$(sed -n 2p <<<"$ns_sample")"
     rm -f "$rundir"/outbox.db*
-
-    bench_log "nodesender run $r/$runs: vocohook draining the same $sessions deliveries"
-    bench_drain_once "$work/drain/base.db" "$rundir/vocohook"
-    vhb sample --samples "$samples" --scenario nodesender --series vocohook --run "$r" \
-        --drain "$rundir/vocohook/drain.json"
+    if [ $((r % 2)) -eq 1 ]; then
+        ns_vocohook_run "$r"
+    fi
 done
