@@ -687,16 +687,28 @@ static void idle_push(struct vh_engine *e, struct conn *c)
     e->n_idle++;
 }
 
-/* The most recently used idle connection to `origin`, taken off the idle list; or NULL. */
+/*
+ * The most recently used idle connection to `origin` with nothing to read, taken off the
+ * idle list; or NULL. Bytes waiting on an idle connection (a second TLS record sent after
+ * an answer, which a read of the first did not take; a late close) would be read as the
+ * next request's answer, so such a connection is closed here, as libcurl does before it
+ * reuses one. The idle poll catches them too, but only when a poll comes between.
+ */
 static struct conn *idle_take(struct vh_engine *e, const char *origin, size_t len)
 {
-    struct conn *c;
+    struct conn *c, *next;
+    char buf[64];
+    size_t n;
 
-    for (c = e->idle_head; c; c = c->next) {
-        if (c->origin_len == len && memcmp(c->origin, origin, len) == 0) {
-            idle_unlink(e, c);
+    for (c = e->idle_head; c; c = next) {
+        next = c->next;
+        if (c->origin_len != len || memcmp(c->origin, origin, len) != 0)
+            continue;
+        idle_unlink(e, c);
+        n = 0;
+        if (curl_easy_recv(c->easy, buf, sizeof(buf), &n) == CURLE_AGAIN)
             return c;
-        }
+        conn_free(e, c);
     }
     return NULL;
 }

@@ -2003,6 +2003,34 @@ static void test_tls_fresh_connections(void **state)
     py_stop(&p);
 }
 
+/*
+ * An answer, then a second TLS record nobody asked for, in one flush (found in review): a
+ * read takes one record, so the second waited on the connection, which the next job took
+ * at once, without a poll between, and read as its own answer (a 299 recorded for a
+ * request the endpoint would have answered 500). It must go out on a new connection.
+ */
+static void test_tls_bytes_after_an_answer_close_the_connection(void **state)
+{
+    struct pyserver p;
+    struct vh_engine *e;
+    char url[128];
+
+    (void)state;
+    if (!T.ready)
+        skip();
+    p = py_start("trailing");
+    e = engine_with(false, true, T.ca, 1); /* one at a time: the second waits for the first */
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/hook", p.port);
+    submit(e, 0, url, NULL, 0);
+    submit(e, 1, url, NULL, 0);
+    assert_true(wait_total(2, WAIT_MS));
+    assert_int_equal(R.slots[0].a.http_status, 200);
+    assert_int_equal(R.slots[1].a.http_status, 200);
+    assert_false(R.slots[1].a.reused_connection);
+    vh_engine_free(e);
+    py_stop(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2046,6 +2074,7 @@ int main(void)
         cmocka_unit_test_setup(test_tls_with_ca_file, reset_results),
         cmocka_unit_test_setup(test_tls_without_ca_file, reset_results),
         cmocka_unit_test_setup(test_tls_fresh_connections, reset_results),
+        cmocka_unit_test_setup(test_tls_bytes_after_an_answer_close_the_connection, reset_results),
     };
 
     signal(SIGPIPE, SIG_IGN);
