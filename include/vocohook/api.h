@@ -96,6 +96,17 @@ VH_API void vh_api_resp_release(struct vh_api_resp *resp);
 VH_API int vh_api_handle(struct vh_api *api, const struct vh_api_req *req,
                          struct vh_api_resp *resp);
 
+/*
+ * The checks a request's head is enough for, for a server to run before it reads the body
+ * (`req->body` NULL): the ingest token and Content-Type of POST /internal/v1/sessions, the
+ * API key of /api/v2 (no rate limit is counted: vh_api_handle does that). Returns true when
+ * the body may be read and the request go on to vh_api_handle; false when `resp` holds the
+ * answer (401, 400, or 500 when the key's lookup failed), which should go out without the
+ * body being read. A client without credentials so never gets a body buffered.
+ */
+VH_API bool vh_api_admit(struct vh_api *api, const struct vh_api_req *req,
+                         struct vh_api_resp *resp);
+
 /* Tells the caller of vh_api_handle_async that its put-off answer is complete. */
 typedef void vh_api_done_fn(void *ud);
 

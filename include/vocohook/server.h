@@ -87,12 +87,21 @@ typedef int vh_server_async_fn(void *ud, const struct vh_server_req *req, struct
  */
 VH_API void vh_server_reply(struct vh_server_reply *reply);
 
+/*
+ * Looks at a request's head before its body is read (`req->base.body` NULL). Returns true
+ * to read the body and go on to the handler; false when `resp` holds the answer, which goes
+ * out at once, the body unread (the connection is then closed).
+ */
+typedef bool vh_server_admit_fn(void *ud, const struct vh_server_req *req,
+                                struct vh_api_resp *resp);
+
 struct vh_server_handler {
     vh_server_handler_fn *handle;
     vh_server_async_fn *handle_async; /* used instead of `handle` when set */
     void *ud;                         /* borrowed: passed to `handle`; must outlive the server */
     /* Names of the extra headers to look up (case-insensitive); NULL ends the list early. */
     const char *headers[VH_SERVER_HEADERS_MAX];
+    vh_server_admit_fn *admit; /* optional: for requests that declare a body */
 };
 
 /*

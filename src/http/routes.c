@@ -1711,6 +1711,26 @@ static int handle(struct vh_api *api, const struct vh_api_req *req, struct vh_ap
     return 0;
 }
 
+bool vh_api_admit(struct vh_api *api, const struct vh_api_req *req, struct vh_api_resp *resp)
+{
+    struct route_ctx c;
+    char copy[PATH_MAX_LEN];
+    int rc;
+
+    memset(&c, 0, sizeof(c));
+    c.api = api;
+    c.req = req;
+    c.resp = resp;
+    if (!req->method || !req->path || !split_path(&c, copy, sizeof(copy)))
+        return true; /* vh_api_handle answers 404 */
+    if (c.n_seg == 3 && seg_is(&c, 0, "internal") && seg_is(&c, 1, "v1") &&
+        seg_is(&c, 2, "sessions") && method_is(&c, "POST"))
+        return ingest_admit(&c, &rc) != 0;
+    if (c.n_seg >= 3 && seg_is(&c, 0, "api") && seg_is(&c, 1, "v2"))
+        return auth_partner(&c) == 0;
+    return true;
+}
+
 int vh_api_handle(struct vh_api *api, const struct vh_api_req *req, struct vh_api_resp *resp)
 {
     return handle(api, req, resp, NULL, NULL);

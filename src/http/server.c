@@ -213,6 +213,14 @@ static unsigned long long declared_length(struct MHD_Connection *conn)
     return n;
 }
 
+/* Whether the request says a body follows (a Content-Length above 0, or chunked). */
+static bool declares_body(struct MHD_Connection *conn)
+{
+    return declared_length(conn) > 0 ||
+           MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
+               NULL;
+}
+
 static struct request *request_new(struct vh_server *srv)
 {
     struct request *rq = vh_malloc(sizeof(*rq));
@@ -275,6 +283,11 @@ static int api_handler(void *ud, const struct vh_server_req *req, struct vh_api_
     int rc = vh_api_handle_async(ud, &req->base, resp, api_answered, reply);
 
     return rc == VH_API_LATER ? VH_SERVER_LATER : rc;
+}
+
+static bool api_admit(void *ud, const struct vh_server_req *req, struct vh_api_resp *resp)
+{
+    return vh_api_admit(ud, &req->base, resp);
 }
 
 /* Fills the request the handler sees from what MHD parsed. */
@@ -464,6 +477,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             rq->too_large = true;
             return respond(srv, conn, rq, method, url);
         }
+        /*
+         * Credentials before the body: a client without them must not get up to body_max
+         * buffered on each of its connections (the answer goes out, the body unread).
+         */
+        if (srv->handler.admit && declares_body(conn)) {
+            fill_request(srv, conn, rq, method, url, &rq->sreq);
+            if (!srv->handler.admit(srv->handler.ud, &rq->sreq, &rq->resp))
+                return send_answer(srv, conn, rq, method, url);
+            vh_api_resp_release(&rq->resp);
+            vh_api_resp_init(&rq->resp);
+        }
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -633,6 +657,7 @@ int vh_server_start(struct vh_api *api, const struct vh_server_config *cfg, stru
 
     memset(&h, 0, sizeof(h));
     h.handle_async = api_handler;
+    h.admit = api_admit;
     h.ud = api;
     return vh_server_start_handler(&h, cfg, out, err);
 }

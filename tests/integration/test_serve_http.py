@@ -1,5 +1,6 @@
 """The daemon at the HTTP level: health check, bounds (body, headers, idle time,
 connections), request ids, and a clean stop on SIGTERM."""
+import json
 import os
 import signal
 import socket
@@ -81,6 +82,33 @@ class Bounds(unittest.TestCase):
                           headers={"Content-Type": "application/json"})
             self.assertEqual(r.status, 400, r)
             # And the server is still there.
+            self.assertEqual(d.request("GET", "/healthz").status, 200)
+
+    def test_no_body_is_read_before_the_credentials_pass(self):
+        # Found in review: the whole body (up to 1 MiB) was buffered before the token or the
+        # API key was looked at, so a client without credentials could hold that much on
+        # each of its connections. The head alone now gets the 401, the body never sent.
+        with Daemon() as d:
+            cases = [
+                ("/internal/v1/sessions", None, "Authorization: Bearer"),
+                ("/internal/v1/sessions", "itok_wrong_0123456789abcdef", "invalid ingest token"),
+                ("/api/v2/config/webhooks", "vk_wrong_0123456789abcdef", "invalid or revoked"),
+            ]
+            for path, key, message in cases:
+                sock = d.raw_socket()
+                auth = f"Authorization: Bearer {key}\r\n" if key else ""
+                sock.sendall((f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth}"
+                              f"Content-Type: application/json\r\nContent-Length: {MIB}\r\n\r\n")
+                             .encode())
+                data, _ = read_until_closed(sock, 10)  # the answer, then the server closes
+                sock.close()
+                head, _, body = data.partition(b"\r\n\r\n")
+                self.assertTrue(head.startswith(b"HTTP/1.1 401 "), (path, data[:200]))
+                self.assertIn(message, json.loads(body)["error"]["message"], path)
+            # With credentials, the body is read and judged as before.
+            r = d.request("POST", "/internal/v1/sessions", body=b" " * 16, key=d.token,
+                          headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 400, r)
             self.assertEqual(d.request("GET", "/healthz").status, 200)
 
     def test_chunked_body_over_the_bound_is_413(self):
