@@ -1670,6 +1670,30 @@ static int partner_route(struct route_ctx *c)
     return 0;
 }
 
+/* Sets up `c` for a request, its path split into `copy`; false when the path is unusable. */
+static bool route_start(struct route_ctx *c, struct vh_api *api, const struct vh_api_req *req,
+                        struct vh_api_resp *resp, char *copy, size_t cap)
+{
+    memset(c, 0, sizeof(*c));
+    c->api = api;
+    c->req = req;
+    c->resp = resp;
+    return req->method && req->path && split_path(c, copy, cap);
+}
+
+/* POST /internal/v1/sessions: the ingest (vh_api_handle and vh_api_admit agree on it). */
+static bool is_ingest(const struct route_ctx *c)
+{
+    return c->n_seg == 3 && seg_is(c, 0, "internal") && seg_is(c, 1, "v1") &&
+           seg_is(c, 2, "sessions") && method_is(c, "POST");
+}
+
+/* /api/v2/...: the partner API, behind an API key. */
+static bool is_partner_api(const struct route_ctx *c)
+{
+    return c->n_seg >= 3 && seg_is(c, 0, "api") && seg_is(c, 1, "v2");
+}
+
 /* vh_api_handle, or with `done` vh_api_handle_async. */
 static int handle(struct vh_api *api, const struct vh_api_req *req, struct vh_api_resp *resp,
                   vh_api_done_fn *done, void *ud)
@@ -1677,11 +1701,7 @@ static int handle(struct vh_api *api, const struct vh_api_req *req, struct vh_ap
     struct route_ctx c;
     char copy[PATH_MAX_LEN];
 
-    memset(&c, 0, sizeof(c));
-    c.api = api;
-    c.req = req;
-    c.resp = resp;
-    if (!req->method || !req->path || !split_path(&c, copy, sizeof(copy))) {
+    if (!route_start(&c, api, req, resp, copy, sizeof(copy))) {
         reply_error(resp, 404, "no such route");
         return 0;
     }
@@ -1702,10 +1722,9 @@ static int handle(struct vh_api *api, const struct vh_api_req *req, struct vh_ap
         reply_error(resp, 400, "too many query parameters (at most %d)", VH_API_MAX_QUERY);
         return 0;
     }
-    if (c.n_seg == 3 && seg_is(&c, 0, "internal") && seg_is(&c, 1, "v1") &&
-        seg_is(&c, 2, "sessions") && method_is(&c, "POST"))
+    if (is_ingest(&c))
         return done ? ingest_async(&c, done, ud) : ingest(&c);
-    if (c.n_seg >= 3 && seg_is(&c, 0, "api") && seg_is(&c, 1, "v2"))
+    if (is_partner_api(&c))
         return partner_route(&c);
     reply_error(resp, 404, "no route for %s %s", req->method, req->path);
     return 0;
@@ -1717,16 +1736,11 @@ bool vh_api_admit(struct vh_api *api, const struct vh_api_req *req, struct vh_ap
     char copy[PATH_MAX_LEN];
     int rc;
 
-    memset(&c, 0, sizeof(c));
-    c.api = api;
-    c.req = req;
-    c.resp = resp;
-    if (!req->method || !req->path || !split_path(&c, copy, sizeof(copy)))
+    if (!route_start(&c, api, req, resp, copy, sizeof(copy)))
         return true; /* vh_api_handle answers 404 */
-    if (c.n_seg == 3 && seg_is(&c, 0, "internal") && seg_is(&c, 1, "v1") &&
-        seg_is(&c, 2, "sessions") && method_is(&c, "POST"))
+    if (is_ingest(&c))
         return ingest_admit(&c, &rc) != 0;
-    if (c.n_seg >= 3 && seg_is(&c, 0, "api") && seg_is(&c, 1, "v2"))
+    if (is_partner_api(&c))
         return auth_partner(&c) == 0;
     return true;
 }
