@@ -32,6 +32,7 @@
 #define LEGACY_LABEL       "default"
 #define LIST_LIMIT_MAX     100
 #define LIST_LIMIT_DEFAULT 10
+#define LIST_TAIL_MAX      160 /* `],"total":…,"next_offset":…}}` after a page's calls */
 
 /* The `data` object of a stored payload starts right after this prefix and the timestamp. */
 #define PAYLOAD_PREFIX "{\"event\":\"session.completed\",\"timestamp\":\""
@@ -191,6 +192,7 @@ static int ok_begin(struct route_ctx *c, int status)
     return vh_buf_adds(&c->resp->body, "{\"success\":true,\"data\":");
 }
 
+/* Ends a success envelope; a failure to build it is ours (500), whatever the code. */
 static int ok_end(struct route_ctx *c, int rc)
 {
     if (rc == 0)
@@ -199,7 +201,8 @@ static int ok_end(struct route_ctx *c, int rc)
         struct vh_error err = VH_ERROR_INIT;
 
         vh_error_set(&err, rc, "building the response: %s", vh_strerror(rc));
-        return reply_rc(c, rc, &err);
+        /* An answer past RESP_MAX is no fault of the client's input. */
+        return reply_rc(c, rc == VH_ETOOBIG ? VH_EIO : rc, &err);
     }
     return 0;
 }
@@ -887,13 +890,14 @@ static int presign_key(struct vh_api *api, const char *key, int64_t now_ms, stru
 }
 
 /*
- * One call object: the call's fields, then `session` = the stored payload's data object,
- * with recording_url presigned afresh when the session has a recording_key.
+ * Writes one call object to `b`: the call's fields, then `session` = the stored payload's
+ * data object, with recording_url presigned afresh when the session has a recording_key.
+ * A server started without S3 settings cannot presign: it serves the link presigned at
+ * ingest, and says so in the log, rather than fail a read the data is there for.
  */
-static int add_call(struct route_ctx *c, struct vh_call_rec *rec)
+static int write_call(struct route_ctx *c, const struct vh_call_rec *rec, struct vh_buf *b,
+                      struct vh_error *err)
 {
-    struct vh_buf *b = &c->resp->body;
-    struct vh_error err = VH_ERROR_INIT;
     struct vh_event *ev = NULL;
     struct vh_buf fresh = VH_BUF_INIT(2 * VH_BODY_MAX);
     struct vh_buf url = VH_BUF_INIT(VH_URL_MAX * 2);
@@ -901,23 +905,29 @@ static int add_call(struct route_ctx *c, struct vh_call_rec *rec)
     size_t skip = sizeof(PAYLOAD_PREFIX) - 1 + VH_TIME_LEN + sizeof(PAYLOAD_DATA) - 1;
     int rc;
 
-    rc = vh_event_parse(rec->body.data, rec->body.len, VH_PARSE_ALLOW_UNKNOWN, &ev, &err);
-    if (rc == 0 && rec->recording_key) {
-        rc = presign_key(c->api, rec->recording_key, c->req->now_ms, &url, &err);
+    rc = vh_event_parse(rec->body.data, rec->body.len, VH_PARSE_ALLOW_UNKNOWN, &ev, err);
+    if (rc == 0 && rec->recording_key && !c->api->s3_endpoint) {
+        vh__api_log(c->api, VH_LOG_WARN, c->req->request_id,
+                    "call '%s': recording_key not presigned afresh, this server has no S3 "
+                    "settings (--s3-endpoint, --s3-region, --s3-bucket); serving the link "
+                    "presigned at ingest",
+                    rec->session_id);
+    } else if (rc == 0 && rec->recording_key) {
+        rc = presign_key(c->api, rec->recording_key, c->req->now_ms, &url, err);
         if (rc == 0) {
             vh_free(ev->session->recording_url);
             ev->session->recording_url = vh_buf_detach(&url, NULL);
             rc = ev->session->recording_url ? 0 : VH_ENOMEM;
         }
         if (rc == 0)
-            rc = vh_session_render(ev->session, ev->ts_ms, &fresh, &err);
+            rc = vh_session_render(ev->session, ev->ts_ms, &fresh, err);
         payload = &fresh;
     }
     if (rc < 0)
         goto out;
     if (payload->len <= skip + 1 ||
         memcmp(payload->data, PAYLOAD_PREFIX, sizeof(PAYLOAD_PREFIX) - 1) != 0) {
-        rc = vh_error_set(&err, VH_EIO, "stored payload of '%s' has an unexpected form",
+        rc = vh_error_set(err, VH_EIO, "stored payload of '%s' has an unexpected form",
                           rec->session_id);
         goto out;
     }
@@ -950,9 +960,7 @@ out:
     vh_event_free(ev);
     vh_buf_release(&fresh);
     vh_buf_release(&url);
-    if (rc < 0)
-        return reply_rc(c, rc, &err);
-    return 0;
+    return rc;
 }
 
 static int calls_get(struct route_ctx *c)
@@ -974,13 +982,12 @@ static int calls_get(struct route_ctx *c)
     if (rc < 0)
         return reply_rc(c, rc, &err);
     rc = ok_begin(c, 200);
-    if (rc == 0) {
-        rc = add_call(c, &rec);
-        if (rc == 0 && c->resp->status == 200)
-            rc = ok_end(c, 0);
-    }
+    if (rc == 0)
+        rc = write_call(c, &rec, &c->resp->body, &err);
     vh_call_rec_release(&rec);
-    return rc;
+    if (rc < 0 && err.msg[0])
+        return reply_rc(c, rc, &err);
+    return ok_end(c, rc);
 }
 
 static const char *query_get(const struct vh_api_req *req, const char *key)
@@ -1014,10 +1021,11 @@ static int query_int(struct route_ctx *c, const char *key, long min, long max, l
 static int calls_list(struct route_ctx *c)
 {
     struct vh_error err = VH_ERROR_INIT;
+    struct vh_buf *b = &c->resp->body;
     struct vh_call_rec *recs = NULL;
     const char *status = query_get(c->req, "status");
     int call_status = 0;
-    size_t n = 0, total = 0, i;
+    size_t n = 0, total = 0, shown, i;
     long limit, offset;
     int rc;
 
@@ -1039,23 +1047,44 @@ static int calls_list(struct route_ctx *c)
         return reply_rc(c, rc, &err);
     rc = ok_begin(c, 200);
     if (rc == 0)
-        rc = vh_buf_adds(&c->resp->body, "{\"calls\":[");
+        rc = vh_buf_adds(b, "{\"calls\":[");
+    /*
+     * A page stops before the call that would take the answer past RESP_MAX (calls are up
+     * to 1 MiB each): `next_offset` then says where the next page starts, as it does when
+     * the page is full.
+     */
+    b->max = RESP_MAX - LIST_TAIL_MAX;
     for (i = 0; rc == 0 && i < n; i++) {
+        size_t mark = b->len;
+
         if (i)
-            rc = vh_buf_addc(&c->resp->body, ',');
+            rc = vh_buf_addc(b, ',');
         if (rc == 0)
-            rc = add_call(c, &recs[i]);
-        if (rc == 0 && c->resp->status != 200)
-            rc = 1; /* add_call answered with an error */
+            rc = write_call(c, &recs[i], b, &err);
+        if (rc == VH_ETOOBIG && !err.msg[0] && i > 0) { /* the page is full */
+            b->len = mark;
+            b->data[mark] = '\0';
+            vh_error_clear(&err);
+            rc = 0;
+            break;
+        }
     }
+    b->max = RESP_MAX;
+    shown = i;
     for (i = 0; i < n; i++)
         vh_call_rec_release(&recs[i]);
     vh_free(recs);
-    if (rc == 1)
-        return 0;
+    if (rc < 0 && err.msg[0])
+        return reply_rc(c, rc, &err);
     if (rc == 0)
-        rc = vh_buf_addf(&c->resp->body, "],\"total\":%zu,\"limit\":%ld,\"offset\":%ld}", total,
+        rc = vh_buf_addf(b, "],\"total\":%zu,\"limit\":%ld,\"offset\":%ld,\"next_offset\":", total,
                          limit, offset);
+    if (rc == 0 && (size_t)offset + shown < total)
+        rc = vh_buf_addf(b, "%zu", (size_t)offset + shown);
+    else if (rc == 0)
+        rc = vh_buf_adds(b, "null");
+    if (rc == 0)
+        rc = vh_buf_addc(b, '}');
     return ok_end(c, rc);
 }
 

@@ -601,6 +601,7 @@ static void calls_read_back(void **state)
     assert_int_equal(req(f, "GET", "/api/v2/calls", f->key_a, NULL), 200);
     assert_int_equal(json_array_size(at(f->json, "data.calls")), 10);
     assert_int_equal(json_integer_value(at(f->json, "data.total")), 12);
+    assert_int_equal(json_integer_value(at(f->json, "data.next_offset")), 10);
     assert_string_equal(
         json_string_value(json_object_get(
             json_object_get(json_array_get(at(f->json, "data.calls"), 0), "session"),
@@ -639,7 +640,8 @@ static void calls_paging(void **state)
     vh_api_resp_init(&resp);
     vh_api_handle(f->api, &r, &resp);
     assert_int_equal(resp.status, 200);
-    assert_non_null(strstr(resp.body.data, "\"total\":3,\"limit\":2,\"offset\":2}"));
+    assert_non_null(
+        strstr(resp.body.data, "\"total\":3,\"limit\":2,\"offset\":2,\"next_offset\":null}"));
     assert_non_null(strstr(resp.body.data, "\"session_id\":\"p-0\""));
     assert_null(strstr(resp.body.data, "\"session_id\":\"p-1\""));
     vh_api_resp_release(&resp);
@@ -668,6 +670,142 @@ static void calls_paging(void **state)
 /* ---- vh_api_handle_async ----------------------------------------------------------------- */
 
 /* One request's put-off answer: how often `done` ran, and a semaphore to await it by. */
+/* An ingest body whose session is about `kb` KB: turns of 60 000 bytes of content. */
+static char *big_ingest_body(const char *pid, const char *session_id, size_t kb)
+{
+    char *seed = read_data_file("good/seed_session.json");
+    json_t *s = json_loads(seed, 0, NULL), *root, *turns;
+    char *content = malloc(60001), *out;
+    size_t i;
+
+    assert_non_null(s);
+    assert_non_null(content);
+    memset(content, 'x', 60000);
+    content[60000] = '\0';
+    json_object_set_new(s, "session_id", json_string(session_id));
+    json_object_set_new(s, "call", json_null());
+    turns = json_array();
+    for (i = 0; i < kb / 60; i++)
+        json_array_append_new(turns, json_pack("{s:s,s:s,s:s}", "role", "user", "content", content,
+                                               "timestamp", "2026-03-15T14:30:04.500Z"));
+    json_object_set_new(s, "transcript", turns);
+    root = json_pack("{s:s,s:o}", "partner_id", pid, "session", s);
+    out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    free(content);
+    free(seed);
+    return out;
+}
+
+/* Lists the partner's calls with `limit` and `offset`; keeps the answer as req() does. */
+static int list_calls(struct fx *f, const char *limit, const char *offset)
+{
+    struct vh_api_req r;
+    struct vh_api_resp resp;
+    char auth[AUTH_MAX];
+
+    make_req(f, &r, auth, "GET", "/api/v2/calls", f->key_a, NULL);
+    r.query[0] = (struct vh_api_kv){"limit", limit};
+    r.query[1] = (struct vh_api_kv){"offset", offset};
+    r.n_query = 2;
+    vh_api_resp_init(&resp);
+    vh_api_handle(f->api, &r, &resp);
+    keep(f, &resp);
+    vh_api_resp_release(&resp);
+    return f->status;
+}
+
+/* A page stops short of the 4 MiB answer bound and says where the next one starts. */
+static void calls_page_stops_at_the_answer_bound(void **state)
+{
+    struct fx *f = *state;
+    json_t *calls;
+    char *body;
+    int i;
+
+    for (i = 0; i < 6; i++) {
+        char sid[32];
+
+        snprintf(sid, sizeof(sid), "big-%d", i);
+        body = big_ingest_body(f->a.id, sid, 900);
+        assert_true(strlen(body) < VH_BODY_MAX);
+        assert_true(strlen(body) > 800 * 1024);
+        f->now = NOW + i;
+        assert_int_equal(req(f, "POST", "/internal/v1/sessions", TOKEN, body), 202);
+        free(body);
+    }
+    /* 6 × 0.9 MB: a page of 6 would be 5.5 MB; it holds 4 (3.7 MB). */
+    assert_int_equal(list_calls(f, "6", "0"), 200);
+    calls = at(f->json, "data.calls");
+    assert_int_equal(json_array_size(calls), 4);
+    assert_string_equal(str_at(json_array_get(calls, 0), "session.session_id"), "big-5");
+    assert_string_equal(str_at(json_array_get(calls, 3), "session.session_id"), "big-2");
+    assert_int_equal(json_integer_value(at(f->json, "data.total")), 6);
+    assert_int_equal(json_integer_value(at(f->json, "data.limit")), 6);
+    assert_int_equal(json_integer_value(at(f->json, "data.next_offset")), 4);
+    /* the next page, from next_offset, ends the list */
+    assert_int_equal(list_calls(f, "6", "4"), 200);
+    calls = at(f->json, "data.calls");
+    assert_int_equal(json_array_size(calls), 2);
+    assert_string_equal(str_at(json_array_get(calls, 0), "session.session_id"), "big-1");
+    assert_string_equal(str_at(json_array_get(calls, 1), "session.session_id"), "big-0");
+    assert_true(json_is_null(at(f->json, "data.next_offset")));
+    /* one at a time, each call fits */
+    assert_int_equal(req(f, "GET", "/api/v2/calls/big-3", f->key_a, NULL), 200);
+    assert_int_equal(json_array_size(at(f->json, "data.session.transcript")), 15);
+}
+
+/*
+ * A session ingested with a recording_key is read back with its link presigned afresh; a
+ * server restarted without S3 settings serves the link presigned at ingest instead of
+ * failing the read.
+ */
+static void calls_with_a_key_and_no_s3_settings(void **state)
+{
+    struct fx *f = *state;
+    struct vh_api *plain = f->api, *s3 = NULL;
+    struct vh_api_config cfg = f->cfg;
+    json_t *root;
+    char *body, *at_ingest;
+
+    cfg.s3_endpoint = "https://s3.eu-west-1.amazonaws.com";
+    cfg.s3_region = "eu-west-1";
+    cfg.s3_bucket = "recordings";
+    cfg.s3_access_key = "AKIDEXAMPLE";
+    cfg.s3_secret_key = "wJalrXUtnFEMIK7MDENGbPxRfiCY";
+    assert_int_equal(vh_api_new(f->st, &cfg, &s3, NULL), 0);
+    body = ingest_body(f->a.id, "sess-key", "call-key");
+    root = json_loads(body, 0, NULL);
+    free(body);
+    json_object_del(json_object_get(root, "session"), "recording_url");
+    json_object_set_new(json_object_get(root, "session"), "recording_key", json_string("r/1.wav"));
+    body = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    f->api = s3;
+    assert_int_equal(req(f, "POST", "/internal/v1/sessions", TOKEN, body), 202);
+    free(body);
+    assert_int_equal(req(f, "GET", "/api/v2/calls/call-key", f->key_a, NULL), 200);
+    at_ingest = strdup(str_at(f->json, "data.session.recording_url"));
+    assert_non_null(strstr(at_ingest, "X-Amz-Date=20260315T"));
+
+    /* a minute later, presigned afresh */
+    f->now = NOW + 60000;
+    assert_int_equal(req(f, "GET", "/api/v2/calls/call-key", f->key_a, NULL), 200);
+    assert_string_not_equal(str_at(f->json, "data.session.recording_url"), at_ingest);
+    assert_non_null(strstr(str_at(f->json, "data.session.recording_url"),
+                           "recordings.s3.eu-west-1.amazonaws.com/r/1.wav?"));
+
+    /* without S3 settings: the link of the ingest, in the call and in the list */
+    f->api = plain;
+    assert_int_equal(req(f, "GET", "/api/v2/calls/call-key", f->key_a, NULL), 200);
+    assert_string_equal(str_at(f->json, "data.session.recording_url"), at_ingest);
+    assert_int_equal(req(f, "GET", "/api/v2/calls", f->key_a, NULL), 200);
+    assert_string_equal(
+        str_at(json_array_get(at(f->json, "data.calls"), 0), "session.recording_url"), at_ingest);
+    free(at_ingest);
+    vh_api_free(s3);
+}
+
 struct answer {
     sem_t sem;
     atomic_int calls;
@@ -1310,6 +1448,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(ingest_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(calls_read_back, setup, teardown),
         cmocka_unit_test_setup_teardown(calls_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(calls_page_stops_at_the_answer_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(calls_with_a_key_and_no_s3_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(async_ingest, setup, teardown),
         cmocka_unit_test_setup_teardown(async_ingest_no_endpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(async_ingest_repeat, setup, teardown),
