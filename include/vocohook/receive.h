@@ -207,6 +207,18 @@ struct vh_receive_resp {
 VH_API int vh_receiver_handle(struct vh_receiver *r, const struct vh_receive_req *req,
                               struct vh_receive_resp *resp);
 
+/*
+ * The checks of vh_receiver_handle that need no body, for a server to make on a request's
+ * head before it reads the body (`req->body` unused): the path, the method, both signature
+ * headers and the timestamp window. Returns true when the body is worth reading (the
+ * request goes on to vh_receiver_handle, which checks all again); false with the answer
+ * vh_receiver_handle would give in `resp` (and the same log line). A sender without the
+ * secret cannot pass, but anyone can send a fresh timestamp: the signature itself needs
+ * the body.
+ */
+VH_API bool vh_receiver_admit(struct vh_receiver *r, const struct vh_receive_req *req,
+                              struct vh_receive_resp *resp);
+
 /* Called once an answer vh_receiver_handle_async put off is in its `resp`. */
 typedef void vh_receive_done_fn(void *ud);
 

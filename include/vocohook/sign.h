@@ -72,6 +72,16 @@ VH_API int vh_verify(const struct vh_verify_opts *opts, const char *ts, size_t t
                      const char *sig, size_t sig_len, const void *body, size_t body_len,
                      enum vh_verify_status *status, struct vh_error *err);
 
+/*
+ * The checks of vh_verify that need no body: both headers present and well-formed, the
+ * timestamp inside the window. Returns 0 when the request may still verify (its body is
+ * then worth reading), otherwise as vh_verify (VH_ESIG with the same reason and `*status`
+ * it would give). `opts->secrets` is not used and may be empty.
+ */
+VH_API int vh_verify_head(const struct vh_verify_opts *opts, const char *ts, size_t ts_len,
+                          const char *sig, size_t sig_len, enum vh_verify_status *status,
+                          struct vh_error *err);
+
 /* A short stable name for a status ("too_old"), for logs and metrics. */
 VH_API const char *vh_verify_status_name(enum vh_verify_status st);
 

@@ -331,6 +331,36 @@ static void on_stored(void *ud)
     vh_server_reply(reply);
 }
 
+/* The receiver's view of a server request; borrows from `sreq`. */
+static void receive_req_from(const struct vh_server_req *sreq, struct vh_receive_req *req)
+{
+    req->method = sreq->base.method;
+    req->path = sreq->base.path;
+    req->timestamp = sreq->headers[H_TIMESTAMP];
+    req->signature = sreq->headers[H_SIGNATURE];
+    req->webhook_id = sreq->headers[H_ID];
+    req->body = sreq->base.body;
+    req->body_len = sreq->base.body_len;
+    req->body_too_large = sreq->base.body_too_large;
+    req->now_ms = sreq->base.now_ms;
+}
+
+/*
+ * The server's admit hook: a request without both signature headers, or outside the
+ * timestamp window, is answered before its body (up to 1 MiB) is read.
+ */
+static bool on_admit(void *ud, const struct vh_server_req *sreq, struct vh_api_resp *resp)
+{
+    struct vh_receive_req req;
+    struct vh_receive_resp rr;
+
+    receive_req_from(sreq, &req);
+    if (vh_receiver_admit(ud, &req, &rr))
+        return true;
+    copy_answer(&rr, resp);
+    return false;
+}
+
 static int on_request(void *ud, const struct vh_server_req *sreq, struct vh_api_resp *resp,
                       struct vh_server_reply *reply)
 {
@@ -342,15 +372,7 @@ static int on_request(void *ud, const struct vh_server_req *sreq, struct vh_api_
         return VH_ENOMEM;
     }
     memset(x, 0, sizeof(*x));
-    x->req.method = sreq->base.method;
-    x->req.path = sreq->base.path;
-    x->req.timestamp = sreq->headers[H_TIMESTAMP];
-    x->req.signature = sreq->headers[H_SIGNATURE];
-    x->req.webhook_id = sreq->headers[H_ID];
-    x->req.body = sreq->base.body;
-    x->req.body_len = sreq->base.body_len;
-    x->req.body_too_large = sreq->base.body_too_large;
-    x->req.now_ms = sreq->base.now_ms;
+    receive_req_from(sreq, &x->req);
     x->resp = resp;
     x->reply = reply;
     rc = vh_receiver_handle_async(ud, &x->req, &x->rr, on_stored, x);
@@ -674,6 +696,7 @@ static int run(struct receive_args *a, const sigset_t *stop_sigs)
     }
     memset(&h, 0, sizeof(h));
     h.handle_async = on_request;
+    h.admit = on_admit;
     h.ud = r;
     h.headers[H_TIMESTAMP] = "X-Webhook-Timestamp";
     h.headers[H_SIGNATURE] = "X-Webhook-Signature";

@@ -61,8 +61,11 @@ static bool is_webhook_path(const char *path)
     return path && (strcmp(path, "/") == 0 || strcmp(path, "/webhook") == 0);
 }
 
-/* Steps 1-2. Returns true when the request may go on to the payload checks. */
-static bool check_request(struct vh_receiver *r, const struct vh_receive_req *req,
+/*
+ * Steps 1-2. Returns true when the request may go on to the payload checks. With `head`,
+ * only what needs no body (vh_receiver_admit): the body is neither there nor bounded yet.
+ */
+static bool check_request(struct vh_receiver *r, const struct vh_receive_req *req, bool head,
                           struct vh_receive_resp *resp, int *rc)
 {
     struct vh_error err = VH_ERROR_INIT;
@@ -83,7 +86,7 @@ static bool check_request(struct vh_receiver *r, const struct vh_receive_req *re
         answer_error(resp, 405, VH_RECEIVE_METHOD, "method_not_allowed", "only POST is accepted");
         return false;
     }
-    if (req->body_too_large) {
+    if (!head && req->body_too_large) {
         answer_error(resp, 413, VH_RECEIVE_TOO_LARGE, "payload_too_large",
                      "the body is larger than the receiver accepts");
         return false;
@@ -92,9 +95,14 @@ static bool check_request(struct vh_receiver *r, const struct vh_receive_req *re
     vo.n_secrets = r->cfg.n_secrets;
     vo.tolerance_ms = r->cfg.tolerance_ms;
     vo.now_ms = req->now_ms;
-    *rc = vh_verify(&vo, req->timestamp, req->timestamp ? strlen(req->timestamp) : 0,
-                    req->signature, req->signature ? strlen(req->signature) : 0, req->body,
-                    req->body_len, &resp->verify_status, &err);
+    if (head)
+        *rc = vh_verify_head(&vo, req->timestamp, req->timestamp ? strlen(req->timestamp) : 0,
+                             req->signature, req->signature ? strlen(req->signature) : 0,
+                             &resp->verify_status, &err);
+    else
+        *rc = vh_verify(&vo, req->timestamp, req->timestamp ? strlen(req->timestamp) : 0,
+                        req->signature, req->signature ? strlen(req->signature) : 0, req->body,
+                        req->body_len, &resp->verify_status, &err);
     if (*rc == VH_ESIG) {
         *rc = 0;
         vh__json_escape(err.msg, sizeof(err.msg), reason, sizeof(reason));
@@ -278,6 +286,16 @@ static void on_stored(void *ud, int rc, bool created, const struct vh_error *err
     done(done_ud);
 }
 
+bool vh_receiver_admit(struct vh_receiver *r, const struct vh_receive_req *req,
+                       struct vh_receive_resp *resp)
+{
+    int rc = 0;
+
+    memset(resp, 0, sizeof(*resp));
+    resp->verify_status = VH_VERIFY_OK;
+    return check_request(r, req, true, resp, &rc);
+}
+
 int vh_receiver_handle(struct vh_receiver *r, const struct vh_receive_req *req,
                        struct vh_receive_resp *resp)
 {
@@ -285,7 +303,7 @@ int vh_receiver_handle(struct vh_receiver *r, const struct vh_receive_req *req,
 
     memset(resp, 0, sizeof(*resp));
     resp->verify_status = VH_VERIFY_OK;
-    if (!check_request(r, req, resp, &rc))
+    if (!check_request(r, req, false, resp, &rc))
         return rc;
     return store(r, req, resp);
 }
@@ -300,7 +318,7 @@ int vh_receiver_handle_async(struct vh_receiver *r, const struct vh_receive_req 
 
     memset(resp, 0, sizeof(*resp));
     resp->verify_status = VH_VERIFY_OK;
-    if (!check_request(r, req, resp, &rc))
+    if (!check_request(r, req, false, resp, &rc))
         return rc;
     pd = vh_malloc(sizeof(*pd));
     if (!pd) {

@@ -5,14 +5,16 @@ import hashlib
 import hmac
 import json
 import os
+import socket
 import sys
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from recv_harness import (SECRET, Receiver, now_iso, payload, sign, wait_until)  # noqa: E402
-from server import DATA  # noqa: E402
+from recv_harness import (SECRET, Receiver, Response, now_iso, payload, sign,  # noqa: E402
+                          wait_until)
+from server import DATA, read_until_closed  # noqa: E402
 
 SID = "s1234567-abcd-1234-abcd-123456789012"
 
@@ -252,6 +254,39 @@ class Refused(unittest.TestCase):
         self.assertEqual(self.r.post(body, sign(body), path="/", method="PUT").status, 405)
         resp = self.r.post(None, {}, path="/healthz", method="GET")
         self.assertEqual((resp.status, resp.json()), (200, {"ok": True}))
+
+    def head_only(self, headers, length=1024 * 1024):
+        """Sends a POST's head declaring `length` body bytes; returns the socket."""
+        sock = socket.create_connection(("127.0.0.1", self.r.port), timeout=10)
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        sock.sendall((f"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      f"{lines}Content-Length: {length}\r\n\r\n").encode())
+        return sock
+
+    def test_no_body_is_read_before_the_headers_pass(self):
+        # Found in review: the whole body (up to 1 MiB) was buffered before the signature
+        # headers were looked at. Missing headers and a timestamp outside the window now
+        # get their 401 on the head alone, the body never sent.
+        body = payload(SID)
+        good = sign(body)
+        cases = [({}, "bad_timestamp"),
+                 ({"X-Webhook-Timestamp": good["X-Webhook-Timestamp"]}, "bad_signature"),
+                 ({"X-Webhook-Timestamp": now_iso(-301),
+                   "X-Webhook-Signature": good["X-Webhook-Signature"]}, "too_old")]
+        for headers, reason in cases:
+            sock = self.head_only(headers)
+            data, _ = read_until_closed(sock, 10)  # the answer, then the server closes
+            sock.close()
+            head, _, rest = data.partition(b"\r\n\r\n")
+            self.unauthorized(Response(int(head.split()[1]), rest), reason)
+        # Headers that pass: the body is read, and the signature judged on it.
+        tampered = body.replace(b"127", b"128")
+        sock = self.head_only(dict(good, Connection="close"), len(tampered))
+        sock.sendall(tampered)
+        data, _ = read_until_closed(sock, 10)
+        sock.close()
+        head, _, rest = data.partition(b"\r\n\r\n")
+        self.unauthorized(Response(int(head.split()[1]), rest), "mismatch")
 
     def test_body_over_the_bound_is_413(self):
         body = b"{" + b" " * (1024 * 1024 + 10) + b"}"

@@ -618,6 +618,59 @@ static void test_verify_first_error_wins(void **state)
     assert_string_equal(err.msg, "earlier");
 }
 
+/*
+ * vh_verify_head gives the verdict and reason vh_verify gives on every request whose head
+ * decides it, and passes every head vh_verify would judge on the body; it needs no secret.
+ */
+static void test_verify_head_agrees_with_verify(void **state)
+{
+    const char *secrets[] = {SECRET};
+    int64_t t = ts_ms(TS);
+    static const struct {
+        const char *ts, *sig;
+        int64_t now;
+        enum vh_verify_status want; /* VH_VERIFY_OK: the body decides */
+    } cases[] = {
+        {NULL, SIG_BODY, 0, VH_VERIFY_BAD_TIMESTAMP},
+        {"2026-03-15T14:32:08Z", SIG_BODY, 0, VH_VERIFY_BAD_TIMESTAMP},
+        {TS, NULL, 0, VH_VERIFY_BAD_SIGNATURE},
+        {TS, "sha256=abc", 0, VH_VERIFY_BAD_SIGNATURE},
+        {TS, SIG_BODY, TOL_MS + 1, VH_VERIFY_TOO_OLD},
+        {TS, SIG_BODY, -TOL_MS - 1, VH_VERIFY_TOO_NEW},
+        {TS, SIG_BODY, TOL_MS, VH_VERIFY_OK},
+        {TS, SIG_EMPTY, 0, VH_VERIFY_OK}, /* a mismatch: only the body can tell */
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct vh_verify_opts head_opts = {NULL, 0, TOL_MS, t + cases[i].now};
+        struct vh_verify_opts opts = {secrets, 1, TOL_MS, t + cases[i].now};
+        struct vh_error head_err = VH_ERROR_INIT, err = VH_ERROR_INIT;
+        enum vh_verify_status head_st = VH_VERIFY_MISMATCH, st = VH_VERIFY_OK;
+        const char *ts = cases[i].ts, *sig = cases[i].sig;
+        int head_rc, rc;
+
+        head_rc = vh_verify_head(&head_opts, ts, ts ? strlen(ts) : 0, sig, sig ? strlen(sig) : 0,
+                                 &head_st, &head_err);
+        rc = vh_verify(&opts, ts, ts ? strlen(ts) : 0, sig, sig ? strlen(sig) : 0, BODY,
+                       strlen(BODY), &st, &err);
+        assert_int_equal(head_st, cases[i].want);
+        if (cases[i].want == VH_VERIFY_OK) {
+            assert_int_equal(head_rc, 0);
+            assert_string_equal(head_err.msg, "");
+            assert_int_equal(st, strcmp(sig, SIG_BODY) == 0 ? VH_VERIFY_OK : VH_VERIFY_MISMATCH);
+        } else {
+            assert_int_equal(head_rc, VH_ESIG);
+            assert_int_equal(rc, VH_ESIG);
+            assert_int_equal(st, head_st);
+            assert_string_equal(head_err.msg, err.msg);
+        }
+    }
+    assert_int_equal(vh_verify_head(NULL, TS, strlen(TS), SIG_BODY, strlen(SIG_BODY), NULL, NULL),
+                     VH_EINVAL);
+}
+
 /* Sign then verify over many body sizes, including a 64 KiB one. */
 static void test_sign_verify_round_trip(void **state)
 {
@@ -729,6 +782,7 @@ int main(void)
         cmocka_unit_test(test_verify_empty_body),
         cmocka_unit_test(test_verify_uppercase_hex),
         cmocka_unit_test(test_verify_two_secrets),
+        cmocka_unit_test(test_verify_head_agrees_with_verify),
         cmocka_unit_test(test_verify_body_byte_flips),
         cmocka_unit_test(test_verify_secret_byte_flips),
         cmocka_unit_test(test_verify_timestamp_byte_changes),
