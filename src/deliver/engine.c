@@ -891,6 +891,7 @@ static void job_end(struct vh_engine *e, struct job *job, enum vh_attempt_result
 }
 
 static void conn_send(struct vh_engine *e, struct conn *c);
+static bool conn_recv(struct vh_engine *e, struct conn *c);
 
 /*
  * Puts the job on connection `c` (an idle one, or one libcurl just connected) and sends
@@ -956,6 +957,11 @@ static void conn_broke(struct vh_engine *e, struct conn *c, const char *why)
     job_end(e, job, VH_ATTEMPT_RESET, why, false);
 }
 
+/*
+ * Sends what the socket takes of the request. A server may answer before it has read the
+ * whole body (a 413 or 401 on the head) and close: a failed send first reads what arrived,
+ * so the attempt is judged by that answer, not recorded as a reset.
+ */
 static void conn_send(struct vh_engine *e, struct conn *c)
 {
     char why[VH_ATTEMPT_ERROR_MAX];
@@ -969,7 +975,8 @@ static void conn_send(struct vh_engine *e, struct conn *c)
             return;
         if (rc != CURLE_OK) {
             snprintf(why, sizeof(why), "sending the request failed: %s", curl_easy_strerror(rc));
-            conn_broke(e, c, why);
+            if (!conn_recv(e, c))
+                conn_broke(e, c, why);
             return;
         }
         c->sent += n;
@@ -1010,8 +1017,9 @@ static bool conn_judge(struct vh_engine *e, struct conn *c)
         return true;
     }
     if (c->h1.state == VH__H1_DONE) {
+        /* An answer that came before the whole request went out leaves the rest unsent. */
         job_end(e, job, result_of_status(c->h1.status), "",
-                c->h1.keep_alive && c->in_len == 0 && !c->capped);
+                c->h1.keep_alive && c->in_len == 0 && !c->capped && c->sent == c->req.len);
         return true;
     }
     if (c->capped) {
@@ -1022,8 +1030,12 @@ static bool conn_judge(struct vh_engine *e, struct conn *c)
     return false;
 }
 
-/* Reads what has arrived of the response, until it is complete or nothing more is there. */
-static void conn_recv(struct vh_engine *e, struct conn *c)
+/*
+ * Reads what has arrived of the response, until it is complete or nothing more is there;
+ * also while the request is still going out (an early answer). Returns true when the
+ * attempt ended (`c` is then gone), false when it waits for more.
+ */
+static bool conn_recv(struct vh_engine *e, struct conn *c)
 {
     char why[VH_ATTEMPT_ERROR_MAX];
     size_t n, used;
@@ -1033,21 +1045,21 @@ static void conn_recv(struct vh_engine *e, struct conn *c)
         if (c->in_len == sizeof(c->in)) {
             /* The parser makes progress on a full buffer (h1_int.h); this is a bug guard. */
             job_end(e, c->job, VH_ATTEMPT_PROTOCOL, "a response the parser could not frame", false);
-            return;
+            return true;
         }
         n = 0;
         rc = curl_easy_recv(c->easy, c->in + c->in_len, sizeof(c->in) - c->in_len, &n);
         if (rc == CURLE_AGAIN)
-            return;
+            return false;
         if (rc != CURLE_OK) {
             snprintf(why, sizeof(why), "reading the response failed: %s", curl_easy_strerror(rc));
             conn_broke(e, c, why);
-            return;
+            return true;
         }
         if (n == 0) {
             if (c->got == 0) {
                 conn_broke(e, c, "the connection closed without a response");
-                return;
+                return true;
             }
             if (vh__h1_eof(&c->h1) == VH__H1_DONE) {
                 c->h1.keep_alive = false;
@@ -1055,7 +1067,7 @@ static void conn_recv(struct vh_engine *e, struct conn *c)
             } else {
                 job_end(e, c->job, VH_ATTEMPT_RESET, c->h1.error, false);
             }
-            return;
+            return true;
         }
         c->got += n;
         c->in_len += n;
@@ -1064,7 +1076,7 @@ static void conn_recv(struct vh_engine *e, struct conn *c)
         if (c->in_len && used)
             memmove(c->in, c->in + used, c->in_len);
         if (conn_judge(e, c))
-            return;
+            return true;
     }
 }
 
@@ -1222,7 +1234,9 @@ static unsigned poll_set(struct vh_engine *e)
         if (!c || (c->state != C_SENDING && c->state != C_RECEIVING))
             continue;
         e->wfd[n].fd = c->fd;
-        e->wfd[n].events = c->state == C_SENDING ? CURL_WAIT_POLLOUT : CURL_WAIT_POLLIN;
+        /* While sending, an answer may come early: readable counts too. */
+        e->wfd[n].events =
+            c->state == C_SENDING ? CURL_WAIT_POLLOUT | CURL_WAIT_POLLIN : CURL_WAIT_POLLIN;
         e->wfd[n].revents = 0;
         e->wconn[n++] = c;
     }
@@ -1254,7 +1268,8 @@ static void poll_wait(struct vh_engine *e, unsigned n, int timeout_ms)
     }
     for (i = 0; i < n; i++) {
         e->pfd[i].fd = e->wfd[i].fd;
-        e->pfd[i].events = e->wfd[i].events == CURL_WAIT_POLLOUT ? POLLOUT : POLLIN;
+        e->pfd[i].events = (short)(((e->wfd[i].events & CURL_WAIT_POLLIN) ? POLLIN : 0) |
+                                   ((e->wfd[i].events & CURL_WAIT_POLLOUT) ? POLLOUT : 0));
         e->pfd[i].revents = 0;
     }
     if (poll(e->pfd, n, timeout_ms) <= 0)
@@ -1263,7 +1278,9 @@ static void poll_wait(struct vh_engine *e, unsigned n, int timeout_ms)
         r = e->pfd[i].revents;
         if (r & (POLLERR | POLLHUP | POLLNVAL))
             r |= e->pfd[i].events;
-        e->wfd[i].revents = (r & e->pfd[i].events) ? e->wfd[i].events : 0;
+        r &= e->pfd[i].events;
+        e->wfd[i].revents = (short)(((r & POLLIN) ? CURL_WAIT_POLLIN : 0) |
+                                    ((r & POLLOUT) ? CURL_WAIT_POLLOUT : 0));
     }
 }
 
@@ -1283,7 +1300,9 @@ static void poll_serve(struct vh_engine *e, unsigned n)
         /* Each entry is its own connection: serving one frees no other listed one. */
         if (c->state == C_IDLE)
             idle_readable(e, c);
-        else if (c->state == C_SENDING)
+        else if (c->state == C_SENDING && (e->wfd[i].revents & CURL_WAIT_POLLIN) && conn_recv(e, c))
+            continue; /* answered early: the attempt is over */
+        else if (c->state == C_SENDING && (e->wfd[i].revents & CURL_WAIT_POLLOUT))
             conn_send(e, c);
         else if (c->state == C_RECEIVING)
             conn_recv(e, c);

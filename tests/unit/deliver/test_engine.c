@@ -158,7 +158,9 @@ enum mode {
     M_SLOW_CHUNKED,     /* 100 Continue then a chunked 200 with a trailer, one byte per send */
     M_OVER_BOUND_WHOLE, /* 200 with a body of VH_ATTEMPT_READ_MAX + 1 bytes, all sent; left
                            open, and later requests on it answered 200 "ok" */
-    M_OVER_BOUND_CUT    /* the same, promising 1000 bytes more than it sends */
+    M_OVER_BOUND_CUT,   /* the same, promising 1000 bytes more than it sends */
+    M_EARLY_HOLD,       /* 413 on the request's head, then reads nothing more; left open */
+    M_EARLY_CLOSE       /* 413 on the request's head, then closes with the body unread */
 };
 
 /* The bodies of the modes above, as the engine must report them. */
@@ -174,6 +176,7 @@ struct conn {
     int fd;
     size_t len;
     bool held;
+    bool mute; /* answered early: nothing more is read */
     bool streaming;
     int answered; /* requests this connection had */
     char in[REQ_MAX];
@@ -217,7 +220,7 @@ static void conn_close(struct conn *c)
     c->fd = -1;
     c->len = 0;
     c->answered = 0;
-    c->held = c->streaming = false;
+    c->held = c->streaming = c->mute = false;
 }
 
 /* Closes with a reset (RST) instead of a FIN. */
@@ -467,8 +470,22 @@ static bool respond(struct srv *s, struct conn *c, bool released)
         else
             answer_ok(c);
         return true;
+    case M_EARLY_HOLD:
+    case M_EARLY_CLOSE:
+        return true; /* answered on the head, in conn_read */
     }
     return true;
+}
+
+/* Whether the buffer holds a whole request head. */
+static bool has_head(const char *p, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i + 4 <= len; i++)
+        if (memcmp(p + i, "\r\n\r\n", 4) == 0)
+            return true;
+    return false;
 }
 
 static void conn_read(struct srv *s, struct conn *c, bool released)
@@ -483,6 +500,18 @@ static void conn_read(struct srv *s, struct conn *c, bool released)
         return;
     }
     c->len += (size_t)r;
+    if ((s->mode == M_EARLY_HOLD || s->mode == M_EARLY_CLOSE) && has_head(c->in, c->len)) {
+        pthread_mutex_lock(&s->mu);
+        s->requests++;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        send_str(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n"
+                    "Connection: close\r\n\r\ntoo long");
+        c->mute = true;
+        if (s->mode == M_EARLY_CLOSE)
+            conn_close(c);
+        return;
+    }
     for (;;) {
         if (c->fd < 0 || c->held)
             return;
@@ -557,7 +586,7 @@ static void *srv_main(void *arg)
         pfd[n].fd = s->lfd;
         pfd[n++].events = POLLIN;
         for (i = 0; i < MAX_CONNS; i++) {
-            if (s->conns[i].fd < 0)
+            if (s->conns[i].fd < 0 || s->conns[i].mute)
                 continue;
             pfd[n].fd = s->conns[i].fd;
             pfd[n].events = POLLIN | (s->conns[i].streaming ? POLLOUT : 0);
@@ -601,6 +630,11 @@ static struct srv *srv_start(enum mode mode)
     s->lfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(s->lfd >= 0);
     setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (mode == M_EARLY_HOLD || mode == M_EARLY_CLOSE) {
+        int small = 4096; /* inherited: a large body cannot all wait in the server's buffer */
+
+        setsockopt(s->lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    }
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -1455,6 +1489,55 @@ static void test_timeout_while_reading(void **state)
 }
 
 /*
+ * A server that answers on the request's head (413 or 401 before reading a large body) is
+ * judged by its answer, whether it then waits with the body unread or closes: the engine
+ * reads while it sends. Before, the first was a timeout and the second a reset. The
+ * connection, with the request half sent, is not used again.
+ */
+static void test_early_answer_while_sending(void **state)
+{
+    enum mode modes[2] = {M_EARLY_HOLD, M_EARLY_CLOSE};
+    size_t big = 8 * 1024 * 1024; /* more than a socket buffers (tcp_wmem: 4 MiB at most) */
+    char *body = malloc(big);
+    struct vh_error err = VH_ERROR_INIT;
+    int i;
+
+    (void)state;
+    assert_non_null(body);
+    memset(body, 'b', big);
+    for (i = 0; i < 2; i++) {
+        struct srv *s = srv_start(modes[i]);
+        struct vh_engine *e = engine_dev();
+        struct vh_delivery_job j;
+        struct vh_attempt a;
+        char url[128];
+        int n;
+
+        srv_url(s, url, sizeof(url));
+        for (n = 1; n <= 2; n++) {
+            int before = total_now();
+
+            j = job_for(url, NULL, 5000);
+            j.body = body;
+            j.body_len = big;
+            if (vh_engine_submit(e, &j, on_done, &R.slots[0], &err) != 0)
+                fail_msg("vh_engine_submit: %s", err.msg);
+            assert_true(wait_total(before + 1, WAIT_MS));
+            a = R.slots[0].a;
+            if (a.result != VH_ATTEMPT_HTTP_STATUS || a.http_status != 413)
+                fail_msg("mode %d, request %d: got %s (%d): %s", (int)modes[i], n,
+                         vh_attempt_result_name(a.result), a.http_status, a.error);
+            assert_string_equal(a.response_head, "too long");
+            assert_false(a.reused_connection);
+        }
+        assert_int_equal(srv_accepts(s), 2);
+        vh_engine_free(e);
+        srv_stop(s);
+    }
+    free(body);
+}
+
+/*
  * A body over VH_ATTEMPT_READ_MAX is cut, and its connection closed, whether the server sent
  * all of it or stopped just past the bound: a server left holding the rest (and answering
  * the next request on that connection) never gets another request there.
@@ -2063,6 +2146,7 @@ int main(void)
         cmocka_unit_test_setup(test_response_byte_by_byte, reset_results),
         cmocka_unit_test_setup(test_body_over_bound_ends_connection, reset_results),
         cmocka_unit_test_setup(test_timeout_while_reading, reset_results),
+        cmocka_unit_test_setup(test_early_answer_while_sending, reset_results),
         cmocka_unit_test_setup(test_private_destination_blocked, reset_results),
         cmocka_unit_test_setup(test_scheme_rules, reset_results),
         cmocka_unit_test_setup(test_submit_rejects, reset_results),
