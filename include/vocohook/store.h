@@ -356,6 +356,12 @@ struct vh_delivery_result {
     /* The claim's vh_delivery_job_rec.row, or 0: the store finds the row by delivery_id. */
     int64_t row;
     const char *node_id; /* the claimer: only its lease may be moved on */
+    /*
+     * The claim's vh_delivery_job_rec.lease_until_ms, or 0. When set, only that claim may be
+     * moved on: a later claim of the same node at the same attempt count (the delivery was
+     * retried, or its lease ran out, while this attempt was out) is another claim.
+     */
+    int64_t lease_until_ms;
     unsigned attempt;    /* the attempt's number: the claim's attempts + 1 */
     int64_t started_ms;  /* when it started (wall clock) */
     int64_t duration_ms; /* >= 0 */

@@ -275,6 +275,7 @@ static struct job *record(struct vh_sender *s, struct job *list)
             r->endpoint_id = j->rec->endpoint_id;
             r->row = j->rec->row;
             r->node_id = s->node_id;
+            r->lease_until_ms = j->rec->lease_until_ms;
             r->attempt = j->rec->attempts + 1;
             r->started_ms = a->started_ms;
             r->duration_ms = a->duration_ms < 0 ? 0 : a->duration_ms;

@@ -71,7 +71,7 @@
 
 #define POOL_MAX   8   /* connections per store */
 #define WHAT_MAX   160 /* "insert event 's1'": the context of error messages */
-#define PARAMS_MAX 13  /* parameters of the largest statement */
+#define PARAMS_MAX 14  /* parameters of the largest statement */
 #define TX_TRIES   3   /* attempts at a transaction that hit a deadlock */
 #define PIPE_CHUNK 64  /* statements of a record batch sent before their results are read */
 
@@ -251,8 +251,7 @@ enum stmt_id {
     S_EP_UPDATE,
     S_EP_DELETE,
     S_EP_ENABLED_IDS,
-    S_DLV_CANCEL_PENDING,
-    S_DLV_CANCEL_IN_FLIGHT,
+    S_DLV_CANCEL,
     S_EV_BY_SESSION,
     S_EV_INSERT,
     S_EV_EXISTS,
@@ -363,15 +362,24 @@ static const char *const stmt_sql[S__N] = {
     [S_EP_ENABLED_IDS] = "SELECT id FROM (SELECT id, created_ms, seq FROM endpoints"
                          " WHERE partner_id = $1 AND enabled AND deleted_ms IS NULL"
                          " ORDER BY id FOR SHARE) e ORDER BY created_ms, seq",
-    /* Pending through deliveries_endpoint (its predicate repeated), in flight through
-       deliveries_due. */
-    [S_DLV_CANCEL_PENDING] = "UPDATE deliveries SET state = 'canceled', updated_ms = $2,"
-                             " next_attempt_ms = 0, lease_owner = NULL, lease_until_ms = NULL"
-                             " WHERE endpoint_id = $1 AND state = 'pending'"
-                             " AND state <> 'in_flight' AND state <> 'succeeded'",
-    [S_DLV_CANCEL_IN_FLIGHT] = "UPDATE deliveries SET state = 'canceled', updated_ms = $2,"
-                               " next_attempt_ms = 0, lease_owner = NULL, lease_until_ms = NULL"
-                               " WHERE state = 'in_flight' AND endpoint_id = $1",
+    /*
+     * Pending and in flight in one statement: a row that a record, a claim or a recovery
+     * moves from one of the two states to the other while this runs is waited for and
+     * checked again against the whole WHERE (READ COMMITTED re-evaluates an updated row), so
+     * it is canceled in either state. Two statements, one per state, each missed a row that
+     * moved to the other state meanwhile, and it stayed pending to a disabled endpoint. No
+     * row enters either state from outside them without the endpoint's lock, which the
+     * caller holds. The ids come pending through deliveries_endpoint (its predicate
+     * repeated) and in flight through deliveries_due: one OR over both made the planner
+     * read every delivery the endpoint ever had.
+     */
+    [S_DLV_CANCEL] = "UPDATE deliveries SET state = 'canceled', updated_ms = $2,"
+                     " next_attempt_ms = 0, lease_owner = NULL, lease_until_ms = NULL"
+                     " WHERE (state = 'pending' OR state = 'in_flight') AND id IN"
+                     " (SELECT id FROM deliveries WHERE endpoint_id = $1 AND state = 'pending'"
+                     " AND state <> 'in_flight' AND state <> 'succeeded'"
+                     " UNION ALL SELECT id FROM deliveries"
+                     " WHERE state = 'in_flight' AND endpoint_id = $1)",
     [S_EV_BY_SESSION] = "SELECT id, partner_id, fanout FROM events WHERE session_id = $1",
     [S_EV_INSERT] = "INSERT INTO events (id, partner_id, session_id, call_id, call_status,"
                     " recording_key, body, fanout, accepted_ms)"
@@ -428,7 +436,7 @@ static const char *const stmt_sql[S__N] = {
     [S_DLV_FINISH] = "UPDATE deliveries SET state = $3, attempts = $4, next_attempt_ms = $5,"
                      " lease_owner = NULL, lease_until_ms = NULL, updated_ms = $6"
                      " WHERE id = $1 AND state = 'in_flight' AND lease_owner = $2"
-                     " AND attempts = $7",
+                     " AND attempts = $7 AND ($8::bigint IS NULL OR lease_until_ms = $8)",
     [S_EP_LAST_DELIVERY] = "UPDATE endpoints SET last_delivery_ms = $2, last_delivery_status = $3"
                            " WHERE id = $1"
                            " AND (last_delivery_ms IS NULL OR last_delivery_ms <= $2)",
@@ -489,7 +497,7 @@ static const char *const stmt_sql[S__N] = {
         "WITH f AS (UPDATE deliveries SET state = $3, attempts = $4, next_attempt_ms = $5,"
         " lease_owner = NULL, lease_until_ms = NULL, updated_ms = $6"
         " WHERE id = $1 AND state = 'in_flight' AND lease_owner = $2 AND attempts = $7"
-        " RETURNING 1),"
+        " AND ($14::bigint IS NULL OR lease_until_ms = $14) RETURNING 1),"
         " a AS (INSERT INTO attempts (delivery_id, n, started_ms, duration_ms, http_status,"
         " error_class, error, response_head) VALUES ($1, $4, $8, $9, $10, $11, $12, $13)"
         " ON CONFLICT (delivery_id, n) DO UPDATE SET started_ms = excluded.started_ms,"
@@ -1618,20 +1626,16 @@ static int label_check(struct conn *c, const char *partner_id, const char *label
     return rc;
 }
 
-/* Cancels the endpoint's pending and in-flight deliveries: two statements, each on its index. */
+/* Cancels the endpoint's pending and in-flight deliveries, in one statement (S_DLV_CANCEL). */
 static int cancel_pending(struct conn *c, const char *endpoint_id, int64_t now_ms, const char *what,
                           struct vh_error *err)
 {
     struct params p;
-    int rc;
 
     p_init(&p);
     p_text(&p, endpoint_id);
     p_int(&p, now_ms);
-    rc = run_write(c, S_DLV_CANCEL_PENDING, &p, NULL, what, err);
-    if (rc == 0)
-        rc = run_write(c, S_DLV_CANCEL_IN_FLIGHT, &p, NULL, what, err);
-    return rc;
+    return run_write(c, S_DLV_CANCEL, &p, NULL, what, err);
 }
 
 /*
@@ -2483,6 +2487,8 @@ static int send_result(struct conn *c, const struct vh_delivery_result *r, const
         else
             p_bytes(&p, r->response_head, head_len);
     }
+    /* $8 of S_DLV_FINISH, $14 of S_RECORD_ONE: this claim's lease, or any (NULL). */
+    p_int_or_null(&p, r->lease_until_ms);
     if (p.too_big)
         return vh_error_set(err, VH_ETOOBIG, "%s: a value is too large", what);
     snprintf(name, sizeof(name), "vh%d", (int)id);
@@ -3553,8 +3559,7 @@ static const struct {
     {"count_by_state", S_DLV_LIST_COUNT_STATE},
     {"count_in_flight", S_DLV_LIST_COUNT_IN_FLIGHT},
     {"count_succeeded", S_DLV_LIST_COUNT_SUCCEEDED},
-    {"cancel_pending", S_DLV_CANCEL_PENDING},
-    {"cancel_in_flight", S_DLV_CANCEL_IN_FLIGHT},
+    {"cancel", S_DLV_CANCEL},
 };
 
 int vh__store_pg_explain(struct vh_store *st, const char *query, struct vh_buf *out,

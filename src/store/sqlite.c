@@ -2949,12 +2949,19 @@ static int held_json(struct sqlite_store *s, struct vh_buf *out, const char *wha
 
 /* Whose claim row `row` is to a report by `node` of the attempt after `attempts`. */
 static enum vh__held_match held_match(struct sqlite_store *s, int64_t row, const char *node,
-                                      int64_t attempts)
+                                      int64_t attempts, int64_t until_ms)
 {
+    const struct vh__held_entry *e;
     enum vh__held_match m;
 
     pthread_mutex_lock(&s->held_mu);
     m = vh__held_match(&s->held, row, node, attempts);
+    /* A report that names its claim's lease is another claim's when the lease differs. */
+    if (m == VH__HELD_MINE && until_ms != 0) {
+        e = vh__held_find(&s->held, row);
+        if (e && e->until_ms != until_ms)
+            m = VH__HELD_OTHER;
+    }
     pthread_mutex_unlock(&s->held_mu);
     return m;
 }
@@ -3041,7 +3048,7 @@ static int delivery_finish(struct sqlite_store *s, struct conn *c,
     int rc;
 
     *applied = false;
-    if (held_match(s, seq, r->node_id, before) != VH__HELD_MINE)
+    if (held_match(s, seq, r->node_id, before, r->lease_until_ms) != VH__HELD_MINE)
         return 0;
     rc = q_start(&q, c, S_DLV_FINISH, what, err);
     if (rc < 0)
@@ -3145,7 +3152,7 @@ static int record_one(struct sqlite_store *s, struct conn *c, const struct vh_de
         return rc;
     rr->finished = applied && !r->interrupted && strcmp(r->new_state, "pending") != 0;
     /* rr->seq is the delivery's row now. Its claim, if it was this report's, ends. */
-    claim = held_match(s, rr->seq, r->node_id, (int64_t)r->attempt - 1);
+    claim = held_match(s, rr->seq, r->node_id, (int64_t)r->attempt - 1, r->lease_until_ms);
     rr->release = claim == VH__HELD_MINE;
     if (r->interrupted)
         return 0;

@@ -202,7 +202,7 @@ int vh__store_pg_exec(struct vh_store *st, const char *sql, struct vh_buf *out,
 /*
  * Appends PostgreSQL's generic plan (EXPLAIN EXECUTE under plan_cache_mode =
  * force_generic_plan, one line per row) of the statement named `query` ("list_by_state",
- * "count_in_flight", "cancel_pending", ...: postgres.c's `explainable`) to `out`. Returns 0,
+ * "count_in_flight", "cancel", ...: postgres.c's `explainable`) to `out`. Returns 0,
  * VH_ENOTFOUND (an unknown name), VH_EINVAL (not a postgres store) or VH_ESTORE.
  */
 int vh__store_pg_explain(struct vh_store *st, const char *query, struct vh_buf *out,

@@ -1033,6 +1033,57 @@ static void a_retry_is_not_settled_by_the_attempt_before_it(void **state)
     vh_delivery_job_recs_free(jobs, 1);
 }
 
+/*
+ * As above, but the retried delivery is claimed again by the same node before the old
+ * attempt reports (the retry notifies every node, so the claim follows at once; an old
+ * attempt can take up to its timeout). The old attempt's report, the last step of the old
+ * budget, must not abandon the new claim, and the new attempt's outcome must count.
+ */
+static void a_retry_claimed_again_is_not_settled_by_the_attempt_before_it(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL, *again = NULL;
+    struct vh_delivery_result r;
+    struct vh_delivery_brief b;
+    char ev[VH_UUID_LEN + 1];
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    size_t n;
+
+    new_partner(f->st, "CancelRetryClaim", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev);
+    n = claim_own(f, f->node, f->tb, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 1);
+    set_enabled(f->st, &ep, false, f->tb + 10);
+    set_enabled(f->st, &ep, true, f->tb + 20);
+    if (vh_store_delivery_retry(f->st, p.id, jobs[0].delivery_id, f->tb + 30, &err) < 0)
+        fail_msg("retry: %s", err.msg);
+
+    /* The same node claims the retried delivery while the old attempt is still out. */
+    n = claim_own(f, f->node, f->tb + 31, LEASE_MS, 10, p.id, &again);
+    assert_int_equal(n, 1);
+
+    /* The old attempt fails for good under the old budget: history, not a transition. */
+    fill_result(&r, &jobs[0], f->node, f->tb + 40, 500, "abandoned", 0);
+    r.lease_until_ms = jobs[0].lease_until_ms; /* as the sender reports it */
+    record(f->st, &r, 1);
+    b = brief_of(f->st, ev);
+    print_message("after the old attempt's report: %s, %d attempt(s)\n", b.state, b.attempts);
+    assert_string_equal(b.state, "in_flight");
+
+    /* The new attempt succeeds: it decides the retried delivery. */
+    fill_result(&r, &again[0], f->node, f->tb + 60, 200, "succeeded", 0);
+    r.lease_until_ms = again[0].lease_until_ms;
+    record(f->st, &r, 1);
+    b = brief_of(f->st, ev);
+    print_message("after the new attempt's report: %s, %d attempt(s)\n", b.state, b.attempts);
+    assert_string_equal(b.state, "succeeded");
+    vh_delivery_job_recs_free(again, 1);
+    vh_delivery_job_recs_free(jobs, 1);
+}
+
 static void interrupted_attempts_leave_no_trace(void **state)
 {
     struct fixture *f = *state;
@@ -1829,6 +1880,7 @@ int main(void)
         T(record_is_all_or_nothing),
         T(canceled_meanwhile_stays_canceled),
         T(a_retry_is_not_settled_by_the_attempt_before_it),
+        T(a_retry_claimed_again_is_not_settled_by_the_attempt_before_it),
         T(interrupted_attempts_leave_no_trace),
         T(stale_results_do_not_move_a_new_claim),
         T(next_due_tracks_the_earliest_pending),

@@ -288,10 +288,9 @@ static void history_filters_use_the_index_of_their_state(void **state)
     } by_index[] = {
         {"list_by_state", "deliveries_endpoint"},
         {"count_by_state", "deliveries_endpoint"},
-        {"cancel_pending", "deliveries_endpoint"},
+        {"cancel", "deliveries_endpoint"},
         {"list_in_flight", NULL},
         {"count_in_flight", NULL},
-        {"cancel_in_flight", NULL},
         {"list_succeeded", NULL},
         {"count_succeeded", NULL},
     };
@@ -871,6 +870,177 @@ static void rate_windows_hold_across_nodes(void **state)
     vh_store_close(node[1]);
 }
 
+/* ---- disabling an endpoint while its attempts are being recorded ---------------------------- */
+
+/*
+ * Polls `sql` (a count on the test's database, run on `st`) until it reaches `want`, for up
+ * to 10 s: how a test knows another session got as far as it should before it goes on.
+ */
+static void wait_for_count(struct vh_store *st, const char *sql, long want)
+{
+    struct vh_buf out = VH_BUF_INIT(64);
+    int i;
+
+    for (i = 0; i < 1000; i++) {
+        vh_buf_reset(&out);
+        exec_ok(st, sql, &out);
+        if (strtol(vh_buf_cstr(&out), NULL, 10) >= want)
+            break;
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    vh_buf_release(&out);
+    if (i == 1000)
+        fail_msg("timed out waiting for: %s", sql);
+}
+
+struct racer {
+    struct vh_store *st;
+    const struct vh_delivery_result *result; /* record this, or */
+    struct vh_endpoint *ep;                  /* update this */
+    int rc;
+    char msg[256];
+};
+
+static void *record_in_thread(void *arg)
+{
+    struct racer *r = arg;
+    struct vh_error err = VH_ERROR_INIT;
+
+    r->rc = vh_store_delivery_record(r->st, r->result, 1, &err);
+    snprintf(r->msg, sizeof(r->msg), "%s", err.msg);
+    return NULL;
+}
+
+static void *update_in_thread(void *arg)
+{
+    struct racer *r = arg;
+    struct vh_error err = VH_ERROR_INIT;
+
+    r->rc = vh_store_endpoint_update(r->st, r->ep, &err);
+    snprintf(r->msg, sizeof(r->msg), "%s", err.msg);
+    return NULL;
+}
+
+/*
+ * SPEC §3: disabling an endpoint stops its pending deliveries. Node A records a failed
+ * attempt (in flight -> pending, a retry due later) while an operator disables the endpoint
+ * on node B. The record's transaction is held open after its UPDATE by a test trigger (it
+ * stands for the record's COMMIT and WAL flush, or a batch of 64). The disable's cancel ran
+ * as two statements, one for pending rows and one for in-flight rows, each of which misses
+ * a row that moves from the other state meanwhile: the delivery stayed pending, and the
+ * next claim sent it to the disabled endpoint.
+ */
+static void disabling_while_an_attempt_is_recorded_cancels_its_retry(void **state)
+{
+    struct fixture *f = need_pg(state);
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_store *node_a, *node_b, *locker;
+    struct vh_delivery_job_rec *jobs = NULL, *later = NULL;
+    struct vh_delivery_brief *briefs = NULL;
+    struct vh_event_put_result res;
+    struct vh_delivery_result r;
+    struct racer rec, upd;
+    struct vh_event_put ev;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    pthread_t t_rec, t_upd;
+    char session[VH_UUID_LEN + 1];
+    size_t n = 0, nb = 0;
+
+    node_a = open_ok(f->url);
+    node_b = open_ok(f->url);
+    locker = open_ok(f->url); /* a session of its own holds the advisory lock */
+    new_partner(node_a, &p);
+    memset(&ep, 0, sizeof(ep));
+    assert_int_equal(vh_uuid_new(ep.id, NULL), 0);
+    snprintf(ep.partner_id, sizeof(ep.partner_id), "%s", p.id);
+    snprintf(ep.label, sizeof(ep.label), "primary");
+    snprintf(ep.url, sizeof(ep.url), "https://example.com/hooks/primary");
+    assert_int_equal(vh_secret_new(ep.secret, NULL), 0);
+    ep.enabled = true;
+    ep.created_ms = T0;
+    ep.updated_ms = T0;
+    if (vh_store_endpoint_create(node_a, &ep, VH_ENDPOINTS_MAX, &err) < 0)
+        fail_msg("create endpoint: %s", err.msg);
+    assert_int_equal(vh_uuid_new(session, NULL), 0);
+    fill_put(&ev, p.id, session, T0);
+    if (vh_store_event_put(node_a, &ev, &res, &err) < 0)
+        fail_msg("put: %s", err.msg);
+    assert_int_equal(vh_store_delivery_claim(node_a, "node-a", T0, LEASE_MS, 10, &jobs, &n, &err),
+                     0);
+    assert_int_equal(n, 1);
+
+    /* The record's UPDATE waits on advisory lock 4242 before its transaction commits. */
+    exec_ok(node_a,
+            "CREATE FUNCTION vh_test_stall() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " PERFORM pg_advisory_lock(4242); PERFORM pg_advisory_unlock(4242); RETURN NULL;"
+            " END $$;"
+            " CREATE TRIGGER vh_test_stall AFTER UPDATE ON deliveries FOR EACH ROW"
+            " WHEN (OLD.state = 'in_flight' AND NEW.state = 'pending')"
+            " EXECUTE PROCEDURE vh_test_stall()",
+            NULL);
+    exec_ok(locker, "SELECT pg_advisory_lock(4242)", NULL);
+
+    /* Node A: attempt 1 failed, attempt 2 due in a second. */
+    memset(&r, 0, sizeof(r));
+    r.delivery_id = jobs[0].delivery_id;
+    r.endpoint_id = jobs[0].endpoint_id;
+    r.node_id = "node-a";
+    r.attempt = jobs[0].attempts + 1;
+    r.started_ms = T0 + 1;
+    r.duration_ms = 25;
+    r.http_status = 503;
+    r.error_class = "http_status";
+    r.new_state = "pending";
+    r.next_attempt_ms = T0 + 1000;
+    memset(&rec, 0, sizeof(rec));
+    rec.st = node_a;
+    rec.result = &r;
+    assert_int_equal(pthread_create(&t_rec, NULL, record_in_thread, &rec), 0);
+    wait_for_count(locker,
+                   "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                   " AND NOT granted",
+                   1);
+
+    /* Node B: the operator disables the endpoint; its cancel meets the record's row. */
+    ep.enabled = false;
+    ep.updated_ms = T0 + 10;
+    memset(&upd, 0, sizeof(upd));
+    upd.st = node_b;
+    upd.ep = &ep;
+    assert_int_equal(pthread_create(&t_upd, NULL, update_in_thread, &upd), 0);
+    wait_for_count(locker,
+                   "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid'"
+                   " AND NOT granted",
+                   1);
+
+    exec_ok(locker, "SELECT pg_advisory_unlock(4242)", NULL);
+    pthread_join(t_rec, NULL);
+    pthread_join(t_upd, NULL);
+    if (rec.rc < 0)
+        fail_msg("record: %s", rec.msg);
+    if (upd.rc < 0)
+        fail_msg("disable: %s", upd.msg);
+
+    /* The endpoint is disabled: its delivery is canceled, and no node claims it. */
+    assert_int_equal(vh_store_event_deliveries(node_b, res.event_id, &briefs, &nb, &err), 0);
+    assert_int_equal(nb, 1);
+    n = 0;
+    assert_int_equal(
+        vh_store_delivery_claim(node_b, "node-b", T0 + 1000, LEASE_MS, 10, &later, &n, &err), 0);
+    print_message("after the disable: delivery %s, %u attempt(s); a claim then hands out %zu%s%s\n",
+                  briefs[0].state, (unsigned)briefs[0].attempts, n, n ? " to " : "",
+                  n ? later[0].url : "");
+    assert_string_equal(briefs[0].state, "canceled");
+    assert_int_equal(n, 0);
+    vh_free(briefs);
+    vh_delivery_job_recs_free(later, n);
+    vh_delivery_job_recs_free(jobs, 1);
+    vh_store_close(locker);
+    vh_store_close(node_b);
+    vh_store_close(node_a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -887,6 +1057,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(another_nodes_writes_wake_a_watcher, setup, teardown),
         cmocka_unit_test_setup_teardown(rate_windows_hold_across_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(disabling_while_an_attempt_is_recorded_cancels_its_retry,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
