@@ -451,6 +451,17 @@ static int secrets_from_env(struct receive_args *a)
         if (comma)
             *comma = '\0';
         if (*p) {
+            size_t n = strlen(p);
+
+            /*
+             * "new, old" would give the secret " old", which no sender uses: every webhook
+             * signed with it would get 401 during the rotation the list is for.
+             */
+            if (strchr(" \t\r\n", p[0]) || strchr(" \t\r\n", p[n - 1]))
+                return cli_fail("receive", CLI_USAGE,
+                                "VOCOHOOK_SECRETS: secret %zu begins or ends with white space "
+                                "(separate secrets with a comma alone)",
+                                a->rcfg.n_secrets + 1);
             if (a->rcfg.n_secrets == VH_RECEIVER_SECRETS_MAX)
                 return cli_fail("receive", CLI_USAGE, "VOCOHOOK_SECRETS: at most %d secrets",
                                 VH_RECEIVER_SECRETS_MAX);

@@ -204,9 +204,11 @@ static const char sql_seen[] = "SELECT 1 FROM session_keys WHERE session_id = ?1
 static const char sql_put_job[] =
     "INSERT INTO jobs (session_id, sid, kind, state, attempts, next_attempt_ms, deadline_ms,"
     " updated_ms) VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5, ?6)";
+/* ?2..?4 (?1..?3 in next_due): the kinds run here (vh__inbox_set_kinds), NULL for others. */
 static const char sql_claim[] =
     "UPDATE jobs SET state = 'running', updated_ms = ?1 WHERE rowid = (SELECT rowid FROM jobs"
-    " WHERE state = 'pending' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, rowid LIMIT 1)"
+    " WHERE state = 'pending' AND next_attempt_ms <= ?1 AND kind IN (?2, ?3, ?4)"
+    " ORDER BY next_attempt_ms, rowid LIMIT 1)"
     " RETURNING session_id, kind, attempts, deadline_ms, sid";
 static const char sql_claim_session[] =
     "SELECT body, signed_at, signature, webhook_id, received_ms, recording_url FROM sessions"
@@ -222,7 +224,8 @@ static const char sql_finish[] =
     " WHERE sid = ?1 AND kind = ?2 AND state = 'running'";
 static const char sql_recover[] = "UPDATE jobs SET state = 'pending', next_attempt_ms = ?1,"
                                   " updated_ms = ?1 WHERE state = 'running'";
-static const char sql_next_due[] = "SELECT min(next_attempt_ms) FROM jobs WHERE state = 'pending'";
+static const char sql_next_due[] =
+    "SELECT min(next_attempt_ms) FROM jobs WHERE state = 'pending' AND kind IN (?1, ?2, ?3)";
 static const char sql_unfinished[] =
     "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')";
 static const char sql_count[] = "SELECT count(*) FROM sessions";
@@ -326,6 +329,7 @@ struct vh_inbox {
     pthread_t runner;           /* leads for posted puts; started with the first */
     atomic_bool runner_started; /* read without `mu` by every post, once set */
     struct tail tail;
+    unsigned kinds; /* the job kinds claimed, 1 << kind each; set before the first claim */
 };
 
 /* ---- statements ------------------------------------------------------------------------ */
@@ -863,6 +867,7 @@ int vh_inbox_open(const char *path, unsigned flags, struct vh_inbox **out, struc
         return vh_error_set(err, VH_ENOMEM, "inbox: out of memory");
     memset(ib, 0, sizeof(*ib));
     atomic_init(&ib->runner_started, false);
+    ib->kinds = 1u << VH_JOB_DOWNLOAD | 1u << VH_JOB_EXEC | 1u << VH_JOB_FORWARD;
     pthread_mutex_init(&ib->rmu, NULL);
     pthread_mutex_init(&ib->mu, NULL);
     ib->q.mu = &ib->mu;
@@ -1182,6 +1187,21 @@ void vh__job_release(struct vh__job *j)
     vh_buf_release(&j->body);
 }
 
+void vh__inbox_set_kinds(struct vh_inbox *ib, unsigned kinds)
+{
+    ib->kinds = kinds;
+}
+
+/* Binds the names of the kinds in `kinds` (NULL for the others) from parameter `first` on. */
+static void bind_kinds(struct stmt *s, unsigned kinds, int first)
+{
+    static const enum vh_job_kind all[] = {VH_JOB_DOWNLOAD, VH_JOB_EXEC, VH_JOB_FORWARD};
+    size_t i;
+
+    for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        st_text(s, first + (int)i, kinds & 1u << all[i] ? vh_job_kind_name(all[i]) : NULL);
+}
+
 struct claim_arg {
     int64_t now_ms;
     struct vh__job *job;
@@ -1236,6 +1256,7 @@ static int op_claim(struct vh_inbox *ib, void *arg, struct vh_error *err)
     if (rc < 0)
         return rc;
     st_int(&s, 1, a->now_ms);
+    bind_kinds(&s, ib->kinds, 2);
     rc = st_step(&s, err);
     if (rc > 0) {
         rc = col_text(s.st, 0, j->session_id, sizeof(j->session_id), "claim job", err);
@@ -1378,7 +1399,24 @@ static int read_int(struct vh_inbox *ib, const char *sql, const char *what, int6
 
 int vh__inbox_next_due(struct vh_inbox *ib, int64_t *out_ms, struct vh_error *err)
 {
-    return read_int(ib, sql_next_due, "next due job", out_ms, err);
+    struct stmt s;
+    int rc;
+
+    pthread_mutex_lock(&ib->rmu);
+    rc = st_prepare(&s, ib->rdb, sql_next_due, "next due job", err);
+    if (rc >= 0) {
+        bind_kinds(&s, ib->kinds, 1);
+        rc = st_step(&s, err);
+        if (rc == 0)
+            rc = vh_error_set(err, VH_ESTORE, "inbox: next due job: no result");
+        if (rc > 0) {
+            *out_ms = sqlite3_column_int64(s.st, 0);
+            rc = sqlite3_column_type(s.st, 0) == SQLITE_NULL ? 0 : 1;
+        }
+        st_end(&s);
+    }
+    pthread_mutex_unlock(&ib->rmu);
+    return rc;
 }
 
 int vh__inbox_unfinished(struct vh_inbox *ib, int64_t *out, struct vh_error *err)

@@ -167,6 +167,13 @@ int vh__inbox_recover(struct vh_inbox *ib, int64_t now_ms, int64_t *n, struct vh
  */
 int vh__inbox_next_due(struct vh_inbox *ib, int64_t *out_ms, struct vh_error *err);
 
+/*
+ * Limits vh__inbox_claim and vh__inbox_next_due to the job kinds in `kinds` (1 << kind
+ * each; all by default): a job planned under an action this start does not have (a restart
+ * without --exec, say) stays pending for a start that has it. Call before the first claim.
+ */
+void vh__inbox_set_kinds(struct vh_inbox *ib, unsigned kinds);
+
 /* Jobs pending or running. */
 int vh__inbox_unfinished(struct vh_inbox *ib, int64_t *out, struct vh_error *err);
 

@@ -312,7 +312,21 @@ int vh_receiver_new(const struct vh_receiver_config *cfg, struct vh_receiver **o
     rc = vh__fetch_global_init(err);
     if (rc < 0)
         goto fail;
+    /*
+     * Checked now, as the recordings directory is: libcurl reads the file at each transfer,
+     * and an unreadable one would fail every HTTPS download (until its link expired) and
+     * every forward, with the receiver seemingly fine.
+     */
+    if (r->cfg.ca_file && access(r->cfg.ca_file, R_OK) != 0) {
+        rc = vh_error_set(err, VH_EIO, "ca_file '%s': %s", r->cfg.ca_file, strerror(errno));
+        vh__fetch_global_release();
+        goto fail;
+    }
     rc = vh_inbox_open(r->cfg.db_path, VH_INBOX_CREATE, &r->ib, err);
+    if (rc >= 0)
+        vh__inbox_set_kinds(r->ib, (r->cfg.recordings_dir ? 1u << VH_JOB_DOWNLOAD : 0) |
+                                       (r->cfg.exec_cmd ? 1u << VH_JOB_EXEC : 0) |
+                                       (r->cfg.forward_url ? 1u << VH_JOB_FORWARD : 0));
     if (rc >= 0 && r->cfg.recordings_dir)
         rc = clean_recordings(r, err);
     if (rc >= 0)

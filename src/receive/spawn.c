@@ -25,6 +25,7 @@
 
 #include <vocohook/alloc.h>
 #include <vocohook/clock.h>
+#include <vocohook/id.h>
 
 #include "core/banned.h"
 
@@ -43,29 +44,39 @@ static void sleep_ms(long ms)
         ;
 }
 
-/* An unlinked temporary file, close-on-exec. Returns the fd or -1 (errno set). */
+/*
+ * An unlinked temporary file, close-on-exec from the start: the workers spawn commands
+ * concurrently, so a descriptor marked only after it was made (mkstemp, then fcntl) could
+ * reach another worker's command in between. mkostemp is not POSIX.1-2008, hence a random
+ * name opened with O_EXCL. Returns the fd or -1 (errno set).
+ */
 static int temp_file(void)
 {
     const char *dir = getenv("TMPDIR");
-    char path[512];
-    int fd, n;
+    char path[512], id[VH_UUID_LEN + 1];
+    int fd, n, tries;
 
     if (!dir || !*dir)
         dir = "/tmp";
-    n = snprintf(path, sizeof(path), "%s/vocohook-exec-XXXXXX", dir);
-    if (n < 0 || (size_t)n >= sizeof(path)) {
-        errno = ENAMETOOLONG;
-        return -1;
+    for (tries = 0; tries < 8; tries++) {
+        if (vh_uuid_new(id, NULL) < 0) {
+            errno = EIO;
+            return -1;
+        }
+        n = snprintf(path, sizeof(path), "%s/vocohook-exec-%s", dir, id);
+        if (n < 0 || (size_t)n >= sizeof(path)) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0) {
+            unlink(path);
+            return fd;
+        }
+        if (errno != EEXIST)
+            return -1;
     }
-    fd = mkstemp(path);
-    if (fd < 0)
-        return -1;
-    unlink(path);
-    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+    return -1;
 }
 
 static int write_all(int fd, const char *p, size_t n)

@@ -83,6 +83,14 @@ def wait_until(predicate, timeout, what="condition", interval=0.05):
         time.sleep(interval)
 
 
+def wait_past(stamp, timeout=30):
+    """Waits until the wall clock is past `stamp` (an ISO 8601 time, as the export gives)."""
+    t = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc)
+    wait_until(lambda: datetime.datetime.now(datetime.timezone.utc) > t, timeout,
+               f"the clock past {stamp}")
+
+
 class Response:
     def __init__(self, status, body):
         self.status = status

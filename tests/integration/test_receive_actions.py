@@ -1,4 +1,5 @@
 """`vocohook receive --exec CMD` and `--forward URL`: each event once, retried, recorded."""
+import concurrent.futures
 import hashlib
 import hmac
 import http.server
@@ -9,7 +10,8 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from recv_harness import SECRET, Receiver, make_tmp, payload, wait_until  # noqa: E402
+from recv_harness import (SECRET, Receiver, make_tmp, payload, wait_past,  # noqa: E402
+                          wait_until)
 
 
 class Sink:
@@ -61,6 +63,34 @@ class Exec(unittest.TestCase):
         self.assertIn("VOCOHOOK_ATTEMPT=1\n", env)
         self.assertNotIn("VOCOHOOK_SECRETS", env)
         self.assertNotIn(SECRET, env)
+
+    def test_commands_inherit_no_other_attempts_files(self):
+        # Each attempt puts its payload and output in temporary files that must not reach
+        # another worker's command. They were made with mkstemp and marked close-on-exec
+        # only afterwards, so a command spawned by another worker in between inherited them
+        # (another session's payload): a race, hit a few times in a few hundred attempts.
+        out = make_tmp("vh-exec-fds-")
+        # written aside, then renamed: a file in the listing is complete
+        cmd = ('ls -l /proc/self/fd/ > "$OUT/.$VOCOHOOK_SESSION_ID" && '
+               'mv "$OUT/.$VOCOHOOK_SESSION_ID" "$OUT/$VOCOHOOK_SESSION_ID"')
+        n = 300
+        with Receiver(["--exec", cmd, "--workers", "8"], env={"OUT": out}) as r:
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                codes = list(pool.map(lambda i: r.deliver(payload(f"s_fd{i}")).status,
+                                      range(n)))
+            self.assertEqual(codes, [200] * n)
+            done = lambda: [f for f in os.listdir(out) if not f.startswith(".")]  # noqa: E731
+            wait_until(lambda: len(done()) >= n, 120, "every command")
+        leaked = []
+        for name in sorted(done()):
+            with open(os.path.join(out, name)) as f:
+                for line in f:
+                    # "... 5 -> /tmp/vocohook-exec-XXXXXX (deleted)": only stdin (the payload)
+                    # and stderr (the output) may be one of ours
+                    fd = line.split(" -> ")[0].split()[-1]
+                    if "vocohook-exec-" in line and fd not in ("0", "2"):
+                        leaked.append((name, line.strip()))
+        self.assertEqual(leaked, [])
 
     def test_failing_command_is_retried_then_failed(self):
         with Receiver(["--exec", "echo broken >&2; exit 3", "--action-attempts", "2"]) as r:
@@ -114,6 +144,55 @@ class Exec(unittest.TestCase):
             self.assertEqual((job["state"], job["attempts"]), ("done", 1))
         with open(os.path.join(out, "runs")) as f:
             self.assertEqual(f.read(), "run\n")
+
+    def test_restart_without_exec_leaves_its_jobs_pending(self):
+        # A job planned while --exec was on outlives a restart without it: the receiver must
+        # keep running (it used to claim the job and spawn a NULL command: SIGSEGV at every
+        # start), and the job must wait for a start that has --exec again.
+        out = make_tmp("vh-exec-restart-")
+        r = Receiver(["--exec", "exit 3", "--action-attempts", "5"], env={"OUT": out})
+        with r:
+            self.assertEqual(r.deliver(payload("s_noexec")).status, 200)
+            wait_until(lambda: (r.job("s_noexec", "exec") or {}).get("attempts", 0) >= 1, 30,
+                       "a first failed attempt")
+        sink = Sink()
+        try:
+            # Without --exec, and with --forward: once the old exec job is due, a new
+            # session's forward job, due after it, runs; so the old one was passed over.
+            with Receiver(["--forward", sink.url], tmp=r.tmp) as bare:
+                wait_past(bare.job("s_noexec", "exec")["next_attempt_at"])
+                self.assertEqual(bare.deliver(payload("s_later")).status, 200)
+                job = bare.wait_job("s_later", {"done", "failed"}, kind="forward")
+                self.assertEqual(job["state"], "done")
+                self.assertIsNone(bare.proc.poll(), bare.err.text())
+                job = bare.job("s_noexec", "exec")
+                self.assertEqual((job["state"], job["attempts"]), ("pending", 1))
+        finally:
+            sink.close()
+        cmd = 'cat > "$OUT/$VOCOHOOK_SESSION_ID.json"'
+        with Receiver(["--exec", cmd], tmp=r.tmp, env={"OUT": out}) as again:
+            job = again.wait_job("s_noexec", {"done", "failed"}, kind="exec", timeout=30)
+            self.assertEqual((job["state"], job["attempts"]), ("done", 2))
+
+    def test_restart_without_forward_leaves_its_jobs_pending(self):
+        sink = Sink(statuses=(500, 200))
+        try:
+            r = Receiver(["--forward", sink.url])
+            with r:
+                r.deliver(payload("s_nofwd"))
+                wait_until(lambda: (r.job("s_nofwd", "forward") or {}).get("attempts", 0) >= 1,
+                           30, "a first failed attempt")
+            # Without --forward, and with --exec: once the old forward job is due, a new
+            # session's exec job, due after it, runs; so the old one was passed over.
+            with Receiver(["--exec", "true"], tmp=r.tmp) as bare:
+                wait_past(bare.job("s_nofwd", "forward")["next_attempt_at"])
+                self.assertEqual(bare.deliver(payload("s_later")).status, 200)
+                job = bare.wait_job("s_later", {"done", "failed"}, kind="exec")
+                self.assertEqual(job["state"], "done")
+                job = bare.job("s_nofwd", "forward")
+                self.assertEqual((job["state"], job["attempts"]), ("pending", 1), job)
+        finally:
+            sink.close()
 
 
 class Forward(unittest.TestCase):

@@ -113,9 +113,12 @@ class Sessions(unittest.TestCase):
 
 
 class CommandLine(unittest.TestCase):
-    def run_cli(self, *args, env=None):
-        p = subprocess.run([VOCOHOOK, *args], capture_output=True, env=clean_env(env),
-                           timeout=30)
+    def run_cli(self, *args, env=None, timeout=30):
+        try:
+            p = subprocess.run([VOCOHOOK, *args], capture_output=True, env=clean_env(env),
+                               timeout=timeout)
+        except subprocess.TimeoutExpired as e:  # still running: killed by subprocess.run
+            return None, (e.stdout or b"").decode(), (e.stderr or b"").decode()
         return p.returncode, p.stdout.decode(), p.stderr.decode()
 
     def test_missing_inbox(self):
@@ -128,6 +131,22 @@ class CommandLine(unittest.TestCase):
                                   os.path.join(make_tmp(), "x.db"))
         self.assertEqual(rc, 2)
         self.assertIn("VOCOHOOK_SECRETS", err)
+
+    def test_receive_secrets_list_with_spaces(self):
+        # "new, old" (as one writes a list) used to give the secret " old": the receiver
+        # started, and every webhook signed with the old secret got 401 mismatch, during the
+        # very rotation the list is for. It must say so at start instead.
+        argv = [VOCOHOOK, "receive", "--listen", "127.0.0.1:0", "--db",
+                os.path.join(make_tmp(), "x.db")]
+        env = clean_env({"VOCOHOOK_SECRETS": "whsec_new, whsec_old"})
+        try:
+            p = subprocess.run(argv, capture_output=True, env=env, timeout=5)
+            rc, out, err = p.returncode, p.stdout.decode(), p.stderr.decode()
+        except subprocess.TimeoutExpired as e:  # it started: killed by subprocess.run
+            rc, out, err = None, (e.stdout or b"").decode(), (e.stderr or b"").decode()
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("VOCOHOOK_SECRETS", err)
+        self.assertNotIn("whsec_old", err)
 
     def test_receive_bad_flags(self):
         env = {"VOCOHOOK_SECRETS": "s"}
@@ -142,6 +161,18 @@ class CommandLine(unittest.TestCase):
                                   os.path.join(make_tmp(), "x.db"), env=env)
         self.assertEqual(rc, 3, err)
         self.assertIn("recordings directory", err)
+
+    def test_receive_unreadable_ca_file(self):
+        # Like `serve`, the receiver must refuse a CA file it cannot read at start: otherwise
+        # it runs, and every HTTPS download and forward fails on "error setting certificate
+        # file" and is retried (downloads until their link expires, forwards until failed).
+        rc, out, err = self.run_cli("receive", "--listen", "127.0.0.1:0", "--ca-file",
+                                    "/nonexistent/ca.pem", "--db",
+                                    os.path.join(make_tmp(), "x.db"),
+                                    env={"VOCOHOOK_SECRETS": "s"}, timeout=5)
+        self.assertEqual(rc, 3, out + err)
+        self.assertIn("/nonexistent/ca.pem", err)
+        self.assertNotIn("listening", out)
 
     def test_help(self):
         rc, out, _ = self.run_cli("receive", "--help")

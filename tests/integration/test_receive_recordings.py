@@ -11,7 +11,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from recv_harness import (FileServer, Receiver, payload, wait_until)  # noqa: E402
+from recv_harness import (FileServer, Receiver, payload, wait_past, wait_until)  # noqa: E402
 from server import VOCOHOOK, clean_env  # noqa: E402
 
 DEV = ["--allow-http", "--allow-private-networks"]
@@ -193,6 +193,37 @@ class Downloads(unittest.TestCase):
             self.check_file(r, job, "s_presigned", key_data)
             self.assertEqual(job["expires_at"],
                              seen["expiry"].strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+
+    def test_restart_without_recordings_leaves_downloads_pending(self):
+        # A download planned while --recordings was on, then a restart without it: the job
+        # used to run with no directory, writing "(null)/.vh-<name>.part" relative to the
+        # working directory, and retried that until the URL expired.
+        self.fs.behave = lambda h, path, n: self.fs.send_status(h, 503)
+        r = Receiver(DEV, recordings=True)
+        with r:
+            r.deliver(payload("s_nodir", self.fs.url("/rec/a.wav")))
+            wait_until(lambda: (r.job("s_nodir") or {}).get("attempts", 0) >= 1, 30,
+                       "a first failed attempt")
+        self.fs.behave = None
+        cwd = os.getcwd()
+        os.chdir(r.tmp)
+        try:
+            os.makedirs("(null)", exist_ok=True)
+            # Without --recordings, and with --exec: once the old download is due, a new
+            # session's exec job, due after it, runs; so the download was passed over.
+            with Receiver(DEV + ["--exec", "true"], tmp=r.tmp) as bare:
+                wait_past(bare.job("s_nodir")["next_attempt_at"])
+                self.assertEqual(bare.deliver(payload("s_later")).status, 200)
+                job = bare.wait_job("s_later", {"done", "failed"}, kind="exec")
+                self.assertEqual(job["state"], "done")
+                job = bare.job("s_nodir")
+                self.assertEqual((job["state"], job["attempts"]), ("pending", 1), job)
+            self.assertEqual(os.listdir("(null)"), [])
+        finally:
+            os.chdir(cwd)
+        with Receiver(DEV, tmp=r.tmp, recordings=True) as again:
+            job = again.wait_job("s_nodir", {"done", "failed", "expired"})
+            self.check_file(again, job, "s_nodir", self.data)
 
 
 class Refusals(unittest.TestCase):
