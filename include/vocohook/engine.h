@@ -85,6 +85,13 @@ struct vh_delivery_job {
     size_t body_len;
     unsigned attempt;   /* 1-based; copied into the report */
     int64_t timeout_ms; /* for the whole attempt; 0: the engine's default */
+    /*
+     * Wall clock: a job still queued then is not started, and is reported
+     * VH_ATTEMPT_INTERRUPTED (no attempt is made, none used up). 0: no limit. The sender sets
+     * it so that an attempt ends before its claim's lease does: a delivery whose lease ran
+     * out may be claimed and sent by another node.
+     */
+    int64_t start_by_ms;
 };
 
 /*

@@ -126,6 +126,7 @@ struct job {
     size_t body_len;
     unsigned attempt;
     int64_t timeout_ms;
+    int64_t start_by_ms;  /* wall clock; 0: no limit */
     int64_t started_ms;   /* wall clock: the X-Webhook-Timestamp */
     int64_t started_mono; /* monotonic, for the duration */
     int64_t deadline;     /* monotonic: started_mono + timeout_ms */
@@ -324,6 +325,7 @@ static int job_new(const struct vh_engine *e, const struct vh_delivery_job *j,
     job->body_len = j->body_len;
     job->attempt = j->attempt;
     job->timeout_ms = j->timeout_ms ? j->timeout_ms : e->cfg.timeout_ms;
+    job->start_by_ms = j->start_by_ms;
     *out = job;
     return 0;
 }
@@ -1142,6 +1144,11 @@ static void job_start(struct vh_engine *e, struct job *job)
         return;
     }
     job->started_ms = vh_time_now_ms();
+    if (job->start_by_ms && job->started_ms > job->start_by_ms) {
+        job_report_now(e, job, VH_ATTEMPT_INTERRUPTED,
+                       "not started: it waited in the queue past its start-by time");
+        return;
+    }
     job->started_mono = vh_time_mono_ms();
     job->deadline = job->started_mono + job->timeout_ms;
     active_link(e, job);

@@ -42,10 +42,14 @@
 #define RECORD_LINGER_MS 5
 /*
  * How long a claim is ours. An attempt waits in the engine's per-endpoint queue before it
- * starts, so the lease covers the queue as well as the timeout. NEEDSWORK: renew leases
- * of long-queued jobs instead of a long fixed lease.
+ * starts, so the lease covers the queue as well as the timeout. A job that waited so long
+ * that its attempt could outlast the lease is not started (the engine's start_by_ms): once
+ * the lease has run out, another node may claim the delivery and send it too. It goes back
+ * to pending, due at once, and no attempt is used up; the queue it waited in is shorter by
+ * then. LEASE_MARGIN_MS covers the record after the attempt and clocks a little apart.
  */
-#define LEASE_MIN_MS (10 * 60 * 1000)
+#define LEASE_MIN_MS    (10 * 60 * 1000)
+#define LEASE_MARGIN_MS (10 * 1000)
 
 /*
  * The records one claim returned, shared by its jobs: each job points at its own record
@@ -411,6 +415,14 @@ static size_t claim_and_submit(struct vh_sender *s, size_t max, bool *failed)
         job.body_len = j->rec->body.len;
         job.attempt = j->rec->attempts - j->rec->attempt_base + 1;
         job.timeout_ms = j->policy.timeout_ms;
+        /*
+         * An endpoint's own timeout can be longer than the lease, which is sized by the
+         * server's: such a job could never start in time, so it gets no start-by time, and
+         * its attempt may outlast its lease (docs/decisions.md).
+         */
+        job.start_by_ms = j->rec->lease_until_ms - job.timeout_ms - LEASE_MARGIN_MS;
+        if (job.start_by_ms <= now)
+            job.start_by_ms = 0;
         rc = vh_engine_submit(s->engine, &job, on_attempt_done, j, &serr);
         if (rc < 0)
             finish_unsent(j, rc == VH_ESTATE ? VH_ATTEMPT_INTERRUPTED : VH_ATTEMPT_INTERNAL,

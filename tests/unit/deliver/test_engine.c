@@ -1489,6 +1489,46 @@ static void test_timeout_while_reading(void **state)
 }
 
 /*
+ * A job still queued at its start-by time is not started: reported interrupted (no attempt
+ * used), nothing sent. One started in time goes out as usual. The sender sets it so that no
+ * attempt outlasts its claim's lease.
+ */
+static void test_start_by_time_passed_is_not_started(void **state)
+{
+    struct srv *s = srv_start(M_OK);
+    struct vh_engine *e = engine_dev();
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job j;
+    struct vh_attempt a;
+    char url[128];
+    int before;
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    before = total_now();
+    j = job_for(url, NULL, 1000);
+    j.start_by_ms = vh_time_now_ms() - 1;
+    if (vh_engine_submit(e, &j, on_done, &R.slots[0], &err) != 0)
+        fail_msg("vh_engine_submit: %s", err.msg);
+    assert_true(wait_total(before + 1, WAIT_MS));
+    a = R.slots[0].a;
+    assert_int_equal(a.result, VH_ATTEMPT_INTERRUPTED);
+    assert_false(vh_attempt_result_counts(a.result));
+    assert_string_equal(a.error, "not started: it waited in the queue past its start-by time");
+    assert_int_equal(srv_accepts(s), 0);
+
+    before = total_now();
+    j.start_by_ms = vh_time_now_ms() + 60000;
+    if (vh_engine_submit(e, &j, on_done, &R.slots[0], &err) != 0)
+        fail_msg("vh_engine_submit: %s", err.msg);
+    assert_true(wait_total(before + 1, WAIT_MS));
+    assert_int_equal(R.slots[0].a.result, VH_ATTEMPT_OK);
+    assert_int_equal(srv_requests(s), 1);
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
+/*
  * A server that answers on the request's head (413 or 401 before reading a large body) is
  * judged by its answer, whether it then waits with the body unread or closes: the engine
  * reads while it sends. Before, the first was a timeout and the second a reset. The
@@ -2147,6 +2187,7 @@ int main(void)
         cmocka_unit_test_setup(test_body_over_bound_ends_connection, reset_results),
         cmocka_unit_test_setup(test_timeout_while_reading, reset_results),
         cmocka_unit_test_setup(test_early_answer_while_sending, reset_results),
+        cmocka_unit_test_setup(test_start_by_time_passed_is_not_started, reset_results),
         cmocka_unit_test_setup(test_private_destination_blocked, reset_results),
         cmocka_unit_test_setup(test_scheme_rules, reset_results),
         cmocka_unit_test_setup(test_submit_rejects, reset_results),
