@@ -154,6 +154,17 @@ VH_API int vh_store_endpoint_update(struct vh_store *st, const struct vh_endpoin
                                     struct vh_error *err);
 
 /*
+ * vh_store_endpoint_update for a read-modify-write: writes only while the stored endpoint
+ * still holds what the caller read into `seen` (label, url, secret, enabled,
+ * retry_schedule, timeout_ms), checked in the write's transaction; otherwise returns
+ * VH_ESTATE and writes nothing, and the caller reads again. So a change made between the
+ * read and the write (a secret rotation, a PATCH on another node) is never written over
+ * with what was read before it.
+ */
+VH_API int vh_store_endpoint_update_if(struct vh_store *st, const struct vh_endpoint *seen,
+                                       const struct vh_endpoint *ep, struct vh_error *err);
+
+/*
  * Deletes the endpoint; its pending and in-flight deliveries end as canceled. VH_ENOTFOUND
  * when missing. The endpoint is invisible afterwards (every read, the count and the limit
  * skip it) and its label is free again; its past deliveries still name it.

@@ -24,15 +24,16 @@
 #include "http/api_int.h"
 #include "core/banned.h"
 
-#define RESP_MAX           (4 * 1024 * 1024) /* the largest answer: a page of 100 calls */
-#define PATH_MAX_LEN       512
-#define PATH_SEGMENTS      8
-#define TOKEN_MAX          256
-#define SECRET_MESSAGE     "Save this secret \xe2\x80\x94 it will not be shown again."
-#define LEGACY_LABEL       "default"
-#define LIST_LIMIT_MAX     100
-#define LIST_LIMIT_DEFAULT 10
-#define LIST_TAIL_MAX      160 /* `],"total":…,"next_offset":…}}` after a page's calls */
+#define RESP_MAX             (4 * 1024 * 1024) /* the largest answer: a page of 100 calls */
+#define PATH_MAX_LEN         512
+#define PATH_SEGMENTS        8
+#define TOKEN_MAX            256
+#define SECRET_MESSAGE       "Save this secret \xe2\x80\x94 it will not be shown again."
+#define LEGACY_LABEL         "default"
+#define LIST_LIMIT_MAX       100
+#define LIST_LIMIT_DEFAULT   10
+#define ENDPOINT_WRITE_TRIES 5   /* reads and writes of an endpoint that others keep changing */
+#define LIST_TAIL_MAX        160 /* `],"total":…,"next_offset":…}}` after a page's calls */
 
 /* The `data` object of a stored payload starts right after this prefix and the timestamp. */
 #define PAYLOAD_PREFIX "{\"event\":\"session.completed\",\"timestamp\":\""
@@ -678,6 +679,20 @@ static int webhooks_get(struct route_ctx *c)
     return reply_endpoint(c, 200, &ep, false);
 }
 
+/*
+ * Answers a read-modify-write of an endpoint that lost every try to concurrent changes
+ * (ENDPOINT_WRITE_TRIES), or passes any other outcome to reply_rc.
+ */
+static int reply_endpoint_rc(struct route_ctx *c, int rc, const struct vh_error *err)
+{
+    if (rc == VH_ESTATE) {
+        reply_error(c->resp, 409,
+                    "the webhook endpoint is being changed by other requests; try again");
+        return 0;
+    }
+    return reply_rc(c, rc, err);
+}
+
 static int webhooks_update(struct route_ctx *c)
 {
     struct vh_jfield f[] = {
@@ -691,19 +706,29 @@ static int webhooks_update(struct route_ctx *c)
         {.name = "timeout_ms", .type = VH_JINT, .nullable = true},
     };
     struct vh_error err = VH_ERROR_INIT;
-    struct vh_endpoint ep;
-    int rc;
+    struct vh_endpoint seen, ep;
+    int rc, tries;
 
-    if (load_endpoint(c, &ep))
+    if (load_endpoint(c, &seen))
         return 0;
     rc = vh_json_parse_fields(c->req->body, c->req->body_len, f, 5, &err);
-    if (rc == 0)
-        rc = apply_delivery_settings(&ep, &f[3], &f[4], &err);
-    if (rc == 0 && f[0].present && strcmp(f[0].str, ep.label) != 0)
+    if (rc == 0 && f[0].present && strcmp(f[0].str, seen.label) != 0)
         rc = check_label(f[0].str, f[0].str_len, false, &err);
     if (rc == 0 && f[1].present)
         rc = check_endpoint_url(c->api, "url", f[1].str, f[1].str_len, &err);
-    if (rc == 0) {
+    /*
+     * The fields named go onto the row as read; a change made meanwhile by another request
+     * (a rotation, another PATCH) makes the write fail, and it goes again on a fresh read.
+     */
+    for (tries = 0; rc == 0 && tries < ENDPOINT_WRITE_TRIES; tries++) {
+        if (tries && load_endpoint(c, &seen)) {
+            vh_json_fields_release(f, 5);
+            return 0; /* deleted meanwhile: answered 404 */
+        }
+        ep = seen;
+        rc = apply_delivery_settings(&ep, &f[3], &f[4], &err);
+        if (rc < 0)
+            break;
         if (f[0].present)
             memcpy(ep.label, f[0].str, f[0].str_len + 1);
         if (f[1].present)
@@ -711,11 +736,17 @@ static int webhooks_update(struct route_ctx *c)
         if (f[2].present)
             ep.enabled = f[2].b;
         ep.updated_ms = c->req->now_ms;
-        rc = vh_store_endpoint_update(c->api->st, &ep, &err);
+        rc = vh_store_endpoint_update_if(c->api->st, &seen, &ep, &err);
+        if (rc != VH_ESTATE)
+            break;
+        vh_error_clear(&err);
+        rc = 0;
     }
+    if (rc == 0 && tries == ENDPOINT_WRITE_TRIES)
+        rc = VH_ESTATE;
     vh_json_fields_release(f, 5);
     if (rc < 0)
-        return reply_rc(c, rc, &err);
+        return reply_endpoint_rc(c, rc, &err);
     return reply_endpoint(c, 200, &ep, false);
 }
 
@@ -739,17 +770,24 @@ static int webhooks_delete(struct route_ctx *c)
 static int webhooks_rotate(struct route_ctx *c)
 {
     struct vh_error err = VH_ERROR_INIT;
-    struct vh_endpoint ep;
-    int rc;
+    struct vh_endpoint seen, ep;
+    int rc = 0, tries;
 
-    if (load_endpoint(c, &ep))
-        return 0;
-    rc = vh_secret_new(ep.secret, &err);
-    ep.updated_ms = c->req->now_ms;
-    if (rc == 0)
-        rc = vh_store_endpoint_update(c->api->st, &ep, &err);
+    /* As webhooks_update: a change made meanwhile is read again, never written over. */
+    for (tries = 0; tries < ENDPOINT_WRITE_TRIES; tries++) {
+        if (load_endpoint(c, &seen))
+            return 0;
+        ep = seen;
+        rc = vh_secret_new(ep.secret, &err);
+        ep.updated_ms = c->req->now_ms;
+        if (rc == 0)
+            rc = vh_store_endpoint_update_if(c->api->st, &seen, &ep, &err);
+        if (rc != VH_ESTATE)
+            break;
+        vh_error_clear(&err);
+    }
     if (rc < 0)
-        return reply_rc(c, rc, &err);
+        return reply_endpoint_rc(c, rc, &err);
     rc = ok_begin(c, 200);
     if (rc == 0)
         rc = vh_buf_addf(&c->resp->body, "{\"id\":\"%s\",\"label\":", ep.id);
@@ -771,7 +809,7 @@ static int legacy_put(struct route_ctx *c)
          .max_len = VH_ENDPOINT_URL_MAX},
     };
     struct vh_error err = VH_ERROR_INIT;
-    struct vh_endpoint ep;
+    struct vh_endpoint seen, ep;
     int rc, tries;
 
     rc = vh_json_parse_fields(c->req->body, c->req->body_len, f, 1, &err);
@@ -779,16 +817,22 @@ static int legacy_put(struct route_ctx *c)
         rc = check_endpoint_url(c->api, "webhook_url", f[0].str, f[0].str_len, &err);
     /* Two concurrent PUTs may both find no default; the loser's insert conflicts on the
      * label, and its second try updates the winner's row. */
-    for (tries = 0; rc == 0 && tries < 2; tries++) {
-        rc = vh_store_endpoint_get_by_label(c->api->st, c->partner.id, LEGACY_LABEL, &ep, &err);
+    for (tries = 0; rc == 0 && tries < ENDPOINT_WRITE_TRIES; tries++) {
+        rc = vh_store_endpoint_get_by_label(c->api->st, c->partner.id, LEGACY_LABEL, &seen, &err);
         if (rc == 0) {
+            /* url, secret and enabled onto the row as read; a change meanwhile: read again */
+            ep = seen;
             memcpy(ep.url, f[0].str, f[0].str_len + 1);
             rc = vh_secret_new(ep.secret, &err);
             ep.enabled = true;
             ep.updated_ms = c->req->now_ms;
             if (rc == 0)
-                rc = vh_store_endpoint_update(c->api->st, &ep, &err);
-            break;
+                rc = vh_store_endpoint_update_if(c->api->st, &seen, &ep, &err);
+            if (rc != VH_ESTATE)
+                break;
+            vh_error_clear(&err);
+            rc = 0;
+            continue;
         }
         if (rc != VH_ENOTFOUND)
             break;
@@ -805,9 +849,11 @@ static int legacy_put(struct route_ctx *c)
         vh_error_clear(&err);
         rc = 0;
     }
+    if (rc == 0 && tries == ENDPOINT_WRITE_TRIES)
+        rc = VH_ESTATE;
     vh_json_fields_release(f, 1);
     if (rc < 0)
-        return reply_rc(c, rc, &err);
+        return reply_endpoint_rc(c, rc, &err);
     rc = ok_begin(c, 200);
     if (rc == 0)
         rc = vh_buf_adds(&c->resp->body, "{\"webhook_url\":");

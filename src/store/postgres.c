@@ -1822,8 +1822,8 @@ static int pg_endpoint_list(struct vh_store *st, const char *partner_id, struct 
     return 0;
 }
 
-static int pg_endpoint_update(struct vh_store *st, const struct vh_endpoint *ep,
-                              struct vh_error *err)
+static int pg_endpoint_update(struct vh_store *st, const struct vh_endpoint *seen,
+                              const struct vh_endpoint *ep, struct vh_error *err)
 {
     struct pg_store *s = to_pg(st);
     struct vh_endpoint old;
@@ -1842,6 +1842,8 @@ static int pg_endpoint_update(struct vh_store *st, const struct vh_endpoint *ep,
     /* Existence first (and the row lock), so another partner's id is "not found". */
     if (rc == 0)
         rc = endpoint_lookup(c, S_EP_GET_LOCK, ep->partner_id, ep->id, &old, what, err);
+    if (rc == 0 && seen && !vh__endpoint_unchanged(seen, &old))
+        rc = vh_error_set(err, VH_ESTATE, "%s: it changed since it was read", what);
     if (rc == 0)
         rc = label_check(c, ep->partner_id, ep->label, ep->id, what, err);
     if (rc < 0)

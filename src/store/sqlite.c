@@ -2008,8 +2008,8 @@ static int sqlite_endpoint_list(struct vh_store *st, const char *partner_id,
     return 0;
 }
 
-static int sqlite_endpoint_update(struct vh_store *st, const struct vh_endpoint *ep,
-                                  struct vh_error *err)
+static int sqlite_endpoint_update(struct vh_store *st, const struct vh_endpoint *seen,
+                                  const struct vh_endpoint *ep, struct vh_error *err)
 {
     struct sqlite_store *s = to_sqlite(st);
     struct vh_endpoint old;
@@ -2026,6 +2026,8 @@ static int sqlite_endpoint_update(struct vh_store *st, const struct vh_endpoint 
     /* Existence first, so another partner's id is "not found" whatever the label. */
     if (rc == 0)
         rc = endpoint_lookup(c, S_EP_GET, ep->partner_id, ep->id, &old, what, err);
+    if (rc == 0 && seen && !vh__endpoint_unchanged(seen, &old))
+        rc = vh_error_set(err, VH_ESTATE, "%s: it changed since it was read", what);
     if (rc == 0)
         rc = label_check(c, ep->partner_id, ep->label, ep->id, what, err);
     if (rc == 0)

@@ -433,8 +433,16 @@ int vh_store_endpoint_list(struct vh_store *st, const char *partner_id, struct v
     return 0;
 }
 
-int vh_store_endpoint_update(struct vh_store *st, const struct vh_endpoint *ep,
-                             struct vh_error *err)
+bool vh__endpoint_unchanged(const struct vh_endpoint *seen, const struct vh_endpoint *row)
+{
+    return strcmp(seen->label, row->label) == 0 && strcmp(seen->url, row->url) == 0 &&
+           strcmp(seen->secret, row->secret) == 0 && seen->enabled == row->enabled &&
+           strcmp(seen->retry_schedule, row->retry_schedule) == 0 &&
+           seen->timeout_ms == row->timeout_ms;
+}
+
+static int endpoint_update(struct vh_store *st, const struct vh_endpoint *seen,
+                           const struct vh_endpoint *ep, struct vh_error *err)
 {
     int rc;
 
@@ -447,7 +455,21 @@ int vh_store_endpoint_update(struct vh_store *st, const struct vh_endpoint *ep,
     rc = check_endpoint(ep, err);
     if (rc < 0)
         return rc;
-    return st->ops->endpoint_update(st, ep, err);
+    return st->ops->endpoint_update(st, seen, ep, err);
+}
+
+int vh_store_endpoint_update(struct vh_store *st, const struct vh_endpoint *ep,
+                             struct vh_error *err)
+{
+    return endpoint_update(st, NULL, ep, err);
+}
+
+int vh_store_endpoint_update_if(struct vh_store *st, const struct vh_endpoint *seen,
+                                const struct vh_endpoint *ep, struct vh_error *err)
+{
+    if (!seen)
+        return vh_error_set(err, VH_EINVAL, "update endpoint: missing argument");
+    return endpoint_update(st, seen, ep, err);
 }
 
 int vh_store_endpoint_delete(struct vh_store *st, const char *partner_id, const char *id,

@@ -88,7 +88,9 @@ struct vh_store_ops {
                                  struct vh_endpoint *out, struct vh_error *err);
     int (*endpoint_list)(struct vh_store *st, const char *partner_id, struct vh_endpoint **out,
                          size_t *n, struct vh_error *err);
-    int (*endpoint_update)(struct vh_store *st, const struct vh_endpoint *ep, struct vh_error *err);
+    /* `seen`: NULL, or what the caller read (VH_ESTATE when the row no longer holds it). */
+    int (*endpoint_update)(struct vh_store *st, const struct vh_endpoint *seen,
+                           const struct vh_endpoint *ep, struct vh_error *err);
     int (*endpoint_delete)(struct vh_store *st, const char *partner_id, const char *id,
                            int64_t now_ms, struct vh_error *err);
 
@@ -216,5 +218,11 @@ int vh__store_pg_explain(struct vh_store *st, const char *query, struct vh_buf *
  */
 size_t vh__store_last_per_endpoint(const struct vh_delivery_result *results,
                                    const char *const *endpoint_ids, size_t n, size_t *out);
+
+/*
+ * Whether the stored endpoint `row` still holds what a caller read into `seen`: the fields
+ * an update writes (label, url, secret, enabled, retry_schedule, timeout_ms).
+ */
+bool vh__endpoint_unchanged(const struct vh_endpoint *seen, const struct vh_endpoint *row);
 
 #endif

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1434,12 +1435,114 @@ static void async_ingest_under_oom(void **state)
     fail_msg("the async ingest never succeeded");
 }
 
+/*
+ * A rotate-secret that lands while a PATCH of the same endpoint is between its read and its
+ * write. The hook below runs it from inside the PATCH, at its Nth allocation (every N is
+ * tried): the secret the rotate answered must be the one stored afterwards, whatever the
+ * PATCH changed. Before the fix the PATCH wrote back the whole row it had read, old secret
+ * included: the rotate answered 200 with a secret that was never in effect, and the old
+ * (perhaps leaked) secret stayed in use.
+ */
+static struct fx *race_fx;
+static long race_at, race_count;
+static char race_path[128], race_secret[VH_SECRET_LEN + 1];
+static pthread_t race_thread;
+static bool race_started;
+static atomic_bool race_done;
+
+static void *race_rotate(void *ud)
+{
+    struct fx *f = ud;
+    struct vh_api_req r;
+    struct vh_api_resp resp;
+    char auth[AUTH_MAX];
+    json_error_t jerr;
+    json_t *j;
+
+    make_req(f, &r, auth, "POST", race_path, f->key_a, NULL);
+    vh_api_resp_init(&resp);
+    vh_api_handle(f->api, &r, &resp);
+    assert_int_equal(resp.status, 200);
+    j = json_loadb(resp.body.data, resp.body.len, 0, &jerr);
+    assert_non_null(j);
+    snprintf(race_secret, sizeof(race_secret), "%s", str_at(j, "data.secret"));
+    json_decref(j);
+    vh_api_resp_release(&resp);
+    atomic_store(&race_done, true);
+    return NULL;
+}
+
+/* Starts the rotate on its own thread and gives it 300 ms to finish (it may have to wait). */
+static void race_fire(void)
+{
+    int i;
+
+    race_at = 0; /* once; the rotate's own allocations do not fire again */
+    atomic_store(&race_done, false);
+    assert_int_equal(pthread_create(&race_thread, NULL, race_rotate, race_fx), 0);
+    race_started = true;
+    for (i = 0; i < 300 && !atomic_load(&race_done); i++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+}
+
+static void *race_malloc(size_t n)
+{
+    if (race_at && ++race_count == race_at)
+        race_fire();
+    return malloc(n);
+}
+
+static void *race_realloc(void *p, size_t n)
+{
+    if (race_at && ++race_count == race_at)
+        race_fire();
+    return realloc(p, n);
+}
+
+static void patch_racing_a_rotation_keeps_the_new_secret(void **state)
+{
+    struct fx *f = *state;
+    char id[VH_UUID_LEN + 1], path[128];
+    struct vh_endpoint ep;
+    long n;
+    int lost = 0;
+
+    create(f, "racy", "https://example.com/hooks", true, id);
+    snprintf(path, sizeof(path), "/api/v2/config/webhooks/%s", id);
+    snprintf(race_path, sizeof(race_path), "/api/v2/config/webhooks/%s/rotate-secret", id);
+    race_fx = f;
+    assert_int_equal(vh_replace_allocator(race_malloc, race_realloc, free), 0);
+    for (n = 1; n < 200; n++) {
+        race_secret[0] = '\0';
+        race_started = false;
+        race_count = 0;
+        race_at = n;
+        req(f, "PATCH", path, f->key_a, "{\"url\":\"https://example.com/other\"}");
+        race_at = 0;
+        assert_int_equal(f->status, 200);
+        if (race_started)
+            assert_int_equal(pthread_join(race_thread, NULL), 0);
+        if (!race_started)
+            break; /* the PATCH made fewer than n allocations: every point was tried */
+        assert_int_equal(vh_store_endpoint_get(f->st, f->a.id, id, &ep, NULL), 0);
+        if (strcmp(ep.secret, race_secret) != 0)
+            lost++;
+    }
+    assert_int_equal(vh_replace_allocator(malloc, realloc, free), 0);
+    if (lost)
+        fail_msg("%d of %ld interleavings: rotate-secret answered a secret the PATCH then "
+                 "overwrote with the old one",
+                 lost, n - 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(healthz, setup, teardown),
         cmocka_unit_test_setup_teardown(endpoint_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(endpoint_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(patch_racing_a_rotation_keeps_the_new_secret, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(http_urls_when_allowed, setup_http, teardown),
         cmocka_unit_test_setup_teardown(auth_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(content_type_and_size, setup, teardown),

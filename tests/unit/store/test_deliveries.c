@@ -459,6 +459,69 @@ static void a_claim_after_a_full_one_finds_rows_due_before_it(void **state)
     vh_delivery_job_recs_free(first, 2);
 }
 
+/*
+ * vh_store_endpoint_update_if writes only over the row its caller read: each field an
+ * update writes, changed by another writer meanwhile, makes it VH_ESTATE with nothing
+ * written; the row as read again goes through.
+ */
+static void an_update_over_a_changed_endpoint_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_endpoint seen, mine, theirs, got;
+    struct vh_partner p;
+    int i;
+
+    new_partner(f->st, "ReadModifyWrite", &p);
+    new_endpoint(f->st, p.id, "rmw", &seen);
+    for (i = 0; i < 6; i++) {
+        assert_int_equal(vh_store_endpoint_get(f->st, p.id, seen.id, &seen, &err), 0);
+        theirs = seen;
+        switch (i) {
+        case 0:
+            snprintf(theirs.label, sizeof(theirs.label), "%s", "renamed");
+            break;
+        case 1:
+            snprintf(theirs.url, sizeof(theirs.url), "%s", "https://example.com/moved");
+            break;
+        case 2:
+            snprintf(theirs.secret, sizeof(theirs.secret), "whsec_%064d", 7);
+            break;
+        case 3:
+            theirs.enabled = !seen.enabled;
+            break;
+        case 4:
+            snprintf(theirs.retry_schedule, sizeof(theirs.retry_schedule), "%s", "0,1m");
+            break;
+        default:
+            theirs.timeout_ms = 1234;
+        }
+        assert_int_equal(vh_store_endpoint_update(f->st, &theirs, &err), 0);
+        mine = seen;
+        snprintf(mine.url, sizeof(mine.url), "https://example.com/mine-%d", i);
+        assert_int_equal(vh_store_endpoint_update_if(f->st, &seen, &mine, &err), VH_ESTATE);
+        assert_non_null(strstr(err.msg, "changed since it was read"));
+        vh_error_clear(&err);
+        assert_int_equal(vh_store_endpoint_get(f->st, p.id, seen.id, &got, &err), 0);
+        /* theirs stands */
+        assert_string_equal(got.label, theirs.label);
+        assert_string_equal(got.url, theirs.url);
+        assert_string_equal(got.secret, theirs.secret);
+        assert_int_equal(got.enabled, theirs.enabled);
+        assert_string_equal(got.retry_schedule, theirs.retry_schedule);
+        assert_int_equal(got.timeout_ms, theirs.timeout_ms);
+        /* read again, it goes through */
+        mine = got;
+        snprintf(mine.url, sizeof(mine.url), "https://example.com/mine-%d", i);
+        assert_int_equal(vh_store_endpoint_update_if(f->st, &got, &mine, &err), 0);
+        assert_int_equal(vh_store_endpoint_get(f->st, p.id, seen.id, &got, &err), 0);
+        assert_string_equal(got.url, mine.url);
+        assert_string_equal(got.secret, theirs.secret);
+        assert_int_equal(got.timeout_ms, theirs.timeout_ms);
+    }
+    assert_int_equal(vh_store_endpoint_update_if(f->st, NULL, &mine, &err), VH_EINVAL);
+}
+
 static void claim_carries_endpoint_overrides(void **state)
 {
     struct fixture *f = *state;
@@ -1871,6 +1934,7 @@ int main(void)
         T(claim_respects_max),
         T(a_claim_after_a_full_one_finds_rows_due_before_it),
         T(claim_carries_endpoint_overrides),
+        T(an_update_over_a_changed_endpoint_is_refused),
         T(claim_rejects_bad_arguments),
         T(recover_takes_back_expired_leases),
         T(recover_at_start_up_takes_this_nodes_claims),
