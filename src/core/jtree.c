@@ -198,14 +198,22 @@ static int unicode_escape(struct parser *ps)
     ps->pos += 6;
     if (cp == 0)
         return syntax(ps, at, "\\u0000 is not allowed in strings");
+    /*
+     * A lone surrogate is valid JSON (RFC 8259 §7, §8.2): JavaScript's JSON.stringify writes
+     * one for a string cut between the halves of a pair. It cannot be UTF-8, so it reads as
+     * U+FFFD, as WHATWG decoders and Go's encoding/json read it; the next escape is left to
+     * the loop.
+     */
     if (cp >= 0xdc00 && cp <= 0xdfff)
-        return syntax(ps, at, "invalid \\u escape: a low surrogate without a high one");
+        cp = 0xfffd;
     if (cp >= 0xd800 && cp <= 0xdbff) {
         if (ps->len - ps->pos < 6 || ps->in[ps->pos] != '\\' || ps->in[ps->pos + 1] != 'u' ||
-            hex4(ps->in + ps->pos + 2, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff)
-            return syntax(ps, at, "invalid \\u escape: a high surrogate without a low one");
-        ps->pos += 6;
-        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            hex4(ps->in + ps->pos + 2, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff) {
+            cp = 0xfffd;
+        } else {
+            ps->pos += 6;
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        }
     }
     ps->out_len += utf8_put(ps->out + ps->out_len, cp);
     return 0;
@@ -417,13 +425,20 @@ static int parse_number(struct parser *ps, struct vh_jt *v)
         v->kind = VH_JT_REAL;
         return real_value(ps, at, ps->pos - at, &v->u.d);
     }
-    /* An integer: its magnitude may be at most 2^63 - 1, or 2^63 when negative. */
+    /*
+     * An integer: its magnitude may be at most 2^63 - 1, or 2^63 when negative. A larger one
+     * is still valid JSON (JavaScript's JSON.stringify writes 1e20 as 100000000000000000000),
+     * so it becomes a real, as JSON.parse reads it; the validators refuse it where they want
+     * an integer, naming the field.
+     */
     limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
     for (size_t i = ps->pos - digits; i < ps->pos; i++) {
         unsigned d = (unsigned)(in[i] - '0');
 
-        if (mag > (limit - d) / 10)
-            return syntax(ps, at, "integer out of range");
+        if (mag > (limit - d) / 10) {
+            v->kind = VH_JT_REAL;
+            return real_value(ps, at, ps->pos - at, &v->u.d);
+        }
         mag = mag * 10 + d;
     }
     v->kind = VH_JT_INT;

@@ -407,6 +407,56 @@ static void test_lenient_accepts_newer_senders(void **state)
     free(buf);
 }
 
+/*
+ * A newer sender's unknown field may hold any JSON number. JavaScript's JSON.stringify writes
+ * magnitudes from 2^63 up to 1e21 as plain digits (12345678901234567000), so a receiver must
+ * not refuse the whole signed webhook because such a number does not fit an int64.
+ */
+static void test_lenient_accepts_big_integers_in_unknown_fields(void **state)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event *ev = NULL;
+    size_t len;
+    char *buf = read_data("good/payload_big_integer_variable.json", &len);
+    static const char big_duration[] =
+        "{\"session_id\":\"s\",\"agent_id\":\"a\",\"agent_name\":\"n\","
+        "\"duration_seconds\":99999999999999999999999,\"credits_used\":1,\"transcript\":[]}";
+    struct vh_session *s = NULL;
+
+    (void)state;
+    if (vh_event_parse(buf, len, VH_PARSE_ALLOW_UNKNOWN, &ev, &err) != 0)
+        fail_msg("refused: %s", err.msg);
+    assert_string_equal(ev->session->session_id, "web_session_42");
+    vh_event_free(ev);
+    free(buf);
+    /* A known integer field still refuses it, naming the field. */
+    vh_error_clear(&err);
+    assert_int_equal(vh_session_parse(big_duration, sizeof(big_duration) - 1, 0, &s, &err),
+                     VH_EINVAL);
+    assert_null(s);
+    assert_string_equal(err.msg, "duration_seconds: must be between 0 and 604800");
+}
+
+/*
+ * JavaScript strings are UTF-16, and JSON.stringify writes a lone surrogate (a turn cut in the
+ * middle of an emoji by .slice()) as the escape "\ud83d". That is valid JSON (RFC 8259 §7), so
+ * the receiver must take the signed webhook; the string holds U+FFFD in its place.
+ */
+static void test_lenient_accepts_lone_surrogate_escapes(void **state)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event *ev = NULL;
+    size_t len;
+    char *buf = read_data("good/payload_lone_surrogate.json", &len);
+
+    (void)state;
+    if (vh_event_parse(buf, len, VH_PARSE_ALLOW_UNKNOWN, &ev, &err) != 0)
+        fail_msg("refused: %s", err.msg);
+    assert_string_equal(ev->session->turns[0].content, "Hello! \xef\xbf\xbd");
+    vh_event_free(ev);
+    free(buf);
+}
+
 static void test_ingest_recording_key_must_be_presigned(void **state)
 {
     struct vh_error err = VH_ERROR_INIT;
@@ -763,6 +813,8 @@ int main(void)
         cmocka_unit_test(test_escapes_and_derived_latency_match_javascript),
         cmocka_unit_test(test_payload_with_null_call_and_recording),
         cmocka_unit_test(test_lenient_accepts_newer_senders),
+        cmocka_unit_test(test_lenient_accepts_big_integers_in_unknown_fields),
+        cmocka_unit_test(test_lenient_accepts_lone_surrogate_escapes),
         cmocka_unit_test(test_ingest_recording_key_must_be_presigned),
         cmocka_unit_test(test_numbers_in_json),
         cmocka_unit_test(test_escaping_like_json_stringify),
