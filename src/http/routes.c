@@ -32,6 +32,7 @@
 #define LEGACY_LABEL         "default"
 #define LIST_LIMIT_MAX       100
 #define LIST_LIMIT_DEFAULT   10
+#define HISTORY_SHOWN_MAX    200 /* attempts in a delivery's answer: the newest */
 #define ENDPOINT_WRITE_TRIES 5   /* reads and writes of an endpoint that others keep changing */
 #define LIST_TAIL_MAX        160 /* `],"total":…,"next_offset":…}}` after a page's calls */
 
@@ -1278,7 +1279,7 @@ static int delivery_get(struct route_ctx *c)
     struct vh_delivery_info d;
     struct vh_attempt_info *as = NULL;
     struct vh_buf *b = &c->resp->body;
-    size_t n = 0, i;
+    size_t n = 0, first, i;
     int rc;
 
     if (!vh_id_is_valid(c->seg[3], strlen(c->seg[3]))) {
@@ -1292,19 +1293,24 @@ static int delivery_get(struct route_ctx *c)
     }
     if (rc < 0)
         return reply_rc(c, rc, &err);
+    /*
+     * Manual retries add attempts without end: the newest HISTORY_SHOWN_MAX are shown (up
+     * to about 8 KB each, escaped), and `attempts_omitted` counts the older ones.
+     */
+    first = n > HISTORY_SHOWN_MAX ? n - HISTORY_SHOWN_MAX : 0;
     rc = ok_begin(c, 200);
     if (rc == 0)
         rc = add_delivery(b, &d, true);
     if (rc == 0)
         rc = vh_buf_adds(b, ",\"attempt_history\":[");
-    for (i = 0; rc == 0 && i < n; i++) {
-        if (i)
+    for (i = first; rc == 0 && i < n; i++) {
+        if (i > first)
             rc = vh_buf_addc(b, ',');
         if (rc == 0)
             rc = add_attempt(b, &as[i]);
     }
     if (rc == 0)
-        rc = vh_buf_adds(b, "]}");
+        rc = vh_buf_addf(b, "],\"attempts_omitted\":%zu}", first);
     vh_free(as);
     return ok_end(c, rc);
 }

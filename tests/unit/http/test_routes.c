@@ -698,6 +698,64 @@ static char *big_ingest_body(const char *pid, const char *session_id, size_t kb)
     return out;
 }
 
+/*
+ * A delivery retried without end keeps every attempt, and its answer must stay under the
+ * 4 MiB bound: the newest 200 attempts are shown, the older ones counted. 800 attempts
+ * with response heads that escape to 6 bytes a byte (about 6 KB each) passed the bound, and
+ * the delivery answered 500 on every read.
+ */
+static void delivery_history_shows_the_newest_attempts(void **state)
+{
+    struct fx *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    char head[VH_ATTEMPT_HEAD_MAX], path[128], delivery[VH_UUID_LEN + 1];
+    char *body;
+    json_t *hist;
+    int i;
+
+    create(f, "many", "https://example.com/hook", true, NULL);
+    body = ingest_body(f->a.id, "sess-many", "call-many");
+    assert_int_equal(req(f, "POST", "/internal/v1/sessions", TOKEN, body), 202);
+    free(body);
+    memset(head, 0x01, sizeof(head)); /* each byte escapes to \u0001 */
+    for (i = 0; i < 800; i++) {
+        struct vh_delivery_job_rec *recs = NULL;
+        struct vh_delivery_result r;
+        size_t n = 0;
+
+        if (vh_store_delivery_claim(f->st, "n1", NOW + i, 60000, 1, &recs, &n, &err) < 0)
+            fail_msg("claim: %s", err.msg);
+        assert_int_equal(n, 1);
+        memset(&r, 0, sizeof(r));
+        r.delivery_id = recs[0].delivery_id;
+        r.endpoint_id = recs[0].endpoint_id;
+        r.row = recs[0].row;
+        r.node_id = "n1";
+        r.lease_until_ms = recs[0].lease_until_ms;
+        r.attempt = recs[0].attempts + 1;
+        r.started_ms = NOW + i;
+        r.http_status = 500;
+        r.error_class = "http_status";
+        r.error = "status 500";
+        r.response_head = head;
+        r.response_len = sizeof(head);
+        r.new_state = "pending";
+        r.next_attempt_ms = NOW + i + 1;
+        snprintf(delivery, sizeof(delivery), "%s", recs[0].delivery_id);
+        if (vh_store_delivery_record(f->st, &r, 1, &err) < 0)
+            fail_msg("record: %s", err.msg);
+        vh_delivery_job_recs_free(recs, n);
+    }
+    snprintf(path, sizeof(path), "/api/v2/deliveries/%s", delivery);
+    assert_int_equal(req(f, "GET", path, f->key_a, NULL), 200);
+    hist = at(f->json, "data.attempt_history");
+    assert_int_equal(json_array_size(hist), 200);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(hist, 0), "n")), 601);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(hist, 199), "n")), 800);
+    assert_int_equal(json_integer_value(at(f->json, "data.attempts_omitted")), 600);
+    assert_int_equal(json_integer_value(at(f->json, "data.attempts")), 800);
+}
+
 /* Lists the partner's calls with `limit` and `offset`; keeps the answer as req() does. */
 static int list_calls(struct fx *f, const char *limit, const char *offset)
 {
@@ -1553,6 +1611,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(calls_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(calls_page_stops_at_the_answer_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(calls_with_a_key_and_no_s3_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(delivery_history_shows_the_newest_attempts, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(async_ingest, setup, teardown),
         cmocka_unit_test_setup_teardown(async_ingest_no_endpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(async_ingest_repeat, setup, teardown),
