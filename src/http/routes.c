@@ -768,6 +768,18 @@ static int webhooks_delete(struct route_ctx *c)
     return ok_end(c, rc);
 }
 
+/* Gives `ep` (`seen` as changed by the caller) a new secret and writes it over `seen`. */
+static int write_new_secret(struct route_ctx *c, const struct vh_endpoint *seen,
+                            struct vh_endpoint *ep, struct vh_error *err)
+{
+    int rc = vh_secret_new(ep->secret, err);
+
+    ep->updated_ms = c->req->now_ms;
+    if (rc == 0)
+        rc = vh_store_endpoint_update_if(c->api->st, seen, ep, err);
+    return rc;
+}
+
 static int webhooks_rotate(struct route_ctx *c)
 {
     struct vh_error err = VH_ERROR_INIT;
@@ -779,10 +791,7 @@ static int webhooks_rotate(struct route_ctx *c)
         if (load_endpoint(c, &seen))
             return 0;
         ep = seen;
-        rc = vh_secret_new(ep.secret, &err);
-        ep.updated_ms = c->req->now_ms;
-        if (rc == 0)
-            rc = vh_store_endpoint_update_if(c->api->st, &seen, &ep, &err);
+        rc = write_new_secret(c, &seen, &ep, &err);
         if (rc != VH_ESTATE)
             break;
         vh_error_clear(&err);
@@ -824,11 +833,8 @@ static int legacy_put(struct route_ctx *c)
             /* url, secret and enabled onto the row as read; a change meanwhile: read again */
             ep = seen;
             memcpy(ep.url, f[0].str, f[0].str_len + 1);
-            rc = vh_secret_new(ep.secret, &err);
             ep.enabled = true;
-            ep.updated_ms = c->req->now_ms;
-            if (rc == 0)
-                rc = vh_store_endpoint_update_if(c->api->st, &seen, &ep, &err);
+            rc = write_new_secret(c, &seen, &ep, &err);
             if (rc != VH_ESTATE)
                 break;
             vh_error_clear(&err);
