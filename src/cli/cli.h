@@ -48,6 +48,13 @@ void cli_log_to_stderr(void *ud, enum vh_log_level level, const char *json_line)
 /* A record of the CLI's own: `fmt` continues the JSON object after "ts" and "level". */
 void cli_log(enum vh_log_level *max, enum vh_log_level level, const char *fmt, ...) VH_PRINTF(3, 4);
 
+/*
+ * Creates ./var (mode 0700) when `db` is the default store, sqlite:./var/vocohook.db, so that
+ * a first run with the defaults works, as `vocohook receive` does for its inbox. Other paths
+ * must exist. Returns 0 or CLI_FAILED after printing why.
+ */
+int cli_default_store_dir(const char *verb, const char *db);
+
 /* Parses a --timestamp style value (exact ISO 8601 form). Returns 0 or CLI_USAGE. */
 int cli_parse_time(const char *verb, const char *opt, const char *s, int64_t *out_ms);
 

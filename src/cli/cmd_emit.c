@@ -70,6 +70,9 @@ static int ingest(const struct vh_config *cfg, const char *partner, const struct
         acfg.s3_path_style = cfg->s3_path_style;
     }
     acfg.log = log_to_stderr;
+    code = cli_default_store_dir("emit", cfg->db);
+    if (code)
+        return code;
     rc = vh_store_open(cfg->db, &st, &err);
     if (rc == 0)
         rc = vh_api_new(st, &acfg, &api, &err);

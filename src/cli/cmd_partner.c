@@ -153,6 +153,9 @@ int cmd_partner(int argc, char **argv)
         fputs(partner_usage, stderr);
         return CLI_USAGE;
     }
+    code = cli_default_store_dir("partner", db);
+    if (code)
+        return code;
     rc = vh_store_open(db, &st, &err);
     if (rc < 0)
         return cli_fail("partner", rc == VH_EINVAL ? CLI_USAGE : CLI_FAILED, "%s", err.msg);

@@ -227,6 +227,9 @@ static int run(const struct vh_config *cfg, enum vh_log_level *level, const sigs
     const char *colon = strrchr(cfg->listen, ':');
     int code = CLI_OK, rc, sig = 0;
 
+    code = cli_default_store_dir("serve", cfg->db);
+    if (code)
+        return code;
     rc = vh_store_open(cfg->db, &st, &err);
     if (rc < 0) {
         code = cli_fail("serve", setup_exit(rc), "%s", err.msg);

@@ -204,10 +204,17 @@ static void show_transcript(const struct vh_session *s)
             if (c == '\n')
                 fputs("\n                ", stdout);
             else
-                putchar((unsigned char)c < 0x20 ? ' ' : c);
+                putchar((unsigned char)c < 0x20 || c == 0x7f ? ' ' : c);
         }
         putchar('\n');
     }
+}
+
+/* Writes free text from the payload with its control bytes as spaces (as `list` does). */
+static void put_text(const char *s)
+{
+    for (; *s; s++)
+        putchar((unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s);
 }
 
 static void show_session(const struct vh_inbox_session *is, const struct vh_event *ev)
@@ -216,7 +223,9 @@ static void show_session(const struct vh_inbox_session *is, const struct vh_even
     char t1[VH_TIME_LEN + 1], t2[VH_TIME_LEN + 1], num[VH_NUMBER_MAX];
 
     printf("session     %s\n", is->session_id);
-    printf("agent       %s (%s)\n", s->agent_name, s->agent_id);
+    fputs("agent       ", stdout);
+    put_text(s->agent_name);
+    printf(" (%s)\n", s->agent_id);
     time_text(ev->ts_ms, t1);
     time_text(is->received_ms, t2);
     printf("event       %s, signed %s, received %s\n", t1, is->signed_at, t2);

@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <vocohook/config.h>
 
 #include "core/banned.h"
 
@@ -80,6 +83,15 @@ int cli_write_output(const char *verb, const char *p, size_t n)
         fflush(stdout) != 0)
         return cli_fail(verb, CLI_FAILED, "writing standard output: %s", strerror(errno));
     return CLI_OK;
+}
+
+int cli_default_store_dir(const char *verb, const char *db)
+{
+    if (strcmp(db, VH_CONFIG_DB_DEFAULT) != 0)
+        return 0;
+    if (mkdir("./var", 0700) != 0 && errno != EEXIST)
+        return cli_fail(verb, CLI_FAILED, "creating ./var: %s", strerror(errno));
+    return 0;
 }
 
 int cli_parse_time(const char *verb, const char *opt, const char *s, int64_t *out_ms)

@@ -330,8 +330,8 @@ static void drop_unrecorded(struct vh_sender *s, struct job *list)
     }
     if (n) {
         sender_log(s, VH_LOG_ERROR,
-                   "stopping with attempts not recorded; their deliveries resume when the "
-                   "leases run out",
+                   "stopping with attempts not recorded; their deliveries are sent again at "
+                   "the next start (SQLite), or once their leases run out (PostgreSQL)",
                    NULL);
         pthread_mutex_lock(&s->lock);
         s->stats.in_flight -= n;
@@ -520,7 +520,12 @@ static void *dispatch(void *arg)
             bool lingers;
 
             record_now = record_due(s, &at, &lingers);
-            if (record_now || s->wake || (s->stopping && s->engine_stopped))
+            /*
+             * A stopped engine ends the wait at once, unless a refused batch waits to be
+             * tried again: then the tries at a stop stay 500 ms apart (wait_ms), or all
+             * three would run within a millisecond and give the store no time to recover.
+             */
+            if (record_now || s->wake || (s->stopping && s->engine_stopped && !unrecorded))
                 break;
             if (pthread_cond_timedwait(&s->cond, &s->lock, &at) == ETIMEDOUT && !lingers)
                 break;

@@ -1504,6 +1504,20 @@ static void sqlite_close(struct vh_store *st)
 
 static vh__group_run_fn event_put_group;
 
+/*
+ * Creates the database file with mode 0600 when it does not exist yet (SQLite would create
+ * it 0644 under the usual umask, and its -wal and -shm files take the same mode): the store
+ * holds every endpoint's signing secret in clear. A failure is left to sqlite3_open_v2 to
+ * report, in its own words.
+ */
+static void create_private(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+    if (fd >= 0)
+        close(fd);
+}
+
 static int sqlite_open(const char *path, struct vh_store **out, struct vh_error *err)
 {
     struct sqlite_store *s = NULL;
@@ -1552,6 +1566,7 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
         rc = vh_error_set(err, VH_ENOMEM, "open '%s': cannot create a mutex", path);
         goto fail;
     }
+    create_private(path);
     rc = conn_open(path, s, &c, err);
     if (rc < 0)
         goto fail;

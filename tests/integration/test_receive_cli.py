@@ -112,6 +112,29 @@ class Sessions(unittest.TestCase):
         self.assertEqual(rc, 2)
 
 
+class ShowControlBytes(unittest.TestCase):
+    def test_show_keeps_control_bytes_off_the_terminal(self):
+        # The agent name is free text from the sender. `list` blanks its control bytes, as
+        # `partner list` does; `show` printed it raw: an ESC sequence reached the terminal,
+        # and a newline forged a line of the report (here a fake "recording" line).
+        sid = "s_ctl_show"
+        with Receiver() as r:
+            self._check(r, sid)
+
+    def _check(self, r, sid):
+        body = payload(sid, agent_name="A\u001b]0;pwned\u0007\nrecording   downloaded /etc/x")
+        self.assertEqual(r.deliver(body).status, 200)
+        rc, out, err = r.cli("sessions", "show", sid)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("\x1b", out)
+        self.assertNotIn("\x07", out)
+        agent = [l for l in out.splitlines() if l.startswith("agent ")]
+        self.assertEqual(len(agent), 1, out)
+        self.assertIn("recording   downloaded /etc/x (a1b2c3d4", agent[0])
+        self.assertEqual([l for l in out.splitlines() if l.startswith("recording")],
+                         ["recording   none (recording_url was null)"], out)
+
+
 class CommandLine(unittest.TestCase):
     def run_cli(self, *args, env=None, timeout=30):
         try:

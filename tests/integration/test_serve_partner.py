@@ -63,6 +63,39 @@ class PartnerCli(unittest.TestCase):
         rc, _, err = run_cli("partner", "list", "--db", f"sqlite:{self.tmp}/no/such/dir/db")
         self.assertEqual(rc, 3, err)
 
+    def test_store_file_is_private(self):
+        # The sender's store holds every endpoint's signing secret in clear (it must, to
+        # sign): created under the usual umask 022 it was 0644, so any local user could read
+        # every whsec_ secret (the receiver's inbox is 0600 for less). Its -wal and -shm
+        # files take the database file's mode.
+        old = os.umask(0o022)
+        try:
+            rc, _, err = run_cli("partner", "create", "acme", "--db", self.db)
+        finally:
+            os.umask(old)
+        self.assertEqual(rc, 0, err)
+        for name in os.listdir(self.tmp):
+            mode = os.stat(os.path.join(self.tmp, name)).st_mode & 0o777
+            self.assertEqual(mode, 0o600, f"{name}: {oct(mode)}")
+
+    def test_default_store_in_a_fresh_directory(self):
+        # The README's first sender command, in a fresh checkout (no ./var yet), and every
+        # verb on the default store (sqlite:./var/vocohook.db): each failed with exit 3
+        # "unable to open database file", where `vocohook receive` creates ./var for its
+        # default inbox.
+        cwd = os.getcwd()
+        os.chdir(self.tmp)
+        try:
+            rc, out, err = run_cli("partner", "create", "Acme", "--db",
+                                   "sqlite:./var/vocohook.db")
+            self.assertEqual(rc, 0, err)
+            shutil.rmtree(os.path.join(self.tmp, "var"))
+            rc, out, err = run_cli("partner", "list")
+            self.assertEqual((rc, out), (0, ""), err)
+            self.assertEqual(os.stat("var").st_mode & 0o777, 0o700)
+        finally:
+            os.chdir(cwd)
+
     def test_help(self):
         rc, out, _ = run_cli("partner", "--help")
         self.assertEqual(rc, 0)
