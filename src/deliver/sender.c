@@ -589,6 +589,14 @@ static void *dispatch(void *arg)
         }
         if (orphans)
             room = 0; /* drain first */
+        /*
+         * The store refuses records (a full disk): nothing more is claimed until it takes
+         * them. On SQLite a claim writes nothing and would still work, and each delivery it
+         * sent would have an outcome that could not be kept, to be sent again after a
+         * restart.
+         */
+        if (unrecorded)
+            room = 0;
         if (room > s->claim_batch)
             room = s->claim_batch;
         if (room > 0 && claim_and_submit(s, room, &orphans) == room)

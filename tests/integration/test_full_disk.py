@@ -47,6 +47,7 @@ class FullDisk(unittest.TestCase):
         r = self.d.request("POST", "/api/v2/config/webhooks", key=self.key,
                            body={"label": "full", "url": self.recv.url})
         self.assertEqual(r.status, 201, r)
+        self.ep = json.loads(r.body)["data"]["id"]
 
     def tearDown(self):
         self.gate.set()
@@ -109,6 +110,45 @@ class FullDisk(unittest.TestCase):
         self.d.stop()
         self.d.start()
         self.nothing_sent_again(20)
+
+    def test_nothing_more_is_sent_while_records_are_refused(self):
+        # Claims on SQLite write nothing, so they still work on a full disk: deliveries that
+        # fell due meanwhile were claimed and sent, though their outcomes could not be kept
+        # (sent again after a restart). While the store refuses records, nothing more goes.
+        r = self.d.request("PATCH", f"/api/v2/config/webhooks/{self.ep}", key=self.key,
+                           body={"retry_schedule": "0,5s"})
+        self.assertEqual(r.status, 200, r)
+
+        def behaviour(n):
+            if n <= 10:
+                return 500  # the a* sessions' first attempts: retried 5 s later
+            if n <= 15:
+                return 204 if self.gate.wait(30) else 500  # b*: held until the disk is full
+            return 204
+
+        self.recv.behaviour = behaviour
+        for i in range(10):
+            self.assertEqual(post_ingest(self.d.host, self.d.port, self.d.token,
+                                         self.body(f"a{i}")), 202)
+        self.wait_for(lambda: self.states() == {"pending": 10}, 15, "10 retries planned")
+        con = sqlite3.connect(self.d.db.split(":", 1)[1], timeout=10)
+        due_ms = con.execute("SELECT max(next_attempt_ms) FROM deliveries").fetchone()[0]
+        con.close()
+        for i in range(5):  # fewer than the 8 attempts at once an endpoint gets
+            self.assertEqual(post_ingest(self.d.host, self.d.port, self.d.token,
+                                         self.body(f"b{i}")), 202)
+        self.assertEqual(self.recv.wait_count(15, 15), 15)
+        fill(self.filler)
+        self.gate.set()
+        self.assertLess(time.time() * 1000, due_ms, "the retries fell due before the disk filled")
+        self.wait_for(lambda: time.time() * 1000 > due_ms, 15, "the retries due")
+        refused = self.d.err.text().count("recording attempts failed")
+        self.wait_for(lambda: self.d.err.text().count("recording attempts failed") >= refused + 2,
+                      15, "two more refused records after the retries fell due")
+        self.assertEqual(len(self.recv.requests), 15, "sent while its outcome could not be kept")
+        os.remove(self.filler)
+        self.assertEqual(self.recv.wait_count(25, 15), 25)
+        self.wait_for(lambda: self.states() == {"succeeded": 15}, 10, "15 recorded")
 
     def test_stop_retries_refused_records_before_giving_up(self):
         # sender.c: at a stop, a batch the store refuses is tried again ("3 tries", 500 ms
