@@ -51,12 +51,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -591,10 +594,18 @@ static int conn_open(const char *url, struct conn **out, struct vh_error *err)
     /*
      * Keywords before `dbname` are defaults the URL may override; the ones after it are
      * ours: text goes over the wire as UTF-8, whatever the URL or PGCLIENTENCODING say.
+     * The TCP settings bound how long a call waits on a network path that died without a
+     * word (a node cut off, a firewall's dropped state): unacknowledged data fails after
+     * 30 s (tcp_user_timeout), an idle connection (LISTEN's, the pool's) is probed after
+     * 30 s and given up after 3 probes 10 s apart. Without them, a call waited for the
+     * kernel's retransmissions, some 15 minutes, before the store could answer 503.
      */
-    const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname",
-                                "client_encoding", NULL};
-    const char *const vals[] = {"10", "vocohook", url, "UTF8", NULL};
+    const char *const keys[] = {"connect_timeout",     "fallback_application_name",
+                                "keepalives",          "keepalives_idle",
+                                "keepalives_interval", "keepalives_count",
+                                "tcp_user_timeout",    "dbname",
+                                "client_encoding",     NULL};
+    const char *const vals[] = {"10", "vocohook", "1", "30", "10", "3", "30000", url, "UTF8", NULL};
     char line[200];
     struct conn *c;
     int rc;
@@ -3546,6 +3557,42 @@ int vh__store_pg_exec(struct vh_store *st, const char *sql, struct vh_buf *out,
             rc = vh_error_set(err, rc, "exec: %s", vh_strerror(rc));
     }
     PQclear(res);
+    conn_put(s, c);
+    return rc;
+}
+
+int vh__store_pg_socket_opts(struct vh_store *st, struct vh__pg_socket_opts *out,
+                             struct vh_error *err)
+{
+    struct pg_store *s;
+    struct conn *c;
+    socklen_t len;
+    int fd, rc;
+
+    if (!st || !out || st->ops != &vh__store_postgres_ops)
+        return vh_error_set(err, VH_EINVAL, "socket options: not a postgres store");
+    s = to_pg(st);
+    rc = conn_get(s, &c, err);
+    if (rc < 0)
+        return rc;
+    fd = PQsocket(c->pg);
+    memset(out, 0, sizeof(*out));
+    len = sizeof(out->keepalive);
+    rc = getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &out->keepalive, &len);
+    len = sizeof(out->keepidle);
+    if (rc == 0)
+        rc = getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &out->keepidle, &len);
+    len = sizeof(out->keepintvl);
+    if (rc == 0)
+        rc = getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &out->keepintvl, &len);
+    len = sizeof(out->keepcnt);
+    if (rc == 0)
+        rc = getsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &out->keepcnt, &len);
+    len = sizeof(out->user_timeout_ms);
+    if (rc == 0)
+        rc = getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &out->user_timeout_ms, &len);
+    if (rc != 0)
+        rc = vh_error_set(err, VH_EIO, "socket options: %s", strerror(errno));
     conn_put(s, c);
     return rc;
 }

@@ -201,6 +201,22 @@ int vh__store_sqlite_create_at(const char *path, int version, const char *seed_s
 int vh__store_pg_exec(struct vh_store *st, const char *sql, struct vh_buf *out,
                       struct vh_error *err);
 
+/* A pooled connection's TCP settings, as the kernel holds them (for tests). */
+struct vh__pg_socket_opts {
+    int keepalive;       /* SO_KEEPALIVE */
+    int keepidle;        /* TCP_KEEPIDLE, s */
+    int keepintvl;       /* TCP_KEEPINTVL, s */
+    int keepcnt;         /* TCP_KEEPCNT */
+    int user_timeout_ms; /* TCP_USER_TIMEOUT */
+};
+
+/*
+ * Reads the TCP settings of one of the store's connections (a TCP one: over a Unix socket
+ * VH_EIO). `st` must be a postgres store (VH_EINVAL otherwise).
+ */
+int vh__store_pg_socket_opts(struct vh_store *st, struct vh__pg_socket_opts *out,
+                             struct vh_error *err);
+
 /*
  * Appends PostgreSQL's generic plan (EXPLAIN EXECUTE under plan_cache_mode =
  * force_generic_plan, one line per row) of the statement named `query` ("list_by_state",

@@ -870,6 +870,41 @@ static void rate_windows_hold_across_nodes(void **state)
     vh_store_close(node[1]);
 }
 
+/* ---- connections ----------------------------------------------------------------------------- */
+
+/*
+ * Every connection carries TCP settings that bound a call on a network path that died
+ * without a word: keepalive probes after 30 s idle, 3 of them 10 s apart, and 30 s for
+ * unacknowledged data. Read from the socket itself; a URL's own values win.
+ */
+static void connections_give_up_on_a_silent_network(void **state)
+{
+    struct fixture *f = need_pg(state);
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh__pg_socket_opts o;
+    struct vh_store *st = open_ok(f->url);
+    char url[600];
+
+    if (vh__store_pg_socket_opts(st, &o, &err) < 0)
+        fail_msg("socket options: %s", err.msg);
+    assert_int_equal(o.keepalive, 1);
+    assert_int_equal(o.keepidle, 30);
+    assert_int_equal(o.keepintvl, 10);
+    assert_int_equal(o.keepcnt, 3);
+    assert_int_equal(o.user_timeout_ms, 30000);
+    vh_store_close(st);
+
+    snprintf(url, sizeof(url), "%s%skeepalives_idle=45&tcp_user_timeout=5000", f->url,
+             strchr(f->url, '?') ? "&" : "?");
+    st = open_ok(url);
+    if (vh__store_pg_socket_opts(st, &o, &err) < 0)
+        fail_msg("socket options: %s", err.msg);
+    assert_int_equal(o.keepidle, 45);
+    assert_int_equal(o.user_timeout_ms, 5000);
+    assert_int_equal(o.keepcnt, 3);
+    vh_store_close(st);
+}
+
 /* ---- disabling an endpoint while its attempts are being recorded ---------------------------- */
 
 /*
@@ -1051,6 +1086,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(connect_failures_are_one_line_store_errors, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(two_nodes_never_claim_the_same_delivery, setup, teardown),
+        cmocka_unit_test_setup_teardown(connections_give_up_on_a_silent_network, setup, teardown),
         cmocka_unit_test_setup_teardown(identical_puts_on_two_nodes_make_one_event, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_lost_connection_fails_once_then_reconnects, setup,
