@@ -1799,7 +1799,9 @@ static int handle(struct vh_api *api, const struct vh_api_req *req, struct vh_ap
             rc = vh_buf_adds(&resp->body, "{\"status\":\"ok\"}");
         return ok_end(&c, rc);
     }
-    if (c.n_seg == 1 && seg_is(&c, 0, "metrics") && method_is(&c, "GET") && api->metrics)
+    /* HEAD too, as /healthz takes it: a monitor may probe with it (the server sends no body). */
+    if (c.n_seg == 1 && seg_is(&c, 0, "metrics") &&
+        (method_is(&c, "GET") || method_is(&c, "HEAD")) && api->metrics)
         return metrics(&c);
     if (req->body_too_large) {
         reply_error(resp, 413, "request body is larger than the server accepts");

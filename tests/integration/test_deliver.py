@@ -62,6 +62,9 @@ class Deliver(unittest.TestCase):
             con.close()
 
     def metrics(self):
+        h = self.d.request("HEAD", "/metrics")  # a monitor's probe: the head alone
+        self.assertEqual((h.status, h.body), (200, b""), h)
+        self.assertTrue(h.headers["content-type"].startswith("text/plain"), h.headers)
         r = self.d.request("GET", "/metrics")
         self.assertEqual(r.status, 200, r)
         self.assertTrue(r.headers["content-type"].startswith("text/plain"), r.headers)
