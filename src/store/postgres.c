@@ -3577,20 +3577,22 @@ int vh__store_pg_socket_opts(struct vh_store *st, struct vh__pg_socket_opts *out
         return rc;
     fd = PQsocket(c->pg);
     memset(out, 0, sizeof(*out));
-    len = sizeof(out->keepalive);
-    rc = getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &out->keepalive, &len);
-    len = sizeof(out->keepidle);
-    if (rc == 0)
-        rc = getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &out->keepidle, &len);
-    len = sizeof(out->keepintvl);
-    if (rc == 0)
-        rc = getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &out->keepintvl, &len);
-    len = sizeof(out->keepcnt);
-    if (rc == 0)
-        rc = getsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &out->keepcnt, &len);
-    len = sizeof(out->user_timeout_ms);
-    if (rc == 0)
-        rc = getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &out->user_timeout_ms, &len);
+    {
+        const struct {
+            int level, name;
+            int *val;
+        } opts[] = {{SOL_SOCKET, SO_KEEPALIVE, &out->keepalive},
+                    {IPPROTO_TCP, TCP_KEEPIDLE, &out->keepidle},
+                    {IPPROTO_TCP, TCP_KEEPINTVL, &out->keepintvl},
+                    {IPPROTO_TCP, TCP_KEEPCNT, &out->keepcnt},
+                    {IPPROTO_TCP, TCP_USER_TIMEOUT, &out->user_timeout_ms}};
+        size_t i;
+
+        for (i = 0, rc = 0; rc == 0 && i < sizeof(opts) / sizeof(opts[0]); i++) {
+            len = sizeof(*opts[i].val);
+            rc = getsockopt(fd, opts[i].level, opts[i].name, opts[i].val, &len);
+        }
+    }
     if (rc != 0)
         rc = vh_error_set(err, VH_EIO, "socket options: %s", strerror(errno));
     conn_put(s, c);

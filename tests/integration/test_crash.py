@@ -15,6 +15,14 @@ from receivers import Receiver  # noqa: E402
 from server import Daemon, create_partner, seed_session  # noqa: E402
 
 
+def ingest_body(pid, sid):
+    """An ingest body: the seed session as `sid` (its call as `c-<sid>`) for partner `pid`."""
+    s = seed_session()
+    s["session_id"] = sid
+    s["call"]["call_id"] = "c-" + sid
+    return json.dumps({"partner_id": pid, "session": s}).encode()
+
+
 def post_ingest(host, port, token, body, timeout=10):
     """One ingest over a fresh connection -> status, or None when the daemon died."""
     try:
@@ -58,10 +66,7 @@ class Crash(unittest.TestCase):
         self.assertEqual(r.status, 201, r)
 
     def body(self, sid):
-        s = seed_session()
-        s["session_id"] = sid
-        s["call"]["call_id"] = "c-" + sid
-        return json.dumps({"partner_id": self.pid, "session": s}).encode()
+        return ingest_body(self.pid, sid)
 
     def test_identical_concurrent_ingests_store_one_session(self):
         self.d.start()

@@ -14,8 +14,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from receivers import Receiver  # noqa: E402
-from server import Daemon, create_partner, seed_session  # noqa: E402
-from test_crash import post_ingest  # noqa: E402
+from server import Daemon, create_partner  # noqa: E402
+from test_crash import ingest_body, post_ingest  # noqa: E402
 
 
 def fill(path):
@@ -57,10 +57,7 @@ class FullDisk(unittest.TestCase):
         os.rmdir(self.mnt)
 
     def body(self, sid):
-        s = seed_session()
-        s["session_id"] = sid
-        s["call"]["call_id"] = "c-" + sid
-        return json.dumps({"partner_id": self.pid, "session": s}).encode()
+        return ingest_body(self.pid, sid)
 
     def states(self):
         con = sqlite3.connect(self.d.db.split(":", 1)[1], timeout=10)
