@@ -5,19 +5,27 @@
  * unlinked temporary file rather than a pipe, so a command that never reads its stdin cannot
  * block us, and no SIGPIPE can reach the process. The child gets a clean signal state (the
  * CLI blocks SIGTERM/SIGINT and ignores SIGPIPE; a child must not inherit either) and its own
- * process group, so a timeout ends the whole pipeline the command may have started. Its
- * output goes to another temporary file: the daemon's stderr is a JSON log, and the first
- * bytes of the output make a useful error line.
+ * process group, so a timeout ends the whole pipeline the command may have started.
+ *
+ * Its output (stdout and stderr) goes to a socket pair we read while it runs: the first
+ * OUTPUT_SHOWN bytes are kept for the error line (the daemon's stderr is a JSON log), the
+ * rest is read and dropped. (Until session 18 it went to a temporary file, which a command
+ * printing without end grew until its timeout, on the disk the inbox shares.) A socket pair,
+ * not a pipe: POSIX.1-2008 has no pipe2, and a pipe marked close-on-exec only after it was
+ * made could reach another worker's command in between. Whatever the command leaves behind
+ * that still writes to its output after it exits gets EPIPE (or SIGPIPE): nobody reads it.
  */
 #include "receive/receive_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -32,6 +40,7 @@
 #define POLL_MS       20
 #define TERM_GRACE_MS 2000 /* SIGTERM, then this long, then SIGKILL */
 #define OUTPUT_SHOWN  160  /* bytes of the command's output kept in the error line */
+#define OUTPUT_READS  64   /* reads of 4 KiB per wake-up at most, then the clock is checked */
 #define SECRETS_VAR   "VOCOHOOK_SECRETS="
 
 extern char **environ;
@@ -151,17 +160,64 @@ static void end_group(pid_t pid, int *status)
         ;
 }
 
+/* The command's output as it is read: its first bytes kept, the rest dropped. */
+struct output {
+    int fd; /* our end of the socket pair, non-blocking; -1 once the output has ended */
+    size_t len;
+    char head[OUTPUT_SHOWN];
+};
+
+/* Reads what has arrived (up to OUTPUT_READS reads); closes the end once the output ends. */
+static void output_read(struct output *o)
+{
+    char buf[4096];
+    size_t keep;
+    ssize_t n;
+    int i;
+
+    for (i = 0; o->fd >= 0 && i < OUTPUT_READS; i++) {
+        n = read(o->fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) /* EWOULDBLOCK is EAGAIN on Linux */
+            return;
+        if (n <= 0) {
+            /* every writer has closed it (or an error): nothing more will come */
+            close(o->fd);
+            o->fd = -1;
+            return;
+        }
+        keep = sizeof(o->head) - o->len;
+        if (keep > (size_t)n)
+            keep = (size_t)n;
+        memcpy(o->head + o->len, buf, keep);
+        o->len += keep;
+    }
+}
+
+/* Waits up to `ms` for output, reading what comes; a plain sleep once it has ended. */
+static void output_wait(struct output *o, long ms)
+{
+    struct pollfd p;
+
+    if (o->fd < 0) {
+        sleep_ms(ms);
+        return;
+    }
+    p.fd = o->fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    if (poll(&p, 1, (int)ms) > 0)
+        output_read(o);
+}
+
 /* The first bytes of the command's output, on one line, after `prefix`. */
-static void describe(int out_fd, struct vh__report *rep, const char *prefix)
+static void describe(const struct output *o, struct vh__report *rep, const char *prefix)
 {
     char buf[OUTPUT_SHOWN + 1];
-    ssize_t n = -1;
-    size_t i, len = 0;
+    size_t i, len = o->len;
 
-    if (lseek(out_fd, 0, SEEK_SET) == 0)
-        n = read(out_fd, buf, OUTPUT_SHOWN);
-    if (n > 0)
-        len = (size_t)n;
+    memcpy(buf, o->head, len);
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' ' || buf[len - 1] == '\r'))
         len--;
     for (i = 0; i < len; i++)
@@ -169,6 +225,35 @@ static void describe(int out_fd, struct vh__report *rep, const char *prefix)
             buf[i] = ' ';
     buf[len] = '\0';
     snprintf(rep->error, sizeof(rep->error), "%s%s%s", prefix, len ? ": " : "", buf);
+}
+
+/*
+ * A socket pair for the command's output, both ends close-on-exec from the start where the
+ * system allows it; ours non-blocking. Returns 0 or -1 (errno set).
+ */
+static int output_pair(int sv[2])
+{
+    int type = SOCK_STREAM, fl;
+
+#ifdef SOCK_CLOEXEC
+    type |= SOCK_CLOEXEC;
+#endif
+    if (socketpair(AF_UNIX, type, 0, sv) != 0)
+        return -1;
+#ifndef SOCK_CLOEXEC
+    fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+    fcntl(sv[1], F_SETFD, FD_CLOEXEC);
+#endif
+    fl = fcntl(sv[0], F_GETFL);
+    if (fl < 0 || fcntl(sv[0], F_SETFL, fl | O_NONBLOCK) != 0 || shutdown(sv[0], SHUT_WR) != 0) {
+        int e = errno;
+
+        close(sv[0]);
+        close(sv[1]);
+        errno = e;
+        return -1;
+    }
+    return 0;
 }
 
 static int spawn_child(const char *cmd, int in_fd, int out_fd, char **env, pid_t *pid)
@@ -220,8 +305,8 @@ static int spawn_child(const char *cmd, int in_fd, int out_fd, char **env, pid_t
     return rc;
 }
 
-/* Waits for the child; ends it on timeout or stop. */
-static void wait_child(pid_t pid, int64_t timeout_ms, const atomic_bool *stop, int out_fd,
+/* Waits for the child, reading its output; ends it on timeout or stop. */
+static void wait_child(pid_t pid, int64_t timeout_ms, const atomic_bool *stop, struct output *out,
                        struct vh__report *rep)
 {
     int64_t deadline = vh_time_mono_ms() + timeout_ms;
@@ -252,8 +337,10 @@ static void wait_child(pid_t pid, int64_t timeout_ms, const atomic_bool *stop, i
                      (long long)timeout_ms);
             return;
         }
-        sleep_ms(POLL_MS);
+        output_wait(out, POLL_MS);
     }
+    /* What it wrote before it exited; anything it left running is not waited for. */
+    output_read(out);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         rep->outcome = VH__OUTCOME_OK;
         return;
@@ -264,13 +351,13 @@ static void wait_child(pid_t pid, int64_t timeout_ms, const atomic_bool *stop, i
 
         rep->status = WEXITSTATUS(status);
         snprintf(what, sizeof(what), "exited with status %d", rep->status);
-        describe(out_fd, rep, what);
+        describe(out, rep, what);
     } else {
         char what[48];
 
         snprintf(what, sizeof(what), "killed by signal %d",
                  WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-        describe(out_fd, rep, what);
+        describe(out, rep, what);
     }
 }
 
@@ -279,12 +366,15 @@ void vh__spawn_run(const char *cmd, const void *body, size_t body_len, const cha
 {
     char *none[1] = {NULL};
     char **extra = none, **env = NULL;
-    int in_fd = -1, out_fd = -1, rc;
+    struct output out;
+    int in_fd = -1, out_w = -1, rc;
     size_t n = 0, i;
     pid_t pid;
 
     memset(rep, 0, sizeof(*rep));
     rep->outcome = VH__OUTCOME_RETRY;
+    out.fd = -1;
+    out.len = 0;
     /* Our own copies: posix_spawn takes `char *const[]`. */
     while (extra_env && extra_env[n])
         n++;
@@ -304,28 +394,43 @@ void vh__spawn_run(const char *cmd, const void *body, size_t body_len, const cha
         }
     }
     in_fd = temp_file();
-    out_fd = in_fd >= 0 ? temp_file() : -1;
-    if (out_fd < 0 || write_all(in_fd, body, body_len) < 0 || lseek(in_fd, 0, SEEK_SET) != 0) {
+    if (in_fd < 0 || write_all(in_fd, body, body_len) < 0 || lseek(in_fd, 0, SEEK_SET) != 0) {
         snprintf(rep->error, sizeof(rep->error), "temporary file for the payload: %s",
                  strerror(errno));
         goto out;
+    }
+    {
+        int sv[2];
+
+        if (output_pair(sv) != 0) {
+            snprintf(rep->error, sizeof(rep->error), "socket pair for the output: %s",
+                     strerror(errno));
+            goto out;
+        }
+        out.fd = sv[0];
+        out_w = sv[1];
     }
     env = child_env(extra);
     if (!env) {
         snprintf(rep->error, sizeof(rep->error), "out of memory");
         goto out;
     }
-    rc = spawn_child(cmd, in_fd, out_fd, env, &pid);
+    rc = spawn_child(cmd, in_fd, out_w, env, &pid);
+    /* The child has its copies: ours would keep the output from ever ending. */
+    close(out_w);
+    out_w = -1;
     if (rc) {
         snprintf(rep->error, sizeof(rep->error), "starting /bin/sh: %s", strerror(rc));
         goto out;
     }
-    wait_child(pid, timeout_ms, stop, out_fd, rep);
+    wait_child(pid, timeout_ms, stop, &out, rep);
 out:
     if (in_fd >= 0)
         close(in_fd);
-    if (out_fd >= 0)
-        close(out_fd);
+    if (out_w >= 0)
+        close(out_w);
+    if (out.fd >= 0)
+        close(out.fd);
     vh_free(env);
     for (i = 0; extra != none && i < n; i++)
         vh_free(extra[i]);

@@ -106,8 +106,10 @@ class Response:
 class Receiver:
     """One `vocohook receive` process over a temporary directory (kept across restarts)."""
 
-    def __init__(self, args=(), secrets=(SECRET,), tmp=None, env=None, recordings=False):
+    def __init__(self, args=(), secrets=(SECRET,), tmp=None, env=None, recordings=False,
+                 preexec=None):
         self.tmp = tmp or make_tmp()
+        self.preexec = preexec  # run in the child before exec (a resource limit, say)
         self.db = os.path.join(self.tmp, "inbox.db")
         self.recordings = None
         self.args = list(args)
@@ -125,7 +127,7 @@ class Receiver:
     def start(self):
         argv = [VOCOHOOK, "receive", "--listen", "127.0.0.1:0", "--db", self.db, *self.args]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=self.env)
+                                     env=self.env, preexec_fn=self.preexec)
         self.out = Lines(self.proc.stdout)
         self.err = Lines(self.proc.stderr)
         line = self.out.wait_for(LISTENING.match, START_TIMEOUT)

@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import http.server
 import os
+import resource
 import sqlite3
 import sys
 import threading
@@ -86,9 +87,11 @@ class Exec(unittest.TestCase):
             with open(os.path.join(out, name)) as f:
                 for line in f:
                     # "... 5 -> /tmp/vocohook-exec-XXXXXX (deleted)": only stdin (the payload)
-                    # and stderr (the output) may be one of ours
+                    # may be one of our files, and only stdout and stderr (the output, here
+                    # stderr alone) a socket: another worker's output, or a connection
                     fd = line.split(" -> ")[0].split()[-1]
-                    if "vocohook-exec-" in line and fd not in ("0", "2"):
+                    if (("vocohook-exec-" in line and fd != "0") or
+                            ("socket:" in line and fd not in ("1", "2"))):
                         leaked.append((name, line.strip()))
         self.assertEqual(leaked, [])
 
@@ -98,6 +101,22 @@ class Exec(unittest.TestCase):
             job = r.wait_job("s_fail", {"done", "failed"}, kind="exec", timeout=30)
             self.assertEqual((job["state"], job["attempts"], job["status"]), ("failed", 2, 3))
             self.assertEqual(job["error"], "exited with status 3: broken")
+
+    def test_a_commands_output_is_read_not_kept(self):
+        # The output went to a temporary file with no bound: a command printing without end
+        # filled the disk until its timeout. Here the receiver (and so each command) runs
+        # with a file size limit of 8 MiB, and the command prints 32 MiB: written to a file,
+        # it was "killed by signal 25" (SIGXFSZ) at 8 MiB.
+        limit = 8 << 20
+        cmd = "head -c 33554432 /dev/zero | tr '\\0' x || exit 4; exit 3"
+        with Receiver(["--exec", cmd, "--action-attempts", "1"],
+                      preexec=lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                                         (limit, limit))) as r:
+            r.deliver(payload("s_loud"))
+            job = r.wait_job("s_loud", {"done", "failed"}, kind="exec", timeout=60)
+            self.assertEqual((job["state"], job["status"]), ("failed", 3))
+            # the first 160 bytes of the output, as for any failure
+            self.assertEqual(job["error"], "exited with status 3: " + "x" * 160)
 
     def test_command_timeout(self):
         args = ["--exec", "sleep 30", "--action-timeout", "300ms", "--action-attempts", "1"]
