@@ -30,6 +30,30 @@ int vh__delivery_on_attempt(struct vh_delivery *d, const struct vh_attempt *a, i
                             const struct vh_retry_policy *p, struct vh_error *err);
 
 /*
+ * How long a job may wait in the engine's queue before its attempt starts, when the
+ * endpoint's own timeout is too long for the attempt to fit its lease otherwise.
+ */
+#define VH__ATTEMPT_QUEUE_MS INT64_C(60000)
+
+/*
+ * When an attempt may start and how long it may take, so that it ends before its claim's
+ * lease does: for a job claimed until `lease_until_ms`, submitted at `now_ms`, to an endpoint
+ * whose timeout is `timeout_ms` (> 0); `margin_ms` is kept free at the lease's end for the
+ * record after the attempt. Let `left` be lease_until_ms - margin_ms.
+ *   - `timeout_ms` fits with at least VH__ATTEMPT_QUEUE_MS to spare: the timeout stays, and
+ *     the attempt must start by left - timeout_ms.
+ *   - Otherwise (an endpoint timeout longer than the lease allows) the attempt must start by
+ *     now_ms + VH__ATTEMPT_QUEUE_MS, and its timeout is cut to what is left after that.
+ *   - Less than a second would be left: the attempt must not start (*start_by_ms is 1, long
+ *     past); the engine reports such a job interrupted, and it is claimed again with a new
+ *     lease.
+ * Whenever it may start: *timeout_ms_out <= timeout_ms, and *start_by_ms + *timeout_ms_out
+ * <= left.
+ */
+void vh__attempt_window(int64_t lease_until_ms, int64_t now_ms, int64_t timeout_ms,
+                        int64_t margin_ms, int64_t *start_by_ms, int64_t *timeout_ms_out);
+
+/*
  * The SSRF guard: whether a delivery must not connect to this address, because it is not
  * a public unicast destination. IPv4: 0/8, 10/8, 100.64/10 (CGNAT), 127/8, 169.254/16 (link-
  * local, cloud metadata), 172.16/12, 192.0.0/24, 192.0.2/24, 192.88.99/24, 192.168/16,

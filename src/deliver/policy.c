@@ -421,3 +421,20 @@ bool vh__addr_is_blocked(const struct sockaddr *sa, size_t len)
     }
     return true;
 }
+
+void vh__attempt_window(int64_t lease_until_ms, int64_t now_ms, int64_t timeout_ms,
+                        int64_t margin_ms, int64_t *start_by_ms, int64_t *timeout_ms_out)
+{
+    int64_t left = lease_until_ms - margin_ms;
+
+    if (timeout_ms <= left - now_ms - VH__ATTEMPT_QUEUE_MS) {
+        *start_by_ms = left - timeout_ms;
+        *timeout_ms_out = timeout_ms;
+    } else if (left - now_ms - VH__ATTEMPT_QUEUE_MS >= 1000) {
+        *start_by_ms = now_ms + VH__ATTEMPT_QUEUE_MS;
+        *timeout_ms_out = left - *start_by_ms;
+    } else {
+        *start_by_ms = 1; /* long past: the engine does not start it */
+        *timeout_ms_out = timeout_ms;
+    }
+}

@@ -414,15 +414,12 @@ static size_t claim_and_submit(struct vh_sender *s, size_t max, bool *failed)
         job.body = j->rec->body.data;
         job.body_len = j->rec->body.len;
         job.attempt = j->rec->attempts - j->rec->attempt_base + 1;
-        job.timeout_ms = j->policy.timeout_ms;
         /*
          * An endpoint's own timeout can be longer than the lease, which is sized by the
-         * server's: such a job could never start in time, so it gets no start-by time, and
-         * its attempt may outlast its lease (docs/decisions.md).
+         * server's: such an attempt is cut to what its lease leaves (docs/decisions.md).
          */
-        job.start_by_ms = j->rec->lease_until_ms - job.timeout_ms - LEASE_MARGIN_MS;
-        if (job.start_by_ms <= now)
-            job.start_by_ms = 0;
+        vh__attempt_window(j->rec->lease_until_ms, now, j->policy.timeout_ms, LEASE_MARGIN_MS,
+                           &job.start_by_ms, &job.timeout_ms);
         rc = vh_engine_submit(s->engine, &job, on_attempt_done, j, &serr);
         if (rc < 0)
             finish_unsent(j, rc == VH_ESTATE ? VH_ATTEMPT_INTERRUPTED : VH_ATTEMPT_INTERNAL,

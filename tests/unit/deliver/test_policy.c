@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include <vocohook/policy.h>
+#include <vocohook/store.h>
 
 #include "deliver/deliver_int.h"
 #include "core/banned.h"
@@ -605,6 +606,60 @@ static void test_addr_odd_inputs(void **state)
     assert_false(vh__ipv4_is_blocked(pub4));
 }
 
+/*
+ * An attempt ends before its lease does (less the margin for its record). Until session 18
+ * an endpoint timeout longer than that got no start-by time at all, and its attempt could
+ * run past its lease, when another node may take the delivery and send it too.
+ */
+static void test_attempt_window(void **state)
+{
+    const int64_t now = INT64_C(1700000000000), margin = 10000, lease = now + 600000;
+    const int64_t timeouts[] = {100,
+                                10000,
+                                479999,
+                                480000,
+                                529999,
+                                530000,
+                                530001,
+                                589000,
+                                600000,
+                                3600000,
+                                VH_ENDPOINT_TIMEOUT_MAX_MS};
+    int64_t start_by, timeout;
+    size_t i;
+
+    (void)state;
+    /* fits: the timeout stays, and the attempt starts late enough to end in time */
+    vh__attempt_window(lease, now, 10000, margin, &start_by, &timeout);
+    assert_int_equal(timeout, 10000);
+    assert_int_equal(start_by, lease - margin - 10000);
+    /* exactly a queue's wait to spare still fits */
+    vh__attempt_window(lease, now, 530000, margin, &start_by, &timeout);
+    assert_int_equal(timeout, 530000);
+    assert_int_equal(start_by, now + VH__ATTEMPT_QUEUE_MS);
+    /* longer than the lease allows: cut, after a queue's wait at most */
+    vh__attempt_window(lease, now, 3600000, margin, &start_by, &timeout);
+    assert_int_equal(start_by, now + VH__ATTEMPT_QUEUE_MS);
+    assert_int_equal(timeout, lease - margin - start_by);
+    assert_int_equal(timeout, 530000);
+    for (i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++) {
+        vh__attempt_window(lease, now, timeouts[i], margin, &start_by, &timeout);
+        assert_true(timeout > 0 && timeout <= timeouts[i]);
+        assert_true(start_by >= now + VH__ATTEMPT_QUEUE_MS);
+        assert_true(start_by + timeout <= lease - margin);
+    }
+    /* a lease about to end: a short timeout still fits, a long one may not start */
+    vh__attempt_window(now + margin + VH__ATTEMPT_QUEUE_MS + 999, now, 999, margin, &start_by,
+                       &timeout);
+    assert_int_equal(start_by, now + VH__ATTEMPT_QUEUE_MS);
+    assert_int_equal(timeout, 999);
+    vh__attempt_window(now + margin + VH__ATTEMPT_QUEUE_MS + 999, now, 10000, margin, &start_by,
+                       &timeout);
+    assert_true(start_by > 0 && start_by < now);
+    vh__attempt_window(now - 5000, now, 10000, margin, &start_by, &timeout);
+    assert_true(start_by > 0 && start_by < now);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -627,6 +682,7 @@ int main(void)
         cmocka_unit_test(test_addr_blocked),
         cmocka_unit_test(test_addr_allowed),
         cmocka_unit_test(test_addr_odd_inputs),
+        cmocka_unit_test(test_attempt_window),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
