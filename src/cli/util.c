@@ -106,12 +106,14 @@ int cli_parse_time(const char *verb, const char *opt, const char *s, int64_t *ou
 int cli_parse_int(const char *verb, const char *opt, const char *s, int64_t min, int64_t max,
                   int64_t *out)
 {
+    /* digits with an optional '-': strtoll alone would take " 5" and "+5" too */
+    bool digits = *s == '-' || (*s >= '0' && *s <= '9');
     char *end = NULL;
     long long v;
 
     errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+    v = digits ? strtoll(s, &end, 10) : 0;
+    if (!digits || errno != 0 || end == s || *end != '\0' || v < min || v > max)
         return cli_fail(verb, CLI_USAGE, "%s: expected an integer from %lld to %lld, got '%s'", opt,
                         (long long)min, (long long)max, s);
     *out = v;

@@ -1057,13 +1057,16 @@ static int query_int(struct route_ctx *c, const char *key, long min, long max, l
 {
     const char *v = query_get(c->req, key);
     char *end = NULL;
+    bool digits;
     long n;
 
     *out = dflt;
     if (!v)
         return 0;
-    n = strtol(v, &end, 10);
-    if (end == v || *end != '\0' || n < min || n > max) {
+    /* digits with an optional '-': strtol alone would take " 5" and "+5" too */
+    digits = *v == '-' || (*v >= '0' && *v <= '9');
+    n = digits ? strtol(v, &end, 10) : 0;
+    if (!digits || end == v || *end != '\0' || n < min || n > max) {
         reply_error(c->resp, 400, "%s: must be an integer from %ld to %ld", key, min, max);
         return 1;
     }

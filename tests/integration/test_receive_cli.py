@@ -175,6 +175,11 @@ class CommandLine(unittest.TestCase):
         env = {"VOCOHOOK_SECRETS": "s"}
         self.assertEqual(self.run_cli("receive", "--tolerance", "-5", env=env)[0], 2)
         self.assertEqual(self.run_cli("receive", "--workers", "0", env=env)[0], 2)
+        # digits only: strtoll alone took these as 5
+        for odd in ("+5", " 5"):
+            rc, _, err = self.run_cli("receive", "--workers", odd, env=env)
+            self.assertEqual(rc, 2, err)
+            self.assertIn("--workers: expected an integer from 1 to 64", err)
         self.assertEqual(self.run_cli("receive", "--recording-max", "lots", env=env)[0], 2)
         self.assertEqual(self.run_cli("receive", "extra", env=env)[0], 2)
         rc, _, err = self.run_cli("receive", "--forward", "ftp://x", "--db",

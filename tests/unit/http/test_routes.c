@@ -654,6 +654,18 @@ static void calls_paging(void **state)
     assert_int_equal(resp.status, 400);
     vh_api_resp_release(&resp);
 
+    /* digits only: strtol alone took these as 5 */
+    for (i = 0; i < 3; i++) {
+        static const char *const odd[] = {"+5", " 5", "\t5"};
+
+        r.query[0] = (struct vh_api_kv){"limit", odd[i]};
+        vh_api_resp_init(&resp);
+        vh_api_handle(f->api, &r, &resp);
+        assert_int_equal(resp.status, 400);
+        assert_non_null(strstr(resp.body.data, "limit: must be an integer"));
+        vh_api_resp_release(&resp);
+    }
+
     r.query[0] = (struct vh_api_kv){"status", "busy"};
     vh_api_resp_init(&resp);
     vh_api_handle(f->api, &r, &resp);
