@@ -12,8 +12,9 @@
  * rest is read and dropped. (Until session 18 it went to a temporary file, which a command
  * printing without end grew until its timeout, on the disk the inbox shares.) A socket pair,
  * not a pipe: POSIX.1-2008 has no pipe2, and a pipe marked close-on-exec only after it was
- * made could reach another worker's command in between. Whatever the command leaves behind
- * that still writes to its output after it exits gets EPIPE (or SIGPIPE): nobody reads it.
+ * made could reach another worker's command in between. Nothing reads the output once the
+ * command has exited: a process it left behind that still writes there gets SIGPIPE (or
+ * EPIPE), as docs/receiving.md says.
  */
 #include "receive/receive_int.h"
 
