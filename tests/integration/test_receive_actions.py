@@ -118,6 +118,14 @@ class Exec(unittest.TestCase):
             # the first 160 bytes of the output, as for any failure
             self.assertEqual(job["error"], "exited with status 3: " + "x" * 160)
 
+    def test_a_command_done_is_done_though_its_background_process_holds_the_output(self):
+        # The output is read until the command exits, not until every holder of it closes
+        # it: `sleep` keeps it open for 5 s after the shell has exited 0.
+        with Receiver(["--exec", "sleep 5 & exit 0", "--action-timeout", "3s"]) as r:
+            r.deliver(payload("s_bg"))
+            job = r.wait_job("s_bg", {"done", "failed"}, kind="exec", timeout=30)
+            self.assertEqual((job["state"], job["attempts"]), ("done", 1))
+
     def test_command_timeout(self):
         args = ["--exec", "sleep 30", "--action-timeout", "300ms", "--action-attempts", "1"]
         with Receiver(args) as r:
