@@ -184,6 +184,16 @@ static const char *const migrations[] = {
      * (docs/BENCHMARKS.md, session 14).
      */
     "DROP TRIGGER sessions_tail;\n",
+
+    /*
+     * 4: a claim takes a due download before the other kinds (sql_claim says why), so each
+     * kind's due jobs are found by a seek of their own. jobs_due ordered every kind together:
+     * a claim of one kind over it stepped over each due job of the others. Every other query
+     * on `state` (recovery, the count of unfinished jobs) is served by the new index's first
+     * column, so jobs_due goes.
+     */
+    "CREATE INDEX jobs_kind_due ON jobs(state, kind, next_attempt_ms);\n"
+    "DROP INDEX jobs_due;\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -204,11 +214,20 @@ static const char sql_seen[] = "SELECT 1 FROM session_keys WHERE session_id = ?1
 static const char sql_put_job[] =
     "INSERT INTO jobs (session_id, sid, kind, state, attempts, next_attempt_ms, deadline_ms,"
     " updated_ms) VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5, ?6)";
-/* ?2..?4 (?1..?3 in next_due): the kinds run here (vh__inbox_set_kinds), NULL for others. */
+/*
+ * ?2..?4 (?1..?3 in next_due): 'download', 'exec' and 'forward', each when this start runs
+ * that kind (vh__inbox_set_kinds), else NULL. A due download is claimed before any other
+ * job: its link expires, and exec and forward jobs can hold every worker for minutes. The
+ * others go by when they fell due, then rowid. Each row of `k` finds its kind's first due
+ * job with one seek of jobs_kind_due (its kind's due jobs in order, rowid last), so a claim
+ * never steps over the jobs of another kind; the ORDER BY sorts at most three rows.
+ */
 static const char sql_claim[] =
-    "UPDATE jobs SET state = 'running', updated_ms = ?1 WHERE rowid = (SELECT rowid FROM jobs"
-    " WHERE state = 'pending' AND next_attempt_ms <= ?1 AND kind IN (?2, ?3, ?4)"
-    " ORDER BY next_attempt_ms, rowid LIMIT 1)"
+    "UPDATE jobs SET state = 'running', updated_ms = ?1 WHERE rowid = (SELECT j.rowid"
+    " FROM (VALUES (0, ?2), (1, ?3), (1, ?4)) AS k CROSS JOIN jobs AS j WHERE j.rowid ="
+    " (SELECT rowid FROM jobs WHERE state = 'pending' AND kind = k.column2 AND"
+    " next_attempt_ms <= ?1 ORDER BY next_attempt_ms, rowid LIMIT 1)"
+    " ORDER BY k.column1, j.next_attempt_ms, j.rowid LIMIT 1)"
     " RETURNING session_id, kind, attempts, deadline_ms, sid";
 static const char sql_claim_session[] =
     "SELECT body, signed_at, signature, webhook_id, received_ms, recording_url FROM sessions"
@@ -224,8 +243,10 @@ static const char sql_finish[] =
     " WHERE sid = ?1 AND kind = ?2 AND state = 'running'";
 static const char sql_recover[] = "UPDATE jobs SET state = 'pending', next_attempt_ms = ?1,"
                                   " updated_ms = ?1 WHERE state = 'running'";
+/* Whatever the claim's order, a worker must wake when the first job of any kind falls due. */
 static const char sql_next_due[] =
-    "SELECT min(next_attempt_ms) FROM jobs WHERE state = 'pending' AND kind IN (?1, ?2, ?3)";
+    "SELECT min((SELECT next_attempt_ms FROM jobs WHERE state = 'pending' AND kind = k.column1"
+    " ORDER BY next_attempt_ms LIMIT 1)) FROM (VALUES (?1), (?2), (?3)) AS k";
 static const char sql_unfinished[] =
     "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')";
 static const char sql_count[] = "SELECT count(*) FROM sessions";

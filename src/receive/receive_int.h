@@ -128,9 +128,10 @@ struct vh__job {
 void vh__job_release(struct vh__job *j);
 
 /*
- * Claims the pending job that has been due longest (at `now_ms`), marking it running, and
- * fills `*out` (zeroed first; release it whatever the result). Returns 1 when a job was
- * claimed, 0 when none is due, or VH_ESTORE / VH_ENOMEM.
+ * Claims a pending job due at `now_ms`, marking it running, and fills `*out` (zeroed first;
+ * release it whatever the result): the download due longest if one is due, else the job of
+ * another kind due longest (a recording's link expires; a command can run for minutes).
+ * Returns 1 when a job was claimed, 0 when none is due, or VH_ESTORE / VH_ENOMEM.
  */
 int vh__inbox_claim(struct vh_inbox *ib, int64_t now_ms, struct vh__job *out, struct vh_error *err);
 

@@ -1,12 +1,12 @@
 /*
  * The receiver's lifecycle and its background workers.
  *
- * Each worker loops: claim the job due longest (the claim is committed, so two workers never
- * run one job), make one attempt, let jobs.c decide what the job becomes, record that. With
- * nothing due it sleeps until the earliest due time, or until vh__receiver_wake (a request
- * stored new jobs) or the stop moves `gen`. All job state is in the inbox, so a worker holds
- * nothing that a crash could lose: a job it was running is found `running` at the next start
- * and goes back to pending.
+ * Each worker loops: claim a due job, a download first (the claim is committed, so two
+ * workers never run one job), make one attempt, let jobs.c decide what the job becomes,
+ * record that. With nothing due it sleeps until the earliest due time, or until
+ * vh__receiver_wake (a request stored new jobs) or the stop moves `gen`. All job state is
+ * in the inbox, so a worker holds nothing that a crash could lose: a job it was running is
+ * found `running` at the next start and goes back to pending.
  *
  * Downloads go to `<dir>/.vh-<name>.part`, are fsync'ed, hashed, renamed to `<dir>/<name>`,
  * and the directory is fsync'ed before the job is marked done: the final name only ever

@@ -11,7 +11,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from recv_harness import (FileServer, Receiver, payload, wait_past, wait_until)  # noqa: E402
+from recv_harness import (FileServer, Receiver, make_tmp, payload, wait_past,  # noqa: E402
+                          wait_until)
 from server import VOCOHOOK, clean_env  # noqa: E402
 
 DEV = ["--allow-http", "--allow-private-networks"]
@@ -193,6 +194,52 @@ class Downloads(unittest.TestCase):
             self.check_file(r, job, "s_presigned", key_data)
             self.assertEqual(job["expires_at"],
                              seen["expiry"].strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+
+    def test_downloads_go_before_queued_commands(self):
+        # One worker, and a command that runs until the test lets it end (a file named for
+        # its session appears). Claimed in the order they fell due, the jobs of s1..s4 ran
+        # s1's download, then s1's command, and s2..s4's downloads waited behind it: with
+        # slow commands and a burst of sessions, later links expired before their turn.
+        # Every due download goes first.
+        out = make_tmp("vh-rec-order-")
+        cmd = ('echo "$VOCOHOOK_SESSION_ID" >> "$OUT/ran"; '
+               'while [ ! -e "$OUT/go-$VOCOHOOK_SESSION_ID" ]; do sleep 0.05; done')
+        sids = [f"s_order{i}" for i in range(5)]
+        for sid in sids:
+            self.fs.files[f"/rec/{sid}.wav"] = self.data
+
+        def ran():
+            try:
+                with open(os.path.join(out, "ran")) as f:
+                    return f.read().split()
+            except FileNotFoundError:
+                return []
+
+        def release(sid):
+            open(os.path.join(out, "go-" + sid), "w").close()
+
+        def deliver(r, sid):
+            self.assertEqual(r.deliver(payload(sid, self.fs.url(f"/rec/{sid}.wav"))).status, 200)
+
+        args = DEV + ["--workers", "1", "--exec", cmd]
+        with Receiver(args, recordings=True, env={"OUT": out}) as r:
+            deliver(r, sids[0])
+            wait_until(lambda: ran() == sids[:1], 30, "the first command")
+            # The worker is held by s0's command while s1..s4 arrive, each with both jobs.
+            for sid in sids[1:]:
+                deliver(r, sid)
+            release(sids[0])
+            wait_until(lambda: len(ran()) == 2, 30, "a second command")
+            states = {sid: r.job(sid)["state"] for sid in sids}
+            self.assertEqual(states, dict.fromkeys(sids, "done"),
+                             "downloads waited behind a command")
+            self.assertEqual(ran(), sids[:2])
+            for sid in sids[1:]:
+                release(sid)
+            for sid in sids:
+                job = r.wait_job(sid, {"done", "failed"}, kind="exec")
+                self.assertEqual((job["state"], job["attempts"]), ("done", 1))
+                self.check_file(r, r.job(sid), sid, self.data)
 
     def test_restart_without_recordings_leaves_downloads_pending(self):
         # A download planned while --recordings was on, then a restart without it: the job

@@ -1,7 +1,8 @@
 /*
  * The inbox (src/receive/inbox.c) on a real SQLite file in a temp dir: deduplication, job
- * claims and their order, the state checks on finish, recovery after a crash, the read side,
- * and the group commit under threads, for sync puts and for posted ones.
+ * claims and their order (downloads first), the state checks on finish, recovery after a
+ * crash, the read side, and the group commit under threads, for sync puts and for posted
+ * ones.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -331,6 +332,70 @@ static void claim_finish_recover(void **state)
     vh_inbox_session_release(&s);
     assert_int_equal(vh__inbox_next_due(f->ib, &due, NULL), 1);
     assert_int_equal(due, T0 + 500);
+}
+
+/* Claims one job at `now`, which must be `kind` of `session_id`. */
+static void claim_is(struct vh_inbox *ib, int64_t now, const char *session_id,
+                     enum vh_job_kind kind)
+{
+    struct vh__job j;
+
+    assert_int_equal(vh__inbox_claim(ib, now, &j, NULL), 1);
+    assert_string_equal(j.session_id, session_id);
+    assert_int_equal(j.kind, kind);
+    vh__job_release(&j);
+}
+
+static void claim_none(struct vh_inbox *ib, int64_t now)
+{
+    struct vh__job j;
+
+    assert_int_equal(vh__inbox_claim(ib, now, &j, NULL), 0);
+    vh__job_release(&j);
+}
+
+/*
+ * A due download is claimed before every other job, however long those have been due; the
+ * others go by due time, then arrival, whatever their kind. A start that does not run a
+ * kind leaves its jobs, and its next due time does not count them.
+ */
+static void claims_take_downloads_first(void **state)
+{
+    struct fx *f = *state;
+    int64_t due = 0;
+
+    put(f->ib, "a", "https://h/a.wav", T0 + 5, 3, true); /* download, exec, forward */
+    put(f->ib, "b", "https://h/b.wav", T0, 3, true);     /* stored after a, due before it */
+    put(f->ib, "c", "https://h/c.wav", T0 + 20, 1, true);
+    assert_int_equal(vh__inbox_next_due(f->ib, &due, NULL), 1);
+    assert_int_equal(due, T0);
+    claim_is(f->ib, T0 + 10, "b", VH_JOB_DOWNLOAD);
+    claim_is(f->ib, T0 + 10, "a", VH_JOB_DOWNLOAD);
+    claim_is(f->ib, T0 + 10, "b", VH_JOB_EXEC);
+    /* c's download falls due: it goes before the jobs due since T0 and T0 + 5. */
+    claim_is(f->ib, T0 + 20, "c", VH_JOB_DOWNLOAD);
+    claim_is(f->ib, T0 + 20, "b", VH_JOB_FORWARD);
+    claim_is(f->ib, T0 + 20, "a", VH_JOB_EXEC);
+    claim_is(f->ib, T0 + 20, "a", VH_JOB_FORWARD);
+    claim_none(f->ib, T0 + 20);
+    assert_int_equal(vh__inbox_next_due(f->ib, &due, NULL), 0);
+
+    put(f->ib, "d", "https://h/d.wav", T0 + 30, 3, true);
+    put(f->ib, "e", "https://h/e.wav", T0 + 25, 1, true);
+    vh__inbox_set_kinds(f->ib, 1u << VH_JOB_EXEC | 1u << VH_JOB_FORWARD);
+    assert_int_equal(vh__inbox_next_due(f->ib, &due, NULL), 1);
+    assert_int_equal(due, T0 + 30);
+    claim_none(f->ib, T0 + 29);
+    claim_is(f->ib, T0 + 40, "d", VH_JOB_EXEC);
+    claim_is(f->ib, T0 + 40, "d", VH_JOB_FORWARD);
+    claim_none(f->ib, T0 + 40);
+    assert_int_equal(vh__inbox_next_due(f->ib, &due, NULL), 0);
+    vh__inbox_set_kinds(f->ib, 1u << VH_JOB_DOWNLOAD);
+    assert_int_equal(vh__inbox_next_due(f->ib, &due, NULL), 1);
+    assert_int_equal(due, T0 + 25);
+    claim_is(f->ib, T0 + 40, "e", VH_JOB_DOWNLOAD);
+    claim_is(f->ib, T0 + 40, "d", VH_JOB_DOWNLOAD);
+    claim_none(f->ib, T0 + 40);
 }
 
 struct seen {
@@ -942,6 +1007,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(open_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(dedupe, setup, teardown),
         cmocka_unit_test_setup_teardown(claim_finish_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(claims_take_downloads_first, setup, teardown),
         cmocka_unit_test_setup_teardown(foreach_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(page_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(too_many_jobs, setup, teardown),

@@ -1,7 +1,8 @@
 /*
  * The inbox's deduplication (src/receive/inbox.c, "Deduplication") on real SQLite files: the
  * keys of the latest sessions in the tail, their merge into session_keys, a reopen that loads
- * the tail again, two handles on one file, and the upgrade from version 1 (a UNIQUE index).
+ * the tail again, two handles on one file, and the upgrade from version 1 (a UNIQUE index)
+ * to the latest (jobs found per kind, version 4).
  * The tables are read back with SQLite directly, so a key lost between the two places fails.
  */
 #include <stdarg.h>
@@ -310,10 +311,13 @@ static void upgrade_from_version_1(void **state)
     struct vh__job j;
     sqlite3 *db;
 
-    make_v1(f->path, NULL);
+    /* An exec job due a second before old-a's download. */
+    make_v1(f->path, "INSERT INTO jobs (session_id, kind, state, next_attempt_ms, deadline_ms,"
+                     " updated_ms) VALUES ('old-b', 'exec', 'pending', 1773585127000,"
+                     " 1773585129000, 1773585127000);");
     assert_int_equal(vh_inbox_open(f->path, 0, &ib, NULL), 0);
     assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(count(db, "PRAGMA user_version"), 3);
+    assert_int_equal(count(db, "PRAGMA user_version"), 4);
     /* Version 3: the put adds its key to the tail, no trigger does. */
     assert_int_equal(count(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 0);
     assert_int_equal(count(db, "SELECT count(*) FROM pragma_index_list('sessions')"
@@ -329,6 +333,14 @@ static void upgrade_from_version_1(void **state)
                                " ((i.seqno = 0 AND i.name = 'sid') OR"
                                " (i.seqno = 1 AND i.name = 'kind'))"),
                      2);
+    /* Version 4: each kind's due jobs have an index of their own; jobs_due is gone. */
+    assert_int_equal(count(db, "SELECT count(*) FROM pragma_index_list('jobs') WHERE"
+                               " name = 'jobs_due'"),
+                     0);
+    assert_int_equal(count(db, "SELECT count(*) FROM pragma_index_info('jobs_kind_due') WHERE"
+                               " (seqno = 0 AND name = 'state') OR (seqno = 1 AND name = 'kind')"
+                               " OR (seqno = 2 AND name = 'next_attempt_ms')"),
+                     3);
 
     /* The old sessions read back and deduplicate; the job reaches its body by row id. */
     assert_int_equal(vh_inbox_get(ib, "old-a", &s, NULL), 0);
@@ -343,6 +355,11 @@ static void upgrade_from_version_1(void **state)
     assert_string_equal(j.session_id, "old-a");
     assert_string_equal(j.body.data, "{\"a\":1}");
     assert_string_equal(j.recording_url, "https://h/a.wav");
+    vh__job_release(&j);
+    /* The download went first; the exec job due before it comes next. */
+    assert_int_equal(vh__inbox_claim(ib, T0, &j, NULL), 1);
+    assert_string_equal(j.session_id, "old-b");
+    assert_int_equal(j.kind, VH_JOB_EXEC);
     vh__job_release(&j);
     vh_inbox_close(ib);
     sqlite3_close(db);
