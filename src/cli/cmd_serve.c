@@ -159,7 +159,7 @@ static void wake_sender(void *ud)
 static void node_id_for(const struct vh_config *cfg, char out[VH_NODE_ID_MAX + 1])
 {
     char host[256] = "";
-    size_t i;
+    size_t i, n;
 
     if (cfg->node_id) {
         snprintf(out, VH_NODE_ID_MAX + 1, "%s", cfg->node_id);
@@ -167,7 +167,12 @@ static void node_id_for(const struct vh_config *cfg, char out[VH_NODE_ID_MAX + 1
     }
     if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
         snprintf(host, sizeof(host), "node");
-    snprintf(out, VH_NODE_ID_MAX + 1, "%s", host);
+    /* A longer host name is cut; copied, since gcc -O0 flags a cut by snprintf. */
+    n = strlen(host);
+    if (n > VH_NODE_ID_MAX)
+        n = VH_NODE_ID_MAX;
+    memcpy(out, host, n);
+    out[n] = '\0';
     for (i = 0; out[i]; i++)
         if (!isalnum((unsigned char)out[i]) && out[i] != '-' && out[i] != '_')
             out[i] = '-';
