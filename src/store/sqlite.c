@@ -2821,24 +2821,32 @@ static int claim_select(struct conn *c, int64_t now_ms, size_t max, struct claim
 }
 
 /*
- * Takes `<path>-lock` for this store, once (under the writer's turn). The claims live in
- * this process's memory, so a second process claiming from the file would send the same
- * deliveries: the lock makes it fail instead. flock, not a lock on the database file:
- * the kernel drops it when the process dies, however it dies, and SQLite's own POSIX
- * locks on the file would be dropped by any close of a descriptor of it.
+ * Takes `<file>-lock` for this store, once (under the writer's turn, on its connection
+ * `c`). The claims live in this process's memory, so a second process claiming from the
+ * file would send the same deliveries: the lock makes it fail instead. flock, not a lock
+ * on the database file: the kernel drops it when the process dies, however it dies, and
+ * SQLite's own POSIX locks on the file would be dropped by any close of a descriptor of
+ * it. `<file>` is the name SQLite resolved (symbolic links followed, as it does for its
+ * -wal and -shm), not the path as given: a handle opened through a link to the file is
+ * another claimer of the same file.
  */
-static int claim_lock_take(struct sqlite_store *s, const char *what, struct vh_error *err)
+static int claim_lock_take(struct sqlite_store *s, struct conn *c, const char *what,
+                           struct vh_error *err)
 {
-    const size_t len = strlen(s->path) + sizeof("-lock");
+    const char *file = sqlite3_db_filename(c->db, "main");
+    size_t len;
     char *name;
     int fd, rc = 0;
 
     if (s->claim_lock >= 0)
         return 0;
+    if (!file || !*file)
+        file = s->path;
+    len = strlen(file) + sizeof("-lock");
     name = vh_malloc(len);
     if (!name)
         return vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
-    snprintf(name, len, "%s-lock", s->path);
+    snprintf(name, len, "%s-lock", file);
     fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         rc = vh_error_set(err, VH_ESTORE, "%s: lock file '%s': %s", what, name, strerror(errno));
@@ -2884,7 +2892,7 @@ static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64
     rc = writer_take(s, &c, err);
     if (rc < 0)
         return rc;
-    rc = claim_lock_take(s, what, err);
+    rc = claim_lock_take(s, c, what, err);
     if (rc == 0) {
         /* Room first: holding what the select returns cannot fail. */
         pthread_mutex_lock(&s->held_mu);
@@ -3260,7 +3268,7 @@ static int sqlite_delivery_recover(struct vh_store *st, const char *node_id, int
     if (rc < 0)
         return rc;
     /* A restart takes the file's lock here, before its first claim. */
-    rc = claim_lock_take(s, what, err);
+    rc = claim_lock_take(s, c, what, err);
     if (rc == 0)
         rc = held_rows(s, node_id, now_ms, &rows, &n, what, err);
     if (rc == 0)

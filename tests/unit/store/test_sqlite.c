@@ -1076,6 +1076,52 @@ static void one_handle_claims_from_a_file(void **state)
 }
 
 /*
+ * The lock is the file's, whatever name the handle opened it by: SQLite follows a symbolic
+ * link to the database (its -wal and -shm are the real file's), so a second handle opened
+ * through a link shares the file and must not claim from it (found in review: the lock was
+ * named after the path as given, so both claimed, and each delivery was sent by both).
+ */
+static void a_linked_name_is_the_same_file_to_the_lock(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL, *again = NULL;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res;
+    struct vh_event_put ev;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    struct vh_store *a, *b;
+    char link[320], url[340], lock[600];
+    size_t n = 0;
+
+    snprintf(link, sizeof(link), "%s/link.db", f->dir);
+    snprintf(url, sizeof(url), "sqlite:%s", link);
+    a = open_ok(f->url);
+    assert_int_equal(symlink(f->path, link), 0);
+    b = open_ok(url);
+    new_partner(a, "Linked", &p);
+    new_endpoint(a, p.id, &ep);
+    fill_put(&ev, p.id, "linked-1");
+    assert_int_equal(vh_store_event_put(a, &ev, &res, NULL), 0);
+
+    assert_int_equal(vh_store_delivery_claim(a, "n1", T0 + 1000, 60000, 10, &jobs, &n, &err), 0);
+    assert_int_equal(n, 1);
+    n = 0;
+    assert_int_equal(vh_store_delivery_claim(b, "n2", T0 + 1000, 60000, 10, &again, &n, &err),
+                     VH_ECONFLICT);
+    assert_null(again);
+    assert_int_equal(n, 0);
+    snprintf(lock, sizeof(lock), "%s-lock", f->path);
+    assert_non_null(strstr(err.msg, lock));
+    vh_delivery_job_recs_free(jobs, 1);
+    vh_store_close(b);
+    vh_store_close(a);
+    unlink(link);
+    snprintf(lock, sizeof(lock), "%s-lock", link);
+    unlink(lock);
+}
+
+/*
  * The claims' lock file must be a file of its own: a directory in its place, or a symbolic
  * link (it is not followed), fails the claim with VH_ESTORE naming the file, and nothing
  * is claimed.
@@ -1306,6 +1352,7 @@ int main(void)
         T(a_claim_writes_nothing),
         T(one_handle_claims_from_a_file),
         T(the_claim_lock_must_be_a_plain_file),
+        T(a_linked_name_is_the_same_file_to_the_lock),
         T(a_claim_gives_each_row_its_endpoint),
         T(a_claim_names_a_missing_endpoint),
         T(a_write_by_another_process_restarts_the_due_scan),
