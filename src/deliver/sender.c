@@ -564,7 +564,13 @@ static void *dispatch(void *arg)
             wait_ms = unrecorded ? 500 : 1000;
             continue;
         }
-        if (vh_time_mono_ms() >= next_recover) {
+        /*
+         * Not while the store refuses records: the claims of the outcomes waiting to be
+         * recorded may outlive their leases meanwhile (a full disk for ten minutes), and a
+         * recovery that took them back, being a smaller write, could get through first. The
+         * record would then be fenced off, and a delivery that succeeded sent again.
+         */
+        if (!unrecorded && vh_time_mono_ms() >= next_recover) {
             struct vh_error err = VH_ERROR_INIT;
             int n = vh_store_delivery_recover(s->st, NULL, vh_time_now_ms(), &err);
 
