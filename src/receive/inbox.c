@@ -192,8 +192,8 @@ static const char *const migrations[] = {
      * on `state` (recovery, the count of unfinished jobs) is served by the new index's first
      * column, so jobs_due goes.
      */
-    "CREATE INDEX jobs_kind_due ON jobs(state, kind, next_attempt_ms);\n"
-    "DROP INDEX jobs_due;\n",
+    ("CREATE INDEX jobs_kind_due ON jobs(state, kind, next_attempt_ms);\n"
+     "DROP INDEX jobs_due;\n"),
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
