@@ -20,10 +20,10 @@
  * progress; the rest wait in per-endpoint queues, served round-robin, so a slow or dead
  * endpoint holds only its own slots.
  *
- * Threads: vh_engine_submit and vh_engine_in_flight may be called from any thread. Done
- * callbacks run on the engine thread, one at a time; they may call vh_engine_submit and
- * vh_engine_in_flight, but not vh_engine_stop or vh_engine_free, and should return quickly
- * (every other transfer waits meanwhile).
+ * Threads: vh_engine_submit, vh_engine_drop_endpoint and vh_engine_in_flight may be called
+ * from any thread. Done callbacks run on the engine thread, one at a time; they may call
+ * vh_engine_submit and vh_engine_in_flight, but not vh_engine_drop_endpoint, vh_engine_stop
+ * or vh_engine_free, and should return quickly (every other transfer waits meanwhile).
  */
 #ifndef VOCOHOOK_ENGINE_H
 #define VOCOHOOK_ENGINE_H
@@ -118,6 +118,22 @@ VH_API int vh_engine_new(const struct vh_engine_config *cfg, struct vh_engine **
  */
 VH_API int vh_engine_submit(struct vh_engine *e, const struct vh_delivery_job *job,
                             vh_delivery_done_fn *done, void *ud, struct vh_error *err);
+
+/*
+ * Takes every job of `endpoint_id` (its vh_delivery_job.endpoint_id) submitted before this
+ * call and not started yet out of the queue, and reports each one through its done callback,
+ * from the engine thread, as VH_ATTEMPT_INTERRUPTED with no connection made (as a job past
+ * its start_by_ms: no attempt is made, none used up). Attempts already started finish as
+ * they would have; jobs submitted after the call are queued as usual. For a dispatcher whose
+ * queued jobs carry an endpoint's URL and secret when these change or the endpoint goes.
+ * Returns 0 once every dropped job's callback has run (at once when the engine is stopping:
+ * the stop reports the waiting jobs); VH_EINVAL (`endpoint_id` missing, empty or longer than
+ * VH_ENGINE_URL_MAX), VH_ESTATE (called from a done callback: the engine thread cannot wait
+ * for itself) or VH_ENOMEM, and then nothing is dropped. Thread-safe; it may wait for a done
+ * callback in progress to return, so the caller must not hold a lock that callbacks take.
+ */
+VH_API int vh_engine_drop_endpoint(struct vh_engine *e, const char *endpoint_id,
+                                   struct vh_error *err);
 
 /*
  * Jobs submitted whose done callback has not been called yet (waiting or in progress); a

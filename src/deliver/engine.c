@@ -134,6 +134,7 @@ struct job {
     size_t authority_off; /* where the authority (the Host header) starts in url */
     bool reused;          /* the attempt went out on a connection that served before */
     bool retried;         /* it went again on a new connection (conn_broke) */
+    bool drop;            /* a drop mark (vh_engine_drop_endpoint): `key` only, no job */
 };
 
 /* Jobs of one fairness key; exists while it has jobs waiting or active. */
@@ -162,7 +163,9 @@ struct vh_engine {
     bool stopping;
     bool joined;
     int64_t grace_ms;
-    pthread_mutex_t stop_lock; /* serializes vh_engine_stop */
+    uint64_t drops_asked, drops_done; /* drop marks queued, and taken by the engine thread */
+    pthread_cond_t dropped;           /* signaled when drops_done moves */
+    pthread_mutex_t stop_lock;        /* serializes vh_engine_stop */
 
     /* The engine thread's. */
     CURLM *multi; /* belongs to the engine thread while it runs */
@@ -394,15 +397,26 @@ static void buckets_grow(struct vh_engine *e)
     e->n_buckets = n;
 }
 
-/* The endpoint for `key`, created when missing; NULL on OOM. */
-static struct endpoint *endpoint_get(struct vh_engine *e, const char *key)
+/* The endpoint for `key`; NULL when it has nothing waiting or active. */
+static struct endpoint *endpoint_find(const struct vh_engine *e, const char *key, size_t len,
+                                      size_t h)
 {
-    size_t len = strlen(key), h = hash_key(key, len);
     struct endpoint *ep;
 
     for (ep = e->buckets[h & (e->n_buckets - 1)]; ep; ep = ep->hnext)
         if (ep->hash == h && ep->key_len == len && memcmp(ep->key, key, len) == 0)
             return ep;
+    return NULL;
+}
+
+/* The endpoint for `key`, created when missing; NULL on OOM. */
+static struct endpoint *endpoint_get(struct vh_engine *e, const char *key)
+{
+    size_t len = strlen(key), h = hash_key(key, len);
+    struct endpoint *ep = endpoint_find(e, key, len, h);
+
+    if (ep)
+        return ep;
     ep = vh_malloc(sizeof(*ep) + len + 1);
     if (!ep)
         return NULL;
@@ -452,6 +466,22 @@ static struct endpoint *ready_pop(struct vh_engine *e)
     ep->rnext = NULL;
     ep->ready = false;
     return ep;
+}
+
+/* Takes an endpoint off the ready list. */
+static void ready_remove(struct vh_engine *e, struct endpoint *ep)
+{
+    struct endpoint **pp = &e->ready_head, *prev = NULL;
+
+    while (*pp != ep) {
+        prev = *pp;
+        pp = &(*pp)->rnext;
+    }
+    *pp = ep->rnext;
+    if (e->ready_tail == ep)
+        e->ready_tail = prev;
+    ep->rnext = NULL;
+    ep->ready = false;
 }
 
 /*
@@ -1328,13 +1358,44 @@ static void engine_wake(struct vh_engine *e)
 /* ---- the engine thread ----------------------------------------------------------------------- */
 
 /*
+ * Reports every job waiting on the queue of `key` as interrupted, through the path of a
+ * job past its start-by time: no connection is made, no attempt used up. Its active jobs
+ * go on.
+ */
+static void drop_waiting(struct vh_engine *e, const char *key)
+{
+    size_t len = strlen(key);
+    struct endpoint *ep = endpoint_find(e, key, len, hash_key(key, len));
+    struct job *job, *next;
+
+    if (!ep || !ep->head)
+        return;
+    job = ep->head;
+    ep->head = ep->tail = NULL;
+    if (ep->ready)
+        ready_remove(e, ep);
+    ep->active++; /* keeps the endpoint alive through the callbacks */
+    for (; job; job = next) {
+        next = job->next;
+        job->next = NULL;
+        job_report_now(e, job, VH_ATTEMPT_INTERRUPTED,
+                       "not started: its endpoint changed while it waited in the queue");
+    }
+    ep->active--;
+    endpoint_settle(e, ep);
+}
+
+/*
  * Moves submitted jobs to their endpoint queues, or, once stopping, reports them
- * interrupted. Returns whether the engine is stopping (read under the same lock as the
- * jobs, so no job can arrive after a `true`).
+ * interrupted. A drop mark empties its endpoint's queue of the jobs submitted before it,
+ * and its caller is told once every one of them has been reported. Returns whether the
+ * engine is stopping (read under the same lock as the jobs, so no job can arrive after a
+ * `true`).
  */
 static bool take_incoming(struct vh_engine *e, int64_t *grace_ms)
 {
     struct job *job, *next;
+    uint64_t drops = 0;
     bool stopping;
 
     pthread_mutex_lock(&e->lock);
@@ -1346,10 +1407,22 @@ static bool take_incoming(struct vh_engine *e, int64_t *grace_ms)
     for (; job; job = next) {
         next = job->next;
         job->next = NULL;
-        if (stopping)
+        if (job->drop) {
+            if (!stopping)
+                drop_waiting(e, job->key);
+            vh_free(job);
+            drops++;
+        } else if (stopping) {
             job_report_now(e, job, VH_ATTEMPT_INTERRUPTED, "interrupted by shutdown");
-        else
+        } else {
             endpoint_enqueue(e, job);
+        }
+    }
+    if (drops) {
+        pthread_mutex_lock(&e->lock);
+        e->drops_done += drops;
+        pthread_cond_broadcast(&e->dropped);
+        pthread_mutex_unlock(&e->lock);
     }
     return stopping;
 }
@@ -1533,6 +1606,7 @@ static void engine_release(struct vh_engine *e, bool curl_inited)
     if (e->wake_fd >= 0)
         close(e->wake_fd);
     vh_free(e->ca_file);
+    pthread_cond_destroy(&e->dropped);
     pthread_mutex_destroy(&e->lock);
     pthread_mutex_destroy(&e->stop_lock);
     vh_free(e);
@@ -1556,6 +1630,7 @@ int vh_engine_new(const struct vh_engine_config *cfg, struct vh_engine **out, st
     e->wake_fd = -1;
     pthread_mutex_init(&e->lock, NULL);
     pthread_mutex_init(&e->stop_lock, NULL);
+    pthread_cond_init(&e->dropped, NULL);
     e->cfg = *cfg;
     e->cfg.ca_file = NULL;
     rc = VH_ENOMEM;
@@ -1654,6 +1729,54 @@ int vh_engine_submit(struct vh_engine *e, const struct vh_delivery_job *job,
     }
     if (wake)
         engine_wake(e);
+    return 0;
+}
+
+int vh_engine_drop_endpoint(struct vh_engine *e, const char *endpoint_id, struct vh_error *err)
+{
+    size_t len = endpoint_id ? strlen(endpoint_id) : 0;
+    struct job *mark;
+    uint64_t seq = 0;
+    bool wake = false;
+    int rc = 0;
+
+    if (!e || len == 0 || len > VH_ENGINE_URL_MAX)
+        return vh_error_set(err, VH_EINVAL, "drop endpoint: missing or bad endpoint id");
+    mark = vh_malloc(sizeof(*mark) + len + 1);
+    if (!mark)
+        return vh_error_set(err, VH_ENOMEM, "drop endpoint: out of memory");
+    memset(mark, 0, sizeof(*mark));
+    mark->drop = true;
+    memcpy(mark + 1, endpoint_id, len + 1);
+    mark->key = (const char *)(mark + 1);
+    pthread_mutex_lock(&e->lock);
+    if (e->thread_started && !e->joined && pthread_equal(pthread_self(), e->thread)) {
+        rc = vh_error_set(err, VH_ESTATE, "drop endpoint: called from the engine thread");
+    } else if (!e->stopping) {
+        /* The stop reports every waiting job; a mark would have nothing left to drop. */
+        wake = !e->in_head;
+        if (e->in_tail)
+            e->in_tail->next = mark;
+        else
+            e->in_head = mark;
+        e->in_tail = mark;
+        seq = ++e->drops_asked;
+        mark = NULL;
+    }
+    pthread_mutex_unlock(&e->lock);
+    vh_free(mark);
+    if (rc < 0 || seq == 0)
+        return rc;
+    if (wake)
+        engine_wake(e);
+    /*
+     * The engine thread takes every mark before it stops (the mark went in while it was not
+     * stopping, under the lock it reads `stopping` with), so this wait ends.
+     */
+    pthread_mutex_lock(&e->lock);
+    while (e->drops_done < seq)
+        pthread_cond_wait(&e->dropped, &e->lock);
+    pthread_mutex_unlock(&e->lock);
     return 0;
 }
 

@@ -1768,6 +1768,81 @@ static void test_hung_endpoint_does_not_block_others(void **state)
     srv_stop(ok);
 }
 
+/* A copy of the callbacks' results, so a failed assertion leaves R.mu unlocked. */
+static void snapshot(struct slot out[N_SLOTS])
+{
+    pthread_mutex_lock(&R.mu);
+    memcpy(out, R.slots, sizeof(R.slots));
+    pthread_mutex_unlock(&R.mu);
+}
+
+/*
+ * Dropping an endpoint takes its waiting jobs back, reported interrupted before the call
+ * returns and never sent; its attempts in progress, and other endpoints' jobs, go on.
+ */
+static void test_drop_endpoint_interrupts_its_waiting_jobs(void **state)
+{
+    struct srv *s = srv_start(M_HOLD);
+    struct vh_engine *e = engine_with(true, true, NULL, 2);
+    struct vh_error err = VH_ERROR_INIT;
+    struct slot got[N_SLOTS];
+    char url[128];
+    int i;
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    for (i = 0; i < 6; i++)
+        submit(e, i, url, "ep-a", 600000); /* two start, four wait */
+    for (i = 10; i < 13; i++)
+        submit(e, i, url, "ep-b", 600000); /* two start, one waits */
+    assert_true(srv_wait_requests(s, 4, WAIT_MS));
+    assert_int_equal(vh_engine_drop_endpoint(e, "ep-gone", &err), 0); /* nothing of it */
+    assert_int_equal(total_now(), 0);
+
+    assert_int_equal(vh_engine_drop_endpoint(e, "ep-a", &err), 0);
+    /* Returned: the four waiting jobs of ep-a are reported, no other. */
+    snapshot(got);
+    for (i = 0; i < 2; i++)
+        assert_int_equal(got[i].calls, 0);
+    for (i = 2; i < 6; i++) {
+        assert_int_equal(got[i].calls, 1);
+        assert_int_equal(got[i].a.result, VH_ATTEMPT_INTERRUPTED);
+        assert_false(vh_attempt_result_counts(got[i].a.result));
+        assert_int_equal(got[i].a.http_status, 0);
+        assert_string_equal(got[i].a.error,
+                            "not started: its endpoint changed while it waited in the queue");
+    }
+    for (i = 10; i < 13; i++)
+        assert_int_equal(got[i].calls, 0);
+    assert_int_equal(total_now(), 4);
+    assert_int_equal(vh_engine_in_flight(e), 5);
+
+    /* The attempts on the wire finish normally; nothing dropped reaches the server. */
+    srv_release(s);
+    assert_true(wait_total(9, WAIT_MS));
+    snapshot(got);
+    for (i = 0; i < 2; i++)
+        assert_int_equal(got[i].a.result, VH_ATTEMPT_OK);
+    for (i = 10; i < 13; i++)
+        assert_int_equal(got[i].a.result, VH_ATTEMPT_OK);
+    assert_int_equal(srv_requests(s), 5); /* two of ep-a, three of ep-b */
+
+    /* A job submitted after the drop is sent as usual. */
+    submit(e, 20, url, "ep-a", 0);
+    assert_true(wait_total(10, WAIT_MS));
+    snapshot(got);
+    assert_int_equal(got[20].a.result, VH_ATTEMPT_OK);
+    assert_int_equal(srv_requests(s), 6);
+    assert_int_equal(total_now(), 10);
+
+    assert_int_equal(vh_engine_drop_endpoint(e, NULL, NULL), VH_EINVAL);
+    assert_int_equal(vh_engine_drop_endpoint(e, "", NULL), VH_EINVAL);
+    assert_int_equal(vh_engine_stop(e, 0, NULL), 0);
+    assert_int_equal(vh_engine_drop_endpoint(e, "ep-a", NULL), 0); /* stopped: nothing waits */
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
 static void test_stop_interrupts_each_job_once(void **state)
 {
     struct srv *s = srv_start(M_HOLD);
@@ -2193,6 +2268,7 @@ int main(void)
         cmocka_unit_test_setup(test_submit_rejects, reset_results),
         cmocka_unit_test_setup(test_config_rejects, reset_results),
         cmocka_unit_test_setup(test_hung_endpoint_does_not_block_others, reset_results),
+        cmocka_unit_test_setup(test_drop_endpoint_interrupts_its_waiting_jobs, reset_results),
         cmocka_unit_test_setup(test_stop_interrupts_each_job_once, reset_results),
         cmocka_unit_test_setup(test_stop_grace_lets_attempts_finish, reset_results),
         cmocka_unit_test_setup(test_callback_may_submit, reset_results),
