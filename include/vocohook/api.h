@@ -39,6 +39,14 @@ struct vh_api_config {
     /* Called (any thread) when deliveries became due (ingest, retry, replay): wake the sender. */
     void (*on_due)(void *ud);
     void *on_due_ud;
+    /*
+     * Called (any thread) once the store has an endpoint's new URL, secret or enabled flag,
+     * or its deletion (PATCH, rotate-secret, DELETE, legacy PUT), with its id (borrowed for
+     * the call): take back what is queued with the old ones (vh_sender_endpoint_changed).
+     * NULL: nothing is called.
+     */
+    void (*on_endpoint_changed)(void *ud, const char *endpoint_id);
+    void *on_endpoint_changed_ud;
     /* Appends the Prometheus text for GET /metrics; NULL: no /metrics route. */
     int (*metrics)(void *ud, int64_t now_ms, struct vh_buf *out);
     void *metrics_ud;

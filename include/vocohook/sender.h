@@ -6,8 +6,8 @@
  * node held when it last stopped or died; on a timer it takes back any lease that ran out
  * (another node died).
  *
- * Threads: one dispatcher thread of its own, plus the engine's thread. vh_sender_wake and
- * vh_sender_stats may be called from any thread.
+ * Threads: one dispatcher thread of its own, plus the engine's thread. vh_sender_wake,
+ * vh_sender_endpoint_changed and vh_sender_stats may be called from any thread.
  */
 #ifndef VOCOHOOK_SENDER_H
 #define VOCOHOOK_SENDER_H
@@ -49,6 +49,18 @@ VH_API int vh_sender_start(struct vh_store *st, const struct vh_sender_config *c
 
 /* New deliveries may be due: look at the store now rather than at the next poll. */
 VH_API void vh_sender_wake(struct vh_sender *s);
+
+/*
+ * An endpoint's URL, secret or enabled flag changed, or it was deleted (call it after the
+ * store has the change): its attempts queued in this node's engine and not started yet are
+ * not made with what they were claimed with. They are recorded as interrupted (nothing used
+ * up): the store puts a delivery still wanted back to pending, due at once, to be claimed
+ * again with the endpoint as it is now, and leaves one it canceled canceled. Attempts already
+ * started finish. Returns once they are taken out; a claim in progress is waited for. Other
+ * nodes on a shared store are not told: they drain their own queues. Not from a callback of
+ * the engine (the dispatcher's or the engine's thread).
+ */
+VH_API void vh_sender_endpoint_changed(struct vh_sender *s, const char *endpoint_id);
 
 struct vh_sender_stats {
     uint64_t attempts;     /* attempts reported by the engine */

@@ -152,6 +152,11 @@ static void wake_sender(void *ud)
     vh_sender_wake(ud);
 }
 
+static void endpoint_changed(void *ud, const char *endpoint_id)
+{
+    vh_sender_endpoint_changed(ud, endpoint_id);
+}
+
 /*
  * This node's lease name: the configured one, else the host name with anything outside
  * [A-Za-z0-9_-] replaced, so a restart on the same host takes back what it left in flight.
@@ -249,6 +254,8 @@ static int run(const struct vh_config *cfg, enum vh_log_level *level, const sigs
     api_config_from(cfg, level, &acfg);
     acfg.on_due = wake_sender;
     acfg.on_due_ud = sender;
+    acfg.on_endpoint_changed = endpoint_changed;
+    acfg.on_endpoint_changed_ud = sender;
     acfg.metrics = sender_metrics;
     acfg.metrics_ud = sender;
     rc = vh_api_new(st, &acfg, &api, &err);

@@ -93,6 +93,13 @@ struct vh_sender {
     vh_log_fn *log;
     void *log_ud;
     pthread_t thread;
+    /*
+     * Held by the dispatcher from a claim until its jobs are submitted, and by
+     * vh_sender_endpoint_changed around its drop: a claim that read an endpoint before its
+     * change has its jobs in the engine, to be dropped, before the drop; one after it reads
+     * the change. Taken before `lock`, never while the engine may wait for us.
+     */
+    pthread_mutex_t submit_lock;
     pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t cond;  /* on CLOCK_MONOTONIC */
     struct job *done_head, *done_tail;
@@ -343,7 +350,7 @@ static void drop_unrecorded(struct vh_sender *s, struct job *list)
  * Claims up to `max` due deliveries and submits them. Returns how many were claimed; sets
  * `*failed` when the claim failed (it may still have committed: see `orphans` in dispatch).
  */
-static size_t claim_and_submit(struct vh_sender *s, size_t max, bool *failed)
+static size_t claim_and_submit_locked(struct vh_sender *s, size_t max, bool *failed)
 {
     struct vh_error err = VH_ERROR_INIT;
     struct vh_delivery_job_rec *recs = NULL;
@@ -426,6 +433,16 @@ static size_t claim_and_submit(struct vh_sender *s, size_t max, bool *failed)
                           serr.msg);
     }
     batch_unref(batch);
+    return n;
+}
+
+static size_t claim_and_submit(struct vh_sender *s, size_t max, bool *failed)
+{
+    size_t n;
+
+    pthread_mutex_lock(&s->submit_lock);
+    n = claim_and_submit_locked(s, max, failed);
+    pthread_mutex_unlock(&s->submit_lock);
     return n;
 }
 
@@ -620,6 +637,20 @@ void vh_sender_wake(struct vh_sender *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+void vh_sender_endpoint_changed(struct vh_sender *s, const char *endpoint_id)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    int rc;
+
+    pthread_mutex_lock(&s->submit_lock);
+    rc = vh_engine_drop_endpoint(s->engine, endpoint_id, &err);
+    pthread_mutex_unlock(&s->submit_lock);
+    if (rc < 0)
+        sender_log(s, VH_LOG_ERROR, "dropping an endpoint's queued attempts failed", err.msg);
+    /* The dropped deliveries are due again at once, with the endpoint as it is now. */
+    vh_sender_wake(s);
+}
+
 static void sender_wake_cb(void *ud)
 {
     vh_sender_wake(ud);
@@ -645,6 +676,7 @@ static void sender_free(struct vh_sender *s)
     vh_engine_free(s->engine);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->submit_lock);
     vh_free(s);
 }
 
@@ -680,6 +712,7 @@ int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg, str
     s->log = cfg->log;
     s->log_ud = cfg->log_ud;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->submit_lock, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cond, &attr);

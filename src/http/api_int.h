@@ -37,6 +37,8 @@ struct vh_api {
     void *log_ud;
     void (*on_due)(void *ud);
     void *on_due_ud;
+    void (*on_endpoint_changed)(void *ud, const char *endpoint_id);
+    void *on_endpoint_changed_ud;
     int (*metrics)(void *ud, int64_t now_ms, struct vh_buf *out);
     void *metrics_ud;
     pthread_mutex_t rate_lock; /* guards rates */

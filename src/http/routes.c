@@ -694,6 +694,16 @@ static int reply_endpoint_rc(struct route_ctx *c, int rc, const struct vh_error 
     return reply_rc(c, rc, err);
 }
 
+/*
+ * The endpoint's URL, secret, enabled flag or existence changed in the store: attempts
+ * queued with the old ones are taken back (vh_sender_endpoint_changed).
+ */
+static void endpoint_changed(struct vh_api *api, const char *endpoint_id)
+{
+    if (api->on_endpoint_changed)
+        api->on_endpoint_changed(api->on_endpoint_changed_ud, endpoint_id);
+}
+
 static int webhooks_update(struct route_ctx *c)
 {
     struct vh_jfield f[] = {
@@ -748,6 +758,8 @@ static int webhooks_update(struct route_ctx *c)
     vh_json_fields_release(f, 5);
     if (rc < 0)
         return reply_endpoint_rc(c, rc, &err);
+    if (strcmp(ep.url, seen.url) != 0 || ep.enabled != seen.enabled)
+        endpoint_changed(c->api, ep.id);
     return reply_endpoint(c, 200, &ep, false);
 }
 
@@ -762,6 +774,7 @@ static int webhooks_delete(struct route_ctx *c)
     rc = vh_store_endpoint_delete(c->api->st, c->partner.id, ep.id, c->req->now_ms, &err);
     if (rc < 0)
         return reply_rc(c, rc, &err);
+    endpoint_changed(c->api, ep.id);
     rc = ok_begin(c, 200);
     if (rc == 0)
         rc = vh_buf_addf(&c->resp->body, "{\"id\":\"%s\",\"deleted\":true}", ep.id);
@@ -798,6 +811,7 @@ static int webhooks_rotate(struct route_ctx *c)
     }
     if (rc < 0)
         return reply_endpoint_rc(c, rc, &err);
+    endpoint_changed(c->api, ep.id);
     rc = ok_begin(c, 200);
     if (rc == 0)
         rc = vh_buf_addf(&c->resp->body, "{\"id\":\"%s\",\"label\":", ep.id);
@@ -861,6 +875,7 @@ static int legacy_put(struct route_ctx *c)
     vh_json_fields_release(f, 1);
     if (rc < 0)
         return reply_endpoint_rc(c, rc, &err);
+    endpoint_changed(c->api, ep.id); /* a new secret, even when the URL stays */
     rc = ok_begin(c, 200);
     if (rc == 0)
         rc = vh_buf_adds(&c->resp->body, "{\"webhook_url\":");
@@ -1917,6 +1932,8 @@ int vh_api_new(struct vh_store *st, const struct vh_api_config *cfg, struct vh_a
     api->log_ud = cfg->log_ud;
     api->on_due = cfg->on_due;
     api->on_due_ud = cfg->on_due_ud;
+    api->on_endpoint_changed = cfg->on_endpoint_changed;
+    api->on_endpoint_changed_ud = cfg->on_endpoint_changed_ud;
     api->metrics = cfg->metrics;
     api->metrics_ud = cfg->metrics_ud;
     if (cfg->ingest_token) {

@@ -40,6 +40,8 @@ struct fx {
     json_t *json; /* the last response, parsed */
     int64_t now;
     atomic_int due; /* calls of cfg.on_due (any thread) */
+    int changed;    /* calls of cfg.on_endpoint_changed (the request's thread) */
+    char changed_id[VH_UUID_LEN + 1];
     bool abandoned; /* a `done` was lost, or may yet come: teardown leaves all alive */
 };
 
@@ -49,6 +51,15 @@ static void count_due(void *ud)
     struct fx *f = ud;
 
     atomic_fetch_add(&f->due, 1);
+}
+
+/* The api's on_endpoint_changed: counts the calls, keeps the last id. */
+static void count_changed(void *ud, const char *endpoint_id)
+{
+    struct fx *f = ud;
+
+    f->changed++;
+    snprintf(f->changed_id, sizeof(f->changed_id), "%s", endpoint_id);
 }
 
 static void make_partner(struct fx *f, const char *name, char *key, struct vh_partner *p)
@@ -75,6 +86,8 @@ static int setup_with(void **state, bool allow_http)
     f->cfg.allow_http = allow_http;
     f->cfg.on_due = count_due;
     f->cfg.on_due_ud = f;
+    f->cfg.on_endpoint_changed = count_changed;
+    f->cfg.on_endpoint_changed_ud = f;
     atomic_init(&f->due, 0);
     assert_int_equal(vh_api_new(f->st, &f->cfg, &f->api, &err), 0);
     make_partner(f, "Acme", f->key_a, &f->a);
@@ -264,6 +277,55 @@ static void endpoint_lifecycle(void **state)
     assert_int_equal(req(f, "GET", path, f->key_a, NULL), 404);
     expect_error(f, 404, "NOT_FOUND");
     assert_int_equal(req(f, "DELETE", path, f->key_a, NULL), 404);
+}
+
+/*
+ * A change of an endpoint's URL, secret, enabled flag or existence is reported once it is
+ * stored (the sender then drops the attempts queued with the old ones); other changes and
+ * refused requests are not.
+ */
+static void endpoint_changes_are_reported(void **state)
+{
+    struct fx *f = *state;
+    char id[VH_UUID_LEN + 1], path[128];
+
+    create(f, "moving", "https://example.com/hooks", true, id);
+    assert_int_equal(f->changed, 0);
+    snprintf(path, sizeof(path), "/api/v2/config/webhooks/%s", id);
+    assert_int_equal(req(f, "PATCH", path, f->key_a,
+                         "{\"label\":\"renamed\",\"retry_schedule\":\"0,1s\",\"timeout_ms\":500}"),
+                     200);
+    assert_int_equal(req(f, "PATCH", path, f->key_a, "{\"enabled\":true}"), 200);
+    assert_int_equal(req(f, "PATCH", path, f->key_a, "{\"url\":\"https://example.com/hooks\"}"),
+                     200);
+    assert_int_equal(f->changed, 0);
+    req(f, "PATCH", path, f->key_b, "{\"enabled\":false}");
+    expect_error(f, 404, "NOT_FOUND");
+    req(f, "PATCH", path, f->key_a, "{\"url\":\"ftp://example.com/\"}");
+    expect_error(f, 400, "VALIDATION_ERROR");
+    assert_int_equal(f->changed, 0);
+
+    assert_int_equal(req(f, "PATCH", path, f->key_a, "{\"enabled\":false}"), 200);
+    assert_int_equal(f->changed, 1);
+    assert_string_equal(f->changed_id, id);
+    assert_int_equal(req(f, "PATCH", path, f->key_a, "{\"url\":\"https://moved.example/h\"}"), 200);
+    assert_int_equal(f->changed, 2);
+    snprintf(path, sizeof(path), "/api/v2/config/webhooks/%s/rotate-secret", id);
+    assert_int_equal(req(f, "POST", path, f->key_a, NULL), 200);
+    assert_int_equal(f->changed, 3);
+    snprintf(path, sizeof(path), "/api/v2/config/webhooks/%s", id);
+    assert_int_equal(req(f, "DELETE", path, f->key_a, NULL), 200);
+    assert_int_equal(f->changed, 4);
+    assert_string_equal(f->changed_id, id);
+
+    assert_int_equal(req(f, "PUT", "/api/v2/config/webhook", f->key_a,
+                         "{\"webhook_url\":\"https://legacy.example/wh\"}"),
+                     200);
+    f->changed = 0;
+    assert_int_equal(req(f, "PUT", "/api/v2/config/webhook", f->key_a,
+                         "{\"webhook_url\":\"https://legacy.example/wh\"}"),
+                     200); /* the same URL, a new secret */
+    assert_int_equal(f->changed, 1);
 }
 
 static void endpoint_rules(void **state)
@@ -1610,6 +1672,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(healthz, setup, teardown),
         cmocka_unit_test_setup_teardown(endpoint_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(endpoint_changes_are_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(endpoint_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(patch_racing_a_rotation_keeps_the_new_secret, setup,
                                         teardown),
