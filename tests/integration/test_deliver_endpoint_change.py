@@ -3,8 +3,6 @@ a slow endpoint holds its 8 slots while the rest of its deliveries wait in the e
 queue with the URL and secret they were claimed with. Once it is disabled, deleted or
 moved, none of those waiting reach the old URL; the deliveries still wanted go to the
 new one."""
-import hashlib
-import hmac
 import json
 import os
 import sqlite3
@@ -16,12 +14,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 from receivers import Receiver  # noqa: E402
 from server import Daemon, create_partner, seed_session  # noqa: E402
-
-def verify(secret, headers, body):
-    ts = headers["x-webhook-timestamp"]
-    want = "sha256=" + hmac.new(secret.encode(), ts.encode() + b"." + body,
-                                hashlib.sha256).hexdigest()
-    return hmac.compare_digest(want, headers["x-webhook-signature"])
+from test_deliver import verify  # noqa: E402
 
 
 SESSIONS = 40
