@@ -56,8 +56,11 @@ VH_API void vh_sender_wake(struct vh_sender *s);
  * not made with what they were claimed with. They are recorded as interrupted (nothing used
  * up): the store puts a delivery still wanted back to pending, due at once, to be claimed
  * again with the endpoint as it is now, and leaves one it canceled canceled. Attempts already
- * started finish. Returns once they are taken out; a claim in progress is waited for. Other
- * nodes on a shared store are not told: they drain their own queues. Not from a callback of
+ * started finish. Returns once they are taken out; a claim in progress is waited for. The
+ * sender also calls it itself for every change the store's watcher hears of
+ * (vh_store_watch_endpoints: on PostgreSQL, any node's change, this node's own included,
+ * so an API change here drops twice; the second drop finds nothing, or jobs already claimed
+ * again with the endpoint as it is now, which cost one more claim). Not from a callback of
  * the engine (the dispatcher's or the engine's thread).
  */
 VH_API void vh_sender_endpoint_changed(struct vh_sender *s, const char *endpoint_id);

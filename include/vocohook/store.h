@@ -579,10 +579,31 @@ VH_API int vh_store_rate_take(struct vh_store *st, const char key_hash[VH_SHA256
  * node) may have made deliveries due: an ingest, a retry, a replay, or leases taken back
  * (PostgreSQL: LISTEN/NOTIFY on its own connection, reconnecting with backoff; on each
  * reconnect it calls on_due once, since notifications sent meanwhile are lost). One
- * watcher per store; on_due NULL stops it and returns once on_due can no longer run.
- * A backend without other writers (SQLite) watches nothing and returns 0.
+ * watcher per store, shared with vh_store_watch_endpoints; on_due NULL stops calling it
+ * (and stops the watcher when on_changed is not set either) and returns once on_due can no
+ * longer run, so it must not be called from on_due or on_changed. Not concurrently with
+ * vh_store_watch_endpoints. A backend without other writers (SQLite) watches nothing and
+ * returns 0.
  */
 VH_API int vh_store_watch(struct vh_store *st, void (*on_due)(void *ud), void *ud,
                           struct vh_error *err);
+
+/*
+ * Calls on_changed(ud, endpoint_id), from the watcher thread of vh_store_watch (one thread
+ * and one connection serve both; either call starts it), whenever a process (another node,
+ * or this one) committed a change of an endpoint's url, secret or enabled flag, or deleted
+ * it: attempts queued with the endpoint as it was should not be made. endpoint_id is
+ * borrowed for the call. PostgreSQL: that write's transaction runs pg_notify on channel
+ * vocohook_endpoint with the id, so it is heard once per such write at its commit, never
+ * for a rollback; a write that leaves those three columns as they were sends nothing.
+ * Changes committed while the watcher is reconnecting are not heard. on_changed may block:
+ * on_due and later changes wait for it. on_changed NULL stops calling it and returns once
+ * it can no longer run, so it must not be called from on_due or on_changed. Not
+ * concurrently with vh_store_watch. A backend without other writers (SQLite) watches
+ * nothing and returns 0.
+ */
+VH_API int vh_store_watch_endpoints(struct vh_store *st,
+                                    void (*on_changed)(void *ud, const char *endpoint_id), void *ud,
+                                    struct vh_error *err);
 
 #endif

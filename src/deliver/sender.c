@@ -656,6 +656,16 @@ static void sender_wake_cb(void *ud)
     vh_sender_wake(ud);
 }
 
+/*
+ * On the store's watcher thread, which holds no lock of ours: the drop waits for the engine
+ * thread and for a claim in progress, both of which run until vh_sender_stop has stopped
+ * this callback (its first step).
+ */
+static void sender_endpoint_changed_cb(void *ud, const char *endpoint_id)
+{
+    vh_sender_endpoint_changed(ud, endpoint_id);
+}
+
 void vh_sender_stats(struct vh_sender *s, struct vh_sender_stats *out)
 {
     pthread_mutex_lock(&s->lock);
@@ -737,6 +747,9 @@ int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg, str
     }
     /* Other nodes' ingests wake this one too (PostgreSQL); without it, the idle poll would. */
     rc = vh_store_watch(st, sender_wake_cb, s, err);
+    /* Other nodes' endpoint changes take back this node's queued jobs too (PostgreSQL). */
+    if (rc == 0)
+        rc = vh_store_watch_endpoints(st, sender_endpoint_changed_cb, s, err);
     if (rc < 0) {
         vh_sender_stop(s, 0);
         return rc;
@@ -752,7 +765,12 @@ void vh_sender_stop(struct vh_sender *s, int64_t grace_ms)
 {
     if (!s)
         return;
-    /* First, so that no wake-up reaches a sender being freed. */
+    /*
+     * First, so that no wake-up or endpoint change reaches a sender being freed. A drop
+     * running meanwhile is waited for; it finishes, since the engine and the dispatcher
+     * still run.
+     */
+    (void)vh_store_watch_endpoints(s->st, NULL, NULL, NULL);
     (void)vh_store_watch(s->st, NULL, NULL, NULL);
     pthread_mutex_lock(&s->lock);
     s->stopping = true;

@@ -78,10 +78,11 @@
 #define TX_TRIES   3   /* attempts at a transaction that hit a deadlock */
 #define PIPE_CHUNK 64  /* statements of a record batch sent before their results are read */
 
-#define WAKE_CHANNEL         "vocohook_due" /* what migration 3's trigger notifies */
-#define WATCH_BACKOFF_MS     100            /* first wait before the watcher reconnects */
-#define WATCH_BACKOFF_MAX_MS 5000           /* the longest */
-#define RATE_GC_MS           60000          /* sweep ended rate windows at most this often */
+#define WAKE_CHANNEL         "vocohook_due"      /* what migration 3's trigger notifies */
+#define ENDPOINT_CHANNEL     "vocohook_endpoint" /* an endpoint's id, after S_EP_NOTIFY */
+#define WATCH_BACKOFF_MS     100                 /* first wait before the watcher reconnects */
+#define WATCH_BACKOFF_MAX_MS 5000                /* the longest */
+#define RATE_GC_MS           60000               /* sweep ended rate windows at most this often */
 
 /* The server features used (IDENTITY columns) arrived in PostgreSQL 10. */
 #define PG_MIN_VERSION 100000
@@ -253,6 +254,7 @@ enum stmt_id {
     S_EP_LIST,
     S_EP_UPDATE,
     S_EP_DELETE,
+    S_EP_NOTIFY,
     S_EP_ENABLED_IDS,
     S_DLV_CANCEL,
     S_EV_BY_SESSION,
@@ -356,6 +358,11 @@ static const char *const stmt_sql[S__N] = {
                     " WHERE partner_id = $1 AND id = $2 AND deleted_ms IS NULL",
     [S_EP_DELETE] = "UPDATE endpoints SET deleted_ms = $3, updated_ms = $3, enabled = false,"
                     " secret = '' WHERE partner_id = $1 AND id = $2 AND deleted_ms IS NULL",
+    /*
+     * Sent at the commit of the transaction it runs in, to every node's watcher. The 1:
+     * pg_notify returns void, a type no reader here knows.
+     */
+    [S_EP_NOTIFY] = "SELECT 1 FROM pg_notify('" ENDPOINT_CHANNEL "', $1)",
     /*
      * Locked in id order, like every other writer that locks several endpoints (the
      * endpoints' last deliveries after a record batch): one order for all, or ingest and
@@ -540,7 +547,7 @@ struct pg_store {
     struct conn *idle;       /* connections not borrowed */
     size_t n_conns;          /* open or being opened, borrowed or idle: at most POOL_MAX */
     int64_t rate_gc_ms;      /* when rate windows were last swept (guarded by mu) */
-    struct watcher *watcher; /* NULL, or the LISTEN thread of vh_store_watch */
+    struct watcher *watcher; /* NULL, or the LISTEN thread of vh_store_watch(_endpoints) */
 };
 
 static void watcher_stop(struct watcher *w);
@@ -1833,6 +1840,30 @@ static int pg_endpoint_list(struct vh_store *st, const char *partner_id, struct 
     return 0;
 }
 
+/*
+ * Tells every node's watcher, at this transaction's commit, that endpoint `id` changed in a
+ * way that its queued attempts must not go out as claimed (url, secret, enabled, deleted).
+ */
+static int endpoint_notify(struct conn *c, const char *id, const char *what, struct vh_error *err)
+{
+    PGresult *res = NULL;
+    struct params p;
+    int rc;
+
+    p_init(&p);
+    p_text(&p, id);
+    rc = run(c, S_EP_NOTIFY, &p, &res, what, err);
+    PQclear(res);
+    return rc;
+}
+
+/* True when a queued attempt claimed with `old` must not be made: see endpoint_notify. */
+static bool endpoint_moved(const struct vh_endpoint *old, const struct vh_endpoint *ep)
+{
+    return strcmp(old->url, ep->url) != 0 || strcmp(old->secret, ep->secret) != 0 ||
+           old->enabled != ep->enabled;
+}
+
 static int pg_endpoint_update(struct vh_store *st, const struct vh_endpoint *seen,
                               const struct vh_endpoint *ep, struct vh_error *err)
 {
@@ -1874,6 +1905,8 @@ static int pg_endpoint_update(struct vh_store *st, const struct vh_endpoint *see
     /* SPEC §3: disabling stops the endpoint's pending deliveries. */
     if (rc == 0 && !ep->enabled)
         rc = cancel_pending(c, ep->id, ep->updated_ms, what, err);
+    if (rc == 0 && endpoint_moved(&old, ep))
+        rc = endpoint_notify(c, ep->id, what, err);
     if (rc == 0)
         rc = tx_commit(c, what, err);
 out:
@@ -1907,6 +1940,8 @@ static int pg_endpoint_delete(struct vh_store *st, const char *partner_id, const
         rc = vh_error_set(err, VH_ENOTFOUND, "endpoint '%s' not found", id);
     if (rc == 0)
         rc = cancel_pending(c, id, now_ms, what, err);
+    if (rc == 0)
+        rc = endpoint_notify(c, id, what, err);
     if (rc == 0)
         rc = tx_commit(c, what, err);
     conn_put(s, c);
@@ -3379,8 +3414,16 @@ struct watcher {
     pthread_t thread;
     int stop_pipe[2]; /* a byte on [1] stops the thread */
     char *url;
-    void (*on_due)(void *ud);
-    void *ud;
+    /*
+     * Held by the thread while it calls a callback, and by vh_store_watch(_endpoints) to
+     * change one: once a callback is set to NULL here it can no longer run. The thread
+     * LISTENs on both channels whatever is set, so changing a callback needs no reconnect.
+     */
+    pthread_mutex_t mu;
+    void (*on_due)(void *ud); /* NULL: wake-ups are ignored */
+    void *due_ud;
+    void (*on_endpoint)(void *ud, const char *endpoint_id); /* NULL: endpoint changes are ignored */
+    void *endpoint_ud;
 };
 
 /* Waits up to `ms` for the stop pipe; true when the watcher is to stop. */
@@ -3394,10 +3437,43 @@ static bool watch_stopped(struct watcher *w, int other_fd, int ms, bool *other_r
     return n > 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP));
 }
 
+static void watch_call_due(struct watcher *w)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->on_due)
+        w->on_due(w->due_ud);
+    pthread_mutex_unlock(&w->mu);
+}
+
 /*
- * Connects, LISTENs, and calls on_due for every batch of notifications (and once after
- * each connect, for what was sent while it was away). A broken connection is dropped and
- * made again after a backoff that doubles up to WATCH_BACKOFF_MAX_MS.
+ * Calls on_endpoint for each endpoint change received, in order, and on_due once when
+ * wake-ups came too (identical ones fold into one).
+ */
+static void watch_dispatch(struct watcher *w, struct conn *c)
+{
+    PGnotify *note;
+    bool due = false;
+
+    while ((note = PQnotifies(c->pg)) != NULL) {
+        if (strcmp(note->relname, ENDPOINT_CHANNEL) != 0) {
+            due = true;
+        } else if (note->extra[0] != '\0') {
+            pthread_mutex_lock(&w->mu);
+            if (w->on_endpoint)
+                w->on_endpoint(w->endpoint_ud, note->extra);
+            pthread_mutex_unlock(&w->mu);
+        }
+        PQfreemem(note);
+    }
+    if (due)
+        watch_call_due(w);
+}
+
+/*
+ * Connects, LISTENs, calls on_due for every batch of wake-ups (and once after each
+ * connect, for what was sent while it was away) and on_endpoint for every endpoint change.
+ * Endpoint changes sent while it was away are lost (store.h says so). A broken connection
+ * is dropped and made again after a backoff that doubles up to WATCH_BACKOFF_MAX_MS.
  */
 static void *watch_main(void *arg)
 {
@@ -3411,13 +3487,11 @@ static void *watch_main(void *arg)
         bool ready = false, alive;
 
         if (conn_open(w->url, &c, &err) == 0 &&
-            run_cmd(c, "LISTEN " WAKE_CHANNEL, NULL, "listen", &err) == 0) {
+            run_cmd(c, "LISTEN " WAKE_CHANNEL, NULL, "listen", &err) == 0 &&
+            run_cmd(c, "LISTEN " ENDPOINT_CHANNEL, NULL, "listen", &err) == 0) {
             backoff = WATCH_BACKOFF_MS;
-            w->on_due(w->ud);
+            watch_call_due(w);
             for (alive = true; alive;) {
-                PGnotify *note;
-                bool heard = false;
-
                 if (watch_stopped(w, PQsocket(c->pg), -1, &ready)) {
                     conn_close(c);
                     return NULL;
@@ -3425,12 +3499,7 @@ static void *watch_main(void *arg)
                 if (!ready)
                     continue;
                 alive = PQconsumeInput(c->pg) == 1 && PQstatus(c->pg) == CONNECTION_OK;
-                while ((note = PQnotifies(c->pg)) != NULL) {
-                    heard = true;
-                    PQfreemem(note);
-                }
-                if (heard)
-                    w->on_due(w->ud);
+                watch_dispatch(w, c);
             }
         }
         conn_close(c);
@@ -3451,46 +3520,101 @@ static void watcher_stop(struct watcher *w)
     pthread_join(w->thread, NULL);
     close(w->stop_pipe[0]);
     close(w->stop_pipe[1]);
+    pthread_mutex_destroy(&w->mu);
     vh_free(w->url);
     vh_free(w);
 }
 
-static int pg_watch(struct vh_store *st, void (*on_due)(void *ud), void *ud, struct vh_error *err)
+static int watcher_start(struct pg_store *s, struct watcher **out, struct vh_error *err)
 {
-    struct pg_store *s = to_pg(st);
     struct watcher *w;
 
-    watcher_stop(s->watcher);
-    s->watcher = NULL;
-    if (!on_due)
-        return 0;
     w = vh_malloc(sizeof(*w));
     if (!w)
         return vh_error_set(err, VH_ENOMEM, "watch: out of memory");
     memset(w, 0, sizeof(*w));
-    w->on_due = on_due;
-    w->ud = ud;
     w->url = vh_strndup(s->url, strlen(s->url));
     if (!w->url) {
         vh_free(w);
         return vh_error_set(err, VH_ENOMEM, "watch: out of memory");
     }
+    if (pthread_mutex_init(&w->mu, NULL) != 0) {
+        vh_free(w->url);
+        vh_free(w);
+        return vh_error_set(err, VH_ENOMEM, "watch: cannot create a mutex");
+    }
     if (pipe(w->stop_pipe) != 0) {
+        pthread_mutex_destroy(&w->mu);
         vh_free(w->url);
         vh_free(w);
         return vh_error_set(err, VH_EIO, "watch: pipe: %s", strerror(errno));
     }
     (void)fcntl(w->stop_pipe[0], F_SETFD, FD_CLOEXEC);
     (void)fcntl(w->stop_pipe[1], F_SETFD, FD_CLOEXEC);
+    /* Locked until the caller has set its callback: the thread's first call sees it. */
+    pthread_mutex_lock(&w->mu);
     if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
+        pthread_mutex_unlock(&w->mu);
         close(w->stop_pipe[0]);
         close(w->stop_pipe[1]);
+        pthread_mutex_destroy(&w->mu);
         vh_free(w->url);
         vh_free(w);
         return vh_error_set(err, VH_EIO, "watch: cannot start a thread");
     }
-    s->watcher = w;
+    *out = w;
     return 0;
+}
+
+/*
+ * Sets one of the watcher's callbacks (`which` 0: on_due, 1: on_endpoint), starting the
+ * watcher if none runs, stopping it when neither is set any more. Returns once a callback
+ * replaced can no longer run.
+ */
+static int watch_set(struct pg_store *s, int which, void (*on_due)(void *ud),
+                     void (*on_endpoint)(void *ud, const char *endpoint_id), void *ud,
+                     struct vh_error *err)
+{
+    struct watcher *w = s->watcher;
+    bool idle;
+    int rc;
+
+    if (!w) {
+        if (!on_due && !on_endpoint)
+            return 0;
+        rc = watcher_start(s, &w, err); /* returns with w->mu held */
+        if (rc < 0)
+            return rc;
+        s->watcher = w;
+    } else {
+        pthread_mutex_lock(&w->mu);
+    }
+    if (which == 0) {
+        w->on_due = on_due;
+        w->due_ud = on_due ? ud : NULL;
+    } else {
+        w->on_endpoint = on_endpoint;
+        w->endpoint_ud = on_endpoint ? ud : NULL;
+    }
+    idle = !w->on_due && !w->on_endpoint;
+    pthread_mutex_unlock(&w->mu);
+    if (idle) {
+        watcher_stop(w);
+        s->watcher = NULL;
+    }
+    return 0;
+}
+
+static int pg_watch(struct vh_store *st, void (*on_due)(void *ud), void *ud, struct vh_error *err)
+{
+    return watch_set(to_pg(st), 0, on_due, NULL, ud, err);
+}
+
+static int pg_watch_endpoints(struct vh_store *st,
+                              void (*on_changed)(void *ud, const char *endpoint_id), void *ud,
+                              struct vh_error *err)
+{
+    return watch_set(to_pg(st), 1, NULL, on_changed, ud, err);
 }
 
 const struct vh_store_ops vh__store_postgres_ops = {
@@ -3526,6 +3650,7 @@ const struct vh_store_ops vh__store_postgres_ops = {
     .endpoint_replay = pg_endpoint_replay,
     .rate_take = pg_rate_take,
     .watch = pg_watch,
+    .watch_endpoints = pg_watch_endpoints,
 };
 
 /* ---- for tests ------------------------------------------------------------------------------- */

@@ -1113,3 +1113,14 @@ int vh_store_watch(struct vh_store *st, void (*on_due)(void *ud), void *ud, stru
         return 0;
     return st->ops->watch(st, on_due, ud, err);
 }
+
+int vh_store_watch_endpoints(struct vh_store *st,
+                             void (*on_changed)(void *ud, const char *endpoint_id), void *ud,
+                             struct vh_error *err)
+{
+    if (!st)
+        return vh_error_set(err, VH_EINVAL, "watch endpoints: missing argument");
+    if (!st->ops->watch_endpoints)
+        return 0;
+    return st->ops->watch_endpoints(st, on_changed, ud, err);
+}

@@ -140,6 +140,10 @@ struct vh_store_ops {
                      struct vh_error *err);
     /* Optional (NULL: nothing to watch): as vh_store_watch. */
     int (*watch)(struct vh_store *st, void (*on_due)(void *ud), void *ud, struct vh_error *err);
+    /* Optional (NULL: nothing to watch): as vh_store_watch_endpoints. */
+    int (*watch_endpoints)(struct vh_store *st,
+                           void (*on_changed)(void *ud, const char *endpoint_id), void *ud,
+                           struct vh_error *err);
     int (*delivery_next_due)(struct vh_store *st, int64_t *out_ms, struct vh_error *err);
     int (*delivery_stats)(struct vh_store *st, int64_t now_ms, struct vh_delivery_stats *out,
                           struct vh_error *err);

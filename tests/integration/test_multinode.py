@@ -1,5 +1,6 @@
 """Several `vocohook serve` nodes on one PostgreSQL database: every node ingests and delivers,
-an API key's rate limit is one budget across the nodes, a delivery is never sent by two
+an API key's rate limit is one budget across the nodes, an endpoint disabled through one
+node gets none of the attempts queued on either node, a delivery is never sent by two
 nodes at once, a node killed with SIGKILL loses nothing
 (its restart under the same node id takes back what it held), and a database restart loses
 nothing that was acknowledged, refuses ingest while the database is down, and delivery
@@ -24,11 +25,13 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
+from receivers import Receiver  # noqa: E402
 from server import SOURCE_DIR, Daemon, create_partner, seed_session  # noqa: E402
 
 PG_URL = os.environ.get("VH_TEST_PG_URL")
 SCRIPTS = os.path.join(SOURCE_DIR, "scripts")
 ENDPOINTS = 3
+SLOTS = 8  # the engine's attempts at once per endpoint (VH_ENGINE_MAX_PER_ENDPOINT_DEFAULT)
 RECEIVER_DELAY = 0.003  # seconds each receiver takes before it answers 204
 NODE_ARGS = ["--allow-http", "--allow-private-networks", "--log-level", "debug"]
 
@@ -400,6 +403,45 @@ class MultiNode(unittest.TestCase):
               f"all succeeded {done - ing.t0:.1f} s after the first ingest; "
               f"per node {per_node}", file=sys.stderr)
 
+    # -- an endpoint changed through one node -------------------------------------------------
+
+    def test_an_endpoint_disabled_through_one_node_takes_back_both_nodes_queues(self):
+        """A slow endpoint holds SLOTS attempts on each node while the rest of its
+        deliveries wait in the two engines' queues. Disabled through node a, it gets none
+        of them: node b hears of the change from the database (LISTEN/NOTIFY) and drops its
+        own queue too, not only node a."""
+        n = 60
+        release = threading.Event()
+        self.addCleanup(release.set)
+        held = Receiver(lambda _: 204 if release.wait(30) else 500)
+        self.addCleanup(held.close)
+        a, b = self.start_nodes(["a", "b"])
+        pid, key = create_partner(self.url)
+        r = a.request("POST", "/api/v2/config/webhooks", key=key,
+                      body={"label": "slow", "url": held.url})
+        self.assertEqual(r.status, 201, r)
+        ep_id = json.loads(r.body)["data"]["id"]
+
+        ing = Ingester([a, b], pid, "held", n, clients=2).start()
+        self.assertTrue(ing.join(30), "ingest clients still running")
+        self.assertEqual(len(ing.acked), n, f"statuses {ing.statuses}")
+        # Each node's engine holds its SLOTS at once; 2 * SLOTS means both have claimed.
+        self.assertEqual(held.wait_count(2 * SLOTS, 15), 2 * SLOTS)
+        self.assertEqual(held.wait_count(2 * SLOTS + 1, 0.5), 2 * SLOTS)
+
+        r = a.request("PATCH", f"/api/v2/config/webhooks/{ep_id}", key=key,
+                      body={"enabled": False})
+        self.assertEqual(r.status, 200, r)
+        # Node b's drop runs when its watcher hears the commit: give it a moment before the
+        # held attempts end and free the slots.
+        time.sleep(0.5)
+        release.set()
+        states = wait_until(lambda: (lambda s: s if s == {"canceled": n} else None)(
+            delivery_states(self.url)), 15, 0.1)
+        self.assertEqual(states, {"canceled": n}, self.stuck(self.url))
+        self.assertEqual(held.wait_count(2 * SLOTS + 1, 1), 2 * SLOTS,
+                         "queued attempts reached the disabled endpoint")
+
     # -- rate limits --------------------------------------------------------------------------
 
     def test_an_api_keys_rate_limit_holds_across_nodes(self):
@@ -575,6 +617,7 @@ class DatabaseRestart(MultiNode):
     # The inherited tests run once, on the shared server (class MultiNode).
     test_two_nodes_share_the_work_and_never_send_one_delivery_twice_at_once = None
     test_a_node_killed_again_and_again_loses_nothing = None
+    test_an_endpoint_disabled_through_one_node_takes_back_both_nodes_queues = None
 
 
 if __name__ == "__main__":

@@ -777,6 +777,108 @@ static void another_nodes_writes_wake_a_watcher(void **state)
     assert_true(seen >= 4);
 }
 
+/* ---- endpoint changes ---------------------------------------------------------------------- */
+
+struct changes {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n;
+    char ids[8][VH_UUID_LEN + 1];
+};
+
+static void on_endpoint_changed(void *ud, const char *endpoint_id)
+{
+    struct changes *c = ud;
+
+    pthread_mutex_lock(&c->mu);
+    if (c->n < 8)
+        snprintf(c->ids[c->n], sizeof(c->ids[0]), "%s", endpoint_id);
+    c->n++;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Waits (at most `ms`) until at least `want` changes were heard; the count then. */
+static int await_changes(struct changes *c, int want, int ms)
+{
+    struct timespec until;
+    int n;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (c->n < want && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
+        ;
+    n = c->n;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+/*
+ * Another node's committed change of an endpoint's url, enabled flag or existence reaches a
+ * watcher with the endpoint's id, once per write; a label-only write and a refused
+ * conditional update (rolled back) send nothing.
+ */
+static void another_nodes_endpoint_changes_reach_a_watcher(void **state)
+{
+    struct fixture *f = need_pg(state);
+    struct vh_error err = VH_ERROR_INIT;
+    struct changes c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {{0}}};
+    struct wakes w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    struct vh_endpoint ep, seen, stale;
+    struct vh_store *a, *b;
+    struct vh_partner p;
+    int i;
+
+    a = open_ok(f->url);
+    b = open_ok(f->url);
+    new_partner(b, &p);
+    new_endpoint(b, p.id, "moving");
+    if (vh_store_endpoint_get_by_label(b, p.id, "moving", &ep, &err) < 0)
+        fail_msg("get: %s", err.msg);
+    if (vh_store_watch_endpoints(a, on_endpoint_changed, &c, &err) < 0)
+        fail_msg("watch endpoints: %s", err.msg);
+    /*
+     * The same watcher: on_due is called once it listens (on both channels), and a change
+     * made before that would be lost.
+     */
+    if (vh_store_watch(a, on_due, &w, &err) < 0)
+        fail_msg("watch: %s", err.msg);
+    (void)await_wake(&w, 0, "starting");
+    stale = ep;
+
+    snprintf(ep.label, sizeof(ep.label), "renamed");
+    ep.updated_ms = T0 + 1;
+    assert_int_equal(vh_store_endpoint_update(b, &ep, &err), 0);
+    snprintf(ep.url, sizeof(ep.url), "https://example.com/hooks/stale");
+    assert_int_equal(vh_store_endpoint_update_if(b, &stale, &ep, &err), VH_ESTATE);
+    vh_error_clear(&err);
+    snprintf(ep.url, sizeof(ep.url), "https://example.com/hooks/moved");
+    ep.updated_ms = T0 + 2;
+    assert_int_equal(vh_store_endpoint_update(b, &ep, &err), 0);
+    seen = ep;
+    ep.enabled = false;
+    ep.updated_ms = T0 + 3;
+    assert_int_equal(vh_store_endpoint_update_if(b, &seen, &ep, &err), 0);
+    assert_int_equal(vh_store_endpoint_delete(b, p.id, ep.id, T0 + 4, &err), 0);
+
+    assert_int_equal(await_changes(&c, 3, 10000), 3);
+    assert_int_equal(await_changes(&c, 4, 300), 3); /* nothing more */
+    for (i = 0; i < 3; i++)
+        assert_string_equal(c.ids[i], ep.id);
+
+    /* Stopping returns once on_changed can no longer run: then `c` may go away. */
+    assert_int_equal(vh_store_watch_endpoints(a, NULL, NULL, &err), 0);
+    assert_int_equal(vh_store_watch(a, NULL, NULL, &err), 0);
+    vh_store_close(a);
+    vh_store_close(b);
+}
+
 /* ---- shared rate limits --------------------------------------------------------------------- */
 
 #define RATE_THREADS 8
@@ -1092,6 +1194,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_lost_connection_fails_once_then_reconnects, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(another_nodes_writes_wake_a_watcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(another_nodes_endpoint_changes_reach_a_watcher, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(rate_windows_hold_across_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(disabling_while_an_attempt_is_recorded_cancels_its_retry,
                                         setup, teardown),

@@ -760,6 +760,8 @@ static void rate_windows_and_wake_ups_are_the_callers(void **state)
 
     assert_int_equal(vh_store_watch(st, NULL, NULL, NULL), 0);
     assert_int_equal(vh_store_watch(NULL, NULL, NULL, NULL), VH_EINVAL);
+    assert_int_equal(vh_store_watch_endpoints(st, NULL, NULL, NULL), 0);
+    assert_int_equal(vh_store_watch_endpoints(NULL, NULL, NULL, NULL), VH_EINVAL);
     vh_store_close(st);
 }
 
