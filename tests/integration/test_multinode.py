@@ -429,12 +429,18 @@ class MultiNode(unittest.TestCase):
         self.assertEqual(held.wait_count(2 * SLOTS, 15), 2 * SLOTS)
         self.assertEqual(held.wait_count(2 * SLOTS + 1, 0.5), 2 * SLOTS)
 
+        # What node b holds beyond its SLOTS on the wire waits in its engine's queue.
+        queued_b = int(psql(self.url, "SELECT count(*) FROM deliveries WHERE"
+                                      " state = 'in_flight' AND lease_owner = 'b'")[0][0]) - SLOTS
         r = a.request("PATCH", f"/api/v2/config/webhooks/{ep_id}", key=key,
                       body={"enabled": False})
         self.assertEqual(r.status, 200, r)
-        # Node b's drop runs when its watcher hears the commit: give it a moment before the
-        # held attempts end and free the slots.
-        time.sleep(0.5)
+        # Node b drops its queue when its watcher hears the commit: await its report of the
+        # jobs it took back before the held attempts end and free the slots.
+        if queued_b > 0:
+            dropped = b.wait_log(lambda rec: rec.get("msg") == "attempt" and
+                                 "endpoint changed" in rec.get("error", ""), 15)
+            self.assertIsNotNone(dropped, "node b never took back its queued attempts")
         release.set()
         states = wait_until(lambda: (lambda s: s if s == {"canceled": n} else None)(
             delivery_states(self.url)), 15, 0.1)

@@ -1843,6 +1843,39 @@ static void test_drop_endpoint_interrupts_its_waiting_jobs(void **state)
     srv_stop(s);
 }
 
+/*
+ * A drop waits for the engine thread, so a done callback (on that thread) may not drop: it
+ * is refused with VH_ESTATE, where waiting would never end.
+ */
+static int drop_in_callback_rc = 1;
+
+static void on_done_drop(void *ud, const struct vh_attempt *a)
+{
+    struct vh_error err = VH_ERROR_INIT;
+
+    drop_in_callback_rc = vh_engine_drop_endpoint(chain_engine, "ep-a", &err);
+    on_done(ud, a);
+}
+
+static void test_drop_from_a_callback_is_refused(void **state)
+{
+    struct srv *s = srv_start(M_OK);
+    struct vh_engine *e = engine_dev();
+    struct vh_delivery_job j;
+    char url[128];
+
+    (void)state;
+    chain_engine = e;
+    srv_url(s, url, sizeof(url));
+    j = job_for(url, "ep-a", 0);
+    assert_int_equal(vh_engine_submit(e, &j, on_done_drop, &R.slots[0], NULL), 0);
+    assert_true(wait_total(1, WAIT_MS));
+    assert_int_equal(drop_in_callback_rc, VH_ESTATE);
+    assert_int_equal(R.slots[0].a.result, VH_ATTEMPT_OK);
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
 static void test_stop_interrupts_each_job_once(void **state)
 {
     struct srv *s = srv_start(M_HOLD);
@@ -2269,6 +2302,7 @@ int main(void)
         cmocka_unit_test_setup(test_config_rejects, reset_results),
         cmocka_unit_test_setup(test_hung_endpoint_does_not_block_others, reset_results),
         cmocka_unit_test_setup(test_drop_endpoint_interrupts_its_waiting_jobs, reset_results),
+        cmocka_unit_test_setup(test_drop_from_a_callback_is_refused, reset_results),
         cmocka_unit_test_setup(test_stop_interrupts_each_job_once, reset_results),
         cmocka_unit_test_setup(test_stop_grace_lets_attempts_finish, reset_results),
         cmocka_unit_test_setup(test_callback_may_submit, reset_results),
