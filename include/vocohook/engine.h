@@ -126,8 +126,9 @@ VH_API int vh_engine_submit(struct vh_engine *e, const struct vh_delivery_job *j
  * its start_by_ms: no attempt is made, none used up). Attempts already started finish as
  * they would have; jobs submitted after the call are queued as usual. For a dispatcher whose
  * queued jobs carry an endpoint's URL and secret when these change or the endpoint goes.
+ * `endpoint_id` NULL takes every endpoint's waiting jobs (when changes may have been missed).
  * Returns 0 once every dropped job's callback has run (at once when the engine is stopping:
- * the stop reports the waiting jobs); VH_EINVAL (`endpoint_id` missing, empty or longer than
+ * the stop reports the waiting jobs); VH_EINVAL (`endpoint_id` empty or longer than
  * VH_ENGINE_URL_MAX), VH_ESTATE (called from a done callback: the engine thread cannot wait
  * for itself) or VH_ENOMEM, and then nothing is dropped. Thread-safe; it may wait for a done
  * callback in progress to return, so the caller must not hold a lock that callbacks take.

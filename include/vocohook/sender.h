@@ -60,8 +60,11 @@ VH_API void vh_sender_wake(struct vh_sender *s);
  * sender also calls it itself for every change the store's watcher hears of
  * (vh_store_watch_endpoints: on PostgreSQL, any node's change, this node's own included,
  * so an API change here drops twice; the second drop finds nothing, or jobs already claimed
- * again with the endpoint as it is now, which cost one more claim). Not from a callback of
- * the engine (the dispatcher's or the engine's thread).
+ * again with the endpoint as it is now, which cost one more claim). `endpoint_id` NULL drops
+ * every endpoint's queued attempts: the watcher calls it so after each (re)connect, since a
+ * change made while it was not listening was not heard; the dispatcher makes no claim before
+ * the first such call (for up to 2 s). Not from a callback of the engine (the dispatcher's or
+ * the engine's thread).
  */
 VH_API void vh_sender_endpoint_changed(struct vh_sender *s, const char *endpoint_id);
 

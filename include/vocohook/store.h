@@ -596,11 +596,13 @@ VH_API int vh_store_watch(struct vh_store *st, void (*on_due)(void *ud), void *u
  * borrowed for the call. PostgreSQL: that write's transaction runs pg_notify on channel
  * vocohook_endpoint with the id, so it is heard once per such write at its commit, never
  * for a rollback; a write that leaves those three columns as they were sends nothing.
- * Changes committed while the watcher is reconnecting are not heard. on_changed may block:
- * on_due and later changes wait for it. on_changed NULL stops calling it and returns once
- * it can no longer run, so it must not be called from on_due or on_changed. Not
- * concurrently with vh_store_watch. A backend without other writers (SQLite) watches
- * nothing and returns 0.
+ * Changes committed while the watcher is not listening (before its first connect, or while
+ * it reconnects) are not heard, so after each connect it calls on_changed(ud, NULL): any
+ * endpoint may have changed. on_changed may block: on_due and later changes wait for it.
+ * on_changed NULL stops calling it and returns once it can no longer run, so it must not be
+ * called from on_due or on_changed. Not concurrently with vh_store_watch. Returns 1 when it
+ * watches (on_changed set, on a backend with other writers), 0 when it stopped calling or
+ * there is nothing to watch (SQLite: no other writers), or an error.
  */
 VH_API int vh_store_watch_endpoints(struct vh_store *st,
                                     void (*on_changed)(void *ud, const char *endpoint_id), void *ud,

@@ -134,7 +134,7 @@ struct job {
     size_t authority_off; /* where the authority (the Host header) starts in url */
     bool reused;          /* the attempt went out on a connection that served before */
     bool retried;         /* it went again on a new connection (conn_broke) */
-    bool drop;            /* a drop mark (vh_engine_drop_endpoint): `key` only, no job */
+    bool drop;            /* a drop mark (vh_engine_drop_endpoint): `key` (NULL: all), no job */
 };
 
 /* Jobs of one fairness key; exists while it has jobs waiting or active. */
@@ -1358,17 +1358,15 @@ static void engine_wake(struct vh_engine *e)
 /* ---- the engine thread ----------------------------------------------------------------------- */
 
 /*
- * Reports every job waiting on the queue of `key` as interrupted, through the path of a
- * job past its start-by time: no connection is made, no attempt used up. Its active jobs
- * go on.
+ * Reports every job waiting on `ep`'s queue as interrupted, through the path of a job past its
+ * start-by time: no connection is made, no attempt used up. Its active jobs go on. `ep` may
+ * be freed.
  */
-static void drop_waiting(struct vh_engine *e, const char *key)
+static void drop_queue(struct vh_engine *e, struct endpoint *ep, const char *why)
 {
-    size_t len = strlen(key);
-    struct endpoint *ep = endpoint_find(e, key, len, hash_key(key, len));
     struct job *job, *next;
 
-    if (!ep || !ep->head)
+    if (!ep->head)
         return;
     job = ep->head;
     ep->head = ep->tail = NULL;
@@ -1378,11 +1376,33 @@ static void drop_waiting(struct vh_engine *e, const char *key)
     for (; job; job = next) {
         next = job->next;
         job->next = NULL;
-        job_report_now(e, job, VH_ATTEMPT_INTERRUPTED,
-                       "not started: its endpoint changed while it waited in the queue");
+        job_report_now(e, job, VH_ATTEMPT_INTERRUPTED, why);
     }
     ep->active--;
     endpoint_settle(e, ep);
+}
+
+/* A drop mark's work: the queue of `key`, or (NULL) every endpoint's queue. */
+static void drop_waiting(struct vh_engine *e, const char *key)
+{
+    struct endpoint *ep, *next;
+    size_t i, len;
+
+    if (key) {
+        len = strlen(key);
+        ep = endpoint_find(e, key, len, hash_key(key, len));
+        if (ep)
+            drop_queue(e, ep, "not started: its endpoint changed while it waited in the queue");
+        return;
+    }
+    /* The callbacks only submit (to the incoming list): no endpoint is added meanwhile. */
+    for (i = 0; i < e->n_buckets; i++) {
+        for (ep = e->buckets[i]; ep; ep = next) {
+            next = ep->hnext;
+            drop_queue(e, ep,
+                       "not started: its endpoint may have changed while it waited in the queue");
+        }
+    }
 }
 
 /*
@@ -1740,15 +1760,17 @@ int vh_engine_drop_endpoint(struct vh_engine *e, const char *endpoint_id, struct
     bool wake = false;
     int rc = 0;
 
-    if (!e || len == 0 || len > VH_ENGINE_URL_MAX)
+    if (!e || (endpoint_id && (len == 0 || len > VH_ENGINE_URL_MAX)))
         return vh_error_set(err, VH_EINVAL, "drop endpoint: missing or bad endpoint id");
     mark = vh_malloc(sizeof(*mark) + len + 1);
     if (!mark)
         return vh_error_set(err, VH_ENOMEM, "drop endpoint: out of memory");
     memset(mark, 0, sizeof(*mark));
     mark->drop = true;
-    memcpy(mark + 1, endpoint_id, len + 1);
-    mark->key = (const char *)(mark + 1);
+    if (endpoint_id) {
+        memcpy(mark + 1, endpoint_id, len + 1);
+        mark->key = (const char *)(mark + 1); /* NULL: every endpoint */
+    }
     pthread_mutex_lock(&e->lock);
     if (e->thread_started && !e->joined && pthread_equal(pthread_self(), e->thread)) {
         rc = vh_error_set(err, VH_ESTATE, "drop endpoint: called from the engine thread");

@@ -48,8 +48,14 @@
  * to pending, due at once, and no attempt is used up; the queue it waited in is shorter by
  * then. LEASE_MARGIN_MS covers the record after the attempt and clocks a little apart.
  */
-#define LEASE_MIN_MS    (10 * 60 * 1000)
-#define LEASE_MARGIN_MS (10 * 1000)
+#define LEASE_MIN_MS (10 * 60 * 1000)
+/*
+ * How long the dispatcher waits, at its start, for the store's watcher to listen (PostgreSQL)
+ * before it claims anyway: past it, what is claimed before the watcher's first connect is
+ * dropped and claimed again when it does connect.
+ */
+#define WATCH_START_WAIT_MS 2000
+#define LEASE_MARGIN_MS     (10 * 1000)
 
 /*
  * The records one claim returned, shared by its jobs: each job points at its own record
@@ -108,6 +114,8 @@ struct vh_sender {
     bool wake;
     bool stopping;
     bool engine_stopped;
+    bool watching;  /* the store hears other nodes' endpoint changes (PostgreSQL) */
+    bool listening; /* ... and has connected once: every change since reaches us */
     struct vh_sender_stats stats;
     uint64_t by_result[N_RESULTS];
     uint64_t buckets[N_BUCKETS + 1]; /* not cumulative; the last is +Inf */
@@ -497,6 +505,28 @@ static int64_t idle_wait_ms(struct vh_sender *s)
     return wait < s->idle_poll_ms ? wait : s->idle_poll_ms;
 }
 
+/*
+ * Before the first claim: waits (at most WATCH_START_WAIT_MS) for the store's watcher to
+ * listen, so that no endpoint change can slip between a claim and its first connect. Its
+ * connect drops whatever was claimed before (vh_sender_endpoint_changed with NULL).
+ */
+static void await_watcher(struct vh_sender *s)
+{
+    struct timespec until;
+    bool waited;
+
+    deadline_after(&until, WATCH_START_WAIT_MS);
+    pthread_mutex_lock(&s->lock);
+    while (s->watching && !s->listening && !s->stopping &&
+           pthread_cond_timedwait(&s->cond, &s->lock, &until) != ETIMEDOUT)
+        ;
+    waited = s->watching && !s->listening && !s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    if (waited)
+        sender_log(s, VH_LOG_WARN, "the store's watcher is not listening yet; claiming without it",
+                   NULL);
+}
+
 static void *dispatch(void *arg)
 {
     struct vh_sender *s = arg;
@@ -513,6 +543,7 @@ static void *dispatch(void *arg)
             sender_log(s, VH_LOG_WARN, "SCHED_BATCH refused; the dispatcher keeps its policy",
                        strerror(rc));
     }
+    await_watcher(s);
     /*
      * A claim failed, and may have committed anyway (the connection broke after COMMIT):
      * then rows are in flight under our name that we do not hold. We cannot tell them from
@@ -642,6 +673,13 @@ void vh_sender_endpoint_changed(struct vh_sender *s, const char *endpoint_id)
     struct vh_error err = VH_ERROR_INIT;
     int rc;
 
+    if (!endpoint_id) {
+        /* The watcher (re)connected: from now on it hears every change. */
+        pthread_mutex_lock(&s->lock);
+        s->listening = true;
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+    }
     pthread_mutex_lock(&s->submit_lock);
     rc = vh_engine_drop_endpoint(s->engine, endpoint_id, &err);
     pthread_mutex_unlock(&s->submit_lock);
@@ -741,22 +779,29 @@ int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg, str
     rc = vh_engine_new(&ecfg, &s->engine, err);
     if (rc < 0)
         goto fail;
+    /*
+     * Before the dispatcher, which waits for the watcher's first connect before it claims.
+     * Other nodes' ingests wake this one too (PostgreSQL); without it, the idle poll would.
+     * Other nodes' endpoint changes take back this node's queued jobs too.
+     */
+    rc = vh_store_watch(st, sender_wake_cb, s, err);
+    if (rc >= 0)
+        rc = vh_store_watch_endpoints(st, sender_endpoint_changed_cb, s, err);
+    if (rc < 0)
+        goto fail;
+    pthread_mutex_lock(&s->lock);
+    s->watching = rc > 0;
+    pthread_mutex_unlock(&s->lock);
     if (pthread_create(&s->thread, NULL, dispatch, s) != 0) {
         rc = vh_error_set(err, VH_EIO, "sender: cannot start the dispatcher thread");
         goto fail;
     }
-    /* Other nodes' ingests wake this one too (PostgreSQL); without it, the idle poll would. */
-    rc = vh_store_watch(st, sender_wake_cb, s, err);
-    /* Other nodes' endpoint changes take back this node's queued jobs too (PostgreSQL). */
-    if (rc == 0)
-        rc = vh_store_watch_endpoints(st, sender_endpoint_changed_cb, s, err);
-    if (rc < 0) {
-        vh_sender_stop(s, 0);
-        return rc;
-    }
     *out = s;
     return 0;
 fail:
+    /* The callbacks can no longer run once these return. */
+    (void)vh_store_watch_endpoints(st, NULL, NULL, NULL);
+    (void)vh_store_watch(st, NULL, NULL, NULL);
     sender_free(s);
     return rc;
 }

@@ -3445,6 +3445,15 @@ static void watch_call_due(struct watcher *w)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* Calls on_endpoint with `endpoint_id`, or NULL: any endpoint may have changed. */
+static void watch_call_endpoint(struct watcher *w, const char *endpoint_id)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->on_endpoint)
+        w->on_endpoint(w->endpoint_ud, endpoint_id);
+    pthread_mutex_unlock(&w->mu);
+}
+
 /*
  * Calls on_endpoint for each endpoint change received, in order, and on_due once when
  * wake-ups came too (identical ones fold into one).
@@ -3458,10 +3467,7 @@ static void watch_dispatch(struct watcher *w, struct conn *c)
         if (strcmp(note->relname, ENDPOINT_CHANNEL) != 0) {
             due = true;
         } else if (note->extra[0] != '\0') {
-            pthread_mutex_lock(&w->mu);
-            if (w->on_endpoint)
-                w->on_endpoint(w->endpoint_ud, note->extra);
-            pthread_mutex_unlock(&w->mu);
+            watch_call_endpoint(w, note->extra);
         }
         PQfreemem(note);
     }
@@ -3470,10 +3476,11 @@ static void watch_dispatch(struct watcher *w, struct conn *c)
 }
 
 /*
- * Connects, LISTENs, calls on_due for every batch of wake-ups (and once after each
- * connect, for what was sent while it was away) and on_endpoint for every endpoint change.
- * Endpoint changes sent while it was away are lost (store.h says so). A broken connection
- * is dropped and made again after a backoff that doubles up to WATCH_BACKOFF_MAX_MS.
+ * Connects, LISTENs, calls on_due for every batch of wake-ups and on_endpoint for every
+ * endpoint change, and both once after each connect: notifications sent while it was not
+ * listening are lost, so on_due (something may be due) and on_endpoint(NULL) (any endpoint
+ * may have changed) stand for them. A broken connection is dropped and made again after a
+ * backoff that doubles up to WATCH_BACKOFF_MAX_MS.
  */
 static void *watch_main(void *arg)
 {
@@ -3490,6 +3497,7 @@ static void *watch_main(void *arg)
             run_cmd(c, "LISTEN " WAKE_CHANNEL, NULL, "listen", &err) == 0 &&
             run_cmd(c, "LISTEN " ENDPOINT_CHANNEL, NULL, "listen", &err) == 0) {
             backoff = WATCH_BACKOFF_MS;
+            watch_call_endpoint(w, NULL);
             watch_call_due(w);
             for (alive = true; alive;) {
                 if (watch_stopped(w, PQsocket(c->pg), -1, &ready)) {
@@ -3614,7 +3622,9 @@ static int pg_watch_endpoints(struct vh_store *st,
                               void (*on_changed)(void *ud, const char *endpoint_id), void *ud,
                               struct vh_error *err)
 {
-    return watch_set(to_pg(st), 1, NULL, on_changed, ud, err);
+    int rc = watch_set(to_pg(st), 1, NULL, on_changed, ud, err);
+
+    return rc < 0 ? rc : on_changed != NULL;
 }
 
 const struct vh_store_ops vh__store_postgres_ops = {

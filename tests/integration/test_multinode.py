@@ -10,7 +10,7 @@ Needs VH_TEST_PG_URL (`make test` runs ctest under scripts/with-postgres); the m
 skipped without it. Each test gets a fresh database from scripts/pg-fresh-db; the database
 restart test runs its own throw-away server (scripts/pg-test-server), since it restarts it.
 The database is only read here (psql, default_transaction_read_only); everything written
-goes through the daemons.
+goes through the daemons, but for one test's login role (pg_admin).
 """
 import http.client
 import http.server
@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
 from receivers import Receiver  # noqa: E402
@@ -60,6 +61,14 @@ def psql(url, sql, timeout=10):
     if p.returncode != 0:
         raise AssertionError(f"psql {sql!r}: {p.stderr.decode(errors='replace')}")
     return [line.split("|") for line in p.stdout.decode().splitlines() if line]
+
+
+def pg_admin(url, sql, timeout=10):
+    """Runs `sql` as the URL's user (the test server's superuser): roles and their limits."""
+    p = subprocess.run([pg_bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url,
+                        "-c", sql], capture_output=True, timeout=timeout)
+    if p.returncode != 0:
+        raise AssertionError(f"psql {sql!r}: {p.stderr.decode(errors='replace')}")
 
 
 def delivery_states(url):
@@ -268,8 +277,10 @@ class Ingester:
             c.close()
 
 
-@unittest.skipUnless(PG_URL, "VH_TEST_PG_URL is not set (run under scripts/with-postgres)")
-class MultiNode(unittest.TestCase):
+class Nodes(unittest.TestCase):
+    """What both test classes use: nodes on a fresh database, receivers, and checks. It has
+    no tests of its own, so a subclass runs only its own."""
+
     def setUp(self):
         self.nodes = []
         self.receivers = []
@@ -290,10 +301,11 @@ class MultiNode(unittest.TestCase):
                         capture_output=True, timeout=30)
         return url
 
-    def node(self, node_id, token):
-        """A daemon on the test database under `node_id` (through VOCOHOOK_NODE_ID, as a
-        container would set it), sharing one ingest token with its peers."""
-        d = Daemon(args=NODE_ARGS, db=self.url, ingest_token=token,
+    def node(self, node_id, token, url=None):
+        """A daemon on the test database (`url`: the same database another way) under
+        `node_id` (through VOCOHOOK_NODE_ID, as a container would set it), sharing one ingest
+        token with its peers."""
+        d = Daemon(args=NODE_ARGS, db=url or self.url, ingest_token=token,
                    env={"VOCOHOOK_NODE_ID": node_id})
         self.nodes.append(d)
         return d
@@ -365,6 +377,9 @@ class MultiNode(unittest.TestCase):
             dup += duplicates(records)
         return dup
 
+
+@unittest.skipUnless(PG_URL, "VH_TEST_PG_URL is not set (run under scripts/with-postgres)")
+class MultiNode(Nodes):
     # -- two nodes, one database --------------------------------------------------------------
 
     def test_two_nodes_share_the_work_and_never_send_one_delivery_twice_at_once(self):
@@ -448,6 +463,70 @@ class MultiNode(unittest.TestCase):
         self.assertEqual(held.wait_count(2 * SLOTS + 1, 1), 2 * SLOTS,
                          "queued attempts reached the disabled endpoint")
 
+    def test_an_endpoint_change_missed_while_a_watcher_reconnects_still_takes_back_its_queue(self):
+        """Node b's listening connection is cut and cannot come back (its login role is held
+        at CONNECTION LIMIT 0; its pooled connections live on) while the endpoint is disabled
+        through node a: the notification is sent to no one on b. When b's watcher connects
+        again it cannot know what it missed, so b takes back every attempt it has queued,
+        and none of them reaches the disabled endpoint."""
+        n = 40
+        release = threading.Event()
+        self.addCleanup(release.set)
+        held = Receiver(lambda _: 204 if release.wait(30) else 500)
+        self.addCleanup(held.close)
+        u = urllib.parse.urlsplit(self.url)
+        role = "vh_node_b_" + os.urandom(4).hex()
+        pg_admin(self.url, f"CREATE ROLE {role} LOGIN IN ROLE {u.username}")
+        # After tearDown has stopped the nodes; before the database is dropped.
+        self.addCleanup(pg_admin, self.url, f"DROP ROLE IF EXISTS {role}")
+        b_url = urllib.parse.urlunsplit(
+            (u.scheme, f"{role}@{u.hostname}:{u.port}", u.path, "application_name=vh-b", ""))
+        token = "itok_" + os.urandom(24).hex()
+
+        # Node b alone holds the whole backlog: SLOTS on the wire, the rest in its queue.
+        # The schema is made as the server's user first (the role would own it otherwise).
+        pid, key = create_partner(self.url)
+        b = self.node("b", token, url=b_url)
+        b.start()
+        r = b.request("POST", "/api/v2/config/webhooks", key=key,
+                      body={"label": "slow", "url": held.url})
+        self.assertEqual(r.status, 201, r)
+        ep_id = json.loads(r.body)["data"]["id"]
+        ing = Ingester([b], pid, "held", n, clients=2).start()
+        self.assertTrue(ing.join(30), "ingest clients still running")
+        self.assertEqual(len(ing.acked), n, f"statuses {ing.statuses}")
+        self.assertEqual(held.wait_count(SLOTS, 15), SLOTS)
+        in_flight = "SELECT count(*) FROM deliveries WHERE state = 'in_flight'" \
+                    " AND lease_owner = 'b'"
+        self.assertEqual(wait_until(lambda: int(psql(self.url, in_flight)[0][0]) == n, 15),
+                         True, "node b never claimed the whole backlog")
+        a = self.node("a", token)
+        a.start()
+
+        # b's watcher is cut off; its changes feed stays down until the role may log in.
+        pg_admin(self.url, f"ALTER ROLE {role} CONNECTION LIMIT 0")
+        listening = ("SELECT pid FROM pg_stat_activity WHERE application_name = 'vh-b'"
+                     " AND query LIKE 'LISTEN%'")
+        self.assertEqual(len(psql(self.url, listening)), 1, "node b's watcher is not listening")
+        pg_admin(self.url, "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                           " WHERE application_name = 'vh-b' AND query LIKE 'LISTEN%'")
+        self.assertEqual(psql(self.url, listening), [])
+        r = a.request("PATCH", f"/api/v2/config/webhooks/{ep_id}", key=key,
+                      body={"enabled": False})
+        self.assertEqual(r.status, 200, r)
+        pg_admin(self.url, f"ALTER ROLE {role} CONNECTION LIMIT -1")
+
+        # Back, b's watcher says any endpoint may have changed: b drops its whole queue.
+        dropped = b.wait_log(lambda rec: rec.get("msg") == "attempt" and
+                             "may have changed" in rec.get("error", ""), 15)
+        self.assertIsNotNone(dropped, "node b never took back its queued attempts")
+        release.set()
+        states = wait_until(lambda: (lambda s: s if s == {"canceled": n} else None)(
+            delivery_states(self.url)), 15, 0.1)
+        self.assertEqual(states, {"canceled": n}, self.stuck(self.url))
+        self.assertEqual(held.wait_count(SLOTS + 1, 1), SLOTS,
+                         "queued attempts reached the disabled endpoint")
+
     # -- rate limits --------------------------------------------------------------------------
 
     def test_an_api_keys_rate_limit_holds_across_nodes(self):
@@ -519,7 +598,7 @@ class MultiNode(unittest.TestCase):
 
 
 @unittest.skipUnless(PG_URL, "VH_TEST_PG_URL is not set (run under scripts/with-postgres)")
-class DatabaseRestart(MultiNode):
+class DatabaseRestart(Nodes):
     """The database restarts under two nodes. It runs on a server of its own, since it is
     restarted (scripts/with-postgres does not export its data directory)."""
 
@@ -620,10 +699,6 @@ class DatabaseRestart(MultiNode):
               f"reached every endpoint {resumed_in:.2f} s after the database returned",
               file=sys.stderr)
 
-    # The inherited tests run once, on the shared server (class MultiNode).
-    test_two_nodes_share_the_work_and_never_send_one_delivery_twice_at_once = None
-    test_a_node_killed_again_and_again_loses_nothing = None
-    test_an_endpoint_disabled_through_one_node_takes_back_both_nodes_queues = None
 
 
 if __name__ == "__main__":

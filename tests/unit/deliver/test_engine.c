@@ -1835,10 +1835,65 @@ static void test_drop_endpoint_interrupts_its_waiting_jobs(void **state)
     assert_int_equal(srv_requests(s), 6);
     assert_int_equal(total_now(), 10);
 
-    assert_int_equal(vh_engine_drop_endpoint(e, NULL, NULL), VH_EINVAL);
     assert_int_equal(vh_engine_drop_endpoint(e, "", NULL), VH_EINVAL);
     assert_int_equal(vh_engine_stop(e, 0, NULL), 0);
     assert_int_equal(vh_engine_drop_endpoint(e, "ep-a", NULL), 0); /* stopped: nothing waits */
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
+/*
+ * Dropping with no endpoint (changes may have been missed) takes back every endpoint's
+ * waiting jobs; the attempts in progress go on.
+ */
+static void test_drop_every_endpoint_interrupts_all_waiting_jobs(void **state)
+{
+    struct srv *s = srv_start(M_HOLD);
+    struct vh_engine *e = engine_with(true, true, NULL, 2);
+    struct vh_error err = VH_ERROR_INIT;
+    struct slot got[N_SLOTS];
+    char url[128];
+    int i;
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    for (i = 0; i < 5; i++)
+        submit(e, i, url, "ep-a", 600000); /* two start, three wait */
+    for (i = 10; i < 13; i++)
+        submit(e, i, url, "ep-b", 600000); /* two start, one waits */
+    assert_true(srv_wait_requests(s, 4, WAIT_MS));
+
+    assert_int_equal(vh_engine_drop_endpoint(e, NULL, &err), 0);
+    snapshot(got);
+    for (i = 0; i < 13; i++) {
+        bool waited = (i >= 2 && i < 5) || i == 12;
+
+        if (i >= 5 && i < 10)
+            continue;
+        assert_int_equal(got[i].calls, waited ? 1 : 0);
+        if (!waited)
+            continue;
+        assert_int_equal(got[i].a.result, VH_ATTEMPT_INTERRUPTED);
+        assert_false(vh_attempt_result_counts(got[i].a.result));
+        assert_string_equal(
+            got[i].a.error,
+            "not started: its endpoint may have changed while it waited in the queue");
+    }
+    assert_int_equal(total_now(), 4);
+    assert_int_equal(vh_engine_in_flight(e), 4);
+
+    /* The four on the wire finish; none of the dropped reaches the server. */
+    srv_release(s);
+    assert_true(wait_total(8, WAIT_MS));
+    snapshot(got);
+    for (i = 0; i < 2; i++)
+        assert_int_equal(got[i].a.result, VH_ATTEMPT_OK);
+    for (i = 10; i < 12; i++)
+        assert_int_equal(got[i].a.result, VH_ATTEMPT_OK);
+    assert_int_equal(srv_requests(s), 4);
+    assert_int_equal(vh_engine_drop_endpoint(e, NULL, &err), 0); /* nothing waits: no-op */
+    assert_int_equal(total_now(), 8);
+    assert_int_equal(vh_engine_stop(e, 0, NULL), 0);
     vh_engine_free(e);
     srv_stop(s);
 }
@@ -2302,6 +2357,7 @@ int main(void)
         cmocka_unit_test_setup(test_config_rejects, reset_results),
         cmocka_unit_test_setup(test_hung_endpoint_does_not_block_others, reset_results),
         cmocka_unit_test_setup(test_drop_endpoint_interrupts_its_waiting_jobs, reset_results),
+        cmocka_unit_test_setup(test_drop_every_endpoint_interrupts_all_waiting_jobs, reset_results),
         cmocka_unit_test_setup(test_drop_from_a_callback_is_refused, reset_results),
         cmocka_unit_test_setup(test_stop_interrupts_each_job_once, reset_results),
         cmocka_unit_test_setup(test_stop_grace_lets_attempts_finish, reset_results),

@@ -784,6 +784,7 @@ struct changes {
     pthread_cond_t cv;
     int n;
     char ids[8][VH_UUID_LEN + 1];
+    int connects; /* calls with NULL: the watcher (re)connected */
 };
 
 static void on_endpoint_changed(void *ud, const char *endpoint_id)
@@ -791,15 +792,19 @@ static void on_endpoint_changed(void *ud, const char *endpoint_id)
     struct changes *c = ud;
 
     pthread_mutex_lock(&c->mu);
-    if (c->n < 8)
-        snprintf(c->ids[c->n], sizeof(c->ids[0]), "%s", endpoint_id);
-    c->n++;
+    if (!endpoint_id) {
+        c->connects++;
+    } else {
+        if (c->n < 8)
+            snprintf(c->ids[c->n], sizeof(c->ids[0]), "%s", endpoint_id);
+        c->n++;
+    }
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }
 
-/* Waits (at most `ms`) until at least `want` changes were heard; the count then. */
-static int await_changes(struct changes *c, int want, int ms)
+/* Waits (at most `ms`) until `*count` (c->n or c->connects) reaches `want`; its value then. */
+static int await_count(struct changes *c, const int *count, int want, int ms)
 {
     struct timespec until;
     int n;
@@ -812,11 +817,16 @@ static int await_changes(struct changes *c, int want, int ms)
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&c->mu);
-    while (c->n < want && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
+    while (*count < want && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
         ;
-    n = c->n;
+    n = *count;
     pthread_mutex_unlock(&c->mu);
     return n;
+}
+
+static int await_changes(struct changes *c, int want, int ms)
+{
+    return await_count(c, &c->n, want, ms);
 }
 
 /*
@@ -828,7 +838,7 @@ static void another_nodes_endpoint_changes_reach_a_watcher(void **state)
 {
     struct fixture *f = need_pg(state);
     struct vh_error err = VH_ERROR_INIT;
-    struct changes c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {{0}}};
+    struct changes c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {{0}}, 0};
     struct wakes w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
     struct vh_endpoint ep, seen, stale;
     struct vh_store *a, *b;
@@ -850,6 +860,8 @@ static void another_nodes_endpoint_changes_reach_a_watcher(void **state)
     if (vh_store_watch(a, on_due, &w, &err) < 0)
         fail_msg("watch: %s", err.msg);
     (void)await_wake(&w, 0, "starting");
+    /* Its connect came first: whatever changed before it listened is reported as NULL. */
+    assert_int_equal(await_count(&c, &c.connects, 1, 0), 1);
     stale = ep;
 
     snprintf(ep.label, sizeof(ep.label), "renamed");
@@ -871,6 +883,15 @@ static void another_nodes_endpoint_changes_reach_a_watcher(void **state)
     assert_int_equal(await_changes(&c, 4, 300), 3); /* nothing more */
     for (i = 0; i < 3; i++)
         assert_string_equal(c.ids[i], ep.id);
+    assert_int_equal(await_count(&c, &c.connects, 2, 0), 1);
+
+    /*
+     * The listening connection is cut: what changes before it listens again is lost, so
+     * once it does, the watcher says any endpoint may have changed.
+     */
+    assert_true(terminate_all(f) >= 1);
+    assert_int_equal(await_count(&c, &c.connects, 2, 10000), 2);
+    assert_int_equal(await_changes(&c, 4, 0), 3);
 
     /* Stopping returns once on_changed can no longer run: then `c` may go away. */
     assert_int_equal(vh_store_watch_endpoints(a, NULL, NULL, &err), 0);
