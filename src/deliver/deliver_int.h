@@ -54,6 +54,31 @@ void vh__attempt_window(int64_t lease_until_ms, int64_t now_ms, int64_t timeout_
                         int64_t margin_ms, int64_t *start_by_ms, int64_t *timeout_ms_out);
 
 /*
+ * Watches the wall clock against the monotonic one, for lease recovery: leases are wall-clock
+ * times (shared by nodes through the store), so a step of the wall clock forward makes every
+ * claim held at that moment look expired before its time. Zero-initialise; feed it a reading
+ * of both clocks before each recovery.
+ */
+struct vh__clock_watch {
+    bool started;
+    int64_t wall_ms, mono_ms; /* the last reading */
+    int64_t hold_until_mono;  /* no recovery before this (monotonic) */
+};
+
+/* A difference between the two clocks' progress that counts as a step, not a drift. */
+#define VH__CLOCK_STEP_MS INT64_C(5000)
+
+/*
+ * Feeds a reading (`wall_ms`, `mono_ms`). When the wall clock moved forward more than
+ * VH__CLOCK_STEP_MS further than the monotonic one since the last reading, sets *step_ms to
+ * by how much (else 0) and holds recovery for `hold_ms` (a lease: every claim made before
+ * the step has ended or is truly lost by then). A step backward only delays expiries, and
+ * holds nothing. Returns whether a lease recovery may run now.
+ */
+bool vh__clock_watch_allows(struct vh__clock_watch *w, int64_t wall_ms, int64_t mono_ms,
+                            int64_t hold_ms, int64_t *step_ms);
+
+/*
  * The SSRF guard: whether a delivery must not connect to this address, because it is not
  * a public unicast destination. IPv4: 0/8, 10/8, 100.64/10 (CGNAT), 127/8, 169.254/16 (link-
  * local, cloud metadata), 172.16/12, 192.0.0/24, 192.0.2/24, 192.88.99/24, 192.168/16,

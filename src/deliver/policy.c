@@ -422,6 +422,25 @@ bool vh__addr_is_blocked(const struct sockaddr *sa, size_t len)
     return true;
 }
 
+bool vh__clock_watch_allows(struct vh__clock_watch *w, int64_t wall_ms, int64_t mono_ms,
+                            int64_t hold_ms, int64_t *step_ms)
+{
+    int64_t step = 0;
+
+    if (w->started) {
+        step = (wall_ms - w->wall_ms) - (mono_ms - w->mono_ms);
+        if (step > VH__CLOCK_STEP_MS)
+            w->hold_until_mono = mono_ms + hold_ms;
+        else
+            step = 0;
+    }
+    w->started = true;
+    w->wall_ms = wall_ms;
+    w->mono_ms = mono_ms;
+    *step_ms = step;
+    return mono_ms >= w->hold_until_mono;
+}
+
 void vh__attempt_window(int64_t lease_until_ms, int64_t now_ms, int64_t timeout_ms,
                         int64_t margin_ms, int64_t *start_by_ms, int64_t *timeout_ms_out)
 {

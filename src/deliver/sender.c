@@ -506,6 +506,33 @@ static int64_t idle_wait_ms(struct vh_sender *s)
 }
 
 /*
+ * Takes back the claims (any node's) whose lease ran out, unless the wall clock stepped
+ * forward within the last lease: then the claims held across the step only look expired.
+ */
+static void recover_expired(struct vh_sender *s, struct vh__clock_watch *clock)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    int64_t now = vh_time_now_ms(), step;
+    char detail[96];
+    int n;
+
+    if (!vh__clock_watch_allows(clock, now, vh_time_mono_ms(), s->lease_ms, &step)) {
+        if (step > 0) {
+            snprintf(detail, sizeof(detail), "stepped %lld s ahead; waiting %lld s",
+                     (long long)(step / 1000), (long long)(s->lease_ms / 1000));
+            sender_log(s, VH_LOG_WARN, "the wall clock jumped; lease recovery waits a lease",
+                       detail);
+        }
+        return;
+    }
+    n = vh_store_delivery_recover(s->st, NULL, now, &err);
+    if (n > 0)
+        sender_log(s, VH_LOG_WARN, "took back deliveries whose lease ran out", NULL);
+    else if (n < 0)
+        sender_log(s, VH_LOG_ERROR, "lease recovery failed", err.msg);
+}
+
+/*
  * Before the first claim: waits (at most WATCH_START_WAIT_MS) for the store's watcher to
  * listen, so that no endpoint change can slip between a claim and its first connect. Its
  * connect drops whatever was claimed before (vh_sender_endpoint_changed with NULL).
@@ -532,6 +559,8 @@ static void *dispatch(void *arg)
     struct vh_sender *s = arg;
     int64_t wait_ms = 0;
     int64_t next_recover = vh_time_mono_ms() + s->lease_ms / 4;
+    struct vh__clock_watch clock = {0};
+    int64_t step;
     struct job *unrecorded = NULL; /* refused by the store; recorded again */
     int stop_tries = 0;
 
@@ -544,6 +573,8 @@ static void *dispatch(void *arg)
                        strerror(rc));
     }
     await_watcher(s);
+    /* The first reading: a step from here on is seen at the next recovery. */
+    (void)vh__clock_watch_allows(&clock, vh_time_now_ms(), vh_time_mono_ms(), 0, &step);
     /*
      * A claim failed, and may have committed anyway (the connection broke after COMMIT):
      * then rows are in flight under our name that we do not hold. We cannot tell them from
@@ -619,13 +650,7 @@ static void *dispatch(void *arg)
          * record would then be fenced off, and a delivery that succeeded sent again.
          */
         if (!unrecorded && vh_time_mono_ms() >= next_recover) {
-            struct vh_error err = VH_ERROR_INIT;
-            int n = vh_store_delivery_recover(s->st, NULL, vh_time_now_ms(), &err);
-
-            if (n > 0)
-                sender_log(s, VH_LOG_WARN, "took back deliveries whose lease ran out", NULL);
-            else if (n < 0)
-                sender_log(s, VH_LOG_ERROR, "lease recovery failed", err.msg);
+            recover_expired(s, &clock);
             next_recover = vh_time_mono_ms() + s->lease_ms / 4;
         }
         if (orphans && room == s->max_in_flight && !unrecorded) {

@@ -611,6 +611,46 @@ static void test_addr_odd_inputs(void **state)
  * an endpoint timeout longer than that got no start-by time at all, and its attempt could
  * run past its lease, when another node may take the delivery and send it too.
  */
+/*
+ * A step of the wall clock ahead holds lease recovery for a lease; drift, a small step and a
+ * step back hold nothing.
+ */
+static void test_clock_watch(void **state)
+{
+    const int64_t lease = 600000, wall0 = INT64_C(1773585128000), mono0 = 5000;
+    struct vh__clock_watch w = {0};
+    int64_t step = -1;
+
+    (void)state;
+    assert_true(vh__clock_watch_allows(&w, wall0, mono0, lease, &step)); /* the first reading */
+    assert_int_equal(step, 0);
+    /* 150 s on both clocks, with 4.9 s of drift: no step. */
+    assert_true(vh__clock_watch_allows(&w, wall0 + 154900, mono0 + 150000, lease, &step));
+    assert_int_equal(step, 0);
+    /* The wall clock 11 minutes ahead of the monotonic one over the next 150 s. */
+    assert_false(
+        vh__clock_watch_allows(&w, wall0 + 154900 + 150000 + 660000, mono0 + 300000, lease, &step));
+    assert_int_equal(step, 660000);
+    /* Held for a lease from the reading that saw the step, then allowed again. */
+    assert_false(vh__clock_watch_allows(&w, wall0 + 964900 + 150000, mono0 + 450000, lease, &step));
+    assert_int_equal(step, 0);
+    assert_false(vh__clock_watch_allows(&w, wall0 + 964900 + 599999, mono0 + 899999, lease, &step));
+    assert_true(vh__clock_watch_allows(&w, wall0 + 964900 + 600000, mono0 + 900000, lease, &step));
+    /* A step back only delays expiries: nothing held. */
+    assert_true(vh__clock_watch_allows(&w, wall0, mono0 + 1050000, lease, &step));
+    assert_int_equal(step, 0);
+    /* Just past the threshold counts; a second step within the hold extends it. */
+    assert_false(vh__clock_watch_allows(&w, wall0 + 150000 + VH__CLOCK_STEP_MS + 1, mono0 + 1200000,
+                                        lease, &step));
+    assert_int_equal(step, VH__CLOCK_STEP_MS + 1);
+    assert_false(vh__clock_watch_allows(&w, wall0 + 300000 + 2 * VH__CLOCK_STEP_MS + 2,
+                                        mono0 + 1350000, lease, &step));
+    assert_false(vh__clock_watch_allows(&w, wall0 + 300000 + 2 * VH__CLOCK_STEP_MS + 2 + 599999,
+                                        mono0 + 1350000 + 599999, lease, &step));
+    assert_true(vh__clock_watch_allows(&w, wall0 + 300000 + 2 * VH__CLOCK_STEP_MS + 2 + 600000,
+                                       mono0 + 1350000 + 600000, lease, &step));
+}
+
 static void test_attempt_window(void **state)
 {
     const int64_t now = INT64_C(1700000000000), margin = 10000, lease = now + 600000;
@@ -683,6 +723,7 @@ int main(void)
         cmocka_unit_test(test_addr_allowed),
         cmocka_unit_test(test_addr_odd_inputs),
         cmocka_unit_test(test_attempt_window),
+        cmocka_unit_test(test_clock_watch),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
