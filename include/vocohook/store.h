@@ -309,8 +309,12 @@ struct vh_delivery_job_rec {
     char event_id[VH_UUID_LEN + 1]; /* the X-Webhook-Id */
     char endpoint_id[VH_UUID_LEN + 1];
     char partner_id[VH_UUID_LEN + 1];
-    unsigned attempts;       /* made so far, in every budget */
-    unsigned attempt_base;   /* made before the last manual retry */
+    unsigned attempts; /* made so far, in every budget */
+    /*
+     * Made outside the current budget: before the last manual retry, or reported after
+     * their claim was taken back (vh_store_delivery_record).
+     */
+    unsigned attempt_base;
     int64_t next_attempt_ms; /* when it was due */
     int64_t lease_until_ms;  /* the claim's lease ends then; recovery may take it back after */
     char url[VH_ENDPOINT_URL_MAX + 1];
@@ -408,7 +412,10 @@ struct vh_delivery_result {
  *     and drops the lease. Otherwise the report is stale and the state is left alone: a
  *     delivery canceled meanwhile stays canceled, one recovered and claimed again belongs
  *     to its new claimer. A stale counted attempt still raises the attempt count of a
- *     delivery that is not in flight to `attempt`, so later attempts get new numbers;
+ *     delivery that is not in flight to `attempt`, so later attempts get new numbers; of
+ *     a pending one (its lease ran out and it was taken back, or it was canceled and
+ *     retried, while the attempt was out) it raises attempt_base as much too, so the
+ *     attempt uses up none of the schedule the delivery is on now (a retry's is whole);
  *   - unless interrupted, writes the attempt row (number, start, duration, status, error
  *     class and line, response head). The same number twice (a lease ran out while the
  *     attempt was still going, and the new claimer made it too): the report that moved the
@@ -474,7 +481,7 @@ struct vh_delivery_info {
     char session_id[VH_ID_MAX + 1];
     char state[VH_DELIVERY_STATE_MAX + 1];
     unsigned attempts;       /* made, in every budget */
-    unsigned attempt_base;   /* made before the last manual retry */
+    unsigned attempt_base;   /* made outside the current budget (as vh_delivery_job_rec's) */
     int64_t next_attempt_ms; /* pending or in_flight: when (it was) due; 0 otherwise */
     int64_t created_ms;
     int64_t updated_ms;
@@ -520,9 +527,10 @@ VH_API int vh_store_delivery_get(struct vh_store *st, const char *partner_id,
 /*
  * A manual retry: a finished delivery (succeeded, abandoned or canceled) goes back to
  * pending, due at now_ms, with a fresh schedule (attempt_base = attempts; its history
- * stays). VH_ENOTFOUND (missing, another partner's), VH_ECONFLICT with "delivery '<id>' is
- * already pending" (pending or in flight), "endpoint '<id>' is disabled" or "endpoint
- * '<id>' was deleted".
+ * stays). An attempt of a canceled delivery still out reports later without using up the
+ * fresh schedule (vh_store_delivery_record). VH_ENOTFOUND (missing, another partner's),
+ * VH_ECONFLICT with "delivery '<id>' is already pending" (pending or in flight),
+ * "endpoint '<id>' is disabled" or "endpoint '<id>' was deleted".
  */
 VH_API int vh_store_delivery_retry(struct vh_store *st, const char *partner_id,
                                    const char *delivery_id, int64_t now_ms, struct vh_error *err);

@@ -441,7 +441,9 @@ static const char *const stmt_sql[S__N] = {
                 " FROM claimed AS c JOIN endpoints AS e ON e.id = c.endpoint_id"
                 " JOIN events AS v ON v.id = c.event_id ORDER BY c.next_attempt_ms, c.seq",
     [S_DLV_ENDPOINT] = "SELECT endpoint_id FROM deliveries WHERE id = $1",
-    [S_DLV_RAISE_ATTEMPTS] = "UPDATE deliveries SET attempts = $2"
+    /* As sqlite.c's delivery_raise_attempts: attempt_base rises as much on a pending row. */
+    [S_DLV_RAISE_ATTEMPTS] = "UPDATE deliveries SET attempts = $2, attempt_base = attempt_base"
+                             " + CASE WHEN state = 'pending' THEN $2 - attempts ELSE 0 END"
                              " WHERE id = $1 AND attempts < $2 AND state <> 'in_flight'",
     [S_DLV_FINISH] = "UPDATE deliveries SET state = $3, attempts = $4, next_attempt_ms = $5,"
                      " lease_owner = NULL, lease_until_ms = NULL, updated_ms = $6"
@@ -500,8 +502,9 @@ static const char *const stmt_sql[S__N] = {
      * A counted attempt's whole record in one statement, so a batch can be pipelined:
      * finish the delivery if it is still this claim (f); write the attempt row, replacing a
      * stale one only when f applied; else raise the attempt count of a delivery no longer
-     * in flight (as sqlite.c's delivery_raise_attempts). The sub-statements share one snapshot:
-     * when f applies, the row is in flight there, so r cannot touch it too.
+     * in flight, and a pending one's attempt_base with it (as sqlite.c's
+     * delivery_raise_attempts). The sub-statements share one snapshot: when f applies, the
+     * row is in flight there, so r cannot touch it too.
      */
     [S_RECORD_ONE] =
         "WITH f AS (UPDATE deliveries SET state = $3, attempts = $4, next_attempt_ms = $5,"
@@ -514,7 +517,9 @@ static const char *const stmt_sql[S__N] = {
         " duration_ms = excluded.duration_ms, http_status = excluded.http_status,"
         " error_class = excluded.error_class, error = excluded.error,"
         " response_head = excluded.response_head WHERE EXISTS (SELECT 1 FROM f) RETURNING 1),"
-        " r AS (UPDATE deliveries SET attempts = $4 WHERE id = $1 AND attempts < $4"
+        " r AS (UPDATE deliveries SET attempts = $4, attempt_base = attempt_base"
+        " + CASE WHEN state = 'pending' THEN $4 - attempts ELSE 0 END"
+        " WHERE id = $1 AND attempts < $4"
         " AND state <> 'in_flight' AND NOT EXISTS (SELECT 1 FROM f) RETURNING 1)"
         " SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM r)",
     /* Creates the key's row if missing and locks it either way (ON CONFLICT DO UPDATE does). */

@@ -533,7 +533,9 @@ static const char *const stmt_sql[S__N] = {
     [S_DLV_FINISH] = "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_ms = ?4,"
                      " updated_ms = ?5"
                      " WHERE seq = ?7 AND id = ?1 AND state = 'pending' AND attempts = ?6",
-    [S_DLV_RAISE_ATTEMPTS] = "UPDATE deliveries SET attempts = ?2"
+    /* Pending: attempt_base rises as much (delivery_raise_attempts). */
+    [S_DLV_RAISE_ATTEMPTS] = "UPDATE deliveries SET attempts = ?2, attempt_base = attempt_base"
+                             " + CASE WHEN state = 'pending' THEN ?2 - attempts ELSE 0 END"
                              " WHERE seq = ?1 AND attempts < ?2 AND state <> 'in_flight'",
     [S_EP_LAST_DELIVERY] = "UPDATE endpoints SET last_delivery_ms = ?2, last_delivery_status = ?3"
                            " WHERE id = ?1"
@@ -3094,9 +3096,12 @@ static int delivery_finish(struct sqlite_store *s, struct conn *c,
 /*
  * A counted attempt the delivery's state did not follow (canceled meanwhile, recovered)
  * still raises its attempt count to its number, so the next attempt, in this budget or
- * after a manual retry, gets a number of its own. An in-flight delivery (claimed again:
- * the caller checks the claims held here, the statement the file's) is left alone: its
- * new claimer makes and records this number itself.
+ * after a manual retry, gets a number of its own. A pending delivery (recovered, or
+ * canceled and retried, after the attempt's claim) raises its attempt_base as much: the
+ * attempt is not one of the schedule it is on now, which a retry started afresh and a
+ * recovery left as it was. An in-flight delivery (claimed again: the caller checks the
+ * claims held here, the statement the file's) is left alone: its new claimer makes and
+ * records this number itself.
  */
 static int delivery_raise_attempts(struct conn *c, const struct vh_delivery_result *r, int64_t seq,
                                    const char *what, struct vh_error *err)

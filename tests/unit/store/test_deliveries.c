@@ -1221,6 +1221,110 @@ static void a_retry_claimed_again_is_not_settled_by_the_attempt_before_it(void *
     vh_delivery_job_recs_free(jobs, 1);
 }
 
+/*
+ * Checks that delivery `delivery_id` starts its schedule afresh after attempt `number`
+ * (the attempt reported late): that attempt is in the history under its own number, the
+ * delivery is pending with no attempt of its current schedule used, and its next claim
+ * makes attempt 1 of that schedule, numbered `number + 1`.
+ */
+static void expect_a_fresh_schedule_after(struct fixture *f, const struct vh_partner *p,
+                                          const char *delivery_id, unsigned number, int64_t now)
+{
+    struct vh_delivery_job_rec *again = NULL;
+    struct vh_attempt_info *att = NULL;
+    struct vh_delivery_info info;
+    size_t n, na = 0;
+
+    get(f->st, p->id, delivery_id, &info, &att, &na);
+    if (na == 0 || att[na - 1].n != number)
+        fail_msg("delivery %s: the late attempt %u is not the newest in its history (%zu rows)",
+                 delivery_id, number, na);
+    vh_free(att);
+    assert_string_equal(info.state, "pending");
+    if (info.attempts != number || info.attempt_base != number)
+        fail_msg("delivery %s: attempts %u, attempt_base %u after the late attempt %u: its"
+                 " current schedule shows %u attempt(s) used, want 0",
+                 delivery_id, info.attempts, info.attempt_base, number,
+                 info.attempts - info.attempt_base);
+    n = claim_own(f, f->node, now, LEASE_MS, 10, p->id, &again);
+    assert_int_equal(n, 1);
+    if (again[0].attempts - again[0].attempt_base != 0)
+        fail_msg("delivery %s: the claim after the late attempt %u is attempt %u of its"
+                 " schedule, want 1 (attempts %u, attempt_base %u)",
+                 delivery_id, number, again[0].attempts - again[0].attempt_base + 1,
+                 again[0].attempts, again[0].attempt_base);
+    if (again[0].attempts + 1 != number + 1)
+        fail_msg("delivery %s: the claim after the late attempt %u makes attempt number %u,"
+                 " want %u",
+                 delivery_id, number, again[0].attempts + 1, number + 1);
+    vh_delivery_job_recs_free(again, n);
+}
+
+/*
+ * Canceled while an attempt is out, then re-enabled and retried, and the old attempt
+ * reports before the retried delivery is claimed (found in review): the report
+ * raised the attempt count so that the next attempt gets a number of its own, but left
+ * attempt_base as the retry set it, so the old attempt counted as the first of the retry's
+ * schedule, and the retry made one attempt fewer than its schedule gives.
+ */
+static void a_retry_keeps_its_whole_schedule_after_the_attempt_before_it(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_delivery_result r;
+    char ev[VH_UUID_LEN + 1];
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    size_t n;
+
+    new_partner(f->st, "RetrySchedule", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev);
+    n = claim_own(f, f->node, f->tb, LEASE_MS, 10, p.id, &jobs);
+    assert_int_equal(n, 1);
+    set_enabled(f->st, &ep, false, f->tb + 10);
+    set_enabled(f->st, &ep, true, f->tb + 20);
+    if (vh_store_delivery_retry(f->st, p.id, jobs[0].delivery_id, f->tb + 30, &err) < 0)
+        fail_msg("retry: %s", err.msg);
+
+    /* The old attempt, the first of the old schedule, fails: the old policy says "again". */
+    fill_result(&r, &jobs[0], f->node, f->tb + 40, 500, "pending", f->tb + 1040);
+    r.lease_until_ms = jobs[0].lease_until_ms; /* as the sender reports it */
+    record(f->st, &r, 1);
+    expect_a_fresh_schedule_after(f, &p, jobs[0].delivery_id, 1, f->tb + 50);
+    vh_delivery_job_recs_free(jobs, 1);
+}
+
+/*
+ * A lease ran out while its attempt was still out, and the delivery was taken back: the
+ * attempt's late report, arriving before the delivery is claimed again, uses up no attempt
+ * of the schedule (as when it arrives after the next claim, which makes the attempt after
+ * it again), and the next attempt is numbered after it.
+ */
+static void a_late_report_after_recovery_uses_up_no_attempt(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_delivery_result r;
+    char ev[VH_UUID_LEN + 1];
+    struct vh_endpoint ep;
+    struct vh_partner p;
+
+    new_partner(f->st, "LateAfterRecover", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev);
+    assert_int_equal(claim_own(f, f->node, f->tb, 100, 10, p.id, &jobs), 1);
+    assert_true(vh_store_delivery_recover(f->st, NULL, f->tb + 100, NULL) >= 1);
+    assert_string_equal(brief_of(f->st, ev).state, "pending");
+
+    fill_result(&r, &jobs[0], f->node, f->tb + 1, 500, "pending", f->tb + 1100);
+    r.lease_until_ms = jobs[0].lease_until_ms;
+    record(f->st, &r, 1);
+    expect_a_fresh_schedule_after(f, &p, jobs[0].delivery_id, 1, f->tb + 200);
+    vh_delivery_job_recs_free(jobs, 1);
+}
+
 static void interrupted_attempts_leave_no_trace(void **state)
 {
     struct fixture *f = *state;
@@ -2020,6 +2124,8 @@ int main(void)
         T(interrupted_after_an_endpoint_change),
         T(a_retry_is_not_settled_by_the_attempt_before_it),
         T(a_retry_claimed_again_is_not_settled_by_the_attempt_before_it),
+        T(a_retry_keeps_its_whole_schedule_after_the_attempt_before_it),
+        T(a_late_report_after_recovery_uses_up_no_attempt),
         T(interrupted_attempts_leave_no_trace),
         T(stale_results_do_not_move_a_new_claim),
         T(next_due_tracks_the_earliest_pending),
