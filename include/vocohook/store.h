@@ -287,13 +287,14 @@ VH_API int vh_store_event_deliveries(struct vh_store *st, const char *event_id,
  */
 #define VH_DELIVERY_STATE_MAX 15 /* bytes of the longest state name */
 
-#define VH_NODE_ID_MAX       VH_ID_MAX         /* a node id: 1..64 of [A-Za-z0-9_-] */
-#define VH_CLAIM_MAX         1000              /* deliveries one claim returns at most */
-#define VH_LEASE_MAX_MS      INT64_C(86400000) /* the longest lease: one day */
-#define VH_STORED_HEAD_MAX   1024              /* response body bytes kept with an attempt */
-#define VH_ERROR_CLASS_MAX   31                /* bytes of an error class ("timeout") */
-#define VH_ATTEMPT_ERROR_LEN 255               /* bytes of an attempt's error line kept */
-#define VH_REPLAY_MAX        10000             /* events one replay may cover */
+#define VH_NODE_ID_MAX          VH_ID_MAX         /* a node id: 1..64 of [A-Za-z0-9_-] */
+#define VH_CLAIM_MAX            1000              /* deliveries one claim returns at most */
+#define VH_LEASE_MAX_MS         INT64_C(86400000) /* the longest lease: one day */
+#define VH_STORED_HEAD_MAX      1024              /* response body bytes kept with an attempt */
+#define VH_ERROR_CLASS_MAX      31                /* bytes of an error class ("timeout") */
+#define VH_ATTEMPT_ERROR_LEN    255               /* bytes of an attempt's error line kept */
+#define VH_REPLAY_MAX           10000             /* events one replay may cover */
+#define VH_HISTORY_ATTEMPTS_MAX 200               /* attempts a delivery get returns: the newest */
 
 /*
  * One claimed delivery: everything the engine needs for its next attempt. Owns `body`
@@ -515,14 +516,17 @@ VH_API int vh_store_delivery_list(struct vh_store *st, const char *partner_id,
                                   size_t *total, struct vh_error *err);
 
 /*
- * One delivery of the partner (its endpoint may since have been deleted), and its attempts,
- * oldest first, in a new array in `*attempts` (vh_free() it; NULL when none) of
- * `*n_attempts`. VH_ENOTFOUND when missing or another partner's.
+ * One delivery of the partner (its endpoint may since have been deleted), and its newest
+ * attempts, at most VH_HISTORY_ATTEMPTS_MAX of them (manual retries add attempts without
+ * end, and every one is kept), oldest first, in a new array in `*attempts` (vh_free() it;
+ * NULL when none) of `*n_attempts`; `*older` (optional) gets the number of its attempts
+ * older than those, not read. Reads one snapshot. VH_ENOTFOUND when missing or another
+ * partner's.
  */
 VH_API int vh_store_delivery_get(struct vh_store *st, const char *partner_id,
                                  const char *delivery_id, struct vh_delivery_info *out,
                                  struct vh_attempt_info **attempts, size_t *n_attempts,
-                                 struct vh_error *err);
+                                 size_t *older, struct vh_error *err);
 
 /*
  * A manual retry: a finished delivery (succeeded, abandoned or canceled) goes back to

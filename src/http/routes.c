@@ -32,7 +32,6 @@
 #define LEGACY_LABEL         "default"
 #define LIST_LIMIT_MAX       100
 #define LIST_LIMIT_DEFAULT   10
-#define HISTORY_SHOWN_MAX    200 /* attempts in a delivery's answer: the newest */
 #define ENDPOINT_WRITE_TRIES 5   /* reads and writes of an endpoint that others keep changing */
 #define LIST_TAIL_MAX        160 /* `],"total":…,"next_offset":…}}` after a page's calls */
 
@@ -1296,45 +1295,45 @@ static int deliveries_list(struct route_ctx *c)
     return ok_end(c, rc);
 }
 
-/* GET /deliveries/{id}: the delivery and every attempt, oldest first. */
+/* GET /deliveries/{id}: the delivery and its newest attempts, oldest first. */
 static int delivery_get(struct route_ctx *c)
 {
     struct vh_error err = VH_ERROR_INIT;
     struct vh_delivery_info d;
     struct vh_attempt_info *as = NULL;
     struct vh_buf *b = &c->resp->body;
-    size_t n = 0, first, i;
+    size_t n = 0, older = 0, i;
     int rc;
 
     if (!vh_id_is_valid(c->seg[3], strlen(c->seg[3]))) {
         reply_error(c->resp, 404, "delivery not found");
         return 0;
     }
-    rc = vh_store_delivery_get(c->api->st, c->partner.id, c->seg[3], &d, &as, &n, &err);
+    /*
+     * Manual retries add attempts without end: the store reads the newest
+     * VH_HISTORY_ATTEMPTS_MAX (shown, up to about 8 KB each, escaped), and
+     * `attempts_omitted` counts the older ones.
+     */
+    rc = vh_store_delivery_get(c->api->st, c->partner.id, c->seg[3], &d, &as, &n, &older, &err);
     if (rc == VH_ENOTFOUND) {
         reply_error(c->resp, 404, "delivery '%s' not found", c->seg[3]);
         return 0;
     }
     if (rc < 0)
         return reply_rc(c, rc, &err);
-    /*
-     * Manual retries add attempts without end: the newest HISTORY_SHOWN_MAX are shown (up
-     * to about 8 KB each, escaped), and `attempts_omitted` counts the older ones.
-     */
-    first = n > HISTORY_SHOWN_MAX ? n - HISTORY_SHOWN_MAX : 0;
     rc = ok_begin(c, 200);
     if (rc == 0)
         rc = add_delivery(b, &d, true);
     if (rc == 0)
         rc = vh_buf_adds(b, ",\"attempt_history\":[");
-    for (i = first; rc == 0 && i < n; i++) {
-        if (i > first)
+    for (i = 0; rc == 0 && i < n; i++) {
+        if (i > 0)
             rc = vh_buf_addc(b, ',');
         if (rc == 0)
             rc = add_attempt(b, &as[i]);
     }
     if (rc == 0)
-        rc = vh_buf_addf(b, "],\"attempts_omitted\":%zu}", first);
+        rc = vh_buf_addf(b, "],\"attempts_omitted\":%zu}", older);
     vh_free(as);
     return ok_end(c, rc);
 }

@@ -488,8 +488,14 @@ static const char *const stmt_sql[S__N] = {
         "SELECT " INFO_COLS INFO_FROM " WHERE d.endpoint_id = $1 AND d.state = 'succeeded'"
         " ORDER BY d.created_ms DESC, d.seq DESC LIMIT $2 OFFSET $3",
     [S_DLV_GET] = "SELECT " INFO_COLS INFO_FROM " WHERE d.id = $1 AND d.partner_id = $2",
+    /*
+     * The newest $2 attempts of delivery $1, newest first (pg_delivery_get turns them
+     * round), each with the count of all its attempts (an uncorrelated subquery, run once,
+     * on the primary key): the older rows are not read.
+     */
     [S_ATTEMPTS_OF] = "SELECT n, started_ms, duration_ms, http_status, error_class, error,"
-                      " response_head FROM attempts WHERE delivery_id = $1 ORDER BY n",
+                      " response_head, (SELECT count(*) FROM attempts WHERE delivery_id = $1)"
+                      " FROM attempts WHERE delivery_id = $1 ORDER BY n DESC LIMIT $2",
     [S_RETRY_ENDPOINT] = "SELECT endpoint_id FROM deliveries WHERE id = $1 AND partner_id = $2",
     /* Endpoint first (shared: it must stay enabled until we commit), then the delivery. */
     [S_RETRY_LOCK_ENDPOINT] = "SELECT enabled, deleted_ms IS NOT NULL FROM endpoints"
@@ -3059,7 +3065,7 @@ static int row_attempt(const struct row *r, struct vh_attempt_info *a, struct vh
 
 static int pg_delivery_get(struct vh_store *st, const char *partner_id, const char *delivery_id,
                            struct vh_delivery_info *out, struct vh_attempt_info **attempts,
-                           size_t *n_attempts, struct vh_error *err)
+                           size_t *n_attempts, size_t *older, struct vh_error *err)
 {
     struct pg_store *s = to_pg(st);
     struct vh_attempt_info *arr = NULL;
@@ -3067,7 +3073,8 @@ static int pg_delivery_get(struct vh_store *st, const char *partner_id, const ch
     char what[WHAT_MAX];
     struct row r = {NULL, 0, what};
     struct params p;
-    size_t len = 0;
+    size_t len = 0, rows = 0;
+    int64_t total = 0;
     struct conn *c;
     void *mem;
     int rc;
@@ -3088,6 +3095,7 @@ static int pg_delivery_get(struct vh_store *st, const char *partner_id, const ch
     if (rc == 0) {
         p_init(&p);
         p_text(&p, delivery_id);
+        p_int(&p, VH_HISTORY_ATTEMPTS_MAX);
         rc = run(c, S_ATTEMPTS_OF, &p, &ares, what, err);
     }
     if (rc == 0)
@@ -3097,17 +3105,25 @@ static int pg_delivery_get(struct vh_store *st, const char *partner_id, const ch
         r.res = res;
         rc = row_info(&r, out, err);
     }
-    if (rc == 0)
-        rc = array_for((size_t)PQntuples(ares), sizeof(*arr), &mem, what, err);
+    if (rc == 0) {
+        rows = (size_t)PQntuples(ares);
+        rc = array_for(rows, sizeof(*arr), &mem, what, err);
+    }
     if (rc == 0) {
         arr = mem;
         r.res = ares;
+        /* Newest first in the result: the oldest goes first in the array. */
         for (r.i = 0; rc == 0 && r.i < PQntuples(ares); r.i++) {
-            rc = row_attempt(&r, &arr[len], err);
-            if (rc == 0)
+            rc = row_attempt(&r, &arr[rows - 1 - len], err);
+            if (rc == 0) {
+                total = col_int(&r, 7);
                 len++;
+            }
         }
     }
+    if (rc == 0 && len > 0 && (total < 0 || (uint64_t)total < len))
+        rc = vh_error_set(err, VH_ESTORE, "%s: %lld attempts counted, %zu read", what,
+                          (long long)total, len);
     PQclear(res);
     PQclear(ares);
     if (rc < 0) {
@@ -3116,6 +3132,7 @@ static int pg_delivery_get(struct vh_store *st, const char *partner_id, const ch
     }
     *attempts = arr;
     *n_attempts = len;
+    *older = len > 0 ? (size_t)total - len : 0;
     return 0;
 }
 
@@ -3751,6 +3768,7 @@ static const struct {
     {"count_in_flight", S_DLV_LIST_COUNT_IN_FLIGHT},
     {"count_succeeded", S_DLV_LIST_COUNT_SUCCEEDED},
     {"cancel", S_DLV_CANCEL},
+    {"attempts_of", S_ATTEMPTS_OF},
 };
 
 int vh__store_pg_explain(struct vh_store *st, const char *query, struct vh_buf *out,

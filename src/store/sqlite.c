@@ -602,9 +602,17 @@ static const char *const stmt_sql[S__N] = {
         "SELECT " INFO_COLS INFO_FROM " WHERE d.endpoint_id = ?1 AND +d.state = 'succeeded'"
         " ORDER BY d.created_ms DESC, d.rowid DESC LIMIT ?2 OFFSET ?3",
     [S_DLV_GET] = "SELECT " INFO_COLS INFO_FROM " WHERE d.id = ?1 AND d.partner_id = ?2",
+    /*
+     * The newest ?2 attempts of delivery ?1, newest first (attempts_of turns them round),
+     * each with the count of all its attempts (an uncorrelated subquery, run once, on the
+     * PK index): the older rows are not read.
+     */
     [S_ATTEMPTS_OF] = "SELECT n, started_ms, duration_ms, http_status, error_class, error,"
-                      " response_head FROM attempts"
-                      " WHERE delivery_seq = (SELECT seq FROM deliveries WHERE id = ?1) ORDER BY n",
+                      " response_head, (SELECT count(*) FROM attempts"
+                      " WHERE delivery_seq = (SELECT seq FROM deliveries WHERE id = ?1))"
+                      " FROM attempts"
+                      " WHERE delivery_seq = (SELECT seq FROM deliveries WHERE id = ?1)"
+                      " ORDER BY n DESC LIMIT ?2",
     [S_RETRY_LOOKUP] = "SELECT d.state, d.endpoint_id, e.enabled, e.deleted_ms, d.seq"
                        " FROM deliveries AS d JOIN endpoints AS e ON e.id = d.endpoint_id"
                        " WHERE d.id = ?1 AND d.partner_id = ?2",
@@ -3593,18 +3601,22 @@ static int row_attempt(const struct query *q, struct vh_attempt_info *a, struct 
     return 0;
 }
 
+/* The newest VH_HISTORY_ATTEMPTS_MAX attempts, oldest first, and the number of older ones. */
 static int attempts_of(struct conn *c, const char *delivery_id, struct vh_attempt_info **out,
-                       size_t *n, const char *what, struct vh_error *err)
+                       size_t *n, size_t *older, const char *what, struct vh_error *err)
 {
-    struct vh_attempt_info *arr = NULL;
-    size_t len = 0, cap = 0;
+    struct vh_attempt_info *arr = NULL, swap;
+    size_t len = 0, cap = 0, i;
+    int64_t total = 0;
     struct query q;
     void *grown;
     int rc;
 
     rc = q_start(&q, c, S_ATTEMPTS_OF, what, err);
-    if (rc == 0)
+    if (rc == 0) {
         q_text(&q, 1, delivery_id);
+        q_int(&q, 2, VH_HISTORY_ATTEMPTS_MAX);
+    }
     while (rc == 0) {
         rc = q_step(&q, err);
         if (rc <= 0)
@@ -3615,22 +3627,33 @@ static int attempts_of(struct conn *c, const char *delivery_id, struct vh_attemp
             memset(&arr[len], 0, sizeof(arr[len]));
             rc = row_attempt(&q, &arr[len], err);
         }
-        if (rc == 0)
+        if (rc == 0) {
+            total = sqlite3_column_int64(q.st, 7);
             len++;
+        }
     }
     q_end(&q);
+    if (rc == 0 && len > 0 && (total < 0 || (uint64_t)total < len))
+        rc = vh_error_set(err, VH_ESTORE, "%s: %lld attempts counted, %zu read", what,
+                          (long long)total, len);
     if (rc < 0) {
         vh_free(arr);
         return rc;
     }
+    for (i = 0; i < len / 2; i++) {
+        swap = arr[i];
+        arr[i] = arr[len - 1 - i];
+        arr[len - 1 - i] = swap;
+    }
     *out = arr;
     *n = len;
+    *older = len > 0 ? (size_t)total - len : 0;
     return 0;
 }
 
 static int sqlite_delivery_get(struct vh_store *st, const char *partner_id, const char *delivery_id,
                                struct vh_delivery_info *out, struct vh_attempt_info **attempts,
-                               size_t *n_attempts, struct vh_error *err)
+                               size_t *n_attempts, size_t *older, struct vh_error *err)
 {
     struct sqlite_store *s = to_sqlite(st);
     char what[WHAT_MAX];
@@ -3656,7 +3679,7 @@ static int sqlite_delivery_get(struct vh_store *st, const char *partner_id, cons
         rc = row_info(&q, out, err);
     q_end(&q);
     if (rc == 0)
-        rc = attempts_of(c, delivery_id, attempts, n_attempts, what, err);
+        rc = attempts_of(c, delivery_id, attempts, n_attempts, older, what, err);
     if (rc == 0)
         rc = tx_commit(c, what, err);
     if (rc < 0 && *attempts) {
@@ -3919,6 +3942,7 @@ static const struct {
     {"ingest", S_DLV_INSERT},
     {"event_deliveries", S_DLV_OF_EVENT},
     {"counts", S_COUNT_BY_STATE},
+    {"attempts_of", S_ATTEMPTS_OF},
 };
 
 int vh__store_sqlite_explain(struct vh_store *st, const char *query, struct vh_buf *out,

@@ -971,11 +971,11 @@ int vh_store_delivery_list(struct vh_store *st, const char *partner_id, const ch
 
 int vh_store_delivery_get(struct vh_store *st, const char *partner_id, const char *delivery_id,
                           struct vh_delivery_info *out, struct vh_attempt_info **attempts,
-                          size_t *n_attempts, struct vh_error *err)
+                          size_t *n_attempts, size_t *older, struct vh_error *err)
 {
     struct vh_attempt_info *arr = NULL;
     struct vh_delivery_info info;
-    size_t len = 0;
+    size_t len = 0, before = 0;
     int rc;
 
     if (!st || !out || !attempts || !n_attempts)
@@ -986,12 +986,14 @@ int vh_store_delivery_get(struct vh_store *st, const char *partner_id, const cha
     if (rc < 0)
         return rc;
     memset(&info, 0, sizeof(info));
-    rc = st->ops->delivery_get(st, partner_id, delivery_id, &info, &arr, &len, err);
+    rc = st->ops->delivery_get(st, partner_id, delivery_id, &info, &arr, &len, &before, err);
     if (rc < 0)
         return rc;
     *out = info;
     *attempts = arr;
     *n_attempts = len;
+    if (older)
+        *older = before;
     return 0;
 }
 

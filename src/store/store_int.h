@@ -155,10 +155,13 @@ struct vh_store_ops {
                          const char *state, size_t limit, size_t offset,
                          struct vh_delivery_info **out, size_t *n, size_t *total,
                          struct vh_error *err);
-    /* On failure the op frees the attempts array it built. */
+    /*
+     * The newest VH_HISTORY_ATTEMPTS_MAX attempts at most, oldest first, and in `*older`
+     * the number of older ones. On failure the op frees the attempts array it built.
+     */
     int (*delivery_get)(struct vh_store *st, const char *partner_id, const char *delivery_id,
                         struct vh_delivery_info *out, struct vh_attempt_info **attempts,
-                        size_t *n_attempts, struct vh_error *err);
+                        size_t *n_attempts, size_t *older, struct vh_error *err);
     int (*delivery_retry)(struct vh_store *st, const char *partner_id, const char *delivery_id,
                           int64_t now_ms, struct vh_error *err);
     int (*endpoint_replay)(struct vh_store *st, const char *partner_id, const char *endpoint_id,

@@ -330,6 +330,35 @@ static void history_filters_use_the_index_of_their_state(void **state)
     vh_store_close(st);
 }
 
+/*
+ * A delivery's get reads its newest attempts, newest first, from the attempts' primary key
+ * (no sort of them all), with the count of them all run once (an InitPlan; a SubPlan would
+ * run per row read). Sequential scans are off, as above.
+ */
+static void a_delivery_get_reads_the_newest_attempts_by_the_key(void **state)
+{
+    struct fixture *f = need_pg(state);
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_buf out = VH_BUF_INIT(1 << 16);
+    struct vh_store *st = open_ok(f->url);
+    const char *plan;
+
+    exec_ok(st,
+            "DO $$BEGIN EXECUTE format('ALTER DATABASE %I SET enable_seqscan = off',"
+            " current_database()); END$$",
+            NULL);
+    vh_store_close(st);
+    st = open_ok(f->url);
+    if (vh__store_pg_explain(st, "attempts_of", &out, &err) < 0)
+        fail_msg("attempts_of: %s", err.msg);
+    plan = vh_buf_cstr(&out);
+    if (!strstr(plan, "Index Scan Backward using attempts_pkey on attempts") ||
+        !strstr(plan, "InitPlan") || strstr(plan, "SubPlan") || strstr(plan, "Sort"))
+        fail_msg("attempts_of: not the newest attempts by the key, counted once:\n%s", plan);
+    vh_buf_release(&out);
+    vh_store_close(st);
+}
+
 static void connect_failures_are_one_line_store_errors(void **state)
 {
     struct vh_error err = VH_ERROR_INIT;
@@ -1204,6 +1233,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(nodes_starting_at_once_migrate_once, setup, teardown),
         cmocka_unit_test_setup_teardown(history_filters_use_the_index_of_their_state, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_delivery_get_reads_the_newest_attempts_by_the_key, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(refuses_a_database_that_is_not_vocohooks, setup, teardown),
         cmocka_unit_test_setup_teardown(connect_failures_are_one_line_store_errors, setup,

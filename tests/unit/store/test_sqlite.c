@@ -262,7 +262,8 @@ static void a_version_1_file_upgrades_in_place(void **state)
     assert_string_equal(ep.retry_schedule, "");
     assert_int_equal(ep.timeout_ms, 0);
     assert_int_equal(ep.last_delivery_status, VH_OUTCOME_FAILED);
-    assert_int_equal(vh_store_delivery_get(st, V1_PARTNER, V1_WAITING, &info, &att, &na, &err), 0);
+    assert_int_equal(
+        vh_store_delivery_get(st, V1_PARTNER, V1_WAITING, &info, &att, &na, NULL, &err), 0);
     assert_int_equal(info.attempts, 1);
     assert_int_equal(info.attempt_base, 0);
     assert_int_equal(info.last_http_status, 503);
@@ -473,7 +474,8 @@ static void version_4_points_deliveries_at_event_seqs(void **state)
     assert_string_equal(briefs[0].id, V3_DLV_A1);
     assert_string_equal(briefs[1].id, V3_DLV_A2);
     vh_free(briefs);
-    assert_int_equal(vh_store_delivery_get(st, V1_PARTNER, V3_DLV_A2, &info, &att, &na, &err), 0);
+    assert_int_equal(vh_store_delivery_get(st, V1_PARTNER, V3_DLV_A2, &info, &att, &na, NULL, &err),
+                     0);
     assert_string_equal(info.event_id, V3_EVENT_A);
     assert_string_equal(info.session_id, "s-a");
     assert_int_equal(info.last_http_status, 204);
@@ -966,9 +968,9 @@ static void a_claim_writes_nothing(void **state)
     assert_int_equal(atomic_load(&writes) - written, 0);
     /* ... and yet this store shows it in flight. */
     memset(&info, 0, sizeof(info));
-    assert_int_equal(
-        vh_store_delivery_get(st, p.id, jobs[0].delivery_id, &info, &attempts, &n_attempts, &err),
-        0);
+    assert_int_equal(vh_store_delivery_get(st, p.id, jobs[0].delivery_id, &info, &attempts,
+                                           &n_attempts, NULL, &err),
+                     0);
     assert_string_equal(info.state, "in_flight");
     vh_free(attempts);
     attempts = NULL;
@@ -990,9 +992,9 @@ static void a_claim_writes_nothing(void **state)
     /* The next ingest syncs, and the record stands. */
     assert_true(syncs_of_put(st, p.id, "sync-2") >= 1);
     memset(&info, 0, sizeof(info));
-    assert_int_equal(
-        vh_store_delivery_get(st, p.id, jobs[0].delivery_id, &info, &attempts, &n_attempts, &err),
-        0);
+    assert_int_equal(vh_store_delivery_get(st, p.id, jobs[0].delivery_id, &info, &attempts,
+                                           &n_attempts, NULL, &err),
+                     0);
     assert_string_equal(info.state, "succeeded");
     assert_int_equal(n_attempts, 1);
     vh_free(attempts);
@@ -1011,7 +1013,7 @@ static void state_of(struct vh_store *st, const char *partner_id, const char *id
     size_t n = 0;
 
     memset(&info, 0, sizeof(info));
-    if (vh_store_delivery_get(st, partner_id, id, &info, &attempts, &n, &err) < 0)
+    if (vh_store_delivery_get(st, partner_id, id, &info, &attempts, &n, NULL, &err) < 0)
         fail_msg("get %s: %s", id, err.msg);
     vh_free(attempts);
     snprintf(state, cap, "%s", info.state);
