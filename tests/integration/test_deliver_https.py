@@ -18,23 +18,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from server import Daemon, create_partner, seed_session  # noqa: E402
+from tls_front import make_ca  # noqa: E402
 
 SESSIONS = 2000
-
-
-def make_ca(d):
-    """A throw-away CA and a server certificate for 127.0.0.1, with the openssl CLI."""
-    def ossl(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
-    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-         "-days", "2", "-subj", "/CN=vocohook test CA")
-    ossl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr",
-         "-subj", "/CN=127.0.0.1")
-    with open(os.path.join(d, "ext.cnf"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\n")
-    ossl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-         "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")
-    return os.path.join(d, "ca.pem"), os.path.join(d, "srv.pem"), os.path.join(d, "srv.key")
 
 
 class TlsReceiver:
