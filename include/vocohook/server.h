@@ -11,6 +11,13 @@
  * headers, query strings or bodies. A body past `body_max` is read and thrown away, then
  * answered 413 by the API; one declared (Content-Length) at more than 16 times the bound is
  * answered 413 at once, unread, and the connection closed.
+ *
+ * A connection closed with its body unread (that 413, or an admit hook's refusal) is closed
+ * in stages, as RFC 9112 §9.6 advises: the answer goes out with `Connection: close` and a
+ * FIN after it, and what the client still sends is read and dropped until it closes its
+ * side, for at most 5 s, by one thread of the server's (at most 64 such connections at once;
+ * past that the oldest is closed). A client that sends its whole body before it reads, or a
+ * proxy in front (nginx), then gets the answer rather than a reset.
  */
 #ifndef VOCOHOOK_SERVER_H
 #define VOCOHOOK_SERVER_H
@@ -90,7 +97,7 @@ VH_API void vh_server_reply(struct vh_server_reply *reply);
 /*
  * Looks at a request's head before its body is read (`req->base.body` NULL). Returns true
  * to read the body and go on to the handler; false when `resp` holds the answer, which goes
- * out at once, the body unread (the connection is then closed).
+ * out at once, the body unread (the connection is then closed, in stages: see above).
  */
 typedef bool vh_server_admit_fn(void *ud, const struct vh_server_req *req,
                                 struct vh_api_resp *resp);
@@ -121,7 +128,8 @@ VH_API uint16_t vh_server_port(const struct vh_server *srv);
  * connections are closed, and answers given meanwhile carry `Connection: close`), and
  * frees the server. An answer an async handler put off is waited for however long it takes
  * (its handler must bound it), and then has 1 s more to go out. Call it from a thread of the
- * application, never from a log callback or a handler. NULL is a no-op.
+ * application, never from a log callback or a handler. A connection still being closed in
+ * stages is closed at once. NULL is a no-op.
  */
 VH_API void vh_server_stop(struct vh_server *srv);
 

@@ -11,6 +11,17 @@
  * Bounds: bodies (body_max, then 413), headers and the read buffer
  * (MHD_OPTION_CONNECTION_MEMORY_LIMIT), connections (MHD_OPTION_CONNECTION_LIMIT) and idle
  * time (MHD_OPTION_CONNECTION_TIMEOUT).
+ *
+ * Lingering close (RFC 9112 §9.6). A request answered on its head (a declared body far over
+ * the bound, or the admit hook's refusal) leaves its body unread, and MHD closes such a
+ * connection once the answer is out. A close with unread input makes the kernel send a
+ * reset: a client still sending its body then fails its send (EPIPE, ECONNRESET) before it
+ * reads the answer, and nginx in front of us answers 502 instead of ours. So such a socket
+ * outlives MHD's close: on_completed (MHD calls it once the answer is sent, before it shuts
+ * the write side and closes its descriptor) hands a duplicate to the linger thread. The FIN
+ * still goes out after the answer, and the thread reads and drops whatever still comes until
+ * the client closes or LINGER_S pass, and then closes it. The answer says `Connection:
+ * close` (send_answer), so MHD never reads a next request from a socket the thread reads.
  */
 #include <vocohook/server.h>
 
@@ -18,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -37,6 +49,7 @@
 #include <vocohook/sign.h>
 
 #include "core/log_int.h"
+#include "core/thread_int.h"
 #include "core/banned.h"
 
 #define MAX_CONNS_DEFAULT    1024
@@ -52,6 +65,8 @@
 #define LATE_ANSWER_S       1   /* and then for answers put off past it, once resumed, to go out */
 #define EARLY_REJECT_FACTOR 16  /* a declared body this many times the bound is refused unread */
 #define LOG_PATH_MAX        256 /* bytes of the path that go into a log record */
+#define LINGER_S            5   /* how long a body left unread may still come in, dropped */
+#define LINGER_MAX          64  /* sockets lingering at once; past it the oldest is closed */
 #define REQUEST_ID_LEN      24
 
 struct vh_server {
@@ -64,6 +79,14 @@ struct vh_server {
     char id_prefix[9]; /* 8 random hex digits: request ids differ across restarts */
     atomic_uint_fast64_t next_id;
     atomic_bool stopping;
+
+    /*
+     * Sockets to linger on travel to the linger thread as an int each, over a socket pair
+     * (one message per send, so the HTTP threads may send at once); closing linger_fd[1]
+     * stops the thread.
+     */
+    int linger_fd[2];
+    pthread_t linger_thread;
 
     /* Requests between their first callback and MHD's completion notice. */
     pthread_mutex_t lock;
@@ -93,6 +116,7 @@ struct vh_server_reply {
 struct request {
     struct vh_buf body; /* bounded by body_max */
     bool too_large;     /* the body passed the bound: stop storing, answer 413 */
+    bool body_unread;   /* answered on its head: MHD closes, the linger thread drains */
     int64_t start_ms;   /* monotonic */
     char id[REQUEST_ID_LEN];
     /* An async handler's request, kept (with its answer) while the connection waits. */
@@ -180,6 +204,145 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     log_line(srv, VH_LOG_WARN, "\"msg\":\"http\",\"detail\":\"%s\"}", esc);
 }
 
+/* ---- lingering close ------------------------------------------------------------------------ */
+
+struct lingering {
+    int fd;
+    int64_t until_ms; /* monotonic */
+};
+
+/* Closes held[i]; the others keep their order of arrival (so held[0] is due first). */
+static void linger_drop(struct lingering *held, size_t *n, size_t i)
+{
+    close(held[i].fd);
+    memmove(held + i, held + i + 1, (*n - i - 1) * sizeof(*held));
+    (*n)--;
+}
+
+/* Takes in the sockets sent to the thread. Returns false once the sending end is closed. */
+static bool linger_adopt(int from, struct lingering *held, size_t *n, int64_t now_ms)
+{
+    ssize_t got;
+    int fd, fl;
+
+    for (;;) {
+        got = recv(from, &fd, sizeof(fd), 0);
+        if (got == 0)
+            return false;
+        if (got < 0)
+            return errno == EAGAIN || errno == EINTR; /* EWOULDBLOCK is EAGAIN on Linux */
+        if (got != (ssize_t)sizeof(fd))
+            continue; /* not one of ours: every message is one int */
+        if (*n == LINGER_MAX)
+            linger_drop(held, n, 0);
+        fl = fcntl(fd, F_GETFL);
+        if (fl >= 0)
+            (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+        held[*n].fd = fd;
+        held[*n].until_ms = now_ms + LINGER_S * 1000;
+        (*n)++;
+    }
+}
+
+/*
+ * Reads and drops what has come on `fd` (a few reads at most, so that one fast client does
+ * not hold up the others). Returns false once the client has closed it, or it failed.
+ */
+static bool linger_drain(int fd)
+{
+    char scratch[64 * 1024];
+    ssize_t got;
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        got = read(fd, scratch, sizeof(scratch));
+        if (got == 0)
+            return false;
+        if (got < 0)
+            return errno == EAGAIN || errno == EINTR; /* EWOULDBLOCK is EAGAIN on Linux */
+    }
+    return true;
+}
+
+/*
+ * The linger thread: polls the sockets it holds, in order of arrival, and the socket pair
+ * they come by. It ends when the server closes its end of that pair (vh_server_stop, once
+ * MHD has stopped), closing what it still holds.
+ */
+static void *linger_main(void *arg)
+{
+    struct vh_server *srv = arg;
+    struct lingering held[LINGER_MAX];
+    struct pollfd pfd[LINGER_MAX + 1];
+    size_t n = 0, i;
+    int64_t now;
+    int timeout;
+    bool open = true;
+
+    vh__thread_name("vh-linger");
+    while (open) {
+        pfd[0] = (struct pollfd){.fd = srv->linger_fd[0], .events = POLLIN};
+        for (i = 0; i < n; i++)
+            pfd[i + 1] = (struct pollfd){.fd = held[i].fd, .events = POLLIN};
+        timeout = -1;
+        if (n > 0) {
+            now = vh_time_mono_ms();
+            timeout = held[0].until_ms > now ? (int)(held[0].until_ms - now) : 0;
+        }
+        if (poll(pfd, (nfds_t)(n + 1), timeout) < 0)
+            continue; /* EINTR (signals are blocked here) or ENOMEM: try again */
+        now = vh_time_mono_ms();
+        for (i = n; i-- > 0;) /* backwards: a drop moves only what was seen already */
+            if ((pfd[i + 1].revents != 0 && !linger_drain(held[i].fd)) || held[i].until_ms <= now)
+                linger_drop(held, &n, i);
+        if (pfd[0].revents != 0)
+            open = linger_adopt(srv->linger_fd[0], held, &n, now);
+    }
+    for (i = 0; i < n; i++)
+        close(held[i].fd);
+    return NULL;
+}
+
+/*
+ * A request answered on its head is complete, and MHD is about to close its connection,
+ * the body unread: a duplicate of the socket goes to the linger thread. Should that fail,
+ * MHD's close resets the connection, as it did before there was a linger thread.
+ */
+static void linger_on(struct vh_server *srv, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int fd;
+
+    if (!info || info->connect_fd == MHD_INVALID_SOCKET)
+        return;
+    fd = fcntl(info->connect_fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (send(srv->linger_fd[1], &fd, sizeof(fd), MSG_NOSIGNAL) != (ssize_t)sizeof(fd))
+        close(fd);
+}
+
+static int linger_start(struct vh_server *srv, struct vh_error *err)
+{
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, srv->linger_fd) < 0)
+        return vh_error_set(err, VH_EIO, "server: linger socket pair: %s", strerror(errno));
+    if (vh__thread_start(&srv->linger_thread, linger_main, srv) < 0) {
+        close(srv->linger_fd[0]);
+        close(srv->linger_fd[1]);
+        return vh_error_set(err, VH_EIO, "server: cannot start the linger thread");
+    }
+    return 0;
+}
+
+/* After MHD has stopped: nothing sends to the thread any more. */
+static void linger_stop(struct vh_server *srv)
+{
+    close(srv->linger_fd[1]);
+    pthread_join(srv->linger_thread, NULL);
+    close(srv->linger_fd[0]);
+}
+
 /* ---- requests ----------------------------------------------------------------------------- */
 
 static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -248,10 +411,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     struct vh_server *srv = cls;
     struct request *rq = *req_cls;
 
-    (void)conn;
-    (void)toe;
     if (!rq)
         return;
+    if (rq->body_unread && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        linger_on(srv, conn);
     vh_buf_release(&rq->body);
     vh_api_resp_release(&rq->resp);
     vh_free(rq);
@@ -361,8 +524,12 @@ static enum MHD_Result send_answer(struct vh_server *srv, struct MHD_Connection 
     }
     if (ok && resp->location)
         ok = add_header(r, MHD_HTTP_HEADER_LOCATION, resp->location);
-    if (ok && atomic_load(&srv->stopping))
-        ok = add_header(r, MHD_HTTP_HEADER_CONNECTION, "close"); /* draining keep-alives */
+    /*
+     * Draining keep-alives; or the body is left unread, so MHD must close (and the linger
+     * thread, which then reads the socket, must never share it with a next request).
+     */
+    if (ok && (atomic_load(&srv->stopping) || rq->body_unread))
+        ok = add_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     ret = ok ? MHD_queue_response(conn, (unsigned)status, r) : MHD_NO;
     MHD_destroy_response(r);
     vh_api_resp_release(resp);
@@ -470,21 +637,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *req_cls = rq;
         /*
          * Reading a huge declared body only to throw it away wastes the link; refuse it
-         * before reading (MHD then closes the connection). Nearer the bound, the body is
-         * read and discarded so that the client gets to see the 413.
+         * before reading (MHD then closes the connection, and the linger thread drops what
+         * still comes for LINGER_S, so that a client sending on sees the 413). Nearer the
+         * bound, the body is read and discarded, and the connection kept.
          */
         if (declared_length(conn) / EARLY_REJECT_FACTOR > srv->body_max) {
             rq->too_large = true;
+            rq->body_unread = true;
             return respond(srv, conn, rq, method, url);
         }
         /*
          * Credentials before the body: a client without them must not get up to body_max
-         * buffered on each of its connections (the answer goes out, the body unread).
+         * buffered on each of its connections (the answer goes out, the body unread, and
+         * the connection closed as above).
          */
         if (srv->handler.admit && declares_body(conn)) {
             fill_request(srv, conn, rq, method, url, &rq->sreq);
-            if (!srv->handler.admit(srv->handler.ud, &rq->sreq, &rq->resp))
+            if (!srv->handler.admit(srv->handler.ud, &rq->sreq, &rq->resp)) {
+                rq->body_unread = true;
                 return send_answer(srv, conn, rq, method, url);
+            }
             vh_api_resp_release(&rq->resp);
             vh_api_resp_init(&rq->resp);
         }
@@ -698,6 +870,14 @@ int vh_server_start_handler(const struct vh_server_handler *h, const struct vh_s
         vh_free(srv);
         return rc;
     }
+    /* Before MHD: a connection may be lingered on as soon as MHD accepts one. */
+    rc = linger_start(srv, err);
+    if (rc < 0) {
+        pthread_mutex_destroy(&srv->lock);
+        pthread_cond_destroy(&srv->drained);
+        vh_free(srv);
+        return rc;
+    }
     rc = open_listener(cfg->listen, &fd, err);
     if (rc < 0)
         goto fail;
@@ -714,6 +894,7 @@ fail:
     /* MHD closes the socket on some of its failure paths and not on others. */
     if (fd >= 0 && fcntl(fd, F_GETFD) != -1)
         close(fd);
+    linger_stop(srv);
     pthread_mutex_destroy(&srv->lock);
     pthread_cond_destroy(&srv->drained);
     vh_free(srv);
@@ -766,6 +947,7 @@ void vh_server_stop(struct vh_server *srv)
     /* A quiesced socket is ours again, and may be closed only after MHD has stopped. */
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
+    linger_stop(srv); /* what still lingers is closed now */
     pthread_mutex_destroy(&srv->lock);
     pthread_cond_destroy(&srv->drained);
     vh_free(srv);

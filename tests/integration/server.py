@@ -280,6 +280,22 @@ def read_until_closed(sock, timeout):
     return data, time.monotonic() - t0
 
 
+def post_whole_body(conn, path, headers, body):
+    """POSTs `body` as http.client does: the head and the whole body, and only then reads the
+    answer (as most clients do; curl and the engine read while they send). Returns
+    (Response, whether the server said it closes the connection). The client's send buffer
+    is kept small (64 KiB), so that kernel buffers cannot hide a server that stops reading:
+    a body of several MiB is sent only if the server reads (or drops) it."""
+    conn.connect()
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    conn.request("POST", path, body=body, headers=headers)
+    r = conn.getresponse()
+    resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    closes = r.will_close
+    conn.close()
+    return resp, closes
+
+
 def seed_session():
     with open(SEED_SESSION, "rb") as f:
         return json.loads(f.read())

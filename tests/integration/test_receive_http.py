@@ -3,6 +3,7 @@ is stored). Requests are signed here with Python's hmac, independently of vocoho
 import concurrent.futures
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import socket
@@ -14,7 +15,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 from recv_harness import (SECRET, Receiver, Response, now_iso, payload, sign,  # noqa: E402
                           wait_until)
-from server import DATA, read_until_closed  # noqa: E402
+from server import DATA, post_whole_body, read_until_closed  # noqa: E402
+from tls_front import TlsFront  # noqa: E402
 
 SID = "s1234567-abcd-1234-abcd-123456789012"
 
@@ -291,6 +293,56 @@ class Refused(unittest.TestCase):
     def test_body_over_the_bound_is_413(self):
         body = b"{" + b" " * (1024 * 1024 + 10) + b"}"
         self.assertEqual(self.r.deliver(body).status, 413)
+
+
+class EarlyAnswer(unittest.TestCase):
+    """A webhook refused on its head (no signature headers, a Content-Length over 16 times
+    the 1 MiB bound) is answered before its body is read, and the connection closed. A
+    client that sends its whole body before reading (http.client, and the TLS terminator
+    docs/receiving.md puts in front) must still get that answer: before, the receiver closed
+    with the body unread, the kernel reset the connection, the client's send failed (EPIPE
+    or ECONNRESET) and nginx answered 502."""
+
+    MIB = 1024 * 1024
+    # (headers, declared body length, status, error, reason)
+    CASES = [
+        ({}, 16 * MIB, 401, "unauthorized", "bad_timestamp"),
+        ({}, 32 * MIB, 413, "payload_too_large", None),  # the length is looked at first
+    ]
+
+    def post_each(self, connect):
+        for headers, size, status, error, reason in self.CASES:
+            with self.subTest(status=status):
+                r, closes = post_whole_body(connect(), "/webhook",
+                                            dict(headers, **{"Content-Type": "application/json"}),
+                                            b" " * size)
+                self.assertEqual(r.status, status, r)
+                j = r.json()
+                self.assertEqual((j["ok"], j["error"], j.get("reason")), (False, error, reason))
+                yield r, closes
+
+    def test_a_client_that_sends_the_whole_body_gets_the_answer(self):
+        with Receiver() as r:
+            for resp, closes in self.post_each(
+                    lambda: http.client.HTTPConnection("127.0.0.1", r.port, timeout=30)):
+                self.assertEqual(resp.headers["connection"], "close", resp.headers)
+                self.assertTrue(closes)
+            self.assertEqual(r.deliver(payload(SID)).status, 200)
+            self.assertEqual(r.count(), 1)
+
+    def test_the_answer_gets_through_a_tls_terminator(self):
+        # nginx reads the whole body first (its default), or streams it (buffering off).
+        for buffering in ("on", "off"):
+            with self.subTest(buffering=buffering), Receiver() as r, \
+                    TlsFront(r.port, buffering) as front:
+                def connect():
+                    return http.client.HTTPSConnection("127.0.0.1", front.port, timeout=30,
+                                                       context=front.context())
+                for _ in self.post_each(connect):
+                    pass
+                body = payload(SID)
+                resp, _ = post_whole_body(connect(), "/webhook", sign(body), body)
+                self.assertEqual(resp.status, 200, resp)
 
 
 if __name__ == "__main__":

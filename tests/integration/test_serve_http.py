@@ -1,5 +1,6 @@
 """The daemon at the HTTP level: health check, bounds (body, headers, idle time,
 connections), request ids, and a clean stop on SIGTERM."""
+import http.client
 import json
 import os
 import signal
@@ -8,7 +9,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from server import Daemon, read_until_closed  # noqa: E402
+from server import Daemon, post_whole_body, read_until_closed  # noqa: E402
+from tls_front import TlsFront  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -153,6 +155,56 @@ class Bounds(unittest.TestCase):
             s.close()
             self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data[:100])
             self.assertLess(took, 10)
+
+
+class EarlyAnswer(unittest.TestCase):
+    """A request refused on its head (a bad credential, a Content-Length over 16 times the
+    bound) is answered before its body is read, and the connection closed. A client that
+    sends its whole body before reading (http.client, and nginx in front of the daemon) must
+    still get that answer: before, the daemon closed with the body unread, the kernel reset
+    the connection, the client's send failed (EPIPE or ECONNRESET) and nginx answered 502."""
+
+    # (path, credential, declared body length, status, error code, part of the message)
+    CASES = [
+        ("/api/v2/config/webhooks", "vk_wrong_0123456789abcdef", 16 * MIB, 401, "UNAUTHORIZED",
+         "invalid or revoked"),
+        ("/internal/v1/sessions", "itok_wrong_0123456789abcdef", 16 * MIB, 401,
+         "UNAUTHORIZED", "invalid ingest token"),
+        ("/internal/v1/sessions", None, 32 * MIB, 413, "PAYLOAD_TOO_LARGE", ""),
+    ]
+
+    def post_each(self, d, connect):
+        for path, key, size, status, code, message in self.CASES:
+            with self.subTest(path=path, status=status):
+                headers = {"Authorization": f"Bearer {key or d.token}",
+                           "Content-Type": "application/json"}
+                r, closes = post_whole_body(connect(), path, headers, b" " * size)
+                self.assertEqual(r.status, status, r)
+                self.assertEqual(r.json()["error"]["code"], code, r)
+                self.assertIn(message, r.json()["error"]["message"], r)
+                yield r, closes
+
+    def test_a_client_that_sends_the_whole_body_gets_the_answer(self):
+        with Daemon() as d:
+            for r, closes in self.post_each(d, d.connect):
+                self.assertEqual(r.headers["connection"], "close", r.headers)
+                self.assertTrue(closes)
+            self.assertEqual(d.request("GET", "/healthz").status, 200)
+
+    def test_the_answer_gets_through_a_tls_terminator(self):
+        # nginx reads the whole body first (its default), or streams it (buffering off).
+        for buffering in ("on", "off"):
+            with self.subTest(buffering=buffering), Daemon() as d, \
+                    TlsFront(d.port, buffering) as front:
+                def connect():
+                    return http.client.HTTPSConnection("127.0.0.1", front.port, timeout=30,
+                                                       context=front.context())
+                for _ in self.post_each(d, connect):
+                    pass
+                r, _ = post_whole_body(connect(), "/internal/v1/sessions",
+                                       {"Authorization": f"Bearer {d.token}",
+                                        "Content-Type": "application/json"}, b" " * 16)
+                self.assertEqual(r.status, 400, r)  # with credentials: read, and judged
 
 
 class Stop(unittest.TestCase):
