@@ -1,6 +1,7 @@
 /*
  * vocohook partner: the admin side of partners. An API key is shown once, when it is made
- * (create, rotate-key); the store keeps only its SHA-256.
+ * (create, rotate-key); the store keeps only its SHA-256. check-key tells whether a key
+ * still works, reading it from standard input (arguments show in ps) and printing nothing.
  */
 #include "cli/cli.h"
 
@@ -17,8 +18,10 @@ static const char partner_usage[] =
     "usage: vocohook partner create NAME [--db URL]\n"
     "       vocohook partner list [--db URL]\n"
     "       vocohook partner rotate-key ID [--db URL]\n"
+    "       vocohook partner check-key ID [--db URL] < KEY\n"
     "Creates partners, lists them, and replaces a partner's API key. The key is printed\n"
-    "once, when it is made; the store keeps only its hash.\n"
+    "once, when it is made; the store keeps only its hash. check-key reads a key from\n"
+    "standard input and exits 0 if it is a live key of partner ID, 1 if not.\n"
     "  --db URL   the store: sqlite:PATH (default: VOCOHOOK_DB, else sqlite:./var/vocohook.db)\n";
 
 static void wipe(char *p, size_t n)
@@ -85,6 +88,51 @@ static int partner_rotate(struct vh_store *st, const char *id)
     return print_key(id, key);
 }
 
+/*
+ * Whether the key on standard input (one line) is a live key of partner `id`: CLI_OK or
+ * CLI_REJECTED with a line on stderr that never shows the key.
+ */
+static int partner_check_key(struct vh_store *st, const char *id)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_buf in = VH_BUF_INIT(VH_APIKEY_LEN + 2); /* the key and "\r\n" */
+    struct vh_partner p;
+    char hash[VH_SHA256_HEX_LEN + 1];
+    size_t len;
+    int code, rc;
+
+    code = cli_read_input("partner", "-", &in);
+    if (code)
+        goto out;
+    len = in.len;
+    if (len > 0 && in.data[len - 1] == '\n')
+        len--;
+    if (len > 0 && in.data[len - 1] == '\r')
+        len--;
+    if (len == 0) {
+        code = cli_fail("partner", CLI_REJECTED, "check-key: no key on standard input");
+        goto out;
+    }
+    if (vh_sha256_hex(in.data, len, hash, &err) < 0) {
+        code = cli_fail("partner", CLI_FAILED, "%s", err.msg);
+        goto out;
+    }
+    rc = vh_store_partner_by_key(st, hash, &p, &err);
+    if (rc < 0 && rc != VH_ENOTFOUND) {
+        code = cli_fail("partner", cli_exit_for(rc), "%s", err.msg);
+        goto out;
+    }
+    if (rc == VH_ENOTFOUND || strcmp(p.id, id) != 0)
+        code =
+            cli_fail("partner", CLI_REJECTED,
+                     "check-key: the key on standard input is not a live key of partner '%s'", id);
+out:
+    if (in.data)
+        wipe(in.data, in.len);
+    vh_buf_release(&in);
+    return code;
+}
+
 /* One partner per line: id, name and creation time, separated by tabs. */
 static int partner_list(struct vh_store *st)
 {
@@ -142,7 +190,8 @@ int cmd_partner(int argc, char **argv)
     }
     sub = argv[optind];
     want = strcmp(sub, "list") == 0 ? 1 : 2;
-    if (strcmp(sub, "list") != 0 && strcmp(sub, "create") != 0 && strcmp(sub, "rotate-key") != 0) {
+    if (strcmp(sub, "list") != 0 && strcmp(sub, "create") != 0 && strcmp(sub, "rotate-key") != 0 &&
+        strcmp(sub, "check-key") != 0) {
         fprintf(stderr, "vocohook partner: '%s' is not a partner command\n", sub);
         fputs(partner_usage, stderr);
         return CLI_USAGE;
@@ -163,6 +212,8 @@ int cmd_partner(int argc, char **argv)
         code = partner_create(st, argv[optind + 1]);
     else if (strcmp(sub, "rotate-key") == 0)
         code = partner_rotate(st, argv[optind + 1]);
+    else if (strcmp(sub, "check-key") == 0)
+        code = partner_check_key(st, argv[optind + 1]);
     else
         code = partner_list(st);
     vh_store_close(st);

@@ -96,10 +96,41 @@ class PartnerCli(unittest.TestCase):
         finally:
             os.chdir(cwd)
 
+    def test_check_key_says_whether_a_key_still_works(self):
+        # What scripts/run asks before it prints a saved key: the key comes on stdin (never
+        # in argv, which ps shows), the answer is the exit code, and nothing shows the key.
+        acme = parse_fields(run_cli("partner", "create", "acme", "--db", self.db)[1])
+        other = parse_fields(run_cli("partner", "create", "other", "--db", self.db)[1])
+
+        def check(pid, stdin):
+            rc, out, err = run_cli("partner", "check-key", pid, "--db", self.db,
+                                   stdin=stdin.encode())
+            self.assertEqual(out, "")
+            for key in (acme["api_key"], other["api_key"]):
+                self.assertNotIn(key, err)
+            return rc, err
+
+        self.assertEqual(check(acme["partner_id"], acme["api_key"] + "\n"), (0, ""))
+        self.assertEqual(check(acme["partner_id"], acme["api_key"]), (0, ""))
+        rc, err = check(acme["partner_id"], other["api_key"] + "\n")  # another partner's
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(err, "vocohook partner: check-key: the key on standard input is not "
+                              f"a live key of partner '{acme['partner_id']}'\n")
+        for stdin in ("", "\n", "rg_live_" + "0" * 64 + "\n", "x" * 200):
+            rc, err = check(acme["partner_id"], stdin)
+            self.assertEqual(rc, 1, f"{stdin!r}: {err}")
+        rc, out, err = run_cli("partner", "rotate-key", acme["partner_id"], "--db", self.db)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(check(acme["partner_id"], acme["api_key"])[0], 1)  # rotated away
+        self.assertEqual(check(acme["partner_id"], parse_fields(out)["api_key"]), (0, ""))
+        rc, _, err = run_cli("partner", "check-key", "--db", self.db, stdin=b"")
+        self.assertEqual(rc, 2, err)
+
     def test_help(self):
         rc, out, _ = run_cli("partner", "--help")
         self.assertEqual(rc, 0)
         self.assertIn("rotate-key", out)
+        self.assertIn("check-key", out)
 
 
 class PartnerOverHttp(unittest.TestCase):
