@@ -1,7 +1,9 @@
 """`make run` (scripts/run): the first start creates ./var, a partner and an ingest token
 kept in ./var/credentials (mode 0600), prints them with three curl commands, says it runs
 with --allow-http --allow-private-networks, and serves; later starts reprint the same
-credentials. Run in a copy of the tree layout, on an ephemeral port."""
+credentials, unless `vocohook partner rotate-key` has killed the saved key: then it makes a
+new one, so what it prints always works. Run in a copy of the tree layout, on an ephemeral
+port."""
 import os
 import re
 import shutil
@@ -14,7 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from server import (LISTENING, SEED_SESSION, SOURCE_DIR, START_TIMEOUT, STOP_TIMEOUT,  # noqa: E402
-                    VOCOHOOK, Daemon, Lines, clean_env)
+                    VOCOHOOK, Daemon, Lines, clean_env, parse_fields, run_cli)
 
 
 class RunScript(unittest.TestCase):
@@ -48,6 +50,16 @@ class RunScript(unittest.TestCase):
         p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(timeout=STOP_TIMEOUT), 0)
 
+    def daemon(self, port):
+        """A Daemon handle on the port scripts/run serves, for its request helpers."""
+        d = Daemon(tmp=self.root)
+        d.host, d.port = "127.0.0.1", port
+        return d
+
+    def creds(self):
+        with open(os.path.join(self.root, "var", "credentials")) as f:
+            return dict(line.strip().split("=", 1) for line in f if "=" in line)
+
     def test_first_start_then_restart(self):
         p, out, err, port = self.start()
         try:
@@ -65,8 +77,7 @@ class RunScript(unittest.TestCase):
             self.assertEqual(stat.S_IMODE(os.stat(creds).st_mode), 0o600)
 
             # What the three curl commands do, on the real port.
-            d = Daemon(tmp=self.root)
-            d.host, d.port = "127.0.0.1", port
+            d = self.daemon(port)
             r = d.request("POST", "/api/v2/config/webhooks", key=key,
                           body={"label": "local", "url": "http://127.0.0.1:9000/webhook"})
             self.assertEqual(r.status, 201, r)  # http:// accepted: --allow-http
@@ -86,8 +97,41 @@ class RunScript(unittest.TestCase):
             self.assertIn(key, out.text())
             self.assertIn(token, out.text())
             self.assertNotIn("created now", out.text())
+            self.assertNotIn("rotated", out.text() + err.text())
         finally:
             self.stop(p)
+
+    def test_a_key_rotated_since_is_replaced_not_printed(self):
+        # Found in review: after `vocohook partner rotate-key` on the demo partner, the
+        # saved key was dead but still printed on every start, in the curl commands too.
+        p, out, _, _ = self.start()
+        self.stop(p)
+        saved = self.creds()
+        db = "sqlite:" + os.path.join(self.root, "var", "vocohook.db")
+        rc, rotated_out, rot_err = run_cli("partner", "rotate-key", saved["partner_id"],
+                                           "--db", db)
+        self.assertEqual(rc, 0, rot_err)
+        rotated = parse_fields(rotated_out)["api_key"]
+
+        p, out, err, port = self.start()
+        try:
+            text = out.text()
+            key = re.search(r"API key\s+(rg_live_[0-9a-f]{64})", text).group(1)
+            self.assertNotEqual(key, saved["api_key"])
+            self.assertEqual(text.count(key), 3, text)  # shown, and in two curl commands
+            self.assertNotIn(saved["api_key"], text)
+            self.assertIn("the saved one had been rotated", text)
+            self.assertIn("no longer works", err.text())
+            self.assertNotIn(key, err.text())
+            d = self.daemon(port)
+            self.assertEqual(d.request("GET", "/api/v2/config/webhooks", key=key).status, 200)
+            for dead in (saved["api_key"], rotated):  # rotate-key's key is replaced too
+                self.assertEqual(d.request("GET", "/api/v2/config/webhooks",
+                                           key=dead).status, 401)
+        finally:
+            self.stop(p)
+        now = self.creds()
+        self.assertEqual(now, dict(saved, api_key=key))  # same partner and token, new key
 
 
 if __name__ == "__main__":
