@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <sqlite3.h>
 
 #include <vocohook/vocohook.h>
 
@@ -1667,6 +1668,95 @@ static void patch_racing_a_rotation_keeps_the_new_secret(void **state)
                  lost, n - 1);
 }
 
+/*
+ * In the store's own SQLite file, puts a view named `endpoints` in front of the table (on)
+ * that reads every endpoint with a new random secret each time, or takes it away (off).
+ * To the store, every read-modify-write of an endpoint then finds the row changed between
+ * its read and its write, as after a rotation by another request, however often it reads
+ * again: two reads agree only if two 32-byte random blobs do. No thread, no timing; the
+ * store's statements are prepared again for the new schema by SQLite itself.
+ */
+static void churn_endpoints(struct fx *f, bool on)
+{
+    static const char on_sql[] =
+        "ALTER TABLE endpoints RENAME TO endpoints_stored;"
+        "CREATE VIEW endpoints AS SELECT id, partner_id, label, url,"
+        " 'whsec_' || lower(hex(randomblob(32))) AS secret, enabled, created_ms, updated_ms,"
+        " last_delivery_ms, last_delivery_status, deleted_ms, retry_schedule, timeout_ms"
+        " FROM endpoints_stored;";
+    static const char off_sql[] =
+        "DROP VIEW endpoints; ALTER TABLE endpoints_stored RENAME TO endpoints;";
+    char path[128];
+    char *msg = NULL;
+    sqlite3 *db = NULL;
+
+    snprintf(path, sizeof(path), "%s/db", f->dir);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_busy_timeout(db, 10000), SQLITE_OK);
+    if (sqlite3_exec(db, on ? on_sql : off_sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", on ? "on" : "off", msg);
+    sqlite3_close(db);
+}
+
+/*
+ * The 409 of a read-modify-write that loses every one of its tries (ENDPOINT_WRITE_TRIES)
+ * to changes made between its read and its write, for the three routes that do one: PATCH,
+ * rotate-secret and the legacy PUT. Nothing is written and no change is reported; once the
+ * row holds still, the same requests go through.
+ */
+static void endpoint_changing_on_every_try_is_409(void **state)
+{
+    struct fx *f = *state;
+    char id[VH_UUID_LEN + 1], legacy[VH_UUID_LEN + 1], path[128], rotate[160];
+    struct vh_endpoint before, legacy_before, ep;
+    char msg[128];
+
+    create(f, "busy", "https://busy.example/h", true, id);
+    assert_int_equal(req(f, "PUT", "/api/v2/config/webhook", f->key_a,
+                         "{\"webhook_url\":\"https://legacy.example/wh\"}"),
+                     200);
+    assert_int_equal(
+        vh_store_endpoint_get_by_label(f->st, f->a.id, "default", &legacy_before, NULL), 0);
+    snprintf(legacy, sizeof(legacy), "%s", legacy_before.id);
+    assert_int_equal(vh_store_endpoint_get(f->st, f->a.id, id, &before, NULL), 0);
+    snprintf(path, sizeof(path), "/api/v2/config/webhooks/%s", id);
+    snprintf(rotate, sizeof(rotate), "%s/rotate-secret", path);
+    f->changed = 0;
+
+    churn_endpoints(f, true);
+    req(f, "PATCH", path, f->key_a, "{\"url\":\"https://moved.example/h\"}");
+    expect_error(f, 409, "CONFLICT");
+    snprintf(msg, sizeof(msg), "%s", str_at(f->json, "error.message"));
+    if (!strstr(msg, "being changed by other requests"))
+        fail_msg("PATCH: %s", msg);
+    req(f, "POST", rotate, f->key_a, NULL);
+    expect_error(f, 409, "CONFLICT");
+    assert_string_equal(str_at(f->json, "error.message"), msg);
+    req(f, "PUT", "/api/v2/config/webhook", f->key_a,
+        "{\"webhook_url\":\"https://legacy.example/other\"}");
+    expect_error(f, 409, "CONFLICT");
+    assert_string_equal(str_at(f->json, "error.message"), msg);
+    assert_int_equal(f->changed, 0);
+    churn_endpoints(f, false);
+
+    /* Nothing was written: url, secret and updated_ms as they were. */
+    assert_int_equal(vh_store_endpoint_get(f->st, f->a.id, id, &ep, NULL), 0);
+    assert_string_equal(ep.url, before.url);
+    assert_string_equal(ep.secret, before.secret);
+    assert_int_equal(ep.updated_ms, before.updated_ms);
+    assert_int_equal(vh_store_endpoint_get(f->st, f->a.id, legacy, &ep, NULL), 0);
+    assert_string_equal(ep.url, legacy_before.url);
+    assert_string_equal(ep.secret, legacy_before.secret);
+
+    /* The row holds still again: the same requests go through on their first try. */
+    assert_int_equal(req(f, "PATCH", path, f->key_a, "{\"url\":\"https://moved.example/h\"}"), 200);
+    assert_int_equal(req(f, "POST", rotate, f->key_a, NULL), 200);
+    assert_int_equal(req(f, "PUT", "/api/v2/config/webhook", f->key_a,
+                         "{\"webhook_url\":\"https://legacy.example/other\"}"),
+                     200);
+    assert_int_equal(f->changed, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1676,6 +1766,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(endpoint_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(patch_racing_a_rotation_keeps_the_new_secret, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(endpoint_changing_on_every_try_is_409, setup, teardown),
         cmocka_unit_test_setup_teardown(http_urls_when_allowed, setup_http, teardown),
         cmocka_unit_test_setup_teardown(auth_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(content_type_and_size, setup, teardown),
