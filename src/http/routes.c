@@ -124,6 +124,30 @@ static const char *code_for_status(int status)
 }
 
 /*
+ * Bytes that may not be UTF-8 as a JSON string: a receiver's reply, or an error message that
+ * quotes the request (a path MHD decoded from %FF, one cut inside a character). Invalid UTF-8
+ * would break the whole answer, so then every byte above 0x7f (and each NUL) becomes '?'.
+ */
+static int add_lossy_string(struct vh_buf *b, const char *s, size_t len)
+{
+    char *copy;
+    size_t i;
+    int rc = vh_json_add_string(b, s, len);
+
+    if (rc != VH_EINVAL)
+        return rc;
+    copy = vh_strndup(s, len);
+    if (!copy)
+        return VH_ENOMEM;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)copy[i] >= 0x80 || copy[i] == '\0')
+            copy[i] = '?';
+    rc = vh_json_add_string(b, copy, len);
+    vh_free(copy);
+    return rc;
+}
+
+/*
  * Replaces the response with the error envelope. Building it can only fail on memory;
  * then the body is left empty and the server sends the status alone.
  */
@@ -143,7 +167,7 @@ static void reply_error(struct vh_api_resp *resp, int status, const char *fmt, .
     rc = vh_buf_addf(&resp->body, "{\"success\":false,\"error\":{\"code\":\"%s\",\"message\":",
                      code_for_status(status));
     if (rc == 0)
-        rc = vh_json_add_string(&resp->body, msg, strlen(msg));
+        rc = add_lossy_string(&resp->body, msg, strlen(msg));
     if (rc == 0)
         rc = vh_buf_adds(&resp->body, "}}");
     if (rc < 0)
@@ -364,6 +388,11 @@ static int check_endpoint_url(const struct vh_api *api, const char *field, const
         p++;
     } else {
         while (p < end && *p != ':') {
+            if ((unsigned char)*p >= 0x80)
+                return vh_error_set(err, VH_EINVAL,
+                                    "%s: host must be ASCII (an internationalized name goes in "
+                                    "its xn-- form)",
+                                    field);
             if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
                   (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'))
                 return vh_error_set(err, VH_EINVAL, "%s: host has a bad character '%c'", field, *p);
@@ -1159,29 +1188,6 @@ static int calls_list(struct route_ctx *c)
 }
 
 /* ---- delivery history ------------------------------------------------------------------- */
-
-/*
- * A receiver's reply is arbitrary bytes: shown as a JSON string, invalid UTF-8 would break
- * the whole answer, so such bytes (and NULs) become '?'.
- */
-static int add_lossy_string(struct vh_buf *b, const char *s, size_t len)
-{
-    char *copy;
-    size_t i;
-    int rc = vh_json_add_string(b, s, len);
-
-    if (rc != VH_EINVAL)
-        return rc;
-    copy = vh_strndup(s, len);
-    if (!copy)
-        return VH_ENOMEM;
-    for (i = 0; i < len; i++)
-        if ((unsigned char)copy[i] >= 0x80 || copy[i] == '\0')
-            copy[i] = '?';
-    rc = vh_json_add_string(b, copy, len);
-    vh_free(copy);
-    return rc;
-}
 
 /* A delivery object, left open (no closing brace) when `open` so members can follow. */
 static int add_delivery(struct vh_buf *b, const struct vh_delivery_info *d, bool open)

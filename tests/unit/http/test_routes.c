@@ -393,6 +393,43 @@ static void endpoint_rules(void **state)
     assert_int_equal(json_array_size(at(f->json, "data")), 5);
 }
 
+/*
+ * An error message that holds bytes that are not UTF-8 (a path segment MHD decoded from
+ * %FF, a long path cut inside a character, a non-ASCII URL host) still gets the JSON error
+ * envelope. Before (found in a security review) the envelope refused such a message, and the
+ * answer went out with its status and an empty body.
+ */
+static void errors_that_quote_bytes_not_utf8(void **state)
+{
+    struct fx *f = *state;
+    char path[1024], id[VH_UUID_LEN + 1];
+    size_t i, n;
+
+    req(f, "GET", "/api/v2/\xff", f->key_a, NULL);
+    expect_error(f, 404, "NOT_FOUND");
+    req(f, "GET", "/\xc3", NULL, NULL);
+    expect_error(f, 404, "NOT_FOUND");
+    /* a path of two-byte characters, longer than a message holds: cut inside one */
+    n = (size_t)snprintf(path, sizeof(path), "/nothing/");
+    for (i = 0; i < 300; i++)
+        path[n++] = (char)(i % 2 ? 0xa9 : 0xc3);
+    path[n] = '\0';
+    req(f, "GET", path, NULL, NULL);
+    expect_error(f, 404, "NOT_FOUND");
+
+    req(f, "POST", "/api/v2/config/webhooks", f->key_a,
+        "{\"label\":\"idn\",\"url\":\"https://\xc3\xa9.example/h\"}");
+    expect_error(f, 400, "VALIDATION_ERROR");
+    assert_non_null(strstr(str_at(f->json, "error.message"), "ASCII"));
+    create(f, "plain", "https://x.example/h", true, id);
+    snprintf(path, sizeof(path), "/api/v2/config/webhooks/%s", id);
+    req(f, "PATCH", path, f->key_a, "{\"url\":\"https://x.\xc3\xa9/h\"}");
+    expect_error(f, 400, "VALIDATION_ERROR");
+    req(f, "PUT", "/api/v2/config/webhook", f->key_a,
+        "{\"webhook_url\":\"https://\xe2\x82\xac.example/\"}");
+    expect_error(f, 400, "VALIDATION_ERROR");
+}
+
 static void http_urls_when_allowed(void **state)
 {
     struct fx *f = *state;
@@ -1764,6 +1801,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(endpoint_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(endpoint_changes_are_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(endpoint_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(errors_that_quote_bytes_not_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(patch_racing_a_rotation_keeps_the_new_secret, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(endpoint_changing_on_every_try_is_409, setup, teardown),
