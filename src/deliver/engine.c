@@ -1145,12 +1145,17 @@ static void conn_connected(struct vh_engine *e, struct conn *c, CURLcode rc)
     if (rc == CURLE_OK)
         rc = CURLE_COULDNT_CONNECT;
     r = classify_connect(rc, c);
-    if (r == VH_ATTEMPT_BLOCKED && c->blocked)
+    if (r == VH_ATTEMPT_BLOCKED && c->blocked) {
+        /*
+         * The attempt's error is the partner's to read (delivery history): it must not tell
+         * what one of our names resolves to (split-horizon DNS). The address goes to our log.
+         */
         snprintf(why, sizeof(why),
-                 "destination %s is not a public address (allow_private_networks is off)",
-                 c->blocked_addr);
-    else
+                 "destination is not a public address (allow_private_networks is off)");
+        log_rec(e, VH_LOG_WARN, "blocked destination", ",\"address\":\"%s\"", c->blocked_addr);
+    } else {
         snprintf(why, sizeof(why), "%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
+    }
     job_end(e, job, r, why, false);
 }
 

@@ -85,5 +85,40 @@ class Ssrf(unittest.TestCase):
         self.assertEqual(self.listener.accepted, 0, "a blocked destination was connected to")
 
 
+    def test_the_partner_is_not_told_the_private_address(self):
+        """A partner names the host; the address it resolved to on our side is ours. An
+        internal name (split-horizon DNS) must not have its address shown to the partner in
+        the delivery history: the attempt says it was refused, the address goes to our log."""
+        pid, key = create_partner(self.d.db, "names")
+        r = self.d.request("POST", "/api/v2/config/webhooks", key=key,
+                           body={"label": "internal",
+                                 "url": f"http://localhost:{self.listener.port}/hook"})
+        self.assertEqual(r.status, 201, r)
+        ep_id = json.loads(r.body)["data"]["id"]
+        r = self.d.request("POST", "/internal/v1/sessions",
+                           headers={"Authorization": f"Bearer {self.d.token}"},
+                           body={"partner_id": pid, "session": seed_session()})
+        self.assertEqual(r.status, 202, r)
+
+        deadline = time.monotonic() + 20
+        attempt = None
+        while attempt is None and time.monotonic() < deadline:
+            r = self.d.request("GET", f"/api/v2/config/webhooks/{ep_id}/deliveries", key=key)
+            ds = json.loads(r.body)["data"]["deliveries"]
+            if ds and ds[0]["last_error"]:
+                r = self.d.request("GET", f"/api/v2/deliveries/{ds[0]['id']}", key=key)
+                attempt = json.loads(r.body)["data"]["attempt_history"][0]
+            else:
+                time.sleep(0.1)
+        self.assertIsNotNone(attempt, "no attempt recorded")
+        self.assertEqual(attempt["error_class"], "blocked_destination")
+        self.assertIn("not a public address", attempt["error"])
+        for addr in ("127.0.0.1", "::1"):
+            self.assertNotIn(addr, attempt["error"])
+        self.assertTrue(self.d.wait_log(
+            lambda rec: rec.get("msg") == "blocked destination"
+            and rec.get("address") in ("127.0.0.1", "::1")), "the address is not in the log")
+        self.assertEqual(self.listener.accepted, 0)
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
