@@ -99,7 +99,8 @@ VH_API int vh_job_transition(enum vh_job_state from, enum vh_job_state to, struc
  * When a recording URL stops working: X-Amz-Date + X-Amz-Expires when the query has both
  * (an S3 SigV4 presigned URL; X-Amz-Date is `YYYYMMDDTHHMMSSZ`), otherwise `received_ms` +
  * VH_RECORDING_TTL_DEFAULT_MS (the contract's 24 h). Pure. Never fails: a URL whose
- * parameters cannot be read gets the default.
+ * parameters cannot be read, or that says it was signed more than 15 minutes after
+ * `received_ms` (S3 would refuse it: not a real presign), gets the default.
  */
 VH_API int64_t vh_recording_expiry_ms(const char *url, int64_t received_ms);
 

@@ -14,7 +14,13 @@
 
 #define AMZ_DATE_LEN    16 /* YYYYMMDDTHHMMSSZ */
 #define AMZ_EXPIRES_MAX 604800
-#define EXT_MAX         8
+/*
+ * How far ahead of its arrival a URL may say it was signed: S3 refuses a request whose
+ * X-Amz-Date is more than 15 minutes ahead of its own clock, so a later date is not a real
+ * presign's, and would keep a download that can only fail retrying for as long as it says.
+ */
+#define AMZ_DATE_AHEAD_MS (15 * 60 * 1000)
+#define EXT_MAX           8
 
 static const char *const job_kinds[] = {
     [VH_JOB_DOWNLOAD] = "download",
@@ -231,7 +237,8 @@ int64_t vh_recording_expiry_ms(const char *url, int64_t received_ms)
         date = query_param(url, "X-Amz-Date", &date_len);
         expires = query_param(url, "X-Amz-Expires", &exp_len);
         if (date && expires && exp_len >= 1 && exp_len <= 6 &&
-            amz_date_ms(date, date_len, &signed_ms)) {
+            amz_date_ms(date, date_len, &signed_ms) &&
+            signed_ms <= received_ms + AMZ_DATE_AHEAD_MS) {
             for (i = 0; i < exp_len && expires[i] >= '0' && expires[i] <= '9'; i++)
                 secs = secs * 10 + (expires[i] - '0');
             if (i == exp_len && secs >= 1 && secs <= AMZ_EXPIRES_MAX)

@@ -173,6 +173,22 @@ static void expiry(void **state)
                                             "20260315T143208Z",
                                             rcv),
                      T0 + 60000);
+    /*
+     * Signed after it arrived: up to S3's 15 minutes of clock skew, as it says; past them,
+     * the default (a far-future date would keep a failing download going for years).
+     */
+    assert_int_equal(vh_recording_expiry_ms("http://h/k?X-Amz-Date=20260315T144708Z"
+                                            "&X-Amz-Expires=60",
+                                            T0),
+                     T0 + 900000 + 60000);
+    assert_int_equal(vh_recording_expiry_ms("http://h/k?X-Amz-Date=20260315T144709Z"
+                                            "&X-Amz-Expires=60",
+                                            T0),
+                     T0 + VH_RECORDING_TTL_DEFAULT_MS);
+    assert_int_equal(vh_recording_expiry_ms("http://h/k?X-Amz-Date=20991231T000000Z"
+                                            "&X-Amz-Expires=604800",
+                                            rcv),
+                     rcv + VH_RECORDING_TTL_DEFAULT_MS);
     /* Unreadable or out of range: the default. */
     assert_int_equal(vh_recording_expiry_ms("http://h/k?X-Amz-Date=20260315T143208Z", rcv),
                      rcv + VH_RECORDING_TTL_DEFAULT_MS);
