@@ -117,7 +117,9 @@ struct request {
     struct vh_buf body; /* bounded by body_max */
     bool too_large;     /* the body passed the bound: stop storing, answer 413 */
     bool body_unread;   /* answered on its head: MHD closes, the linger thread drains */
-    int64_t start_ms;   /* monotonic */
+    /* Copies of header values that had trailing whitespace (header_value), or NULL. */
+    char *trimmed[2 + VH_SERVER_HEADERS_MAX];
+    int64_t start_ms; /* monotonic */
     char id[REQUEST_ID_LEN];
     /* An async handler's request, kept (with its answer) while the connection waits. */
     struct vh_server *srv;
@@ -405,6 +407,16 @@ static struct request *request_new(struct vh_server *srv)
     return rq;
 }
 
+static void trimmed_free(struct request *rq)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(rq->trimmed) / sizeof(rq->trimmed[0]); i++) {
+        vh_free(rq->trimmed[i]);
+        rq->trimmed[i] = NULL;
+    }
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -417,6 +429,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         linger_on(srv, conn);
     vh_buf_release(&rq->body);
     vh_api_resp_release(&rq->resp);
+    trimmed_free(rq);
     vh_free(rq);
     *req_cls = NULL;
     pthread_mutex_lock(&srv->lock);
@@ -454,8 +467,35 @@ static bool api_admit(void *ud, const struct vh_server_req *req, struct vh_api_r
 }
 
 /* Fills the request the handler sees from what MHD parsed. */
+/*
+ * The value of header `name` without trailing spaces and tabs, or NULL when it is absent.
+ * RFC 9110 5.5: whitespace around a field value is not part of it; MHD strips the leading
+ * only, so `X-Webhook-Signature: sha256=… ` would fail to parse. A value that has any is
+ * copied into rq->trimmed[slot] (slot: one per header asked for); out of memory, the value
+ * stays as MHD has it.
+ */
+static const char *header_value(struct request *rq, size_t slot, struct MHD_Connection *conn,
+                                const char *name)
+{
+    const char *v = NULL;
+    size_t len = 0, n;
+
+    if (MHD_lookup_connection_value_n(conn, MHD_HEADER_KIND, name, strlen(name), &v, &len) !=
+            MHD_YES ||
+        !v)
+        return NULL;
+    for (n = len; n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'); n--)
+        ;
+    if (n == len)
+        return v;
+    vh_free(rq->trimmed[slot]);
+    rq->trimmed[slot] = vh_strndup(v, n);
+    return rq->trimmed[slot] ? rq->trimmed[slot] : v;
+}
+
+/* Fills `sreq` (rq->sreq) for the handler; a second fill replaces what the first gave. */
 static void fill_request(const struct vh_server *srv, struct MHD_Connection *conn,
-                         const struct request *rq, const char *method, const char *path,
+                         struct request *rq, const char *method, const char *path,
                          struct vh_server_req *sreq)
 {
     struct vh_api_req *req = &sreq->base;
@@ -465,10 +505,8 @@ static void fill_request(const struct vh_server *srv, struct MHD_Connection *con
     req->method = method;
     req->path = path;
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query, req);
-    req->authorization =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    req->content_type =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    req->authorization = header_value(rq, 0, conn, MHD_HTTP_HEADER_AUTHORIZATION);
+    req->content_type = header_value(rq, 1, conn, MHD_HTTP_HEADER_CONTENT_TYPE);
     req->body_too_large = rq->too_large;
     if (!rq->too_large && rq->body.len > 0) {
         req->body = rq->body.data;
@@ -477,8 +515,7 @@ static void fill_request(const struct vh_server *srv, struct MHD_Connection *con
     req->request_id = rq->id;
     req->now_ms = vh_time_now_ms();
     for (i = 0; i < VH_SERVER_HEADERS_MAX && srv->handler.headers[i]; i++)
-        sreq->headers[i] =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, srv->handler.headers[i]);
+        sreq->headers[i] = header_value(rq, 2 + i, conn, srv->handler.headers[i]);
 }
 
 /* Sends `rq->resp`, the handler's answer (and releases it). */

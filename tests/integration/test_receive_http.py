@@ -40,6 +40,19 @@ class Accepted(unittest.TestCase):
             self.assertEqual(exported["payload"], json.loads(body))
             self.assertEqual(exported["recording"], "none")
 
+    def test_header_values_with_trailing_whitespace_verify(self):
+        """RFC 9110 5.5: whitespace around a field value is not part of it. libmicrohttpd
+        strips the leading only; the server strips the trailing too, so both are stored
+        and verified as the sender signed them."""
+        body = payload(SID)
+        with Receiver() as r:
+            good = sign(body)
+            resp = r.post(body, {"X-Webhook-Timestamp": good["X-Webhook-Timestamp"] + " \t",
+                                 "X-Webhook-Signature": good["X-Webhook-Signature"] + "  "})
+            self.assertEqual(resp.status, 200, resp)
+            self.assertEqual(r.rows("SELECT signed_at, signature FROM sessions"),
+                             [(good["X-Webhook-Timestamp"], good["X-Webhook-Signature"])])
+
     def test_root_path_works_too(self):
         with Receiver() as r:
             body = payload(SID)

@@ -47,6 +47,20 @@ class Health(unittest.TestCase):
         finally:
             d.cleanup()
 
+    def test_credentials_with_trailing_whitespace_pass(self):
+        """RFC 9110 5.5: the whitespace after a field value is not part of it (libmicrohttpd
+        strips only the leading), so a token with spaces or tabs after it still matches."""
+        with Daemon() as d:
+            r = d.request("POST", "/internal/v1/sessions", body=b"{}",
+                          headers={"Authorization": f"Bearer {d.token} \t",
+                                   "Content-Type": "application/json  "})
+            self.assertEqual(r.status, 400, r)  # past the token and the content type: the body
+            self.assertEqual(r.json()["error"]["code"], "VALIDATION_ERROR", r)
+            r = d.request("POST", "/internal/v1/sessions", body=b"{}",
+                          headers={"Authorization": f"Bearer {d.token}x",
+                                   "Content-Type": "application/json"})
+            self.assertEqual(r.status, 401, r)
+
     def test_unknown_route_is_json_404(self):
         with Daemon() as d:
             r = d.request("GET", "/nope?x=1")
