@@ -2,7 +2,8 @@
  * The one UTF-8 sequence check of the library (RFC 3629, table 3-7): no overlong forms, no
  * UTF-16 surrogates, nothing past U+10FFFF, nothing truncated. Used where bytes are judged
  * one character at a time: the JSON parser's strings (jtree.c), the payload encoder
- * (event.c), the store's labels and URLs (store.c).
+ * (event.c), the store's labels and URLs (store.c), and text cleaned for display
+ * (vh__utf8_clean: the receiver's job errors).
  */
 #ifndef VH_CORE_UTF8_INT_H
 #define VH_CORE_UTF8_INT_H
@@ -39,6 +40,40 @@ static inline size_t vh__utf8_seq_len(const unsigned char *s, size_t n)
                    : 0;
     }
     return 0;
+}
+
+/*
+ * Makes the NUL-terminated text `s` one line of printable UTF-8, in place and at the same
+ * length: each byte of an ill-formed or cut sequence becomes '?', and each control character
+ * a space (C0 and DEL one byte each, C1 (U+0080..U+009F) its two). For text from outside (a
+ * command's output, a server's error) that is stored and shown: JSON writers refuse
+ * ill-formed UTF-8, and a terminal acts on control characters.
+ */
+static inline void vh__utf8_clean(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    size_t n = 0, k;
+
+    while (p[n])
+        n++;
+    while (n > 0) {
+        if (*p < 0x80) {
+            if (*p < 0x20 || *p == 0x7f)
+                *p = ' ';
+            p++, n--;
+            continue;
+        }
+        k = vh__utf8_seq_len(p, n);
+        if (k == 0) {
+            *p++ = '?';
+            n--;
+            continue;
+        }
+        if (p[0] == 0xc2 && p[1] < 0xa0)
+            p[0] = p[1] = ' ';
+        p += k;
+        n -= k;
+    }
 }
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <vocohook/clock.h>
 
+#include "core/utf8_int.h"
 #include "core/banned.h"
 
 #define AMZ_DATE_LEN    16 /* YYYYMMDDTHHMMSSZ */
@@ -161,6 +162,8 @@ void vh__job_decide(enum vh_job_kind kind, unsigned attempts_before, int64_t dea
     u->attempts = attempts_before + 1;
     u->status = rep->status;
     snprintf(u->error, sizeof(u->error), "%s", rep->error);
+    /* A command's output or a server's words: stored, exported as JSON, shown in a terminal. */
+    vh__utf8_clean(u->error);
     switch (rep->outcome) {
     case VH__OUTCOME_OK:
         u->state = VH_JOB_DONE;

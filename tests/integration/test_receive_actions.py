@@ -102,6 +102,19 @@ class Exec(unittest.TestCase):
             self.assertEqual((job["state"], job["attempts"], job["status"]), ("failed", 2, 3))
             self.assertEqual(job["error"], "exited with status 3: broken")
 
+    def test_a_commands_output_that_is_not_utf8_is_kept_cleaned(self):
+        # Found in session 19: a command printing bytes that are not UTF-8 (or a cut inside a
+        # character) put them into the job's error as they were, and `sessions export` then
+        # failed at that session ("invalid input") and exported nothing after it.
+        cmd = "printf 'caf\\351\\033[2J \\303\\251'; exit 3"
+        with Receiver(["--exec", cmd, "--action-attempts", "1"]) as r:
+            r.deliver(payload("s_bytes"))
+            r.deliver(payload("s_after"))
+            job = r.wait_job("s_bytes", {"failed"}, kind="exec", timeout=30)
+            self.assertEqual(job["error"], "exited with status 3: caf? [2J \u00e9")
+            self.assertEqual(r.wait_job("s_after", {"failed"}, kind="exec", timeout=30)["error"],
+                             job["error"])
+
     def test_a_commands_output_is_read_not_kept(self):
         # The output went to a temporary file with no bound: a command printing without end
         # filled the disk until its timeout. Here the receiver (and so each command) runs

@@ -155,6 +155,29 @@ static void decide_actions(void **state)
     assert_int_equal(u.state, VH_JOB_DONE);
 }
 
+/*
+ * The error text is stored, exported as JSON and shown in a terminal: what came from outside
+ * (a command's output) is made one line of printable UTF-8 at its length.
+ */
+static void decide_cleans_the_error(void **state)
+{
+    struct vh__report rep;
+    struct vh__job_update u;
+
+    (void)state;
+    memset(&rep, 0, sizeof(rep));
+    rep.outcome = VH__OUTCOME_RETRY;
+    rep.status = 3;
+    snprintf(rep.error, sizeof(rep.error), "%s",
+             "status 3: caf\xe9\n\x01\x7f\xc2\x9b[2J ok \xc3\xa9 \xf0\x9f\x98\x80 \xe2\x82");
+    vh__job_decide(VH_JOB_EXEC, 0, VH_TIME_MAX_MS, 3, &rep, T0, &u);
+    assert_string_equal(u.error, "status 3: caf?     [2J ok \xc3\xa9 \xf0\x9f\x98\x80 ??");
+    /* Overlong forms and surrogates are not UTF-8 either. */
+    snprintf(rep.error, sizeof(rep.error), "%s", "\xc0\xaf \xed\xa0\x80 x");
+    vh__job_decide(VH_JOB_EXEC, 0, VH_TIME_MAX_MS, 3, &rep, T0, &u);
+    assert_string_equal(u.error, "?? ??? x");
+}
+
 static void expiry(void **state)
 {
     const int64_t rcv = T0 + 5000;
@@ -251,8 +274,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(names_round_trip), cmocka_unit_test(transitions),
         cmocka_unit_test(backoff),          cmocka_unit_test(decide_downloads),
-        cmocka_unit_test(decide_actions),   cmocka_unit_test(expiry),
-        cmocka_unit_test(recording_names),
+        cmocka_unit_test(decide_actions),   cmocka_unit_test(decide_cleans_the_error),
+        cmocka_unit_test(expiry),           cmocka_unit_test(recording_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
