@@ -441,6 +441,15 @@ VH_API int vh_store_delivery_recover(struct vh_store *st, const char *node_id, i
                                      struct vh_error *err);
 
 /*
+ * As vh_store_delivery_recover, but only the deliveries `node_id` (required) holds, whatever
+ * their leases say: for a node that knows every claim under its name is an orphan (a claim
+ * failed after it may have committed, and it holds nothing now). It reads no lease, so a
+ * wall clock that has jumped ahead cannot make it take another node's live claims.
+ */
+VH_API int vh_store_delivery_recover_node(struct vh_store *st, const char *node_id, int64_t now_ms,
+                                          struct vh_error *err);
+
+/*
  * The earliest next_attempt_ms of any pending delivery (possibly in the past), so the
  * dispatcher can sleep until then. VH_ENOTFOUND when nothing is pending. Leases are not
  * considered: recover on a timer of the lease length.

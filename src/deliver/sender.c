@@ -655,7 +655,8 @@ static void *dispatch(void *arg)
         }
         if (orphans && room == s->max_in_flight && !unrecorded) {
             struct vh_error err = VH_ERROR_INIT;
-            int n = vh_store_delivery_recover(s->st, s->node_id, vh_time_now_ms(), &err);
+            /* Only ours: no lease is read, so a clock that jumped cannot take others'. */
+            int n = vh_store_delivery_recover_node(s->st, s->node_id, vh_time_now_ms(), &err);
 
             if (n >= 0) {
                 orphans = false;
@@ -698,16 +699,17 @@ void vh_sender_endpoint_changed(struct vh_sender *s, const char *endpoint_id)
     struct vh_error err = VH_ERROR_INIT;
     int rc;
 
+    pthread_mutex_lock(&s->submit_lock);
+    rc = vh_engine_drop_endpoint(s->engine, endpoint_id, &err);
+    pthread_mutex_unlock(&s->submit_lock);
     if (!endpoint_id) {
-        /* The watcher (re)connected: from now on it hears every change. */
+        /* The watcher (re)connected and hears every change from now on; after the drop, so
+         * that a first claim does not meet it. */
         pthread_mutex_lock(&s->lock);
         s->listening = true;
         pthread_cond_signal(&s->cond);
         pthread_mutex_unlock(&s->lock);
     }
-    pthread_mutex_lock(&s->submit_lock);
-    rc = vh_engine_drop_endpoint(s->engine, endpoint_id, &err);
-    pthread_mutex_unlock(&s->submit_lock);
     if (rc < 0)
         sender_log(s, VH_LOG_ERROR, "dropping an endpoint's queued attempts failed", err.msg);
     /* The dropped deliveries are due again at once, with the endpoint as it is now. */
@@ -809,14 +811,16 @@ int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg, str
      * Other nodes' ingests wake this one too (PostgreSQL); without it, the idle poll would.
      * Other nodes' endpoint changes take back this node's queued jobs too.
      */
-    rc = vh_store_watch(st, sender_wake_cb, s, err);
-    if (rc >= 0)
-        rc = vh_store_watch_endpoints(st, sender_endpoint_changed_cb, s, err);
+    rc = vh_store_watch_endpoints(st, sender_endpoint_changed_cb, s, err);
+    if (rc >= 0) {
+        /* Set first (it starts the watcher): its first connect is then never missed. */
+        pthread_mutex_lock(&s->lock);
+        s->watching = rc > 0;
+        pthread_mutex_unlock(&s->lock);
+        rc = vh_store_watch(st, sender_wake_cb, s, err);
+    }
     if (rc < 0)
         goto fail;
-    pthread_mutex_lock(&s->lock);
-    s->watching = rc > 0;
-    pthread_mutex_unlock(&s->lock);
     if (pthread_create(&s->thread, NULL, dispatch, s) != 0) {
         rc = vh_error_set(err, VH_EIO, "sender: cannot start the dispatcher thread");
         goto fail;

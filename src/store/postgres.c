@@ -455,7 +455,7 @@ static const char *const stmt_sql[S__N] = {
     [S_RECOVER] = "UPDATE deliveries SET state = 'pending', next_attempt_ms = $1,"
                   " lease_owner = NULL, lease_until_ms = NULL, updated_ms = $1"
                   " WHERE state = 'in_flight'"
-                  " AND (lease_until_ms <= $1 OR lease_owner = $2::text)",
+                  " AND (lease_until_ms <= $3 OR lease_owner = $2::text)",
     [S_NEXT_DUE] = "SELECT min(next_attempt_ms) FROM deliveries WHERE state = 'pending'",
     [S_STATS_PENDING] = "SELECT count(*),"
                         " count(*) FILTER (WHERE next_attempt_ms <= $1),"
@@ -2772,8 +2772,8 @@ out:
     return rc;
 }
 
-static int pg_delivery_recover(struct vh_store *st, const char *node_id, int64_t now_ms,
-                               int64_t *count, struct vh_error *err)
+static int pg_delivery_recover(struct vh_store *st, const char *node_id, int64_t expired_by_ms,
+                               int64_t now_ms, int64_t *count, struct vh_error *err)
 {
     struct pg_store *s = to_pg(st);
     const char *what = "recover deliveries";
@@ -2789,6 +2789,7 @@ static int pg_delivery_recover(struct vh_store *st, const char *node_id, int64_t
         p_init(&p);
         p_int(&p, now_ms);
         p_text(&p, node_id);
+        p_int(&p, expired_by_ms);
         rc = run_write(c, S_RECOVER, &p, count, what, err);
         if (rc == 0 || tries == TX_TRIES || !tx_is_retryable(c))
             break;

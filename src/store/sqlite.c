@@ -542,7 +542,7 @@ static const char *const stmt_sql[S__N] = {
                            " AND (last_delivery_ms IS NULL OR last_delivery_ms <= ?2)",
     [S_RECOVER] = "UPDATE deliveries SET state = 'pending', next_attempt_ms = ?1,"
                   " lease_owner = NULL, lease_until_ms = NULL, updated_ms = ?1"
-                  " WHERE state = 'in_flight' AND (lease_until_ms <= ?1 OR lease_owner = ?2)",
+                  " WHERE state = 'in_flight' AND (lease_until_ms <= ?3 OR lease_owner = ?2)",
     /* A claim held in memory ended: its row, still pending, is due again now. */
     [S_HELD_RECOVER] = "UPDATE deliveries SET next_attempt_ms = ?2, updated_ms = ?2"
                        " WHERE seq = ?1 AND state = 'pending'",
@@ -3266,8 +3266,8 @@ out_free:
  * older version's), and the claims this store holds in memory. Both are due at now_ms
  * again; the held ones leave the table only once that is committed.
  */
-static int sqlite_delivery_recover(struct vh_store *st, const char *node_id, int64_t now_ms,
-                                   int64_t *count, struct vh_error *err)
+static int sqlite_delivery_recover(struct vh_store *st, const char *node_id, int64_t expired_by_ms,
+                                   int64_t now_ms, int64_t *count, struct vh_error *err)
 {
     struct sqlite_store *s = to_sqlite(st);
     const char *what = "recover deliveries";
@@ -3283,7 +3283,7 @@ static int sqlite_delivery_recover(struct vh_store *st, const char *node_id, int
     /* A restart takes the file's lock here, before its first claim. */
     rc = claim_lock_take(s, c, what, err);
     if (rc == 0)
-        rc = held_rows(s, node_id, now_ms, &rows, &n, what, err);
+        rc = held_rows(s, node_id, expired_by_ms, &rows, &n, what, err);
     if (rc == 0)
         rc = tx_begin_write(c, what, err);
     if (rc == 0)
@@ -3292,6 +3292,7 @@ static int sqlite_delivery_recover(struct vh_store *st, const char *node_id, int
         goto out;
     q_int(&q, 1, now_ms);
     q_text(&q, 2, node_id);
+    q_int(&q, 3, expired_by_ms);
     rc = q_exec(&q, err);
     if (rc == 0)
         *count = (int64_t)sqlite3_changes64(c->db);

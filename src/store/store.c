@@ -861,13 +861,13 @@ size_t vh__store_last_per_endpoint(const struct vh_delivery_result *results,
     return found;
 }
 
-int vh_store_delivery_recover(struct vh_store *st, const char *node_id, int64_t now_ms,
-                              struct vh_error *err)
+static int delivery_recover(struct vh_store *st, const char *node_id, bool expired, int64_t now_ms,
+                            struct vh_error *err)
 {
     int64_t count = 0;
     int rc;
 
-    if (!st)
+    if (!st || (!expired && !node_id))
         return vh_error_set(err, VH_EINVAL, "recover deliveries: missing argument");
     if (node_id) {
         rc = check_node_id(node_id, err);
@@ -877,10 +877,22 @@ int vh_store_delivery_recover(struct vh_store *st, const char *node_id, int64_t 
     rc = check_time(now_ms, "recover deliveries", err);
     if (rc < 0)
         return rc;
-    rc = st->ops->delivery_recover(st, node_id, now_ms, &count, err);
+    rc = st->ops->delivery_recover(st, node_id, expired ? now_ms : INT64_MIN, now_ms, &count, err);
     if (rc < 0)
         return rc;
     return count > INT_MAX ? INT_MAX : (int)count;
+}
+
+int vh_store_delivery_recover(struct vh_store *st, const char *node_id, int64_t now_ms,
+                              struct vh_error *err)
+{
+    return delivery_recover(st, node_id, true, now_ms, err);
+}
+
+int vh_store_delivery_recover_node(struct vh_store *st, const char *node_id, int64_t now_ms,
+                                   struct vh_error *err)
+{
+    return delivery_recover(st, node_id, false, now_ms, err);
 }
 
 int vh_store_delivery_next_due(struct vh_store *st, int64_t *out_ms, struct vh_error *err)

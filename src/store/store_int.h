@@ -128,9 +128,12 @@ struct vh_store_ops {
     /* The results are checked (store.c): new_state is one of the three names, and so on. */
     int (*delivery_record)(struct vh_store *st, const struct vh_delivery_result *results, size_t n,
                            struct vh_error *err);
-    /* `node_id` may be NULL; `*count` the deliveries recovered. */
-    int (*delivery_recover)(struct vh_store *st, const char *node_id, int64_t now_ms,
-                            int64_t *count, struct vh_error *err);
+    /*
+     * Those held by `node_id` (may be NULL) and those whose lease ended by `expired_by_ms`
+     * (INT64_MIN: none), due again at now_ms; `*count` the deliveries recovered.
+     */
+    int (*delivery_recover)(struct vh_store *st, const char *node_id, int64_t expired_by_ms,
+                            int64_t now_ms, int64_t *count, struct vh_error *err);
     /*
      * Optional (NULL: the caller keeps windows in memory): vh_rate_apply on the key's
      * shared window in one transaction. `*window` gets the window after it.

@@ -677,6 +677,48 @@ static void recover_at_start_up_takes_this_nodes_claims(void **state)
     assert_int_equal(vh_store_delivery_recover(f->st, NULL, -5, NULL), VH_EINVAL);
 }
 
+/*
+ * A node that knows every claim under its name is an orphan takes back those only: no lease
+ * is read, so however late the clock says it is, another node's claim stays its own.
+ */
+static void recover_node_takes_only_this_nodes_claims(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *mine = NULL, *theirs = NULL;
+    char ev_mine[VH_UUID_LEN + 1], ev_theirs[VH_UUID_LEN + 1];
+    struct vh_delivery_brief b;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    const int64_t late = f->tb + 365LL * 24 * 3600 * 1000;
+    int rc;
+
+    new_partner(f->st, "Orphans", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event(f->st, p.id, f->tb, ev_mine);
+    assert_int_equal(claim_own(f, f->node, f->tb, 1000, 10, p.id, &mine), 1);
+    put_event(f->st, p.id, f->tb, ev_theirs);
+    assert_int_equal(claim_own(f, "other-node", f->tb, 1000, 10, p.id, &theirs), 1);
+
+    rc = vh_store_delivery_recover_node(f->st, f->node, late, NULL);
+    assert_true(rc >= 1);
+    if (f->fresh)
+        assert_int_equal(rc, 1);
+    b = brief_of(f->st, ev_mine);
+    assert_string_equal(b.state, "pending");
+    assert_int_equal(b.next_attempt_ms, late);
+    b = brief_of(f->st, ev_theirs);
+    assert_string_equal(b.state, "in_flight"); /* its lease ended long ago: not read */
+    /* The lease-reading recovery would take it. */
+    assert_true(vh_store_delivery_recover(f->st, NULL, late, NULL) >= 1);
+    b = brief_of(f->st, ev_theirs);
+    assert_string_equal(b.state, "pending");
+
+    assert_int_equal(vh_store_delivery_recover_node(f->st, NULL, late, NULL), VH_EINVAL);
+    assert_int_equal(vh_store_delivery_recover_node(f->st, "bad node", late, NULL), VH_EINVAL);
+    vh_delivery_job_recs_free(mine, 1);
+    vh_delivery_job_recs_free(theirs, 1);
+}
+
 /* ---- record ---------------------------------------------------------------------------------- */
 
 static void record_writes_a_mixed_batch_at_once(void **state)
@@ -2212,6 +2254,7 @@ int main(void)
         T(claim_rejects_bad_arguments),
         T(recover_takes_back_expired_leases),
         T(recover_at_start_up_takes_this_nodes_claims),
+        T(recover_node_takes_only_this_nodes_claims),
         T(record_writes_a_mixed_batch_at_once),
         T(record_with_a_wrong_row_moves_the_right_delivery),
         T(record_keeps_long_heads_short),
