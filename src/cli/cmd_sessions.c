@@ -17,7 +17,6 @@
 #include <vocohook/json.h>
 #include <vocohook/receive.h>
 
-#include "core/utf8_int.h"
 #include "core/banned.h"
 
 #define INBOX_DEFAULT "./var/inbox.db"
@@ -331,17 +330,8 @@ static int add_job_json(struct vh_buf *b, const struct vh_inbox_job *j)
         rc = add_str(b, vh_job_state_name(j->state));
     if (!rc)
         rc = vh_buf_addf(b, ",\"attempts\":%u,\"status\":%d,\"error\":", j->attempts, j->status);
-    if (!rc && j->error[0]) {
-        /* Cleaned when stored since session 19; an older inbox may hold any bytes. */
-        char error[sizeof(j->error)];
-
-        memcpy(error, j->error, sizeof(error));
-        error[sizeof(error) - 1] = '\0';
-        vh__utf8_clean(error);
-        rc = add_str(b, error);
-    } else if (!rc) {
-        rc = vh_buf_adds(b, "null");
-    }
+    if (!rc)
+        rc = j->error[0] ? add_str(b, j->error) : vh_buf_adds(b, "null");
     if (!rc && j->state == VH_JOB_PENDING) {
         time_text(j->next_attempt_ms, t);
         rc = vh_buf_addf(b, ",\"next_attempt_at\":\"%s\"", t);

@@ -63,6 +63,7 @@
 #include <vocohook/event.h>
 
 #include "core/group_int.h"
+#include "core/utf8_int.h"
 #include "receive/keyset_int.h"
 #include "receive/receive_int.h"
 #include "core/banned.h"
@@ -1490,6 +1491,10 @@ static int read_jobs(sqlite3 *db, int64_t sid, struct vh_inbox_session *s, struc
             rc = vh_error_set(err, VH_ESTORE, "inbox: read jobs: unknown kind or state");
         if (rc >= 0)
             rc = col_text(st.st, 7, j->error, sizeof(j->error), "read jobs", err);
+        /* Cleaned when written since session 19 (vh__job_decide); an older inbox may hold
+         * any bytes, which a JSON export would refuse. */
+        if (rc >= 0)
+            vh__utf8_clean(j->error);
         if (rc >= 0)
             rc = col_text(st.st, 8, j->path, sizeof(j->path), "read jobs", err);
         if (rc >= 0)

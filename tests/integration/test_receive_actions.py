@@ -114,6 +114,14 @@ class Exec(unittest.TestCase):
             self.assertEqual(job["error"], "exited with status 3: caf? [2J \u00e9")
             self.assertEqual(r.wait_job("s_after", {"failed"}, kind="exec", timeout=30)["error"],
                              job["error"])
+            # An inbox an older version wrote may hold the bytes as they came: read, they
+            # are cleaned the same way.
+            con = sqlite3.connect(r.db, timeout=10)
+            with con:
+                con.execute("UPDATE jobs SET error = CAST(? AS TEXT) WHERE kind = 'exec'",
+                            (b"old caf\xe9\x1b[2J",))
+            con.close()
+            self.assertEqual(r.job("s_after", kind="exec")["error"], "old caf? [2J")
 
     def test_a_commands_output_is_read_not_kept(self):
         # The output went to a temporary file with no bound: a command printing without end
