@@ -60,7 +60,8 @@ static inline void vh__utf8_clean(char *s)
         if (*p < 0x80) {
             if (*p < 0x20 || *p == 0x7f)
                 *p = ' ';
-            p++, n--;
+            p++;
+            n--;
             continue;
         }
         k = vh__utf8_seq_len(p, n);
