@@ -48,14 +48,15 @@
  * to pending, due at once, and no attempt is used up; the queue it waited in is shorter by
  * then. LEASE_MARGIN_MS covers the record after the attempt and clocks a little apart.
  */
-#define LEASE_MIN_MS (10 * 60 * 1000)
+#define LEASE_MIN_MS    (10 * 60 * 1000)
+#define LEASE_MARGIN_MS (10 * 1000)
+
 /*
  * How long the dispatcher waits, at its start, for the store's watcher to listen (PostgreSQL)
  * before it claims anyway: past it, what is claimed before the watcher's first connect is
  * dropped and claimed again when it does connect.
  */
 #define WATCH_START_WAIT_MS 2000
-#define LEASE_MARGIN_MS     (10 * 1000)
 
 /*
  * The records one claim returned, shared by its jobs: each job points at its own record
@@ -703,8 +704,10 @@ void vh_sender_endpoint_changed(struct vh_sender *s, const char *endpoint_id)
     rc = vh_engine_drop_endpoint(s->engine, endpoint_id, &err);
     pthread_mutex_unlock(&s->submit_lock);
     if (!endpoint_id) {
-        /* The watcher (re)connected and hears every change from now on; after the drop, so
-         * that a first claim does not meet it. */
+        /*
+         * The watcher (re)connected and hears every change from now on. Said after the
+         * drop, so that the dispatcher's first claim cannot be taken back by it.
+         */
         pthread_mutex_lock(&s->lock);
         s->listening = true;
         pthread_cond_signal(&s->cond);
@@ -808,12 +811,12 @@ int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg, str
         goto fail;
     /*
      * Before the dispatcher, which waits for the watcher's first connect before it claims.
-     * Other nodes' ingests wake this one too (PostgreSQL); without it, the idle poll would.
-     * Other nodes' endpoint changes take back this node's queued jobs too.
+     * Other nodes' endpoint changes take back this node's queued jobs too (PostgreSQL); this
+     * callback goes first, since it starts the watcher, whose first connect must reach it.
+     * Other nodes' ingests wake this one too; without that, the idle poll would.
      */
     rc = vh_store_watch_endpoints(st, sender_endpoint_changed_cb, s, err);
     if (rc >= 0) {
-        /* Set first (it starts the watcher): its first connect is then never missed. */
         pthread_mutex_lock(&s->lock);
         s->watching = rc > 0;
         pthread_mutex_unlock(&s->lock);
