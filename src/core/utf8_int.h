@@ -3,7 +3,7 @@
  * UTF-16 surrogates, nothing past U+10FFFF, nothing truncated. Used where bytes are judged
  * one character at a time: the JSON parser's strings (jtree.c), the payload encoder
  * (event.c), the store's labels and URLs (store.c), and text cleaned for display
- * (vh__utf8_clean: the receiver's job errors).
+ * (vh__utf8_repair: the receiver's job errors, the API's lossy strings).
  */
 #ifndef VH_CORE_UTF8_INT_H
 #define VH_CORE_UTF8_INT_H
@@ -43,22 +43,23 @@ static inline size_t vh__utf8_seq_len(const unsigned char *s, size_t n)
 }
 
 /*
- * Makes the NUL-terminated text `s` one line of printable UTF-8, in place and at the same
- * length: each byte of an ill-formed or cut sequence becomes '?', and each control character
- * a space (C0 and DEL one byte each, C1 (U+0080..U+009F) its two). For text from outside (a
- * command's output, a server's error) that is stored and shown: JSON writers refuse
- * ill-formed UTF-8, and a terminal acts on control characters.
+ * Makes s[0..n) well-formed UTF-8 without NUL bytes, in place and at the same length: each
+ * byte of an ill-formed or cut sequence, and each NUL, becomes '?'. With `one_line`, each
+ * control character becomes a space too (C0 and DEL one byte each, C1 (U+0080..U+009F) its
+ * two). For text from outside (a command's output, a server's reply, a decoded path) that
+ * is stored or shown: JSON writers refuse ill-formed UTF-8, and a terminal acts on control
+ * characters.
  */
-static inline void vh__utf8_clean(char *s)
+static inline void vh__utf8_repair(char *s, size_t n, bool one_line)
 {
     unsigned char *p = (unsigned char *)s;
-    size_t n = 0, k;
+    size_t k;
 
-    while (p[n])
-        n++;
     while (n > 0) {
         if (*p < 0x80) {
-            if (*p < 0x20 || *p == 0x7f)
+            if (*p == 0)
+                *p = '?';
+            else if (one_line && (*p < 0x20 || *p == 0x7f))
                 *p = ' ';
             p++;
             n--;
@@ -70,7 +71,7 @@ static inline void vh__utf8_clean(char *s)
             n--;
             continue;
         }
-        if (p[0] == 0xc2 && p[1] < 0xa0)
+        if (one_line && p[0] == 0xc2 && p[1] < 0xa0)
             p[0] = p[1] = ' ';
         p += k;
         n -= k;

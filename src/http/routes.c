@@ -21,6 +21,7 @@
 #include <vocohook/presign.h>
 #include <vocohook/sign.h>
 
+#include "core/utf8_int.h"
 #include "http/api_int.h"
 #include "core/banned.h"
 
@@ -126,12 +127,11 @@ static const char *code_for_status(int status)
 /*
  * Bytes that may not be UTF-8 as a JSON string: a receiver's reply, or an error message that
  * quotes the request (a path MHD decoded from %FF, one cut inside a character). Invalid UTF-8
- * would break the whole answer, so then every byte above 0x7f (and each NUL) becomes '?'.
+ * would break the whole answer, so then each ill-formed byte (and each NUL) becomes '?'.
  */
 static int add_lossy_string(struct vh_buf *b, const char *s, size_t len)
 {
     char *copy;
-    size_t i;
     int rc = vh_json_add_string(b, s, len);
 
     if (rc != VH_EINVAL)
@@ -139,9 +139,7 @@ static int add_lossy_string(struct vh_buf *b, const char *s, size_t len)
     copy = vh_strndup(s, len);
     if (!copy)
         return VH_ENOMEM;
-    for (i = 0; i < len; i++)
-        if ((unsigned char)copy[i] >= 0x80 || copy[i] == '\0')
-            copy[i] = '?';
+    vh__utf8_repair(copy, len, false);
     rc = vh_json_add_string(b, copy, len);
     vh_free(copy);
     return rc;

@@ -1494,7 +1494,7 @@ static int read_jobs(sqlite3 *db, int64_t sid, struct vh_inbox_session *s, struc
         /* Cleaned when written since session 19 (vh__job_decide); an older inbox may hold
          * any bytes, which a JSON export would refuse. */
         if (rc >= 0)
-            vh__utf8_clean(j->error);
+            vh__utf8_repair(j->error, strlen(j->error), true);
         if (rc >= 0)
             rc = col_text(st.st, 8, j->path, sizeof(j->path), "read jobs", err);
         if (rc >= 0)

@@ -163,7 +163,7 @@ void vh__job_decide(enum vh_job_kind kind, unsigned attempts_before, int64_t dea
     u->status = rep->status;
     snprintf(u->error, sizeof(u->error), "%s", rep->error);
     /* A command's output or a server's words: stored, exported as JSON, shown in a terminal. */
-    vh__utf8_clean(u->error);
+    vh__utf8_repair(u->error, strlen(u->error), true);
     switch (rep->outcome) {
     case VH__OUTCOME_OK:
         u->state = VH_JOB_DONE;

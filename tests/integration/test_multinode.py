@@ -364,6 +364,17 @@ class Nodes(unittest.TestCase):
         return (f"\nunfinished (state, lease owner, attempts, count): {rows}"
                 f"\nerror records in the nodes' current logs: {errors}")
 
+    def release_then_all_canceled(self, release, held, n, on_wire):
+        """Lets the `on_wire` attempts the receiver `held` holds end, then checks that all
+        `n` deliveries end canceled (their endpoint was disabled) and that no attempt but
+        those reached it."""
+        release.set()
+        states = wait_until(lambda: (lambda s: s if s == {"canceled": n} else None)(
+            delivery_states(self.url)), 15, 0.1)
+        self.assertEqual(states, {"canceled": n}, self.stuck(self.url))
+        self.assertEqual(held.wait_count(on_wire + 1, 1), on_wire,
+                         "queued attempts reached the disabled endpoint")
+
     def check_receivers(self, sids, exempt=()):
         """Every session reached every endpoint, and no delivery was in progress twice at
         once. Returns the number of duplicate requests (sequential resends)."""
@@ -456,12 +467,7 @@ class MultiNode(Nodes):
             dropped = b.wait_log(lambda rec: rec.get("msg") == "attempt" and
                                  "endpoint changed" in rec.get("error", ""), 15)
             self.assertIsNotNone(dropped, "node b never took back its queued attempts")
-        release.set()
-        states = wait_until(lambda: (lambda s: s if s == {"canceled": n} else None)(
-            delivery_states(self.url)), 15, 0.1)
-        self.assertEqual(states, {"canceled": n}, self.stuck(self.url))
-        self.assertEqual(held.wait_count(2 * SLOTS + 1, 1), 2 * SLOTS,
-                         "queued attempts reached the disabled endpoint")
+        self.release_then_all_canceled(release, held, n, 2 * SLOTS)
 
     def test_an_endpoint_change_missed_while_a_watcher_reconnects_still_takes_back_its_queue(self):
         """Node b's listening connection is cut and cannot come back (its login role is held
@@ -520,12 +526,7 @@ class MultiNode(Nodes):
         dropped = b.wait_log(lambda rec: rec.get("msg") == "attempt" and
                              "may have changed" in rec.get("error", ""), 15)
         self.assertIsNotNone(dropped, "node b never took back its queued attempts")
-        release.set()
-        states = wait_until(lambda: (lambda s: s if s == {"canceled": n} else None)(
-            delivery_states(self.url)), 15, 0.1)
-        self.assertEqual(states, {"canceled": n}, self.stuck(self.url))
-        self.assertEqual(held.wait_count(SLOTS + 1, 1), SLOTS,
-                         "queued attempts reached the disabled endpoint")
+        self.release_then_all_canceled(release, held, n, SLOTS)
 
     # -- rate limits --------------------------------------------------------------------------
 

@@ -409,6 +409,10 @@ static void errors_that_quote_bytes_not_utf8(void **state)
     expect_error(f, 404, "NOT_FOUND");
     req(f, "GET", "/\xc3", NULL, NULL);
     expect_error(f, 404, "NOT_FOUND");
+    /* Only the ill-formed bytes are replaced: a character around them is kept. */
+    req(f, "GET", "/caf\xc3\xa9\xff", NULL, NULL);
+    expect_error(f, 404, "NOT_FOUND");
+    assert_non_null(strstr(str_at(f->json, "error.message"), "/caf\xc3\xa9?"));
     /* a path of two-byte characters, longer than a message holds: cut inside one */
     n = (size_t)snprintf(path, sizeof(path), "/nothing/");
     for (i = 0; i < 300; i++)
