@@ -68,6 +68,7 @@
 #define CA_CACHE_S   86400L
 #define BUCKETS_MIN  64
 #define LOG_LINE_MAX 2048
+#define REQ_KEEP_MAX (64 * 1024) /* an idle connection's request buffer past this is freed */
 
 /* Where a connection is in its life. */
 enum conn_state {
@@ -709,6 +710,14 @@ static void idle_push(struct vh_engine *e, struct conn *c)
     c->job = NULL;
     c->served = true;
     c->idle_since = vh_time_mono_ms();
+    /*
+     * The request buffer is kept for the next request's memory, unless a large payload grew
+     * it: up to max_total idle connections would otherwise each hold one (4 MiB at most).
+     */
+    if (c->req.cap > REQ_KEEP_MAX) {
+        vh_buf_release(&c->req);
+        vh_buf_init(&c->req, SIZE_MAX);
+    }
     c->prev = NULL;
     c->next = e->idle_head;
     if (e->idle_head)
