@@ -58,6 +58,8 @@ struct vh_config {
     bool s3_path_style;          /* https://endpoint/bucket/key instead of bucket.endpoint */
     unsigned threads;            /* HTTP worker threads */
     size_t body_max;             /* request body bound, bytes */
+    size_t delivery_memory;      /* payload bytes the sender holds claimed at once (plus one
+                                    payload; vh_sender_config.max_bytes) */
     unsigned max_connections;    /* simultaneous HTTP connections */
     unsigned conn_timeout_s;     /* an idle HTTP connection is closed after this */
     int rate_limit;              /* requests per minute per API key; -1: off */
@@ -70,9 +72,9 @@ struct vh_config {
 /*
  * Fills `cfg` with the defaults: listen 127.0.0.1:8080, db sqlite:./var/vocohook.db,
  * retry schedule 0,1s,2s,4s, timeout 10s, vh_config_default_threads() threads, body_max
- * 1 MiB, 1024 connections, conn_timeout 30s, rate limits 60 and 10 per minute, log level
- * info, sched batch, everything else off or unset. Returns 0 or VH_ENOMEM (then `cfg`
- * holds nothing to release).
+ * 1 MiB, delivery_memory 64 MiB, 1024 connections, conn_timeout 30s, rate limits 60 and
+ * 10 per minute, log level info, sched batch, everything else off or unset. Returns 0 or
+ * VH_ENOMEM (then `cfg` holds nothing to release).
  */
 VH_API int vh_config_init(struct vh_config *cfg, struct vh_error *err);
 

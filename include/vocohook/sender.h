@@ -24,6 +24,9 @@
 
 struct vh_sender;
 
+/* The default bound on the payloads the sender holds at once (vh_sender_config.max_bytes). */
+#define VH_SENDER_MAX_BYTES_DEFAULT ((size_t)64 * 1024 * 1024)
+
 struct vh_sender_config {
     const char *node_id;            /* this node's lease name, 1..64 of [A-Za-z0-9_-]; copied */
     struct vh_retry_policy policy;  /* the server-wide schedule and timeout */
@@ -34,6 +37,12 @@ struct vh_sender_config {
                                        SCHED_BATCH (sets engine.sched_batch) */
     vh_log_fn *log;                 /* NULL: no logs */
     void *log_ud;
+    /*
+     * The payload bytes held by claimed deliveries whose outcomes are not recorded yet, at
+     * most (plus one payload: a delivery larger than this is still sent, alone); 0 means
+     * VH_SENDER_MAX_BYTES_DEFAULT. Past it the dispatcher claims nothing until attempts end.
+     */
+    size_t max_bytes;
 };
 
 /* Fills `cfg` with the defaults (SPEC §3 policy, engine defaults, node id "node"). */
@@ -69,12 +78,13 @@ VH_API void vh_sender_wake(struct vh_sender *s);
 VH_API void vh_sender_endpoint_changed(struct vh_sender *s, const char *endpoint_id);
 
 struct vh_sender_stats {
-    uint64_t attempts;     /* attempts reported by the engine */
-    uint64_t succeeded;    /* deliveries that ended succeeded */
-    uint64_t abandoned;    /* deliveries that ran out of attempts */
-    uint64_t interrupted;  /* attempts cut short by our side (not counted) */
-    uint64_t record_fails; /* batches the store refused (their leases will run out) */
-    size_t in_flight;      /* claimed and not yet recorded */
+    uint64_t attempts;      /* attempts reported by the engine */
+    uint64_t succeeded;     /* deliveries that ended succeeded */
+    uint64_t abandoned;     /* deliveries that ran out of attempts */
+    uint64_t interrupted;   /* attempts cut short by our side (not counted) */
+    uint64_t record_fails;  /* batches the store refused (their leases will run out) */
+    size_t in_flight;       /* claimed and not yet recorded */
+    size_t in_flight_bytes; /* their payloads' bytes (vh_sender_config.max_bytes) */
 };
 
 /* A snapshot of the counters. */

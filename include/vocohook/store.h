@@ -359,6 +359,19 @@ VH_API int vh_store_delivery_claim(struct vh_store *st, const char *node_id, int
                                    size_t *n, struct vh_error *err);
 
 /*
+ * vh_store_delivery_claim with a bound on the payloads too: stops before the due row whose
+ * body would take the claimed bodies' bytes past `max_bytes`, but claims the first due row
+ * whatever its size, so that a payload larger than the bound is still sent. A caller that
+ * holds its claims' bodies until their attempts end keeps them under its own bound plus one
+ * body (the sender: docs/decisions.md, "The sender's memory"). `max_bytes` 0 means no bound.
+ * The rows it stopped before stay due, first in line for the next claim.
+ */
+VH_API int vh_store_delivery_claim_bounded(struct vh_store *st, const char *node_id, int64_t now_ms,
+                                           int64_t lease_ms, size_t max, size_t max_bytes,
+                                           struct vh_delivery_job_rec **out, size_t *n,
+                                           struct vh_error *err);
+
+/*
  * The end of one claimed attempt, as the dispatcher decided it with the retry policy.
  * Every pointer is borrowed for the vh_store_delivery_record call.
  */

@@ -45,6 +45,8 @@ static const char serve_usage[] =
     "                            AWS_SECRET_ACCESS_KEY)\n"
     "  --threads N               HTTP worker threads (default: two per CPU, 4 to 16)\n"
     "  --body-max SIZE           request body bound (default 1MiB; 413 past it)\n"
+    "  --delivery-memory SIZE    payloads held for attempts at once (default 64MiB);\n"
+    "                            past it, claims wait for attempts to end\n"
     "  --max-connections N       simultaneous connections (default 1024)\n"
     "  --conn-timeout DUR        idle connections are closed after this (default 30s)\n"
     "  --rate-limit N|off        requests per minute per API key (default 60)\n"
@@ -72,6 +74,7 @@ static const struct option serve_opts[] = {{"config", required_argument, NULL, '
                                            {"s3-path-style", no_argument, NULL, 'C'},
                                            {"threads", required_argument, NULL, 'C'},
                                            {"body-max", required_argument, NULL, 'C'},
+                                           {"delivery-memory", required_argument, NULL, 'C'},
                                            {"max-connections", required_argument, NULL, 'C'},
                                            {"conn-timeout", required_argument, NULL, 'C'},
                                            {"rate-limit", required_argument, NULL, 'C'},
@@ -201,6 +204,7 @@ static void sender_config_from(const struct vh_config *cfg, enum vh_log_level *l
     out->engine.log_ud = level;
     out->engine.log_level = *level;
     out->sched_batch = cfg->sched_batch;
+    out->max_bytes = cfg->delivery_memory;
     out->log = cli_log_to_stderr;
     out->log_ud = level;
 }

@@ -94,6 +94,7 @@ struct vh_sender {
     struct vh_retry_policy policy;
     size_t claim_batch;
     size_t max_in_flight;
+    size_t max_bytes; /* the claimed payloads' bound (plus one payload) */
     int64_t idle_poll_ms;
     int64_t lease_ms;
     bool sched_batch;
@@ -277,7 +278,7 @@ static struct job *record(struct vh_sender *s, struct job *list)
     struct vh_delivery_result *res = NULL;
     struct job *batch[VH_CLAIM_MAX];
     struct job *failed = NULL, **failed_tail = &failed;
-    size_t n, i, recorded = 0;
+    size_t n, i, recorded = 0, bytes = 0;
 
     res = vh_malloc(sizeof(*res) * VH_CLAIM_MAX);
     while (list) {
@@ -321,13 +322,16 @@ static struct job *record(struct vh_sender *s, struct job *list)
             }
             continue;
         }
-        for (i = 0; i < n; i++)
+        for (i = 0; i < n; i++) {
+            bytes += batch[i]->rec->body.len;
             job_free(batch[i]);
+        }
         recorded += n;
     }
     vh_free(res);
     pthread_mutex_lock(&s->lock);
     s->stats.in_flight -= recorded;
+    s->stats.in_flight_bytes -= bytes;
     pthread_mutex_unlock(&s->lock);
     return failed;
 }
@@ -335,11 +339,12 @@ static struct job *record(struct vh_sender *s, struct job *list)
 /* Frees jobs that could not be recorded before shutdown: their leases bring them back. */
 static void drop_unrecorded(struct vh_sender *s, struct job *list)
 {
-    size_t n = 0;
+    size_t n = 0, bytes = 0;
 
     while (list) {
         struct job *next = list->next_done;
 
+        bytes += list->rec->body.len;
         job_free(list);
         list = next;
         n++;
@@ -351,23 +356,27 @@ static void drop_unrecorded(struct vh_sender *s, struct job *list)
                    NULL);
         pthread_mutex_lock(&s->lock);
         s->stats.in_flight -= n;
+        s->stats.in_flight_bytes -= bytes;
         pthread_mutex_unlock(&s->lock);
     }
 }
 
 /*
- * Claims up to `max` due deliveries and submits them. Returns how many were claimed; sets
- * `*failed` when the claim failed (it may still have committed: see `orphans` in dispatch).
+ * Claims up to `max` due deliveries whose payloads fit in `max_bytes` (at least one), and
+ * submits them. Returns how many were claimed; sets `*failed` when the claim failed (it may
+ * still have committed: see `orphans` in dispatch).
  */
-static size_t claim_and_submit_locked(struct vh_sender *s, size_t max, bool *failed)
+static size_t claim_and_submit_locked(struct vh_sender *s, size_t max, size_t max_bytes,
+                                      bool *failed)
 {
     struct vh_error err = VH_ERROR_INIT;
     struct vh_delivery_job_rec *recs = NULL;
     struct claim_batch *batch;
-    size_t n = 0, i;
+    size_t n = 0, i, bytes = 0;
     int64_t now = vh_time_now_ms();
 
-    if (vh_store_delivery_claim(s->st, s->node_id, now, s->lease_ms, max, &recs, &n, &err) < 0) {
+    if (vh_store_delivery_claim_bounded(s->st, s->node_id, now, s->lease_ms, max, max_bytes, &recs,
+                                        &n, &err) < 0) {
         sender_log(s, VH_LOG_ERROR, "claiming deliveries failed", err.msg);
         *failed = true;
         return 0;
@@ -386,8 +395,11 @@ static size_t claim_and_submit_locked(struct vh_sender *s, size_t max, bool *fai
     batch->recs = recs;
     batch->n = n;
     batch->refs = n + 1; /* each job's, and this loop's until it ends */
+    for (i = 0; i < n; i++)
+        bytes += recs[i].body.len;
     pthread_mutex_lock(&s->lock);
     s->stats.in_flight += n;
+    s->stats.in_flight_bytes += bytes;
     pthread_mutex_unlock(&s->lock);
     for (i = 0; i < n; i++) {
         struct job *j = vh_malloc(sizeof(*j));
@@ -398,10 +410,12 @@ static size_t claim_and_submit_locked(struct vh_sender *s, size_t max, bool *fai
         if (!j) {
             /* Leave the claim to its lease: recovery puts it back. */
             sender_log(s, VH_LOG_ERROR, "out of memory", recs[i].delivery_id);
+            bytes = recs[i].body.len;
             vh_delivery_job_rec_release(&recs[i]);
             batch_unref(batch);
             pthread_mutex_lock(&s->lock);
             s->stats.in_flight--;
+            s->stats.in_flight_bytes -= bytes;
             pthread_mutex_unlock(&s->lock);
             continue;
         }
@@ -445,12 +459,12 @@ static size_t claim_and_submit_locked(struct vh_sender *s, size_t max, bool *fai
     return n;
 }
 
-static size_t claim_and_submit(struct vh_sender *s, size_t max, bool *failed)
+static size_t claim_and_submit(struct vh_sender *s, size_t max, size_t max_bytes, bool *failed)
 {
     size_t n;
 
     pthread_mutex_lock(&s->submit_lock);
-    n = claim_and_submit_locked(s, max, failed);
+    n = claim_and_submit_locked(s, max, max_bytes, failed);
     pthread_mutex_unlock(&s->submit_lock);
     return n;
 }
@@ -588,7 +602,7 @@ static void *dispatch(void *arg)
         struct timespec until;
         struct job *done = NULL;
         bool stopping, stopped, record_now;
-        size_t room;
+        size_t room, room_bytes;
 
         deadline_after(&until, wait_ms);
         pthread_mutex_lock(&s->lock);
@@ -616,6 +630,11 @@ static void *dispatch(void *arg)
         stopping = s->stopping;
         stopped = s->engine_stopped;
         room = s->max_in_flight > s->stats.in_flight ? s->max_in_flight - s->stats.in_flight : 0;
+        room_bytes =
+            s->max_bytes > s->stats.in_flight_bytes ? s->max_bytes - s->stats.in_flight_bytes : 0;
+        /* The bound is on the payloads held: full, claims wait for attempts to end. */
+        if (room_bytes == 0)
+            room = 0;
         pthread_mutex_unlock(&s->lock);
 
         if (unrecorded) {
@@ -677,7 +696,7 @@ static void *dispatch(void *arg)
             room = 0;
         if (room > s->claim_batch)
             room = s->claim_batch;
-        if (room > 0 && claim_and_submit(s, room, &orphans) == room)
+        if (room > 0 && claim_and_submit(s, room, room_bytes, &orphans) == room)
             wait_ms = 0; /* more may be due right away */
         else
             wait_ms = room > 0 ? idle_wait_ms(s) : s->idle_poll_ms;
@@ -783,6 +802,7 @@ int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg, str
         s->claim_batch = VH_CLAIM_MAX;
     /* Enough claimed to keep every engine slot busy with a batch waiting behind it. */
     s->max_in_flight = (cfg->engine.max_total ? cfg->engine.max_total : 256) + s->claim_batch;
+    s->max_bytes = cfg->max_bytes ? cfg->max_bytes : VH_SENDER_MAX_BYTES_DEFAULT;
     s->idle_poll_ms = cfg->idle_poll_ms > 0 ? cfg->idle_poll_ms : IDLE_POLL_DEFAULT;
     s->lease_ms =
         2 * cfg->policy.timeout_ms > LEASE_MIN_MS ? 2 * cfg->policy.timeout_ms : LEASE_MIN_MS;
@@ -928,8 +948,12 @@ int vh_sender_metrics(struct vh_sender *s, int64_t now_ms, struct vh_buf *out)
             "# TYPE vocohook_oldest_pending_age_seconds gauge\n"
             "vocohook_oldest_pending_age_seconds %.3f\n"
             "# HELP vocohook_record_failures_total Attempt batches the store refused.\n"
-            "# TYPE vocohook_record_failures_total counter\nvocohook_record_failures_total %llu\n",
+            "# TYPE vocohook_record_failures_total counter\nvocohook_record_failures_total %llu\n"
+            "# HELP vocohook_delivery_memory_bytes Payload bytes this node holds for its claimed "
+            "deliveries (bound: delivery_memory).\n"
+            "# TYPE vocohook_delivery_memory_bytes gauge\nvocohook_delivery_memory_bytes %zu\n",
             (long long)q.pending, (long long)q.due, (long long)q.in_flight,
-            (double)q.oldest_pending_age_ms / 1000.0, (unsigned long long)st.record_fails);
+            (double)q.oldest_pending_age_ms / 1000.0, (unsigned long long)st.record_fails,
+            st.in_flight_bytes);
     return rc;
 }

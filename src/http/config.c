@@ -22,13 +22,15 @@
 #include <vocohook/alloc.h>
 #include <vocohook/buf.h>
 #include <vocohook/event.h>
+#include <vocohook/sender.h>
 
 #include "core/banned.h"
 
-#define DURATION_MAX_MS INT64_C(2592000000) /* 30 days */
-#define TIMEOUT_MAX_MS  INT64_C(3600000)    /* one hour per attempt */
-#define STRING_MAX      4096                /* paths, URLs, names */
-#define KEY_MAX         64                  /* the longest setting name, with room */
+#define DURATION_MAX_MS     INT64_C(2592000000)  /* 30 days */
+#define TIMEOUT_MAX_MS      INT64_C(3600000)     /* one hour per attempt */
+#define STRING_MAX          4096                 /* paths, URLs, names */
+#define DELIVERY_MEMORY_MAX INT64_C(17179869184) /* 16 GiB */
+#define KEY_MAX             64                   /* the longest setting name, with room */
 
 enum kind {
     K_LISTEN,   /* HOST:PORT */
@@ -77,6 +79,8 @@ static const struct setting settings[] = {
     {"s3_secret_key", "AWS_SECRET_ACCESS_KEY", K_WORD, AT(s3_secret_key), true, 0, 0},
     {"threads", "VOCOHOOK_THREADS", K_COUNT, AT(threads), false, 1, 256},
     {"body_max", "VOCOHOOK_BODY_MAX", K_SIZE, AT(body_max), false, 1, VH_BODY_MAX},
+    {"delivery_memory", "VOCOHOOK_DELIVERY_MEMORY", K_SIZE, AT(delivery_memory), false, 1,
+     DELIVERY_MEMORY_MAX},
     {"max_connections", "VOCOHOOK_MAX_CONNECTIONS", K_COUNT, AT(max_connections), false, 1, 65536},
     {"conn_timeout", "VOCOHOOK_CONN_TIMEOUT", K_SECONDS, AT(conn_timeout_s), false, 1, 3600},
     {"rate_limit", "VOCOHOOK_RATE_LIMIT", K_RATE, AT(rate_limit), false, 1, 1000000},
@@ -199,7 +203,8 @@ static int parse_size(const char *s, int64_t min, int64_t max, int64_t *out, str
         const char *suffix;
         int64_t mult;
     } units[] = {{"", 1},        {"k", 1024},    {"K", 1024},     {"KiB", 1024},
-                 {"m", 1048576}, {"M", 1048576}, {"MiB", 1048576}};
+                 {"m", 1048576}, {"M", 1048576}, {"MiB", 1048576},
+                 {"g", 1073741824}, {"G", 1073741824}, {"GiB", 1073741824}};
     const char *p = s;
     int64_t v = 0;
     size_t i;
@@ -215,7 +220,7 @@ static int parse_size(const char *s, int64_t min, int64_t max, int64_t *out, str
             }
     return vh_error_set(
         err, VH_EINVAL,
-        "expected a size from %lld to %lld bytes (a number, or with KiB or MiB), got '%s'",
+        "expected a size from %lld to %lld bytes (a number, or with KiB, MiB or GiB), got '%s'",
         (long long)min, (long long)max, s);
 }
 
@@ -450,6 +455,7 @@ int vh_config_init(struct vh_config *cfg, struct vh_error *err)
     cfg->timeout_ms = 10000;
     cfg->threads = vh_config_default_threads();
     cfg->body_max = VH_BODY_MAX;
+    cfg->delivery_memory = VH_SENDER_MAX_BYTES_DEFAULT;
     cfg->max_connections = 1024;
     cfg->conn_timeout_s = 30;
     cfg->rate_limit = 60;

@@ -225,6 +225,13 @@ static const char *const migrations[] = {
     "DROP INDEX deliveries_endpoint;\n"
     "CREATE INDEX deliveries_endpoint ON deliveries(endpoint_id, state, created_ms, seq)\n"
     "    WHERE state <> 'in_flight' AND state <> 'succeeded';\n",
+    /*
+     * 5: each delivery carries its payload's length, for the claim's byte bound
+     * (vh_store_delivery_claim_bounded) without a lookup of its event under the row locks
+     * (docs/decisions.md, "The sender's memory"). Rows inserted before, or by a node of an
+     * earlier version, hold NULL; the claim reads their events' lengths instead.
+     */
+    "ALTER TABLE deliveries ADD COLUMN body_len BIGINT CHECK (body_len >= 0);\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -397,14 +404,16 @@ static const char *const stmt_sql[S__N] = {
                     " ON CONFLICT (session_id) DO NOTHING",
     [S_EV_EXISTS] = "SELECT 1 FROM events WHERE id = $1",
     [S_DLV_INSERT] = "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, state,"
-                     " attempts, next_attempt_ms, created_ms, updated_ms)"
-                     " VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
+                     " attempts, next_attempt_ms, created_ms, updated_ms, body_len)"
+                     " VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5, $6)",
     /* Many deliveries to one endpoint (a replay), in the order of the two arrays. */
     [S_DLV_INSERT_MANY] = "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, state,"
-                          " attempts, next_attempt_ms, created_ms, updated_ms)"
-                          " SELECT u.id, u.event_id, $3, $4, 'pending', 0, $5, $5, $5"
+                          " attempts, next_attempt_ms, created_ms, updated_ms, body_len)"
+                          " SELECT u.id, u.event_id, $3, $4, 'pending', 0, $5, $5, $5,"
+                          " octet_length(v.body)"
                           " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY"
-                          " AS u(id, event_id, i) ORDER BY u.i",
+                          " AS u(id, event_id, i) JOIN events AS v ON v.id = u.event_id"
+                          " ORDER BY u.i",
     [S_DLV_OF_EVENT] = "SELECT id, endpoint_id, state, attempts, next_attempt_ms"
                        " FROM deliveries WHERE event_id = $1 ORDER BY created_ms, seq",
     [S_CALL_BY_SESSION] = "SELECT " CALL_COLS " FROM events"
@@ -425,14 +434,24 @@ static const char *const stmt_sql[S__N] = {
     [S_COUNT_ATTEMPTS] = "SELECT count(*) FROM attempts",
     /*
      * The claim in one statement: lock up to $2 due rows through deliveries_due, skipping
-     * rows another claimer holds, mark them, and return them joined with what an attempt
-     * needs, in due order.
+     * rows another claimer holds; keep those whose bodies, summed in due order, stay within
+     * $5 bytes (0: all; the first always; a row without body_len, from before schema 5,
+     * reads its event's: octet_length reads the stored length, not the body); mark them,
+     * and return them joined with what an attempt needs, in due order. The rows locked and
+     * not kept stay pending; their locks end with the transaction. The mark finds its rows
+     * by key from an array: as a join with the CTE, a generic plan (which cannot see
+     * LIMIT $2) could hash-join a scan of the whole table (docs/BENCHMARKS.md, session 20).
      */
-    [S_CLAIM] = "WITH due AS (SELECT id FROM deliveries"
-                " WHERE state = 'pending' AND next_attempt_ms <= $1"
+    [S_CLAIM] = "WITH due AS (SELECT id, next_attempt_ms, seq, coalesce(body_len,"
+                " (SELECT octet_length(v.body) FROM events AS v WHERE v.id = event_id)) AS len"
+                " FROM deliveries WHERE state = 'pending' AND next_attempt_ms <= $1"
                 " ORDER BY state, next_attempt_ms, seq LIMIT $2 FOR UPDATE SKIP LOCKED),"
+                " kept AS (SELECT id FROM (SELECT id, row_number() OVER w AS k,"
+                " sum(len) OVER w AS upto FROM due WINDOW w AS (ORDER BY next_attempt_ms, seq))"
+                " AS t WHERE k = 1 OR $5::bigint = 0 OR upto <= $5::bigint),"
                 " claimed AS (UPDATE deliveries AS d SET state = 'in_flight', lease_owner = $3,"
-                " lease_until_ms = $4, updated_ms = $1 FROM due WHERE d.id = due.id"
+                " lease_until_ms = $4, updated_ms = $1"
+                " WHERE d.id = ANY (ARRAY(SELECT id FROM kept))"
                 " RETURNING d.id, d.event_id, d.endpoint_id, d.partner_id, d.attempts,"
                 " d.attempt_base, d.next_attempt_ms, d.seq)"
                 " SELECT c.id, c.event_id, c.endpoint_id, c.partner_id, c.attempts,"
@@ -2053,8 +2072,8 @@ static int event_insert(struct conn *c, const struct vh_event_put *ev, const cha
 
 /* A new pending delivery, due (and created) at `due_ms`. */
 static int delivery_insert(struct conn *c, const char *partner_id, const char *event_id,
-                           const char *endpoint_id, int64_t due_ms, const char *what,
-                           struct vh_error *err)
+                           const char *endpoint_id, int64_t due_ms, size_t body_len,
+                           const char *what, struct vh_error *err)
 {
     char id[VH_UUID_LEN + 1];
     struct params p;
@@ -2069,6 +2088,7 @@ static int delivery_insert(struct conn *c, const char *partner_id, const char *e
     p_text(&p, endpoint_id);
     p_text(&p, partner_id);
     p_int(&p, due_ms);
+    p_int(&p, (int64_t)body_len);
     return run_write(c, S_DLV_INSERT, &p, NULL, what, err);
 }
 
@@ -2116,8 +2136,8 @@ static int pg_event_put(struct vh_store *st, const struct vh_event_put *ev, cons
     for (r.i = 0; rc == 0 && r.i < PQntuples(endpoints); r.i++) {
         rc = col_text(&r, 0, endpoint_id, sizeof(endpoint_id), "endpoint id", err);
         if (rc == 0)
-            rc =
-                delivery_insert(c, ev->partner_id, new_id, endpoint_id, ev->accepted_ms, what, err);
+            rc = delivery_insert(c, ev->partner_id, new_id, endpoint_id, ev->accepted_ms,
+                                 ev->body_len, what, err);
     }
     if (rc == 0)
         rc = tx_commit(c, what, err);
@@ -2362,8 +2382,8 @@ static int row_job(const struct row *r, struct vh_delivery_job_rec *j, struct vh
  * memory) rolls the whole claim back, so nothing stays claimed that the caller never saw.
  */
 static int pg_delivery_claim(struct vh_store *st, const char *node_id, int64_t now_ms,
-                             int64_t lease_ms, size_t max, struct vh_delivery_job_rec **out,
-                             size_t *n, struct vh_error *err)
+                             int64_t lease_ms, size_t max, size_t max_bytes,
+                             struct vh_delivery_job_rec **out, size_t *n, struct vh_error *err)
 {
     struct pg_store *s = to_pg(st);
     struct vh_delivery_job_rec *arr = NULL;
@@ -2388,6 +2408,7 @@ static int pg_delivery_claim(struct vh_store *st, const char *node_id, int64_t n
         p_int(&p, (int64_t)max);
         p_text(&p, node_id);
         p_int(&p, until_ms);
+        p_int(&p, max_bytes > (size_t)INT64_MAX ? INT64_MAX : (int64_t)max_bytes);
         rc = run(c, S_CLAIM, &p, &res, what, err);
     }
     if (rc < 0)
@@ -3770,6 +3791,7 @@ static const struct {
     {"count_succeeded", S_DLV_LIST_COUNT_SUCCEEDED},
     {"cancel", S_DLV_CANCEL},
     {"attempts_of", S_ATTEMPTS_OF},
+    {"claim", S_CLAIM},
 };
 
 int vh__store_pg_explain(struct vh_store *st, const char *query, struct vh_buf *out,

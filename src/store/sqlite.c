@@ -2753,15 +2753,18 @@ static int claim_endpoints(struct conn *c, struct vh_delivery_job_rec *arr, size
 
 /*
  * Reads up to `max` due deliveries into a new array, each with its endpoint's settings, in
- * one read transaction; nothing is marked yet. Begins past `*resume` if it holds and no
- * other process wrote since, and sets it to where the next claim may begin.
+ * one read transaction, stopping before a body that would take them past `max_bytes` (0:
+ * no bound; the first row is read whatever its size); nothing is marked yet. Begins past
+ * `*resume` if it holds and no other process wrote since, and sets it to where the next
+ * claim may begin.
  */
-static int claim_select(struct conn *c, int64_t now_ms, size_t max, struct claim_resume *resume,
-                        struct vh_delivery_job_rec **out, size_t *n, const char *what,
-                        struct vh_error *err)
+static int claim_select(struct conn *c, int64_t now_ms, size_t max, size_t max_bytes,
+                        struct claim_resume *resume, struct vh_delivery_job_rec **out, size_t *n,
+                        const char *what, struct vh_error *err)
 {
     struct vh_delivery_job_rec *arr = NULL;
-    size_t len = 0;
+    size_t len = 0, bytes = 0;
+    bool full = false; /* stopped by a bound, not by the due rows running out */
     struct query q = {NULL, NULL, NULL, SQLITE_OK};
     int64_t data_version = 0;
     bool from_start;
@@ -2803,7 +2806,17 @@ static int claim_select(struct conn *c, int64_t now_ms, size_t max, struct claim
         /* Counted before reading, so a failed row is released with the rest. */
         len++;
         rc = row_job(&q, &arr[len - 1], err);
+        if (rc < 0)
+            break;
+        /* Past the byte bound: left due (its body read for nothing), first for the next. */
+        if (max_bytes && len > 1 && bytes + arr[len - 1].body.len > max_bytes) {
+            vh_delivery_job_rec_release(&arr[--len]);
+            full = true;
+            break;
+        }
+        bytes += arr[len - 1].body.len;
     }
+    full = full || len == max;
     q_end(&q);
     if (rc == 0)
         rc = claim_endpoints(c, arr, len, what, err);
@@ -2818,7 +2831,7 @@ static int claim_select(struct conn *c, int64_t now_ms, size_t max, struct claim
         vh_free(arr);
         return 0;
     }
-    if (len == max) {
+    if (full) {
         resume->valid = true;
         resume->next_attempt_ms = arr[len - 1].next_attempt_ms;
         resume->seq = arr[len - 1].row;
@@ -2887,8 +2900,8 @@ static int claim_lock_take(struct sqlite_store *s, struct conn *c, const char *w
  * as pending and unheld while its report is on its way into the file.
  */
 static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64_t now_ms,
-                                 int64_t lease_ms, size_t max, struct vh_delivery_job_rec **out,
-                                 size_t *n, struct vh_error *err)
+                                 int64_t lease_ms, size_t max, size_t max_bytes,
+                                 struct vh_delivery_job_rec **out, size_t *n, struct vh_error *err)
 {
     struct sqlite_store *s = to_sqlite(st);
     struct vh_delivery_job_rec *arr = NULL;
@@ -2911,7 +2924,7 @@ static int sqlite_delivery_claim(struct vh_store *st, const char *node_id, int64
         pthread_mutex_unlock(&s->held_mu);
     }
     if (rc == 0)
-        rc = claim_select(c, now_ms, max, &s->resume, &arr, &len, what, err);
+        rc = claim_select(c, now_ms, max, max_bytes, &s->resume, &arr, &len, what, err);
     if (rc == 0) {
         pthread_mutex_lock(&s->held_mu);
         for (i = 0; rc == 0 && i < len; i++) {

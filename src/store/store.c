@@ -735,6 +735,14 @@ int vh_store_delivery_claim(struct vh_store *st, const char *node_id, int64_t no
                             int64_t lease_ms, size_t max, struct vh_delivery_job_rec **out,
                             size_t *n, struct vh_error *err)
 {
+    return vh_store_delivery_claim_bounded(st, node_id, now_ms, lease_ms, max, 0, out, n, err);
+}
+
+int vh_store_delivery_claim_bounded(struct vh_store *st, const char *node_id, int64_t now_ms,
+                                    int64_t lease_ms, size_t max, size_t max_bytes,
+                                    struct vh_delivery_job_rec **out, size_t *n,
+                                    struct vh_error *err)
+{
     struct vh_delivery_job_rec *arr = NULL;
     size_t len = 0;
     int rc;
@@ -753,7 +761,7 @@ int vh_store_delivery_claim(struct vh_store *st, const char *node_id, int64_t no
     if (max < 1 || max > VH_CLAIM_MAX)
         return vh_error_set(err, VH_EINVAL, "claim deliveries: maximum %zu is not in 1..%d", max,
                             VH_CLAIM_MAX);
-    rc = st->ops->delivery_claim(st, node_id, now_ms, lease_ms, max, &arr, &len, err);
+    rc = st->ops->delivery_claim(st, node_id, now_ms, lease_ms, max, max_bytes, &arr, &len, err);
     if (rc < 0)
         return rc;
     *out = arr;

@@ -120,11 +120,12 @@ struct vh_store_ops {
      * failure the op frees what it built and claims nothing. SQLite serializes claimers on
      * its write lock; a backend with row locks should let them skip each other's rows
      * (PostgreSQL: UPDATE ... WHERE id IN (SELECT ... ORDER BY next_attempt_ms LIMIT n
-     * FOR UPDATE SKIP LOCKED) RETURNING ...).
+     * FOR UPDATE SKIP LOCKED) RETURNING ...). `max_bytes` (0: none) bounds the bodies as
+     * vh_store_delivery_claim_bounded says; the first row is claimed whatever its size.
      */
     int (*delivery_claim)(struct vh_store *st, const char *node_id, int64_t now_ms,
-                          int64_t lease_ms, size_t max, struct vh_delivery_job_rec **out, size_t *n,
-                          struct vh_error *err);
+                          int64_t lease_ms, size_t max, size_t max_bytes,
+                          struct vh_delivery_job_rec **out, size_t *n, struct vh_error *err);
     /* The results are checked (store.c): new_state is one of the three names, and so on. */
     int (*delivery_record)(struct vh_store *st, const struct vh_delivery_result *results, size_t n,
                            struct vh_error *err);

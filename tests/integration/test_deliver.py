@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import unittest
+import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 from receivers import Receiver  # noqa: E402
@@ -74,6 +75,16 @@ class Deliver(unittest.TestCase):
                 name, value = line.rsplit(" ", 1)
                 out[name] = float(value)
         return out
+
+    def wait_metrics(self, ok, timeout=15):
+        """Reads /metrics until `ok(metrics)`; returns them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self.metrics()
+            if ok(m):
+                return m
+            self.assertLess(time.monotonic(), deadline, m)
+            time.sleep(0.05)  # the daemon's counters: no event to await
 
     def wait_state(self, state, timeout):
         deadline = time.monotonic() + timeout
@@ -293,6 +304,50 @@ class Deliver(unittest.TestCase):
         self.assertEqual(r.wait_count(2, 15), 2)
         self.assertEqual(r.requests[0][2], r.requests[1][2])  # the same body, sent again
         self.assertEqual(self.wait_state("succeeded", 15), [("succeeded", 1)])
+
+    def test_claims_hold_at_most_the_delivery_memory(self):
+        # `delivery_memory` bounds the payloads the sender holds for its claims, plus one
+        # (docs/decisions.md, "The sender's memory"): with 100 KiB and sessions of about
+        # 70 KB, two attempts are out at a time and the rest wait in the store, where without
+        # the bound all six would be claimed and sent at once (8 connections per endpoint).
+        # Requests past 64 KiB also make the engine free an idle connection's request
+        # buffer (engine.c, REQ_KEEP_MAX) before the connection's next request.
+        self.d.cleanup()
+        self.d = Daemon(args=["--allow-http", "--allow-private-networks",
+                              "--delivery-memory", "100KiB"])
+        self.pid, self.key = create_partner(self.d.db)
+        self.d.start()
+        release = threading.Event()
+        lock = threading.Lock()
+        held = {"now": 0, "most": 0}
+
+        def behaviour(n):
+            with lock:
+                held["now"] += 1
+                held["most"] = max(held["most"], held["now"])
+            release.wait(30)
+            with lock:
+                held["now"] -= 1  # before the answer: the next claim waits for it
+            return 204
+
+        r = self.receiver(behaviour)
+        self.endpoint("big", r.url)
+        base = seed_session()
+        turns = base["transcript"] * (70000 // len(json.dumps(base["transcript"])))
+        for _ in range(6):
+            self.ingest(dict(base, session_id=str(uuid.uuid4()), transcript=turns))
+        self.assertEqual(r.wait_count(2, 15), 2)
+        m = self.wait_metrics(lambda m: (m["vocohook_queue_in_flight"],
+                                         m["vocohook_queue_pending"]) == (2, 4))
+        sizes = [len(body) for _, _, body in r.requests]
+        self.assertTrue(all(65536 < n <= 102400 < 2 * n for n in sizes), sizes)
+        self.assertEqual(m["vocohook_delivery_memory_bytes"], sum(sizes), m)
+
+        release.set()
+        self.assertEqual(self.wait_state("succeeded", 30), [("succeeded", 1)] * 6)
+        self.assertEqual(len(r.requests), 6)
+        self.assertEqual(held["most"], 2)
+        self.wait_metrics(lambda m: m["vocohook_delivery_memory_bytes"] == 0)
 
     def test_stop_records_every_finished_attempt(self):
         # Finished attempts wait a few ms for company before they are recorded (sender.c,

@@ -56,6 +56,7 @@ static void defaults(void **state)
     assert_int_equal(cfg.threads, vh_config_default_threads());
     assert_true(cfg.threads >= 4 && cfg.threads <= 16);
     assert_int_equal(cfg.body_max, VH_BODY_MAX);
+    assert_int_equal(cfg.delivery_memory, 64 * 1024 * 1024);
     assert_int_equal(cfg.max_connections, 1024);
     assert_int_equal(cfg.conn_timeout_s, 30);
     assert_int_equal(cfg.rate_limit, 60);
@@ -176,6 +177,7 @@ static void ini_file_applies(void **state)
               "ingest_token = \"" TOKEN "\"\n"
               "threads = 8\n"
               "body_max = 64KiB\n"
+              "delivery_memory = 2GiB\n"
               "max_connections = 100\n"
               "conn_timeout = 2m\n"
               "rate_limit = off\n"
@@ -201,6 +203,7 @@ static void ini_file_applies(void **state)
     assert_string_equal(cfg.ingest_token, TOKEN); /* quotes stripped */
     assert_int_equal(cfg.threads, 8);
     assert_int_equal(cfg.body_max, 65536);
+    assert_int_equal(cfg.delivery_memory, (size_t)2 * 1024 * 1024 * 1024);
     assert_int_equal(cfg.max_connections, 100);
     assert_int_equal(cfg.conn_timeout_s, 120);
     assert_int_equal(cfg.rate_limit, -1);
@@ -243,7 +246,10 @@ static void ini_errors_name_the_line(void **state)
         "serve.ini:1: retry_schedule: the first delay must be 0: the first attempt follows at once");
     reject_text(
         "body_max = 2MiB\n",
-        "serve.ini:1: body_max: expected a size from 1 to 1048576 bytes (a number, or with KiB or MiB), got '2MiB'");
+        "serve.ini:1: body_max: expected a size from 1 to 1048576 bytes (a number, or with KiB, MiB or GiB), got '2MiB'");
+    reject_text(
+        "delivery_memory = 17GiB\n",
+        "serve.ini:1: delivery_memory: expected a size from 1 to 17179869184 bytes (a number, or with KiB, MiB or GiB), got '17GiB'");
     reject_text(
         "listen = example.com:80\n",
         "serve.ini:1: listen: 'example.com' is not an IP address (use 127.0.0.1, 0.0.0.0 or [::1]; names are not resolved)");

@@ -397,6 +397,80 @@ static void claim_respects_max(void **state)
     assert_int_equal(total, 9);
 }
 
+/* Stores an event whose body is `len` bytes of JSON (at least 12), accepted at `at`. */
+static void put_event_sized(struct vh_store *st, const char *partner_id, int64_t at, size_t len)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_event_put_result res;
+    struct vh_event_put ev;
+    char session[VH_UUID_LEN + 1], *body = malloc(len + 1);
+
+    assert_non_null(body);
+    assert_true(len >= 12);
+    memset(body, 'x', len);
+    memcpy(body, "{\"pad\":\"", 8);
+    memcpy(body + len - 2, "\"}", 2);
+    body[len] = '\0';
+    assert_int_equal(vh_uuid_new(session, NULL), 0);
+    memset(&ev, 0, sizeof(ev));
+    ev.partner_id = partner_id;
+    ev.session_id = session;
+    ev.body = body;
+    ev.body_len = len;
+    ev.accepted_ms = at;
+    if (vh_store_event_put(st, &ev, &res, &err) < 0)
+        fail_msg("put event: %s", err.msg);
+    assert_true(res.created);
+    free(body);
+}
+
+/* A bounded claim: the bodies in due order up to the bound, at least one. */
+static size_t claim_bounded(struct fixture *f, size_t max_bytes, size_t *bytes)
+{
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job_rec *jobs = NULL;
+    size_t n = 0, i;
+
+    if (vh_store_delivery_claim_bounded(f->st, f->node, f->tb + 10, LEASE_MS, 10, max_bytes, &jobs,
+                                        &n, &err) < 0)
+        fail_msg("claim: %s", err.msg);
+    *bytes = 0;
+    for (i = 0; i < n; i++)
+        *bytes += jobs[i].body.len;
+    vh_delivery_job_recs_free(jobs, n);
+    return n;
+}
+
+/*
+ * vh_store_delivery_claim_bounded stops before the body that would take the claim past its
+ * byte bound, and takes the first due row whatever its size; what it stopped before is the
+ * next claim's first row. Bodies of 100, 300, 100 and 100 bytes, due in that order.
+ */
+static void claim_bounded_by_bytes_stops_before_the_bound(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    size_t bytes = 0;
+
+    if (!f->fresh)
+        skip(); /* others' due rows would count against the bound */
+    new_partner(f->st, "Bytes", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    put_event_sized(f->st, p.id, f->tb + 1, 100);
+    put_event_sized(f->st, p.id, f->tb + 2, 300);
+    put_event_sized(f->st, p.id, f->tb + 3, 100);
+    put_event_sized(f->st, p.id, f->tb + 4, 100);
+
+    assert_int_equal(claim_bounded(f, 50, &bytes), 1); /* larger than the bound: alone */
+    assert_int_equal(bytes, 100);
+    assert_int_equal(claim_bounded(f, 350, &bytes), 1); /* 300 fits, 300 + 100 does not */
+    assert_int_equal(bytes, 300);
+    assert_int_equal(claim_bounded(f, 200, &bytes), 2); /* exactly the bound */
+    assert_int_equal(bytes, 200);
+    assert_int_equal(claim_bounded(f, 1, &bytes), 0);
+}
+
 /*
  * A claim that fills up lets the next one begin past its last row (SQLite: struct
  * claim_resume in sqlite.c). Whatever puts a due row before that point in between is found
@@ -2248,6 +2322,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(claim_takes_due_pending_oldest_first),
         T(claim_respects_max),
+        T(claim_bounded_by_bytes_stops_before_the_bound),
         T(a_claim_after_a_full_one_finds_rows_due_before_it),
         T(claim_carries_endpoint_overrides),
         T(an_update_over_a_changed_endpoint_is_refused),
