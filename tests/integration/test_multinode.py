@@ -27,7 +27,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
 from receivers import Receiver  # noqa: E402
-from server import SOURCE_DIR, Daemon, create_partner, seed_session  # noqa: E402
+from server import SOURCE_DIR, Daemon, create_partner, run_cli, seed_session  # noqa: E402
 
 PG_URL = os.environ.get("VH_TEST_PG_URL")
 SCRIPTS = os.path.join(SOURCE_DIR, "scripts")
@@ -527,6 +527,64 @@ class MultiNode(Nodes):
                              "may have changed" in rec.get("error", ""), 15)
         self.assertIsNotNone(dropped, "node b never took back its queued attempts")
         self.release_then_all_canceled(release, held, n, SLOTS)
+
+    def test_a_node_whose_watcher_cannot_connect_claims_after_its_wait(self):
+        """The dispatcher's first claim waits for the endpoint watcher's first connect, for
+        at most 2 s (sender.c, await_watcher). A node whose login role can hold only the one
+        pooled connection it opens first (CONNECTION LIMIT 1) never gets its watcher in: it
+        says so, then delivers all the same; once the role may log in again, the watcher
+        connects and the node keeps delivering."""
+        u = urllib.parse.urlsplit(self.url)
+        role = "vh_node_w_" + os.urandom(4).hex()
+        pg_admin(self.url, f"CREATE ROLE {role} LOGIN IN ROLE {u.username}")
+        self.addCleanup(pg_admin, self.url, f"DROP ROLE IF EXISTS {role}")
+        w_url = urllib.parse.urlunsplit(
+            (u.scheme, f"{role}@{u.hostname}:{u.port}", u.path, "application_name=vh-w", ""))
+        token = "itok_" + os.urandom(24).hex()
+        r = Receiver()
+        self.addCleanup(r.close)
+
+        # The endpoint through a node that then stops; the backlog through the CLI.
+        pid, key = create_partner(self.url)
+        a = self.node("a", token)
+        a.start()
+        resp = a.request("POST", "/api/v2/config/webhooks", key=key,
+                         body={"label": "w", "url": r.url})
+        self.assertEqual(resp.status, 201, resp)
+        a.cleanup()
+        session = seed_session()
+        tmp = tempfile.mkdtemp(prefix="vh-emit-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, "session.json")
+        for i in range(3):
+            with open(path, "w") as f:
+                json.dump(dict(session, session_id=f"watch-{i}-{os.urandom(4).hex()}"), f)
+            rc, out, err = run_cli("emit", path, "--partner", pid, "--db", self.url)
+            self.assertEqual(rc, 0, err)
+        self.assertEqual(delivery_states(self.url), {"pending": 3})
+
+        pg_admin(self.url, f"ALTER ROLE {role} CONNECTION LIMIT 1")
+        w = self.node("w", token, url=w_url)
+        w.start()
+        warned = w.wait_log(lambda rec: rec.get("msg") ==
+                            "the store's watcher is not listening yet; claiming without it", 15)
+        self.assertIsNotNone(warned, "the dispatcher never stopped waiting for its watcher")
+        self.assertEqual(self.wait_all_succeeded(self.url, 3, 15), {"succeeded": 3},
+                         self.stuck(self.url))
+        self.assertEqual(r.wait_count(3, 5), 3)
+        listening = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'vh-w'"
+                     " AND query LIKE 'LISTEN%'")
+        self.assertEqual(int(psql(self.url, listening)[0][0]), 0)
+
+        pg_admin(self.url, f"ALTER ROLE {role} CONNECTION LIMIT -1")
+        self.assertTrue(wait_until(lambda: int(psql(self.url, listening)[0][0]) > 0, 15),
+                        "the watcher never connected")
+        with open(path, "w") as f:
+            json.dump(dict(session, session_id=f"watch-3-{os.urandom(4).hex()}"), f)
+        rc, out, err = run_cli("emit", path, "--partner", pid, "--db", self.url)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(r.wait_count(4, 15), 4)
+        self.assertEqual(self.wait_all_succeeded(self.url, 4, 15), {"succeeded": 4})
 
     # -- rate limits --------------------------------------------------------------------------
 
