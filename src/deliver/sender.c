@@ -629,12 +629,6 @@ static void *dispatch(void *arg)
         s->wake = false;
         stopping = s->stopping;
         stopped = s->engine_stopped;
-        room = s->max_in_flight > s->stats.in_flight ? s->max_in_flight - s->stats.in_flight : 0;
-        room_bytes =
-            s->max_bytes > s->stats.in_flight_bytes ? s->max_bytes - s->stats.in_flight_bytes : 0;
-        /* The bound is on the payloads held: full, claims wait for attempts to end. */
-        if (room_bytes == 0)
-            room = 0;
         pthread_mutex_unlock(&s->lock);
 
         if (unrecorded) {
@@ -673,6 +667,19 @@ static void *dispatch(void *arg)
             recover_expired(s, &clock);
             next_recover = vh_time_mono_ms() + s->lease_ms / 4;
         }
+        /*
+         * Read after the record, so that what it freed is room now: when every held job
+         * ended in this batch (a full byte bound holds few), no finished attempt is left
+         * to wake the dispatcher, and a room read before it would wait the idle poll.
+         */
+        pthread_mutex_lock(&s->lock);
+        room = s->max_in_flight > s->stats.in_flight ? s->max_in_flight - s->stats.in_flight : 0;
+        room_bytes =
+            s->max_bytes > s->stats.in_flight_bytes ? s->max_bytes - s->stats.in_flight_bytes : 0;
+        pthread_mutex_unlock(&s->lock);
+        /* The bound is on the payloads held: full, claims wait for attempts to end. */
+        if (room_bytes == 0)
+            room = 0;
         if (orphans && room == s->max_in_flight && !unrecorded) {
             struct vh_error err = VH_ERROR_INIT;
             /* Only ours: no lease is read, so a clock that jumped cannot take others'. */

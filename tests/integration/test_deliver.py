@@ -349,6 +349,39 @@ class Deliver(unittest.TestCase):
         self.assertEqual(held["most"], 2)
         self.wait_metrics(lambda m: m["vocohook_delivery_memory_bytes"] == 0)
 
+    def test_a_full_delivery_memory_claims_again_once_attempts_end(self):
+        # With `delivery_memory` smaller than one session, one delivery is out at a time.
+        # When it ends, the record that frees its bytes must let the next claim go at once,
+        # not after the idle poll (1 s): five deliveries took five seconds that way.
+        self.d.cleanup()
+        self.d = Daemon(args=["--allow-http", "--allow-private-networks",
+                              "--delivery-memory", "1KiB"])
+        self.pid, self.key = create_partner(self.d.db)
+        self.d.start()
+        release = threading.Event()
+
+        def behaviour(n):
+            if n == 1:
+                release.wait(30)  # until all six are ingested: the rest wait in the store
+            return 204
+
+        r = self.receiver(behaviour)
+        self.endpoint("small", r.url)
+        base = seed_session()
+        turns = base["transcript"] * 4  # past 1 KiB rendered
+        for _ in range(6):
+            self.ingest(dict(base, session_id=str(uuid.uuid4()), transcript=turns))
+        self.assertEqual(r.wait_count(1, 15), 1)
+        time.sleep(0.2)  # the bound holds the others back (a claim would show up here)
+        self.assertEqual(len(r.requests), 1)
+        start = time.monotonic()
+        release.set()
+        self.assertEqual(r.wait_count(6, 15), 6)
+        self.assertTrue(all(len(body) > 1024 for _, _, body in r.requests))
+        took = r.requests[-1][0] - start
+        self.assertLess(took, 2.5, [round(t - start, 3) for t, _, _ in r.requests])
+        self.assertEqual(self.wait_state("succeeded", 15), [("succeeded", 1)] * 6)
+
     def test_stop_records_every_finished_attempt(self):
         # Finished attempts wait a few ms for company before they are recorded (sender.c,
         # RECORD_LINGER_MS); a stop in that window must record them, not leave the rows in
