@@ -229,9 +229,14 @@ static const char *const migrations[] = {
      * 5: each delivery carries its payload's length, for the claim's byte bound
      * (vh_store_delivery_claim_bounded) without a lookup of its event under the row locks
      * (docs/decisions.md, "The sender's memory"). Rows inserted before, or by a node of an
-     * earlier version, hold NULL; the claim reads their events' lengths instead.
+     * earlier version, hold NULL; the claim reads their events' lengths instead. The check
+     * is added NOT VALID: validated, it would read every row (all NULL) under the ACCESS
+     * EXCLUSIVE lock that holds every node's claims and ingests; it binds the rows written
+     * after it all the same.
      */
-    "ALTER TABLE deliveries ADD COLUMN body_len BIGINT CHECK (body_len >= 0);\n",
+    "ALTER TABLE deliveries ADD COLUMN body_len BIGINT;\n"
+    "ALTER TABLE deliveries ADD CONSTRAINT deliveries_body_len_check CHECK (body_len >= 0)\n"
+    "    NOT VALID;\n",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
