@@ -26,11 +26,13 @@
 
 #include "core/banned.h"
 
-#define DURATION_MAX_MS     INT64_C(2592000000)  /* 30 days */
-#define TIMEOUT_MAX_MS      INT64_C(3600000)     /* one hour per attempt */
-#define STRING_MAX          4096                 /* paths, URLs, names */
-#define DELIVERY_MEMORY_MAX INT64_C(17179869184) /* 16 GiB */
-#define KEY_MAX             64                   /* the longest setting name, with room */
+#define DURATION_MAX_MS INT64_C(2592000000) /* 30 days */
+#define TIMEOUT_MAX_MS  INT64_C(3600000)    /* one hour per attempt */
+#define STRING_MAX      4096                /* paths, URLs, names */
+/* 16 GiB, or what a size_t can hold */
+#define DELIVERY_MEMORY_MAX                                                                        \
+    ((uint64_t)SIZE_MAX > UINT64_C(17179869184) ? INT64_C(17179869184) : (int64_t)(SIZE_MAX / 2))
+#define KEY_MAX 64 /* the longest setting name, with room */
 
 enum kind {
     K_LISTEN,   /* HOST:PORT */
@@ -43,7 +45,7 @@ enum kind {
     K_SECONDS,  /* a whole number of seconds, stored as unsigned */
     K_SCHEDULE, /* the retry schedule */
     K_COUNT,    /* an unsigned integer in [min, max] */
-    K_SIZE,     /* bytes, with an optional KiB/MiB suffix, in [min, max] */
+    K_SIZE,     /* bytes, with an optional KiB/MiB/GiB suffix, in [min, max] */
     K_RATE,     /* requests per minute in [min, max], or off (stored as -1) */
     K_LEVEL,    /* a log level name */
     K_SCHED     /* batch or normal, stored as a bool (true: batch) */
@@ -202,9 +204,9 @@ static int parse_size(const char *s, int64_t min, int64_t max, int64_t *out, str
     static const struct {
         const char *suffix;
         int64_t mult;
-    } units[] = {{"", 1},        {"k", 1024},    {"K", 1024},     {"KiB", 1024},
-                 {"m", 1048576}, {"M", 1048576}, {"MiB", 1048576},
-                 {"g", 1073741824}, {"G", 1073741824}, {"GiB", 1073741824}};
+    } units[] = {{"", 1},           {"k", 1024},        {"K", 1024},      {"KiB", 1024},
+                 {"m", 1048576},    {"M", 1048576},     {"MiB", 1048576}, {"g", 1073741824},
+                 {"G", 1073741824}, {"GiB", 1073741824}};
     const char *p = s;
     int64_t v = 0;
     size_t i;

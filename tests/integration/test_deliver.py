@@ -372,8 +372,9 @@ class Deliver(unittest.TestCase):
         for _ in range(6):
             self.ingest(dict(base, session_id=str(uuid.uuid4()), transcript=turns))
         self.assertEqual(r.wait_count(1, 15), 1)
-        time.sleep(0.2)  # the bound holds the others back (a claim would show up here)
-        self.assertEqual(len(r.requests), 1)
+        self.wait_metrics(lambda m: (m["vocohook_queue_in_flight"],
+                                     m["vocohook_queue_pending"]) == (1, 5))
+        self.assertEqual(len(r.requests), 1)  # the bound holds the others back
         start = time.monotonic()
         release.set()
         self.assertEqual(r.wait_count(6, 15), 6)
