@@ -81,7 +81,10 @@ static int check_time(int64_t ms, const char *what, struct vh_error *err)
     return 0;
 }
 
-/* Well-formed UTF-8 without control characters: text that JSON and terminals can show. */
+/*
+ * Well-formed UTF-8 without control characters (C0, DEL, and C1: U+0080 to U+009F, which
+ * some terminals obey, U+009B as CSI): text that JSON and terminals can show.
+ */
 static bool is_clean_text(const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
@@ -95,7 +98,7 @@ static bool is_clean_text(const char *s, size_t len)
             continue;
         }
         k = vh__utf8_seq_len(u + i, len - i);
-        if (!k)
+        if (!k || (u[i] == 0xc2 && u[i + 1] < 0xa0))
             return false;
         i += k;
     }

@@ -5,6 +5,7 @@ import re
 import sys
 import tempfile
 import shutil
+import sqlite3
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -41,6 +42,22 @@ class PartnerCli(unittest.TestCase):
         # The store keeps a hash: the key's bytes are not in the database file.
         with open(os.path.join(self.tmp, "db"), "rb") as f:
             self.assertNotIn(fields["api_key"].encode(), f.read())
+
+    def test_list_keeps_control_characters_out_of_the_terminal(self):
+        # The store refuses C0 and C1 controls in a name; one stored before it refused C1
+        # (U+009B is CSI to some terminals) is shown with spaces in their place.
+        rc, out, err = run_cli("partner", "create", "red\u009b31m", "--db", self.db)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("without control characters", err)
+        rc, out, err = run_cli("partner", "create", "old", "--db", self.db)
+        self.assertEqual(rc, 0, err)
+        con = sqlite3.connect(os.path.join(self.tmp, "db"))
+        with con:
+            con.execute("UPDATE partners SET name = ?", ("red\u009b31m\u0085\u00a0z",))
+        con.close()
+        rc, listing, err = run_cli("partner", "list", "--db", self.db)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(listing.split("\t")[1], "red  31m  \u00a0z")
 
     def test_db_from_environment(self):
         rc, out, err = run_cli("partner", "create", "envco", env={"VOCOHOOK_DB": self.db})

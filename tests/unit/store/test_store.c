@@ -312,6 +312,15 @@ static void partner_rejects_bad_input(void **state)
     assert_int_equal(vh_store_partner_create(f->st, long_name, k.hash, T0, &p, &err), VH_EINVAL);
     vh_error_clear(&err);
     assert_int_equal(vh_store_partner_create(f->st, "bad\nname", k.hash, T0, &p, &err), VH_EINVAL);
+    /* C1 controls too (U+009B is CSI to some terminals); U+00A0 and on are text. */
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_partner_create(f->st,
+                                             "red\xc2\x9b"
+                                             "31m",
+                                             k.hash, T0, &p, &err),
+                     VH_EINVAL);
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_partner_create(f->st, "\xc2\x80", k.hash, T0, &p, &err), VH_EINVAL);
     /* Names must be well-formed UTF-8: overlong, surrogate, past U+10FFFF, truncated. */
     {
         static const char *const bad_utf8[] = {"a\xc0\x80", "a\xed\xa0\x80\x62", "\xf4\x90\x80\x80",
@@ -324,6 +333,13 @@ static void partner_rejects_bad_input(void **state)
                 fail_msg("name %zu (bad UTF-8) was not refused", i);
         }
     }
+    vh_error_clear(&err);
+    assert_int_equal(vh_store_partner_create(f->st,
+                                             "no\xc2\xa0"
+                                             "break",
+                                             k.hash, T0, &p, &err),
+                     0);
+    before++;
     vh_error_clear(&err);
     assert_int_equal(vh_store_partner_create(f->st, "ok", bad_hash, T0, &p, &err), VH_EINVAL);
     assert_string_equal(err.msg, "api key hash: must be 64 lowercase hex digits");
