@@ -76,6 +76,13 @@ class Deliver(unittest.TestCase):
                 out[name] = float(value)
         return out
 
+    def restart_with(self, *flags):
+        """Replaces the daemon with one on a new store, started with `flags` as well."""
+        self.d.cleanup()
+        self.d = Daemon(args=["--allow-http", "--allow-private-networks", *flags])
+        self.pid, self.key = create_partner(self.d.db)
+        self.d.start()
+
     def wait_metrics(self, ok, timeout=15):
         """Reads /metrics until `ok(metrics)`; returns them."""
         deadline = time.monotonic() + timeout
@@ -312,11 +319,7 @@ class Deliver(unittest.TestCase):
         # the bound all six would be claimed and sent at once (8 connections per endpoint).
         # Requests past 64 KiB also make the engine free an idle connection's request
         # buffer (engine.c, REQ_KEEP_MAX) before the connection's next request.
-        self.d.cleanup()
-        self.d = Daemon(args=["--allow-http", "--allow-private-networks",
-                              "--delivery-memory", "100KiB"])
-        self.pid, self.key = create_partner(self.d.db)
-        self.d.start()
+        self.restart_with("--delivery-memory", "100KiB")
         release = threading.Event()
         lock = threading.Lock()
         held = {"now": 0, "most": 0}
@@ -353,11 +356,7 @@ class Deliver(unittest.TestCase):
         # With `delivery_memory` smaller than one session, one delivery is out at a time.
         # When it ends, the record that frees its bytes must let the next claim go at once,
         # not after the idle poll (1 s): five deliveries took five seconds that way.
-        self.d.cleanup()
-        self.d = Daemon(args=["--allow-http", "--allow-private-networks",
-                              "--delivery-memory", "1KiB"])
-        self.pid, self.key = create_partner(self.d.db)
-        self.d.start()
+        self.restart_with("--delivery-memory", "1KiB")
         release = threading.Event()
 
         def behaviour(n):

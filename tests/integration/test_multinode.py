@@ -364,6 +364,18 @@ class Nodes(unittest.TestCase):
         return (f"\nunfinished (state, lease owner, attempts, count): {rows}"
                 f"\nerror records in the nodes' current logs: {errors}")
 
+    def login_role(self, node):
+        """A login role of its own for node `node` (a member of the test user's role, so it
+        reaches the same schema), and the database URL that logs in as it, with
+        application_name vh-NODE; dropped after the test. Returns (role, url)."""
+        u = urllib.parse.urlsplit(self.url)
+        role = f"vh_node_{node}_" + os.urandom(4).hex()
+        pg_admin(self.url, f"CREATE ROLE {role} LOGIN IN ROLE {u.username}")
+        # After tearDown has stopped the nodes; before the database is dropped.
+        self.addCleanup(pg_admin, self.url, f"DROP ROLE IF EXISTS {role}")
+        return role, urllib.parse.urlunsplit(
+            (u.scheme, f"{role}@{u.hostname}:{u.port}", u.path, f"application_name=vh-{node}", ""))
+
     def release_then_all_canceled(self, release, held, n, on_wire):
         """Lets the `on_wire` attempts the receiver `held` holds end, then checks that all
         `n` deliveries end canceled (their endpoint was disabled) and that no attempt but
@@ -480,13 +492,7 @@ class MultiNode(Nodes):
         self.addCleanup(release.set)
         held = Receiver(lambda _: 204 if release.wait(30) else 500)
         self.addCleanup(held.close)
-        u = urllib.parse.urlsplit(self.url)
-        role = "vh_node_b_" + os.urandom(4).hex()
-        pg_admin(self.url, f"CREATE ROLE {role} LOGIN IN ROLE {u.username}")
-        # After tearDown has stopped the nodes; before the database is dropped.
-        self.addCleanup(pg_admin, self.url, f"DROP ROLE IF EXISTS {role}")
-        b_url = urllib.parse.urlunsplit(
-            (u.scheme, f"{role}@{u.hostname}:{u.port}", u.path, "application_name=vh-b", ""))
+        role, b_url = self.login_role("b")
         token = "itok_" + os.urandom(24).hex()
 
         # Node b alone holds the whole backlog: SLOTS on the wire, the rest in its queue.
@@ -534,12 +540,7 @@ class MultiNode(Nodes):
         pooled connection it opens first (CONNECTION LIMIT 1) never gets its watcher in: it
         says so, then delivers all the same; once the role may log in again, the watcher
         connects and the node keeps delivering."""
-        u = urllib.parse.urlsplit(self.url)
-        role = "vh_node_w_" + os.urandom(4).hex()
-        pg_admin(self.url, f"CREATE ROLE {role} LOGIN IN ROLE {u.username}")
-        self.addCleanup(pg_admin, self.url, f"DROP ROLE IF EXISTS {role}")
-        w_url = urllib.parse.urlunsplit(
-            (u.scheme, f"{role}@{u.hostname}:{u.port}", u.path, "application_name=vh-w", ""))
+        role, w_url = self.login_role("w")
         token = "itok_" + os.urandom(24).hex()
         r = Receiver()
         self.addCleanup(r.close)
