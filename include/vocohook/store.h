@@ -62,13 +62,19 @@ VH_API int vh_store_schema_version(struct vh_store *st, int *out, struct vh_erro
 
 struct vh_partner {
     char id[VH_UUID_LEN + 1];
+    /*
+     * Well-formed UTF-8 without control characters. Read from the store, a name written
+     * before the store refused a character (C1 controls, before session 20) or by other
+     * means has each such character as a space and each ill-formed byte as '?'.
+     */
     char name[VH_PARTNER_NAME_MAX + 1];
     int64_t created_ms;
 };
 
 /*
  * Creates a partner with a new id and its first API key, stored only as `key_hash`
- * (vh_sha256_hex of the key). Fills `*out`. Name: 1..VH_PARTNER_NAME_MAX bytes.
+ * (vh_sha256_hex of the key). Fills `*out`. Name: 1..VH_PARTNER_NAME_MAX bytes of
+ * well-formed UTF-8 without control characters (C0, DEL, C1), else VH_EINVAL.
  */
 VH_API int vh_store_partner_create(struct vh_store *st, const char *name,
                                    const char key_hash[VH_SHA256_HEX_LEN + 1], int64_t now_ms,

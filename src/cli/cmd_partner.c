@@ -139,28 +139,14 @@ static int partner_list(struct vh_store *st)
     struct vh_error err = VH_ERROR_INIT;
     struct vh_partner *ps = NULL;
     char ts[VH_TIME_LEN + 1];
-    size_t n = 0, i, j;
+    size_t n = 0, i;
     int rc;
 
     rc = vh_store_partner_list(st, &ps, &n, &err);
     if (rc < 0)
         return cli_fail("partner", cli_exit_for(rc), "%s", err.msg);
     for (i = 0; i < n; i++) {
-        /*
-         * A name is free text: keep it on its line and inside its column, and out of the
-         * terminal's hands (C1 controls, stored before the store refused them, too).
-         */
-        for (j = 0; ps[i].name[j]; j++) {
-            unsigned char ch = (unsigned char)ps[i].name[j];
-
-            if (ch < 0x20 || ch == 0x7f)
-                ps[i].name[j] = ' ';
-            else if (ch == 0xc2 && (unsigned char)ps[i].name[j + 1] >= 0x80 &&
-                     (unsigned char)ps[i].name[j + 1] < 0xa0) {
-                ps[i].name[j] = ' ';
-                ps[i].name[++j] = ' ';
-            }
-        }
+        /* The store hands out names without control characters: one line, one column. */
         if (vh_time_format(ps[i].created_ms, ts) < 0)
             ts[0] = '\0';
         printf("%s\t%s\t%s\n", ps[i].id, ps[i].name, ts);

@@ -409,13 +409,14 @@ static size_t claim_and_submit_locked(struct vh_sender *s, size_t max, size_t ma
 
         if (!j) {
             /* Leave the claim to its lease: recovery puts it back. */
+            size_t body_len = recs[i].body.len;
+
             sender_log(s, VH_LOG_ERROR, "out of memory", recs[i].delivery_id);
-            bytes = recs[i].body.len;
             vh_delivery_job_rec_release(&recs[i]);
             batch_unref(batch);
             pthread_mutex_lock(&s->lock);
             s->stats.in_flight--;
-            s->stats.in_flight_bytes -= bytes;
+            s->stats.in_flight_bytes -= body_len;
             pthread_mutex_unlock(&s->lock);
             continue;
         }

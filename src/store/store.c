@@ -264,11 +264,17 @@ int vh_store_partner_create(struct vh_store *st, const char *name,
     return 0;
 }
 
+/* A name as read: what create would refuse now (an older row's) shown, not obeyed. */
+static void partner_name_clean(struct vh_partner *p)
+{
+    vh__utf8_repair(p->name, strnlen(p->name, sizeof(p->name)), true);
+}
+
 int vh_store_partner_list(struct vh_store *st, struct vh_partner **out, size_t *n,
                           struct vh_error *err)
 {
     struct vh_partner *arr = NULL;
-    size_t len = 0;
+    size_t len = 0, i;
     int rc;
 
     if (!st || !out || !n)
@@ -276,6 +282,8 @@ int vh_store_partner_list(struct vh_store *st, struct vh_partner **out, size_t *
     rc = st->ops->partner_list(st, &arr, &len, err);
     if (rc < 0)
         return rc;
+    for (i = 0; i < len; i++)
+        partner_name_clean(&arr[i]);
     *out = arr;
     *n = len;
     return 0;
@@ -296,6 +304,7 @@ int vh_store_partner_get(struct vh_store *st, const char *id, struct vh_partner 
     rc = st->ops->partner_get(st, id, &p, err);
     if (rc < 0)
         return rc;
+    partner_name_clean(&p);
     *out = p;
     return 0;
 }
@@ -342,6 +351,7 @@ int vh_store_partner_by_key(struct vh_store *st, const char key_hash[VH_SHA256_H
      */
     if (!vh_mem_equal_ct(stored, key_hash, VH_SHA256_HEX_LEN))
         return vh_error_set(err, VH_ENOTFOUND, "api key not found");
+    partner_name_clean(&p);
     *out = p;
     return 0;
 }
