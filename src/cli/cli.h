@@ -40,6 +40,13 @@ int cli_read_input(const char *verb, const char *path, struct vh_buf *out);
 int cli_write_output(const char *verb, const char *p, size_t n);
 
 /*
+ * Flushes what the verb printed to stdout. Returns CLI_OK, or CLI_FAILED after printing why
+ * when it, or an earlier write, failed (a full disk, a closed stdout): a verb whose answer
+ * was lost must not exit 0.
+ */
+int cli_flush_output(const char *verb);
+
+/*
  * The daemons' vh_log_fn: writes each JSON record as one line on stderr; `ud` points to
  * the highest enum vh_log_level to write (records above it are dropped).
  */

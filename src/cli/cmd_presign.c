@@ -115,7 +115,7 @@ int cmd_presign(int argc, char **argv)
         goto out;
     }
     printf("%s\n", out.data);
-    code = fflush(stdout) == 0 ? CLI_OK : CLI_FAILED;
+    code = cli_flush_output("presign");
 out:
     vh_buf_release(&url);
     vh_buf_release(&out);

@@ -62,7 +62,7 @@ int cmd_sign(int argc, char **argv)
         goto out;
     }
     printf("X-Webhook-Timestamp: %s\nX-Webhook-Signature: %s\n", ts, sig);
-    code = fflush(stdout) == 0 ? CLI_OK : CLI_FAILED;
+    code = cli_flush_output("sign");
 out:
     vh_buf_release(&body);
     return code;

@@ -71,7 +71,7 @@ int cmd_validate(int argc, char **argv)
         goto out;
     }
     printf("ok: a valid %s\n", what);
-    code = CLI_OK;
+    code = cli_flush_output("validate");
 out:
     vh_buf_release(&in);
     return code;

@@ -119,7 +119,7 @@ int cmd_verify(int argc, char **argv)
         goto out;
     }
     printf("valid\n");
-    code = CLI_OK;
+    code = cli_flush_output("verify");
 out:
     vh_free(env_list);
     vh_buf_release(&body);

@@ -85,6 +85,16 @@ int cli_write_output(const char *verb, const char *p, size_t n)
     return CLI_OK;
 }
 
+int cli_flush_output(const char *verb)
+{
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return CLI_OK;
+    /* stdio keeps the error of an earlier write that failed; errno may be gone by now. */
+    return cli_fail(verb, CLI_FAILED, "writing standard output: %s",
+                    errno ? strerror(errno) : "failed");
+}
+
 int cli_default_store_dir(const char *verb, const char *db)
 {
     if (strcmp(db, VH_CONFIG_DB_DEFAULT) != 0)

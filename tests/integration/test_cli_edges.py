@@ -1,0 +1,76 @@
+"""The CLI verbs at their edges: output that cannot be written, and settings that only look
+right (found by adversarial use, session 21)."""
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from cli import DATA, VOCOHOOK, run, write_temp  # noqa: E402
+
+TS = "2026-03-15T14:32:08.000Z"
+SECRET = "whsec_" + "ab" * 32
+
+
+def run_out(args, stdout, stdin=None):
+    """Runs `vocohook ARGS` with stdout "full" (/dev/full) or "closed"; returns
+    (exit code, stderr text)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VOCOHOOK_SECRET", "VOCOHOOK_SECRETS")}
+    if stdout == "full":
+        with open("/dev/full", "wb") as full:
+            p = subprocess.run([VOCOHOOK, *args], stdout=full, stderr=subprocess.PIPE,
+                               input=stdin, env=env, timeout=60)
+    else:
+        p = subprocess.run([VOCOHOOK, *args], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, input=stdin, env=env, timeout=60,
+                           preexec_fn=lambda: os.close(1))
+    return p.returncode, p.stderr.decode("utf-8", "replace")
+
+
+@unittest.skipUnless(os.path.exists("/dev/full"), "needs /dev/full")
+class OutputFailures(unittest.TestCase):
+    """SPEC §9: an output that cannot be written is an I/O failure, exit 3 with a line on
+    stderr, never exit 0 with the result lost."""
+
+    @classmethod
+    def setUpClass(cls):
+        rc, body, err = run("render", "--timestamp", TS,
+                            os.path.join(DATA, "good", "seed_session.json"))
+        assert rc == 0, err
+        cls.body = body
+        cls.path = write_temp(body)
+        rc, out, err = run("sign", "--secret", SECRET, "--timestamp", TS, cls.path)
+        assert rc == 0, err
+        cls.sig = out.decode().splitlines()[1].split(": ", 1)[1]
+
+    @classmethod
+    def tearDownClass(cls):
+        os.unlink(cls.path)
+
+    def commands(self):
+        return {
+            "validate": ["validate", self.path],
+            "verify": ["verify", "--secret", SECRET, "--timestamp", TS, "--signature",
+                       self.sig, "--now", TS, self.path],
+            "sign": ["sign", "--secret", SECRET, "--timestamp", TS, self.path],
+            "render": ["render", "--timestamp", TS,
+                       os.path.join(DATA, "good", "seed_session.json")],
+            "presign": ["presign", "--url", "https://b.s3.amazonaws.com/x", "--region",
+                        "us-east-1", "--access-key", "AK", "--secret-key", "SK"],
+            "version": ["version"],
+            "help": ["--help"],
+        }
+
+    def test_full_or_closed_stdout_is_exit_3_with_a_message(self):
+        for name, args in self.commands().items():
+            for how in ("full", "closed"):
+                with self.subTest(verb=name, stdout=how):
+                    rc, err = run_out(args, how)
+                    self.assertEqual(rc, 3, f"{name} >{how}: exit {rc}, stderr {err!r}")
+                    self.assertIn("standard output", err)
+                    self.assertEqual(len(err.strip().splitlines()), 1, err)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
