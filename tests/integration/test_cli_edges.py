@@ -72,5 +72,51 @@ class OutputFailures(unittest.TestCase):
                     self.assertEqual(len(err.strip().splitlines()), 1, err)
 
 
+class VerifySecretsList(unittest.TestCase):
+    """`verify` reads VOCOHOOK_SECRETS as `receive` does: a list it cannot take whole is a
+    usage error, not a signature mismatch on the secret it dropped."""
+
+    @classmethod
+    def setUpClass(cls):
+        rc, body, err = run("render", "--timestamp", TS,
+                            os.path.join(DATA, "good", "seed_session.json"))
+        assert rc == 0, err
+        cls.path = write_temp(body)
+        rc, out, err = run("sign", "--secret", SECRET, "--timestamp", TS, cls.path)
+        assert rc == 0, err
+        cls.sig = out.decode().splitlines()[1].split(": ", 1)[1]
+
+    @classmethod
+    def tearDownClass(cls):
+        os.unlink(cls.path)
+
+    def verify(self, secrets):
+        return run("verify", "--timestamp", TS, "--signature", self.sig, "--now", TS,
+                   self.path, env={"VOCOHOOK_SECRETS": secrets})
+
+    def test_sixteen_secrets_and_empty_items(self):
+        rc, out, err = self.verify(",".join([f"old{i}" for i in range(15)] + [SECRET]))
+        self.assertEqual((rc, out), (0, b"valid\n"), err)
+        rc, out, err = self.verify(f",{SECRET},,")
+        self.assertEqual((rc, out), (0, b"valid\n"), err)
+
+    def test_more_than_sixteen_is_a_usage_error(self):
+        # The 17th secret was dropped without a word: the signature "did not match any of
+        # 16 secrets" (exit 1) though it was made with one of the list.
+        rc, out, err = self.verify(",".join([f"old{i}" for i in range(16)] + [SECRET]))
+        self.assertEqual((rc, out), (2, b""), err)
+        self.assertIn("at most 16 secrets", err)
+        self.assertNotIn(SECRET, err)
+
+    def test_white_space_around_a_secret_is_a_usage_error(self):
+        # "old, new" gave the secret " new": a mismatch for every webhook signed with it.
+        for secrets in (f"old, {SECRET}", f"{SECRET} ", f"\t{SECRET}", f"{SECRET}\n"):
+            with self.subTest(secrets=secrets):
+                rc, out, err = self.verify(secrets)
+                self.assertEqual((rc, out), (2, b""), err)
+                self.assertIn("white space", err)
+                self.assertNotIn(SECRET, err)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
