@@ -416,6 +416,22 @@ static int csv_field(struct vh_buf *b, const char *s, bool first)
     return rc ? rc : vh_buf_addc(b, '"');
 }
 
+/*
+ * Appends the sender's free text as a CSV field. Spreadsheets may run a cell that starts with
+ * =, +, -, @, a tab or a CR as a formula (CSV injection, OWASP), so such text is written
+ * after a single quote, which they show as text. The other columns hold validated ids,
+ * E.164 numbers, times and numbers, which cannot call a function.
+ */
+static int csv_text(struct vh_buf *b, const char *s)
+{
+    char quoted[VH_NAME_MAX + 2]; /* the parser bounds agent_name */
+
+    if (!*s || !strchr("=+-@\t\r", *s))
+        return csv_field(b, s, false);
+    snprintf(quoted, sizeof(quoted), "'%s", s);
+    return csv_field(b, quoted, false);
+}
+
 static const char *const csv_columns[] = {
     "session_id",       "received_at",    "event_timestamp", "agent_id",         "agent_name",
     "duration_seconds", "credits_used",   "call_id",         "from_number",      "to_number",
@@ -439,7 +455,7 @@ static int csv_session_fields(struct vh_buf *b, const struct vh_event *ev)
     if (!rc)
         rc = csv_field(b, s->agent_id, false);
     if (!rc)
-        rc = csv_field(b, s->agent_name, false);
+        rc = csv_text(b, s->agent_name);
     if (!rc)
         rc = csv_field(b, n[0], false);
     if (!rc)

