@@ -48,6 +48,7 @@
 #include <netinet/in.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <curl/curl.h>
 
@@ -1593,7 +1594,9 @@ static char *curl_strdup(const char *s)
 
 static int check_config(const struct vh_engine_config *cfg, struct vh_error *err)
 {
+    struct stat sb;
     FILE *f;
+    bool is_file;
 
     if (cfg->max_per_endpoint < 1 || cfg->max_total < 1 || cfg->max_queued < 1)
         return vh_error_set(err, VH_EINVAL,
@@ -1608,7 +1611,11 @@ static int check_config(const struct vh_engine_config *cfg, struct vh_error *err
         f = fopen(cfg->ca_file, "r");
         if (!f)
             return vh_error_set(err, VH_EIO, "engine: cannot read CA file '%s'", cfg->ca_file);
+        /* A directory opens too, and libcurl refuses it at each transfer all the same. */
+        is_file = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode);
         fclose(f);
+        if (!is_file)
+            return vh_error_set(err, VH_EIO, "engine: CA file '%s' is not a file", cfg->ca_file);
     }
     return 0;
 }

@@ -217,6 +217,21 @@ static bool is_temp_name(const char *name)
 }
 
 /* Checks the recordings directory and removes the temporary files a crash left in it. */
+/*
+ * The CA file must be a file we can read: libcurl reads it at each transfer, and refuses a
+ * directory (which access() and open() pass) as it refuses a missing file.
+ */
+static int check_ca_file(const char *path, struct vh_error *err)
+{
+    struct stat sb;
+
+    if (access(path, R_OK) != 0 || stat(path, &sb) != 0)
+        return vh_error_set(err, VH_EIO, "ca_file '%s': %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return vh_error_set(err, VH_EIO, "ca_file '%s': not a file", path);
+    return 0;
+}
+
 static int clean_recordings(struct vh_receiver *r, struct vh_error *err)
 {
     const char *dir = r->cfg.recordings_dir;
@@ -317,10 +332,12 @@ int vh_receiver_new(const struct vh_receiver_config *cfg, struct vh_receiver **o
      * and an unreadable one would fail every HTTPS download (until its link expired) and
      * every forward, with the receiver seemingly fine.
      */
-    if (r->cfg.ca_file && access(r->cfg.ca_file, R_OK) != 0) {
-        rc = vh_error_set(err, VH_EIO, "ca_file '%s': %s", r->cfg.ca_file, strerror(errno));
-        vh__fetch_global_release();
-        goto fail;
+    if (r->cfg.ca_file) {
+        rc = check_ca_file(r->cfg.ca_file, err);
+        if (rc < 0) {
+            vh__fetch_global_release();
+            goto fail;
+        }
     }
     rc = vh_inbox_open(r->cfg.db_path, VH_INBOX_CREATE, &r->ib, err);
     if (rc >= 0)

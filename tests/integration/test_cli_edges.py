@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -157,6 +158,39 @@ class CsvFormulas(unittest.TestCase):
             for line in out.splitlines():
                 x = json.loads(line)
                 self.assertEqual(x["payload"]["data"]["agent_name"], self.NAMES[x["session_id"]])
+
+
+class CaFileNotAFile(unittest.TestCase):
+    """A --ca-file that is a directory passed the start-up checks (access(R_OK), fopen):
+    the daemons ran, and libcurl refused it at every HTTPS transfer ("error setting
+    certificate file"), so every delivery, download and forward failed and was retried."""
+
+    def start(self, *args, env=None):
+        full_env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("VOCOHOOK_") and not k.startswith("AWS_")}
+        full_env.update(env or {})
+        try:
+            p = subprocess.run([VOCOHOOK, *args], capture_output=True, env=full_env,
+                               timeout=10)
+        except subprocess.TimeoutExpired as e:
+            self.fail(f"{args[0]} started with a directory as --ca-file: {e.stdout!r}")
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    def test_serve_and_receive_refuse_a_directory(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            ca_dir = os.path.join(tmp, "certs")
+            os.mkdir(ca_dir)
+            rc, out, err = self.start("serve", "--listen", "127.0.0.1:0", "--db",
+                                      "sqlite:" + os.path.join(tmp, "s.db"), "--ca-file", ca_dir)
+            self.assertEqual(rc, 3, out + err)
+            self.assertIn(ca_dir, err)
+            self.assertNotIn("listening", out)
+            rc, out, err = self.start("receive", "--listen", "127.0.0.1:0", "--db",
+                                      os.path.join(tmp, "inbox.db"), "--ca-file", ca_dir,
+                                      env={"VOCOHOOK_SECRETS": "s"})
+            self.assertEqual(rc, 3, out + err)
+            self.assertIn(ca_dir, err)
+            self.assertNotIn("listening", out)
 
 
 if __name__ == "__main__":
