@@ -216,7 +216,6 @@ static bool is_temp_name(const char *name)
            strcmp(name + n - s, VH__TEMP_SUFFIX) == 0;
 }
 
-/* Checks the recordings directory and removes the temporary files a crash left in it. */
 /*
  * The CA file must be a file we can read: libcurl reads it at each transfer, and refuses a
  * directory (which access() and open() pass) as it refuses a missing file.
@@ -232,6 +231,7 @@ static int check_ca_file(const char *path, struct vh_error *err)
     return 0;
 }
 
+/* Checks the recordings directory and removes the temporary files a crash left in it. */
 static int clean_recordings(struct vh_receiver *r, struct vh_error *err)
 {
     const char *dir = r->cfg.recordings_dir;
