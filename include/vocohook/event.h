@@ -134,8 +134,10 @@ VH_API int vh_event_parse(const char *json, size_t len, unsigned flags, struct v
  * Appends the webhook payload for `s`, accepted at `event_ts_ms`, to `out`. Uses the
  * session's latency when it has one, else vh_session_derive_latency(). The session must
  * have no recording_key left unresolved (the sender presigns it into recording_url first):
- * that is VH_EINVAL. Returns 0, VH_EINVAL, VH_ENOMEM or VH_ETOOBIG (out's bound); on
- * failure `out` is as it was.
+ * that is VH_EINVAL. The payload is at most VH_BODY_MAX bytes, the bound receivers put on a
+ * request body; rendering adds to the input (the envelope, `"latency_ms":null` on user turns,
+ * a presigned URL), so a session within its own bound can pass it. Returns 0, VH_EINVAL,
+ * VH_ENOMEM or VH_ETOOBIG (past VH_BODY_MAX or out's bound); on failure `out` is as it was.
  */
 VH_API int vh_session_render(const struct vh_session *s, int64_t event_ts_ms, struct vh_buf *out,
                              struct vh_error *err);

@@ -616,22 +616,36 @@ int vh_session_render(const struct vh_session *s, int64_t event_ts_ms, struct vh
                       struct vh_error *err)
 {
     struct writer w = {out, 0, err};
-    size_t old_len = out->len, room, want;
+    size_t old_len = out->len, room, want, max = out->max;
     bool had_data = out->data != NULL;
+    bool bounded = false; /* the payload's own bound is the nearer one */
     int rc;
 
     rc = check_renderable(s, event_ts_ms, err);
     if (rc < 0)
         goto out;
     room = out->max >= out->len ? out->max - out->len : 0;
+    /*
+     * The payload is a request body to its receiver, bounded as one (VH_BODY_MAX): vocohook
+     * receive, verify and validate refuse a larger one, so a sender must never make it.
+     */
+    if (room > (size_t)VH_BODY_MAX) {
+        room = VH_BODY_MAX;
+        out->max = old_len + room;
+        bounded = true;
+    }
     want = estimate(s);
     rc = vh_buf_grow(out, want < room ? want : room);
     if (rc == 0) {
         put_session(&w, s, event_ts_ms);
         rc = w.rc;
     }
+    out->max = max;
     if (rc == VH_ENOMEM)
         vh_error_set(err, rc, "render: out of memory");
+    else if (rc == VH_ETOOBIG && bounded)
+        vh_error_set(err, rc, "render: the payload would be larger than %d bytes (VH_BODY_MAX)",
+                     VH_BODY_MAX);
     else if (rc == VH_ETOOBIG)
         vh_error_set(err, rc, "render: payload larger than the buffer's bound of %zu bytes",
                      out->max);

@@ -1445,6 +1445,14 @@ static int ingest_prepare(struct vh_api *api, const char *partner_id, struct vh_
         rc = vh_session_render(s, now_ms, body, err);
         s->recording_key = key;
     }
+    if (rc == VH_ETOOBIG) {
+        /* Receivers would refuse it, and GET /calls could not read it back (VH_BODY_MAX). */
+        vh_error_clear(err);
+        rc = vh_error_set(err, rc,
+                          "session: renders to a webhook payload larger than %d bytes, which "
+                          "receivers refuse (each user turn gains \"latency_ms\":null)",
+                          VH_BODY_MAX);
+    }
     if (rc < 0)
         goto out;
     memset(put, 0, sizeof(*put));

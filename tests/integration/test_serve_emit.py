@@ -111,5 +111,50 @@ class Emit(unittest.TestCase):
         self.assertIn("s3_region is missing", err)
 
 
+def session_rendering_past_one_mib(session_id):
+    """A session within the ingest's 1 MiB bound whose webhook payload is not: each of its
+    10 000 user turns gains `"latency_ms":null` in the rendering (about 180 KB in all)."""
+    s = dict(seed_session())
+    s["session_id"] = session_id
+    s["transcript"] = [{"role": "user", "content": "x" * 30,
+                        "timestamp": "2026-03-15T14:30:06.000Z"}] * 10000
+    return s
+
+
+class PayloadBound(unittest.TestCase):
+    """A webhook payload is a request body to its receiver, which refuses one past 1 MiB
+    (vocohook receive, verify and validate do). A session whose rendering passes it was
+    accepted and stored, then every attempt failed and GET /calls could not read it back."""
+
+    def test_a_session_rendering_past_one_mib_is_refused_everywhere(self):
+        big = session_rendering_past_one_mib("s-too-big")
+        text = json.dumps(big, separators=(",", ":")).encode()
+        self.assertLess(len(text) + 64, 1024 * 1024)  # the input is within its own bound
+        rc, out, err = run_cli("render", "--timestamp", "2026-03-15T14:32:08.000Z", "-",
+                               stdin=text)
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(out, "")
+        self.assertIn("larger than 1048576 bytes", err)
+
+        with Daemon() as d:
+            pid, key = create_partner(d.db)
+            r = d.ingest(pid, big)
+            self.assertEqual(r.status, 400, r)
+            msg = r.json()["error"]["message"]
+            self.assertTrue(msg.startswith("session: renders to a webhook payload larger than "
+                                           "1048576 bytes"), msg)
+            r = d.request("GET", "/api/v2/calls/s-too-big", key=key)
+            self.assertEqual(r.status, 404, r)  # nothing stored
+            # A session of the same shape that fits is taken, and read back.
+            fits = dict(big, session_id="s-fits", transcript=big["transcript"][:8000])
+            r = d.ingest(pid, fits)
+            self.assertEqual(r.status, 202, r)
+            r = d.request("GET", "/api/v2/calls/s-fits", key=key)
+            self.assertEqual(r.status, 200, r)
+            rc, out, err = run_cli("emit", "-", "--partner", pid, "--db", d.db, stdin=text)
+            self.assertEqual(rc, 1, err)
+            self.assertIn("session: renders to a webhook payload larger than", err)
+
+
 if __name__ == "__main__":
     unittest.main()
