@@ -828,6 +828,45 @@ static int sync_init(struct vh_server *srv, struct vh_error *err)
     return rc;
 }
 
+static int hex_value(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/*
+ * MHD's unescaping of the path and the query (MHD_OPTION_UNESCAPE_CALLBACK): every %HH is
+ * decoded as MHD_http_unescape does, except %00, which stays as it came. The handler reads
+ * the path and query values as C strings, so a decoded NUL would cut them there:
+ * `DELETE /api/v2/config/webhooks/ID%00/deliveries` would delete the endpoint, and the
+ * access log would show the shorter path. Kept encoded, it matches no route, id or number.
+ */
+static size_t unescape_keep_nul(void *cls, struct MHD_Connection *conn, char *s)
+{
+    char *in = s, *out = s;
+
+    (void)cls;
+    (void)conn;
+    while (*in) {
+        int hi = in[0] == '%' ? hex_value(in[1]) : -1;
+        int lo = hi >= 0 ? hex_value(in[2]) : -1;
+
+        if (lo >= 0 && (hi | lo) != 0) {
+            *out++ = (char)(hi * 16 + lo);
+            in += 3;
+        } else {
+            *out++ = *in++;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}
+
 /*
  * MHD_USE_ITC is what MHD_quiesce_daemon needs in thread-pool mode. MHD_USE_POLL: each
  * worker polls its own connections (never the single-thread epoll mode); with one thread,
@@ -856,7 +895,8 @@ static struct MHD_Daemon *start_mhd(struct vh_server *srv, int fd, unsigned thre
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     return MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
                             on_mhd_log, srv, MHD_OPTION_ARRAY, opts, MHD_OPTION_NOTIFY_COMPLETED,
-                            on_completed, srv, MHD_OPTION_END);
+                            on_completed, srv, MHD_OPTION_UNESCAPE_CALLBACK, unescape_keep_nul,
+                            NULL, MHD_OPTION_END);
 }
 
 int vh_server_start(struct vh_api *api, const struct vh_server_config *cfg, struct vh_server **out,

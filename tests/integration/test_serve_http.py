@@ -9,7 +9,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from server import Daemon, post_whole_body, read_until_closed  # noqa: E402
+from server import Daemon, create_partner, post_whole_body, read_until_closed  # noqa: E402
 from tls_front import TlsFront  # noqa: E402
 
 MIB = 1024 * 1024
@@ -67,6 +67,32 @@ class Health(unittest.TestCase):
             self.assertEqual(r.status, 404, r)
             self.assertFalse(r.json()["success"])
             self.assertEqual(r.headers["content-type"], "application/json")
+
+    def test_an_encoded_nul_does_not_cut_the_path(self):
+        """`%00` in the path or a query value must not end it where it decodes: the routes
+        read C strings, so `DELETE /config/webhooks/ID%00/deliveries` was `DELETE
+        /config/webhooks/ID`, and deleted the endpoint."""
+        with Daemon() as d:
+            _, key = create_partner(d.db)
+            r = d.request("POST", "/api/v2/config/webhooks", key=key,
+                          body={"label": "a", "url": "https://example.com/h"})
+            self.assertEqual(r.status, 201, r)
+            ep = r.json()["data"]["id"]
+            for method, path in (("DELETE", f"/api/v2/config/webhooks/{ep}%00/deliveries"),
+                                 ("GET", f"/api/v2/config/webhooks/{ep}%00x"),
+                                 ("GET", f"/api/v2/config/webhooks/{ep}%00/deliveries")):
+                r = d.request(method, path, key=key)
+                self.assertEqual(r.status, 404, f"{method} {path}: {r}")
+                self.assertEqual(r.json()["error"]["code"], "NOT_FOUND", r)
+            r = d.request("GET", "/api/v2/calls?limit=5%00x", key=key)
+            self.assertEqual(r.status, 400, r)
+            self.assertEqual(r.json()["error"]["code"], "VALIDATION_ERROR", r)
+            r = d.request("GET", f"/api/v2/config/webhooks/{ep}", key=key)
+            self.assertEqual(r.status, 200, r)  # still there
+            # The access log shows the path as it came, not the part before the NUL.
+            rec = d.wait_log(lambda x: x.get("msg") == "request" and x.get("method") == "DELETE")
+            self.assertIsNotNone(rec, d.err.text())
+            self.assertEqual(rec["path"], f"/api/v2/config/webhooks/{ep}%00/deliveries")
 
     def test_many_simultaneous_connections(self):
         # MHD's single-thread epoll mode stalls when 128*k connections arrive together; the
