@@ -891,7 +891,13 @@ static int legacy_put(struct route_ctx *c)
         memcpy(ep.url, f[0].str, f[0].str_len + 1);
         ep.enabled = true;
         rc = vh_store_endpoint_create(c->api->st, &ep, c->api->max_endpoints, &err);
-        if (rc != VH_ECONFLICT || strstr(err.msg, "label") == NULL)
+        /*
+         * A concurrent PUT created the default meanwhile: its label conflicts, or its row
+         * took the partner's last slot. Either way the next try replaces it. A conflict
+         * with no default behind it (five other endpoints) is the answer.
+         */
+        if (rc != VH_ECONFLICT || vh_store_endpoint_get_by_label(c->api->st, c->partner.id,
+                                                                 LEGACY_LABEL, &seen, NULL) < 0)
             break;
         vh_error_clear(&err);
         rc = 0;

@@ -4,12 +4,13 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import shutil
 import sqlite3
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from server import Daemon, parse_fields, run_cli  # noqa: E402
+from server import Daemon, create_partner, parse_fields, run_cli  # noqa: E402
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 KEY = r"rg_live_[0-9a-f]{64}"
@@ -180,6 +181,58 @@ class PartnerOverHttp(unittest.TestCase):
             d.stop()
         finally:
             d.cleanup()
+
+    def test_concurrent_legacy_puts_next_to_four_endpoints(self):
+        """Legacy PUTs racing to create the `default` endpoint of a partner that has four
+        others: the losers replace the winner's, as they do one after another. They used
+        to answer 409 "at most 5 endpoints": the winner's row filled the last slot, and only
+        a conflict on the label sent a loser back to read it."""
+        with Daemon(["--rate-limit", "off"]) as d:
+            _, key = create_partner(d.db)
+            for i in range(4):
+                r = d.request("POST", "/api/v2/config/webhooks", key=key,
+                              body={"label": f"ep{i}", "url": f"https://example.com/{i}"})
+                self.assertEqual(r.status, 201, r)
+            for _ in range(5):
+                start = threading.Barrier(8)
+                results = [None] * 8
+
+                def put(i):
+                    conn = d.connect()
+                    conn.connect()
+                    start.wait()
+                    results[i] = d.request("PUT", "/api/v2/config/webhook", key=key, conn=conn,
+                                           body={"webhook_url": f"https://example.com/d{i}"})
+                    conn.close()
+
+                threads = [threading.Thread(target=put, args=(i,)) for i in range(8)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                for r in results:
+                    # Eight writers of one row may wear out a request's tries (docs/decisions.md,
+                    # "Endpoint changes never undo each other"); the cap is never the answer.
+                    if r.status != 200:
+                        self.assertEqual(r.status, 409, r)
+                        self.assertIn("being changed by other requests",
+                                      r.json()["error"]["message"], r)
+                self.assertIn(200, [r.status for r in results])
+                r = d.request("GET", "/api/v2/config/webhooks", key=key)
+                eps = r.json()["data"]
+                self.assertEqual(sorted(e["label"] for e in eps),
+                                 ["default", "ep0", "ep1", "ep2", "ep3"])
+                default = [e for e in eps if e["label"] == "default"][0]
+                r = d.request("DELETE", f"/api/v2/config/webhooks/{default['id']}", key=key)
+                self.assertEqual(r.status, 200, r)
+            # Five others and no default: the cap is the answer, at once.
+            r = d.request("POST", "/api/v2/config/webhooks", key=key,
+                          body={"label": "ep4", "url": "https://example.com/4"})
+            self.assertEqual(r.status, 201, r)
+            r = d.request("PUT", "/api/v2/config/webhook", key=key,
+                          body={"webhook_url": "https://example.com/d"})
+            self.assertEqual(r.status, 409, r)
+            self.assertEqual(r.json()["error"]["message"], "at most 5 endpoints per partner")
 
 
 if __name__ == "__main__":
