@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -386,6 +387,42 @@ static bool declares_body(struct MHD_Connection *conn)
                NULL;
 }
 
+struct length_headers {
+    const char *first; /* the first Content-Length value */
+    bool differ;       /* a later one differs from it */
+};
+
+static enum MHD_Result collect_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    struct length_headers *lh = cls;
+
+    (void)kind;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0)
+        return MHD_YES;
+    if (!lh->first)
+        lh->first = value ? value : "";
+    else if (strcmp(lh->first, value ? value : "") != 0)
+        lh->differ = true;
+    return MHD_YES;
+}
+
+/*
+ * Whether the body's length is ambiguous (RFC 9112 §6.3): Content-Length values that differ,
+ * or a Content-Length beside a Transfer-Encoding. MHD takes the first Content-Length, or
+ * the chunked coding, and reads what follows as a next request; a proxy in front that took
+ * the other sends those bytes as this request's body, and the next request is smuggled.
+ */
+static bool framing_is_ambiguous(struct MHD_Connection *conn)
+{
+    struct length_headers lh = {NULL, false};
+
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_length, &lh);
+    return lh.differ ||
+           (lh.first && MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                    MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL);
+}
+
 static struct request *request_new(struct vh_server *srv)
 {
     struct request *rq = vh_malloc(sizeof(*rq));
@@ -672,6 +709,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!rq)
             return MHD_NO;
         *req_cls = rq;
+        /*
+         * A body whose length is ambiguous is not read: 400, and the connection closed with
+         * it (RFC 9112 §6.3), so nothing after it is read as a request of its own.
+         */
+        if (framing_is_ambiguous(conn)) {
+            static const char msg[] = "{\"success\":false,\"error\":{\"code\":\"VALIDATION_ERROR\","
+                                      "\"message\":\"ambiguous body length: Content-Length "
+                                      "values differ, or come with Transfer-Encoding\"}}";
+
+            rq->body_unread = true;
+            rq->resp.status = 400;
+            (void)vh_buf_add(&rq->resp.body, msg, sizeof(msg) - 1); /* fails: a 500, closed */
+            return send_answer(srv, conn, rq, method, url);
+        }
         /*
          * Reading a huge declared body only to throw it away wastes the link; refuse it
          * before reading (MHD then closes the connection, and the linger thread drops what

@@ -153,6 +153,43 @@ class Bounds(unittest.TestCase):
             self.assertEqual(r.status, 400, r)
             self.assertEqual(d.request("GET", "/healthz").status, 200)
 
+    def test_ambiguous_body_framing_is_refused_and_closed(self):
+        """RFC 9112 §6.3: Content-Length values that differ are an unrecoverable framing
+        error (400, then close), and Content-Length with Transfer-Encoding must not leave the
+        connection open. libmicrohttpd took the first Content-Length and read the rest as a
+        next request: what a proxy that took the other one forwarded as one request's body
+        was answered here as a request of its own."""
+        with Daemon() as d:
+            _, key = create_partner(d.db)
+            smuggled = (f"GET /api/v2/config HTTP/1.1\r\nHost: x\r\n"
+                        f"Authorization: Bearer {key}\r\n\r\n").encode()
+            body = b"{}" + smuggled
+            head = (f"POST /api/v2/config/webhooks HTTP/1.1\r\nHost: x\r\n"
+                    f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n")
+            for framing, payload in (
+                    (f"Content-Length: 2\r\nContent-Length: {len(body)}\r\n", body),
+                    (f"Content-Length: {len(body)}\r\nContent-Length: 2\r\n", body),
+                    ("Content-Length: 7\r\nTransfer-Encoding: chunked\r\n",
+                     b"2\r\n{}\r\n0\r\n\r\n" + smuggled)):
+                sock = d.raw_socket()
+                sock.sendall((head + framing + "\r\n").encode() + payload)
+                data, _ = read_until_closed(sock, 10)  # one answer, then the server closes
+                sock.close()
+                self.assertEqual(data.count(b"HTTP/1.1 "), 1, (framing, data))
+                answer, _, rest = data.partition(b"\r\n\r\n")
+                self.assertTrue(answer.startswith(b"HTTP/1.1 400 "), (framing, data[:300]))
+                self.assertIn(b"Connection: close", answer)
+                self.assertEqual(json.loads(rest)["error"]["code"], "VALIDATION_ERROR")
+            # The same length twice is one length (RFC 9112 §6.3 allows it).
+            sock = d.raw_socket()
+            sock.sendall((head + "Content-Length: 2\r\nContent-Length: 2\r\n"
+                          "Connection: close\r\n\r\n{}").encode())
+            data, _ = read_until_closed(sock, 10)
+            sock.close()
+            self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data[:300])
+            self.assertIn(b"label: missing", data)
+            self.assertEqual(d.request("GET", "/healthz").status, 200)
+
     def test_chunked_body_over_the_bound_is_413(self):
         with Daemon(["--body-max", "1KiB"]) as d:
             c = d.connect()
