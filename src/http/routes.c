@@ -1390,7 +1390,9 @@ static int webhooks_replay(struct route_ctx *c)
         vh_time_parse(f[1].str, f[1].str_len, &until, &sub) < 0)
         rc = vh_error_set(&err, VH_EINVAL, "until: %s", sub.msg);
     if (rc == 0 && since > until)
-        rc = vh_error_set(&err, VH_EINVAL, "since: is after until");
+        rc = vh_error_set(&err, VH_EINVAL, "since: %s",
+                          f[1].present && !f[1].is_null ? "is after until"
+                                                        : "is in the future (until is now)");
     vh_json_fields_release(f, 2);
     if (rc == 0)
         rc = vh_store_endpoint_replay(c->api->st, c->partner.id, ep.id, since, until,

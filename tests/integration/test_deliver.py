@@ -248,6 +248,16 @@ class Deliver(unittest.TestCase):
         rp = self.d.request("POST", f"/api/v2/config/webhooks/{ep_id}/replay", key=self.key,
                             body={"since": "yesterday"})
         self.assertEqual(rp.status, 400, rp)
+        # A range that ends before it starts names the field that makes it so.
+        rp = self.d.request("POST", f"/api/v2/config/webhooks/{ep_id}/replay", key=self.key,
+                            body={"since": "2999-01-01T00:00:00.000Z"})
+        self.assertEqual(rp.status, 400, rp)
+        self.assertEqual(rp.json()["error"]["message"], "since: is in the future (until is now)")
+        rp = self.d.request("POST", f"/api/v2/config/webhooks/{ep_id}/replay", key=self.key,
+                            body={"since": "2026-01-02T00:00:00.000Z",
+                                  "until": "2026-01-01T00:00:00.000Z"})
+        self.assertEqual(rp.status, 400, rp)
+        self.assertEqual(rp.json()["error"]["message"], "since: is after until")
 
     def test_disabling_an_endpoint_cancels_its_retries(self):
         r = self.receiver(lambda n: 500)
