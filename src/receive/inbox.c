@@ -759,9 +759,9 @@ static int conn_open(const char *path, bool create, sqlite3 **out, struct vh_err
     return 0;
 }
 
-static int migrate_steps(sqlite3 *db, const char *path, struct vh_error *err)
+static int migrate_steps(sqlite3 *db, const char *path, bool create, struct vh_error *err)
 {
-    int64_t version = 0, app_id = 0;
+    int64_t version = 0, app_id = 0, tables = 0;
     char sql[64];
     int rc, i;
 
@@ -786,6 +786,27 @@ static int migrate_steps(sqlite3 *db, const char *path, struct vh_error *err)
         }
         if (version == SCHEMA_VERSION)
             return exec_sql(db, "COMMIT", "migrate", err);
+        if (version == 0) {
+            /* Someone else's SQLite file, given by mistake: add nothing to it. */
+            rc = query_int(db, "SELECT count(*) FROM sqlite_schema", "migrate", &tables, err);
+            if (rc < 0)
+                goto fail;
+            if (tables != 0) {
+                rc = vh_error_set(err, VH_ESTORE,
+                                  "inbox '%s': not a vocohook inbox (it has tables but no "
+                                  "schema version)",
+                                  path);
+                goto fail;
+            }
+            /* A reader (vocohook sessions) never makes an inbox, of a new file or an empty one. */
+            if (!create) {
+                rc = vh_error_set(err, VH_ENOTFOUND,
+                                  "inbox '%s': empty, not an inbox yet (vocohook receive makes "
+                                  "it)",
+                                  path);
+                goto fail;
+            }
+        }
         i = (int)version;
         rc = exec_sql(db, migrations[i], "migrate", err);
         if (rc < 0)
@@ -807,7 +828,7 @@ fail:
  * it on): a step frees only the pages of a table it has just copied, and zeroing them took
  * most of version 2's time (docs/decisions.md). Those pages are reused by later writes.
  */
-static int migrate(sqlite3 *db, const char *path, struct vh_error *err)
+static int migrate(sqlite3 *db, const char *path, bool create, struct vh_error *err)
 {
     int64_t secure_delete = 0;
     char sql[48];
@@ -819,7 +840,7 @@ static int migrate(sqlite3 *db, const char *path, struct vh_error *err)
     rc = exec_sql(db, "PRAGMA secure_delete = OFF", "migrate", err);
     if (rc < 0)
         return rc;
-    rc = migrate_steps(db, path, err);
+    rc = migrate_steps(db, path, create, err);
     snprintf(sql, sizeof(sql), "PRAGMA secure_delete = %d", secure_delete ? 1 : 0);
     if (exec_sql(db, sql, "migrate", rc < 0 ? NULL : err) < 0 && rc == 0)
         rc = VH_ESTORE;
@@ -883,6 +904,11 @@ int vh_inbox_open(const char *path, unsigned flags, struct vh_inbox **out, struc
         rc = create_private(path, err);
         if (rc < 0)
             return rc;
+    } else if (!create && sb.st_size == 0) {
+        /* Opening would write SQLite's header into it; a reader leaves the file alone. */
+        return vh_error_set(err, VH_ENOTFOUND,
+                            "inbox '%s': empty, not an inbox yet (vocohook receive makes it)",
+                            path);
     }
     ib = vh_malloc(sizeof(*ib));
     if (!ib)
@@ -906,7 +932,7 @@ int vh_inbox_open(const char *path, unsigned flags, struct vh_inbox **out, struc
     rc = conn_open(path, false, &ib->wdb, err);
     if (rc < 0)
         goto fail;
-    rc = migrate(ib->wdb, path, err);
+    rc = migrate(ib->wdb, path, create, err);
     if (rc < 0)
         goto fail;
     /*

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import unittest
@@ -148,6 +149,30 @@ class CommandLine(unittest.TestCase):
         rc, _, err = self.run_cli("sessions", "list", "--db", "/nonexistent/inbox.db")
         self.assertEqual(rc, 3)
         self.assertIn("inbox", err)
+
+    def test_someone_elses_sqlite_file_is_left_alone(self):
+        # A wrong --db that happens to be SQLite got the inbox's tables written into it, by
+        # `sessions` (a reader) as by `receive`. Both refuse it now, and add nothing.
+        path = os.path.join(make_tmp(), "app.db")
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        for argv, env in ((["sessions", "list", "--db", path], None),
+                          (["receive", "--listen", "127.0.0.1:0", "--db", path],
+                           {"VOCOHOOK_SECRETS": "s"})):
+            rc, out, err = self.run_cli(*argv, env=env, timeout=5)
+            self.assertEqual(rc, 3, out + err)
+            self.assertIn("not a vocohook inbox (it has tables but no schema version)", err)
+            with sqlite3.connect(path) as db:
+                tables = [r[0] for r in db.execute("SELECT name FROM sqlite_schema")]
+            self.assertEqual(tables, ["users"], argv[0])
+
+    def test_sessions_never_makes_an_inbox_of_an_empty_file(self):
+        path = os.path.join(make_tmp(), "empty.db")
+        open(path, "wb").close()
+        rc, out, err = self.run_cli("sessions", "list", "--db", path)
+        self.assertEqual(rc, 3, out + err)
+        self.assertIn("empty, not an inbox yet", err)
+        self.assertEqual(os.path.getsize(path), 0)
 
     def test_receive_needs_a_secret(self):
         rc, _, err = self.run_cli("receive", "--listen", "127.0.0.1:0", "--db",
