@@ -103,6 +103,8 @@ static void open_rules(void **state)
     struct vh_error err = VH_ERROR_INIT;
     struct vh_inbox *ib = NULL;
     char other[128];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
     struct stat sb;
     FILE *fp;
 
@@ -123,6 +125,33 @@ static void open_rules(void **state)
     vh_error_clear(&err);
     assert_int_equal(vh_inbox_open(other, 0, &ib, &err), VH_ESTORE);
     vh_inbox_close(NULL);
+    /* Another program's SQLite file gets nothing added, even with VH_INBOX_CREATE. */
+    snprintf(other, sizeof(other), "%s/app.db", f->dir);
+    assert_int_equal(sqlite3_open(other, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "CREATE TABLE users (id INTEGER PRIMARY KEY)", NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    vh_error_clear(&err);
+    assert_int_equal(vh_inbox_open(other, VH_INBOX_CREATE, &ib, &err), VH_ESTORE);
+    assert_non_null(strstr(err.msg, "not a vocohook inbox"));
+    assert_int_equal(sqlite3_open(other, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    /* An empty file becomes an inbox only when it may be created, never for a reader. */
+    snprintf(other, sizeof(other), "%s/empty.db", f->dir);
+    fp = fopen(other, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(vh_inbox_open(other, 0, &ib, NULL), VH_ENOTFOUND);
+    assert_int_equal(stat(other, &sb), 0);
+    assert_int_equal(sb.st_size, 0);
+    assert_int_equal(vh_inbox_open(other, VH_INBOX_CREATE, &ib, NULL), 0);
+    vh_inbox_close(ib);
 }
 
 /* The file's page size, read with SQLite itself. */
@@ -196,7 +225,7 @@ static void page_sizes(void **state)
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
-    assert_int_equal(vh_inbox_open(old, 0, &ib, NULL), 0);
+    assert_int_equal(vh_inbox_open(old, VH_INBOX_CREATE, &ib, NULL), 0);
     put_init(&p, "s_old", "{}", T0);
     assert_int_equal(vh__inbox_put(ib, &p, &created, NULL), 0);
     assert_true(created);
