@@ -54,12 +54,45 @@ static void time_text(int64_t ms, char out[VH_TIME_LEN + 1])
 }
 
 /*
- * Copies `s` (`len` bytes) for display: control bytes become spaces, and it is cut at
+ * The length in bytes of the control character at `s` (`n` bytes left), or 0 when there is
+ * none there. The payload's text is well-formed UTF-8 (the parse checked it); a terminal
+ * acts on C0 and DEL, and on C1 (U+0080 to U+009F, two bytes: U+009B is CSI to some
+ * terminals, U+0085 a line break), as decisions.md says of stored names.
+ */
+static size_t control_len(const char *s, size_t n)
+{
+    unsigned char c = (unsigned char)s[0];
+
+    if (c < 0x20 || c == 0x7f)
+        return 1;
+    if (c == 0xc2 && n >= 2 && (unsigned char)s[1] >= 0x80 && (unsigned char)s[1] < 0xa0)
+        return 2;
+    return 0;
+}
+
+/* Writes `n` bytes of free text from the payload with each control character as spaces. */
+static void put_text_n(const char *s, size_t n)
+{
+    size_t i, k;
+
+    for (i = 0; i < n; i += k) {
+        k = control_len(s + i, n - i);
+        if (k == 0) {
+            putchar((unsigned char)s[i]);
+            k = 1;
+        } else {
+            fputs(k == 1 ? " " : "  ", stdout);
+        }
+    }
+}
+
+/*
+ * Copies `s` (`len` bytes) for display: control characters become spaces, and it is cut at
  * `max` bytes on a UTF-8 character boundary (with "..." after it).
  */
 static void display(const char *s, size_t len, size_t max, char *out, size_t out_size)
 {
-    size_t n = len, i;
+    size_t n = len, i, k;
 
     if (n > max) {
         n = max;
@@ -68,8 +101,15 @@ static void display(const char *s, size_t len, size_t max, char *out, size_t out
     }
     if (n + 4 > out_size)
         n = out_size - 4;
-    for (i = 0; i < n; i++)
-        out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+    for (i = 0; i < n; i += k) {
+        k = control_len(s + i, n - i);
+        if (k == 0) {
+            out[i] = s[i];
+            k = 1;
+        } else {
+            memset(out + i, ' ', k);
+        }
+    }
     if (n < len) {
         memcpy(out + n, "...", 3);
         n += 3;
@@ -187,7 +227,8 @@ static void show_transcript(const struct vh_session *s)
 {
     char when[VH_TIME_LEN + 1], lat[32];
     const struct vh_turn *t;
-    size_t i, j;
+    const char *nl;
+    size_t i, j, k;
 
     printf("\ntranscript (%zu turn%s)\n", s->n_turns, s->n_turns == 1 ? "" : "s");
     for (i = 0; i < s->n_turns; i++) {
@@ -198,23 +239,16 @@ static void show_transcript(const struct vh_session *s)
             snprintf(lat, sizeof(lat), " (+%lld ms)", (long long)t->latency_ms);
         /* "HH:MM:SS.mmm" of the ISO form, then the speaker. */
         printf("  %.12s  %s%s: ", when + 11, t->role == VH_ROLE_BOT ? "bot" : "user", lat);
-        for (j = 0; j < t->content_len; j++) {
-            char c = t->content[j];
-
-            if (c == '\n')
+        /* A line break stays one, indented under the text; other controls are spaces. */
+        for (j = 0; j < t->content_len; j = k + 1) {
+            nl = memchr(t->content + j, '\n', t->content_len - j);
+            k = nl ? (size_t)(nl - t->content) : t->content_len;
+            put_text_n(t->content + j, k - j);
+            if (nl)
                 fputs("\n                ", stdout);
-            else
-                putchar((unsigned char)c < 0x20 || c == 0x7f ? ' ' : c);
         }
         putchar('\n');
     }
-}
-
-/* Writes free text from the payload with its control bytes as spaces (as `list` does). */
-static void put_text(const char *s)
-{
-    for (; *s; s++)
-        putchar((unsigned char)*s < 0x20 || *s == 0x7f ? ' ' : *s);
 }
 
 static void show_session(const struct vh_inbox_session *is, const struct vh_event *ev)
@@ -224,7 +258,7 @@ static void show_session(const struct vh_inbox_session *is, const struct vh_even
 
     printf("session     %s\n", is->session_id);
     fputs("agent       ", stdout);
-    put_text(s->agent_name);
+    put_text_n(s->agent_name, strlen(s->agent_name));
     printf(" (%s)\n", s->agent_id);
     time_text(ev->ts_ms, t1);
     time_text(is->received_ms, t2);

@@ -135,6 +135,27 @@ class ShowControlBytes(unittest.TestCase):
         self.assertEqual([l for l in out.splitlines() if l.startswith("recording")],
                          ["recording   none (recording_url was null)"], out)
 
+    def test_list_and_show_keep_c1_controls_off_the_terminal(self):
+        # C1 controls (U+0080-U+009F) are controls too (decisions.md: U+009B is CSI to some
+        # terminals, U+0085 a line break): both verbs wrote them as they came in the payload.
+        sid = "s_c1_show"
+        c1 = ("\u009b", "\u0085", "\u0090", "\u009f")
+        with Receiver() as r:
+            body = payload(sid, agent_name="Red\u009b31mAgent\u0085X")
+            doc = json.loads(body)
+            doc["data"]["transcript"][0]["content"] = "hi\u009b2J there\u0090\u009f"
+            body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+            self.assertEqual(r.deliver(body).status, 200)
+            for verb in (("list",), ("show", sid)):
+                rc, out, err = r.cli("sessions", *verb)
+                self.assertEqual(rc, 0, err)
+                for ch in c1:
+                    self.assertNotIn(ch, out, verb)
+            self.assertIn("agent       Red  31mAgent  X (a1b2c3d4", out)
+            self.assertIn("bot: hi  2J there    \n", out)
+            rc, out, _ = r.cli("sessions", "list")
+            self.assertIn("Red  31mAgent  X", out)
+
 
 class CommandLine(unittest.TestCase):
     def run_cli(self, *args, env=None, timeout=30):
