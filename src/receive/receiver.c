@@ -465,8 +465,12 @@ static void run_download(struct vh_receiver *r, const struct vh__job *j, struct 
         rep.outcome = VH__OUTCOME_FINAL;
         snprintf(rep.error, sizeof(rep.error), "recordings path too long");
     } else {
-        /* 0600: a recording is a call; the integrator widens access on purpose if needed. */
-        fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        /*
+         * 0600: a recording is a call; the integrator widens access on purpose if needed.
+         * O_NOFOLLOW: a link planted under the temporary name (by anyone who can write to
+         * the directory) is not followed to truncate and fill the file it names.
+         */
+        fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0) {
             snprintf(rep.error, sizeof(rep.error), "creating '%.160s': %s", tmp, strerror(errno));
         } else {

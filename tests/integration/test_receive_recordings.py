@@ -99,6 +99,24 @@ class Downloads(unittest.TestCase):
             self.assertGreaterEqual(job["attempts"], 2)
             self.assertEqual(self.fs.hits["/rec/a.wav"], job["attempts"])
 
+    def test_a_link_at_the_temporary_name_is_not_followed(self):
+        # Found in review (session 21): the temporary file was opened with O_TRUNC and no
+        # O_NOFOLLOW, so a symbolic link planted under its name by anyone who can write to
+        # the recordings directory had the receiver truncate and fill the file it names.
+        victim = os.path.join(make_tmp(), "victim.txt")
+        with open(victim, "wb") as f:
+            f.write(b"keep me")
+        with Receiver(DEV, recordings=True) as r:
+            os.symlink(victim, os.path.join(r.recordings, ".vh-s_link.wav.part"))
+            r.deliver(payload("s_link", self.fs.url("/rec/a.wav")))
+            job = wait_until(lambda: (j := r.job("s_link")) and j["attempts"] >= 1 and j,
+                             30, "the first attempt")
+            with open(victim, "rb") as f:
+                self.assertEqual(f.read(), b"keep me")
+            self.assertNotEqual(job["state"], "done")
+            self.assertIn(".vh-s_link.wav.part", job["error"])
+        self.assertEqual(self.fs.hits.get("/rec/a.wav", 0), 0)
+
     def test_truncated_transfer_is_never_done(self):
         def behave(h, path, n):
             h.send_response(200)
