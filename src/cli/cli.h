@@ -47,6 +47,13 @@ int cli_write_output(const char *verb, const char *p, size_t n);
 int cli_flush_output(const char *verb);
 
 /*
+ * Splits VOCOHOOK_SECRETS ("a,b"; `list`, changed in place) into `secrets`, after the `*n`
+ * already there, at most `max` in all; empty items are skipped. Returns 0, or CLI_USAGE after
+ * printing why (a secret with white space around it, too many; never a secret's value).
+ */
+int cli_split_secrets(const char *verb, char *list, const char **secrets, size_t max, size_t *n);
+
+/*
  * The daemons' vh_log_fn: writes each JSON record as one line on stderr; `ud` points to
  * the highest enum vh_log_level to write (records above it are dropped).
  */

@@ -437,7 +437,6 @@ static void release_args(struct receive_args *a)
 static int secrets_from_env(struct receive_args *a)
 {
     const char *env = getenv("VOCOHOOK_SECRETS");
-    char *p;
 
     if (!env || !*env)
         return 0;
@@ -445,31 +444,8 @@ static int secrets_from_env(struct receive_args *a)
     a->env_secrets = vh_strndup(env, a->env_secret_len);
     if (!a->env_secrets)
         return cli_fail("receive", CLI_FAILED, "out of memory");
-    for (p = a->env_secrets; p && *p;) {
-        char *comma = strchr(p, ',');
-
-        if (comma)
-            *comma = '\0';
-        if (*p) {
-            size_t n = strlen(p);
-
-            /*
-             * "new, old" would give the secret " old", which no sender uses: every webhook
-             * signed with it would get 401 during the rotation the list is for.
-             */
-            if (strchr(" \t\r\n", p[0]) || strchr(" \t\r\n", p[n - 1]))
-                return cli_fail("receive", CLI_USAGE,
-                                "VOCOHOOK_SECRETS: secret %zu begins or ends with white space "
-                                "(separate secrets with a comma alone)",
-                                a->rcfg.n_secrets + 1);
-            if (a->rcfg.n_secrets == VH_RECEIVER_SECRETS_MAX)
-                return cli_fail("receive", CLI_USAGE, "VOCOHOOK_SECRETS: at most %d secrets",
-                                VH_RECEIVER_SECRETS_MAX);
-            a->secrets[a->rcfg.n_secrets++] = p;
-        }
-        p = comma ? comma + 1 : NULL;
-    }
-    return 0;
+    return cli_split_secrets("receive", a->env_secrets, a->secrets, VH_RECEIVER_SECRETS_MAX,
+                             &a->rcfg.n_secrets);
 }
 
 static int parse_size(const char *s, uint64_t *out)

@@ -20,38 +20,6 @@ static const char verify_usage[] =
     "  --tolerance SEC the allowed clock difference both ways (default 300; 'off' disables)\n"
     "  --now T         check against this time instead of the clock\n";
 
-/*
- * Splits VOCOHOOK_SECRETS ("a,b") in place into `secrets`, as `vocohook receive` reads it.
- * Returns 0 or CLI_USAGE after printing why (never the secret).
- */
-static int secrets_from_env(char *list, const char **secrets, size_t *n)
-{
-    char *p = list;
-
-    while (p && *p) {
-        char *comma = strchr(p, ',');
-
-        if (comma)
-            *comma = '\0';
-        if (*p) {
-            size_t len = strlen(p);
-
-            /* "new, old" would give the secret " old": a mismatch that names no cause. */
-            if (strchr(" \t\r\n", p[0]) || strchr(" \t\r\n", p[len - 1]))
-                return cli_fail("verify", CLI_USAGE,
-                                "VOCOHOOK_SECRETS: secret %zu begins or ends with white space "
-                                "(separate secrets with a comma alone)",
-                                *n + 1);
-            if (*n == MAX_SECRETS)
-                return cli_fail("verify", CLI_USAGE, "VOCOHOOK_SECRETS: at most %d secrets",
-                                MAX_SECRETS);
-            secrets[(*n)++] = p;
-        }
-        p = comma ? comma + 1 : NULL;
-    }
-    return 0;
-}
-
 int cmd_verify(int argc, char **argv)
 {
     static const struct option opts[] = {{"secret", required_argument, NULL, 's'},
@@ -111,7 +79,7 @@ int cmd_verify(int argc, char **argv)
         env_list = vh_strndup(getenv("VOCOHOOK_SECRETS"), strlen(getenv("VOCOHOOK_SECRETS")));
         if (!env_list)
             return cli_fail("verify", CLI_FAILED, "out of memory");
-        code = secrets_from_env(env_list, secrets, &n);
+        code = cli_split_secrets("verify", env_list, secrets, MAX_SECRETS, &n);
         if (code)
             goto out;
     }

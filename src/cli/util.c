@@ -160,3 +160,33 @@ void cli_log(enum vh_log_level *max, enum vh_log_level level, const char *fmt, .
     if (n >= 0)
         cli_log_to_stderr(max, level, line);
 }
+
+int cli_split_secrets(const char *verb, char *list, const char **secrets, size_t max, size_t *n)
+{
+    char *p = list;
+
+    while (p && *p) {
+        char *comma = strchr(p, ',');
+
+        if (comma)
+            *comma = '\0';
+        if (*p) {
+            size_t len = strlen(p);
+
+            /*
+             * "new, old" would give the secret " old", which no sender uses: every webhook
+             * signed with it would fail, during the rotation the list is for.
+             */
+            if (strchr(" \t\r\n", p[0]) || strchr(" \t\r\n", p[len - 1]))
+                return cli_fail(verb, CLI_USAGE,
+                                "VOCOHOOK_SECRETS: secret %zu begins or ends with white space "
+                                "(separate secrets with a comma alone)",
+                                *n + 1);
+            if (*n == max)
+                return cli_fail(verb, CLI_USAGE, "VOCOHOOK_SECRETS: at most %zu secrets", max);
+            secrets[(*n)++] = p;
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+    return 0;
+}

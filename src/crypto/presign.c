@@ -20,6 +20,7 @@
 #include <vocohook/clock.h>
 
 #include "crypto/crypto_int.h"
+#include "core/hex_int.h"
 #include "core/banned.h"
 
 /*
@@ -65,17 +66,6 @@ static bool is_unreserved(unsigned char c)
 static bool is_ctl_or_space(unsigned char c)
 {
     return c <= 0x20 || c == 0x7f;
-}
-
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static char lower(char c)
@@ -136,7 +126,7 @@ static int url_parse(const char *what, const char *s, struct url *u, struct vh_e
         if (!close || close == auth + 1)
             return vh_error_set(err, VH_EINVAL, "%s: bad IPv6 host", what);
         for (i = 1; auth + i < close; i++)
-            if (hex_value((unsigned char)auth[i]) < 0 && auth[i] != ':' && auth[i] != '.')
+            if (vh__hex_value((unsigned char)auth[i]) < 0 && auth[i] != ':' && auth[i] != '.')
                 return vh_error_set(err, VH_EINVAL, "%s: bad IPv6 host", what);
         u->host_len = (size_t)(close - auth) + 1;
         if (u->host_len < auth_end && auth[u->host_len] != ':')
@@ -228,8 +218,8 @@ static int add_uri_encoded(struct vh_buf *out, const char *p, size_t n, enum uri
         run = 0;
         if (rc < 0)
             break;
-        hi = i + 2 < n ? hex_value((unsigned char)p[i + 1]) : -1;
-        lo = i + 2 < n ? hex_value((unsigned char)p[i + 2]) : -1;
+        hi = i + 2 < n ? vh__hex_value((unsigned char)p[i + 1]) : -1;
+        lo = i + 2 < n ? vh__hex_value((unsigned char)p[i + 2]) : -1;
         if (c == '%' && part == URI_PATH && hi >= 0 && lo >= 0) {
             c = (unsigned char)(hi * 16 + lo);
             i += 2;

@@ -13,22 +13,11 @@
 #include <vocohook/clock.h>
 
 #include "crypto/crypto_int.h"
+#include "core/hex_int.h"
 #include "core/banned.h"
 
 #define SIG_PREFIX_LEN (sizeof(VH_SIG_PREFIX) - 1)
 #define SIG_FORM       "\"sha256=\" followed by 64 hex digits"
-
-/* The value of one hex digit of either case, or -1. */
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* The signed message is `{timestamp}.{body}`, hashed in place: the body is never copied. */
 static void message_parts(struct vh__iov parts[3], const char *ts, size_t ts_len, const void *body,
@@ -81,7 +70,7 @@ int vh_sig_header_parse(const char *s, size_t len, unsigned char mac[VH_SHA256_L
      */
     digits = len - SIG_PREFIX_LEN;
     for (i = 0; i < digits && i < VH_SHA256_HEX_LEN; i++)
-        if (hex_value((unsigned char)s[SIG_PREFIX_LEN + i]) < 0)
+        if (vh__hex_value((unsigned char)s[SIG_PREFIX_LEN + i]) < 0)
             return vh_error_set(err, VH_EINVAL, "signature: byte %zu is not a hex digit",
                                 SIG_PREFIX_LEN + i + 1);
     if (digits < VH_SHA256_HEX_LEN)
@@ -94,8 +83,8 @@ int vh_sig_header_parse(const char *s, size_t len, unsigned char mac[VH_SHA256_L
                             digits - VH_SHA256_HEX_LEN, digits - VH_SHA256_HEX_LEN == 1 ? "" : "s");
     /* Only a fully valid value reaches here, so `mac` is untouched on every failure. */
     for (i = 0; i < VH_SHA256_LEN; i++)
-        mac[i] = (unsigned char)(hex_value((unsigned char)s[SIG_PREFIX_LEN + 2 * i]) << 4 |
-                                 hex_value((unsigned char)s[SIG_PREFIX_LEN + 2 * i + 1]));
+        mac[i] = (unsigned char)(vh__hex_value((unsigned char)s[SIG_PREFIX_LEN + 2 * i]) << 4 |
+                                 vh__hex_value((unsigned char)s[SIG_PREFIX_LEN + 2 * i + 1]));
     return 0;
 }
 

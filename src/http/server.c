@@ -49,6 +49,7 @@
 #include <vocohook/event.h>
 #include <vocohook/sign.h>
 
+#include "core/hex_int.h"
 #include "core/log_int.h"
 #include "core/thread_int.h"
 #include "core/banned.h"
@@ -879,17 +880,6 @@ static int sync_init(struct vh_server *srv, struct vh_error *err)
     return rc;
 }
 
-static int hex_value(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /*
  * MHD's unescaping of the path and the query (MHD_OPTION_UNESCAPE_CALLBACK): every %HH is
  * decoded as MHD_http_unescape does, except %00, which stays as it came. The handler reads
@@ -904,8 +894,8 @@ static size_t unescape_keep_nul(void *cls, struct MHD_Connection *conn, char *s)
     (void)cls;
     (void)conn;
     while (*in) {
-        int hi = in[0] == '%' ? hex_value(in[1]) : -1;
-        int lo = hi >= 0 ? hex_value(in[2]) : -1;
+        int hi = in[0] == '%' ? vh__hex_value((unsigned char)in[1]) : -1;
+        int lo = hi >= 0 ? vh__hex_value((unsigned char)in[2]) : -1;
 
         if (lo >= 0 && (hi | lo) != 0) {
             *out++ = (char)(hi * 16 + lo);

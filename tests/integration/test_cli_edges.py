@@ -33,10 +33,9 @@ def run_out(args, stdout, stdin=None):
     return p.returncode, p.stderr.decode("utf-8", "replace")
 
 
-@unittest.skipUnless(os.path.exists("/dev/full"), "needs /dev/full")
-class OutputFailures(unittest.TestCase):
-    """SPEC §9: an output that cannot be written is an I/O failure, exit 3 with a line on
-    stderr, never exit 0 with the result lost."""
+class SignedSeed(unittest.TestCase):
+    """A class whose tests share the seed session's rendered body (cls.body, in the file
+    cls.path) and its signature with SECRET at TS (cls.sig)."""
 
     @classmethod
     def setUpClass(cls):
@@ -52,6 +51,12 @@ class OutputFailures(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         os.unlink(cls.path)
+
+
+@unittest.skipUnless(os.path.exists("/dev/full"), "needs /dev/full")
+class OutputFailures(SignedSeed):
+    """SPEC §9: an output that cannot be written is an I/O failure, exit 3 with a line on
+    stderr, never exit 0 with the result lost."""
 
     def commands(self):
         return {
@@ -77,23 +82,9 @@ class OutputFailures(unittest.TestCase):
                     self.assertEqual(len(err.strip().splitlines()), 1, err)
 
 
-class VerifySecretsList(unittest.TestCase):
+class VerifySecretsList(SignedSeed):
     """`verify` reads VOCOHOOK_SECRETS as `receive` does: a list it cannot take whole is a
     usage error, not a signature mismatch on the secret it dropped."""
-
-    @classmethod
-    def setUpClass(cls):
-        rc, body, err = run("render", "--timestamp", TS,
-                            os.path.join(DATA, "good", "seed_session.json"))
-        assert rc == 0, err
-        cls.path = write_temp(body)
-        rc, out, err = run("sign", "--secret", SECRET, "--timestamp", TS, cls.path)
-        assert rc == 0, err
-        cls.sig = out.decode().splitlines()[1].split(": ", 1)[1]
-
-    @classmethod
-    def tearDownClass(cls):
-        os.unlink(cls.path)
 
     def verify(self, secrets):
         return run("verify", "--timestamp", TS, "--signature", self.sig, "--now", TS,
