@@ -43,9 +43,10 @@ int cmd_sign(int argc, char **argv)
             return CLI_USAGE;
         }
     }
-    if (optind != argc - 1 || !secret) {
-        if (!secret)
-            fprintf(stderr, "vocohook sign: --secret (or VOCOHOOK_SECRET) is required\n");
+    if (optind != argc - 1 || !secret || !*secret) {
+        if (!secret || !*secret)
+            fprintf(stderr, "vocohook sign: --secret (or VOCOHOOK_SECRET) is required, and not "
+                            "empty\n");
         fputs(sign_usage, stderr);
         return CLI_USAGE;
     }

@@ -48,6 +48,15 @@ class SignVerify(unittest.TestCase):
             self.assertEqual(ts, TS)
             self.assertEqual(sig, py_sign(secret, TS, self.body))
 
+    def test_an_empty_secret_is_a_usage_error(self):
+        # It was exit 1 with "vocohook sign: sign: the secret is empty": a rejected input,
+        # where the command line itself is what is wrong.
+        rc, out, err = run("sign", "--secret", "", "--timestamp", TS, self.path)
+        self.assertEqual((rc, out), (2, b""), err)
+        self.assertIn("--secret (or VOCOHOOK_SECRET) is required, and not empty", err)
+        rc, out, err = run("sign", "--timestamp", TS, self.path, env={"VOCOHOOK_SECRET": ""})
+        self.assertEqual((rc, out), (2, b""), err)
+
     def test_binary_and_empty_bodies(self):
         for body in (b"", os.urandom(3000), b"\x00\xff\n\r", b"{}"):
             path = write_temp(body)
