@@ -526,7 +526,9 @@ struct ini_ctx {
 /*
  * inih's reader, fed from memory one whole line at a time, so its line numbers and ours
  * agree. A line longer than inih's fixed buffer would otherwise be split into two "lines"
- * silently; here it stops the parse with an error instead.
+ * silently; here it stops the parse with an error instead. Leading blanks are dropped:
+ * inih reads an indented line after a setting as a continuation of that setting's value,
+ * so `[serve]` with its keys indented under it failed as "set twice".
  */
 static char *ini_read_line(char *str, int num, void *stream)
 {
@@ -535,6 +537,10 @@ static char *ini_read_line(char *str, int num, void *stream)
 
     if (rd->too_long || rd->left == 0 || num < 2)
         return NULL;
+    while (rd->left > 0 && (rd->p[0] == ' ' || rd->p[0] == '\t')) {
+        rd->p++;
+        rd->left--;
+    }
     while (n < rd->left && rd->p[n] != '\n')
         n++;
     if (n < rd->left)

@@ -301,6 +301,31 @@ static void ini_errors_name_the_line(void **state)
     }
 }
 
+static void ini_indented_lines(void **state)
+{
+    struct vh_config cfg;
+
+    (void)state;
+    /* Keys indented under their section are settings of their own, not continuations. */
+    assert_int_equal(vh_config_init(&cfg, NULL), 0);
+    load_text(&cfg,
+              "[serve]\n"
+              "    listen = 0.0.0.0:9000\n"
+              "\ttimeout = 2500ms\n"
+              "    body_max = 64KiB\n"
+              "  ; an indented comment\n"
+              "  [s3]\n"
+              "    region = eu-west-1\n",
+              0, NULL);
+    assert_string_equal(cfg.listen, "0.0.0.0:9000");
+    assert_int_equal(cfg.timeout_ms, 2500);
+    assert_int_equal(cfg.body_max, 65536);
+    assert_string_equal(cfg.s3_region, "eu-west-1");
+    vh_config_release(&cfg);
+    reject_text("timeout = 1s\n  garbage\n",
+                "serve.ini:2: expected 'key = value', '[section]' or a comment");
+}
+
 static void env_and_flags_override_the_file(void **state)
 {
     const char *const envp[] = {"PATH=/bin",
@@ -484,6 +509,7 @@ int main(void)
         cmocka_unit_test(schedules),
         cmocka_unit_test(ini_file_applies),
         cmocka_unit_test(ini_errors_name_the_line),
+        cmocka_unit_test(ini_indented_lines),
         cmocka_unit_test(env_and_flags_override_the_file),
         cmocka_unit_test(secrets_never_from_flags),
         cmocka_unit_test(s3_is_all_or_nothing),
