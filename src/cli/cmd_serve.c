@@ -1,7 +1,7 @@
 /*
  * vocohook serve: the sender daemon. Loads the configuration (defaults, INI file,
- * environment, flags), opens the store, serves the API over HTTP until SIGTERM or SIGINT,
- * then stops accepting, lets requests in progress finish, and exits 0.
+ * environment, flags), opens the store, serves the API over HTTP until SIGTERM, SIGINT or
+ * SIGHUP, then stops accepting, lets requests in progress finish, and exits 0.
  *
  * stdout carries one line, `listening on HOST:PORT`, once the socket is bound (scripts and
  * tests wait for it); stderr carries the log, one JSON object per line.
@@ -226,7 +226,7 @@ static void warn_about(const struct vh_config *cfg, enum vh_log_level *level)
                 "private addresses (development only)\"}");
 }
 
-/* Serves until SIGTERM or SIGINT. Both are blocked before any thread starts. */
+/* Serves until SIGTERM, SIGINT or SIGHUP. They are blocked before any thread starts. */
 static int run(const struct vh_config *cfg, enum vh_log_level *level, const sigset_t *stop_sigs)
 {
     struct vh_error err = VH_ERROR_INIT;
@@ -293,7 +293,9 @@ static int run(const struct vh_config *cfg, enum vh_log_level *level, const sigs
     while (sigwait(stop_sigs, &sig) != 0)
         ;
     cli_log(level, VH_LOG_INFO, "\"msg\":\"stopping\",\"signal\":\"%s\"}",
-            sig == SIGINT ? "SIGINT" : "SIGTERM");
+            sig == SIGINT   ? "SIGINT"
+            : sig == SIGHUP ? "SIGHUP"
+                            : "SIGTERM");
 out:
     vh_server_stop(srv);
     /*
@@ -315,7 +317,7 @@ int cmd_serve(int argc, char **argv)
     struct vh_config_flag *flags;
     const char *file = getenv("VOCOHOOK_CONFIG");
     enum vh_log_level level;
-    struct sigaction ign;
+    struct sigaction ign, hup;
     sigset_t stop_sigs;
     size_t n = 0;
     int code, rc;
@@ -345,10 +347,16 @@ int cmd_serve(int argc, char **argv)
     }
     level = cfg.log_level;
 
-    /* Threads inherit the mask: only sigwait below ever sees these signals. */
+    /*
+     * Threads inherit the mask: only sigwait below ever sees these signals. SIGHUP stops
+     * the daemon as SIGTERM does (there is nothing to reload), unless it was ignored when
+     * we started (nohup): a blocked signal is queued even when ignored, so it stays out.
+     */
     sigemptyset(&stop_sigs);
     sigaddset(&stop_sigs, SIGTERM);
     sigaddset(&stop_sigs, SIGINT);
+    if (sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler != SIG_IGN)
+        sigaddset(&stop_sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
     memset(&ign, 0, sizeof(ign));
     ign.sa_handler = SIG_IGN;

@@ -302,6 +302,33 @@ class Stop(unittest.TestCase):
         finally:
             d.cleanup()
 
+    def test_sighup_stops_as_sigterm_does(self):
+        # There is nothing to reload (settings are read at start): a hangup stops the
+        # daemon cleanly, as SIGTERM does, rather than killing it with attempts unrecorded.
+        d = Daemon().start()
+        try:
+            d.stop(signal.SIGHUP)
+            stopping = [x for x in d.log_records() if x["msg"] == "stopping"]
+            self.assertEqual([x["signal"] for x in stopping], ["SIGHUP"], d.err.text())
+            self.assertEqual(d.log_records()[-1]["msg"], "stopped")
+        finally:
+            d.cleanup()
+
+    def test_sighup_ignored_by_the_parent_stays_ignored(self):
+        # Under nohup (SIGHUP ignored at exec), a hangup changes nothing.
+        old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        try:
+            d = Daemon().start()
+        finally:
+            signal.signal(signal.SIGHUP, old)
+        try:
+            d.proc.send_signal(signal.SIGHUP)
+            d.stop(signal.SIGTERM)  # had the hangup counted, it would be the signal named
+            stopping = [x for x in d.log_records() if x["msg"] == "stopping"]
+            self.assertEqual([x["signal"] for x in stopping], ["SIGTERM"], d.err.text())
+        finally:
+            d.cleanup()
+
     def test_sigterm_with_an_open_keepalive_connection(self):
         # An idle keep-alive connection must not hold the stop up until its timeout (30s).
         d = Daemon().start()
