@@ -1542,6 +1542,14 @@ static int sqlite_open(const char *path, struct vh_store **out, struct vh_error 
                             "sqlite: '%s' is not supported: give a file path (each pooled "
                             "connection would see its own in-memory database)",
                             path);
+    /*
+     * SQLite reads URI options only from a file: URI, so "x.db?mode=ro" would create and
+     * use a new file of that name, leaving the operator's store and its options unused.
+     */
+    if (strchr(path, '?'))
+        return vh_error_set(
+            err, VH_EINVAL,
+            "sqlite: '%s' has a query string: sqlite:PATH takes a file path and no options", path);
     if (!sqlite3_threadsafe())
         return vh_error_set(err, VH_ESTORE, "sqlite: the library was built without threads");
     if (sqlite3_libversion_number() < SQLITE_MIN_VERSION)

@@ -162,6 +162,10 @@ static void open_rejects_unusable_urls(void **state)
         {"sqlite:", VH_EINVAL, "sqlite: empty path"},
         {":memory:", VH_EINVAL, NULL},
         {"sqlite:file:x.db?mode=memory", VH_EINVAL, NULL},
+        /* SQLite's URI options are not read: the file would be named "vh-q.db?mode=ro". */
+        {"sqlite:/tmp/vh-q.db?mode=ro", VH_EINVAL,
+         "sqlite: '/tmp/vh-q.db?mode=ro' has a query string: sqlite:PATH takes a file path and "
+         "no options"},
         {"/nonexistent-vh-dir/sub/store.db", VH_ESTORE,
          "open '/nonexistent-vh-dir/sub/store.db': unable to open database file"},
     };
@@ -180,6 +184,7 @@ static void open_rejects_unusable_urls(void **state)
     }
     assert_int_equal(vh_store_open(NULL, &st, NULL), VH_EINVAL);
     vh_store_close(NULL);
+    assert_int_equal(access("/tmp/vh-q.db?mode=ro", F_OK), -1); /* nothing was created */
 }
 
 /* ---- the file ------------------------------------------------------------------------------ */
