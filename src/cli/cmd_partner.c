@@ -14,15 +14,19 @@
 
 #include "core/banned.h"
 
+extern char **environ;
+
 static const char partner_usage[] =
-    "usage: vocohook partner create NAME [--db URL]\n"
-    "       vocohook partner list [--db URL]\n"
-    "       vocohook partner rotate-key ID [--db URL]\n"
-    "       vocohook partner check-key ID [--db URL] < KEY\n"
+    "usage: vocohook partner create NAME [--db URL] [--config FILE]\n"
+    "       vocohook partner list [--db URL] [--config FILE]\n"
+    "       vocohook partner rotate-key ID [--db URL] [--config FILE]\n"
+    "       vocohook partner check-key ID [--db URL] [--config FILE] < KEY\n"
     "Creates partners, lists them, and replaces a partner's API key. The key is printed\n"
     "once, when it is made; the store keeps only its hash. check-key reads a key from\n"
     "standard input and exits 0 if it is a live key of partner ID, 1 if not.\n"
-    "  --db URL   the store: sqlite:PATH (default: VOCOHOOK_DB, else sqlite:./var/vocohook.db)\n";
+    "  --db URL       the store: sqlite:PATH (default: VOCOHOOK_DB, else the config file's\n"
+    "                 db, else sqlite:./var/vocohook.db)\n"
+    "  --config FILE  the serve config file (or VOCOHOOK_CONFIG), for its db\n";
 
 static void wipe(char *p, size_t n)
 {
@@ -159,20 +163,26 @@ static int partner_list(struct vh_store *st)
 
 int cmd_partner(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"db", required_argument, NULL, 'd'},
+                                         {"config", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     struct vh_error err = VH_ERROR_INIT;
     struct vh_store *st = NULL;
-    const char *db = getenv("VOCOHOOK_DB");
+    struct vh_config cfg;
+    struct vh_config_flag flag = {"db", NULL};
+    const char *file = getenv("VOCOHOOK_CONFIG");
     const char *sub;
     int c, want, code, rc;
 
-    if (!db || !*db)
-        db = VH_CONFIG_DB_DEFAULT;
+    if (file && !*file)
+        file = NULL;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'd') {
-            db = optarg;
+            flag.value = optarg;
+        } else if (c == 'c') {
+            file = optarg;
         } else if (c == 'h') {
             fputs(partner_usage, stdout);
             return CLI_OK;
@@ -199,12 +209,24 @@ int cmd_partner(int argc, char **argv)
         fputs(partner_usage, stderr);
         return CLI_USAGE;
     }
-    code = cli_default_store_dir("partner", db);
+    /* The store as serve finds it: --db, VOCOHOOK_DB, the config file's db, the default. */
+    rc = vh_config_init(&cfg, &err);
+    if (rc == 0)
+        rc = vh_config_load(&cfg, file, (const char *const *)environ, &flag, flag.value ? 1 : 0,
+                            &err);
+    if (rc < 0) {
+        vh_config_release(&cfg);
+        return cli_fail("partner", rc == VH_EINVAL ? CLI_USAGE : CLI_FAILED, "%s", err.msg);
+    }
+    code = cli_default_store_dir("partner", cfg.db);
+    if (code == 0) {
+        rc = vh_store_open(cfg.db, &st, &err);
+        if (rc < 0)
+            code = cli_fail("partner", rc == VH_EINVAL ? CLI_USAGE : CLI_FAILED, "%s", err.msg);
+    }
+    vh_config_release(&cfg);
     if (code)
         return code;
-    rc = vh_store_open(db, &st, &err);
-    if (rc < 0)
-        return cli_fail("partner", rc == VH_EINVAL ? CLI_USAGE : CLI_FAILED, "%s", err.msg);
     if (strcmp(sub, "create") == 0)
         code = partner_create(st, argv[optind + 1]);
     else if (strcmp(sub, "rotate-key") == 0)

@@ -67,6 +67,38 @@ class PartnerCli(unittest.TestCase):
         rc, listing, err = run_cli("partner", "list", "--db", self.db)
         self.assertIn("envco", listing)
 
+    def test_db_from_the_serve_config(self):
+        # The file serve reads (VOCOHOOK_CONFIG or --config) names the store: partner used
+        # to ignore it and create a partner in ./var/vocohook.db, whose key the server then
+        # refused. --db and VOCOHOOK_DB still come first.
+        ini = os.path.join(self.tmp, "serve.ini")
+        with open(ini, "w") as f:
+            f.write(f"[serve]\ndb = {self.db}\n")
+        cwd = os.getcwd()
+        os.chdir(self.tmp)  # where a default store would land
+        try:
+            rc, _, err = run_cli("partner", "create", "fromenv", env={"VOCOHOOK_CONFIG": ini})
+            self.assertEqual(rc, 0, err)
+            rc, _, err = run_cli("partner", "create", "fromflag", "--config", ini)
+            self.assertEqual(rc, 0, err)
+            self.assertFalse(os.path.exists("var"), "a default store was made")
+            other = f"sqlite:{self.tmp}/other.db"
+            rc, _, err = run_cli("partner", "create", "dbwins", "--config", ini, "--db", other)
+            self.assertEqual(rc, 0, err)
+            rc, listing, err = run_cli("partner", "list", "--config", ini,
+                                       env={"VOCOHOOK_DB": other})
+            self.assertEqual([r.split("\t")[1] for r in listing.splitlines()], ["dbwins"], err)
+        finally:
+            os.chdir(cwd)
+        rc, listing, err = run_cli("partner", "list", "--db", self.db)
+        self.assertEqual([r.split("\t")[1] for r in listing.splitlines()],
+                         ["fromenv", "fromflag"], err)
+        with open(ini, "w") as f:
+            f.write("timeout = forever\n")
+        rc, _, err = run_cli("partner", "list", "--config", ini)
+        self.assertEqual(rc, 2, err)
+        self.assertIn(f"{ini}:1: timeout:", err)
+
     def test_usage_and_rejections(self):
         for args in (["partner"], ["partner", "create"], ["partner", "list", "x"],
                      ["partner", "frobnicate"], ["partner", "rotate-key"],
