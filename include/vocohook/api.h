@@ -54,7 +54,8 @@ struct vh_api_config {
 
 /*
  * Creates the API over `st` (borrowed: it must outlive the API). Copies every string of
- * `cfg`. Returns 0, VH_EINVAL (a bad setting, named) or VH_ENOMEM.
+ * `cfg`. S3 settings are checked by presigning a probe key with them. Returns 0, VH_EINVAL
+ * (a bad setting, named: `s3: bucket: ...`) or VH_ENOMEM.
  */
 VH_API int vh_api_new(struct vh_store *st, const struct vh_api_config *cfg, struct vh_api **out,
                       struct vh_error *err);

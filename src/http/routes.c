@@ -1911,6 +1911,36 @@ void vh_api_free(struct vh_api *api)
     vh_free(api);
 }
 
+/*
+ * Presigns a probe key with the S3 settings. Settings no presign can use (a bucket name S3
+ * refuses, an endpoint with a path, a bad region) stop the start here; taken, they failed
+ * every ingest with a recording_key as a 400 that blamed the producer, storing nothing.
+ */
+static int check_s3(const struct vh_api_config *cfg, struct vh_error *err)
+{
+    struct vh_buf url = VH_BUF_INIT(VH_URL_MAX);
+    struct vh_buf signed_url = VH_BUF_INIT(VH_URL_MAX * 2);
+    struct vh_error sub = VH_ERROR_INIT;
+    struct vh_presign p = {0};
+    int rc;
+
+    rc =
+        vh_s3_object_url(cfg->s3_endpoint, cfg->s3_bucket, "probe", cfg->s3_path_style, &url, &sub);
+    if (rc == 0) {
+        p.url = url.data;
+        p.region = cfg->s3_region;
+        p.access_key = cfg->s3_access_key;
+        p.secret_key = cfg->s3_secret_key;
+        p.at_ms = 0; /* any valid time: only the settings are checked */
+        rc = vh_presign_url(&p, &signed_url, &sub);
+    }
+    if (rc < 0)
+        rc = vh_error_set(err, rc == VH_ENOMEM ? rc : VH_EINVAL, "s3: %s", sub.msg);
+    vh_buf_release(&signed_url);
+    vh_buf_release(&url);
+    return rc;
+}
+
 int vh_api_new(struct vh_store *st, const struct vh_api_config *cfg, struct vh_api **out,
                struct vh_error *err)
 {
@@ -1927,6 +1957,11 @@ int vh_api_new(struct vh_store *st, const struct vh_api_config *cfg, struct vh_a
         return vh_error_set(err, VH_EINVAL,
                             "s3: endpoint, region, bucket, access key and secret key are all "
                             "needed to presign recordings");
+    if (all_s3) {
+        rc = check_s3(cfg, err);
+        if (rc < 0)
+            return rc;
+    }
     if (cfg->ingest_token && strlen(cfg->ingest_token) < 16)
         return vh_error_set(err, VH_EINVAL, "ingest token: must be at least 16 characters");
     api = vh_malloc(sizeof(*api));

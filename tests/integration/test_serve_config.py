@@ -151,6 +151,28 @@ log_level = warn
         self.assertEqual(rc, 2, err)
         self.assertIn("s3_region is missing", err)
 
+    def test_s3_settings_that_cannot_presign_stop_the_start(self):
+        # They were taken, and then every ingest with a recording_key was refused with a
+        # 400 that blamed the producer ("session.bucket: ..."), storing nothing.
+        keys = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEYID", "AWS_SECRET_ACCESS_KEY": "s3cr3t-v4lue"}
+        for args, want in (
+                (["--s3-endpoint", "https://s3.example.com", "--s3-region", "us-east-1",
+                  "--s3-bucket", "b"], "s3: bucket: must be 3-63 characters"),
+                (["--s3-endpoint", "https://s3.example.com/prefix", "--s3-region", "us-east-1",
+                  "--s3-bucket", "recordings"], "s3: endpoint: must not have a path"),
+                (["--s3-endpoint", "http://127.0.0.1:9000", "--s3-region", "us-east-1",
+                  "--s3-bucket", "recordings"], "s3: endpoint: an IP address host needs path-"),
+                (["--s3-endpoint", "https://s3.example.com", "--s3-region", "us.east",
+                  "--s3-bucket", "recordings"], "s3: region: must be")):
+            rc, err = self.fails(args, env=keys)
+            self.assertEqual(rc, 2, err)
+            self.assertIn(want, err)
+            self.assertNotIn("s3cr3t-v4lue", err)
+        d = Daemon(["--s3-endpoint", "http://127.0.0.1:9000", "--s3-region", "us-east-1",
+                    "--s3-bucket", "recordings", "--s3-path-style"], env=keys, tmp=self.tmp)
+        d.start()
+        d.stop()
+
     def test_delivery_threads_run_under_the_chosen_policy(self):
         # /proc/PID/task/TID/stat field 41 is the policy: 0 SCHED_OTHER, 3 SCHED_BATCH.
         def policies(pid):
