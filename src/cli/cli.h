@@ -6,6 +6,7 @@
 #ifndef VH_CLI_H
 #define VH_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -51,6 +52,17 @@ int cli_flush_output(const char *verb);
  * already there, at most `max` in all; empty items are skipped. Returns 0, or CLI_USAGE after
  * printing why (a secret with white space around it, too many; never a secret's value).
  */
+/*
+ * The daemons' stop signals, blocked in the calling thread (threads started after inherit
+ * the mask, so only the caller's sigwait sees them), with SIGPIPE ignored: SIGTERM, SIGINT,
+ * and SIGHUP (there is nothing to reload) unless it was ignored when we started (nohup: a
+ * blocked signal is queued even when its action is to ignore it, so it stays out).
+ */
+void cli_block_stop_signals(sigset_t *set);
+
+/* "SIGTERM", "SIGINT" or "SIGHUP", for the stopping log record. */
+const char *cli_signal_name(int sig);
+
 int cli_split_secrets(const char *verb, char *list, const char **secrets, size_t max, size_t *n);
 
 /*

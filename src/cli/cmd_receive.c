@@ -1,8 +1,8 @@
 /*
  * vocohook receive: the receiver daemon (SPEC §7). Opens the inbox, serves the webhook
- * paths over HTTP until SIGTERM or SIGINT, runs the background jobs, then stops accepting,
- * lets requests in progress finish, stops the workers (a job cut short goes back to
- * pending) and exits 0.
+ * paths over HTTP until SIGTERM, SIGINT or SIGHUP, runs the background jobs, then stops
+ * accepting, lets requests in progress finish, stops the workers (a job cut short goes back
+ * to pending) and exits 0.
  *
  * stdout carries one line, `listening on HOST:PORT`, once the socket is bound; stderr
  * carries the log, one JSON object per line.
@@ -651,7 +651,7 @@ static void warn_about(const struct receive_args *a, enum vh_log_level *level)
                 "loopback and private addresses (development only)\"}");
 }
 
-/* Serves until SIGTERM or SIGINT (blocked before any thread starts). */
+/* Serves until SIGTERM, SIGINT or SIGHUP (blocked before any thread starts). */
 static int run(struct receive_args *a, const sigset_t *stop_sigs)
 {
     struct vh_error err = VH_ERROR_INIT;
@@ -722,7 +722,7 @@ static int run(struct receive_args *a, const sigset_t *stop_sigs)
         ;
     sink_flush(sink);
     cli_log(&a->level, VH_LOG_INFO, "\"msg\":\"stopping\",\"signal\":\"%s\"}",
-            sig == SIGINT ? "SIGINT" : "SIGTERM");
+            cli_signal_name(sig));
 out:
     vh_server_stop(srv); /* first: no request may be running when the receiver goes */
     vh_receiver_free(r);
@@ -736,7 +736,6 @@ out:
 int cmd_receive(int argc, char **argv)
 {
     struct receive_args a;
-    struct sigaction ign;
     sigset_t stop_sigs;
     int code;
 
@@ -756,14 +755,7 @@ int cmd_receive(int argc, char **argv)
         return code;
     }
 
-    /* Threads inherit the mask: only sigwait below ever sees these signals. */
-    sigemptyset(&stop_sigs);
-    sigaddset(&stop_sigs, SIGTERM);
-    sigaddset(&stop_sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
-    memset(&ign, 0, sizeof(ign));
-    ign.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &ign, NULL);
+    cli_block_stop_signals(&stop_sigs);
 
     code = run(&a, &stop_sigs);
     release_args(&a);

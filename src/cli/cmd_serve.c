@@ -292,10 +292,7 @@ static int run(const struct vh_config *cfg, enum vh_log_level *level, const sigs
     fflush(stdout);
     while (sigwait(stop_sigs, &sig) != 0)
         ;
-    cli_log(level, VH_LOG_INFO, "\"msg\":\"stopping\",\"signal\":\"%s\"}",
-            sig == SIGINT   ? "SIGINT"
-            : sig == SIGHUP ? "SIGHUP"
-                            : "SIGTERM");
+    cli_log(level, VH_LOG_INFO, "\"msg\":\"stopping\",\"signal\":\"%s\"}", cli_signal_name(sig));
 out:
     vh_server_stop(srv);
     /*
@@ -317,7 +314,6 @@ int cmd_serve(int argc, char **argv)
     struct vh_config_flag *flags;
     const char *file = getenv("VOCOHOOK_CONFIG");
     enum vh_log_level level;
-    struct sigaction ign, hup;
     sigset_t stop_sigs;
     size_t n = 0;
     int code, rc;
@@ -347,20 +343,7 @@ int cmd_serve(int argc, char **argv)
     }
     level = cfg.log_level;
 
-    /*
-     * Threads inherit the mask: only sigwait below ever sees these signals. SIGHUP stops
-     * the daemon as SIGTERM does (there is nothing to reload), unless it was ignored when
-     * we started (nohup): a blocked signal is queued even when ignored, so it stays out.
-     */
-    sigemptyset(&stop_sigs);
-    sigaddset(&stop_sigs, SIGTERM);
-    sigaddset(&stop_sigs, SIGINT);
-    if (sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler != SIG_IGN)
-        sigaddset(&stop_sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
-    memset(&ign, 0, sizeof(ign));
-    ign.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &ign, NULL);
+    cli_block_stop_signals(&stop_sigs);
 
     code = run(&cfg, &level, &stop_sigs);
     vh_config_release(&cfg);

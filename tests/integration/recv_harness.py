@@ -138,13 +138,13 @@ class Receiver:
         self.port = int(LISTENING.match(line).group(2))
         return self
 
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
         try:
             rc = self.proc.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"vocohook receive ignored SIGTERM\n{self.err.text()}")
+            raise AssertionError(f"vocohook receive ignored {sig.name}\n{self.err.text()}")
         self.err.wait_eof(STOP_TIMEOUT)
         if rc != 0:
             raise AssertionError(f"vocohook receive exited {rc}\n{self.err.text()}")

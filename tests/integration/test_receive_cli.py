@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -289,6 +290,19 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(stored, [("info", "stored", 0), ("info", "duplicate", 0)])
         for x in lines:
             self.assertRegex(x["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+    def test_sighup_stops_as_sigterm_does(self):
+        # As `serve` (session 21): a hangup killed the receiver at once (exit 129), with
+        # its jobs cut short unrecorded. It now stops it cleanly, and says so.
+        r = Receiver().start()
+        try:
+            self.assertEqual(r.deliver(payload("s_hup")).status, 200)
+            r.stop(signal.SIGHUP)  # asserts exit 0
+        finally:
+            r.kill()
+        lines = [json.loads(line) for line in r.err.text().splitlines()]
+        self.assertEqual([x["signal"] for x in lines if x["msg"] == "stopping"], ["SIGHUP"])
+        self.assertEqual(lines[-1]["msg"], "stopped")
 
 
 if __name__ == "__main__":
