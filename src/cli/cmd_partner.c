@@ -52,8 +52,13 @@ static int print_key(const char *partner_id, char key[VH_APIKEY_LEN + 1])
 
     ok = printf("partner_id: %s\napi_key: %s\n", partner_id, key) > 0 && fflush(stdout) == 0;
     wipe(key, VH_APIKEY_LEN + 1);
+    /* The store has only the key's hash: a key not written is gone, and the way on is a new one. */
     if (!ok)
-        return cli_fail("partner", CLI_FAILED, "writing standard output failed");
+        return cli_fail("partner", CLI_FAILED,
+                        "writing standard output failed: the key of partner %s is lost (the "
+                        "store keeps only its hash); `vocohook partner rotate-key %s` makes "
+                        "a new one",
+                        partner_id, partner_id);
     return CLI_OK;
 }
 

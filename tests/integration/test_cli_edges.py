@@ -81,6 +81,21 @@ class OutputFailures(SignedSeed):
                     self.assertIn("standard output", err)
                     self.assertEqual(len(err.strip().splitlines()), 1, err)
 
+    def test_a_key_that_could_not_be_written_says_how_to_get_another(self):
+        # The store keeps only the key's hash, so a partner created (or a key rotated) with
+        # stdout full has a key nobody holds; the message says which partner and what to run.
+        db = "sqlite:" + os.path.join(tempfile.mkdtemp(), "p.db")
+        rc, err = run_out(["partner", "create", "acme", "--db", db], "full")
+        self.assertEqual(rc, 3, err)
+        pid = err.split("the key of partner ", 1)[1].split(" ", 1)[0]
+        self.assertIn(f"`vocohook partner rotate-key {pid}` makes a new one", err)
+        rc, out, err = run("partner", "list", "--db", db)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(pid, out.decode())
+        rc, out, err = run("partner", "rotate-key", pid, "--db", db)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(b"api_key: ", out)
+
 
 class VerifySecretsList(SignedSeed):
     """`verify` reads VOCOHOOK_SECRETS as `receive` does: a list it cannot take whole is a
