@@ -69,7 +69,8 @@
 #define CA_CACHE_S   86400L
 #define BUCKETS_MIN  64
 #define LOG_LINE_MAX 2048
-#define REQ_KEEP_MAX (64 * 1024) /* an idle connection's request buffer past this is freed */
+#define REQ_KEEP_MAX (64 * 1024)   /* an idle connection's request buffer past this is freed */
+#define RESP_MAX     (1024 * 1024) /* response bytes read per attempt: heads, framing, body */
 
 /* Where a connection is in its life. */
 enum conn_state {
@@ -1047,8 +1048,8 @@ static void on_body(void *ud, const char *p, size_t n)
 }
 
 /*
- * Judges the response once the parser has said DONE or ERROR, or the body reached its
- * bound. Returns false when the attempt goes on.
+ * Judges the response once the parser has said DONE or ERROR, or the body or the whole
+ * response reached its bound. Returns false when the attempt goes on.
  */
 static bool conn_judge(struct vh_engine *e, struct conn *c)
 {
@@ -1064,9 +1065,14 @@ static bool conn_judge(struct vh_engine *e, struct conn *c)
                 c->h1.keep_alive && c->in_len == 0 && !c->capped && c->sent == c->req.len);
         return true;
     }
-    if (c->capped) {
-        /* Judged by its status, like a complete one; the rest is not read. */
-        job_end(e, job, result_of_status(c->h1.status), "", false);
+    if (c->capped || c->got >= RESP_MAX) {
+        /*
+         * Judged by its status, like a complete one; the rest is not read. Bytes that are
+         * not body (interim answers, chunk framing, trailers) count too: an answer that
+         * never ends would otherwise hold the engine thread for as long as it keeps coming.
+         */
+        job_end(e, job, result_of_status(c->h1.status),
+                c->h1.status ? "" : "no final response in the first 1 MiB", false);
         return true;
     }
     return false;

@@ -160,13 +160,18 @@ enum mode {
                            open, and later requests on it answered 200 "ok" */
     M_OVER_BOUND_CUT,   /* the same, promising 1000 bytes more than it sends */
     M_EARLY_HOLD,       /* 413 on the request's head, then reads nothing more; left open */
-    M_EARLY_CLOSE       /* 413 on the request's head, then closes with the body unread */
+    M_EARLY_CLOSE,      /* 413 on the request's head, then closes with the body unread */
+    M_FLOOD_TRAILERS,   /* a chunked 200 whose trailer lines never end, for FLOOD_MS; the
+                           server thread does nothing else meanwhile */
+    M_FLOOD_INTERIM     /* 103 Early Hints without end, for FLOOD_MS, the same way */
 };
 
 /* The bodies of the modes above, as the engine must report them. */
 #define CHUNKED_BODY "hello, world!123456789"
 #define EOF_BODY_LEN 5000
 #define SLOW_BODY    "hello, world"
+
+#define FLOOD_MS 3000
 
 #define MAX_CONNS    64
 #define REQ_MAX      16384
@@ -292,6 +297,26 @@ static void send_big_head(struct conn *c, size_t head_len)
     pause_ms(20);
     send_all(c->fd, p + head_len - 1, 3);
     free(p);
+}
+
+/*
+ * `first`, then `unit` again and again, as fast as the socket takes them, for FLOOD_MS or
+ * until the engine closes.
+ */
+static void send_flood(struct conn *c, const char *first, const char *unit)
+{
+    static char units[256 * 1024];
+    int64_t end = vh_time_mono_ms() + FLOOD_MS;
+    size_t n = strlen(unit), len;
+
+    for (len = 0; len + n <= sizeof(units); len += n)
+        memcpy(units + len, unit, n);
+    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
+    send_str(c, first);
+    while (vh_time_mono_ms() < end)
+        if (send(c->fd, units, len, MSG_NOSIGNAL) < 0)
+            break;
+    conn_close(c);
 }
 
 /* The length of the first complete request in the buffer, or 0 when it is not complete. */
@@ -473,6 +498,13 @@ static bool respond(struct srv *s, struct conn *c, bool released)
     case M_EARLY_HOLD:
     case M_EARLY_CLOSE:
         return true; /* answered on the head, in conn_read */
+    case M_FLOOD_TRAILERS:
+        send_flood(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n",
+                   "X-T: 1\r\n");
+        return false;
+    case M_FLOOD_INTERIM:
+        send_flood(c, "", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n");
+        return false;
     }
     return true;
 }
@@ -1489,6 +1521,41 @@ static void test_timeout_while_reading(void **state)
 }
 
 /*
+ * An answer that keeps coming without growing its body (trailer lines, interim answers) is
+ * read up to a bound of its own, not as long as it comes: the engine thread reading it
+ * would hold every other endpoint, and the attempt, past its timeout. A 200 whose body
+ * came whole is judged by its status, as a body over its bound is; endless interim answers
+ * are a protocol failure. The timeout here is far away: only the bound ends them.
+ */
+static void test_endless_answer_is_bounded(void **state)
+{
+    struct srv *s = srv_start(M_FLOOD_TRAILERS);
+    struct vh_engine *e = engine_dev();
+    struct vh_attempt a;
+    char url[128];
+
+    (void)state;
+    srv_url(s, url, sizeof(url));
+    a = deliver_one(e, url, 600000);
+    assert_int_equal(a.result, VH_ATTEMPT_OK);
+    assert_int_equal(a.http_status, 200);
+    assert_string_equal(a.response_head, "ok");
+    assert_true(a.duration_ms < FLOOD_MS);
+    srv_stop(s);
+
+    reset_results(NULL);
+    s = srv_start(M_FLOOD_INTERIM);
+    srv_url(s, url, sizeof(url));
+    a = deliver_one(e, url, 600000);
+    assert_int_equal(a.result, VH_ATTEMPT_PROTOCOL);
+    assert_int_equal(a.http_status, 0);
+    assert_string_equal(a.error, "no final response in the first 1 MiB");
+    assert_true(a.duration_ms < FLOOD_MS);
+    vh_engine_free(e);
+    srv_stop(s);
+}
+
+/*
  * A job still queued at its start-by time is not started: reported interrupted (no attempt
  * used), nothing sent. One started in time goes out as usual. The sender sets it so that no
  * attempt outlasts its claim's lease.
@@ -2353,6 +2420,7 @@ int main(void)
         cmocka_unit_test_setup(test_response_byte_by_byte, reset_results),
         cmocka_unit_test_setup(test_body_over_bound_ends_connection, reset_results),
         cmocka_unit_test_setup(test_timeout_while_reading, reset_results),
+        cmocka_unit_test_setup(test_endless_answer_is_bounded, reset_results),
         cmocka_unit_test_setup(test_early_answer_while_sending, reset_results),
         cmocka_unit_test_setup(test_start_by_time_passed_is_not_started, reset_results),
         cmocka_unit_test_setup(test_private_destination_blocked, reset_results),
