@@ -238,8 +238,11 @@ static int parse_head(struct vh__h1 *p, const char *buf, const char *end, size_t
     if (p->status == 204 || p->status == 304) {
         p->state = VH__H1_DONE;
     } else if (h.has_te) {
-        /* Transfer-Encoding wins over Content-Length, and the connection ends after. */
-        if (h.has_length)
+        /*
+         * Transfer-Encoding wins over Content-Length, and the connection ends after; so it
+         * does after an HTTP/1.0 answer with one, whose framing may be faulty (RFC 9112 §6.1).
+         */
+        if (h.has_length || h.minor == 0)
             p->keep_alive = false;
         if (h.te_chunked) {
             p->state = VH__H1_CHUNK_SIZE;

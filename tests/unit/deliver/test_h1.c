@@ -571,6 +571,23 @@ static void test_te_and_content_length(void **state)
     run_release(&r);
 }
 
+/*
+ * Transfer-Encoding in an HTTP/1.0 answer: the coding is read, but the framing may be
+ * faulty (an HTTP/1.0 hop passed it on undecoded), so the connection is not used again,
+ * whatever Connection says (RFC 9112 §6.1).
+ */
+static void test_te_in_http10_closes(void **state)
+{
+    static const char in[] = "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
+                             "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    struct run r;
+
+    (void)state;
+    parse_str(&r, in, false);
+    expect_done(&r, 200, false, "abc", sizeof(in) - 1);
+    run_release(&r);
+}
+
 static void test_te_not_chunked(void **state)
 {
     static const char *const heads[] = {
@@ -1201,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_switching_protocols),
         cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_te_and_content_length),
+        cmocka_unit_test(test_te_in_http10_closes),
         cmocka_unit_test(test_te_not_chunked),
         cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_bad_status_lines),
