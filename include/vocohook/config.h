@@ -96,10 +96,11 @@ VH_API int vh_config_set(struct vh_config *cfg, enum vh_config_source source, co
 /*
  * Applies INI text: `key = value` lines at the top, in [serve], or in [s3] (where `endpoint`
  * means `s3_endpoint`, and so on). `;` and `#` start comments; a value may be wrapped in
- * double quotes. Lines may be indented; there are no continuation lines. A key set twice, an unknown key or section, or a line longer than the INI
- * reader's limit is an error. `name` is used in messages (`name:line: ...`). Settings
- * before the first error stay applied: callers give up on the whole config on an error.
- * Returns 0, VH_EINVAL or VH_ENOMEM.
+ * double quotes. Lines may be indented; there are no continuation lines. A key set twice,
+ * an unknown key or section, or a line longer than the INI reader's limit is an error.
+ * `name` is used in messages (`name:line: ...`). Settings before the first error stay
+ * applied: callers give up on the whole config on an error. Returns 0, VH_EINVAL or
+ * VH_ENOMEM.
  */
 VH_API int vh_config_load_string(struct vh_config *cfg, const char *text, size_t len,
                                  const char *name, struct vh_error *err);
