@@ -631,6 +631,63 @@ static void notice_drop(void *arg, const char *message)
     (void)message;
 }
 
+/*
+ * The length of a password of `url` that `s` starts with, as written in the URL: its
+ * userinfo's (`postgres://user:PASSWORD@host`) or a `password=` of its query string; 0 when
+ * none.
+ */
+static size_t password_at(const char *s, const char *url)
+{
+    const char *p = strstr(url, "://"), *start, *colon, *q, *end;
+    size_t n;
+
+    if (!p)
+        return 0;
+    start = p + 3;
+    for (p = start; *p && *p != '@' && *p != '/'; p++)
+        ;
+    colon = *p == '@' ? memchr(start, ':', (size_t)(p - start)) : NULL;
+    n = colon ? (size_t)(p - colon - 1) : 0;
+    if (n > 0 && strncmp(s, colon + 1, n) == 0)
+        return n;
+    for (q = strchr(start, '?'); q; q = end) {
+        q++;
+        end = strchr(q, '&');
+        if (strncmp(q, "password=", 9) != 0)
+            continue;
+        n = end ? (size_t)(end - q - 9) : strlen(q + 9);
+        if (n > 0 && strncmp(s, q + 9, n) == 0)
+            return n;
+    }
+    return 0;
+}
+
+/*
+ * first_line() of a message about connecting to `url`, with each copy of the URL's password
+ * as "***": libpq quotes the URL, or the part of it it could not decode, when it cannot
+ * parse one (`invalid percent-encoded token: "pa%zz"`), and a daemon's errors reach its log.
+ * Copies stop before one that would not fit whole.
+ */
+static const char *first_line_masked(const char *msg, const char *url, char *dst, size_t cap)
+{
+    size_t i = 0, o = 0, n;
+
+    if (!msg)
+        msg = "";
+    while (msg[i] && msg[i] != '\n' && o + 4 <= cap) {
+        n = password_at(msg + i, url);
+        if (n > 0) {
+            memcpy(dst + o, "***", 3);
+            o += 3;
+            i += n;
+        } else {
+            dst[o++] = msg[i++];
+        }
+    }
+    dst[o] = '\0';
+    return dst;
+}
+
 static int conn_open(const char *url, struct conn **out, struct vh_error *err)
 {
     /*
@@ -663,7 +720,7 @@ static int conn_open(const char *url, struct conn **out, struct vh_error *err)
     }
     if (PQstatus(c->pg) != CONNECTION_OK) {
         rc = vh_error_set(err, VH_ESTORE, "connect to postgres: %s",
-                          first_line(PQerrorMessage(c->pg), line, sizeof(line)));
+                          first_line_masked(PQerrorMessage(c->pg), url, line, sizeof(line)));
         goto fail;
     }
     PQsetNoticeProcessor(c->pg, notice_drop, NULL);

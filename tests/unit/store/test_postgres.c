@@ -467,6 +467,33 @@ static void connect_failures_are_one_line_store_errors(void **state)
     assert_null(strchr(err.msg, '\n'));
 }
 
+/*
+ * libpq quotes a URL it cannot parse, or the part it could not decode; the store's error
+ * (which a daemon logs) shows the password of neither the userinfo nor the query as "***".
+ */
+static void connect_failures_never_show_the_password(void **state)
+{
+    static const char *const urls[] = {
+        "postgres://vocohook:Hush%zzPw1@127.0.0.1:1/x",          /* a bad escape in it */
+        "postgres://vocohook:HushHushPw1@[::1/x",                /* the whole URL quoted */
+        "postgres://vocohook@127.0.0.1:1/x?password=Hush%zzPw1", /* in the query */
+        "postgres://vocohook:HushHushPw1@127.0.0.1:1/x?password=Hush%zzPw1&sslmode=disable",
+    };
+    struct vh_error err;
+    struct vh_store *st = NULL;
+    size_t i;
+
+    (void)need_pg(state);
+    for (i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        memset(&err, 0, sizeof(err));
+        assert_int_equal(vh_store_open(urls[i], &st, &err), VH_ESTORE);
+        assert_null(st);
+        if (strstr(err.msg, "Hush") || !strstr(err.msg, "***"))
+            fail_msg("%s: %s", urls[i], err.msg);
+        assert_non_null(strstr(err.msg, "connect to postgres: "));
+    }
+}
+
 /* ---- two nodes claiming ------------------------------------------------------------------------
  */
 
@@ -1336,6 +1363,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_claim_marks_its_rows_by_the_key, setup, teardown),
         cmocka_unit_test_setup_teardown(connect_failures_are_one_line_store_errors, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(connect_failures_never_show_the_password, setup, teardown),
         cmocka_unit_test_setup_teardown(two_nodes_never_claim_the_same_delivery, setup, teardown),
         cmocka_unit_test_setup_teardown(connections_give_up_on_a_silent_network, setup, teardown),
         cmocka_unit_test_setup_teardown(identical_puts_on_two_nodes_make_one_event, setup,
