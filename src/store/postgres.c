@@ -84,6 +84,14 @@
 #define WATCH_BACKOFF_MAX_MS 5000                /* the longest */
 #define RATE_GC_MS           60000               /* sweep ended rate windows at most this often */
 
+/*
+ * How long a statement waits for a lock another session holds before it fails, unless the
+ * server, role, database or URL set lock_timeout: our own transactions hold theirs for
+ * milliseconds, so a longer wait is someone else's (a forgotten `BEGIN; LOCK TABLE`, a
+ * VACUUM FULL), and the call fails (503) instead of holding its caller and a pool slot.
+ */
+#define LOCK_TIMEOUT "5s"
+
 /* The server features used (IDENTITY columns) arrived in PostgreSQL 10. */
 #define PG_MIN_VERSION 100000
 
@@ -707,6 +715,7 @@ static int conn_open(const char *url, struct conn **out, struct vh_error *err)
     const char *const vals[] = {"10", "vocohook", "1", "30", "10", "3", "30000", url, "UTF8", NULL};
     char line[200];
     struct conn *c;
+    PGresult *res;
     int rc;
 
     c = vh_malloc(sizeof(*c));
@@ -731,6 +740,16 @@ static int conn_open(const char *url, struct conn **out, struct vh_error *err)
                           PQserverVersion(c->pg));
         goto fail;
     }
+    res = PQexec(c->pg, "SELECT set_config('lock_timeout', '" LOCK_TIMEOUT "', false)"
+                        " WHERE current_setting('lock_timeout') = '0'");
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = vh_error_set(
+            err, res ? VH_ESTORE : VH_ENOMEM, "connect to postgres: %s",
+            first_line(res ? PQresultErrorMessage(res) : "out of memory", line, sizeof(line)));
+        PQclear(res);
+        goto fail;
+    }
+    PQclear(res);
     *out = c;
     return 0;
 fail:
@@ -1360,6 +1379,12 @@ static int migrate(struct conn *c, struct vh_error *err)
     int rc, step;
 
     rc = tx_begin_write(c, what, err);
+    /*
+     * A node waits for another's migration, and a migration for the transactions in its
+     * way, however long they take: no lock_timeout here.
+     */
+    if (rc == 0)
+        rc = run_cmd(c, "SET LOCAL lock_timeout = 0", NULL, what, err);
     if (rc == 0)
         rc = run_cmd(c, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")", NULL, what, err);
     if (rc == 0)

@@ -1349,6 +1349,98 @@ static void disabling_while_an_attempt_is_recorded_cancels_its_retry(void **stat
     vh_store_close(node_a);
 }
 
+/* ---- someone else's lock ------------------------------------------------------------------ */
+
+struct table_lock {
+    struct vh_store *st;
+    int rc;
+    char msg[256];
+};
+
+/*
+ * Another session (an operator's `BEGIN; LOCK TABLE deliveries`): holds the table until
+ * the test lets go of advisory lock 4243, or for 30 s at most.
+ */
+static void *hold_deliveries(void *arg)
+{
+    struct table_lock *t = arg;
+    struct vh_error err = VH_ERROR_INIT;
+
+    t->rc = vh__store_pg_exec(t->st,
+                              "BEGIN; SET LOCAL lock_timeout = '30s';"
+                              " LOCK TABLE deliveries IN ACCESS EXCLUSIVE MODE;"
+                              " SELECT pg_advisory_xact_lock(4243); COMMIT",
+                              NULL, &err);
+    snprintf(t->msg, sizeof(t->msg), "%s", err.msg);
+    return NULL;
+}
+
+/*
+ * A call that meets a lock someone else keeps fails within the store's lock_timeout (5 s),
+ * with nothing written, instead of waiting as long as the lock is held (the ingest's HTTP
+ * thread and a pool connection with it); a lock_timeout the URL sets is kept.
+ */
+static void a_lock_held_elsewhere_fails_a_call_instead_of_hanging_it(void **state)
+{
+    struct fixture *f = need_pg(state);
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_buf out = VH_BUF_INIT(64);
+    struct vh_event_put_result res;
+    struct vh_store *node, *holder, *locker;
+    struct vh_event_put ev;
+    struct table_lock t;
+    struct vh_partner p;
+    pthread_t th;
+    char session[VH_UUID_LEN + 1], url[600];
+    double t0, waited;
+    int rc;
+
+    node = open_ok(f->url);
+    holder = open_ok(f->url);
+    locker = open_ok(f->url);
+    new_partner(node, &p);
+    new_endpoint(node, p.id, "a");
+    assert_int_equal(vh_uuid_new(session, NULL), 0);
+    fill_put(&ev, p.id, session, T0);
+    exec_ok(node, "SHOW lock_timeout", &out);
+    assert_string_equal(vh_buf_cstr(&out), "5s");
+
+    exec_ok(locker, "SELECT pg_advisory_lock(4243)", NULL);
+    memset(&t, 0, sizeof(t));
+    t.st = holder;
+    assert_int_equal(pthread_create(&th, NULL, hold_deliveries, &t), 0);
+    wait_for_count(locker,
+                   "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted", 1);
+    t0 = now_s();
+    rc = vh_store_event_put(node, &ev, &res, &err);
+    waited = now_s() - t0;
+    exec_ok(locker, "SELECT pg_advisory_unlock(4243)", NULL);
+    pthread_join(th, NULL);
+    if (t.rc < 0)
+        fail_msg("the lock holder: %s", t.msg);
+    print_message("an ingest under someone else's table lock: %d after %.1f s: %s\n", rc, waited,
+                  err.msg);
+    assert_int_equal(rc, VH_ESTORE);
+    assert_non_null(strstr(err.msg, "lock timeout"));
+    assert_true(waited < 15.0);
+    assert_int_equal(count(node, "events"), 0);
+    if (vh_store_event_put(node, &ev, &res, &err) < 0)
+        fail_msg("put once the lock is gone: %s", err.msg);
+    assert_int_equal(res.deliveries, 1);
+    vh_store_close(node);
+    vh_store_close(holder);
+    vh_store_close(locker);
+
+    snprintf(url, sizeof(url), "%s%soptions=-c%%20lock_timeout%%3D1234", f->url,
+             strchr(f->url, '?') ? "&" : "?");
+    node = open_ok(url);
+    vh_buf_reset(&out);
+    exec_ok(node, "SHOW lock_timeout", &out);
+    assert_string_equal(vh_buf_cstr(&out), "1234ms");
+    vh_store_close(node);
+    vh_buf_release(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1375,6 +1467,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(rate_windows_hold_across_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(disabling_while_an_attempt_is_recorded_cancels_its_retry,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(a_lock_held_elsewhere_fails_a_call_instead_of_hanging_it,
                                         setup, teardown),
     };
 
