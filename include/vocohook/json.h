@@ -45,9 +45,10 @@ VH_API int vh_json_parse_fields(const char *json, size_t len, struct vh_jfield *
 VH_API void vh_json_fields_release(struct vh_jfield *fields, size_t n);
 
 /*
- * Appends `s` (UTF-8, `len` bytes) as a quoted JSON string, escaped as JSON.stringify does.
- * Returns 0, VH_EINVAL (`s` is not well-formed UTF-8, or holds a NUL byte), VH_ENOMEM or
- * VH_ETOOBIG; on failure the buffer is as it was.
+ * Appends `s` (UTF-8, `len` bytes; NULL when `len` is 0) as a quoted JSON string, escaped as
+ * JSON.stringify does. Returns 0, VH_EINVAL (`s` is not well-formed UTF-8, or holds a NUL
+ * byte, or is NULL with a length), VH_ENOMEM or VH_ETOOBIG; on failure the buffer is as it
+ * was (still unallocated, if it was).
  */
 VH_API int vh_json_add_string(struct vh_buf *b, const char *s, size_t len);
 

@@ -665,9 +665,15 @@ int vh_json_add_string(struct vh_buf *b, const char *s, size_t len)
 {
     struct writer w = {b, 0, NULL};
     size_t old_len = b->len;
+    bool had_data = b->data != NULL;
 
-    put_string(&w, s, len, "string", SIZE_MAX);
-    if (w.rc < 0 && b->data) {
+    if (!s && len)
+        return VH_EINVAL;
+    put_string(&w, s ? s : "", len, "string", SIZE_MAX);
+    /* As vh_session_render: an unallocated buffer goes back to its INIT state. */
+    if (w.rc < 0 && !had_data) {
+        vh_buf_release(b);
+    } else if (w.rc < 0) {
         b->len = old_len;
         b->data[old_len] = '\0';
     }

@@ -18,6 +18,7 @@
 #include <vocohook/alloc.h>
 #include <vocohook/clock.h>
 #include <vocohook/event.h>
+#include <vocohook/json.h>
 
 #define SEED_TS_MS INT64_C(1773585128000) /* 2026-03-15T14:32:08.000Z */
 
@@ -729,6 +730,33 @@ static void test_render_bound_and_buffer_restore(void **state)
     vh_buf_release(&full);
 }
 
+/* json.h's string writer: a failure gives the buffer back as it was, unallocated included. */
+static void test_json_add_string_failure_leaves_buffer_as_it_was(void **state)
+{
+    struct vh_buf b = VH_BUF_INIT(100), small = VH_BUF_INIT(4);
+
+    (void)state;
+    assert_int_equal(vh_json_add_string(&b, "a\xff", 2), VH_EINVAL);
+    assert_null(b.data);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(b.cap, 0);
+    assert_int_equal(vh_json_add_string(&b, "a\0b", 3), VH_EINVAL);
+    assert_null(b.data);
+    assert_int_equal(vh_json_add_string(&small, "abcd", 4), VH_ETOOBIG);
+    assert_null(small.data);
+    assert_int_equal(small.cap, 0);
+    assert_int_equal(small.max, 4);
+    /* With content already there, that content stays, byte for byte. */
+    assert_int_equal(vh_json_add_string(&b, "ok", 2), 0);
+    assert_int_equal(vh_json_add_string(&b, "x\xc3", 2), VH_EINVAL);
+    assert_int_equal(b.len, 4);
+    assert_string_equal(b.data, "\"ok\"");
+    /* (NULL, 0) is the empty string, as for vh_buf_add. */
+    assert_int_equal(vh_json_add_string(&b, NULL, 0), 0);
+    assert_string_equal(b.data, "\"ok\"\"\"");
+    vh_buf_release(&b);
+}
+
 /* --- latency and names -------------------------------------------------------------------- */
 
 static void derive(const int64_t *lat, size_t n, struct vh_latency *out)
@@ -821,6 +849,7 @@ int main(void)
         cmocka_unit_test(test_escaping_every_byte_at_every_offset),
         cmocka_unit_test(test_render_refuses_what_would_not_be_json),
         cmocka_unit_test(test_render_bound_and_buffer_restore),
+        cmocka_unit_test(test_json_add_string_failure_leaves_buffer_as_it_was),
         cmocka_unit_test(test_derive_latency_rounds_half_up),
         cmocka_unit_test(test_call_status_names),
     };
