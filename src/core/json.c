@@ -809,6 +809,7 @@ int vh_json_parse_fields(const char *json, size_t len, struct vh_jfield *fields,
 {
     struct vh_jt_doc doc = {0};
     const struct vh_jt *v;
+    char quoted[64];
     size_t i;
     int rc = 0;
 
@@ -821,7 +822,8 @@ int vh_json_parse_fields(const char *json, size_t len, struct vh_jfield *fields,
             if (strcmp(fields[i].name, v->key) == 0)
                 break;
         if (i == n) {
-            rc = vh_error_set(err, VH_EINVAL, "body: unknown key \"%.64s\"", v->key);
+            vh__jt_quote_key(v->key, quoted);
+            rc = vh_error_set(err, VH_EINVAL, "body: unknown key \"%s\"", quoted);
             goto out;
         }
         rc = fill_field(&fields[i], v, err);

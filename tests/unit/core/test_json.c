@@ -1,0 +1,60 @@
+/*
+ * json.h's flat request objects (vh_json_parse_fields): the messages name the key, on one
+ * line. The string writer is tested with the encoder, in test_event.c.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include <vocohook/json.h>
+
+static int parse(const char *json, struct vh_jfield *f, size_t n, struct vh_error *err)
+{
+    vh_error_clear(err);
+    return vh_json_parse_fields(json, strlen(json), f, n, err);
+}
+
+static void test_unknown_key_is_quoted_on_one_line(void **state)
+{
+    struct vh_jfield f[] = {{.name = "url", .type = VH_JSTRING, .max_len = 10}};
+    struct vh_error err = VH_ERROR_INIT;
+
+    (void)state;
+    assert_int_equal(parse("{\"a\\nb\\u001b[31m\":1}", f, 1, &err), VH_EINVAL);
+    assert_string_equal(err.msg, "body: unknown key \"a\\u000ab\\u001b[31m\"");
+    assert_null(strchr(err.msg, '\n'));
+    assert_int_equal(parse("{\"q\\\"\":1}", f, 1, &err), VH_EINVAL);
+    assert_string_equal(err.msg, "body: unknown key \"q\\\"\"");
+    assert_false(f[0].present);
+}
+
+static void test_fields_filled_and_released(void **state)
+{
+    struct vh_jfield f[] = {{.name = "url", .type = VH_JSTRING, .required = true, .max_len = 10},
+                            {.name = "n", .type = VH_JINT}};
+    struct vh_error err = VH_ERROR_INIT;
+
+    (void)state;
+    assert_int_equal(parse("{\"url\":\"x\",\"n\":7}", f, 2, &err), 0);
+    assert_string_equal(f[0].str, "x");
+    assert_int_equal(f[1].i, 7);
+    assert_int_equal(parse("{\"n\":7}", f, 2, &err), VH_EINVAL);
+    assert_string_equal(err.msg, "url: missing");
+    assert_null(f[0].str);
+    assert_false(f[1].present);
+    vh_json_fields_release(f, 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unknown_key_is_quoted_on_one_line),
+        cmocka_unit_test(test_fields_filled_and_released),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
