@@ -696,6 +696,9 @@ static const char *first_line_masked(const char *msg, const char *url, char *dst
     return dst;
 }
 
+static int run_cmd(struct conn *c, const char *sql, const char *tag, const char *what,
+                   struct vh_error *err);
+
 static int conn_open(const char *url, struct conn **out, struct vh_error *err)
 {
     /*
@@ -715,7 +718,6 @@ static int conn_open(const char *url, struct conn **out, struct vh_error *err)
     const char *const vals[] = {"10", "vocohook", "1", "30", "10", "3", "30000", url, "UTF8", NULL};
     char line[200];
     struct conn *c;
-    PGresult *res;
     int rc;
 
     c = vh_malloc(sizeof(*c));
@@ -740,16 +742,12 @@ static int conn_open(const char *url, struct conn **out, struct vh_error *err)
                           PQserverVersion(c->pg));
         goto fail;
     }
-    res = PQexec(c->pg, "SELECT set_config('lock_timeout', '" LOCK_TIMEOUT "', false)"
-                        " WHERE current_setting('lock_timeout') = '0'");
-    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = vh_error_set(
-            err, res ? VH_ESTORE : VH_ENOMEM, "connect to postgres: %s",
-            first_line(res ? PQresultErrorMessage(res) : "out of memory", line, sizeof(line)));
-        PQclear(res);
+    rc = run_cmd(c,
+                 "SELECT set_config('lock_timeout', '" LOCK_TIMEOUT "', false)"
+                 " WHERE current_setting('lock_timeout') = '0'",
+                 NULL, "connect to postgres", err);
+    if (rc < 0)
         goto fail;
-    }
-    PQclear(res);
     *out = c;
     return 0;
 fail:
