@@ -41,6 +41,11 @@
 #define RECORD_BATCH     64
 #define RECORD_LINGER_MS 5
 /*
+ * At a stop, outcomes the store refuses (a full disk) are tried again, 500 ms apart, for
+ * this long after the first refusal, then dropped: their deliveries are sent again.
+ */
+#define STOP_RECORD_MS 1000
+/*
  * How long a claim is ours. An attempt waits in the engine's per-endpoint queue before it
  * starts, so the lease covers the queue as well as the timeout. A job that waited so long
  * that its attempt could outlast the lease is not started (the engine's start_by_ms): once
@@ -578,7 +583,7 @@ static void *dispatch(void *arg)
     struct vh__clock_watch clock = {0};
     int64_t step;
     struct job *unrecorded = NULL; /* refused by the store; recorded again */
-    int stop_tries = 0;
+    int64_t stop_refused_ms = -1;  /* when the store first refused a record at the stop */
 
     vh__thread_name("vh-dispatch");
     if (s->sched_batch) {
@@ -614,8 +619,8 @@ static void *dispatch(void *arg)
             record_now = record_due(s, &at, &lingers);
             /*
              * A stopped engine ends the wait at once, unless a refused batch waits to be
-             * tried again: then the tries at a stop stay 500 ms apart (wait_ms), or all
-             * three would run within a millisecond and give the store no time to recover.
+             * tried again: then the tries at a stop stay 500 ms apart (wait_ms), or they
+             * would all run within a millisecond and give the store no time to recover.
              */
             if (record_now || s->wake || (s->stopping && s->engine_stopped && !unrecorded))
                 break;
@@ -644,9 +649,19 @@ static void *dispatch(void *arg)
         if (done)
             unrecorded = record(s, done);
         if (stopping) {
-            if (unrecorded && ++stop_tries >= 3) {
-                drop_unrecorded(s, unrecorded);
-                unrecorded = NULL;
+            /*
+             * Given up by time, not by count: attempts the engine finishes during the stop
+             * each bring a try at once, and three tries once ran within 70 ms of the stop.
+             */
+            if (unrecorded) {
+                int64_t now = vh_time_mono_ms();
+
+                if (stop_refused_ms < 0) {
+                    stop_refused_ms = now;
+                } else if (now - stop_refused_ms >= STOP_RECORD_MS) {
+                    drop_unrecorded(s, unrecorded);
+                    unrecorded = NULL;
+                }
             }
             if (stopped && !unrecorded) {
                 pthread_mutex_lock(&s->lock);

@@ -51,6 +51,8 @@ class FullDisk(unittest.TestCase):
 
     def tearDown(self):
         self.gate.set()
+        for ev in getattr(self, "late", {}).values():
+            ev.set()
         self.recv.close()
         self.d.cleanup()
         subprocess.run(["umount", self.mnt], capture_output=True)
@@ -162,20 +164,38 @@ class FullDisk(unittest.TestCase):
         self.nothing_sent_again(20)
 
     def test_stop_gives_up_on_refused_records_in_bounded_time(self):
-        # The disk stays full: the stop tries a few times, then drops the attempts (their
-        # deliveries are sent again at the next start: at least once) and exits cleanly.
-        self.sent_while_full(20)
-        t0 = time.monotonic()
+        # The disk stays full: the stop tries again for a second, 500 ms apart, then drops
+        # the attempts (their deliveries are sent again at the next start: at least once)
+        # and exits cleanly. Two attempts still in progress end at the stop's start and
+        # 100 ms into it, and each brings a try at once: the give-up goes by time, not by
+        # the number of tries (three tries ran within 570 ms of the stop in CI, and within
+        # 170 ms here).
+        late = self.late = {1: threading.Event(), 2: threading.Event()}
+        self.recv.behaviour = (lambda n: 204 if (late[n] if n in late else self.gate).wait(30)
+                               else 500)
+        for i in range(22):
+            self.assertEqual(post_ingest(self.d.host, self.d.port, self.d.token,
+                                         self.body(f"s{i}")), 202)
+        self.assertEqual(self.recv.wait_count(8, 15), 8)  # the endpoint's 8 at once
+        fill(self.filler)
+        self.gate.set()
+        self.assertEqual(self.recv.wait_count(22, 15), 22)
+        self.assertIsNotNone(self.d.err.wait_for(
+            lambda l: "recording attempts failed" in l, 15), self.d.err.text())
         self.d.proc.send_signal(15)
+        self.assertIsNotNone(self.d.err.wait_for(lambda l: "engine stopping" in l, 15))
+        t0 = time.monotonic()  # the sender's stop has begun
+        late[1].set()
+        threading.Timer(0.1, late[2].set).start()
         self.assertEqual(self.d.wait_exit(15), 0)
         took = time.monotonic() - t0
-        self.assertGreaterEqual(took, 0.9)  # three tries, 500 ms apart
+        self.assertGreaterEqual(took, 0.95, self.d.err.text())
         self.assertLess(took, 5)
         self.assertIn("stopping with attempts not recorded", self.d.err.text())
         os.remove(self.filler)
         self.d.start()
-        self.assertEqual(self.recv.wait_count(40, 15), 40)
-        self.wait_for(lambda: self.states() == {"succeeded": 20}, 10, "20 recorded")
+        self.assertEqual(self.recv.wait_count(44, 15), 44)
+        self.wait_for(lambda: self.states() == {"succeeded": 22}, 10, "22 recorded")
 
 
 if __name__ == "__main__":
