@@ -55,7 +55,9 @@ VH_API int vh_server_start(struct vh_api *api, const struct vh_server_config *cf
  * A request as a generic handler sees it: what vh_api_handle gets (`base`: method, path,
  * query, Authorization, Content-Type, the raw body and its bound, the request id and the
  * arrival time), and the values of the extra headers the handler named, in the order it
- * named them (NULL when the request has no such header; the first one when it has several).
+ * named them (NULL when the request has no such header). A header sent on several lines
+ * is one value, the lines' values joined with ", " (RFC 9110 §5.3), so that a handler
+ * sees that there were several rather than the first alone (out of memory: NULL).
  * Everything is borrowed for the duration of the call.
  */
 struct vh_server_req {
@@ -102,6 +104,16 @@ VH_API void vh_server_reply(struct vh_server_reply *reply);
 typedef bool vh_server_admit_fn(void *ud, const struct vh_server_req *req,
                                 struct vh_api_resp *resp);
 
+/*
+ * Writes the answer to a request the server refuses itself, before any handler or admit
+ * hook sees it: `status` (400: a head whose body framing is ambiguous or not understood,
+ * or with white space in a field name; the connection is closed after it), `reason` (a
+ * static name: "ambiguous_length", "unsupported_transfer_encoding", "bad_header_name") and
+ * `message` (static, one line). `resp` is as for the handler.
+ */
+typedef void vh_server_refuse_fn(void *ud, int status, const char *reason, const char *message,
+                                 struct vh_api_resp *resp);
+
 struct vh_server_handler {
     vh_server_handler_fn *handle;
     vh_server_async_fn *handle_async; /* used instead of `handle` when set */
@@ -109,6 +121,8 @@ struct vh_server_handler {
     /* Names of the extra headers to look up (case-insensitive); NULL ends the list early. */
     const char *headers[VH_SERVER_HEADERS_MAX];
     vh_server_admit_fn *admit; /* optional: for requests that declare a body */
+    /* Optional: the server's own refusals in the handler's envelope; NULL: the vh_api's. */
+    vh_server_refuse_fn *refuse;
 };
 
 /*

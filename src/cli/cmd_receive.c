@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <vocohook/config.h>
+#include <vocohook/json.h>
 #include <vocohook/receive.h>
 
 #include "core/banned.h"
@@ -361,6 +362,23 @@ static bool on_admit(void *ud, const struct vh_server_req *sreq, struct vh_api_r
     return false;
 }
 
+/*
+ * The server's own refusals (a 400 to a body of ambiguous length), in the receiver's envelope
+ * rather than the partner API's: {"ok":false,"error":"bad_request","reason":...}.
+ */
+static void on_refuse(void *ud, int status, const char *reason, const char *message,
+                      struct vh_api_resp *resp)
+{
+    (void)ud;
+    resp->status = status;
+    if (vh_buf_addf(
+            &resp->body,
+            "{\"ok\":false,\"error\":\"bad_request\",\"reason\":\"%s\",\"message\":", reason) < 0 ||
+        vh_json_add_string(&resp->body, message, strlen(message)) < 0 ||
+        vh_buf_adds(&resp->body, "}") < 0)
+        vh_buf_release(&resp->body); /* the server answers its own 500 */
+}
+
 static int on_request(void *ud, const struct vh_server_req *sreq, struct vh_api_resp *resp,
                       struct vh_server_reply *reply)
 {
@@ -684,6 +702,7 @@ static int run(struct receive_args *a, const sigset_t *stop_sigs)
     memset(&h, 0, sizeof(h));
     h.handle_async = on_request;
     h.admit = on_admit;
+    h.refuse = on_refuse;
     h.ud = r;
     h.headers[H_TIMESTAMP] = "X-Webhook-Timestamp";
     h.headers[H_SIGNATURE] = "X-Webhook-Signature";

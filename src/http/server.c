@@ -388,40 +388,64 @@ static bool declares_body(struct MHD_Connection *conn)
                NULL;
 }
 
-struct length_headers {
-    const char *first; /* the first Content-Length value */
-    bool differ;       /* a later one differs from it */
+/* What the head says of its body's framing, and of its field names. */
+struct framing {
+    const char *length;  /* the first Content-Length value */
+    bool lengths_differ; /* a later one differs from it */
+    unsigned codings;    /* Transfer-Encoding lines */
+    bool not_chunked;    /* one of them is not exactly "chunked" */
+    bool space_in_name;  /* a field name with white space in it */
 };
 
-static enum MHD_Result collect_length(void *cls, enum MHD_ValueKind kind, const char *key,
-                                      const char *value)
+static enum MHD_Result collect_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
 {
-    struct length_headers *lh = cls;
+    struct framing *f = cls;
 
     (void)kind;
-    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0)
-        return MHD_YES;
-    if (!lh->first)
-        lh->first = value ? value : "";
-    else if (strcmp(lh->first, value ? value : "") != 0)
-        lh->differ = true;
+    value = value ? value : "";
+    if (strpbrk(key, " \t")) {
+        f->space_in_name = true;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (!f->length)
+            f->length = value;
+        else if (strcmp(f->length, value) != 0)
+            f->lengths_differ = true;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->codings++;
+        if (strcasecmp(value, "chunked") != 0)
+            f->not_chunked = true;
+    }
     return MHD_YES;
 }
 
 /*
- * Whether the body's length is ambiguous (RFC 9112 §6.3): Content-Length values that differ,
- * or a Content-Length beside a Transfer-Encoding. MHD takes the first Content-Length, or
- * the chunked coding, and reads what follows as a next request; a proxy in front that took
- * the other sends those bytes as this request's body, and the next request is smuggled.
+ * Why the body's length cannot be trusted (RFC 9112 §6.3), as a message, with its reason
+ * name in `*reason`; NULL when it can. Content-Length values that differ, or one beside a
+ * Transfer-Encoding: MHD takes the first Content-Length, or the chunked coding, and reads
+ * what follows as a next request; a proxy in front that took the other sends those bytes as
+ * this request's body, and the next request is smuggled. A Transfer-Encoding that is not
+ * one "chunked" alone (`gzip, chunked`, `chunked ` with a space, two lines): MHD reads such
+ * a body until the connection closes, where a proxy reads chunks. White space before a
+ * field name's colon (RFC 9112 §5.1: a MUST reject): MHD keeps the name with it, so
+ * `Transfer-Encoding : chunked` frames nothing here, where a lenient proxy frames by it.
  */
-static bool framing_is_ambiguous(struct MHD_Connection *conn)
+static const char *framing_problem(struct MHD_Connection *conn, const char **reason)
 {
-    struct length_headers lh = {NULL, false};
+    struct framing f = {NULL, false, 0, false, false};
 
-    MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_length, &lh);
-    return lh.differ ||
-           (lh.first && MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                    MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL);
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_framing, &f);
+    *reason = "ambiguous_length";
+    if (f.lengths_differ || (f.length && f.codings > 0))
+        return "ambiguous body length: Content-Length values differ, or come with "
+               "Transfer-Encoding";
+    *reason = "unsupported_transfer_encoding";
+    if (f.codings > 1 || f.not_chunked)
+        return "Transfer-Encoding other than chunked alone: the body's length is unknown";
+    *reason = "bad_header_name";
+    if (f.space_in_name)
+        return "white space in a header field name";
+    return NULL;
 }
 
 static struct request *request_new(struct vh_server *srv)
@@ -504,6 +528,19 @@ static bool api_admit(void *ud, const struct vh_server_req *req, struct vh_api_r
     return vh_api_admit(ud, &req->base, resp);
 }
 
+/* The server's own refusals (a 400) in the vh_api's envelope: what `vocohook serve` answers. */
+static void api_refuse(void *ud, int status, const char *reason, const char *message,
+                       struct vh_api_resp *resp)
+{
+    (void)ud;
+    (void)reason;
+    resp->status = status;
+    (void)vh_buf_addf(
+        &resp->body,
+        "{\"success\":false,\"error\":{\"code\":\"VALIDATION_ERROR\",\"message\":\"%s\"}}",
+        message); /* the message is static, with nothing to escape */
+}
+
 /* Fills the request the handler sees from what MHD parsed. */
 /*
  * The value of header `name` without trailing spaces and tabs, or NULL when it is absent.
@@ -531,6 +568,66 @@ static const char *header_value(struct request *rq, size_t slot, struct MHD_Conn
     return rq->trimmed[slot] ? rq->trimmed[slot] : v;
 }
 
+/* A header's field lines, gathered by join_lines. */
+struct field_lines {
+    const char *name;
+    const char *first;  /* the first line's value */
+    unsigned n;         /* lines with that name */
+    struct vh_buf join; /* from the second line on: all values, trimmed, joined by ", " */
+    bool failed;        /* out of memory */
+};
+
+/* Appends `value` without its trailing white space, after ", " unless it is the first. */
+static void join_add(struct field_lines *fl, const char *value, bool first)
+{
+    size_t n;
+
+    for (n = strlen(value); n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'); n--)
+        ;
+    if ((!first && vh_buf_add(&fl->join, ", ", 2) < 0) || vh_buf_add(&fl->join, value, n) < 0)
+        fl->failed = true;
+}
+
+static enum MHD_Result join_lines(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    struct field_lines *fl = cls;
+
+    (void)kind;
+    if (strcasecmp(key, fl->name) != 0)
+        return MHD_YES;
+    value = value ? value : "";
+    if (fl->n++ == 0) {
+        fl->first = value; /* nothing copied unless a second line comes */
+        return MHD_YES;
+    }
+    if (fl->n == 2)
+        join_add(fl, fl->first, true);
+    join_add(fl, value, false);
+    return MHD_YES;
+}
+
+/*
+ * The value of a header the handler named (header_value), or, when it came on several
+ * lines, all of them joined with ", " (RFC 9110 §5.3) into rq->trimmed[slot]: the first
+ * alone would let one request be read two ways (`X-Webhook-Signature` twice: the handler
+ * would check the first, a proxy or another reader the last). Out of memory that is NULL,
+ * never the first line alone. Only a repeat allocates.
+ */
+static const char *field_value(struct request *rq, size_t slot, struct MHD_Connection *conn,
+                               const char *name)
+{
+    struct field_lines fl = {name, NULL, 0, VH_BUF_INIT(CONN_MEMORY_LIMIT), false};
+
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, join_lines, &fl);
+    if (fl.n < 2)
+        return header_value(rq, slot, conn, name);
+    vh_free(rq->trimmed[slot]);
+    rq->trimmed[slot] = fl.failed ? NULL : vh_buf_detach(&fl.join, NULL);
+    vh_buf_release(&fl.join);
+    return rq->trimmed[slot];
+}
+
 /* Fills `sreq` (rq->sreq) for the handler; a second fill replaces what the first gave. */
 static void fill_request(const struct vh_server *srv, struct MHD_Connection *conn,
                          struct request *rq, const char *method, const char *path,
@@ -553,7 +650,7 @@ static void fill_request(const struct vh_server *srv, struct MHD_Connection *con
     req->request_id = rq->id;
     req->now_ms = vh_time_now_ms();
     for (i = 0; i < VH_SERVER_HEADERS_MAX && srv->handler.headers[i]; i++)
-        sreq->headers[i] = header_value(rq, 2 + i, conn, srv->handler.headers[i]);
+        sreq->headers[i] = field_value(rq, 2 + i, conn, srv->handler.headers[i]);
 }
 
 /* Sends `rq->resp`, the handler's answer (and releases it). */
@@ -703,6 +800,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct vh_server *srv = cls;
     struct request *rq = *req_cls;
+    const char *msg, *reason;
 
     (void)version;
     if (!rq) {
@@ -712,17 +810,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *req_cls = rq;
         /*
          * A body whose length is ambiguous is not read: 400, and the connection closed with
-         * it (RFC 9112 §6.3), so nothing after it is read as a request of its own.
+         * it (RFC 9112 §6.3), so nothing after it is read as a request of its own. The
+         * handler's refuse hook words it, so that each daemon answers in its own envelope.
          */
-        if (framing_is_ambiguous(conn)) {
-            static const char msg[] = "{\"success\":false,\"error\":{\"code\":\"VALIDATION_ERROR\","
-                                      "\"message\":\"ambiguous body length: Content-Length "
-                                      "values differ, or come with Transfer-Encoding\"}}";
-
+        msg = framing_problem(conn, &reason);
+        if (msg) {
             rq->body_unread = true;
-            rq->resp.status = 400;
-            (void)vh_buf_add(&rq->resp.body, msg, sizeof(msg) - 1); /* fails: a 500, closed */
-            return send_answer(srv, conn, rq, method, url);
+            (srv->handler.refuse ? srv->handler.refuse : api_refuse)(srv->handler.ud, 400, reason,
+                                                                     msg, &rq->resp);
+            return send_answer(srv, conn, rq, method, url); /* no body: a 500, closed */
         }
         /*
          * Reading a huge declared body only to throw it away wastes the link; refuse it

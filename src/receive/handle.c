@@ -3,7 +3,8 @@
  *
  *   1. Route and method: POST on `/` or `/webhook` (GET /healthz answers 200).
  *   2. Verify the raw bytes (vh_verify: exact timestamp form, window, constant-time compare
- *      against every secret). Nothing of an unauthenticated body is parsed or stored.
+ *      against every secret), each signature header sent once. Nothing of an
+ *      unauthenticated body is parsed or stored.
  *   3. Parse the payload leniently (unknown keys kept, known ones type-checked): a payload
  *      that breaks the contract is 400, so the sender sees it, and nothing is stored.
  *   4. Store the raw body with its jobs, deduplicating on session_id, durably; then 200.
@@ -61,6 +62,36 @@ static bool is_webhook_path(const char *path)
     return path && (strcmp(path, "/") == 0 || strcmp(path, "/webhook") == 0);
 }
 
+/* The 401 for `resp->verify_status`; `reason` is JSON-escaped already. */
+static void unauthorized(struct vh_receiver *r, struct vh_receive_resp *resp, const char *reason)
+{
+    answer(resp, 401, VH_RECEIVE_UNAUTHORIZED,
+           "{\"ok\":false,\"error\":\"unauthorized\",\"reason\":\"%s\",\"message\":\"%s\"}",
+           vh_verify_status_name(resp->verify_status), reason);
+    vh__receiver_log(r, VH_LOG_WARN, "rejected", ",\"reason\":\"%s\",\"detail\":\"%s\"",
+                     vh_verify_status_name(resp->verify_status), reason);
+}
+
+/*
+ * The signature header sent more than once, or NULL. Neither a timestamp nor a signature
+ * has a comma: one there means several values, on several lines (which the server joins
+ * with ", ", RFC 9110 §5.3) or as a list. Taking the first would let the request be read
+ * two ways (a proxy in front, or a second reader, may take the last), so it is refused with
+ * the status for its header, as a malformed one is.
+ */
+static const char *repeated_header(const struct vh_receive_req *req, enum vh_verify_status *st)
+{
+    if (req->timestamp && strchr(req->timestamp, ',')) {
+        *st = VH_VERIFY_BAD_TIMESTAMP;
+        return "X-Webhook-Timestamp";
+    }
+    if (req->signature && strchr(req->signature, ',')) {
+        *st = VH_VERIFY_BAD_SIGNATURE;
+        return "X-Webhook-Signature";
+    }
+    return NULL;
+}
+
 /*
  * Steps 1-2. Returns true when the request may go on to the payload checks. With `head`,
  * only what needs no body (vh_receiver_admit): the body is neither there nor bounded yet.
@@ -71,6 +102,7 @@ static bool check_request(struct vh_receiver *r, const struct vh_receive_req *re
     struct vh_error err = VH_ERROR_INIT;
     struct vh_verify_opts vo;
     char reason[VH_ERROR_MSG_MAX * 2];
+    const char *repeated;
 
     if (req->path && strcmp(req->path, "/healthz") == 0 && req->method &&
         strcmp(req->method, "GET") == 0) {
@@ -91,6 +123,12 @@ static bool check_request(struct vh_receiver *r, const struct vh_receive_req *re
                      "the body is larger than the receiver accepts");
         return false;
     }
+    repeated = repeated_header(req, &resp->verify_status);
+    if (repeated) {
+        snprintf(reason, sizeof(reason), "%s: more than one value", repeated);
+        unauthorized(r, resp, reason);
+        return false;
+    }
     vo.secrets = (const char *const *)r->secrets;
     vo.n_secrets = r->cfg.n_secrets;
     vo.tolerance_ms = r->cfg.tolerance_ms;
@@ -106,11 +144,7 @@ static bool check_request(struct vh_receiver *r, const struct vh_receive_req *re
     if (*rc == VH_ESIG) {
         *rc = 0;
         vh__json_escape(err.msg, sizeof(err.msg), reason, sizeof(reason));
-        answer(resp, 401, VH_RECEIVE_UNAUTHORIZED,
-               "{\"ok\":false,\"error\":\"unauthorized\",\"reason\":\"%s\",\"message\":\"%s\"}",
-               vh_verify_status_name(resp->verify_status), reason);
-        vh__receiver_log(r, VH_LOG_WARN, "rejected", ",\"reason\":\"%s\",\"detail\":\"%s\"",
-                         vh_verify_status_name(resp->verify_status), reason);
+        unauthorized(r, resp, reason);
         return false;
     }
     if (*rc < 0) {
