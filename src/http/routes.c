@@ -111,6 +111,8 @@ static const char *code_for_status(int status)
         return "FORBIDDEN";
     case 404:
         return "NOT_FOUND";
+    case 405:
+        return "METHOD_NOT_ALLOWED";
     case 409:
         return "CONFLICT";
     case 413:
@@ -1679,6 +1681,16 @@ static int ingest_async(struct route_ctx *c, vh_api_done_fn *done, void *ud)
     return VH_API_LATER;
 }
 
+/* GET /healthz: the process answers (the store is not asked). */
+static int healthz(struct route_ctx *c)
+{
+    int rc = ok_begin(c, 200);
+
+    if (rc == 0)
+        rc = vh_buf_adds(&c->resp->body, "{\"status\":\"ok\"}");
+    return ok_end(c, rc);
+}
+
 /*
  * GET /metrics: Prometheus text, unauthenticated like /healthz (counts only, nothing of any
  * partner); expose the port only where the scraper can reach it.
@@ -1740,10 +1752,71 @@ static bool method_is(const struct route_ctx *c, const char *m)
     return strcmp(c->req->method, m) == 0;
 }
 
+/*
+ * The partner API's routes: a path under /api/v2, where "*" stands for any one segment (an
+ * id), and a method. The Allow header of a 405 is read off this table too, so the two agree.
+ */
+struct partner_route {
+    const char *method;
+    const char *path;
+    int (*fn)(struct route_ctx *c);
+};
+
+static const struct partner_route partner_routes[] = {
+    {"GET", "config", config_get},
+    {"PUT", "config/webhook", legacy_put},
+    {"GET", "config/webhooks", webhooks_list},
+    {"POST", "config/webhooks", webhooks_create},
+    {"GET", "config/webhooks/*", webhooks_get},
+    {"PATCH", "config/webhooks/*", webhooks_update},
+    {"DELETE", "config/webhooks/*", webhooks_delete},
+    {"POST", "config/webhooks/*/rotate-secret", webhooks_rotate},
+    {"GET", "config/webhooks/*/deliveries", deliveries_list},
+    {"POST", "config/webhooks/*/replay", webhooks_replay},
+    {"GET", "deliveries/*", delivery_get},
+    {"POST", "deliveries/*/retry", delivery_retry},
+    {"GET", "calls", calls_list},
+    {"GET", "calls/*", calls_get},
+};
+
+/* Whether the path's segments from `first` on are `pattern`'s, one for one. */
+static bool path_matches(const struct route_ctx *c, size_t first, const char *pattern)
+{
+    const char *p = pattern;
+    size_t i;
+
+    for (i = first; i < c->n_seg; i++) {
+        size_t n = strcspn(p, "/");
+
+        if (n == 0)
+            return false; /* the path is longer */
+        if (!(n == 1 && p[0] == '*') && (strlen(c->seg[i]) != n || strncmp(c->seg[i], p, n) != 0))
+            return false;
+        p += n;
+        if (*p == '/')
+            p++;
+    }
+    return *p == '\0';
+}
+
+/*
+ * Answers 405 with the methods the path takes (`allow`, as an Allow header lists them):
+ * RFC 9110 15.5.6, for a path that exists but not with this method.
+ */
+static int reply_method_not_allowed(struct route_ctx *c, const char *allow)
+{
+    reply_error(c->resp, 405, "method %s is not allowed for %s (allowed: %s)", c->req->method,
+                c->req->path, allow);
+    return 0;
+}
+
 /* The partner API under /api/v2 (segments 0 and 1 already matched). */
 static int partner_route(struct route_ctx *c)
 {
+    const struct partner_route *route = NULL;
     bool calls = seg_is(c, 2, "calls");
+    char allow[64] = "";
+    size_t i, n = sizeof(partner_routes) / sizeof(partner_routes[0]);
     int wait;
 
     if (auth_partner(c))
@@ -1754,44 +1827,27 @@ static int partner_route(struct route_ctx *c)
         reply_error(c->resp, 429, "rate limit exceeded; retry in %d s", wait);
         return 0;
     }
+    for (i = 0; i < n && !route; i++) {
+        if (!path_matches(c, 2, partner_routes[i].path))
+            continue;
+        if (method_is(c, partner_routes[i].method))
+            route = &partner_routes[i];
+        else
+            snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s",
+                     allow[0] ? ", " : "", partner_routes[i].method);
+    }
+    if (!route && allow[0])
+        return reply_method_not_allowed(c, allow);
+    if (!route) {
+        reply_error(c->resp, 404, "no route for %s %s", c->req->method, c->req->path);
+        return 0;
+    }
     if (!c->req->body_too_large && c->req->body_len > 0 && !method_is(c, "GET") &&
         !is_json_content_type(c->req->content_type)) {
         reply_error(c->resp, 400, "Content-Type must be application/json");
         return 0;
     }
-    if (c->n_seg == 3 && seg_is(c, 2, "config") && method_is(c, "GET"))
-        return config_get(c);
-    if (c->n_seg == 4 && seg_is(c, 2, "config") && seg_is(c, 3, "webhook") && method_is(c, "PUT"))
-        return legacy_put(c);
-    if (c->n_seg >= 4 && seg_is(c, 2, "config") && seg_is(c, 3, "webhooks")) {
-        if (c->n_seg == 4 && method_is(c, "POST"))
-            return webhooks_create(c);
-        if (c->n_seg == 4 && method_is(c, "GET"))
-            return webhooks_list(c);
-        if (c->n_seg == 5 && method_is(c, "GET"))
-            return webhooks_get(c);
-        if (c->n_seg == 5 && method_is(c, "PATCH"))
-            return webhooks_update(c);
-        if (c->n_seg == 5 && method_is(c, "DELETE"))
-            return webhooks_delete(c);
-        if (c->n_seg == 6 && seg_is(c, 5, "rotate-secret") && method_is(c, "POST"))
-            return webhooks_rotate(c);
-        if (c->n_seg == 6 && seg_is(c, 5, "deliveries") && method_is(c, "GET"))
-            return deliveries_list(c);
-        if (c->n_seg == 6 && seg_is(c, 5, "replay") && method_is(c, "POST"))
-            return webhooks_replay(c);
-    }
-    if (seg_is(c, 2, "deliveries") && c->n_seg == 4 && method_is(c, "GET"))
-        return delivery_get(c);
-    if (seg_is(c, 2, "deliveries") && c->n_seg == 5 && seg_is(c, 4, "retry") &&
-        method_is(c, "POST"))
-        return delivery_retry(c);
-    if (calls && c->n_seg == 3 && method_is(c, "GET"))
-        return calls_list(c);
-    if (calls && c->n_seg == 4 && method_is(c, "GET"))
-        return calls_get(c);
-    reply_error(c->resp, 404, "no route for %s %s", c->req->method, c->req->path);
-    return 0;
+    return route->fn(c);
 }
 
 /* Sets up `c` for a request, its path split into `copy`; false when the path is unusable. */
@@ -1805,11 +1861,17 @@ static bool route_start(struct route_ctx *c, struct vh_api *api, const struct vh
     return req->method && req->path && split_path(c, copy, cap);
 }
 
+/* /internal/v1/sessions, the ingest's path, whatever the method. */
+static bool is_ingest_path(const struct route_ctx *c)
+{
+    return c->n_seg == 3 && seg_is(c, 0, "internal") && seg_is(c, 1, "v1") &&
+           seg_is(c, 2, "sessions");
+}
+
 /* POST /internal/v1/sessions: the ingest (vh_api_handle and vh_api_admit agree on it). */
 static bool is_ingest(const struct route_ctx *c)
 {
-    return c->n_seg == 3 && seg_is(c, 0, "internal") && seg_is(c, 1, "v1") &&
-           seg_is(c, 2, "sessions") && method_is(c, "POST");
+    return is_ingest_path(c) && method_is(c, "POST");
 }
 
 /* /api/v2/...: the partner API, behind an API key. */
@@ -1829,13 +1891,8 @@ static int handle(struct vh_api *api, const struct vh_api_req *req, struct vh_ap
         reply_error(resp, 404, "no such route");
         return 0;
     }
-    if (c.n_seg == 1 && seg_is(&c, 0, "healthz")) {
-        int rc = ok_begin(&c, 200);
-
-        if (rc == 0)
-            rc = vh_buf_adds(&resp->body, "{\"status\":\"ok\"}");
-        return ok_end(&c, rc);
-    }
+    if (c.n_seg == 1 && seg_is(&c, 0, "healthz"))
+        return healthz(&c);
     /* HEAD too, as /healthz takes it: a monitor may probe with it (the server sends no body). */
     if (c.n_seg == 1 && seg_is(&c, 0, "metrics") &&
         (method_is(&c, "GET") || method_is(&c, "HEAD")) && api->metrics)
@@ -1850,6 +1907,8 @@ static int handle(struct vh_api *api, const struct vh_api_req *req, struct vh_ap
     }
     if (is_ingest(&c))
         return done ? ingest_async(&c, done, ud) : ingest(&c);
+    if (is_ingest_path(&c))
+        return reply_method_not_allowed(&c, "POST");
     if (is_partner_api(&c))
         return partner_route(&c);
     reply_error(resp, 404, "no route for %s %s", req->method, req->path);

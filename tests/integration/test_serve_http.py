@@ -78,12 +78,15 @@ class Health(unittest.TestCase):
                           body={"label": "a", "url": "https://example.com/h"})
             self.assertEqual(r.status, 201, r)
             ep = r.json()["data"]["id"]
-            for method, path in (("DELETE", f"/api/v2/config/webhooks/{ep}%00/deliveries"),
-                                 ("GET", f"/api/v2/config/webhooks/{ep}%00x"),
-                                 ("GET", f"/api/v2/config/webhooks/{ep}%00/deliveries")):
+            # The DELETE is a path that takes GET only (the NUL stays in the id): 405.
+            for method, path, status, code in (
+                    ("DELETE", f"/api/v2/config/webhooks/{ep}%00/deliveries", 405,
+                     "METHOD_NOT_ALLOWED"),
+                    ("GET", f"/api/v2/config/webhooks/{ep}%00x", 404, "NOT_FOUND"),
+                    ("GET", f"/api/v2/config/webhooks/{ep}%00/deliveries", 404, "NOT_FOUND")):
                 r = d.request(method, path, key=key)
-                self.assertEqual(r.status, 404, f"{method} {path}: {r}")
-                self.assertEqual(r.json()["error"]["code"], "NOT_FOUND", r)
+                self.assertEqual(r.status, status, f"{method} {path}: {r}")
+                self.assertEqual(r.json()["error"]["code"], code, r)
             r = d.request("GET", "/api/v2/calls?limit=5%00x", key=key)
             self.assertEqual(r.status, 400, r)
             self.assertEqual(r.json()["error"]["code"], "VALIDATION_ERROR", r)
@@ -109,6 +112,53 @@ class Health(unittest.TestCase):
             finally:
                 for s in socks:
                     s.close()
+
+
+class Methods(unittest.TestCase):
+    """RFC 9110 15.5.6: a path that exists, asked with a method it does not take, is 405 (in
+    the API's error envelope), not 404; a path that does not exist stays 404."""
+
+    def assert_405(self, r, allow):
+        self.assertEqual(r.status, 405, r)
+        self.assertEqual(r.headers["content-type"], "application/json")
+        err = r.json()
+        self.assertIs(err["success"], False, r)
+        self.assertEqual(err["error"]["code"], "METHOD_NOT_ALLOWED", r)
+        self.assertTrue(err["error"]["message"].endswith(f"(allowed: {allow})"), r)
+
+    def test_a_method_the_path_does_not_take_is_405(self):
+        with Daemon() as d:
+            _, key = create_partner(d.db)
+            r = d.request("POST", "/api/v2/config/webhooks", key=key,
+                          body={"label": "a", "url": "https://example.com/h"})
+            self.assertEqual(r.status, 201, r)
+            ep = r.json()["data"]["id"]
+            for method, path, allow in (
+                    ("DELETE", "/api/v2/config/webhooks", "GET, POST"),
+                    ("PUT", f"/api/v2/config/webhooks/{ep}", "GET, PATCH, DELETE"),
+                    ("GET", f"/api/v2/config/webhooks/{ep}/rotate-secret", "POST"),
+                    ("GET", "/api/v2/config/webhook", "PUT"),
+                    ("POST", "/api/v2/config", "GET"),
+                    ("DELETE", "/api/v2/calls/c1", "GET"),
+                    ("GET", "/api/v2/deliveries/d1/retry", "POST")):
+                with self.subTest(method=method, path=path):
+                    # A body in another type is still a wrong method first, not a 400.
+                    self.assert_405(d.request(method, path, key=key, body=b"x",
+                                              headers={"Content-Type": "text/plain"}), allow)
+            self.assert_405(d.request("GET", "/internal/v1/sessions"), "POST")
+            # The endpoint is still there: the DELETE above went to no route.
+            self.assertEqual(d.request("GET", f"/api/v2/config/webhooks/{ep}",
+                                       key=key).status, 200)
+            # The API key is asked for first, as for every /api/v2 path.
+            r = d.request("DELETE", "/api/v2/calls/c1")
+            self.assertEqual(r.status, 401, r)
+            # Unknown paths, whatever the method, stay 404.
+            for method, path in (("GET", "/api/v2/nowhere"), ("DELETE", "/api/v2/calls/c1/x"),
+                                 ("POST", "/internal/v1/nowhere"), ("PUT", "/nope")):
+                with self.subTest(method=method, path=path):
+                    r = d.request(method, path, key=key)
+                    self.assertEqual(r.status, 404, r)
+                    self.assertEqual(r.json()["error"]["code"], "NOT_FOUND", r)
 
 
 class Bounds(unittest.TestCase):
