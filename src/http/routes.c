@@ -1891,12 +1891,12 @@ static int handle(struct vh_api *api, const struct vh_api_req *req, struct vh_ap
         reply_error(resp, 404, "no such route");
         return 0;
     }
-    if (c.n_seg == 1 && seg_is(&c, 0, "healthz"))
-        return healthz(&c);
-    /* HEAD too, as /healthz takes it: a monitor may probe with it (the server sends no body). */
-    if (c.n_seg == 1 && seg_is(&c, 0, "metrics") &&
-        (method_is(&c, "GET") || method_is(&c, "HEAD")) && api->metrics)
-        return metrics(&c);
+    /* HEAD too: a monitor may probe with it (the server sends no body). */
+    if (c.n_seg == 1 && (seg_is(&c, 0, "healthz") || (seg_is(&c, 0, "metrics") && api->metrics))) {
+        if (!method_is(&c, "GET") && !method_is(&c, "HEAD"))
+            return reply_method_not_allowed(&c, "GET, HEAD");
+        return seg_is(&c, 0, "metrics") ? metrics(&c) : healthz(&c);
+    }
     if (req->body_too_large) {
         reply_error(resp, 413, "request body is larger than the server accepts");
         return 0;

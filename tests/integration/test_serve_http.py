@@ -160,6 +160,19 @@ class Methods(unittest.TestCase):
                     self.assertEqual(r.status, 404, r)
                     self.assertEqual(r.json()["error"]["code"], "NOT_FOUND", r)
 
+    def test_healthz_and_metrics_take_get_and_head_only(self):
+        with Daemon() as d:
+            for path in ("/healthz", "/metrics"):
+                for method in ("GET", "HEAD"):
+                    with self.subTest(method=method, path=path):
+                        r = d.request(method, path)
+                        self.assertEqual(r.status, 200, r)
+                        if method == "HEAD":
+                            self.assertEqual(r.body, b"")
+                for method in ("POST", "PUT", "DELETE", "PATCH"):
+                    with self.subTest(method=method, path=path):
+                        self.assert_405(d.request(method, path, body=b"{}"), "GET, HEAD")
+
 
 class Bounds(unittest.TestCase):
     def test_body_over_one_mib_is_413(self):
