@@ -1311,7 +1311,7 @@ static void async_answers_at_once(void **state)
     expect_at_once(f, &r, &a, 200);
     assert_string_equal(str_at(f->json, "data.name"), "Acme");
     make_req(f, &r, auth, "GET", "/internal/v1/sessions", TOKEN, NULL);
-    expect_at_once(f, &r, &a, 404);
+    expect_at_once(f, &r, &a, 405);
 
     assert_int_equal(vh_store_count(f->st, "events", &n, NULL), 0);
     assert_int_equal(n, 0);
