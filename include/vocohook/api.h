@@ -85,11 +85,13 @@ struct vh_api_req {
 };
 
 struct vh_api_resp {
-    int status;               /* HTTP status */
-    struct vh_buf body;       /* the JSON body (owned) */
-    int retry_after_s;        /* > 0: send a Retry-After header with this many seconds */
-    const char *location;     /* NULL, or a static/owned-by-api string for a Location header */
-    const char *content_type; /* NULL: application/json; else a static string */
+    int status;                   /* HTTP status */
+    struct vh_buf body;           /* the JSON body (owned) */
+    int retry_after_s;            /* > 0: send a Retry-After header with this many seconds */
+    const char *location;         /* NULL, or a static/owned-by-api string for a Location header */
+    const char *content_type;     /* NULL: application/json; else a static string */
+    const char *www_authenticate; /* NULL, or a static string: a 401's WWW-Authenticate */
+    char allow[48];               /* "" or a 405's Allow header: "GET, HEAD" */
 };
 
 /* Initializes a response for vh_api_handle; release it with vh_api_resp_release. */

@@ -36,6 +36,16 @@
 #define ENDPOINT_WRITE_TRIES 5   /* reads and writes of an endpoint that others keep changing */
 #define LIST_TAIL_MAX        160 /* `],"total":…,"next_offset":…}}` after a page's calls */
 
+/*
+ * The challenges of a 401 (RFC 9110 11.6.1 requires one; RFC 6750 3 gives the form). Both
+ * credentials are bearer tokens, told apart by the realm. A token that was sent and refused
+ * adds error="invalid_token"; a request that sent none names no error (RFC 6750 3.1).
+ */
+#define CHALLENGE_API            "Bearer realm=\"vocohook-api\""
+#define CHALLENGE_API_INVALID    CHALLENGE_API ", error=\"invalid_token\""
+#define CHALLENGE_INGEST         "Bearer realm=\"vocohook-ingest\""
+#define CHALLENGE_INGEST_INVALID CHALLENGE_INGEST ", error=\"invalid_token\""
+
 /* The `data` object of a stored payload starts right after this prefix and the timestamp. */
 #define PAYLOAD_PREFIX "{\"event\":\"session.completed\",\"timestamp\":\""
 #define PAYLOAD_DATA   "\",\"data\":"
@@ -93,6 +103,8 @@ void vh_api_resp_init(struct vh_api_resp *resp)
     resp->retry_after_s = 0;
     resp->location = NULL;
     resp->content_type = NULL;
+    resp->www_authenticate = NULL;
+    resp->allow[0] = '\0';
 }
 
 void vh_api_resp_release(struct vh_api_resp *resp)
@@ -459,6 +471,7 @@ static int auth_partner(struct route_ctx *c)
 
     tok = bearer_token(c->req->authorization, &len);
     if (!tok) {
+        c->resp->www_authenticate = CHALLENGE_API;
         reply_error(c->resp, 401, "missing or malformed Authorization: Bearer <API key> header");
         return 1;
     }
@@ -466,6 +479,7 @@ static int auth_partner(struct route_ctx *c)
     if (rc == 0)
         rc = vh_store_partner_by_key(c->api->st, c->key_hash, &c->partner, &err);
     if (rc == VH_ENOTFOUND) {
+        c->resp->www_authenticate = CHALLENGE_API_INVALID;
         reply_error(c->resp, 401, "invalid or revoked API key");
         return 1;
     }
@@ -1544,6 +1558,7 @@ static int ingest_admit(struct route_ctx *c, int *result)
     *result = 0;
     tok = bearer_token(c->req->authorization, &len);
     if (!c->api->has_ingest_token || !tok) {
+        c->resp->www_authenticate = CHALLENGE_INGEST;
         reply_error(c->resp, 401,
                     c->api->has_ingest_token
                         ? "missing or malformed Authorization: Bearer <ingest "
@@ -1554,6 +1569,7 @@ static int ingest_admit(struct route_ctx *c, int *result)
     /* Compare digests, so the time taken says nothing about the token's bytes or length. */
     rc = vh_sha256_hex(tok, len, got, &err);
     if (rc == 0 && !vh_mem_equal_ct(got, c->api->ingest_token_hex, VH_SHA256_HEX_LEN)) {
+        c->resp->www_authenticate = CHALLENGE_INGEST_INVALID;
         reply_error(c->resp, 401, "invalid ingest token");
         return 0;
     }
@@ -1801,10 +1817,11 @@ static bool path_matches(const struct route_ctx *c, size_t first, const char *pa
 
 /*
  * Answers 405 with the methods the path takes (`allow`, as an Allow header lists them):
- * RFC 9110 15.5.6, for a path that exists but not with this method.
+ * RFC 9110 15.5.6, for a path that exists but not with this method; the header is a MUST.
  */
 static int reply_method_not_allowed(struct route_ctx *c, const char *allow)
 {
+    snprintf(c->resp->allow, sizeof(c->resp->allow), "%s", allow);
     reply_error(c->resp, 405, "method %s is not allowed for %s (allowed: %s)", c->req->method,
                 c->req->path, allow);
     return 0;

@@ -696,6 +696,10 @@ static enum MHD_Result send_answer(struct vh_server *srv, struct MHD_Connection 
     }
     if (ok && resp->location)
         ok = add_header(r, MHD_HTTP_HEADER_LOCATION, resp->location);
+    if (ok && resp->www_authenticate)
+        ok = add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, resp->www_authenticate);
+    if (ok && resp->allow[0])
+        ok = add_header(r, MHD_HTTP_HEADER_ALLOW, resp->allow);
     /*
      * Draining keep-alives; or the body is left unread, so MHD must close (and the linger
      * thread, which then reads the socket, must never share it with a next request).

@@ -125,6 +125,7 @@ class Methods(unittest.TestCase):
         self.assertIs(err["success"], False, r)
         self.assertEqual(err["error"]["code"], "METHOD_NOT_ALLOWED", r)
         self.assertTrue(err["error"]["message"].endswith(f"(allowed: {allow})"), r)
+        self.assertEqual(r.headers.get("allow"), allow, r)
 
     def test_a_method_the_path_does_not_take_is_405(self):
         with Daemon() as d:
@@ -152,6 +153,7 @@ class Methods(unittest.TestCase):
             # The API key is asked for first, as for every /api/v2 path.
             r = d.request("DELETE", "/api/v2/calls/c1")
             self.assertEqual(r.status, 401, r)
+            self.assertNotIn("allow", r.headers)
             # Unknown paths, whatever the method, stay 404.
             for method, path in (("GET", "/api/v2/nowhere"), ("DELETE", "/api/v2/calls/c1/x"),
                                  ("POST", "/internal/v1/nowhere"), ("PUT", "/nope")):
@@ -159,6 +161,7 @@ class Methods(unittest.TestCase):
                     r = d.request(method, path, key=key)
                     self.assertEqual(r.status, 404, r)
                     self.assertEqual(r.json()["error"]["code"], "NOT_FOUND", r)
+                    self.assertNotIn("allow", r.headers)
 
     def test_healthz_and_metrics_take_get_and_head_only(self):
         with Daemon() as d:
@@ -172,6 +175,48 @@ class Methods(unittest.TestCase):
                 for method in ("POST", "PUT", "DELETE", "PATCH"):
                     with self.subTest(method=method, path=path):
                         self.assert_405(d.request(method, path, body=b"{}"), "GET, HEAD")
+
+
+class Challenge(unittest.TestCase):
+    """RFC 9110 11.6.1: a 401 must carry WWW-Authenticate. Both credentials are bearer
+    tokens (RFC 6750 3), told apart by the realm; a refused token adds
+    error="invalid_token". The body stays SPEC's UNAUTHORIZED envelope."""
+
+    def assert_401(self, r, challenge):
+        self.assertEqual(r.status, 401, r)
+        self.assertEqual(r.json()["error"]["code"], "UNAUTHORIZED", r)
+        self.assertEqual(r.headers.get("www-authenticate"), challenge, r)
+
+    def test_every_401_carries_a_bearer_challenge(self):
+        api = 'Bearer realm="vocohook-api"'
+        ingest = 'Bearer realm="vocohook-ingest"'
+        invalid = ', error="invalid_token"'
+        with Daemon() as d:
+            _, key = create_partner(d.db)
+            self.assert_401(d.request("GET", "/api/v2/config"), api)
+            self.assert_401(d.request("GET", "/api/v2/config",
+                                      headers={"Authorization": "Basic dTpw"}), api)
+            self.assert_401(d.request("GET", "/api/v2/config", key="rg_live_nope"),
+                            api + invalid)
+            # Answered on the head, before the body is read (vh_api_admit), as well.
+            self.assert_401(d.request("POST", "/api/v2/config/webhooks", key="rg_live_nope",
+                                      body={"label": "a", "url": "https://example.com/h"}),
+                            api + invalid)
+            self.assert_401(d.request("POST", "/internal/v1/sessions", body=b"{}",
+                                      headers={"Content-Type": "application/json"}), ingest)
+            self.assert_401(d.request("POST", "/internal/v1/sessions", body=b"{}",
+                                      key=d.token + "x",
+                                      headers={"Content-Type": "application/json"}),
+                            ingest + invalid)
+            # Answers that are not 401 carry none.
+            for r in (d.request("GET", "/api/v2/config", key=key), d.request("GET", "/healthz"),
+                      d.request("GET", "/api/v2/nowhere", key=key)):
+                self.assertNotIn("www-authenticate", r.headers, r)
+        with Daemon(ingest_token=None) as d:
+            # No ingest token configured: no credentials can pass, but the 401 still says how.
+            self.assert_401(d.request("POST", "/internal/v1/sessions", body=b"{}",
+                                      key="itok_0123456789abcdef",
+                                      headers={"Content-Type": "application/json"}), ingest)
 
 
 class Bounds(unittest.TestCase):
