@@ -36,7 +36,8 @@ struct vh_jfield {
  * Parses `json` as one object whose keys must all be among `fields`; fills each field.
  * Rejects (VH_EINVAL, message `<name>: <reason>`) bad syntax, a non-object, an unknown or
  * duplicate key, a wrong type, a missing required key, a string over max_len (VH_ETOOBIG),
- * a string with a NUL. On failure every field is left released.
+ * a string with a NUL, an integer outside int64 (`<name>: must be an integer between
+ * -9223372036854775808 and 9223372036854775807`). On failure every field is left released.
  */
 VH_API int vh_json_parse_fields(const char *json, size_t len, struct vh_jfield *fields, size_t n,
                                 struct vh_error *err);

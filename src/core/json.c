@@ -256,6 +256,17 @@ static int get_e164(struct ctx *c, const struct vh_jt *obj, const char *key, cha
     return dup_string(c, s, len, out);
 }
 
+/*
+ * True for an integer too large for an int64, which the parser reads as a real: its
+ * magnitude is at least 2^63, and -9223372036854775809 rounds to exactly -2^63, so the
+ * negative side compares with <=. (A real written as such, 1e30, counts too: it is out of
+ * range as well as not an integer.)
+ */
+static bool is_past_int64(const struct vh_jt *v)
+{
+    return is_kind(v, VH_JT_REAL) && (v->u.d >= 0x1p63 || v->u.d <= -0x1p63);
+}
+
 /* A JSON integer in 0..max; reals (12.5, and 12.0 too) are refused. */
 static int int_value(struct ctx *c, const struct vh_jt *v, const char *key, int64_t max,
                      const char *type_msg, int64_t *out)
@@ -796,6 +807,9 @@ static int fill_field(struct vh_jfield *f, const struct vh_jt *v, struct vh_erro
         f->b = (v->kind == VH_JT_TRUE);
         return 0;
     case VH_JINT:
+        if (is_past_int64(v))
+            return vh_error_set(err, VH_EINVAL, "%s: must be an integer between %lld and %lld",
+                                f->name, (long long)INT64_MIN, (long long)INT64_MAX);
         if (!is_kind(v, VH_JT_INT))
             break;
         f->i = (int64_t)v->u.i;

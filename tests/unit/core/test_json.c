@@ -49,11 +49,45 @@ static void test_fields_filled_and_released(void **state)
     vh_json_fields_release(f, 2);
 }
 
+/* An integer past int64 is an integer still: the message says it is out of range. */
+static void test_integer_past_int64_is_out_of_range(void **state)
+{
+    static const char *const past[] = {
+        "{\"count\":9223372036854775808}",
+        "{\"count\":-9223372036854775809}", /* reads as exactly -2^63 */
+        "{\"count\":100000000000000000000}",
+        "{\"count\":1e30}",
+    };
+    struct vh_jfield f[] = {{.name = "count", .type = VH_JINT}};
+    struct vh_error err = VH_ERROR_INIT;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(past) / sizeof(past[0]); i++) {
+        assert_int_equal(parse(past[i], f, 1, &err), VH_EINVAL);
+        assert_string_equal(err.msg, "count: must be an integer between -9223372036854775808 "
+                                     "and 9223372036854775807");
+        assert_false(f[0].present);
+    }
+    assert_int_equal(parse("{\"count\":9223372036854775807}", f, 1, &err), 0);
+    assert_true(f[0].i == INT64_MAX);
+    assert_int_equal(parse("{\"count\":-9223372036854775808}", f, 1, &err), 0);
+    assert_true(f[0].i == INT64_MIN);
+    assert_int_equal(parse("{\"count\":-0}", f, 1, &err), 0);
+    assert_true(f[0].i == 0);
+    assert_int_equal(parse("{\"count\":12.5}", f, 1, &err), VH_EINVAL);
+    assert_string_equal(err.msg, "count: must be an integer");
+    assert_int_equal(parse("{\"count\":-0.0}", f, 1, &err), VH_EINVAL);
+    assert_string_equal(err.msg, "count: must be an integer");
+    vh_json_fields_release(f, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unknown_key_is_quoted_on_one_line),
         cmocka_unit_test(test_fields_filled_and_released),
+        cmocka_unit_test(test_integer_past_int64_is_out_of_range),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
