@@ -273,8 +273,7 @@ static int int_value(struct ctx *c, const struct vh_jt *v, const char *key, int6
 {
     int64_t x;
 
-    /* A number too large for an int64 (the parser reads it as a real) is out of range. */
-    if (is_kind(v, VH_JT_REAL) && (v->u.d >= 0x1p63 || v->u.d < -0x1p63))
+    if (is_past_int64(v))
         return fail_at(c, key, VH_EINVAL, "must be between 0 and %lld", (long long)max);
     if (!is_kind(v, VH_JT_INT))
         return fail_at(c, key, VH_EINVAL, "%s", type_msg);

@@ -8,8 +8,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
+#include <vocohook/event.h>
 #include <vocohook/json.h>
 
 static int parse(const char *json, struct vh_jfield *f, size_t n, struct vh_error *err)
@@ -82,12 +84,47 @@ static void test_integer_past_int64_is_out_of_range(void **state)
     vh_json_fields_release(f, 1);
 }
 
+static int parse_session_duration(const char *duration, struct vh_error *err)
+{
+    char json[512];
+    struct vh_session *s = NULL;
+    int rc;
+
+    snprintf(json, sizeof(json),
+             "{\"session_id\":\"s1\",\"agent_id\":\"a1\",\"agent_name\":\"n\","
+             "\"duration_seconds\":%s,\"credits_used\":0,\"transcript\":[]}",
+             duration);
+    vh_error_clear(err);
+    rc = vh_session_parse(json, strlen(json), 0, &s, err);
+    vh_session_free(s);
+    return rc;
+}
+
+/* The session's integers: one past int64 on either side is out of range, as any other. */
+static void test_session_integer_past_int64_is_out_of_range(void **state)
+{
+    static const char *const past[] = {"9223372036854775808", "-9223372036854775809",
+                                       "-100000000000000000000", "-1e30"};
+    struct vh_error err = VH_ERROR_INIT;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(parse_session_duration("60", &err), 0);
+    for (i = 0; i < sizeof(past) / sizeof(past[0]); i++) {
+        assert_int_equal(parse_session_duration(past[i], &err), VH_EINVAL);
+        assert_string_equal(err.msg, "duration_seconds: must be between 0 and 604800");
+    }
+    assert_int_equal(parse_session_duration("60.0", &err), VH_EINVAL);
+    assert_string_equal(err.msg, "duration_seconds: must be an integer");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unknown_key_is_quoted_on_one_line),
         cmocka_unit_test(test_fields_filled_and_released),
         cmocka_unit_test(test_integer_past_int64_is_out_of_range),
+        cmocka_unit_test(test_session_integer_past_int64_is_out_of_range),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
