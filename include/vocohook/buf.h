@@ -28,13 +28,19 @@ struct vh_buf {
 /* Initializes an embedded buffer with the given bound. */
 VH_API void vh_buf_init(struct vh_buf *b, size_t max);
 
-/* Appends `n` bytes. Returns 0, VH_ENOMEM or VH_ETOOBIG. */
+/*
+ * Appends `n` bytes (`p` may be NULL when `n` is 0, and may point into the buffer itself).
+ * Returns 0, VH_ENOMEM or VH_ETOOBIG.
+ */
 VH_API int vh_buf_add(struct vh_buf *b, const void *p, size_t n);
 /* Appends a C string. Returns as vh_buf_add. */
 VH_API int vh_buf_adds(struct vh_buf *b, const char *s);
 /* Appends one byte. Returns as vh_buf_add. */
 VH_API int vh_buf_addc(struct vh_buf *b, char c);
-/* Appends formatted text. Returns as vh_buf_add (VH_EINVAL on a format error). */
+/*
+ * Appends formatted text; an argument may point into the buffer itself. Returns as
+ * vh_buf_add (VH_EINVAL on a format error).
+ */
 VH_API int vh_buf_addf(struct vh_buf *b, const char *fmt, ...) VH_PRINTF(2, 3);
 /* Makes sure `n` more bytes fit without reallocating. Returns as vh_buf_add. */
 VH_API int vh_buf_grow(struct vh_buf *b, size_t n);

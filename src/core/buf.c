@@ -1,6 +1,7 @@
 #include <vocohook/buf.h>
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,12 +19,18 @@ void vh_buf_init(struct vh_buf *b, size_t max)
     b->max = max;
 }
 
+/* True when `n` more bytes keep len within max; sound when len is already past max. */
+static bool fits(const struct vh_buf *b, size_t n)
+{
+    return n <= b->max && b->len <= b->max - n;
+}
+
 int vh_buf_grow(struct vh_buf *b, size_t n)
 {
     size_t need, cap;
     char *p;
 
-    if (n > b->max || b->len > b->max - n)
+    if (!fits(b, n))
         return VH_ETOOBIG;
     need = b->len + n + 1; /* the NUL; cannot overflow as max < SIZE_MAX in practice */
     if (need < n)
@@ -53,12 +60,20 @@ int vh_buf_grow(struct vh_buf *b, size_t n)
 
 int vh_buf_add(struct vh_buf *b, const void *p, size_t n)
 {
+    /*
+     * `p` may point into the buffer itself (appending part of what it holds, as git's
+     * strbuf_addbuf(sb, sb)): growing may move the data, so keep the offset, not the pointer.
+     */
+    uintptr_t at = (uintptr_t)p, start = (uintptr_t)b->data;
+    bool inside = b->data && at >= start && at - start < b->cap;
     int rc = vh_buf_grow(b, n);
 
     if (rc < 0)
         return rc;
+    if (inside)
+        p = b->data + (at - start);
     if (n)
-        memcpy(b->data + b->len, p, n);
+        memmove(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
     return 0;
@@ -77,8 +92,8 @@ int vh_buf_addc(struct vh_buf *b, char c)
 int vh_buf_addf(struct vh_buf *b, const char *fmt, ...)
 {
     va_list ap;
-    char small[256];
-    int n;
+    char small[256], *big;
+    int n, again;
     int rc;
 
     va_start(ap, fmt);
@@ -88,18 +103,21 @@ int vh_buf_addf(struct vh_buf *b, const char *fmt, ...)
         return VH_EINVAL;
     if ((size_t)n < sizeof(small))
         return vh_buf_add(b, small, (size_t)n);
-    rc = vh_buf_grow(b, (size_t)n);
-    if (rc < 0)
-        return rc;
+    if (!fits(b, (size_t)n))
+        return VH_ETOOBIG;
+    /*
+     * Formatted into a copy, not into the buffer: an argument may point into the buffer
+     * (vh_buf_addf(b, "%s", b->data)), which growing would free and formatting overwrite.
+     */
+    big = vh_malloc((size_t)n + 1);
+    if (!big)
+        return VH_ENOMEM;
     va_start(ap, fmt);
-    n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+    again = vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    if (n < 0) {
-        b->data[b->len] = '\0';
-        return VH_EINVAL;
-    }
-    b->len += (size_t)n;
-    return 0;
+    rc = again == n ? vh_buf_add(b, big, (size_t)n) : VH_EINVAL;
+    vh_free(big);
+    return rc;
 }
 
 void vh_buf_reset(struct vh_buf *b)

@@ -87,6 +87,34 @@ static void detach_hands_over(void **state)
     vh_free(p);
 }
 
+/* Appending the buffer's own bytes works when the add moves the data (it was a use after free). */
+static void add_own_bytes(void **state)
+{
+    struct vh_buf b = VH_BUF_INIT(1 << 20);
+    char want[600];
+
+    (void)state;
+    assert_int_equal(vh_buf_adds(&b, "0123456789012345678901234567890123456789"), 0);
+    assert_int_equal(b.cap, 64);
+    assert_int_equal(vh_buf_add(&b, b.data, b.len), 0); /* must grow past 64 */
+    assert_int_equal(b.len, 80);
+    assert_string_equal(b.data, "01234567890123456789012345678901234567890123456789012345678901234"
+                                "567890123456789");
+    vh_buf_reset(&b);
+    assert_int_equal(vh_buf_adds(&b, "abcdef"), 0);
+    assert_int_equal(vh_buf_add(&b, b.data + 2, 3), 0); /* no growth */
+    assert_string_equal(b.data, "abcdefcde");
+    vh_buf_release(&b);
+
+    memset(want, 'x', 600);
+    assert_int_equal(vh_buf_add(&b, want, 300), 0);
+    assert_int_equal(vh_buf_addf(&b, "%s", b.data), 0); /* longer than the stack copy */
+    assert_int_equal(b.len, 600);
+    assert_memory_equal(b.data, want, 600);
+    assert_int_equal(b.data[600], '\0');
+    vh_buf_release(&b);
+}
+
 static int fail_after;
 static void *failing_malloc(size_t n)
 {
@@ -138,6 +166,7 @@ int main(void)
         cmocka_unit_test(bound_is_exact_and_failure_leaves_buffer),
         cmocka_unit_test(long_formatted_text),
         cmocka_unit_test(detach_hands_over),
+        cmocka_unit_test(add_own_bytes),
         cmocka_unit_test(out_of_memory_is_returned),
         cmocka_unit_test(errors_first_wins),
     };
