@@ -309,8 +309,12 @@ static void put(struct writer *w, const char *p, size_t n)
 
     if (w->rc < 0)
         return;
-    /* The common case after the up-front reservation: no call, no checks beyond these. */
-    if (b->data && n < b->cap - b->len && n <= b->max - b->len) {
+    /*
+     * The common case after the up-front reservation: no call, no checks beyond these.
+     * buf.h does not promise len <= max (a caller may lower max), so that is checked before
+     * max - len is taken; a buffer already past its bound goes to vh_buf_add and fails.
+     */
+    if (b->data && n < b->cap - b->len && b->len <= b->max && n <= b->max - b->len) {
         memcpy(b->data + b->len, p, n);
         b->len += n;
         b->data[b->len] = '\0';

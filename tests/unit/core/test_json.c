@@ -118,6 +118,31 @@ static void test_session_integer_past_int64_is_out_of_range(void **state)
     assert_string_equal(err.msg, "duration_seconds: must be an integer");
 }
 
+/*
+ * A buffer already past its bound (its max lowered after adds; buf.h allows it) refuses
+ * any more and is left as it was. The encoder's fast path took max - len without checking
+ * len <= max, so the subtraction wrapped and the string was appended.
+ */
+static void test_add_string_to_a_buffer_past_its_bound(void **state)
+{
+    static const char *const strings[] = {"a", "quote \" and \\ and \n", ""};
+    struct vh_buf b = VH_BUF_INIT(100);
+    size_t i;
+
+    (void)state;
+    assert_int_equal(vh_buf_adds(&b, "0123456789012345678901234567890123456789"), 0);
+    b.max = 10;
+    for (i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+        assert_int_equal(vh_json_add_string(&b, strings[i], strlen(strings[i])), VH_ETOOBIG);
+        assert_int_equal(b.len, 40);
+        assert_string_equal(b.data, "0123456789012345678901234567890123456789");
+    }
+    b.max = 42;
+    assert_int_equal(vh_json_add_string(&b, "", 0), 0); /* exactly to the bound */
+    assert_string_equal(b.data + 40, "\"\"");
+    vh_buf_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -125,6 +150,7 @@ int main(void)
         cmocka_unit_test(test_fields_filled_and_released),
         cmocka_unit_test(test_integer_past_int64_is_out_of_range),
         cmocka_unit_test(test_session_integer_past_int64_is_out_of_range),
+        cmocka_unit_test(test_add_string_to_a_buffer_past_its_bound),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
