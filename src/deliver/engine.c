@@ -71,6 +71,7 @@
 #define LOG_LINE_MAX 2048
 #define REQ_KEEP_MAX (64 * 1024)   /* an idle connection's request buffer past this is freed */
 #define RESP_MAX     (1024 * 1024) /* response bytes read per attempt: heads, framing, body */
+#define READS_MAX    256           /* reads of one connection per turn of the engine loop */
 
 /* Where a connection is in its life. */
 enum conn_state {
@@ -95,6 +96,7 @@ struct conn {
     bool blocked;       /* the SSRF guard refused an address */
     bool allow_private; /* read by the SSRF guard */
     bool capped;        /* the body reached VH_ATTEMPT_READ_MAX */
+    bool more;          /* its turn ended with bytes left to read (conn_recv) */
     int64_t idle_since; /* monotonic ms, while idle */
     struct vh_buf req;  /* the request; kept for the next one's memory */
     size_t sent;
@@ -946,7 +948,7 @@ static void conn_begin(struct vh_engine *e, struct conn *c, struct job *job)
     job->c = c;
     job->reused = c->served;
     c->sent = c->got = c->read = c->head_len = c->in_len = 0;
-    c->capped = false;
+    c->capped = c->more = false;
     vh__h1_init(&c->h1);
     if (build_request(job, c) != 0) {
         job_end(e, job, VH_ATTEMPT_INTERNAL, "out of memory building the request", false);
@@ -1018,7 +1020,12 @@ static void conn_send(struct vh_engine *e, struct conn *c)
             return;
         if (rc != CURLE_OK) {
             snprintf(why, sizeof(why), "sending the request failed: %s", curl_easy_strerror(rc));
-            if (!conn_recv(e, c))
+            /* An answer longer than a turn is read on in the next ones. */
+            if (conn_recv(e, c))
+                return;
+            if (c->more)
+                c->state = C_RECEIVING;
+            else
                 conn_broke(e, c, why);
             return;
         }
@@ -1079,24 +1086,66 @@ static bool conn_judge(struct vh_engine *e, struct conn *c)
 }
 
 /*
- * Reads what has arrived of the response, until it is complete or nothing more is there;
- * also while the request is still going out (an early answer). Returns true when the
- * attempt ended (`c` is then gone), false when it waits for more.
+ * Reads into `in` what is there, until nothing more is, the buffer is full, the stream ends
+ * or fails, or `*budget` reads are spent (the last read's code in `*rc`, its count in
+ * `*last`). Returns the bytes read. Over TLS one read returns at most one record: parsing
+ * after each would parse an unfinished head again for every record, and a server sending
+ * its head one byte per record made that quadratic (16 Ki parses of up to 16 KiB), slower
+ * than the server sent, so the engine thread never got back to its loop while it lasted.
+ */
+static size_t conn_fill(struct conn *c, unsigned *budget, CURLcode *rc, size_t *last)
+{
+    size_t got = 0, n;
+
+    do {
+        n = 0;
+        *rc = curl_easy_recv(c->easy, c->in + c->in_len, sizeof(c->in) - c->in_len, &n);
+        c->in_len += n;
+        got += n;
+    } while (*rc == CURLE_OK && n > 0 && c->in_len < sizeof(c->in) && --*budget > 0);
+    *last = n;
+    return got;
+}
+
+/*
+ * Reads what has arrived of the response, until it is complete, nothing more is there, or
+ * its turn's READS_MAX reads are spent; also while the request is still going out (an early
+ * answer). Bytes read before a close or a failure are parsed first: an answer that came
+ * whole is judged by itself. Returns true when the attempt ended (`c` is then gone), false
+ * when it waits for more, or (`c->more`) for its next turn.
+ *
+ * The turn is bounded because RESP_MAX bounds bytes, not work: over TLS a record may carry
+ * one byte, and 1 MiB of them cost the engine thread seconds, every endpoint waiting and
+ * the attempt's deadline passing unseen. Bytes left then may be decrypted and waiting in
+ * libcurl's TLS layer with the socket quiet, so the next turn does not wait for poll.
  */
 static bool conn_recv(struct vh_engine *e, struct conn *c)
 {
     char why[VH_ATTEMPT_ERROR_MAX];
-    size_t n, used;
+    size_t n, used, last;
+    unsigned budget = READS_MAX;
     CURLcode rc;
 
+    c->more = false;
     for (;;) {
         if (c->in_len == sizeof(c->in)) {
             /* The parser makes progress on a full buffer (h1_int.h); this is a bug guard. */
             job_end(e, c->job, VH_ATTEMPT_PROTOCOL, "a response the parser could not frame", false);
             return true;
         }
-        n = 0;
-        rc = curl_easy_recv(c->easy, c->in + c->in_len, sizeof(c->in) - c->in_len, &n);
+        n = conn_fill(c, &budget, &rc, &last);
+        if (n) {
+            c->got += n;
+            used = vh__h1_parse(&c->h1, c->in, c->in_len, on_body, c);
+            c->in_len -= used;
+            if (c->in_len && used)
+                memmove(c->in, c->in + used, c->in_len);
+            /* The stream ended or failed after these bytes: nothing can follow them. */
+            if (rc == CURLE_OK ? last == 0 : rc != CURLE_AGAIN)
+                c->h1.keep_alive = false;
+            if (conn_judge(e, c))
+                return true;
+        }
         if (rc == CURLE_AGAIN)
             return false;
         if (rc != CURLE_OK) {
@@ -1104,7 +1153,7 @@ static bool conn_recv(struct vh_engine *e, struct conn *c)
             conn_broke(e, c, why);
             return true;
         }
-        if (n == 0) {
+        if (last == 0) {
             if (c->got == 0) {
                 conn_broke(e, c, "the connection closed without a response");
                 return true;
@@ -1117,14 +1166,10 @@ static bool conn_recv(struct vh_engine *e, struct conn *c)
             }
             return true;
         }
-        c->got += n;
-        c->in_len += n;
-        used = vh__h1_parse(&c->h1, c->in, c->in_len, on_body, c);
-        c->in_len -= used;
-        if (c->in_len && used)
-            memmove(c->in, c->in + used, c->in_len);
-        if (conn_judge(e, c))
-            return true;
+        if (budget == 0) {
+            c->more = true;
+            return false;
+        }
     }
 }
 
@@ -1275,9 +1320,10 @@ static int64_t expire(struct vh_engine *e, int64_t now)
 
 /*
  * What the engine thread waits on besides libcurl's sockets: the wakeup first, then every
- * sending, receiving and idle connection. Returns the count.
+ * sending, receiving and idle connection. Returns the count; `*more` says whether one has
+ * bytes left from its last turn (the loop must not sleep then).
  */
-static unsigned poll_set(struct vh_engine *e)
+static unsigned poll_set(struct vh_engine *e, bool *more)
 {
     unsigned n = 0;
     struct job *job;
@@ -1287,10 +1333,12 @@ static unsigned poll_set(struct vh_engine *e)
     e->wfd[n].events = CURL_WAIT_POLLIN;
     e->wfd[n].revents = 0;
     e->wconn[n++] = NULL;
+    *more = false;
     for (job = e->active_head; job; job = job->anext) {
         c = job->c;
         if (!c || (c->state != C_SENDING && c->state != C_RECEIVING))
             continue;
+        *more = *more || c->more;
         e->wfd[n].fd = c->fd;
         /* While sending, an answer may come early: readable counts too. */
         e->wfd[n].events =
@@ -1352,9 +1400,11 @@ static void poll_serve(struct vh_engine *e, unsigned n)
     if (e->wfd[0].revents)
         (void)!read(e->wake_fd, &count, sizeof(count)); /* resets the eventfd */
     for (i = 1; i < n; i++) {
+        c = e->wconn[i];
+        if (c->more)
+            e->wfd[i].revents |= CURL_WAIT_POLLIN; /* its next turn: see conn_recv */
         if (!e->wfd[i].revents)
             continue;
-        c = e->wconn[i];
         /* Each entry is its own connection: serving one frees no other listed one. */
         if (c->state == C_IDLE)
             idle_readable(e, c);
@@ -1531,6 +1581,7 @@ static void *engine_main(void *arg)
     int64_t deadline = 0, grace = 0, now, first;
     int running;
     unsigned n;
+    bool more;
 
     vh__thread_name("vh-engine");
     if (e->cfg.sched_batch) {
@@ -1560,8 +1611,8 @@ static void *engine_main(void *arg)
         first = expire(e, now);
         if (stopping && (!e->active_head || now >= deadline))
             break;
-        n = poll_set(e);
-        poll_wait(e, n, poll_timeout(e, stopping, deadline, first, now));
+        n = poll_set(e, &more);
+        poll_wait(e, n, more ? 0 : poll_timeout(e, stopping, deadline, first, now));
         poll_serve(e, n);
     }
     interrupt_active(e);
