@@ -1086,14 +1086,16 @@ static bool conn_judge(struct vh_engine *e, struct conn *c)
 }
 
 /*
- * Reads into `in` what is there, until nothing more is, the buffer is full, the stream ends
- * or fails, or `*budget` reads are spent (the last read's code in `*rc`, its count in
- * `*last`). Returns the bytes read. Over TLS one read returns at most one record: parsing
- * after each would parse an unfinished head again for every record, and a server sending
- * its head one byte per record made that quadratic (16 Ki parses of up to 16 KiB), slower
- * than the server sent, so the engine thread never got back to its loop while it lasted.
+ * Reads into `in`: once, or (`greedy`) until nothing more is there, the buffer is full, the
+ * stream ends or fails, or `*budget` reads are spent (the last read's code in `*rc`, its
+ * count in `*last`). Returns the bytes read. Over TLS one read returns at most one record:
+ * parsing after each would parse an unfinished head again for every record, and a server
+ * sending its head one byte per record made that quadratic (16 Ki parses of up to 16 KiB),
+ * slower than the server sent, so the engine thread never got back to its loop while it
+ * lasted. The first read of a turn is not greedy: an answer that comes whole in it is
+ * judged without a second read, which would only return EAGAIN (a system call per delivery).
  */
-static size_t conn_fill(struct conn *c, unsigned *budget, CURLcode *rc, size_t *last)
+static size_t conn_fill(struct conn *c, bool greedy, unsigned *budget, CURLcode *rc, size_t *last)
 {
     size_t got = 0, n;
 
@@ -1102,7 +1104,7 @@ static size_t conn_fill(struct conn *c, unsigned *budget, CURLcode *rc, size_t *
         *rc = curl_easy_recv(c->easy, c->in + c->in_len, sizeof(c->in) - c->in_len, &n);
         c->in_len += n;
         got += n;
-    } while (*rc == CURLE_OK && n > 0 && c->in_len < sizeof(c->in) && --*budget > 0);
+    } while (greedy && *rc == CURLE_OK && n > 0 && c->in_len < sizeof(c->in) && --*budget > 0);
     *last = n;
     return got;
 }
@@ -1124,16 +1126,17 @@ static bool conn_recv(struct vh_engine *e, struct conn *c)
     char why[VH_ATTEMPT_ERROR_MAX];
     size_t n, used, last;
     unsigned budget = READS_MAX;
+    bool greedy = false;
     CURLcode rc;
 
     c->more = false;
-    for (;;) {
+    for (;; greedy = true) {
         if (c->in_len == sizeof(c->in)) {
             /* The parser makes progress on a full buffer (h1_int.h); this is a bug guard. */
             job_end(e, c->job, VH_ATTEMPT_PROTOCOL, "a response the parser could not frame", false);
             return true;
         }
-        n = conn_fill(c, &budget, &rc, &last);
+        n = conn_fill(c, greedy, &budget, &rc, &last);
         if (n) {
             c->got += n;
             used = vh__h1_parse(&c->h1, c->in, c->in_len, on_body, c);
