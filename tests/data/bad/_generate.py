@@ -330,6 +330,70 @@ case("call_to_no_plus", "ingest", "EINVAL", "session.call.to_number: " + E164_MS
 case("call_to_too_long", "event", "EINVAL", "data.call.to_number: " + E164_MSG,
      edit(["call", "to_number"], "+1234567890123456"))
 
+# --- edges of session 22's adversarial review of ingest validation (all held) ----------------
+TIME_FORM_MSG = ("must be an ISO 8601 UTC time like 2026-03-15T14:32:08.000Z "
+                 "(expected '%s' at character %d)")
+case("turn_timestamp_leap_second", "ingest", "EINVAL",
+     "session.transcript[0].timestamp: second 60 is out of range",
+     edit(["transcript", 0, "timestamp"], "2016-12-31T23:59:60.000Z"))
+case("turn_timestamp_lowercase_t", "session", "EINVAL",
+     "transcript[0].timestamp: " + TIME_FORM_MSG % ("T", 11),
+     edit(["transcript", 0, "timestamp"], "2026-03-15t14:30:01.000Z"))
+case("turn_timestamp_lowercase_z", "ingest", "EINVAL",
+     "session.transcript[1].timestamp: " + TIME_FORM_MSG % ("Z", 24),
+     edit(["transcript", 1, "timestamp"], "2026-03-15T14:30:02.000z"))
+case("turn_timestamp_nine_fraction_digits", "ingest", "EINVAL",
+     "session.transcript[0].timestamp: " + TIME_LEN_MSG % 30,
+     edit(["transcript", 0, "timestamp"], "2026-03-15T14:30:01.123456789Z"))
+case("turn_timestamp_no_fraction", "session", "EINVAL",
+     "transcript[2].timestamp: " + TIME_LEN_MSG % 20,
+     edit(["transcript", 2, "timestamp"], "2026-03-15T14:30:03Z"))
+case("turn_timestamp_year_0000", "ingest", "EINVAL",
+     "session.transcript[0].timestamp: year 0000 is before 1970",
+     edit(["transcript", 0, "timestamp"], "0000-01-01T00:00:00.000Z"))
+case("turn_timestamp_2100_feb29", "ingest", "EINVAL",
+     "session.transcript[0].timestamp: day 29 does not exist in 2100-02",
+     edit(["transcript", 0, "timestamp"], "2100-02-29T00:00:00.000Z"))
+case("turn_timestamp_hour_24", "ingest", "EINVAL",
+     "session.transcript[0].timestamp: hour 24 is out of range",
+     edit(["transcript", 0, "timestamp"], "2026-03-15T24:00:00.000Z"))
+case("duration_exponent", "ingest", "EINVAL", "session.duration_seconds: must be an integer",
+     dump(INGEST).replace(b'"duration_seconds":10', b'"duration_seconds":1e2'))
+case("duration_one_point_zero", "ingest", "EINVAL",
+     "session.duration_seconds: must be an integer",
+     dump(INGEST).replace(b'"duration_seconds":10', b'"duration_seconds":10.0'))
+case("latency_bot_exponent", "ingest", "EINVAL",
+     "session.transcript[2].latency_ms: must be an integer or absent on bot turns",
+     dump(INGEST).replace(b'"latency_ms":700', b'"latency_ms":7e2'))
+case("latency_bot_string", "ingest", "EINVAL",
+     "session.transcript[2].latency_ms: must be an integer or absent on bot turns",
+     edit(["transcript", 2, "latency_ms"], "700"))
+case("credits_nan", "ingest", "EINVAL", "json: unexpected 'N' at byte 120",
+     dump(INGEST).replace(b'"credits_used":1.5', b'"credits_used":NaN'))
+case("recording_url_javascript", "ingest", "EINVAL",
+     "session.recording_url: must be an http:// or https:// URL",
+     edit(["recording_url"], "javascript:alert(1)//https://x"))
+case("recording_url_empty", "ingest", "EINVAL",
+     "session.recording_url: must be an http:// or https:// URL", edit(["recording_url"], ""))
+case("recording_url_newline", "ingest", "EINVAL",
+     "session.recording_url: must not contain spaces or control characters",
+     edit(["recording_url"], "https://example.com/a\nb.wav"))
+case("session_id_dot", "ingest", "EINVAL", "session.session_id: " + ID_MSG,
+     edit(["session_id"], "s.1"))
+case("session_id_non_ascii", "ingest", "EINVAL", "session.session_id: " + ID_MSG,
+     edit(["session_id"], "s\u00e9"))
+case("partner_id_null", "ingest", "EINVAL", "partner_id: must be a string",
+     lambda d: d.update(partner_id=None))
+case("call_from_one_digit", "ingest", "EINVAL", "session.call.from_number: " + E164_MSG,
+     edit(["call", "from_number"], "+1"))
+case("call_null_status", "ingest", "EINVAL", "session.call.status: must be a string",
+     edit(["call", "status"], None))
+case("session_null", "ingest", "EINVAL", "session: must be an object",
+     lambda d: d.update(session=None))
+case("duplicate_key_ingest_partner", "ingest", "EINVAL",
+     'json: duplicate key "partner_id" at byte 19',
+     b'{"partner_id":"p1","partner_id":"p2","session":{}}')
+
 # --- lenient mode still checks what it knows ------------------------------------------------
 case("lenient_type_still_checked", "event-lenient", "EINVAL",
      "data.duration_seconds: must be an integer",
