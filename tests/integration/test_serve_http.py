@@ -15,6 +15,15 @@ from tls_front import TlsFront  # noqa: E402
 MIB = 1024 * 1024
 
 
+def new_endpoint(test, d):
+    """A new partner of daemon `d` with one endpoint: (its API key, the endpoint's id)."""
+    _, key = create_partner(d.db)
+    r = d.request("POST", "/api/v2/config/webhooks", key=key,
+                  body={"label": "a", "url": "https://example.com/h"})
+    test.assertEqual(r.status, 201, r)
+    return key, r.json()["data"]["id"]
+
+
 class Health(unittest.TestCase):
     def test_healthz_and_request_id(self):
         with Daemon() as d:
@@ -73,11 +82,7 @@ class Health(unittest.TestCase):
         read C strings, so `DELETE /config/webhooks/ID%00/deliveries` was `DELETE
         /config/webhooks/ID`, and deleted the endpoint."""
         with Daemon() as d:
-            _, key = create_partner(d.db)
-            r = d.request("POST", "/api/v2/config/webhooks", key=key,
-                          body={"label": "a", "url": "https://example.com/h"})
-            self.assertEqual(r.status, 201, r)
-            ep = r.json()["data"]["id"]
+            key, ep = new_endpoint(self, d)
             # The DELETE is a path that takes GET only (the NUL stays in the id): 405.
             for method, path, status, code in (
                     ("DELETE", f"/api/v2/config/webhooks/{ep}%00/deliveries", 405,
@@ -129,11 +134,7 @@ class Methods(unittest.TestCase):
 
     def test_a_method_the_path_does_not_take_is_405(self):
         with Daemon() as d:
-            _, key = create_partner(d.db)
-            r = d.request("POST", "/api/v2/config/webhooks", key=key,
-                          body={"label": "a", "url": "https://example.com/h"})
-            self.assertEqual(r.status, 201, r)
-            ep = r.json()["data"]["id"]
+            key, ep = new_endpoint(self, d)
             for method, path, allow in (
                     ("DELETE", "/api/v2/config/webhooks", "GET, POST"),
                     ("PUT", f"/api/v2/config/webhooks/{ep}", "GET, PATCH, DELETE"),
