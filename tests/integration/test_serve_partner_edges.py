@@ -243,5 +243,6 @@ class PartnerEdges(unittest.TestCase):
         self.assertEqual([a["n"] for a in j["data"]["attempt_history"]], [1, 2], j)
         self.assertEqual(self.failing.wait_count(before + 2, 0.3), before + 1)
 
+
 if __name__ == "__main__":
     unittest.main()
