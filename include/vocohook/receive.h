@@ -175,11 +175,11 @@ struct vh_receive_req {
 enum vh_receive_outcome {
     VH_RECEIVE_STORED = 0,       /* 200: verified, valid, stored now; its jobs are queued */
     VH_RECEIVE_DUPLICATE = 1,    /* 200: verified, valid, and that session_id is stored */
-    VH_RECEIVE_HEALTH = 2,       /* 200: GET /healthz */
+    VH_RECEIVE_HEALTH = 2,       /* 200: GET or HEAD /healthz */
     VH_RECEIVE_INVALID = 3,      /* 400: verified, but the payload breaks the contract */
     VH_RECEIVE_UNAUTHORIZED = 4, /* 401: `verify_status` says why */
     VH_RECEIVE_NOT_FOUND = 5,    /* 404: not a webhook path */
-    VH_RECEIVE_METHOD = 6,       /* 405: a webhook path, but not POST */
+    VH_RECEIVE_METHOD = 6,       /* 405: a webhook path, but not POST; /healthz, not GET or HEAD */
     VH_RECEIVE_TOO_LARGE = 7,    /* 413: the body passed the server's bound */
     VH_RECEIVE_INTERNAL = 8      /* 500: the inbox failed; the sender will retry */
 };
@@ -197,7 +197,7 @@ struct vh_receive_resp {
 };
 
 /*
- * Handles one request on the webhook paths `/` and `/webhook` (and GET /healthz): verifies
+ * Handles one request on the webhook paths `/` and `/webhook` (and GET or HEAD /healthz): verifies
  * the raw bytes against the secrets and the window first (401 with the reason otherwise),
  * then parses the payload leniently (VH_PARSE_ALLOW_UNKNOWN; 400 naming the path and the
  * reason), then stores it with its jobs and answers 200. A session_id already stored answers

@@ -314,9 +314,17 @@ struct exchange {
     struct vh_server_reply *reply;
 };
 
-static void copy_answer(const struct vh_receive_resp *rr, struct vh_api_resp *resp)
+/*
+ * Copies the receiver's answer into the server's. `path`: the request's, for the Allow
+ * header of a 405 (RFC 9110 15.5.6: a MUST); NULL for a late answer, which is never one.
+ */
+static void copy_answer(const struct vh_receive_resp *rr, const char *path,
+                        struct vh_api_resp *resp)
 {
     resp->status = rr->status;
+    if (rr->outcome == VH_RECEIVE_METHOD && path)
+        snprintf(resp->allow, sizeof(resp->allow), "%s",
+                 strcmp(path, "/healthz") == 0 ? "GET, HEAD" : "POST");
     if (vh_buf_add(&resp->body, rr->body, rr->body_len) < 0)
         resp->status = 500; /* the server answers its own 500 body */
 }
@@ -327,7 +335,7 @@ static void on_stored(void *ud)
     struct exchange *x = ud;
     struct vh_server_reply *reply = x->reply;
 
-    copy_answer(&x->rr, x->resp);
+    copy_answer(&x->rr, NULL, x->resp);
     vh_free(x);
     vh_server_reply(reply);
 }
@@ -358,7 +366,7 @@ static bool on_admit(void *ud, const struct vh_server_req *sreq, struct vh_api_r
     receive_req_from(sreq, &req);
     if (vh_receiver_admit(ud, &req, &rr))
         return true;
-    copy_answer(&rr, resp);
+    copy_answer(&rr, req.path, resp);
     return false;
 }
 
@@ -396,7 +404,7 @@ static int on_request(void *ud, const struct vh_server_req *sreq, struct vh_api_
     rc = vh_receiver_handle_async(ud, &x->req, &x->rr, on_stored, x);
     if (rc == 1)
         return VH_SERVER_LATER;
-    copy_answer(&x->rr, resp);
+    copy_answer(&x->rr, x->req.path, resp);
     vh_free(x);
     return rc;
 }

@@ -104,9 +104,13 @@ static bool check_request(struct vh_receiver *r, const struct vh_receive_req *re
     char reason[VH_ERROR_MSG_MAX * 2];
     const char *repeated;
 
-    if (req->path && strcmp(req->path, "/healthz") == 0 && req->method &&
-        strcmp(req->method, "GET") == 0) {
-        answer(resp, 200, VH_RECEIVE_HEALTH, "{\"ok\":true}");
+    if (req->path && strcmp(req->path, "/healthz") == 0) {
+        /* HEAD too: a monitor may probe with it (the server sends no body). */
+        if (req->method && (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0))
+            answer(resp, 200, VH_RECEIVE_HEALTH, "{\"ok\":true}");
+        else
+            answer_error(resp, 405, VH_RECEIVE_METHOD, "method_not_allowed",
+                         "only GET and HEAD are accepted");
         return false;
     }
     if (!is_webhook_path(req->path)) {

@@ -92,9 +92,10 @@ def wait_past(stamp, timeout=30):
 
 
 class Response:
-    def __init__(self, status, body):
+    def __init__(self, status, body, headers=None):
         self.status = status
         self.body = body
+        self.headers = headers or {}  # lower-cased names
 
     def json(self):
         return json.loads(self.body)
@@ -172,7 +173,7 @@ class Receiver:
         try:
             c.request(method, path, body=body, headers=headers or {})
             r = c.getresponse()
-            return Response(r.status, r.read())
+            return Response(r.status, r.read(), {k.lower(): v for k, v in r.getheaders()})
         finally:
             c.close()
 

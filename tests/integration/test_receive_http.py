@@ -265,10 +265,16 @@ class Refused(unittest.TestCase):
         body = payload(SID)
         self.assertEqual(self.r.post(body, sign(body), path="/other").status, 404)
         self.assertEqual(self.r.post(body, sign(body), path="/webhook/x").status, 404)
-        self.assertEqual(self.r.post(None, {}, path="/webhook", method="GET").status, 405)
-        self.assertEqual(self.r.post(body, sign(body), path="/", method="PUT").status, 405)
+        for method, path, allow in (("GET", "/webhook", "POST"), ("PUT", "/", "POST"),
+                                    ("POST", "/healthz", "GET, HEAD"),
+                                    ("DELETE", "/healthz", "GET, HEAD")):
+            resp = self.r.post(body, sign(body), path=path, method=method)
+            self.assertEqual((resp.status, resp.headers.get("allow")), (405, allow), resp)
+            self.assertEqual(resp.json()["error"], "method_not_allowed", resp)
         resp = self.r.post(None, {}, path="/healthz", method="GET")
         self.assertEqual((resp.status, resp.json()), (200, {"ok": True}))
+        resp = self.r.post(None, {}, path="/healthz", method="HEAD")
+        self.assertEqual((resp.status, resp.body), (200, b""))
 
     def head_only(self, headers, length=1024 * 1024):
         """Sends a POST's head declaring `length` body bytes; returns the socket."""
