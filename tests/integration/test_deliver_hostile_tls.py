@@ -459,10 +459,13 @@ class HostileTls(unittest.TestCase):
         every one already waiting: the engine reads one connection a bounded number of
         times per turn of its loop, so another endpoint's delivery is not held behind them
         (it waited seconds, the whole flood, with the bound in bytes only). The records
-        are made after the request, in the attempt's time: it is longer here."""
+        are made after the request, in the attempt's time: it is longer here. The cut at
+        the end is a reset when the engine reads the flood within that time, a timeout when
+        it does not (a sanitizer build, about four times slower, did not in CI); either
+        way no answer was taken from it."""
         flood = b"HTTP/1.1 103 Early Hints\r\n\r\n" * (400000 // 29)
         a, t = self.probe(records_at_once(flood, then="cut"), timeout_ms=6000)
-        self.assertEqual(a["error_class"], "reset", a)
+        self.assertIn(a["error_class"], ("reset", "timeout"), a)
         self.assertIsNone(a["http_status"], a)
 
     def test_endless_interim_answers_stop_at_one_mib(self):
