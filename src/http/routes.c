@@ -1845,13 +1845,16 @@ static int partner_route(struct route_ctx *c)
         return 0;
     }
     for (i = 0; i < n && !route; i++) {
+        bool get = strcmp(partner_routes[i].method, "GET") == 0;
+
         if (!path_matches(c, 2, partner_routes[i].path))
             continue;
-        if (method_is(c, partner_routes[i].method))
+        /* HEAD wherever GET is (RFC 9110 9.3.2): the same answer; the server sends no body. */
+        if (method_is(c, partner_routes[i].method) || (get && method_is(c, "HEAD")))
             route = &partner_routes[i];
         else
-            snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s",
-                     allow[0] ? ", " : "", partner_routes[i].method);
+            snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s%s",
+                     allow[0] ? ", " : "", partner_routes[i].method, get ? ", HEAD" : "");
     }
     if (!route && allow[0])
         return reply_method_not_allowed(c, allow);

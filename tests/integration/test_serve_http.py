@@ -136,18 +136,24 @@ class Methods(unittest.TestCase):
         with Daemon() as d:
             key, ep = new_endpoint(self, d)
             for method, path, allow in (
-                    ("DELETE", "/api/v2/config/webhooks", "GET, POST"),
-                    ("PUT", f"/api/v2/config/webhooks/{ep}", "GET, PATCH, DELETE"),
+                    ("DELETE", "/api/v2/config/webhooks", "GET, HEAD, POST"),
+                    ("PUT", f"/api/v2/config/webhooks/{ep}", "GET, HEAD, PATCH, DELETE"),
                     ("GET", f"/api/v2/config/webhooks/{ep}/rotate-secret", "POST"),
                     ("GET", "/api/v2/config/webhook", "PUT"),
-                    ("POST", "/api/v2/config", "GET"),
-                    ("DELETE", "/api/v2/calls/c1", "GET"),
+                    ("POST", "/api/v2/config", "GET, HEAD"),
+                    ("DELETE", "/api/v2/calls/c1", "GET, HEAD"),
                     ("GET", "/api/v2/deliveries/d1/retry", "POST")):
                 with self.subTest(method=method, path=path):
                     # A body in another type is still a wrong method first, not a 400.
                     self.assert_405(d.request(method, path, key=key, body=b"x",
                                               headers={"Content-Type": "text/plain"}), allow)
             self.assert_405(d.request("GET", "/internal/v1/sessions"), "POST")
+            # HEAD wherever GET is: the GET's status and headers, no body.
+            for path in ("/api/v2/config/webhooks", f"/api/v2/config/webhooks/{ep}"):
+                with self.subTest(method="HEAD", path=path):
+                    r = d.request("HEAD", path, key=key)
+                    self.assertEqual((r.status, r.body), (200, b""), r)
+                    self.assertEqual(r.headers.get("content-type"), "application/json", r)
             # The endpoint is still there: the DELETE above went to no route.
             self.assertEqual(d.request("GET", f"/api/v2/config/webhooks/{ep}",
                                        key=key).status, 200)
