@@ -14,7 +14,6 @@ import select
 import shutil
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -23,15 +22,11 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from server import Daemon, create_partner, seed_session  # noqa: E402
-from tls_front import make_ca  # noqa: E402
+from tls_front import make_ca, ossl  # noqa: E402
 
 TIMEOUT_MS = 1500  # the hostile endpoints' attempt timeout
 SLACK = 3.0        # seconds allowed past it, loosely (a busy or sanitizer machine)
 HEALTHY_MAX = 1.0  # seconds from ingest to the healthy endpoint's delivery
-
-
-def ossl(d, *args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
 
 
 def make_certs(d):
@@ -170,6 +165,7 @@ class Hostile:
                 c.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            c.close()  # a TLS socket took over its descriptor: this is its only close
 
 
 NO_CONTENT = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
@@ -275,9 +271,8 @@ def cut(srv, s):
 def hold(srv, s):
     """Leaves the connection open and silent until the engine closes it."""
     srv.reached()
-    raw = raw_of(s)
-    raw.recv(1)
-    raw.close()
+    with raw_of(s) as raw:
+        raw.recv(1)
 
 
 def handshake_unanswered(srv, c):
@@ -549,9 +544,8 @@ class HostileTls(unittest.TestCase):
     def truncated_record(self, then):
         def tail(srv, s):
             s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
-            raw = raw_of(s)
-            raw.sendall(b"\x17\x03\x03\x00\x40" + b"\x00" * 10)  # a record of 64 bytes, 10 sent
-            raw.close()
+            with raw_of(s) as raw:
+                raw.sendall(b"\x17\x03\x03\x00\x40" + b"\x00" * 10)  # a record of 64 bytes, 10 sent
             then(srv, s)
         return self.probe(answer_then(tail))
 
@@ -569,9 +563,8 @@ class HostileTls(unittest.TestCase):
         a body, even one delimited by the close."""
         def tail(srv, s):
             s.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nok")
-            raw = raw_of(s)
-            raw.sendall(b"\x17\x03\x03\x00\x20" + os.urandom(32))
-            raw.close()
+            with raw_of(s) as raw:
+                raw.sendall(b"\x17\x03\x03\x00\x20" + os.urandom(32))
             hold(srv, s)
         a, t = self.probe(answer_then(tail))
         self.assertEqual((a["error_class"], a["http_status"]), ("reset", 200), a)
