@@ -24,6 +24,7 @@
  */
 #include "store/store_int.h"
 #include "store/held_int.h"
+#include "store/readahead_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -807,7 +808,13 @@ static int conn_open(const char *path, struct sqlite_store *s, struct conn **out
     if (!c)
         return vh_error_set(err, VH_ENOMEM, "%s: out of memory", what);
     memset(c, 0, sizeof(*c));
-    rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+    /*
+     * Through the read-ahead VFS (readahead_int.h): a drain reads bodies and rows in file
+     * order, a pread(2) per page through the system's VFS. Without it (it could not be
+     * registered), the system's VFS as it is.
+     */
+    rc = sqlite3_open_v2(path, &c->db, flags,
+                         vh__readahead_register() == SQLITE_OK ? VH__READAHEAD_VFS : NULL);
     if (rc != SQLITE_OK) {
         if (c->db)
             rc = db_fail(c, what, err);

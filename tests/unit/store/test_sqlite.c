@@ -31,6 +31,7 @@
 #include <vocohook/sign.h>
 #include <vocohook/store.h>
 
+#include "store/readahead_int.h"
 #include "store/store_int.h"
 
 #define T0 INT64_C(1773585128000)
@@ -784,6 +785,7 @@ struct counted_file {
 };
 
 static sqlite3_vfs *real_vfs;
+static sqlite3_vfs *default_vfs; /* the default before count_syncs */
 static sqlite3_io_methods counted_methods;
 static atomic_int syncs;
 static atomic_int writes;
@@ -875,7 +877,11 @@ static int c_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags
 
 static sqlite3_vfs counted_vfs;
 
-/* Makes the counting VFS the default; the next connections opened use it. */
+/*
+ * Puts the counting VFS in front of the store's (the read-ahead VFS, found by its name):
+ * registered under the same name as the default, it is the one a lookup finds first, so
+ * the next connections the store opens count their syncs and writes.
+ */
 static void count_syncs(void)
 {
     static const sqlite3_io_methods m = {
@@ -884,22 +890,25 @@ static void count_syncs(void)
         c_shm_lock, c_shm_barrier, c_shm_unmap, NULL,      NULL,
     };
 
-    real_vfs = sqlite3_vfs_find(NULL);
+    assert_int_equal(vh__readahead_register(), SQLITE_OK);
+    default_vfs = sqlite3_vfs_find(NULL);
+    real_vfs = sqlite3_vfs_find(VH__READAHEAD_VFS);
+    assert_non_null(default_vfs);
     assert_non_null(real_vfs);
     assert_true(real_vfs->iVersion >= 2);
     counted_methods = m;
     counted_vfs = *real_vfs;
-    counted_vfs.zName = "vh-count-syncs";
     counted_vfs.szOsFile = (int)sizeof(struct counted_file) + real_vfs->szOsFile;
     counted_vfs.xOpen = c_open;
     counted_vfs.pNext = NULL;
     assert_int_equal(sqlite3_vfs_register(&counted_vfs, 1), SQLITE_OK);
+    assert_ptr_equal(sqlite3_vfs_find(VH__READAHEAD_VFS), &counted_vfs);
 }
 
 static void stop_counting_syncs(void)
 {
     assert_int_equal(sqlite3_vfs_unregister(&counted_vfs), SQLITE_OK);
-    assert_int_equal(sqlite3_vfs_register(real_vfs, 1), SQLITE_OK);
+    assert_int_equal(sqlite3_vfs_register(default_vfs, 1), SQLITE_OK);
 }
 
 /* Runs put, then returns how many syncs it made. */

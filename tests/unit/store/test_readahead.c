@@ -1,0 +1,302 @@
+/*
+ * The read-ahead VFS (src/store/readahead_int.h) over real SQLite files: it reads what the
+ * system's VFS reads, in fewer reads, and a page it read ahead is never served once the
+ * file may have changed under it (another connection's writes and checkpoints, between
+ * and during transactions).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "store/readahead_int.h"
+
+#define ROWS      2000
+#define BODY_SIZE 2000 /* two rows a 4 KiB page */
+
+struct fixture {
+    char dir[256];
+    char path[300];
+};
+
+static int setup(void **state)
+{
+    const char *tmp = getenv("TMPDIR");
+    struct fixture *f = calloc(1, sizeof(*f));
+
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "%s/vh-readahead-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    char p[320];
+    const char *ext[] = {"", "-wal", "-shm", "-journal"};
+    size_t i;
+
+    for (i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+        snprintf(p, sizeof(p), "%s%s", f->path, ext[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Row `id`'s body in generation `gen`: bytes no other row or generation has at its place. */
+static void body_of(int id, int gen, unsigned char *out)
+{
+    uint32_t x = (uint32_t)id * 2654435761u + (uint32_t)gen * 40503u + 1u;
+    size_t i;
+
+    for (i = 0; i < BODY_SIZE; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        out[i] = (unsigned char)x;
+    }
+}
+
+static sqlite3 *open_db(const char *path, const char *vfs)
+{
+    sqlite3 *db = NULL;
+
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL), SQLITE_OK);
+    return db;
+}
+
+static void exec(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+
+    if (rc != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+}
+
+/* Writes every row's body of generation `gen` (ids 1..ROWS), in one transaction. */
+static void write_rows(sqlite3 *db, int gen)
+{
+    unsigned char body[BODY_SIZE];
+    sqlite3_stmt *st = NULL;
+    int id;
+
+    /*
+     * `pad` first, so that t's root is page 3: a transaction reads page 1, then t's root,
+     * not the page after page 1, and goes on into the leaves a window may still hold.
+     */
+    exec(db, "CREATE TABLE IF NOT EXISTS pad (x INTEGER)");
+    exec(db, "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)");
+    exec(db, "BEGIN");
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO t (id, body) VALUES (?, ?)", -1, &st, NULL),
+        SQLITE_OK);
+    for (id = 1; id <= ROWS; id++) {
+        body_of(id, gen, body);
+        sqlite3_bind_int(st, 1, id);
+        sqlite3_bind_blob(st, 2, body, BODY_SIZE, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    exec(db, "COMMIT");
+}
+
+/*
+ * Reads rows [from, to] in order on `db` (in its open transaction, if any) and checks each
+ * one is generation `gen`'s. Returns the rows read.
+ */
+static int check_rows(sqlite3 *db, int from, int to, int gen)
+{
+    unsigned char want[BODY_SIZE];
+    sqlite3_stmt *st = NULL;
+    int n = 0, id;
+
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT id, body FROM t WHERE id BETWEEN ? AND ? "
+                                        "ORDER BY id",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int(st, 1, from);
+    sqlite3_bind_int(st, 2, to);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        id = sqlite3_column_int(st, 0);
+        body_of(id, gen, want);
+        assert_int_equal(sqlite3_column_bytes(st, 1), BODY_SIZE);
+        if (memcmp(sqlite3_column_blob(st, 1), want, BODY_SIZE) != 0)
+            fail_msg("row %d is not generation %d's", id, gen);
+        n++;
+    }
+    assert_int_equal(sqlite3_finalize(st), SQLITE_OK);
+    return n;
+}
+
+/* PRAGMA integrity_check says "ok" (it reads every page of the file). */
+static void check_integrity(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+    sqlite3_finalize(st);
+}
+
+static struct vh__readahead_stats stats_of(sqlite3 *db)
+{
+    struct vh__readahead_stats s;
+
+    memset(&s, 0xff, sizeof(s));
+    assert_int_equal(sqlite3_file_control(db, "main", VH__READAHEAD_FCNTL_STATS, &s), SQLITE_OK);
+    return s;
+}
+
+/* A file read in order: the same rows, in a fifth of the reads or fewer. */
+static void test_reads_in_order_in_few_reads(void **state)
+{
+    struct fixture *f = *state;
+    struct vh__readahead_stats s;
+    sqlite3 *plain, *ra;
+
+    assert_int_equal(vh__readahead_register(), SQLITE_OK);
+    plain = open_db(f->path, NULL);
+    write_rows(plain, 1);
+    exec(plain, "PRAGMA wal_checkpoint(TRUNCATE)");
+    ra = open_db(f->path, VH__READAHEAD_VFS);
+    assert_int_equal(check_rows(ra, 1, ROWS, 1), ROWS);
+    s = stats_of(ra);
+    /* A page for every two rows, at least. */
+    assert_true(s.reads >= ROWS / 2);
+    assert_int_equal(s.reads, s.hits + s.fills + s.direct);
+    if ((s.fills + s.direct) * 5 > s.reads)
+        fail_msg("%llu reads took %llu fills and %llu direct reads", (unsigned long long)s.reads,
+                 (unsigned long long)s.fills, (unsigned long long)s.direct);
+    /* The last pages of the file too: a window is never filled past its end. */
+    assert_int_equal(check_rows(ra, ROWS - 5, ROWS, 1), 6);
+    check_integrity(ra);
+    /* A connection of the system's VFS has no such counts: the opcode is ours. */
+    {
+        struct vh__readahead_stats none;
+
+        assert_int_equal(sqlite3_file_control(plain, "main", VH__READAHEAD_FCNTL_STATS, &none),
+                         SQLITE_NOTFOUND);
+    }
+    sqlite3_close(ra);
+    sqlite3_close(plain);
+}
+
+/*
+ * Another connection rewrites every row and checkpoints them into the file between two
+ * transactions of the reader: the second transaction reads the file again, not what the
+ * first one read ahead. The reader's last transaction before each rewrite reads the start
+ * of the file, as the next one does first: the file's header (page 1, the schema) and the
+ * first rows, all within one window.
+ */
+static void test_checkpoint_between_transactions(void **state)
+{
+    struct fixture *f = *state;
+    sqlite3 *plain, *ra;
+    int gen;
+
+    assert_int_equal(vh__readahead_register(), SQLITE_OK);
+    plain = open_db(f->path, NULL);
+    write_rows(plain, 1);
+    exec(plain, "PRAGMA wal_checkpoint(TRUNCATE)");
+    ra = open_db(f->path, VH__READAHEAD_VFS);
+    for (gen = 1; gen <= 4; gen++) {
+        if (gen > 1) {
+            write_rows(plain, gen);
+            /* TRUNCATE: every page back in the file, the WAL empty; the reader is idle. */
+            exec(plain, "PRAGMA wal_checkpoint(TRUNCATE)");
+        }
+        assert_int_equal(check_rows(ra, 1, 8, gen), 8);
+        assert_int_equal(check_rows(ra, 1, ROWS, gen), ROWS);
+        assert_int_equal(check_rows(ra, 1, 8, gen), 8);
+    }
+    /* A new table changes page 1, the schema, which the reader has read ahead. */
+    exec(plain, "CREATE TABLE u (x INTEGER)");
+    exec(plain, "PRAGMA wal_checkpoint(TRUNCATE)");
+    exec(ra, "INSERT INTO u VALUES (1)");
+    sqlite3_close(ra);
+    sqlite3_close(plain);
+}
+
+/*
+ * During one read transaction the reader keeps its snapshot while another connection
+ * rewrites the rows and checkpoints what it can; after it, the reader sees the new rows.
+ */
+static void test_snapshot_during_checkpoint(void **state)
+{
+    struct fixture *f = *state;
+    sqlite3 *plain, *ra;
+
+    assert_int_equal(vh__readahead_register(), SQLITE_OK);
+    plain = open_db(f->path, NULL);
+    write_rows(plain, 1);
+    exec(plain, "PRAGMA wal_checkpoint(TRUNCATE)");
+    ra = open_db(f->path, VH__READAHEAD_VFS);
+    exec(ra, "BEGIN");
+    assert_int_equal(check_rows(ra, 1, ROWS / 4, 1), ROWS / 4);
+    write_rows(plain, 2);
+    exec(plain, "PRAGMA wal_checkpoint(PASSIVE)");
+    assert_int_equal(check_rows(ra, ROWS / 4 + 1, ROWS, 1), ROWS - ROWS / 4);
+    assert_int_equal(check_rows(ra, 1, ROWS / 4, 1), ROWS / 4);
+    exec(ra, "COMMIT");
+    exec(plain, "PRAGMA wal_checkpoint(TRUNCATE)");
+    assert_int_equal(check_rows(ra, 1, ROWS, 2), ROWS);
+    sqlite3_close(ra);
+    sqlite3_close(plain);
+}
+
+/* Its own writes and checkpoints, through the same handle, drop what it read ahead. */
+static void test_own_writes(void **state)
+{
+    struct fixture *f = *state;
+    sqlite3 *ra;
+    int gen;
+
+    assert_int_equal(vh__readahead_register(), SQLITE_OK);
+    ra = open_db(f->path, VH__READAHEAD_VFS);
+    for (gen = 1; gen <= 3; gen++) {
+        write_rows(ra, gen);
+        exec(ra, "PRAGMA wal_checkpoint(TRUNCATE)");
+        assert_int_equal(check_rows(ra, 1, ROWS, gen), ROWS);
+    }
+    exec(ra, "DELETE FROM t WHERE id > 10");
+    exec(ra, "VACUUM");
+    exec(ra, "PRAGMA wal_checkpoint(TRUNCATE)");
+    assert_int_equal(check_rows(ra, 1, ROWS, 3), 10);
+    check_integrity(ra);
+    sqlite3_close(ra);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_reads_in_order_in_few_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_between_transactions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_during_checkpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_own_writes, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
