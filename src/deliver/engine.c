@@ -97,6 +97,9 @@ struct conn {
     bool allow_private; /* read by the SSRF guard */
     bool capped;        /* the body reached VH_ATTEMPT_READ_MAX */
     bool more;          /* its turn ended with bytes left to read (conn_recv) */
+    bool tls;           /* https: OpenSSL may hold bytes that poll(2) cannot see */
+    bool quiet;         /* idle_check's verdict: nothing to read (plain HTTP, idle) */
+    uint64_t checked;   /* the engine's turn that verdict is for; 0: none */
     int64_t idle_since; /* monotonic ms, while idle */
     struct vh_buf req;  /* the request; kept for the next one's memory */
     size_t sent;
@@ -178,10 +181,12 @@ struct vh_engine {
     struct endpoint **buckets;
     size_t n_buckets, n_endpoints;
     struct endpoint *ready_head, *ready_tail;
+    size_t n_waiting; /* jobs on the endpoints' queues */
     struct job *active_head;
     unsigned active;
     struct conn *idle_head, *idle_tail; /* newest first */
     unsigned n_idle, n_connecting;
+    uint64_t turn;           /* ends at each start_ready and callback (idle_check) */
     int wake_fd;             /* an eventfd: submitters and stop wake the engine thread */
     struct curl_waitfd *wfd; /* poll_set's: the wakeup, then up to 2 * max_total sockets */
     struct pollfd *pfd;      /* the same, for poll(2) when nothing is connecting */
@@ -344,6 +349,11 @@ static int job_new(const struct vh_engine *e, const struct vh_delivery_job *j,
  */
 static void job_report(struct vh_engine *e, struct job *job, struct vh_attempt *a)
 {
+    /*
+     * The callback is the application's code and may take its time (a store write): an
+     * idle connection found quiet before it must be checked again after it.
+     */
+    e->turn++;
     log_attempt(e, job, a);
     pthread_mutex_lock(&e->lock);
     e->in_flight--;
@@ -516,10 +526,11 @@ static void endpoint_enqueue(struct vh_engine *e, struct job *job)
     else
         ep->head = job;
     ep->tail = job;
+    e->n_waiting++;
     endpoint_settle(e, ep);
 }
 
-static struct job *endpoint_dequeue(struct endpoint *ep)
+static struct job *endpoint_dequeue(struct vh_engine *e, struct endpoint *ep)
 {
     struct job *job = ep->head;
 
@@ -528,6 +539,7 @@ static struct job *endpoint_dequeue(struct endpoint *ep)
         if (!ep->head)
             ep->tail = NULL;
         job->next = NULL;
+        e->n_waiting--;
     }
     return job;
 }
@@ -670,6 +682,7 @@ static struct conn *conn_new(struct vh_engine *e, const struct job *job, size_t 
     c->origin_len = origin_len;
     memcpy(c->origin, job->url, origin_len);
     c->origin[origin_len] = '\0';
+    c->tls = strncasecmp(c->origin, "https://", 8) == 0;
     c->easy = curl_easy_init();
     left = job->deadline - vh_time_mono_ms();
     if (c->easy)
@@ -713,6 +726,7 @@ static void idle_push(struct vh_engine *e, struct conn *c)
     c->state = C_IDLE;
     c->job = NULL;
     c->served = true;
+    c->checked = 0; /* a verdict from before it was taken says nothing of it now */
     c->idle_since = vh_time_mono_ms();
     /*
      * The request buffer is kept for the next request's memory, unless a large payload grew
@@ -732,12 +746,62 @@ static void idle_push(struct vh_engine *e, struct conn *c)
     e->n_idle++;
 }
 
+/* A plain-HTTP idle connection without a verdict for this turn (idle_check). */
+static bool idle_needs_check(const struct vh_engine *e, const struct conn *c)
+{
+    return !c->tls && c->checked != e->turn;
+}
+
+/*
+ * Checks `first`, which a job is about to take, and the other plain-HTTP idle connections
+ * that the jobs still waiting may take in this turn, in one poll(2) with timeout 0, instead
+ * of a recv on each (on a healthy connection it returns EAGAIN: a system call per delivery,
+ * since a connection that poll_serve frees is taken by the next start_ready without a poll
+ * between). Over plain TCP a poll sees what a recv would: a connection that shows anything
+ * (bytes, a close, an error) is dropped as the recv would have dropped it. A verdict holds
+ * for its turn only, which the next start_ready or callback ends (e->turn), so between the
+ * check and the send the engine thread only starts other jobs of this start_ready: bytes
+ * arriving then are missed, as are those arriving between a recv and the send.
+ *
+ * The poll replaces `first`'s recv, so it never adds a system call. It is made only when it
+ * can save one (a second connection to check), and covers at most one connection per job
+ * that may still start in this turn, so a long idle list is not polled for one job. e->pfd
+ * and e->wconn are free here: poll_set fills them for poll_wait and poll_serve, and
+ * start_ready, the only caller of idle_take, runs outside that span.
+ */
+static void idle_check(struct vh_engine *e, struct conn *first)
+{
+    size_t slots = e->active < e->cfg.max_total ? e->cfg.max_total - e->active : 0;
+    size_t max = 1 + (e->n_waiting < slots ? e->n_waiting : slots), n = 0, i;
+    struct conn *c;
+
+    e->wconn[n++] = first;
+    for (c = e->idle_head; c && n < max; c = c->next)
+        if (c != first && idle_needs_check(e, c))
+            e->wconn[n++] = c;
+    if (n < 2)
+        return; /* one connection alone: its recv costs the same */
+    for (i = 0; i < n; i++) {
+        e->pfd[i].fd = e->wconn[i]->fd;
+        e->pfd[i].events = POLLIN;
+        e->pfd[i].revents = 0;
+    }
+    if (poll(e->pfd, (nfds_t)n, 0) < 0)
+        return; /* no verdicts: each is checked by its recv */
+    for (i = 0; i < n; i++) {
+        e->wconn[i]->quiet = e->pfd[i].revents == 0;
+        e->wconn[i]->checked = e->turn;
+    }
+}
+
 /*
  * The most recently used idle connection to `origin` with nothing to read, taken off the
  * idle list; or NULL. Bytes waiting on an idle connection (a second TLS record sent after
  * an answer, which a read of the first did not take; a late close) would be read as the
  * next request's answer, so such a connection is closed here, as libcurl does before it
- * reuses one. The idle poll catches them too, but only when a poll comes between.
+ * reuses one. The idle poll catches them too, but only when a poll comes between. Over TLS
+ * the check is a recv: OpenSSL may hold decrypted bytes that a poll of the socket cannot
+ * see. Over plain HTTP it is idle_check's poll, one for the connections of the turn.
  */
 static struct conn *idle_take(struct vh_engine *e, const char *origin, size_t len)
 {
@@ -749,10 +813,17 @@ static struct conn *idle_take(struct vh_engine *e, const char *origin, size_t le
         next = c->next;
         if (c->origin_len != len || memcmp(c->origin, origin, len) != 0)
             continue;
+        if (idle_needs_check(e, c))
+            idle_check(e, c);
         idle_unlink(e, c);
-        n = 0;
-        if (curl_easy_recv(c->easy, buf, sizeof(buf), &n) == CURLE_AGAIN)
-            return c;
+        if (!c->tls && c->checked == e->turn) {
+            if (c->quiet)
+                return c;
+        } else {
+            n = 0;
+            if (curl_easy_recv(c->easy, buf, sizeof(buf), &n) == CURLE_AGAIN)
+                return c;
+        }
         conn_free(e, c);
     }
     return NULL;
@@ -1260,11 +1331,12 @@ static void start_ready(struct vh_engine *e)
     struct endpoint *ep;
     struct job *job;
 
+    e->turn++; /* the engine polled since the last one: idle_check's verdicts are stale */
     while (e->active < e->cfg.max_total) {
         ep = ready_pop(e);
         if (!ep)
             break;
-        job = endpoint_dequeue(ep);
+        job = endpoint_dequeue(e, ep);
         /* Counted before the start, so a job reported at once cannot free the endpoint. */
         ep->active++;
         job_start(e, job);
@@ -1450,6 +1522,7 @@ static void drop_queue(struct vh_engine *e, struct endpoint *ep, const char *why
     for (; job; job = next) {
         next = job->next;
         job->next = NULL;
+        e->n_waiting--;
         job_report_now(e, job, VH_ATTEMPT_INTERRUPTED, why);
     }
     ep->active--;
@@ -1534,7 +1607,7 @@ static void interrupt_waiting(struct vh_engine *e)
         for (ep = e->buckets[i]; ep; ep = next) {
             next = ep->hnext;
             ep->active++; /* keeps the endpoint alive through the callbacks */
-            for (job = endpoint_dequeue(ep); job; job = endpoint_dequeue(ep))
+            for (job = endpoint_dequeue(e, ep); job; job = endpoint_dequeue(e, ep))
                 job_report_now(e, job, VH_ATTEMPT_INTERRUPTED, "interrupted by shutdown");
             ep->active--;
             if (ep->active == 0)

@@ -187,6 +187,15 @@ struct conn {
     char in[REQ_MAX];
 };
 
+/* What srv_stray asks the server to do to its other connections, after their answer. */
+enum stray {
+    STRAY_NONE,
+    STRAY_BYTES, /* send a response nobody asked for */
+    STRAY_CLOSE  /* close */
+};
+
+#define STRAY_RESPONSE "HTTP/1.1 299 Stray\r\nContent-Length: 0\r\n\r\n"
+
 struct srv {
     int lfd, port, wake[2];
     pthread_t th;
@@ -198,6 +207,9 @@ struct srv {
     bool release, stop;    /* under mu */
     char last[REQ_MAX];    /* the last complete request, under mu */
     size_t last_len;
+    enum stray stray;             /* under mu: asked of the connections not answering last */
+    int stray_port;               /* under mu: the engine's port of the one it was done to */
+    int last_conn;                /* the server thread's: the connection that answered last */
     struct conn conns[MAX_CONNS]; /* the server thread's */
 };
 
@@ -558,6 +570,7 @@ static void conn_read(struct srv *s, struct conn *c, bool released)
         pthread_mutex_unlock(&s->mu);
         memmove(c->in, c->in + n, c->len - n);
         c->len -= n;
+        s->last_conn = (int)(c - s->conns);
         if (!respond(s, c, released))
             return;
     }
@@ -594,21 +607,56 @@ static void srv_accept(struct srv *s)
     close(fd);
 }
 
+/*
+ * Does `what` to every open connection but the one that answered last, and says which of
+ * the engine's ports it was done to (-1: none, or more than one).
+ */
+static void srv_do_stray(struct srv *s, enum stray what)
+{
+    struct sockaddr_in a;
+    socklen_t alen;
+    int i, port = -1, done = 0;
+
+    for (i = 0; i < MAX_CONNS; i++) {
+        struct conn *c = &s->conns[i];
+
+        if (c->fd < 0 || i == s->last_conn)
+            continue;
+        alen = sizeof(a);
+        if (getpeername(c->fd, (struct sockaddr *)&a, &alen) == 0)
+            port = ntohs(a.sin_port);
+        done++;
+        if (what == STRAY_BYTES)
+            send_str(c, STRAY_RESPONSE);
+        else
+            conn_close(c);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stray = STRAY_NONE;
+    s->stray_port = done == 1 ? port : -1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void *srv_main(void *arg)
 {
     struct srv *s = arg;
     struct pollfd pfd[MAX_CONNS + 2];
     int idx[MAX_CONNS + 2], n, k, i;
     bool stop, released;
+    enum stray stray;
     char drain[64];
 
     for (;;) {
         pthread_mutex_lock(&s->mu);
         stop = s->stop;
         released = s->release;
+        stray = s->stray;
         pthread_mutex_unlock(&s->mu);
         if (stop)
             break;
+        if (stray != STRAY_NONE)
+            srv_do_stray(s, stray);
         for (i = 0; released && i < MAX_CONNS; i++)
             if (s->conns[i].fd >= 0 && s->conns[i].held)
                 answer_ok(&s->conns[i]);
@@ -654,6 +702,7 @@ static struct srv *srv_start(enum mode mode)
 
     assert_non_null(s);
     s->mode = mode;
+    s->last_conn = -1;
     for (i = 0; i < MAX_CONNS; i++)
         s->conns[i].fd = -1;
     pthread_mutex_init(&s->mu, NULL);
@@ -705,6 +754,28 @@ static void srv_stop(struct srv *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
+}
+
+/*
+ * Has the server do `what` to its connections but the one that answered last (from any
+ * thread); returns the engine's port of the one it was done to, or -1 when that was not
+ * exactly one connection.
+ */
+static int srv_stray(struct srv *s, enum stray what)
+{
+    struct timespec dl = deadline_in(WAIT_MS);
+    int port;
+
+    pthread_mutex_lock(&s->mu);
+    s->stray = what;
+    pthread_mutex_unlock(&s->mu);
+    srv_poke(s);
+    pthread_mutex_lock(&s->mu);
+    while (s->stray != STRAY_NONE && pthread_cond_timedwait(&s->cv, &s->mu, &dl) != ETIMEDOUT)
+        ;
+    port = s->stray == STRAY_NONE ? s->stray_port : -1;
+    pthread_mutex_unlock(&s->mu);
+    return port;
 }
 
 static bool srv_wait_requests(struct srv *s, int n, int ms)
@@ -1343,6 +1414,110 @@ static void test_server_closes_idle_connection(void **state)
     assert_ok_body(&t.a[0], "ok");
     assert_ok_body(&t.a[1], "ok");
     assert_not_reused(&t);
+}
+
+/*
+ * The check before reuse when several idle connections are taken in one turn (over plain
+ * HTTP one poll checks them all): a connection that got a response nobody asked for after
+ * its answer was read, with no poll of the engine between that and the next jobs' start, is
+ * not used; a quiet one is. Read as the next request's answer, the stray response would
+ * record a 299 the endpoint never gave. A close is caught the same way (without the check,
+ * the retry on a new connection would hide it).
+ */
+static struct {
+    struct srv *s;
+    struct vh_engine *e;
+    const char *url;
+    enum stray what;
+    const char *failed; /* set by the callback: what went wrong there */
+} Stray;
+
+/* The engine's socket whose local port is `port` (this process's descriptors), or -1. */
+static int engine_fd_of(int port)
+{
+    struct sockaddr_in a;
+    socklen_t alen;
+    int fd;
+
+    for (fd = 0; fd < 1024; fd++) {
+        alen = sizeof(a);
+        if (getsockname(fd, (struct sockaddr *)&a, &alen) == 0 && a.sin_family == AF_INET &&
+            ntohs(a.sin_port) == port)
+            return fd;
+    }
+    return -1;
+}
+
+/*
+ * The third job's report, on the engine thread: the stray bytes (or the close) go to the
+ * other idle connection and are awaited on the engine's end of it, then two jobs are
+ * submitted. They start in the next turn, with no poll of the engine between.
+ */
+static void on_done_stray(void *ud, const struct vh_attempt *a)
+{
+    struct vh_delivery_job j = job_for(Stray.url, NULL, 0);
+    struct pollfd pfd;
+    int port, i;
+
+    port = srv_stray(Stray.s, Stray.what);
+    pfd.fd = port < 0 ? -1 : engine_fd_of(port);
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (pfd.fd < 0)
+        Stray.failed = "no single other connection on the server and the engine";
+    else if (poll(&pfd, 1, WAIT_MS) != 1)
+        Stray.failed = "the stray bytes or the close never reached the engine";
+    for (i = 3; i < 5; i++)
+        if (vh_engine_submit(Stray.e, &j, on_done, &R.slots[i], NULL) != 0)
+            Stray.failed = "submit failed";
+    on_done(ud, a);
+}
+
+static void test_idle_connections_checked_together(void **state)
+{
+    enum stray whats[2] = {STRAY_BYTES, STRAY_CLOSE};
+    struct vh_delivery_job j;
+    char url[128];
+    int i, k, reused;
+
+    (void)state;
+    for (k = 0; k < 2; k++) {
+        reset_results(NULL);
+        memset(&Stray, 0, sizeof(Stray));
+        Stray.s = srv_start(M_HOLD);
+        Stray.e = engine_with(true, true, NULL, 2);
+        Stray.what = whats[k];
+        srv_url(Stray.s, url, sizeof(url));
+        Stray.url = url;
+        /* Two connections: both requests are held until both came. */
+        submit(Stray.e, 0, url, NULL, 0);
+        submit(Stray.e, 1, url, NULL, 0);
+        assert_true(srv_wait_requests(Stray.s, 2, WAIT_MS));
+        srv_release(Stray.s);
+        assert_true(wait_total(2, WAIT_MS));
+        assert_int_equal(srv_accepts(Stray.s), 2);
+        /* One more on one of them; its callback spoils the other and submits two. */
+        j = job_for(url, NULL, 0);
+        assert_int_equal(vh_engine_submit(Stray.e, &j, on_done_stray, &R.slots[2], NULL), 0);
+        assert_true(wait_total(5, WAIT_MS));
+        if (Stray.failed)
+            fail_msg("%s", Stray.failed);
+        reused = 0;
+        for (i = 0; i < 5; i++) {
+            if (R.slots[i].a.http_status != 200)
+                fail_msg("case %d, job %d: got %s (%d): %s", k, i,
+                         vh_attempt_result_name(R.slots[i].a.result), R.slots[i].a.http_status,
+                         R.slots[i].a.error);
+            assert_int_equal(R.slots[i].calls, 1);
+        }
+        for (i = 3; i < 5; i++)
+            reused += R.slots[i].a.reused_connection;
+        assert_int_equal(reused, 1); /* the quiet one was taken, the other not */
+        assert_int_equal(srv_accepts(Stray.s), 3);
+        assert_int_equal(srv_requests(Stray.s), 5);
+        vh_engine_free(Stray.e);
+        srv_stop(Stray.s);
+    }
 }
 
 /*
@@ -2409,6 +2584,7 @@ int main(void)
         cmocka_unit_test_setup(test_connection_close_not_reused, reset_results),
         cmocka_unit_test_setup(test_http10_keep_alive_rules, reset_results),
         cmocka_unit_test_setup(test_server_closes_idle_connection, reset_results),
+        cmocka_unit_test_setup(test_idle_connections_checked_together, reset_results),
         cmocka_unit_test_setup(test_reused_connection_failure_is_retried, reset_results),
         cmocka_unit_test_setup(test_retry_is_made_once, reset_results),
         cmocka_unit_test_setup(test_fresh_connection_failure_not_retried, reset_results),
