@@ -96,28 +96,50 @@ def ro(db):
     return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
 
 
+def counts(db):
+    """The deliveries by state (a scan: once, at the end)."""
+    try:
+        con = ro(db)
+        try:
+            return dict(con.execute("SELECT state, count(*) FROM deliveries GROUP BY state"))
+        finally:
+            con.close()
+    except sqlite3.OperationalError as e:
+        return {"error": str(e)}
+
+
+# Whether any delivery is still to be sent: two lookups in the (state, next_attempt_ms)
+# index that both vocohook's store and the Node.js sender's outbox have.
+UNFINISHED = ("SELECT EXISTS (SELECT 1 FROM deliveries WHERE state = 'pending')"
+              " OR EXISTS (SELECT 1 FROM deliveries WHERE state = 'in_flight')")
+
+
 def cmd_drain(a):
-    """Polls the store (read-only) until `count` deliveries have succeeded; the figure
-    comes from the store's own timestamps (the last delivery's commit), not the poll."""
+    """Polls the store (read-only) until no delivery is pending or in flight, then checks
+    that `count` deliveries succeeded; the figure comes from the store's own timestamps
+    (the last delivery's commit), not the poll. The poll is two index lookups: until
+    session 23 it counted the deliveries by state, a scan of the table every 0.2 s that
+    took 55-100 ms of the load core at 100 000 deliveries, the core nginx (the sink) runs
+    on."""
     deadline = time.monotonic() + a.timeout
-    done = 0
     while True:
         try:
             con = ro(a.db)
             try:
-                rows = dict(con.execute("SELECT state, count(*) FROM deliveries GROUP BY state"))
+                (busy,) = con.execute(UNFINISHED).fetchone()
             finally:
                 con.close()
         except sqlite3.OperationalError:
-            rows = {}
-        done = rows.get("succeeded", 0)
-        if done >= a.count:
+            busy = 1  # not created yet, or locked for a moment
+        if not busy:
             break
-        if rows.get("abandoned", 0) or rows.get("canceled", 0):
-            die(f"deliveries failed: {rows}")
         if time.monotonic() > deadline:
-            die(f"timed out after {a.timeout} s: {rows}")
+            die(f"timed out after {a.timeout} s: {counts(a.db)}")
         time.sleep(0.2)
+    rows = counts(a.db)
+    done = rows.get("succeeded", 0)
+    if done < a.count:
+        die(f"deliveries failed: {rows}")
     con = ro(a.db)
     try:
         (last_ms,) = con.execute(
