@@ -170,6 +170,19 @@ static struct vh__readahead_stats stats_of(sqlite3 *db)
     return s;
 }
 
+/*
+ * The file with generation 1's rows, all in it (the WAL checkpointed and empty), and two
+ * connections to it: `plain` through the system's VFS, `ra` through the read-ahead one.
+ */
+static void open_pair(const struct fixture *f, sqlite3 **plain, sqlite3 **ra)
+{
+    assert_int_equal(vh__readahead_register(), SQLITE_OK);
+    *plain = open_db(f->path, NULL);
+    write_rows(*plain, 1);
+    exec(*plain, "PRAGMA wal_checkpoint(TRUNCATE)");
+    *ra = open_db(f->path, VH__READAHEAD_VFS);
+}
+
 /* A file read in order: the same rows, in a fifth of the reads or fewer. */
 static void test_reads_in_order_in_few_reads(void **state)
 {
@@ -177,11 +190,7 @@ static void test_reads_in_order_in_few_reads(void **state)
     struct vh__readahead_stats s;
     sqlite3 *plain, *ra;
 
-    assert_int_equal(vh__readahead_register(), SQLITE_OK);
-    plain = open_db(f->path, NULL);
-    write_rows(plain, 1);
-    exec(plain, "PRAGMA wal_checkpoint(TRUNCATE)");
-    ra = open_db(f->path, VH__READAHEAD_VFS);
+    open_pair(f, &plain, &ra);
     assert_int_equal(check_rows(ra, 1, ROWS, 1), ROWS);
     s = stats_of(ra);
     /* A page for every two rows, at least. */
@@ -217,11 +226,7 @@ static void test_checkpoint_between_transactions(void **state)
     sqlite3 *plain, *ra;
     int gen;
 
-    assert_int_equal(vh__readahead_register(), SQLITE_OK);
-    plain = open_db(f->path, NULL);
-    write_rows(plain, 1);
-    exec(plain, "PRAGMA wal_checkpoint(TRUNCATE)");
-    ra = open_db(f->path, VH__READAHEAD_VFS);
+    open_pair(f, &plain, &ra);
     for (gen = 1; gen <= 4; gen++) {
         if (gen > 1) {
             write_rows(plain, gen);
@@ -249,11 +254,7 @@ static void test_snapshot_during_checkpoint(void **state)
     struct fixture *f = *state;
     sqlite3 *plain, *ra;
 
-    assert_int_equal(vh__readahead_register(), SQLITE_OK);
-    plain = open_db(f->path, NULL);
-    write_rows(plain, 1);
-    exec(plain, "PRAGMA wal_checkpoint(TRUNCATE)");
-    ra = open_db(f->path, VH__READAHEAD_VFS);
+    open_pair(f, &plain, &ra);
     exec(ra, "BEGIN");
     assert_int_equal(check_rows(ra, 1, ROWS / 4, 1), ROWS / 4);
     write_rows(plain, 2);
