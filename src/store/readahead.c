@@ -89,6 +89,7 @@ static bool fill(struct ra_file *p, void *out, int amt, sqlite3_int64 off)
     if (rc != SQLITE_OK) {
         /* A short read (the file shrank) zero-fills: nothing of it is trusted. */
         drop(p);
+        p->stats.failed++;
         p->size = -1;
         return false;
     }

@@ -43,6 +43,7 @@ struct vh__readahead_stats {
     uint64_t hits;   /* served from the window, no system call */
     uint64_t fills;  /* reads that filled the window (one pread of up to a window) */
     uint64_t direct; /* reads passed to the system's VFS as they came */
+    uint64_t failed; /* fills that did not come back whole (the file shrank): thrown away */
 };
 
 /*

@@ -17,7 +17,10 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include <vocohook/alloc.h>
+
 #include "store/readahead_int.h"
+#include "unit/oom.h"
 
 #define ROWS      2000
 #define BODY_SIZE 2000 /* two rows a 4 KiB page */
@@ -290,6 +293,61 @@ static void test_own_writes(void **state)
     sqlite3_close(ra);
 }
 
+/*
+ * The file shrinks under a reader that knows its old size (another connection deletes most
+ * rows, vacuums and checkpoints): a window filled past the new end comes back short, is
+ * thrown away, and the page is read by itself.
+ */
+static void test_file_shrinks_under_reader(void **state)
+{
+    struct fixture *f = *state;
+    struct vh__readahead_stats before, after;
+    sqlite3 *plain, *ra;
+
+    open_pair(f, &plain, &ra);
+    assert_int_equal(check_rows(ra, 1, ROWS, 1), ROWS);
+    exec(plain, "DELETE FROM t WHERE id > 40");
+    exec(plain, "VACUUM");
+    exec(plain, "PRAGMA wal_checkpoint(TRUNCATE)");
+    before = stats_of(ra);
+    assert_int_equal(check_rows(ra, 1, ROWS, 1), 40);
+    check_integrity(ra);
+    after = stats_of(ra);
+    /* A fill came back short and was thrown away; its page was read by itself. */
+    assert_true(after.failed > before.failed);
+    assert_true(after.direct > before.direct);
+    assert_int_equal(after.reads, after.hits + after.fills + after.direct);
+    sqlite3_close(ra);
+    sqlite3_close(plain);
+}
+
+/*
+ * The window's memory cannot be had at the first fill: that read goes to the system's VFS
+ * as it came, and the next fill tries again. The window is freed with the connection.
+ */
+static void test_no_memory_for_the_window(void **state)
+{
+    struct fixture *f = *state;
+    struct vh__readahead_stats s;
+    sqlite3 *plain, *ra;
+    long live;
+
+    live = live_blocks;
+    alloc_count = 0;
+    alloc_fail_at = 1; /* the first allocation through vh_malloc: the window */
+    open_pair(f, &plain, &ra);
+    assert_int_equal(check_rows(ra, 1, ROWS, 1), ROWS);
+    s = stats_of(ra);
+    assert_true(alloc_count >= 2);
+    assert_true(s.direct >= 1);
+    assert_true(s.fills >= 1);
+    assert_int_equal(s.reads, s.hits + s.fills + s.direct);
+    sqlite3_close(ra);
+    sqlite3_close(plain);
+    assert_int_equal(live_blocks, live);
+    alloc_fail_at = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,7 +355,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkpoint_between_transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_during_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_own_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_shrinks_under_reader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_memory_for_the_window, setup, teardown),
     };
 
+    /* Counted from the start (oom.h): memory must not move between allocators. */
+    vh_replace_allocator(t_malloc, t_realloc, t_free);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
