@@ -22,7 +22,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from server import Daemon, create_partner, seed_session  # noqa: E402
-from tls_front import make_ca, ossl  # noqa: E402
+from tls_front import issue, make_ca, new_ca, sign  # noqa: E402
 
 TIMEOUT_MS = 1500  # the hostile endpoints' attempt timeout
 SLACK = 3.0        # seconds allowed past it, loosely (a busy or sanitizer machine)
@@ -34,16 +34,9 @@ def make_certs(d):
     another name (localhost), one for 127.0.0.1 from a second, untrusted CA, and a chain
     file far over what a client takes (about 200 KiB of certificates)."""
     ca, cert, key = make_ca(d)
-    ossl(d, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "wrong.key", "-out", "wrong.csr",
-         "-subj", "/CN=localhost")
-    with open(os.path.join(d, "wrong.cnf"), "w") as f:
-        f.write("subjectAltName=DNS:localhost\n")
-    ossl(d, "x509", "-req", "-in", "wrong.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-         "-CAcreateserial", "-out", "wrong.pem", "-days", "2", "-extfile", "wrong.cnf")
-    ossl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key",
-         "-out", "other-ca.pem", "-days", "2", "-subj", "/CN=vocohook other CA")
-    ossl(d, "x509", "-req", "-in", "srv.csr", "-CA", "other-ca.pem", "-CAkey", "other-ca.key",
-         "-CAcreateserial", "-out", "other.pem", "-days", "2", "-extfile", "ext.cnf")
+    issue(d, "wrong", "localhost", "DNS:localhost")
+    new_ca(d, "other-ca", "vocohook other CA")
+    sign(d, "srv", "other-ca", "other.pem")
     with open(cert) as f:
         leaf = f.read()
     with open(ca) as f:

@@ -30,16 +30,33 @@ def ossl(d, *args):
     subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
 
 
+def new_ca(d, name, cn):
+    """A self-signed CA: NAME.pem and its key NAME.key."""
+    ossl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+         f"{name}.pem", "-days", "2", "-subj", f"/CN={cn}")
+
+
+def issue(d, name, cn, san, ca="ca"):
+    """A key NAME.key and a certificate NAME.pem for `cn` with subjectAltName `san`, signed
+    by the CA CA.pem (its key CA.key); the request stays as NAME.csr, its extension file as
+    NAME.cnf, for signing again by another CA (sign)."""
+    ossl(d, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+         f"{name}.csr", "-subj", f"/CN={cn}")
+    with open(os.path.join(d, f"{name}.cnf"), "w") as f:
+        f.write(f"subjectAltName={san}\n")
+    sign(d, name, ca, f"{name}.pem")
+
+
+def sign(d, name, ca, out):
+    """Signs the request NAME.csr (with NAME.cnf's extensions) by the CA CA into OUT."""
+    ossl(d, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+         "-CAcreateserial", "-out", out, "-days", "2", "-extfile", f"{name}.cnf")
+
+
 def make_ca(d):
     """A throw-away CA and a server certificate for 127.0.0.1, with the openssl CLI."""
-    ossl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-         "ca.pem", "-days", "2", "-subj", "/CN=vocohook test CA")
-    ossl(d, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr",
-         "-subj", "/CN=127.0.0.1")
-    with open(os.path.join(d, "ext.cnf"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\n")
-    ossl(d, "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-         "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")
+    new_ca(d, "ca", "vocohook test CA")
+    issue(d, "srv", "127.0.0.1", "IP:127.0.0.1")
     return os.path.join(d, "ca.pem"), os.path.join(d, "srv.pem"), os.path.join(d, "srv.key")
 
 
