@@ -43,6 +43,13 @@ struct vh_sender_config {
      * VH_SENDER_MAX_BYTES_DEFAULT. Past it the dispatcher claims nothing until attempts end.
      */
     size_t max_bytes;
+    /*
+     * Bytes of heap the dispatcher's thread makes ready once, as it starts, so that its
+     * first claims do not fault their pages in one by one; 0: none. Worth it only where the
+     * process's allocator keeps a freed block of this size in the heap (the CLI sets glibc
+     * so: cli_heap_tune).
+     */
+    size_t heap_warm_bytes;
 };
 
 /* Fills `cfg` with the defaults (SPEC §3 policy, engine defaults, node id "node"). */

@@ -766,6 +766,7 @@ int cmd_receive(int argc, char **argv)
     sigset_t stop_sigs;
     int code;
 
+    cli_heap_tune();
     memset(&a, 0, sizeof(a));
     code = parse_args(argc, argv, &a);
     if (code) {

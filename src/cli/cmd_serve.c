@@ -205,6 +205,7 @@ static void sender_config_from(const struct vh_config *cfg, enum vh_log_level *l
     out->engine.log_level = *level;
     out->sched_batch = cfg->sched_batch;
     out->max_bytes = cfg->delivery_memory;
+    out->heap_warm_bytes = CLI_HEAP_WARM_SENDER;
     out->log = cli_log_to_stderr;
     out->log_ud = level;
 }
@@ -318,6 +319,7 @@ int cmd_serve(int argc, char **argv)
     size_t n = 0;
     int code, rc;
 
+    cli_heap_tune();
     flags = vh_malloc(sizeof(*flags) * (size_t)argc);
     if (!flags)
         return cli_fail("serve", CLI_FAILED, "out of memory");

@@ -2,6 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -190,6 +193,16 @@ int cli_split_secrets(const char *verb, char *list, const char **secrets, size_t
         p = comma ? comma + 1 : NULL;
     }
     return 0;
+}
+
+void cli_heap_tune(void)
+{
+#ifdef __GLIBC__
+    /* Each is a fixed value: setting either threshold also stops glibc moving them. */
+    mallopt(M_MMAP_THRESHOLD, CLI_HEAP_MMAP_THRESHOLD);
+    mallopt(M_TRIM_THRESHOLD, CLI_HEAP_TRIM_THRESHOLD);
+    mallopt(M_TOP_PAD, CLI_HEAP_TOP_PAD);
+#endif
 }
 
 void cli_block_stop_signals(sigset_t *set)

@@ -23,6 +23,7 @@
 #include <vocohook/json.h>
 
 #include "deliver/deliver_int.h"
+#include "core/heap_int.h"
 #include "core/thread_int.h"
 #include "core/banned.h"
 
@@ -103,6 +104,7 @@ struct vh_sender {
     int64_t idle_poll_ms;
     int64_t lease_ms;
     bool sched_batch;
+    size_t heap_warm_bytes;
     vh_log_fn *log;
     void *log_ud;
     pthread_t thread;
@@ -586,6 +588,7 @@ static void *dispatch(void *arg)
     int64_t stop_refused_ms = -1;  /* when the store first refused a record at the stop */
 
     vh__thread_name("vh-dispatch");
+    (void)vh__heap_warm(s->heap_warm_bytes); /* best effort: pages not made ready fault in */
     if (s->sched_batch) {
         int rc = vh__thread_sched_batch();
 
@@ -830,6 +833,7 @@ int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg, str
     s->lease_ms =
         2 * cfg->policy.timeout_ms > LEASE_MIN_MS ? 2 * cfg->policy.timeout_ms : LEASE_MIN_MS;
     s->sched_batch = cfg->sched_batch;
+    s->heap_warm_bytes = cfg->heap_warm_bytes;
     s->log = cfg->log;
     s->log_ud = cfg->log_ud;
     pthread_mutex_init(&s->lock, NULL);
