@@ -46,8 +46,8 @@ struct vh_sender_config {
     /*
      * Bytes of heap the dispatcher's thread makes ready once, as it starts, so that its
      * first claims do not fault their pages in one by one; 0: none. Worth it only where the
-     * process's allocator keeps a freed block of this size in the heap (the CLI sets glibc
-     * so: cli_heap_tune).
+     * process's allocator keeps a freed block of this size in the heap, as `vocohook serve`
+     * sets glibc's to (docs/decisions.md, "The daemons' heap").
      */
     size_t heap_warm_bytes;
 };

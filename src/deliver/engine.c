@@ -58,6 +58,7 @@
 #include <vocohook/sign.h>
 
 #include "core/log_int.h"
+#include "crypto/tls_int.h"
 #include "deliver/deliver_int.h"
 #include "deliver/h1_int.h"
 #include "core/thread_int.h"
@@ -98,7 +99,8 @@ struct conn {
     bool capped;        /* the body reached VH_ATTEMPT_READ_MAX */
     bool more;          /* its turn ended with bytes left to read (conn_recv) */
     bool tls;           /* https: OpenSSL may hold bytes that poll(2) cannot see */
-    bool quiet;         /* idle_check's verdict: nothing to read (plain HTTP, idle) */
+    const void *ssl;    /* https, e->tls_poll: its SSL, set by on_ssl_ctx's setup; or NULL */
+    bool quiet;         /* idle_check's verdict: nothing to read on the socket (idle) */
     uint64_t checked;   /* the engine's turn that verdict is for; 0: none */
     int64_t idle_since; /* monotonic ms, while idle */
     struct vh_buf req;  /* the request; kept for the next one's memory */
@@ -178,6 +180,13 @@ struct vh_engine {
     /* The engine thread's. */
     CURLM *multi; /* belongs to the engine thread while it runs */
     CURLSH *share;
+    /*
+     * libcurl's TLS is OpenSSL's, and it is libcurl 7.x: a context per connection, and the
+     * socket read only through OpenSSL (its socket filter keeps no buffer of its own), so
+     * that OpenSSL and the socket hold all there is to read (socket_tells_all). Then TLS
+     * connections read ahead (on_ssl_ctx); otherwise every idle check of one is a recv.
+     */
+    bool tls_poll;
     struct endpoint **buckets;
     size_t n_buckets, n_endpoints;
     struct endpoint *ready_head, *ready_tail;
@@ -611,6 +620,22 @@ static const char *split_url(struct job *job)
     } while (0)
 
 /*
+ * libcurl's OpenSSL context for a new TLS connection, before its handshake (e->tls_poll):
+ * OpenSSL reads ahead, and the connection learns its SSL as the handshake starts, to ask
+ * OpenSSL what it holds (socket_tells_all). CURLINFO_TLS_SSL_PTR cannot tell it: libcurl
+ * detaches a CONNECT_ONLY connection from its easy handle once connected. When the setup
+ * fails, the connection goes on as before it: no read ahead, a recv for each idle check.
+ */
+static CURLcode on_ssl_ctx(CURL *easy, void *ssl_ctx, void *ud)
+{
+    struct conn *c = ud;
+
+    (void)easy;
+    (void)vh__tls_ctx_setup(ssl_ctx, &c->ssl);
+    return CURLE_OK;
+}
+
+/*
  * Where a connection may go and how: the safety rules, TLS trust, and HTTP/1.1 only (the
  * request and response are ours, so ALPN must not pick HTTP/2). libcurl makes the
  * connection and stops (CURLOPT_CONNECT_ONLY); it is never reused by libcurl itself.
@@ -633,6 +658,10 @@ static CURLcode conn_options(const struct vh_engine *e, struct conn *c, int64_t 
     SETOPT(CURLOPT_OPENSOCKETDATA, c);
     SETOPT(CURLOPT_SHARE, e->share);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+    if (e->tls_poll) {
+        SETOPT(CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
+        SETOPT(CURLOPT_SSL_CTX_DATA, c);
+    }
     /*
      * Without a CA path the store comes from one file and libcurl caches it: a new HTTPS
      * connection then cost ~1.3 ms of CPU here instead of ~40 ms (the system bundle parsed
@@ -746,19 +775,30 @@ static void idle_push(struct vh_engine *e, struct conn *c)
     e->n_idle++;
 }
 
-/* A plain-HTTP idle connection without a verdict for this turn (idle_check). */
+/*
+ * Whether everything `c` may have to read is still on its socket, where a poll sees it:
+ * always over plain HTTP; over TLS when OpenSSL holds none of it (on_ssl_ctx).
+ */
+static bool socket_tells_all(const struct conn *c)
+{
+    return !c->tls || (c->ssl && !vh__tls_has_pending(c->ssl));
+}
+
+/* An idle connection without a verdict for this turn that a poll can give (idle_check). */
 static bool idle_needs_check(const struct vh_engine *e, const struct conn *c)
 {
-    return !c->tls && c->checked != e->turn;
+    return c->checked != e->turn && socket_tells_all(c);
 }
 
 /*
- * Checks `first`, which a job is about to take, and the other plain-HTTP idle connections
- * that the jobs still waiting may take in this turn, in one poll(2) with timeout 0, instead
- * of a recv on each (on a healthy connection it returns EAGAIN: a system call per delivery,
- * since a connection that poll_serve frees is taken by the next start_ready without a poll
- * between). Over plain TCP a poll sees what a recv would: a connection that shows anything
- * (bytes, a close, an error) is dropped as the recv would have dropped it. A verdict holds
+ * Checks `first`, which a job is about to take, and the other idle connections that the
+ * jobs still waiting may take in this turn and a poll can check (socket_tells_all), in one
+ * poll(2) with timeout 0, instead of a recv on each (on a healthy connection it returns
+ * EAGAIN: a system call per delivery, since a connection that poll_serve frees is taken by
+ * the next start_ready without a poll between). Where the socket tells all (plain TCP, or
+ * TLS with nothing in OpenSSL), a poll sees what a recv would: a quiet connection is taken
+ * without one. One that shows anything (bytes, a close, an error) is dropped over plain TCP,
+ * as the recv would have dropped it, and read over TLS (idle_take). A verdict holds
  * for its turn only, which the next start_ready or callback ends (e->turn), so between the
  * check and the send the engine thread only starts other jobs of this start_ready: bytes
  * arriving then are missed, as are those arriving between a recv and the send.
@@ -799,9 +839,11 @@ static void idle_check(struct vh_engine *e, struct conn *first)
  * idle list; or NULL. Bytes waiting on an idle connection (a second TLS record sent after
  * an answer, which a read of the first did not take; a late close) would be read as the
  * next request's answer, so such a connection is closed here, as libcurl does before it
- * reuses one. The idle poll catches them too, but only when a poll comes between. Over TLS
- * the check is a recv: OpenSSL may hold decrypted bytes that a poll of the socket cannot
- * see. Over plain HTTP it is idle_check's poll, one for the connections of the turn.
+ * reuses one. The idle poll catches them too, but only when a poll comes between. The check
+ * is idle_check's poll, one for the connections of the turn, where the socket tells all
+ * (socket_tells_all); otherwise a recv, through OpenSSL. Over TLS a socket that shows
+ * something gets the recv too: a record that is no data (a TLS 1.3 session ticket) leaves
+ * the connection usable.
  */
 static struct conn *idle_take(struct vh_engine *e, const char *origin, size_t len)
 {
@@ -816,7 +858,7 @@ static struct conn *idle_take(struct vh_engine *e, const char *origin, size_t le
         if (idle_needs_check(e, c))
             idle_check(e, c);
         idle_unlink(e, c);
-        if (!c->tls && c->checked == e->turn) {
+        if (c->checked == e->turn && socket_tells_all(c) && (c->quiet || !c->tls)) {
             if (c->quiet)
                 return c;
         } else {
@@ -970,6 +1012,19 @@ static enum vh_attempt_result classify_connect(CURLcode rc, const struct conn *c
 }
 
 /*
+ * A TLS connection whose answer ended with more bytes already in OpenSSL's buffer (read
+ * ahead with it: a close_notify, stray data): reads them now, since the socket will not
+ * show them. True when what was there was no data (a session ticket) and it may be kept.
+ */
+static bool tls_idle_ok(struct conn *c)
+{
+    char buf[64];
+    size_t n = 0;
+
+    return curl_easy_recv(c->easy, buf, sizeof(buf), &n) == CURLE_AGAIN;
+}
+
+/*
  * Ends a job's attempt on connection `c` (NULL when it never got one) with result `r`:
  * reports it, and keeps the connection for the next request when `keep`, else closes it.
  * `error` is the report's error line ("" for none).
@@ -995,6 +1050,8 @@ static void job_end(struct vh_engine *e, struct job *job, enum vh_attempt_result
         memcpy(a.response_head, c->head, c->head_len);
         a.response_head[c->head_len] = '\0';
         job->c = NULL;
+        if (keep && c->tls && c->ssl && vh__tls_has_pending(c->ssl))
+            keep = tls_idle_ok(c);
         if (keep)
             idle_push(e, c);
         else
@@ -1837,6 +1894,12 @@ int vh_engine_new(const struct vh_engine_config *cfg, struct vh_engine **out, st
                              curl_calloc) != CURLE_OK)
         goto fail;
     curl_inited = true;
+    {
+        const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+
+        e->tls_poll = v->ssl_version && strncmp(v->ssl_version, "OpenSSL/", 8) == 0 &&
+                      v->version_num < 0x080000;
+    }
     e->multi = curl_multi_init();
     e->share = curl_share_init();
     if (!e->multi || !e->share)

@@ -638,6 +638,31 @@ class HostileTls(unittest.TestCase):
         self.assertEqual(srv.wait("hits", 2, 10), 2)
         self.assertEqual(srv.counts["connections"], 2)
 
+    def test_stray_record_with_the_answer_closes_the_connection(self):
+        """The receiver answers and, in the same write, sends a second record that nobody
+        asked for (an answer to no request). The engine reads ahead, so that record sits in
+        OpenSSL's buffer with the socket quiet: the engine must read it as the answer ends
+        and close the connection at once, never take it as the next request's answer."""
+        stray = b"HTTP/1.1 299 Stray\r\nContent-Length: 0\r\n\r\n"
+
+        def behave(srv, c):
+            t = BioTls(srv, c)
+            if srv.request(t) is None:
+                return
+            c.sendall(t.records(NO_CONTENT, len(NO_CONTENT)) + t.records(stray, len(stray)))
+            srv.reached()
+            while c.recv(65536):  # the engine's close_notify, then its close
+                pass
+            srv.bump("closed")
+
+        def between(srv):
+            self.assertEqual(srv.wait("hits", 1, 10), 1)
+            self.assertEqual(srv.wait("closed", 1, 5), 1, "the engine kept the connection")
+
+        srv = self.two_deliveries(behave, between)
+        self.assertEqual(srv.wait("hits", 2, 10), 2)
+        self.assertEqual(srv.counts["connections"], 2)
+
     def test_close_notify_as_the_next_request_comes_retries_on_a_new_connection(self):
         """The receiver answers on a connection, keeps it, and when the next request comes
         on it, sends close_notify instead of an answer and closes (a server closing an idle
