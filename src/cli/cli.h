@@ -67,13 +67,13 @@ void cli_block_stop_signals(sigset_t *set);
  * 128 KiB with mmap and unmaps it on free (the threshold then moves with what was freed),
  * and gives a thread's free heap top back to the system past twice that: the next claim
  * (256 records of 2.6 KB, their payloads) faults the same pages in again. Here blocks up to
- * 16 MiB come from the heap, up to 32 MiB of free heap top is kept (a peak's memory stays
+ * 16 MiB come from the heap, up to 16 MiB of free heap top is kept (a peak's memory stays
  * resident for the next one), and a thread's heap starts with 4 MiB mapped (address space:
  * one mprotect in place of one per page as it grows). docs/decisions.md, "The daemons'
  * heap".
  */
 #define CLI_HEAP_MMAP_THRESHOLD (16 * 1024 * 1024)
-#define CLI_HEAP_TRIM_THRESHOLD (32 * 1024 * 1024)
+#define CLI_HEAP_TRIM_THRESHOLD (16 * 1024 * 1024)
 #define CLI_HEAP_TOP_PAD        (4 * 1024 * 1024)
 void cli_heap_tune(void);
 
