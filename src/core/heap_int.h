@@ -12,7 +12,7 @@
  * (MADV_POPULATE_WRITE), and frees it. Useful only where the heap keeps a freed block of
  * that size (glibc does with the CLI's cli_heap_tune; by default it maps a block over
  * 128 KiB on its own and unmaps it on free). A page faulted in on first touch cost 15 us
- * on the benchmarks' VM; made ready this way, about 0.15 us. Returns 0 (also for 0 bytes),
+ * on the benchmarks' VM; made ready this way, about 1 us. Returns 0 (also for 0 bytes),
  * or -1 when the pages were left to fault in as they are used: no memory, or a kernel
  * without MADV_POPULATE_WRITE (before Linux 5.14). Nothing else changes either way.
  */
