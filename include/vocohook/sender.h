@@ -24,6 +24,9 @@
 
 struct vh_sender;
 
+/* The most vh_sender_config.heap_warm_bytes may ask for: every byte of it becomes resident. */
+#define VH_SENDER_HEAP_WARM_MAX ((size_t)256 * 1024 * 1024)
+
 /* The default bound on the payloads the sender holds at once (vh_sender_config.max_bytes). */
 #define VH_SENDER_MAX_BYTES_DEFAULT ((size_t)64 * 1024 * 1024)
 
@@ -45,9 +48,10 @@ struct vh_sender_config {
     size_t max_bytes;
     /*
      * Bytes of heap the dispatcher's thread makes ready once, as it starts, so that its
-     * first claims do not fault their pages in one by one; 0: none. Worth it only where the
-     * process's allocator keeps a freed block of this size in the heap, as `vocohook serve`
-     * sets glibc's to (docs/decisions.md, "The daemons' heap").
+     * first claims do not fault their pages in one by one; 0: none; at most
+     * VH_SENDER_HEAP_WARM_MAX (vh_sender_start refuses more with VH_EINVAL). Worth it only
+     * where the process's allocator keeps a freed block of this size in the heap, as
+     * `vocohook serve` sets glibc's to (docs/decisions.md, "The daemons' heap").
      */
     size_t heap_warm_bytes;
 };

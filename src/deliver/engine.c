@@ -776,6 +776,20 @@ static void idle_push(struct vh_engine *e, struct conn *c)
 }
 
 /*
+ * Reads an idle connection once (through OpenSSL over TLS) to see that nothing waits on it:
+ * true when the read would block. False when it returned bytes, the end of the stream or an
+ * error: the connection cannot carry a request. A TLS record that is no data (a TLS 1.3
+ * session ticket) is taken by the read and leaves it usable.
+ */
+static bool idle_read_quiet(struct conn *c)
+{
+    char buf[64];
+    size_t n = 0;
+
+    return curl_easy_recv(c->easy, buf, sizeof(buf), &n) == CURLE_AGAIN;
+}
+
+/*
  * Whether everything `c` may have to read is still on its socket, where a poll sees it:
  * always over plain HTTP; over TLS when OpenSSL holds none of it (on_ssl_ctx).
  */
@@ -848,8 +862,7 @@ static void idle_check(struct vh_engine *e, struct conn *first)
 static struct conn *idle_take(struct vh_engine *e, const char *origin, size_t len)
 {
     struct conn *c, *next;
-    char buf[64];
-    size_t n;
+    bool polled;
 
     for (c = e->idle_head; c; c = next) {
         next = c->next;
@@ -858,14 +871,12 @@ static struct conn *idle_take(struct vh_engine *e, const char *origin, size_t le
         if (idle_needs_check(e, c))
             idle_check(e, c);
         idle_unlink(e, c);
-        if (c->checked == e->turn && socket_tells_all(c) && (c->quiet || !c->tls)) {
-            if (c->quiet)
-                return c;
-        } else {
-            n = 0;
-            if (curl_easy_recv(c->easy, buf, sizeof(buf), &n) == CURLE_AGAIN)
-                return c;
-        }
+        polled = c->checked == e->turn && socket_tells_all(c);
+        if (polled && c->quiet)
+            return c;
+        /* Over plain TCP a socket that shows anything is done with; over TLS, read it. */
+        if ((!polled || c->tls) && idle_read_quiet(c))
+            return c;
         conn_free(e, c);
     }
     return NULL;
@@ -1012,19 +1023,6 @@ static enum vh_attempt_result classify_connect(CURLcode rc, const struct conn *c
 }
 
 /*
- * A TLS connection whose answer ended with more bytes already in OpenSSL's buffer (read
- * ahead with it: a close_notify, stray data): reads them now, since the socket will not
- * show them. True when what was there was no data (a session ticket) and it may be kept.
- */
-static bool tls_idle_ok(struct conn *c)
-{
-    char buf[64];
-    size_t n = 0;
-
-    return curl_easy_recv(c->easy, buf, sizeof(buf), &n) == CURLE_AGAIN;
-}
-
-/*
  * Ends a job's attempt on connection `c` (NULL when it never got one) with result `r`:
  * reports it, and keeps the connection for the next request when `keep`, else closes it.
  * `error` is the report's error line ("" for none).
@@ -1050,8 +1048,12 @@ static void job_end(struct vh_engine *e, struct job *job, enum vh_attempt_result
         memcpy(a.response_head, c->head, c->head_len);
         a.response_head[c->head_len] = '\0';
         job->c = NULL;
-        if (keep && c->tls && c->ssl && vh__tls_has_pending(c->ssl))
-            keep = tls_idle_ok(c);
+        /*
+         * Bytes OpenSSL read ahead with the answer (a close_notify, a record nobody asked
+         * for) will never show on the socket: read them now.
+         */
+        if (keep && c->ssl && vh__tls_has_pending(c->ssl))
+            keep = idle_read_quiet(c);
         if (keep)
             idle_push(e, c);
         else
@@ -1311,10 +1313,7 @@ static bool conn_recv(struct vh_engine *e, struct conn *c)
  */
 static void idle_readable(struct vh_engine *e, struct conn *c)
 {
-    char buf[64];
-    size_t n = 0;
-
-    if (curl_easy_recv(c->easy, buf, sizeof(buf), &n) == CURLE_AGAIN)
+    if (idle_read_quiet(c))
         return;
     idle_unlink(e, c);
     conn_free(e, c);

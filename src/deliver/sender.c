@@ -816,6 +816,9 @@ int vh_sender_start(struct vh_store *st, const struct vh_sender_config *cfg, str
     rc = vh_retry_policy_check(&cfg->policy, err);
     if (rc < 0)
         return rc;
+    if (cfg->heap_warm_bytes > VH_SENDER_HEAP_WARM_MAX)
+        return vh_error_set(err, VH_EINVAL, "sender: heap_warm_bytes: %zu is over the limit of %zu",
+                            cfg->heap_warm_bytes, VH_SENDER_HEAP_WARM_MAX);
     s = vh_malloc(sizeof(*s));
     if (!s)
         return vh_error_set(err, VH_ENOMEM, "sender: out of memory");
