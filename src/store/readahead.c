@@ -1,7 +1,8 @@
 /*
- * A SQLite VFS that reads the main database file ahead (readahead_int.h): the system's
- * VFS underneath, with one window per database file handle. The store opens its
- * connections through it (sqlite.c, conn_open).
+ * SQLite VFSes that read the main database file ahead and write the WAL behind
+ * (readahead_int.h): the system's VFS underneath, with one window per database file handle
+ * and one run of writes per WAL handle. The store opens its connections through the first
+ * (sqlite.c, conn_open), the inbox through the second (receive/inbox.c, conn_open).
  */
 #include "store/readahead_int.h"
 
@@ -18,7 +19,14 @@
 struct ra_file {
     sqlite3_file base;  /* pMethods: one of ra_io */
     sqlite3_file *real; /* the system VFS's file, in the same allocation after this */
-    bool main_db;       /* reads ahead; any other file is only passed through */
+    bool main_db;       /* reads ahead; any other file's reads are only passed through */
+    /* Writing behind: a WAL and its main database file know each other while both are open. */
+    struct ra_file *wal; /* a main database file's WAL, or NULL */
+    struct ra_file *db;  /* a WAL's main database file; NULL: the WAL is written through */
+    unsigned char *run;  /* the writes held: run_len bytes from run_off (cap: run_cap) */
+    size_t run_len, run_cap;
+    sqlite3_int64 run_off;
+    int run_err;        /* a run a barrier or a lock could not write: every later call fails */
     unsigned char *win; /* VH__READAHEAD_BYTES, from the first fill to the close */
     sqlite3_int64 win_off;
     sqlite3_int64 win_len; /* bytes of the file in `win`; 0: nothing */
@@ -31,9 +39,17 @@ struct ra_file {
 /* The real file's handle starts at this offset of ours, aligned as SQLite aligns. */
 #define REAL_OFFSET ((sizeof(struct ra_file) + 7) & ~(size_t)7)
 
+#define RUN_MIN ((size_t)64 * 1024) /* a run's first buffer; it doubles up to the most */
+
+/* What each of the two VFSes is: its pAppData. */
+struct ra_kind {
+    sqlite3_vfs *root; /* the system's VFS */
+    bool read_ahead;   /* false: writes the WAL behind only */
+};
+
 static sqlite3_vfs *root_of(sqlite3_vfs *vfs)
 {
-    return vfs->pAppData;
+    return ((const struct ra_kind *)vfs->pAppData)->root;
 }
 
 static struct ra_file *to_ra(sqlite3_file *f)
@@ -48,17 +64,113 @@ static void drop(struct ra_file *p)
     p->size_fresh = false;
 }
 
+/* ---- writing the WAL behind ------------------------------------------------------------------ */
+
+/* Writes the run held, if any. SQLITE_OK, or the error of that write (or of an earlier one). */
+static int run_write(struct ra_file *p)
+{
+    int rc;
+
+    if (p->run_err != SQLITE_OK || p->run_len == 0)
+        return p->run_err;
+    rc = p->real->pMethods->xWrite(p->real, p->run, (int)p->run_len, p->run_off);
+    p->run_len = 0;
+    p->stats.wal_runs++;
+    return rc;
+}
+
+/* The same where nothing can be returned: a failure fails every later call on the WAL. */
+static void run_write_now(struct ra_file *wal)
+{
+    int rc;
+
+    if (wal && wal->run_len) {
+        rc = run_write(wal);
+        if (rc != SQLITE_OK)
+            wal->run_err = rc;
+    }
+}
+
+/* Makes the run's buffer hold at least `need` bytes (at most VH__WAL_BEHIND_MAX). */
+static bool run_reserve(struct ra_file *p, size_t need)
+{
+    size_t cap = p->run_cap ? p->run_cap : RUN_MIN;
+    unsigned char *run;
+
+    if (need <= p->run_cap)
+        return true;
+    if (need > VH__WAL_BEHIND_MAX)
+        return false;
+    while (cap < need)
+        cap *= 2;
+    if (cap > VH__WAL_BEHIND_MAX)
+        cap = VH__WAL_BEHIND_MAX;
+    run = vh_realloc(p->run, cap);
+    if (!run)
+        return false;
+    p->run = run;
+    p->run_cap = cap;
+    return true;
+}
+
+/*
+ * A write to the WAL: into the run when it lands within it or right after it, else the run
+ * is written and this write starts a new one; a write no run can take (no memory, too
+ * large) goes through as it came, after the run.
+ */
+static int wal_write(struct ra_file *p, const void *data, int amt, sqlite3_int64 off)
+{
+    sqlite3_int64 end = p->run_off + (sqlite3_int64)p->run_len;
+    size_t at, need;
+    int rc;
+
+    if (p->run_err != SQLITE_OK)
+        return p->run_err;
+    p->stats.wal_writes++;
+    if (p->run_len && off >= p->run_off && off <= end) {
+        at = (size_t)(off - p->run_off);
+        need = at + (size_t)amt;
+        if (run_reserve(p, need)) {
+            memcpy(p->run + at, data, (size_t)amt);
+            if (need > p->run_len)
+                p->run_len = need;
+            return SQLITE_OK;
+        }
+    }
+    rc = run_write(p);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (run_reserve(p, (size_t)amt)) {
+        memcpy(p->run, data, (size_t)amt);
+        p->run_off = off;
+        p->run_len = (size_t)amt;
+        return SQLITE_OK;
+    }
+    p->stats.wal_runs++;
+    return p->real->pMethods->xWrite(p->real, data, amt, off);
+}
+
 /* ---- the file ------------------------------------------------------------------------------ */
 
 static int ra_close(sqlite3_file *f)
 {
     struct ra_file *p = to_ra(f);
+    int wrc = run_write(p);
     int rc = p->real->pMethods ? p->real->pMethods->xClose(p->real) : SQLITE_OK;
 
+    /* SQLite closes a connection's WAL before its database file; either may go first here. */
+    if (p->db)
+        p->db->wal = NULL;
+    if (p->wal)
+        p->wal->db = NULL;
+    p->db = p->wal = NULL;
+    vh_free(p->run);
+    p->run = NULL;
+    p->run_len = p->run_cap = 0;
     vh_free(p->win);
     p->win = NULL;
     p->win_len = 0;
-    return rc;
+    return wrc != SQLITE_OK ? wrc : rc;
 }
 
 /*
@@ -105,6 +217,12 @@ static int ra_read(sqlite3_file *f, void *out, int amt, sqlite3_int64 off)
     struct ra_file *p = to_ra(f);
     bool goes_on;
 
+    if (p->db) {
+        int rc = run_write(p);
+
+        if (rc != SQLITE_OK)
+            return rc;
+    }
     if (!p->main_db)
         return p->real->pMethods->xRead(p->real, out, amt, off);
     p->stats.reads++;
@@ -126,6 +244,8 @@ static int ra_write(sqlite3_file *f, const void *data, int amt, sqlite3_int64 of
 {
     struct ra_file *p = to_ra(f);
 
+    if (p->db)
+        return wal_write(p, data, amt, off);
     drop(p);
     return p->real->pMethods->xWrite(p->real, data, amt, off);
 }
@@ -133,23 +253,26 @@ static int ra_write(sqlite3_file *f, const void *data, int amt, sqlite3_int64 of
 static int ra_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
     struct ra_file *p = to_ra(f);
+    int rc = run_write(p);
 
     drop(p);
-    return p->real->pMethods->xTruncate(p->real, size);
+    return rc != SQLITE_OK ? rc : p->real->pMethods->xTruncate(p->real, size);
 }
 
 static int ra_sync(sqlite3_file *f, int flags)
 {
     struct ra_file *p = to_ra(f);
+    int rc = run_write(p);
 
-    return p->real->pMethods->xSync(p->real, flags);
+    return rc != SQLITE_OK ? rc : p->real->pMethods->xSync(p->real, flags);
 }
 
 static int ra_file_size(sqlite3_file *f, sqlite3_int64 *size)
 {
     struct ra_file *p = to_ra(f);
+    int rc = run_write(p);
 
-    return p->real->pMethods->xFileSize(p->real, size);
+    return rc != SQLITE_OK ? rc : p->real->pMethods->xFileSize(p->real, size);
 }
 
 static int ra_lock(sqlite3_file *f, int level)
@@ -178,11 +301,18 @@ static int ra_check_reserved(sqlite3_file *f, int *out)
 static int ra_file_control(sqlite3_file *f, int op, void *arg)
 {
     struct ra_file *p = to_ra(f);
+    struct vh__readahead_stats *st = arg;
+    int rc;
 
     if (op == VH__READAHEAD_FCNTL_STATS) {
-        memcpy(arg, &p->stats, sizeof(p->stats));
+        memcpy(st, &p->stats, sizeof(*st));
+        st->wal_writes = p->wal ? p->wal->stats.wal_writes : 0;
+        st->wal_runs = p->wal ? p->wal->stats.wal_runs : 0;
         return SQLITE_OK;
     }
+    rc = run_write(p);
+    if (rc != SQLITE_OK)
+        return rc;
     drop(p);
     return p->real->pMethods->xFileControl(p->real, op, arg);
 }
@@ -208,19 +338,26 @@ static int ra_shm_map(sqlite3_file *f, int region, int size, int extend, void vo
     return p->real->pMethods->xShmMap(p->real, region, size, extend, out);
 }
 
-/* Every read transaction in WAL mode takes and drops a read lock here: the window goes. */
+/*
+ * Every read transaction in WAL mode takes and drops a read lock here: the window goes.
+ * The WAL's run is written before any lock changes, so that a run a transaction left
+ * (one rolled back) never lands after another connection's writes to the same frames.
+ */
 static int ra_shm_lock(sqlite3_file *f, int offset, int n, int flags)
 {
     struct ra_file *p = to_ra(f);
 
+    run_write_now(p->wal);
     drop(p);
     return p->real->pMethods->xShmLock(p->real, offset, n, flags);
 }
 
+/* SQLite publishes a commit's wal-index header around this barrier: its frames go first. */
 static void ra_shm_barrier(sqlite3_file *f)
 {
     struct ra_file *p = to_ra(f);
 
+    run_write_now(p->wal);
     p->real->pMethods->xShmBarrier(p->real);
 }
 
@@ -261,20 +398,39 @@ static const sqlite3_io_methods ra_io[3] = {RA_IO(1), RA_IO(2), RA_IO(3)};
 
 /* ---- the VFS: the system's, with files wrapped ---------------------------------------------- */
 
+static bool is_ours(const sqlite3_file *f)
+{
+    return f && (f->pMethods == &ra_io[0] || f->pMethods == &ra_io[1] || f->pMethods == &ra_io[2]);
+}
+
 static int ra_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out_flags)
 {
+    const struct ra_kind *kind = vfs->pAppData;
     struct ra_file *p = to_ra(f);
+    sqlite3_file *db;
     int rc, version;
 
     memset(p, 0, sizeof(*p));
     p->real = (sqlite3_file *)((char *)f + REAL_OFFSET);
-    p->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
+    p->main_db = kind->read_ahead && (flags & SQLITE_OPEN_MAIN_DB) != 0;
     p->size = -1;
     rc = root_of(vfs)->xOpen(root_of(vfs), name, p->real, flags, out_flags);
     /* SQLite closes a file whose pMethods is set, even when its open failed. */
     if (p->real->pMethods) {
         version = p->real->pMethods->iVersion;
         p->base.pMethods = &ra_io[version < 1 ? 0 : version > 3 ? 2 : version - 1];
+    }
+    /*
+     * A WAL is written behind only when its database file is one of ours, whose barrier
+     * and locks write the run (readahead_int.h); a WAL of a database opened otherwise is
+     * written through.
+     */
+    if (rc == SQLITE_OK && (flags & SQLITE_OPEN_WAL) && name) {
+        db = sqlite3_database_file_object(name);
+        if (is_ours(db) && !to_ra(db)->wal) {
+            p->db = to_ra(db);
+            p->db->wal = p;
+        }
     }
     return rc;
 }
@@ -339,23 +495,20 @@ static int ra_current_time64(sqlite3_vfs *vfs, sqlite3_int64 *out)
     return root_of(vfs)->xCurrentTimeInt64(root_of(vfs), out);
 }
 
-static sqlite3_vfs ra_vfs;
+static sqlite3_vfs ra_vfs[2];
+static struct ra_kind ra_kinds[2];
 static int ra_registered = SQLITE_ERROR;
 static pthread_once_t ra_once = PTHREAD_ONCE_INIT;
 
-static void ra_register_once(void)
+static int register_one(sqlite3_vfs *root, size_t i, const char *name, bool read_ahead)
 {
-    sqlite3_vfs *root = sqlite3_vfs_find(NULL);
-
-    /* Version 2 at least: the system's VFS on every platform SQLite builds for. */
-    if (!root || root->iVersion < 2)
-        return;
-    ra_vfs = (sqlite3_vfs){
+    ra_kinds[i] = (struct ra_kind){.root = root, .read_ahead = read_ahead};
+    ra_vfs[i] = (sqlite3_vfs){
         .iVersion = 2,
         .szOsFile = (int)REAL_OFFSET + root->szOsFile,
         .mxPathname = root->mxPathname,
-        .zName = VH__READAHEAD_VFS,
-        .pAppData = root,
+        .zName = name,
+        .pAppData = &ra_kinds[i],
         .xOpen = ra_open,
         .xDelete = ra_delete,
         .xAccess = ra_access,
@@ -370,7 +523,21 @@ static void ra_register_once(void)
         .xGetLastError = ra_last_error,
         .xCurrentTimeInt64 = ra_current_time64,
     };
-    ra_registered = sqlite3_vfs_register(&ra_vfs, 0);
+    return sqlite3_vfs_register(&ra_vfs[i], 0);
+}
+
+static void ra_register_once(void)
+{
+    sqlite3_vfs *root = sqlite3_vfs_find(NULL);
+    int rc;
+
+    /* Version 2 at least: the system's VFS on every platform SQLite builds for. */
+    if (!root || root->iVersion < 2)
+        return;
+    rc = register_one(root, 0, VH__READAHEAD_VFS, true);
+    if (rc == SQLITE_OK)
+        rc = register_one(root, 1, VH__WAL_BEHIND_VFS, false);
+    ra_registered = rc;
 }
 
 int vh__readahead_register(void)

@@ -810,7 +810,8 @@ static int conn_open(const char *path, struct sqlite_store *s, struct conn **out
     memset(c, 0, sizeof(*c));
     /*
      * Through the read-ahead VFS (readahead_int.h): a drain reads bodies and rows in file
-     * order, a pread(2) per page through the system's VFS. Without it (it could not be
+     * order, a pread(2) per page through the system's VFS; and a commit's WAL frames go in
+     * a few pwrite(2)s before its sync, not two per frame. Without it (it could not be
      * registered), the system's VFS as it is.
      */
     rc = sqlite3_open_v2(path, &c->db, flags,
