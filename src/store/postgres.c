@@ -319,6 +319,7 @@ enum stmt_id {
     S_RETRY,
     S_REPLAY_EVENTS,
     S_RECORD_ONE,
+    S_RECORD_MANY,
     S_RATE_LOCK,
     S_RATE_SET,
     S_RATE_GC,
@@ -560,6 +561,39 @@ static const char *const stmt_sql[S__N] = {
         " WHERE id = $1 AND attempts < $4"
         " AND state <> 'in_flight' AND NOT EXISTS (SELECT 1 FROM f) RETURNING 1)"
         " SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM r)",
+    /*
+     * S_RECORD_ONE for a whole batch in one statement: each parameter an array with one
+     * element per result (the same values as S_RECORD_ONE's, in its order), so the
+     * executor starts once per batch, not once per result. The batch's deliveries are
+     * distinct (record_set_fits), so each row is matched once. Returns, per result in
+     * order, whether f and whether r applied to its delivery.
+     */
+    [S_RECORD_MANY] =
+        "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[],"
+        " $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::text[],"
+        " $12::text[], $13::bytea[], $14::int8[]) WITH ORDINALITY AS u(id, owner, state,"
+        " attempts, next_ms, updated_ms, before, started_ms, duration_ms, http_status,"
+        " error_class, error, response_head, lease_until_ms, k)),"
+        " f AS (UPDATE deliveries AS d SET state = u.state, attempts = u.attempts,"
+        " next_attempt_ms = u.next_ms, lease_owner = NULL, lease_until_ms = NULL,"
+        " updated_ms = u.updated_ms FROM u"
+        " WHERE d.id = u.id AND d.state = 'in_flight' AND d.lease_owner = u.owner"
+        " AND d.attempts = u.before"
+        " AND (u.lease_until_ms IS NULL OR d.lease_until_ms = u.lease_until_ms) RETURNING d.id),"
+        " a AS (INSERT INTO attempts (delivery_id, n, started_ms, duration_ms, http_status,"
+        " error_class, error, response_head) SELECT id, attempts, started_ms, duration_ms,"
+        " http_status, error_class, error, response_head FROM u"
+        " ON CONFLICT (delivery_id, n) DO UPDATE SET started_ms = excluded.started_ms,"
+        " duration_ms = excluded.duration_ms, http_status = excluded.http_status,"
+        " error_class = excluded.error_class, error = excluded.error,"
+        " response_head = excluded.response_head"
+        " WHERE EXISTS (SELECT 1 FROM f WHERE f.id = excluded.delivery_id) RETURNING 1),"
+        " r AS (UPDATE deliveries AS d SET attempts = u.attempts, attempt_base = d.attempt_base"
+        " + CASE WHEN d.state = 'pending' THEN u.attempts - d.attempts ELSE 0 END FROM u"
+        " WHERE d.id = u.id AND d.attempts < u.attempts AND d.state <> 'in_flight'"
+        " AND NOT EXISTS (SELECT 1 FROM f WHERE f.id = u.id) RETURNING d.id)"
+        " SELECT u.k, EXISTS (SELECT 1 FROM f WHERE f.id = u.id),"
+        " EXISTS (SELECT 1 FROM r WHERE r.id = u.id) FROM u ORDER BY u.k",
     /* Creates the key's row if missing and locks it either way (ON CONFLICT DO UPDATE does). */
     [S_RATE_LOCK] = "INSERT INTO rate_windows VALUES ($1, 0, 0, 0, 0) ON CONFLICT (key_hash)"
                     " DO UPDATE SET key_hash = excluded.key_hash RETURNING general_start_ms,"
@@ -2758,6 +2792,153 @@ static int record_pipelined(struct conn *c, const struct vh_delivery_result *res
     return rc;
 }
 
+/* ---- a record batch in one statement (S_RECORD_MANY) ---- */
+
+#define ARRAY_MAX ((size_t)16 * 1024 * 1024) /* one array parameter's text at most */
+
+/* One array parameter in text form ("{...}"), built an element at a time. */
+struct array {
+    struct vh_buf b;
+    size_t n;
+};
+
+static int array_sep(struct array *a)
+{
+    return vh_buf_addc(&a->b, a->n++ ? ',' : '{');
+}
+
+/* A text element: quoted, with '"' and '\\' escaped; NULL for NULL. */
+static int array_text(struct array *a, const char *s)
+{
+    int rc = array_sep(a);
+
+    if (rc == 0 && !s)
+        return vh_buf_adds(&a->b, "NULL");
+    if (rc == 0)
+        rc = vh_buf_addc(&a->b, '"');
+    for (; rc == 0 && *s; s++) {
+        if (*s == '"' || *s == '\\')
+            rc = vh_buf_addc(&a->b, '\\');
+        if (rc == 0)
+            rc = vh_buf_addc(&a->b, *s);
+    }
+    return rc == 0 ? vh_buf_addc(&a->b, '"') : rc;
+}
+
+/* An int8 element; NULL for 0 when `zero_is_null` (as p_int_or_null). */
+static int array_int(struct array *a, int64_t v, bool zero_is_null)
+{
+    int rc = array_sep(a);
+
+    if (rc == 0 && zero_is_null && v == 0)
+        return vh_buf_adds(&a->b, "NULL");
+    return rc == 0 ? vh_buf_addf(&a->b, "%lld", (long long)v) : rc;
+}
+
+/* A bytea element in hex ("\\\\x..." once quoted); NULL for no bytes. */
+static int array_bytes(struct array *a, const void *data, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *u = data;
+    int rc = array_sep(a);
+    size_t i;
+
+    if (rc == 0 && len == 0)
+        return vh_buf_adds(&a->b, "NULL");
+    if (rc == 0)
+        rc = vh_buf_adds(&a->b, "\"\\\\x");
+    for (i = 0; rc == 0 && i < len; i++) {
+        rc = vh_buf_addc(&a->b, hex[u[i] >> 4]);
+        if (rc == 0)
+            rc = vh_buf_addc(&a->b, hex[u[i] & 0x0f]);
+    }
+    return rc == 0 ? vh_buf_addc(&a->b, '"') : rc;
+}
+
+/*
+ * A batch takes the one statement when no result is an interrupted one (those finish
+ * with S_DLV_FINISH and write no attempt) and no delivery comes twice (an UPDATE ... FROM
+ * matches a row once, where statement after statement would apply both).
+ */
+static bool record_set_fits(const struct vh_delivery_result *results, size_t n)
+{
+    size_t i, j;
+
+    for (i = 0; i < n; i++) {
+        if (results[i].interrupted)
+            return false;
+        for (j = 0; j < i; j++)
+            if (strcmp(results[i].delivery_id, results[j].delivery_id) == 0)
+                return false;
+    }
+    return true;
+}
+
+/* The batch in one S_RECORD_MANY; `again` as record_pipelined sets it. */
+static int record_set(struct conn *c, const struct vh_delivery_result *results, size_t n,
+                      bool *again, const char *what, struct vh_error *err)
+{
+    struct array a[PARAMS_MAX];
+    char line[VH_ATTEMPT_ERROR_LEN + 1];
+    PGresult *res = NULL;
+    struct params p;
+    size_t i, k;
+    int rc = 0;
+
+    for (k = 0; k < PARAMS_MAX; k++) {
+        vh_buf_init(&a[k].b, ARRAY_MAX);
+        a[k].n = 0;
+    }
+    for (i = 0; rc == 0 && i < n; i++) {
+        const struct vh_delivery_result *r = &results[i];
+        const bool pending = strcmp(r->new_state, "pending") == 0;
+        size_t head_len =
+            r->response_len < VH_STORED_HEAD_MAX ? r->response_len : VH_STORED_HEAD_MAX;
+
+        rc = array_text(&a[0], r->delivery_id);
+        rc = rc ? rc : array_text(&a[1], r->node_id);
+        rc = rc ? rc : array_text(&a[2], r->new_state);
+        rc = rc ? rc : array_int(&a[3], (int64_t)r->attempt, false);
+        rc = rc ? rc : array_int(&a[4], pending ? r->next_attempt_ms : 0, false);
+        rc = rc ? rc : array_int(&a[5], r->started_ms + r->duration_ms, false);
+        rc = rc ? rc : array_int(&a[6], (int64_t)r->attempt - 1, false);
+        rc = rc ? rc : array_int(&a[7], r->started_ms, false);
+        rc = rc ? rc : array_int(&a[8], r->duration_ms, false);
+        rc = rc ? rc : array_int(&a[9], r->http_status, true);
+        rc = rc ? rc : array_text(&a[10], r->error_class);
+        rc =
+            rc ? rc : array_text(&a[11], r->error && error_line_copy(r->error, line) ? line : NULL);
+        rc = rc ? rc : array_bytes(&a[12], r->response_head, head_len);
+        rc = rc ? rc : array_int(&a[13], r->lease_until_ms, true);
+    }
+    p_init(&p);
+    for (k = 0; rc == 0 && k < PARAMS_MAX; k++)
+        rc = vh_buf_addc(&a[k].b, '}');
+    for (k = 0; rc == 0 && k < PARAMS_MAX; k++)
+        p_text(&p, vh_buf_cstr(&a[k].b));
+    if (rc < 0)
+        rc = vh_error_set(err, rc == VH_ETOOBIG ? VH_ETOOBIG : VH_ENOMEM,
+                          "%s: the batch's values: %s", what,
+                          rc == VH_ETOOBIG ? "too large" : "out of memory");
+    if (rc == 0)
+        rc = run(c, S_RECORD_MANY, &p, &res, what, err);
+    if (rc == 0 && (PQntuples(res) != (int)n || PQnfields(res) != 3))
+        rc = vh_error_set(err, VH_ESTORE, "%s: unexpected record result", what);
+    for (i = 0; rc == 0 && i < n; i++) {
+        struct row r = {res, (int)i, what};
+
+        if (col_int(&r, 0) != (int64_t)i + 1) {
+            rc = vh_error_set(err, VH_ESTORE, "%s: unexpected record result", what);
+            break;
+        }
+        again[i] = col_int(&r, 1) == 0 && col_int(&r, 2) == 0;
+    }
+    PQclear(res);
+    for (k = 0; k < PARAMS_MAX; k++)
+        vh_buf_release(&a[k].b);
+    return rc;
+}
+
 /* S_DLV_RAISE_ATTEMPTS for the results whose record changed nothing (see S_RECORD_ONE). */
 static int record_raise_again(struct conn *c, const struct vh_delivery_result *results, size_t n,
                               const bool *again, const char *what, struct vh_error *err)
@@ -2787,13 +2968,25 @@ static int record_batch(struct conn *c, const struct vh_delivery_result *results
                         const char **ids, char (*buf)[VH_UUID_LEN + 1], bool *again,
                         const char *what, struct vh_error *err)
 {
+    bool set = record_set_fits(results, n);
     int rc;
 
     memset(again, 0, n * sizeof(*again));
     rc = tx_begin_write(c, what, err);
     if (rc == 0)
         rc = record_endpoints(c, results, n, ids, buf, what, err);
-    if (rc == 0)
+    if (rc == 0 && set) {
+        rc = record_set(c, results, n, again, what, err);
+        if (rc < 0 && state_is(c, "23503") && !c->broken) {
+            /* A result for no delivery: statement by statement, which names it. */
+            tx_rollback(c);
+            vh_error_clear(err);
+            memset(again, 0, n * sizeof(*again));
+            set = false;
+            rc = tx_begin_write(c, what, err);
+        }
+    }
+    if (rc == 0 && !set)
         rc = record_pipelined(c, results, n, again, what, err);
     if (rc == 0)
         rc = record_raise_again(c, results, n, again, what, err);

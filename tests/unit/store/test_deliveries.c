@@ -895,6 +895,93 @@ static void record_writes_a_mixed_batch_at_once(void **state)
 }
 
 /*
+ * A batch with no interrupted result, of every other kind: new outcomes (one with a head
+ * of bytes an array literal must quote, one with an error line of them), a late report
+ * for a delivery taken back (it counts), and one for a delivery another node has claimed
+ * since (history only). PostgreSQL writes such a batch in one statement (S_RECORD_MANY);
+ * it must do what a statement per result does.
+ */
+static void record_writes_a_batch_of_every_kind_in_one_go(void **state)
+{
+    struct fixture *f = *state;
+    static const char head[] = "{\"a\\\\b\",} NULL \\x00\0tail'";
+    static const char error[] = "said \"no\" \\ {x,y} \xc3\xa9";
+    struct vh_delivery_job_rec *fresh = NULL, *a = NULL, *b = NULL;
+    struct vh_attempt_info *att = NULL;
+    struct vh_delivery_result r[5];
+    struct vh_delivery_info info;
+    char ev[5][VH_UUID_LEN + 1];
+    struct vh_delivery_brief d;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    size_t i, na;
+
+    new_partner(f->st, "OneGo", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    for (i = 0; i < 3; i++)
+        put_event(f->st, p.id, f->tb, ev[i]);
+    assert_int_equal(claim_own(f, f->node, f->tb, LEASE_MS, 10, p.id, &fresh), 3);
+    /* ev[3] and ev[4]: node A's leases run out; node B takes ev[3] over. */
+    put_event(f->st, p.id, f->tb + 10, ev[3]);
+    put_event(f->st, p.id, f->tb + 11, ev[4]);
+    assert_int_equal(claim_own(f, "node-a", f->tb + 11, 100, 10, p.id, &a), 2);
+    assert_true(vh_store_delivery_recover(f->st, NULL, f->tb + 200, NULL) >= 2);
+    assert_int_equal(claim_own(f, "node-b", f->tb + 200, LEASE_MS, 1, p.id, &b), 1);
+    assert_string_equal(b[0].event_id, a[0].event_id);
+
+    fill_result(&r[0], &fresh[0], f->node, f->tb + 300, 200, "succeeded", 0);
+    r[0].response_head = head;
+    r[0].response_len = sizeof(head) - 1;
+    fill_result(&r[1], &fresh[1], f->node, f->tb + 301, 503, "pending", f->tb + 1300);
+    fill_result(&r[2], &fresh[2], f->node, f->tb + 302, 0, "abandoned", 0);
+    r[2].error_class = "timeout";
+    r[2].error = error;
+    fill_result(&r[3], &a[1], "node-a", f->tb + 20, 500, "pending", f->tb + 1020);
+    fill_result(&r[4], &a[0], "node-a", f->tb + 21, 502, "pending", f->tb + 1021);
+    record(f->st, r, 5);
+
+    d = brief_of(f->st, fresh[0].event_id);
+    assert_string_equal(d.state, "succeeded");
+    assert_int_equal(d.attempts, 1);
+    d = brief_of(f->st, fresh[1].event_id);
+    assert_string_equal(d.state, "pending");
+    assert_int_equal(d.attempts, 1);
+    assert_int_equal(d.next_attempt_ms, f->tb + 1300);
+    d = brief_of(f->st, fresh[2].event_id);
+    assert_string_equal(d.state, "abandoned");
+    /* The late report of the delivery taken back counts; B's claim is not moved. */
+    d = brief_of(f->st, a[1].event_id);
+    assert_string_equal(d.state, "pending");
+    assert_int_equal(d.attempts, 1);
+    d = brief_of(f->st, a[0].event_id);
+    assert_string_equal(d.state, "in_flight");
+    assert_int_equal(d.attempts, 0);
+
+    get(f->st, p.id, fresh[0].delivery_id, &info, &att, &na);
+    assert_int_equal(na, 1);
+    assert_int_equal(att[0].response_len, sizeof(head) - 1);
+    assert_memory_equal(att[0].response_head, head, sizeof(head) - 1);
+    vh_free(att);
+    get(f->st, p.id, fresh[2].delivery_id, &info, &att, &na);
+    assert_int_equal(na, 1);
+    assert_string_equal(att[0].error_class, "timeout");
+    assert_string_equal(att[0].error, error);
+    vh_free(att);
+    get(f->st, p.id, a[1].delivery_id, &info, &att, &na);
+    assert_int_equal(na, 1);
+    assert_int_equal(att[0].http_status, 500);
+    assert_int_equal(att[0].started_ms, f->tb + 20);
+    vh_free(att);
+    get(f->st, p.id, a[0].delivery_id, &info, &att, &na);
+    assert_int_equal(na, 1); /* history: A's report is kept under its number */
+    assert_int_equal(att[0].http_status, 502);
+    vh_free(att);
+    vh_delivery_job_recs_free(fresh, 3);
+    vh_delivery_job_recs_free(a, 2);
+    vh_delivery_job_recs_free(b, 1);
+}
+
+/*
  * A result whose row is another delivery's (a caller's bug) still moves its own delivery
  * on, and only it: the row spares a search, it never decides which delivery is meant.
  */
@@ -2331,6 +2418,7 @@ int main(void)
         T(recover_at_start_up_takes_this_nodes_claims),
         T(recover_node_takes_only_this_nodes_claims),
         T(record_writes_a_mixed_batch_at_once),
+        T(record_writes_a_batch_of_every_kind_in_one_go),
         T(record_with_a_wrong_row_moves_the_right_delivery),
         T(record_keeps_long_heads_short),
         T(record_is_all_or_nothing),
