@@ -27,16 +27,19 @@
  * sync. A WAL file's handle instead copies writes that go on from the last one into a
  * buffer (up to VH__WAL_BEHIND_MAX bytes) and writes the run with one pwrite when SQLite
  * next does anything else with the file: syncs it, reads it, asks its size, truncates or
- * closes it, or passes it a file control; and before SQLite publishes a commit to other
+ * closes it, or passes it a file control; before SQLite publishes a commit to other
  * connections (the wal-index header, which is written around an xShmBarrier of the main
- * database file: the barrier writes the run of that connection's WAL first). So every
- * other connection, and a checkpoint, reads only frames that are in the file, and a commit
- * is on disk when its sync returns, as before (synchronous=FULL syncs the WAL before
- * publishing). A write the run cannot take (elsewhere in the file, or too large) writes
- * the run first and then goes through as it came, so the file always holds SQLite's
- * writes in SQLite's order. A run that fails to be written fails the call that wrote it
- * (the sync of a commit fails the commit); one written by a barrier, which cannot fail,
- * fails every later call on the WAL's handle instead.
+ * database file: the barrier writes the run of that connection's WAL first); and at every
+ * wal-index lock call of the main database file (xShmLock), so that a run a rolled-back
+ * transaction left is in the file before its connection gives up the write lock, never
+ * after another connection's frames at the same place. So every other connection, and a
+ * checkpoint, reads only frames that are in the file, and a commit is on disk when its
+ * sync returns, as before (synchronous=FULL syncs the WAL before publishing). A write the
+ * run cannot take (elsewhere in the file, or too large) writes the run first and then
+ * goes through as it came, so the file always holds SQLite's writes in SQLite's order. A
+ * run that fails to be written fails the call that wrote it (the sync of a commit fails
+ * the commit); one written by a barrier or a lock call, which cannot report it, fails
+ * every later call on the WAL's handle instead.
  */
 #ifndef VH_STORE_READAHEAD_INT_H
 #define VH_STORE_READAHEAD_INT_H
