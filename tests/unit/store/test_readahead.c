@@ -21,60 +21,23 @@
 
 #include "store/readahead_int.h"
 #include "unit/oom.h"
+#include "unit/store/sqlfile.h"
 
-#define ROWS      2000
-#define BODY_SIZE 2000 /* two rows a 4 KiB page */
-
-struct fixture {
-    char dir[256];
-    char path[300];
-};
+#define ROWS 2000
 
 static int setup(void **state)
 {
-    const char *tmp = getenv("TMPDIR");
-    struct fixture *f = calloc(1, sizeof(*f));
-
-    if (!f)
-        return -1;
-    snprintf(f->dir, sizeof(f->dir), "%s/vh-readahead-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->dir)) {
-        free(f);
-        return -1;
-    }
-    snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
-    *state = f;
-    return 0;
+    return fixture_new(state, "vh-readahead");
 }
 
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    char p[320];
-    const char *ext[] = {"", "-wal", "-shm", "-journal"};
-    size_t i;
 
-    for (i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
-        snprintf(p, sizeof(p), "%s%s", f->path, ext[i]);
-        unlink(p);
-    }
+    unlink_db(f->path);
     rmdir(f->dir);
     free(f);
     return 0;
-}
-
-/* Row `id`'s body in generation `gen`: bytes no other row or generation has at its place. */
-static void body_of(int id, int gen, unsigned char *out)
-{
-    uint32_t x = (uint32_t)id * 2654435761u + (uint32_t)gen * 40503u + 1u;
-    size_t i;
-
-    for (i = 0; i < BODY_SIZE; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        out[i] = (unsigned char)x;
-    }
 }
 
 static sqlite3 *open_db(const char *path, const char *vfs)
@@ -85,15 +48,6 @@ static sqlite3 *open_db(const char *path, const char *vfs)
                      SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL), SQLITE_OK);
     return db;
-}
-
-static void exec(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-
-    if (rc != SQLITE_OK)
-        fail_msg("%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
 }
 
 /* Writes every row's body of generation `gen` (ids 1..ROWS), in one transaction. */
@@ -151,26 +105,6 @@ static int check_rows(sqlite3 *db, int from, int to, int gen)
     }
     assert_int_equal(sqlite3_finalize(st), SQLITE_OK);
     return n;
-}
-
-/* PRAGMA integrity_check says "ok" (it reads every page of the file). */
-static void check_integrity(sqlite3 *db)
-{
-    sqlite3_stmt *st = NULL;
-
-    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
-}
-
-static struct vh__readahead_stats stats_of(sqlite3 *db)
-{
-    struct vh__readahead_stats s;
-
-    memset(&s, 0xff, sizeof(s));
-    assert_int_equal(sqlite3_file_control(db, "main", VH__READAHEAD_FCNTL_STATS, &s), SQLITE_OK);
-    return s;
 }
 
 /*

@@ -30,14 +30,9 @@
 
 #include "store/readahead_int.h"
 #include "unit/oom.h"
+#include "unit/store/sqlfile.h"
 
-#define BODY_SIZE 2000 /* two rows a 4 KiB page */
-#define LOG_MAX   4096
-
-struct fixture {
-    char dir[256];
-    char path[300];
-};
+#define LOG_MAX 4096
 
 /* ---- the recording VFS: the system's, with every WAL's writes and syncs logged ---------- */
 
@@ -178,32 +173,8 @@ static void install(void)
 
 static int setup(void **state)
 {
-    const char *tmp = getenv("TMPDIR");
-    struct fixture *f = calloc(1, sizeof(*f));
-
-    if (!f)
-        return -1;
-    snprintf(f->dir, sizeof(f->dir), "%s/vh-walbehind-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->dir)) {
-        free(f);
-        return -1;
-    }
-    snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
     rec_n = 0;
-    *state = f;
-    return 0;
-}
-
-static void unlink_db(const char *path)
-{
-    const char *ext[] = {"", "-wal", "-shm", "-journal"};
-    char p[400];
-    size_t i;
-
-    for (i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
-        snprintf(p, sizeof(p), "%s%s", path, ext[i]);
-        unlink(p);
-    }
+    return fixture_new(state, "vh-walbehind");
 }
 
 static int teardown(void **state)
@@ -219,15 +190,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static void exec(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-
-    if (rc != SQLITE_OK)
-        fail_msg("%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
-}
-
 /* A connection in WAL mode with synchronous=FULL, through `vfs` (NULL: the default). */
 static sqlite3 *open_db(const char *path, const char *vfs)
 {
@@ -239,20 +201,6 @@ static sqlite3 *open_db(const char *path, const char *vfs)
     exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL");
     exec(db, "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)");
     return db;
-}
-
-/* Row `id`'s body in generation `gen`: bytes no other row or generation has at its place. */
-static void body_of(int id, int gen, unsigned char *out)
-{
-    uint32_t x = (uint32_t)id * 2654435761u + (uint32_t)gen * 40503u + 1u;
-    size_t i;
-
-    for (i = 0; i < BODY_SIZE; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        out[i] = (unsigned char)x;
-    }
 }
 
 /* Writes rows [from, to] of generation `gen` (insert or replace) in one statement each. */
@@ -310,25 +258,6 @@ static int64_t count_rows(sqlite3 *db)
     n = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return n;
-}
-
-static void check_integrity(sqlite3 *db)
-{
-    sqlite3_stmt *st = NULL;
-
-    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
-    sqlite3_finalize(st);
-}
-
-static struct vh__readahead_stats stats_of(sqlite3 *db)
-{
-    struct vh__readahead_stats s;
-
-    memset(&s, 0xff, sizeof(s));
-    assert_int_equal(sqlite3_file_control(db, "main", VH__READAHEAD_FCNTL_STATS, &s), SQLITE_OK);
-    return s;
 }
 
 /* Copies file `from` to `to` byte for byte (a missing `from` makes no `to`). */
