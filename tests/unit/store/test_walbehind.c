@@ -497,6 +497,53 @@ static void test_a_failed_run_fails_its_commit(void **state)
     sqlite3_close(wb);
 }
 
+/*
+ * A commit without a sync (synchronous=NORMAL) leaves its run to the barrier, which cannot
+ * report a failure: when that write fails (EFBIG, as above), every later write through the
+ * connection's WAL fails with it instead of going on after the lost frames.
+ */
+static void test_a_run_the_barrier_cannot_write_fails_what_follows(void **state)
+{
+    struct fixture *f = *state;
+    struct rlimit old, lim;
+    char wal[320];
+    struct stat sb;
+    sqlite3 *wb = NULL;
+    int rc;
+
+    install();
+    signal(SIGXFSZ, SIG_IGN);
+    wb = open_db(f->path, VH__WAL_BEHIND_VFS);
+    exec(wb, "PRAGMA wal_autocheckpoint = 0; PRAGMA synchronous = NORMAL");
+    exec(wb, "BEGIN");
+    assert_int_equal(write_rows(wb, 1, 10, 1), SQLITE_OK);
+    exec(wb, "COMMIT");
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)sb.st_size; /* not one byte more */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    /* A run well under VH__WAL_BEHIND_MAX: only the barrier writes it, and fails. */
+    rec_n = 0;
+    exec(wb, "BEGIN");
+    assert_int_equal(write_rows(wb, 11, 14, 1), SQLITE_OK);
+    (void)sqlite3_exec(wb, "COMMIT", NULL, NULL, NULL);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    assert_true(rec_n >= 1);
+    assert_int_equal(rec_log[0].op, 'w'); /* the one write, by the barrier */
+    assert_true(last_op(0, 's') == 0);    /* and no sync */
+    if (!sqlite3_get_autocommit(wb))
+        exec(wb, "ROLLBACK");
+    /* The file may grow again, but the WAL's handle does not go on. */
+    rc = sqlite3_exec(wb, "BEGIN; INSERT INTO t (id, body) VALUES (100, x'00'); COMMIT", NULL, NULL,
+                      NULL);
+    assert_true((rc & 0xff) == SQLITE_IOERR || (rc & 0xff) == SQLITE_FULL);
+    if (!sqlite3_get_autocommit(wb))
+        (void)sqlite3_exec(wb, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(wb);
+}
+
 /* No memory for a run: the WAL is written through, as the system's VFS would, and leaks none. */
 static void test_no_memory_for_the_run(void **state)
 {
@@ -531,6 +578,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_rolled_back_run_never_lands_over_a_commit, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_failed_run_fails_its_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_run_the_barrier_cannot_write_fails_what_follows,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_memory_for_the_run, setup, teardown),
     };
 
