@@ -528,9 +528,16 @@ static int register_one(sqlite3_vfs *root, size_t i, const char *name, bool read
 
 static void ra_register_once(void)
 {
-    sqlite3_vfs *root = sqlite3_vfs_find(NULL);
+    sqlite3_vfs *root;
     int rc;
 
+    /*
+     * Before SQLite initializes (sqlite3_vfs_find does): without memory statistics, each of
+     * SQLite's allocations and frees skips a global mutex (docs/decisions.md). An
+     * application that initialized SQLite before keeps its setting (SQLITE_MISUSE).
+     */
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    root = sqlite3_vfs_find(NULL);
     /* Version 2 at least: the system's VFS on every platform SQLite builds for. */
     if (!root || root->iVersion < 2)
         return;
