@@ -25,8 +25,11 @@
  *
  * One loop (engine_main): take the incoming jobs, start what the caps allow, let libcurl
  * work while it connects, end the attempts whose time is up, and sleep until a socket, a
- * deadline or a submitter needs us (in poll(2); in curl_multi_poll, with our descriptors as
- * its extra ones, while libcurl connects); then serve the sockets that are ready.
+ * deadline or a submitter needs us (in epoll_wait; in curl_multi_poll, with the epoll
+ * descriptor as its extra one, while libcurl connects); then serve the sockets that are
+ * ready. Every connection libcurl has handed over (sending, receiving or idle) and the
+ * wakeup stay in one epoll set from then until they are closed: a wait costs the same with
+ * 2 connections or 200, and registers no socket again (poll(2) did both, on every wait).
  *
  * Cheap attempts: a submit wakes the engine thread only when the incoming list was empty
  * (a wakeup is pending otherwise); and a log record above the configured level is never
@@ -46,6 +49,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -99,6 +103,8 @@ struct conn {
     bool capped;        /* the body reached VH_ATTEMPT_READ_MAX */
     bool more;          /* its turn ended with bytes left to read (conn_recv) */
     bool tls;           /* https: OpenSSL may hold bytes that poll(2) cannot see */
+    bool watched;       /* in the engine's epoll set (from conn_connected to conn_free) */
+    bool watch_out;     /* ... waiting to be writable too (a request that did not fit) */
     const void *ssl;    /* https, e->tls_poll: its SSL, set by on_ssl_ctx's setup; or NULL */
     bool quiet;         /* idle_check's verdict: nothing to read on the socket (idle) */
     uint64_t checked;   /* the engine's turn that verdict is for; 0: none */
@@ -197,9 +203,11 @@ struct vh_engine {
     unsigned n_idle, n_connecting;
     uint64_t turn;           /* ends at each start_ready and callback (idle_check) */
     int wake_fd;             /* an eventfd: submitters and stop wake the engine thread */
-    struct curl_waitfd *wfd; /* poll_set's: the wakeup, then up to 2 * max_total sockets */
-    struct pollfd *pfd;      /* the same, for poll(2) when nothing is connecting */
-    struct conn **wconn;
+    int ep_fd;               /* epoll: the wakeup (data NULL) and every watched connection */
+    struct epoll_event *evs; /* poll_wait's: up to 2 * max_total + 1 */
+    struct conn **more;      /* poll_set's: connections with bytes left from their turn */
+    struct pollfd *pfd;      /* idle_check's */
+    struct conn **wconn;     /* idle_check's */
 };
 
 /* ---- logging --------------------------------------------------------------------------------- */
@@ -685,12 +693,47 @@ static void conn_free(struct vh_engine *e, struct conn *c)
         return;
     if (c->state == C_CONNECTING)
         e->n_connecting--;
+    /* Before libcurl closes the socket: its number may be the next connection's. */
+    if (c->watched)
+        (void)epoll_ctl(e->ep_fd, EPOLL_CTL_DEL, c->fd, NULL);
     if (c->easy) {
         curl_multi_remove_handle(e->multi, c->easy);
         curl_easy_cleanup(c->easy);
     }
     vh_buf_release(&c->req);
     vh_free(c);
+}
+
+/*
+ * Puts a connection libcurl has handed over in the epoll set, waiting to be readable.
+ * Returns 0 or an errno.
+ */
+static int conn_watch(struct vh_engine *e, struct conn *c)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+
+    if (epoll_ctl(e->ep_fd, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+        return errno;
+    c->watched = true;
+    c->watch_out = false;
+    return 0;
+}
+
+/*
+ * Makes the epoll set wait for `c` to be writable as well as readable (`out`), or readable
+ * only; false when epoll refused. A request goes out in one send unless it does not fit
+ * the socket's buffer, so this changes nothing on most turns.
+ */
+static bool conn_watch_out(struct vh_engine *e, struct conn *c, bool out)
+{
+    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = c};
+
+    if (c->watch_out == out)
+        return true;
+    if (epoll_ctl(e->ep_fd, EPOLL_CTL_MOD, c->fd, &ev) != 0)
+        return false;
+    c->watch_out = out;
+    return true;
 }
 
 /* A new connection to the job's origin, being made; NULL when out of memory. */
@@ -748,7 +791,8 @@ static void idle_unlink(struct vh_engine *e, struct conn *c)
  */
 static void idle_push(struct vh_engine *e, struct conn *c)
 {
-    if (e->n_idle >= e->cfg.max_total) {
+    /* Waiting for room to write, an idle connection would end every wait at once. */
+    if (e->n_idle >= e->cfg.max_total || !conn_watch_out(e, c, false)) {
         conn_free(e, c);
         return;
     }
@@ -819,9 +863,9 @@ static bool idle_needs_check(const struct vh_engine *e, const struct conn *c)
  *
  * The poll replaces `first`'s recv, so it never adds a system call. It is made only when it
  * can save one (a second connection to check), and covers at most one connection per job
- * that may still start in this turn, so a long idle list is not polled for one job. e->pfd
- * and e->wconn are free here: poll_set fills them for poll_wait and poll_serve, and
- * start_ready, the only caller of idle_take, runs outside that span.
+ * that may still start in this turn, so a long idle list is not polled for one job. (The
+ * epoll set cannot give these verdicts: a zero-timeout epoll_wait reports every ready
+ * connection, and the turn must serve those it reports.)
  */
 static void idle_check(struct vh_engine *e, struct conn *first)
 {
@@ -1330,7 +1374,15 @@ static void conn_connected(struct vh_engine *e, struct conn *c, CURLcode rc)
     e->n_connecting--;
     if (rc == CURLE_OK && curl_easy_getinfo(c->easy, CURLINFO_ACTIVESOCKET, &c->fd) == CURLE_OK &&
         c->fd != CURL_SOCKET_BAD) {
-        conn_begin(e, c, job);
+        int werr = conn_watch(e, c);
+
+        if (werr == 0) {
+            conn_begin(e, c, job);
+            return;
+        }
+        snprintf(why, sizeof(why), "cannot wait for the connection (epoll_ctl: %s)",
+                 strerror(werr));
+        job_end(e, job, VH_ATTEMPT_INTERNAL, why, false);
         return;
     }
     if (rc == CURLE_OK)
@@ -1450,100 +1502,99 @@ static int64_t expire(struct vh_engine *e, int64_t now)
 }
 
 /*
- * What the engine thread waits on besides libcurl's sockets: the wakeup first, then every
- * sending, receiving and idle connection. Returns the count; `*more` says whether one has
- * bytes left from its last turn (the loop must not sleep then).
+ * Readies the epoll set for a wait: a connection still sending waits for room to write as
+ * well, every other one for bytes only (a change is an epoll_ctl, so the common turn makes
+ * none). A connection epoll refuses is broken off. Lists in e->more the connections with
+ * bytes left from their last turn, which may be decrypted already with the socket quiet
+ * (conn_recv): the wait must not sleep then, and poll_serve serves them whatever epoll
+ * says. Returns their count.
  */
-static unsigned poll_set(struct vh_engine *e, bool *more)
+static unsigned poll_set(struct vh_engine *e)
 {
     unsigned n = 0;
-    struct job *job;
+    struct job *job, *next;
     struct conn *c;
 
-    e->wfd[n].fd = e->wake_fd;
-    e->wfd[n].events = CURL_WAIT_POLLIN;
-    e->wfd[n].revents = 0;
-    e->wconn[n++] = NULL;
-    *more = false;
-    for (job = e->active_head; job; job = job->anext) {
+    for (job = e->active_head; job; job = next) {
+        next = job->anext; /* conn_broke ends this job at most */
         c = job->c;
         if (!c || (c->state != C_SENDING && c->state != C_RECEIVING))
             continue;
-        *more = *more || c->more;
-        e->wfd[n].fd = c->fd;
-        /* While sending, an answer may come early: readable counts too. */
-        e->wfd[n].events =
-            c->state == C_SENDING ? CURL_WAIT_POLLOUT | CURL_WAIT_POLLIN : CURL_WAIT_POLLIN;
-        e->wfd[n].revents = 0;
-        e->wconn[n++] = c;
-    }
-    for (c = e->idle_head; c; c = c->next) {
-        e->wfd[n].fd = c->fd;
-        e->wfd[n].events = CURL_WAIT_POLLIN;
-        e->wfd[n].revents = 0;
-        e->wconn[n++] = c;
+        if (!conn_watch_out(e, c, c->state == C_SENDING)) {
+            conn_broke(e, c, "cannot wait for the connection (epoll_ctl failed)");
+            continue;
+        }
+        if (c->more)
+            e->more[n++] = c;
     }
     return n;
 }
 
 /*
- * Sleeps until something in the poll set (or, while connecting, libcurl) needs us, or
- * `timeout_ms` passes. While nothing connects, libcurl has nothing to wait for, and poll(2)
- * itself is cheaper and reports a socket's error or hang-up: as the event waited for, so
- * the send or receive that follows meets the error. (curl_multi_poll passes on only IN, OUT
- * and PRI; a socket with an error alone would wake it without a flag, until the attempt's
- * deadline. With a connect in progress we accept that.)
+ * Sleeps until the wakeup or a watched connection needs us, or (while connecting) libcurl
+ * does, or `timeout_ms` passes; then collects what is ready into e->evs, with the `n_more`
+ * connections of e->more as readable. Returns the count. While a connect is in progress,
+ * curl_multi_poll waits with the epoll descriptor as its extra one (readable when anything
+ * in the set is ready), and a zero-timeout epoll_wait collects after it. epoll reports a
+ * socket's error or hang-up whatever it waits for; poll_serve treats either as every event
+ * waited for, so the send or receive that follows meets the error.
  */
-static void poll_wait(struct vh_engine *e, unsigned n, int timeout_ms)
+static unsigned poll_wait(struct vh_engine *e, unsigned n_more, int timeout_ms)
 {
-    unsigned i;
-    short r;
+    unsigned cap = 2 * e->cfg.max_total + 1, n, i, k;
+    int got;
 
+    if (n_more)
+        timeout_ms = 0;
     if (e->n_connecting) {
-        curl_multi_poll(e->multi, e->wfd, n, timeout_ms, NULL);
-        return;
+        struct curl_waitfd w = {.fd = e->ep_fd, .events = CURL_WAIT_POLLIN};
+
+        curl_multi_poll(e->multi, &w, 1, timeout_ms, NULL);
+        timeout_ms = 0;
     }
-    for (i = 0; i < n; i++) {
-        e->pfd[i].fd = e->wfd[i].fd;
-        e->pfd[i].events = (short)(((e->wfd[i].events & CURL_WAIT_POLLIN) ? POLLIN : 0) |
-                                   ((e->wfd[i].events & CURL_WAIT_POLLOUT) ? POLLOUT : 0));
-        e->pfd[i].revents = 0;
+    /* Room is kept for the listed ones; a ready socket left out is ready at the next wait. */
+    got = epoll_wait(e->ep_fd, e->evs, (int)(cap - n_more), timeout_ms);
+    n = got > 0 ? (unsigned)got : 0;
+    for (k = 0; k < n_more; k++) {
+        for (i = 0; i < n && e->evs[i].data.ptr != e->more[k]; i++)
+            ;
+        if (i == n) {
+            e->evs[n].events = 0;
+            e->evs[n++].data.ptr = e->more[k];
+        }
+        e->evs[i].events |= EPOLLIN; /* its next turn: see conn_recv */
     }
-    if (poll(e->pfd, n, timeout_ms) <= 0)
-        return;
-    for (i = 0; i < n; i++) {
-        r = e->pfd[i].revents;
-        if (r & (POLLERR | POLLHUP | POLLNVAL))
-            r |= e->pfd[i].events;
-        r &= e->pfd[i].events;
-        e->wfd[i].revents = (short)(((r & POLLIN) ? CURL_WAIT_POLLIN : 0) |
-                                    ((r & POLLOUT) ? CURL_WAIT_POLLOUT : 0));
-    }
+    return n;
 }
 
-/* Serves the wakeup and the connections poll_set listed that have something to do. */
+/*
+ * Serves the wakeup and the connections poll_wait collected. Each entry is its own
+ * connection, and serving one frees no other listed one: only start_ready takes or drops
+ * idle connections, and a job ends only on its own connection.
+ */
 static void poll_serve(struct vh_engine *e, unsigned n)
 {
     uint64_t count;
     unsigned i;
+    uint32_t r;
     struct conn *c;
 
-    if (e->wfd[0].revents)
-        (void)!read(e->wake_fd, &count, sizeof(count)); /* resets the eventfd */
-    for (i = 1; i < n; i++) {
-        c = e->wconn[i];
-        if (c->more)
-            e->wfd[i].revents |= CURL_WAIT_POLLIN; /* its next turn: see conn_recv */
-        if (!e->wfd[i].revents)
+    for (i = 0; i < n; i++) {
+        c = e->evs[i].data.ptr;
+        r = e->evs[i].events;
+        if (!c) {
+            (void)!read(e->wake_fd, &count, sizeof(count)); /* resets the eventfd */
             continue;
-        /* Each entry is its own connection: serving one frees no other listed one. */
+        }
+        if (r & (EPOLLERR | EPOLLHUP))
+            r |= EPOLLIN | EPOLLOUT;
         if (c->state == C_IDLE)
             idle_readable(e, c);
-        else if (c->state == C_SENDING && (e->wfd[i].revents & CURL_WAIT_POLLIN) && conn_recv(e, c))
+        else if (c->state == C_SENDING && (r & EPOLLIN) && conn_recv(e, c))
             continue; /* answered early: the attempt is over */
-        else if (c->state == C_SENDING && (e->wfd[i].revents & CURL_WAIT_POLLOUT))
+        else if (c->state == C_SENDING && (r & EPOLLOUT))
             conn_send(e, c);
-        else if (c->state == C_RECEIVING)
+        else if (c->state == C_RECEIVING && (r & EPOLLIN))
             conn_recv(e, c);
     }
 }
@@ -1713,7 +1764,6 @@ static void *engine_main(void *arg)
     int64_t deadline = 0, grace = 0, now, first;
     int running;
     unsigned n;
-    bool more;
 
     vh__thread_name("vh-engine");
     if (e->cfg.sched_batch) {
@@ -1743,8 +1793,8 @@ static void *engine_main(void *arg)
         first = expire(e, now);
         if (stopping && (!e->active_head || now >= deadline))
             break;
-        n = poll_set(e, &more);
-        poll_wait(e, n, more ? 0 : poll_timeout(e, stopping, deadline, first, now));
+        n = poll_set(e);
+        n = poll_wait(e, n, poll_timeout(e, stopping, deadline, first, now));
         poll_serve(e, n);
     }
     interrupt_active(e);
@@ -1830,9 +1880,12 @@ static void engine_release(struct vh_engine *e, bool curl_inited)
     if (curl_inited)
         curl_global_cleanup();
     vh_free(e->buckets);
-    vh_free(e->wfd);
+    vh_free(e->evs);
+    vh_free(e->more);
     vh_free(e->pfd);
     vh_free(e->wconn);
+    if (e->ep_fd >= 0)
+        close(e->ep_fd);
     if (e->wake_fd >= 0)
         close(e->wake_fd);
     vh_free(e->ca_file);
@@ -1857,7 +1910,7 @@ int vh_engine_new(const struct vh_engine_config *cfg, struct vh_engine **out, st
     if (!e)
         return vh_error_set(err, VH_ENOMEM, "engine: out of memory");
     memset(e, 0, sizeof(*e));
-    e->wake_fd = -1;
+    e->wake_fd = e->ep_fd = -1;
     pthread_mutex_init(&e->lock, NULL);
     pthread_mutex_init(&e->stop_lock, NULL);
     pthread_cond_init(&e->dropped, NULL);
@@ -1875,14 +1928,22 @@ int vh_engine_new(const struct vh_engine_config *cfg, struct vh_engine **out, st
     if (!e->buckets)
         goto fail;
     memset(e->buckets, 0, e->n_buckets * sizeof(*e->buckets));
-    e->wfd = vh_malloc((2 * (size_t)cfg->max_total + 1) * sizeof(*e->wfd));
-    e->pfd = vh_malloc((2 * (size_t)cfg->max_total + 1) * sizeof(*e->pfd));
-    e->wconn = vh_malloc((2 * (size_t)cfg->max_total + 1) * sizeof(*e->wconn));
-    if (!e->wfd || !e->pfd || !e->wconn)
+    e->evs = vh_malloc((2 * (size_t)cfg->max_total + 1) * sizeof(*e->evs));
+    e->more = vh_malloc((size_t)cfg->max_total * sizeof(*e->more));
+    e->pfd = vh_malloc(((size_t)cfg->max_total + 1) * sizeof(*e->pfd));
+    e->wconn = vh_malloc(((size_t)cfg->max_total + 1) * sizeof(*e->wconn));
+    if (!e->evs || !e->more || !e->pfd || !e->wconn)
         goto fail;
     e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (e->wake_fd < 0) {
         rc = vh_error_set(err, VH_EIO, "engine: cannot make an eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    e->ep_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (e->ep_fd < 0 ||
+        epoll_ctl(e->ep_fd, EPOLL_CTL_ADD, e->wake_fd,
+                  &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL}) != 0) {
+        rc = vh_error_set(err, VH_EIO, "engine: cannot make an epoll set: %s", strerror(errno));
         goto fail;
     }
     /*

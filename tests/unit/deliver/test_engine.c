@@ -163,7 +163,9 @@ enum mode {
     M_EARLY_CLOSE,      /* 413 on the request's head, then closes with the body unread */
     M_FLOOD_TRAILERS,   /* a chunked 200 whose trailer lines never end, for FLOOD_MS; the
                            server thread does nothing else meanwhile */
-    M_FLOOD_INTERIM     /* 103 Early Hints without end, for FLOOD_MS, the same way */
+    M_FLOOD_INTERIM,    /* 103 Early Hints without end, for FLOOD_MS, the same way */
+    M_COUNT_BODY        /* reads each request's body slowly, without keeping it; answers 200
+                           with the count of its bytes, in decimal */
 };
 
 /* The bodies of the modes above, as the engine must report them. */
@@ -184,6 +186,8 @@ struct conn {
     bool mute; /* answered early: nothing more is read */
     bool streaming;
     int answered; /* requests this connection had */
+    bool in_body; /* M_COUNT_BODY: the head is read, `body_left` bytes of the body are not */
+    size_t body_left, body_got;
     char in[REQ_MAX];
 };
 
@@ -237,7 +241,7 @@ static void conn_close(struct conn *c)
     c->fd = -1;
     c->len = 0;
     c->answered = 0;
-    c->held = c->streaming = c->mute = false;
+    c->held = c->streaming = c->mute = c->in_body = false;
 }
 
 /* Closes with a reset (RST) instead of a FIN. */
@@ -517,6 +521,8 @@ static bool respond(struct srv *s, struct conn *c, bool released)
     case M_FLOOD_INTERIM:
         send_flood(c, "", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n");
         return false;
+    case M_COUNT_BODY:
+        return true; /* answered in count_body */
     }
     return true;
 }
@@ -532,6 +538,56 @@ static bool has_head(const char *p, size_t len)
     return false;
 }
 
+/*
+ * M_COUNT_BODY: takes a request's head, then counts its body's bytes as they come and lets
+ * them go, so a body larger than REQ_MAX can be read; answers once it has them all. It is a
+ * slow reader: a pause after each read of the body, so that an engine sending megabytes
+ * always finds the socket full and has to wait for room to write.
+ */
+static void count_body(struct srv *s, struct conn *c)
+{
+    char answer[96];
+    size_t head = 0, i, take;
+    int n;
+
+    if (!c->in_body) {
+        for (i = 0; i + 4 <= c->len && !head; i++)
+            if (memcmp(c->in + i, "\r\n\r\n", 4) == 0)
+                head = i + 4;
+        if (!head) {
+            if (c->len == sizeof(c->in))
+                conn_close(c);
+            return;
+        }
+        c->body_left = 0;
+        for (i = 0; i + 17 < head; i++)
+            if (strncasecmp(c->in + i, "\r\ncontent-length:", 17) == 0)
+                c->body_left = strtoul(c->in + i + 17, NULL, 10);
+        c->in_body = true;
+        c->body_got = 0;
+        memmove(c->in, c->in + head, c->len - head);
+        c->len -= head;
+    }
+    take = c->len < c->body_left ? c->len : c->body_left;
+    c->body_got += take;
+    c->body_left -= take;
+    memmove(c->in, c->in + take, c->len - take);
+    c->len -= take;
+    if (c->body_left) {
+        pause_ms(1);
+        return;
+    }
+    c->in_body = false;
+    pthread_mutex_lock(&s->mu);
+    s->requests++;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    n = snprintf(answer, sizeof(answer), "%zu", c->body_got);
+    n = snprintf(answer, sizeof(answer), "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%zu", n,
+                 c->body_got);
+    send_all(c->fd, answer, (size_t)n);
+}
+
 static void conn_read(struct srv *s, struct conn *c, bool released)
 {
     ssize_t r = recv(c->fd, c->in + c->len, sizeof(c->in) - c->len, 0);
@@ -544,6 +600,10 @@ static void conn_read(struct srv *s, struct conn *c, bool released)
         return;
     }
     c->len += (size_t)r;
+    if (s->mode == M_COUNT_BODY) {
+        count_body(s, c);
+        return;
+    }
     if ((s->mode == M_EARLY_HOLD || s->mode == M_EARLY_CLOSE) && has_head(c->in, c->len)) {
         pthread_mutex_lock(&s->mu);
         s->requests++;
@@ -711,8 +771,12 @@ static struct srv *srv_start(enum mode mode)
     s->lfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(s->lfd >= 0);
     setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (mode == M_EARLY_HOLD || mode == M_EARLY_CLOSE) {
-        int small = 4096; /* inherited: a large body cannot all wait in the server's buffer */
+    if (mode == M_EARLY_HOLD || mode == M_EARLY_CLOSE || mode == M_COUNT_BODY) {
+        /*
+         * Inherited: a large body cannot all wait in the server's buffer, and the engine's
+         * send buffer fills long before the server has read it (M_COUNT_BODY).
+         */
+        int small = 4096;
 
         setsockopt(s->lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     }
@@ -1820,6 +1884,48 @@ static void test_early_answer_while_sending(void **state)
 }
 
 /*
+ * A request larger than the socket takes at once goes out over several turns, the engine
+ * waiting for room to write between them; the whole body arrives, and the connection then
+ * carries the next request.
+ */
+static void test_large_request_goes_out_in_turns(void **state)
+{
+    size_t big = 8 * 1024 * 1024; /* more than a socket buffers (tcp_wmem: 4 MiB at most) */
+    char *body = malloc(big), want[32];
+    struct srv *s = srv_start(M_COUNT_BODY);
+    struct vh_engine *e = engine_dev();
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_delivery_job j;
+    char url[128];
+    size_t i;
+    int n;
+
+    (void)state;
+    assert_non_null(body);
+    for (i = 0; i < big; i++)
+        body[i] = (char)('a' + i % 26);
+    snprintf(want, sizeof(want), "%zu", big);
+    srv_url(s, url, sizeof(url));
+    for (n = 1; n <= 2; n++) {
+        int before = total_now();
+
+        j = job_for(url, NULL, 10000);
+        j.body = body;
+        j.body_len = big;
+        if (vh_engine_submit(e, &j, on_done, &R.slots[0], &err) != 0)
+            fail_msg("vh_engine_submit: %s", err.msg);
+        assert_true(wait_total(before + 1, WAIT_MS));
+        assert_ok_body(&R.slots[0].a, want);
+        assert_int_equal(R.slots[0].a.reused_connection, n == 2);
+    }
+    assert_int_equal(srv_accepts(s), 1);
+    assert_int_equal(srv_requests(s), 2);
+    vh_engine_free(e);
+    srv_stop(s);
+    free(body);
+}
+
+/*
  * A body over VH_ATTEMPT_READ_MAX is cut, and its connection closed, whether the server sent
  * all of it or stopped just past the bound: a server left holding the rest (and answering
  * the next request on that connection) never gets another request there.
@@ -2598,6 +2704,7 @@ int main(void)
         cmocka_unit_test_setup(test_timeout_while_reading, reset_results),
         cmocka_unit_test_setup(test_endless_answer_is_bounded, reset_results),
         cmocka_unit_test_setup(test_early_answer_while_sending, reset_results),
+        cmocka_unit_test_setup(test_large_request_goes_out_in_turns, reset_results),
         cmocka_unit_test_setup(test_start_by_time_passed_is_not_started, reset_results),
         cmocka_unit_test_setup(test_private_destination_blocked, reset_results),
         cmocka_unit_test_setup(test_scheme_rules, reset_results),
