@@ -5,8 +5,10 @@
  * Who does what. libcurl makes connections and nothing else (CURLOPT_CONNECT_ONLY in the
  * multi handle): DNS, the connect, the SSRF guard at connect time (on_open_socket), TLS
  * with the CA store cached and sessions shared. The engine writes each HTTP/1.1 request
- * itself (one buffer: head and body, sent with curl_easy_send) and reads the answer with
- * its own parser (h1.c, through curl_easy_recv, which decrypts for TLS). In a loop with
+ * itself (one buffer: head and body) and reads the answer with its own parser (h1.c). Over
+ * TLS it sends and reads through curl_easy_send and curl_easy_recv, which encrypt and
+ * decrypt; over plain HTTP with send(2) and recv(2) on the socket libcurl connected
+ * (conn_write, conn_read), which is all libcurl's calls did there. In a loop with
  * nothing else to do, a full libcurl transfer cost 55-58 us of CPU per request here (its
  * state machine, header handling and URL parse, every time); the same request over a
  * connect-only connection cost 16 us (docs/BENCHMARKS.md, session 9). HTTP/1.1 only: ALPN
@@ -770,6 +772,42 @@ static struct conn *conn_new(struct vh_engine *e, const struct job *job, size_t 
     return c;
 }
 
+/*
+ * Sends on the connection as curl_easy_send would, with its codes: over plain HTTP with
+ * send(2) itself, since libcurl's way there (its transfer and filter checks) is one send
+ * too; over TLS through libcurl, which encrypts.
+ */
+static CURLcode conn_write(struct conn *c, const char *p, size_t len, size_t *n)
+{
+    ssize_t w;
+
+    if (c->tls)
+        return curl_easy_send(c->easy, p, len, n);
+    *n = 0;
+    w = send(c->fd, p, len, MSG_NOSIGNAL);
+    if (w >= 0) {
+        *n = (size_t)w;
+        return CURLE_OK;
+    }
+    return errno == EAGAIN || errno == EINTR ? CURLE_AGAIN : CURLE_SEND_ERROR;
+}
+
+/* Reads from the connection as curl_easy_recv would (0 bytes and CURLE_OK: the end). */
+static CURLcode conn_read(struct conn *c, char *p, size_t len, size_t *n)
+{
+    ssize_t r;
+
+    if (c->tls)
+        return curl_easy_recv(c->easy, p, len, n);
+    *n = 0;
+    r = recv(c->fd, p, len, 0);
+    if (r >= 0) {
+        *n = (size_t)r;
+        return CURLE_OK;
+    }
+    return errno == EAGAIN || errno == EINTR ? CURLE_AGAIN : CURLE_RECV_ERROR;
+}
+
 static void idle_unlink(struct vh_engine *e, struct conn *c)
 {
     if (c->prev)
@@ -830,7 +868,7 @@ static bool idle_read_quiet(struct conn *c)
     char buf[64];
     size_t n = 0;
 
-    return curl_easy_recv(c->easy, buf, sizeof(buf), &n) == CURLE_AGAIN;
+    return conn_read(c, buf, sizeof(buf), &n) == CURLE_AGAIN;
 }
 
 /*
@@ -1189,7 +1227,7 @@ static void conn_send(struct vh_engine *e, struct conn *c)
 
     while (c->sent < c->req.len) {
         n = 0;
-        rc = curl_easy_send(c->easy, c->req.data + c->sent, c->req.len - c->sent, &n);
+        rc = conn_write(c, c->req.data + c->sent, c->req.len - c->sent, &n);
         if (rc == CURLE_AGAIN)
             return;
         if (rc != CURLE_OK) {
@@ -1275,7 +1313,7 @@ static size_t conn_fill(struct conn *c, bool greedy, unsigned *budget, CURLcode 
 
     do {
         n = 0;
-        *rc = curl_easy_recv(c->easy, c->in + c->in_len, sizeof(c->in) - c->in_len, &n);
+        *rc = conn_read(c, c->in + c->in_len, sizeof(c->in) - c->in_len, &n);
         c->in_len += n;
         got += n;
     } while (greedy && *rc == CURLE_OK && n > 0 && c->in_len < sizeof(c->in) && --*budget > 0);
