@@ -41,6 +41,9 @@ struct vh_engine;
 
 #define VH_ENGINE_MAX_PER_ENDPOINT_DEFAULT 8
 #define VH_ENGINE_MAX_TOTAL_DEFAULT        256
+#define VH_ENGINE_IDLE_MAX_MS_DEFAULT      118000 /* libcurl's default age, 118 s */
+#define VH_ENGINE_IDLE_MAX_MS_MIN          1000
+#define VH_ENGINE_IDLE_MAX_MS_MAX          3600000
 #define VH_ENGINE_MAX_QUEUED_DEFAULT       100000
 #define VH_ENGINE_URL_MAX                  4096 /* bytes of a job's URL */
 #define VH_ENGINE_ID_MAX                   128  /* bytes of a job's ids */
@@ -58,6 +61,12 @@ struct vh_engine_config {
     enum vh_log_level log_level; /* records above it are not even made (one per attempt is
                                     VH_LOG_DEBUG) */
     bool sched_batch;            /* the engine's thread under SCHED_BATCH (docs/decisions.md) */
+    /*
+     * An idle kept connection is closed after this long; 0: VH_ENGINE_IDLE_MAX_MS_DEFAULT,
+     * otherwise VH_ENGINE_IDLE_MAX_MS_MIN..VH_ENGINE_IDLE_MAX_MS_MAX. libcurl's own age for
+     * the connections of its cache (CURLOPT_MAXAGE_CONN) is set to the same, in seconds.
+     */
+    int64_t idle_max_ms;
 };
 
 /*

@@ -15,7 +15,7 @@
  * offers nothing else.
  *
  * Connections are kept per origin ("scheme://authority") in an idle list, newest first, at
- * most max_total of them and none older than IDLE_MAX_MS. An idle one that turns readable
+ * most max_total of them and none idle longer than cfg.idle_max_ms. An idle one that turns readable
  * (the server closed it) is dropped. A request that fails on a reused connection before
  * any byte of an answer came back goes once more on a new connection: the server most
  * likely closed the idle one as we sent (libcurl did the same).
@@ -71,8 +71,7 @@
 #include "core/banned.h"
 
 #define USER_AGENT   "vocohook/" VH_VERSION_STRING
-#define POLL_IDLE_MS 10000  /* the longest sleep; wakeups end it sooner */
-#define IDLE_MAX_MS  118000 /* an idle connection older than this is closed (libcurl's) */
+#define POLL_IDLE_MS 10000 /* the longest sleep; wakeups end it sooner */
 #define CA_CACHE_S   86400L
 #define BUCKETS_MIN  64
 #define LOG_LINE_MAX 2048
@@ -106,6 +105,7 @@ struct conn {
     bool more;          /* its turn ended with bytes left to read (conn_recv) */
     bool tls;           /* https: OpenSSL may hold bytes that poll(2) cannot see */
     bool watched;       /* in the engine's epoll set (from conn_connected to conn_free) */
+    bool attached;      /* libcurl holds it in use: a curl_easy_send went over it (conn_write) */
     bool watch_out;     /* ... waiting to be writable too (a request that did not fit) */
     const void *ssl;    /* https, e->tls_poll: its SSL, set by on_ssl_ctx's setup; or NULL */
     bool quiet;         /* idle_check's verdict: nothing to read on the socket (idle) */
@@ -664,6 +664,8 @@ static CURLcode conn_options(const struct vh_engine *e, struct conn *c, int64_t 
     SETOPT(CURLOPT_ERRORBUFFER, c->errbuf);
     SETOPT(CURLOPT_PROTOCOLS_STR, protocols);
     SETOPT(CURLOPT_PROXY, ""); /* "" overrides http_proxy and friends in the environment */
+    /* For what libcurl prunes from its cache; it never prunes a connection in use (conn_write). */
+    SETOPT(CURLOPT_MAXAGE_CONN, (long)((e->cfg.idle_max_ms + 999) / 1000));
     SETOPT(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
     SETOPT(CURLOPT_OPENSOCKETDATA, c);
     SETOPT(CURLOPT_SHARE, e->share);
@@ -776,13 +778,26 @@ static struct conn *conn_new(struct vh_engine *e, const struct job *job, size_t 
  * Sends on the connection as curl_easy_send would, with its codes: over plain HTTP with
  * send(2) itself, since libcurl's way there (its transfer and filter checks) is one send
  * too; over TLS through libcurl, which encrypts.
+ *
+ * The first send on a connection goes through libcurl all the same. libcurl leaves a
+ * connect-only connection in its cache detached from its easy handle, and the first
+ * curl_easy_send or curl_easy_recv attaches it for good. A detached one looks unused to
+ * libcurl, which prunes its cache as it makes a new connection: it would close one with
+ * bytes waiting (an answer we have not read yet) or idle past CURLOPT_MAXAGE_CONN, under
+ * the engine, and the next socket would get its descriptor's number (found in review:
+ * a request for one endpoint went to another's connection).
  */
 static CURLcode conn_write(struct conn *c, const char *p, size_t len, size_t *n)
 {
     ssize_t w;
 
-    if (c->tls)
-        return curl_easy_send(c->easy, p, len, n);
+    if (c->tls || !c->attached) {
+        CURLcode rc = curl_easy_send(c->easy, p, len, n);
+
+        /* Attached unless libcurl found no connection (then it broke anyway). */
+        c->attached = rc == CURLE_OK || rc == CURLE_AGAIN;
+        return rc;
+    }
     *n = 0;
     w = send(c->fd, p, len, MSG_NOSIGNAL);
     if (w >= 0) {
@@ -1528,14 +1543,14 @@ static int64_t expire(struct vh_engine *e, int64_t now)
             first = job->deadline;
         }
     }
-    while (e->idle_tail && now - e->idle_tail->idle_since >= IDLE_MAX_MS) {
+    while (e->idle_tail && now - e->idle_tail->idle_since >= e->cfg.idle_max_ms) {
         struct conn *c = e->idle_tail;
 
         idle_unlink(e, c);
         conn_free(e, c);
     }
-    if (e->idle_tail && e->idle_tail->idle_since + IDLE_MAX_MS < first)
-        first = e->idle_tail->idle_since + IDLE_MAX_MS;
+    if (e->idle_tail && e->idle_tail->idle_since + e->cfg.idle_max_ms < first)
+        first = e->idle_tail->idle_since + e->cfg.idle_max_ms;
     return first;
 }
 
@@ -1847,6 +1862,7 @@ void vh_engine_config_init(struct vh_engine_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     cfg->max_per_endpoint = VH_ENGINE_MAX_PER_ENDPOINT_DEFAULT;
     cfg->max_total = VH_ENGINE_MAX_TOTAL_DEFAULT;
+    cfg->idle_max_ms = VH_ENGINE_IDLE_MAX_MS_DEFAULT;
     cfg->max_queued = VH_ENGINE_MAX_QUEUED_DEFAULT;
     cfg->timeout_ms = VH_RETRY_TIMEOUT_DEFAULT_MS;
     cfg->log_level = VH_LOG_DEBUG;
@@ -1883,6 +1899,10 @@ static int check_config(const struct vh_engine_config *cfg, struct vh_error *err
         return vh_error_set(err, VH_EINVAL, "engine: max_total is over 65536");
     if (cfg->timeout_ms < 1 || cfg->timeout_ms > VH_RETRY_DELAY_MAX_MS)
         return vh_error_set(err, VH_EINVAL, "engine: timeout out of range");
+    if (cfg->idle_max_ms && (cfg->idle_max_ms < VH_ENGINE_IDLE_MAX_MS_MIN ||
+                             cfg->idle_max_ms > VH_ENGINE_IDLE_MAX_MS_MAX))
+        return vh_error_set(err, VH_EINVAL, "engine: idle_max_ms is out of range (%d..%d ms)",
+                            VH_ENGINE_IDLE_MAX_MS_MIN, VH_ENGINE_IDLE_MAX_MS_MAX);
     if (cfg->ca_file) {
         /* Checked now: a bad path would otherwise fail every HTTPS attempt, one by one. */
         f = fopen(cfg->ca_file, "r");
@@ -1954,6 +1974,8 @@ int vh_engine_new(const struct vh_engine_config *cfg, struct vh_engine **out, st
     pthread_cond_init(&e->dropped, NULL);
     e->cfg = *cfg;
     e->cfg.ca_file = NULL;
+    if (!e->cfg.idle_max_ms)
+        e->cfg.idle_max_ms = VH_ENGINE_IDLE_MAX_MS_DEFAULT;
     rc = VH_ENOMEM;
     if (cfg->ca_file) {
         e->ca_file = vh_strndup(cfg->ca_file, strlen(cfg->ca_file));

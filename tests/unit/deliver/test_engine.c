@@ -1585,6 +1585,66 @@ static void test_idle_connections_checked_together(void **state)
 }
 
 /*
+ * libcurl keeps the engine's connections in its cache, and as it makes a new connection it
+ * prunes (at most once a second) those it thinks unused and older than its age limit
+ * (CURLOPT_MAXAGE_CONN, which the engine sets to idle_max_ms). None of the engine's may look
+ * unused to it: a busy connection that libcurl closed would leave its descriptor's number to
+ * the next socket, and the engine's next request to the first server would go out on the
+ * second server's connection (found in review, session 26, when plain HTTP stopped sending
+ * through libcurl). Here a connection to one server stays busy, never idle for
+ * idle_max_ms, until it is older than that; then another server's connection is made. Each
+ * server must get exactly its own requests, the first one on its one connection. The pauses
+ * are the ages themselves: there is no event to wait for.
+ */
+static void test_libcurl_never_closes_a_connection_in_use(void **state)
+{
+    struct srv *a = srv_start(M_OK), *b = srv_start(M_OK);
+    struct vh_engine_config cfg;
+    struct vh_engine *e = NULL;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_attempt at;
+    char url_a[128], url_b[128];
+    int i;
+
+    (void)state;
+    vh_engine_config_init(&cfg);
+    cfg.allow_http = cfg.allow_private_networks = true;
+    cfg.idle_max_ms = VH_ENGINE_IDLE_MAX_MS_MIN;
+    cfg.log = test_log;
+    if (vh_engine_new(&cfg, &e, &err) != 0)
+        fail_msg("vh_engine_new: %s", err.msg);
+    srv_url(a, url_a, sizeof(url_a));
+    srv_url(b, url_b, sizeof(url_b));
+    /*
+     * 2.6 s of requests 0.2 s apart: never idle for idle_max_ms, and older than libcurl's
+     * limit (whole seconds of age, which must be more than the limit's 1: 2 at least).
+     */
+    for (i = 0; i < 14; i++) {
+        if (i)
+            pause_ms(200);
+        reset_results(NULL);
+        at = deliver_one(e, url_a, 0);
+        assert_ok_body(&at, "ok");
+        assert_int_equal(at.reused_connection, i > 0);
+    }
+    reset_results(NULL);
+    at = deliver_one(e, url_b, 0); /* a new connection: libcurl prunes its cache */
+    assert_ok_body(&at, "ok");
+    for (i = 0; i < 2; i++) {
+        reset_results(NULL);
+        at = deliver_one(e, url_a, 0);
+        assert_ok_body(&at, "ok");
+        assert_true(at.reused_connection);
+    }
+    assert_int_equal(srv_requests(b), 1);
+    assert_int_equal(srv_requests(a), 16);
+    assert_int_equal(srv_accepts(a), 1);
+    vh_engine_free(e);
+    srv_stop(a);
+    srv_stop(b);
+}
+
+/*
  * A reused connection that fails before any byte of the answer (the server closes it, or
  * resets it, on reading the request): the request goes again, once, on a new connection,
  * and the report says the connection was not reused.
@@ -2058,7 +2118,7 @@ static void test_config_rejects(void **state)
 {
     struct vh_engine_config cfg;
     struct vh_engine *e = (struct vh_engine *)&cfg; /* must stay untouched */
-    struct vh_error err = VH_ERROR_INIT;
+    struct vh_error err = VH_ERROR_INIT, idle_err = VH_ERROR_INIT;
 
     (void)state;
     vh_engine_config_init(&cfg);
@@ -2066,6 +2126,13 @@ static void test_config_rejects(void **state)
     assert_int_equal(vh_engine_new(&cfg, &e, NULL), VH_EINVAL);
     vh_engine_config_init(&cfg);
     cfg.timeout_ms = 0;
+    assert_int_equal(vh_engine_new(&cfg, &e, NULL), VH_EINVAL);
+    vh_engine_config_init(&cfg);
+    cfg.idle_max_ms = VH_ENGINE_IDLE_MAX_MS_MIN - 1;
+    assert_int_equal(vh_engine_new(&cfg, &e, &idle_err), VH_EINVAL);
+    assert_non_null(strstr(idle_err.msg, "idle_max_ms"));
+    vh_engine_config_init(&cfg);
+    cfg.idle_max_ms = VH_ENGINE_IDLE_MAX_MS_MAX + 1;
     assert_int_equal(vh_engine_new(&cfg, &e, NULL), VH_EINVAL);
     vh_engine_config_init(&cfg);
     cfg.ca_file = "/nonexistent/ca.pem";
@@ -2691,6 +2758,7 @@ int main(void)
         cmocka_unit_test_setup(test_http10_keep_alive_rules, reset_results),
         cmocka_unit_test_setup(test_server_closes_idle_connection, reset_results),
         cmocka_unit_test_setup(test_idle_connections_checked_together, reset_results),
+        cmocka_unit_test_setup(test_libcurl_never_closes_a_connection_in_use, reset_results),
         cmocka_unit_test_setup(test_reused_connection_failure_is_retried, reset_results),
         cmocka_unit_test_setup(test_retry_is_made_once, reset_results),
         cmocka_unit_test_setup(test_fresh_connection_failure_not_retried, reset_results),
