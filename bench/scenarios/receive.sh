@@ -7,7 +7,8 @@
 # node, webhook. Sourced by bench/run (see the contract at the top of bench/run).
 #
 # Each run of each receiver gets a fresh store and its own requests, precomputed just before
-# (bench/receive_requests.py: wrk's Lua cannot HMAC): BENCH_RECEIVE_MAX_RATE (default 20000)
+# (bench/receive_requests.py: wrk's Lua cannot HMAC): BENCH_RECEIVE_MAX_RATE (default 40000;
+# 20000 ran out in a 1 s smoke run of session 26, whose first second went past 20 k/s)
 # per second of the run, each with a new session_id and the current time as its timestamp,
 # and each sent once (bench/wrk_receive.lua; the run fails if they run out). The receiver
 # runs on $sut_core, wrk (-t1, BENCH_RECEIVE_CONNS connections, default 64) on $load_core.
@@ -17,7 +18,7 @@
 # bench/peers/node-verifier/README.md and bench/peers/webhook/README.md.
 
 receive_conns=${BENCH_RECEIVE_CONNS:-64}
-receive_max_rate=${BENCH_RECEIVE_MAX_RATE:-20000}
+receive_max_rate=${BENCH_RECEIVE_MAX_RATE:-40000}
 receive_count=$((receive_max_rate * seconds))
 # Every request of a run carries the time it was generated; the receivers accept ±300 s.
 [ "$seconds" -le 240 ] ||
