@@ -952,6 +952,22 @@ static struct vh_attempt deliver_one(struct vh_engine *e, const char *url, int64
     return R.slots[0].a;
 }
 
+/* Delivers `body` (`len` bytes) to `url` in one job and returns its report. */
+static struct vh_attempt deliver_body(struct vh_engine *e, const char *url, const char *body,
+                                      size_t len, int64_t timeout_ms)
+{
+    struct vh_delivery_job j = job_for(url, NULL, timeout_ms);
+    struct vh_error err = VH_ERROR_INIT;
+    int before = total_now();
+
+    j.body = body;
+    j.body_len = len;
+    if (vh_engine_submit(e, &j, on_done, &R.slots[0], &err) != 0)
+        fail_msg("vh_engine_submit: %s", err.msg);
+    assert_true(wait_total(before + 1, WAIT_MS));
+    return R.slots[0].a;
+}
+
 /* The value of header `name` in a raw request, or false. */
 static bool header(const char *req, size_t len, const char *name, char *out, size_t n)
 {
@@ -1905,7 +1921,6 @@ static void test_early_answer_while_sending(void **state)
     enum mode modes[2] = {M_EARLY_HOLD, M_EARLY_CLOSE};
     size_t big = 8 * 1024 * 1024; /* more than a socket buffers (tcp_wmem: 4 MiB at most) */
     char *body = malloc(big);
-    struct vh_error err = VH_ERROR_INIT;
     int i;
 
     (void)state;
@@ -1914,22 +1929,13 @@ static void test_early_answer_while_sending(void **state)
     for (i = 0; i < 2; i++) {
         struct srv *s = srv_start(modes[i]);
         struct vh_engine *e = engine_dev();
-        struct vh_delivery_job j;
         struct vh_attempt a;
         char url[128];
         int n;
 
         srv_url(s, url, sizeof(url));
         for (n = 1; n <= 2; n++) {
-            int before = total_now();
-
-            j = job_for(url, NULL, 5000);
-            j.body = body;
-            j.body_len = big;
-            if (vh_engine_submit(e, &j, on_done, &R.slots[0], &err) != 0)
-                fail_msg("vh_engine_submit: %s", err.msg);
-            assert_true(wait_total(before + 1, WAIT_MS));
-            a = R.slots[0].a;
+            a = deliver_body(e, url, body, big, 5000);
             if (a.result != VH_ATTEMPT_HTTP_STATUS || a.http_status != 413)
                 fail_msg("mode %d, request %d: got %s (%d): %s", (int)modes[i], n,
                          vh_attempt_result_name(a.result), a.http_status, a.error);
@@ -1954,8 +1960,7 @@ static void test_large_request_goes_out_in_turns(void **state)
     char *body = malloc(big), want[32];
     struct srv *s = srv_start(M_COUNT_BODY);
     struct vh_engine *e = engine_dev();
-    struct vh_error err = VH_ERROR_INIT;
-    struct vh_delivery_job j;
+    struct vh_attempt a;
     char url[128];
     size_t i;
     int n;
@@ -1967,16 +1972,9 @@ static void test_large_request_goes_out_in_turns(void **state)
     snprintf(want, sizeof(want), "%zu", big);
     srv_url(s, url, sizeof(url));
     for (n = 1; n <= 2; n++) {
-        int before = total_now();
-
-        j = job_for(url, NULL, 10000);
-        j.body = body;
-        j.body_len = big;
-        if (vh_engine_submit(e, &j, on_done, &R.slots[0], &err) != 0)
-            fail_msg("vh_engine_submit: %s", err.msg);
-        assert_true(wait_total(before + 1, WAIT_MS));
-        assert_ok_body(&R.slots[0].a, want);
-        assert_int_equal(R.slots[0].a.reused_connection, n == 2);
+        a = deliver_body(e, url, body, big, 10000);
+        assert_ok_body(&a, want);
+        assert_int_equal(a.reused_connection, n == 2);
     }
     assert_int_equal(srv_accepts(s), 1);
     assert_int_equal(srv_requests(s), 2);
