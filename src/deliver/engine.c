@@ -15,8 +15,8 @@
  * offers nothing else.
  *
  * Connections are kept per origin ("scheme://authority") in an idle list, newest first, at
- * most max_total of them and none idle longer than cfg.idle_max_ms. An idle one that turns readable
- * (the server closed it) is dropped. A request that fails on a reused connection before
+ * most max_total of them and none idle longer than cfg.idle_max_ms. An idle one that turns
+ * readable (the server closed it) is dropped. A request that fails on a reused connection before
  * any byte of an answer came back goes once more on a new connection: the server most
  * likely closed the idle one as we sent (libcurl did the same).
  *
@@ -782,10 +782,10 @@ static struct conn *conn_new(struct vh_engine *e, const struct job *job, size_t 
  * The first send on a connection goes through libcurl all the same. libcurl leaves a
  * connect-only connection in its cache detached from its easy handle, and the first
  * curl_easy_send or curl_easy_recv attaches it for good. A detached one looks unused to
- * libcurl, which prunes its cache as it makes a new connection: it would close one with
- * bytes waiting (an answer we have not read yet) or idle past CURLOPT_MAXAGE_CONN, under
- * the engine, and the next socket would get its descriptor's number (found in review:
- * a request for one endpoint went to another's connection).
+ * libcurl, which prunes its cache as it makes a new connection: it would close one older
+ * than CURLOPT_MAXAGE_CONN (counted from its connect, since libcurl never sees our sends)
+ * under the engine, and the next socket would get its descriptor's number (found in
+ * review: a request for one endpoint went out on another's connection).
  */
 static CURLcode conn_write(struct conn *c, const char *p, size_t len, size_t *n)
 {
