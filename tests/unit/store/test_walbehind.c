@@ -445,6 +445,26 @@ static void test_a_rolled_back_run_never_lands_over_a_commit(void **state)
 }
 
 /*
+ * Limits the size of any file this process writes to the WAL's size now plus `extra` bytes
+ * (RLIMIT_FSIZE: a write past it fails with EFBIG, as a full disk would); the limit before
+ * goes to `*old`, to be set back with setrlimit.
+ */
+static void limit_files_to_wal(const struct fixture *f, off_t extra, struct rlimit *old)
+{
+    struct rlimit lim;
+    char wal[320];
+    struct stat sb;
+
+    signal(SIGXFSZ, SIG_IGN);
+    snprintf(wal, sizeof(wal), "%s-wal", f->path);
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, old), 0);
+    lim = *old;
+    lim.rlim_cur = (rlim_t)(sb.st_size + extra);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+}
+
+/*
  * A run that cannot be written (RLIMIT_FSIZE: the kernel's EFBIG, as a full disk would
  * refuse it) fails the commit that wrote it; what was committed before is all there, and
  * the connection commits again once the file may grow.
@@ -452,25 +472,17 @@ static void test_a_rolled_back_run_never_lands_over_a_commit(void **state)
 static void test_a_failed_run_fails_its_commit(void **state)
 {
     struct fixture *f = *state;
-    struct rlimit old, lim;
-    char wal[320];
-    struct stat sb;
+    struct rlimit old;
     sqlite3 *wb = NULL, *c;
     int rc;
 
     install();
-    signal(SIGXFSZ, SIG_IGN);
     wb = open_db(f->path, VH__WAL_BEHIND_VFS);
     exec(wb, "PRAGMA wal_autocheckpoint = 0");
     exec(wb, "BEGIN");
     assert_int_equal(write_rows(wb, 1, 50, 1), SQLITE_OK);
     exec(wb, "COMMIT");
-    snprintf(wal, sizeof(wal), "%s-wal", f->path);
-    assert_int_equal(stat(wal, &sb), 0);
-    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-    lim = old;
-    lim.rlim_cur = (rlim_t)sb.st_size + 8192;
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    limit_files_to_wal(f, 8192, &old);
     exec(wb, "BEGIN");
     rc = write_rows(wb, 51, 150, 1);
     if (rc == SQLITE_OK)
@@ -505,25 +517,17 @@ static void test_a_failed_run_fails_its_commit(void **state)
 static void test_a_run_the_barrier_cannot_write_fails_what_follows(void **state)
 {
     struct fixture *f = *state;
-    struct rlimit old, lim;
-    char wal[320];
-    struct stat sb;
+    struct rlimit old;
     sqlite3 *wb = NULL;
     int rc;
 
     install();
-    signal(SIGXFSZ, SIG_IGN);
     wb = open_db(f->path, VH__WAL_BEHIND_VFS);
     exec(wb, "PRAGMA wal_autocheckpoint = 0; PRAGMA synchronous = NORMAL");
     exec(wb, "BEGIN");
     assert_int_equal(write_rows(wb, 1, 10, 1), SQLITE_OK);
     exec(wb, "COMMIT");
-    snprintf(wal, sizeof(wal), "%s-wal", f->path);
-    assert_int_equal(stat(wal, &sb), 0);
-    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-    lim = old;
-    lim.rlim_cur = (rlim_t)sb.st_size; /* not one byte more */
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    limit_files_to_wal(f, 0, &old); /* not one byte more */
     /* A run well under VH__WAL_BEHIND_MAX: only the barrier writes it, and fails. */
     rec_n = 0;
     exec(wb, "BEGIN");
