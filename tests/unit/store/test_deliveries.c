@@ -982,6 +982,46 @@ static void record_writes_a_batch_of_every_kind_in_one_go(void **state)
 }
 
 /*
+ * One batch that reports the same attempt twice, between others (a refused batch recorded
+ * again with what finished since can repeat a report): the first moves the delivery, the
+ * copy changes nothing, and the others are recorded as well. On PostgreSQL such a batch
+ * cannot take the one statement (S_RECORD_MANY would update one attempt twice in one
+ * statement, an error), so record_set_fits must find the copy among many ids.
+ */
+static void record_with_a_report_twice_in_one_batch(void **state)
+{
+    struct fixture *f = *state;
+    struct vh_delivery_job_rec *jobs = NULL;
+    struct vh_delivery_result r[6];
+    struct vh_attempt_info *att = NULL;
+    struct vh_delivery_info info;
+    struct vh_delivery_brief d;
+    struct vh_endpoint ep;
+    struct vh_partner p;
+    size_t i, na;
+
+    new_partner(f->st, "Twice", &p);
+    new_endpoint(f->st, p.id, "primary", &ep);
+    for (i = 0; i < 5; i++)
+        put_event(f->st, p.id, f->tb + (int64_t)i, NULL);
+    assert_int_equal(claim_own(f, f->node, f->tb + 10, LEASE_MS, 10, p.id, &jobs), 5);
+    for (i = 0; i < 5; i++)
+        fill_result(&r[i], &jobs[i], f->node, f->tb + 100 + (int64_t)i, 204, "succeeded", 0);
+    r[5] = r[1]; /* the copy, last, apart from its original */
+    record(f->st, r, 6);
+    for (i = 0; i < 5; i++) {
+        d = brief_of(f->st, jobs[i].event_id);
+        assert_string_equal(d.state, "succeeded");
+        assert_int_equal(d.attempts, 1);
+        get(f->st, p.id, jobs[i].delivery_id, &info, &att, &na);
+        assert_int_equal(na, 1);
+        assert_int_equal(att[0].http_status, 204);
+        vh_free(att);
+    }
+    vh_delivery_job_recs_free(jobs, 5);
+}
+
+/*
  * A result whose row is another delivery's (a caller's bug) still moves its own delivery
  * on, and only it: the row spares a search, it never decides which delivery is meant.
  */
@@ -2419,6 +2459,7 @@ int main(void)
         T(recover_node_takes_only_this_nodes_claims),
         T(record_writes_a_mixed_batch_at_once),
         T(record_writes_a_batch_of_every_kind_in_one_go),
+        T(record_with_a_report_twice_in_one_batch),
         T(record_with_a_wrong_row_moves_the_right_delivery),
         T(record_keeps_long_heads_short),
         T(record_is_all_or_nothing),
