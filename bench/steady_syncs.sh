@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Where scenario 4's writer time goes: one build of `vocohook serve` under scenario 4's steady
+# load, with every `fdatasync`/`fsync` of its threads timed (docs/BENCHMARKS.md, session 27).
+#
+#   bench/steady_syncs.sh BUILD [SECONDS] [RATE]
+#
+# BUILD is a build directory (with `vocohook` and `bench_steady`). A fresh store, the daemon
+# on core 0 and bench_steady on core 1 (load generator and receiver) for SECONDS (default
+# 20) at RATE sessions/s (default 1 000), as bench/scenarios/steady.sh runs it. `perf trace`
+# times the syncs of the whole machine meanwhile, and the daemon's are grouped by thread
+# and file. Prints the ingest → webhook latency (p50, p99), the bytes the daemon wrote per
+# session (/proc/PID/io), and per thread and file: syncs, p50, p99 and their sum, and the
+# share of the run's wall time that sum is. Every write takes its turn on one writer, so the
+# shares add up to how busy that writer's syncs keep it. Needs perf and root.
+set -euo pipefail
+
+if [ $# -lt 1 ]; then
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+fi
+build=$1
+seconds=${2:-20}
+rate=${3:-1000}
+src=$(cd "$(dirname "$0")/.." && pwd)
+for f in vocohook bench_steady; do
+    [ -x "$build/$f" ] || { echo "steady_syncs: no $f in $build" >&2; exit 2; }
+done
+for tool in perf taskset python3; do
+    command -v "$tool" >/dev/null || { echo "steady_syncs: $tool is needed" >&2; exit 2; }
+done
+if [ "$(nproc)" -lt 2 ]; then
+    echo "steady_syncs: needs two CPUs (daemon on core 0, load on core 1)" >&2
+    exit 2
+fi
+
+work=$(mktemp -d /tmp/vh-ssyncs-XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+token="steady-syncs-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+recv_port=$(free_port)
+python3 "$src/bench/vhbench.py" setup --vocohook "$build/vocohook" --db "$work/store.db" \
+    --endpoint-url "http://127.0.0.1:$recv_port/hook" >"$work/setup.json"
+partner=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["partner_id"])' \
+    <"$work/setup.json")
+env -i PATH="$PATH" HOME="${HOME:-/root}" VOCOHOOK_INGEST_TOKEN="$token" taskset -c 0 \
+    "$build/vocohook" serve --listen 127.0.0.1:0 --db "sqlite:$work/store.db" --allow-http \
+    --allow-private-networks --rate-limit off --rate-limit-calls off \
+    >"$work/serve.out" 2>"$work/serve.err" &
+vh_pid=$!
+pids+=("$vh_pid")
+vh_port=""
+for ((i = 0; i < 400; i++)); do
+    vh_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
+    [ -n "$vh_port" ] && break
+    kill -0 "$vh_pid" 2>/dev/null || break
+    sleep 0.05
+done
+[ -n "$vh_port" ] || { echo "steady_syncs: serve did not start: $(tail -3 "$work/serve.err")" >&2; exit 1; }
+
+written() { awk '/^write_bytes/ {print $2}' "/proc/$vh_pid/io"; }
+w0=$(written)
+# The whole machine: perf trace -p would miss the threads the daemon starts later (the
+# store's commit thread starts with the first ingest).
+perf trace -e fdatasync,fsync -a -o "$work/trace.txt" -- sleep "$seconds" >/dev/null 2>&1 &
+trace_pid=$!
+pids+=("$trace_pid")
+BENCH_STEADY_TOKEN=$token taskset -c 1 "$build/bench_steady" --ingest "$vh_port" \
+    --listen "$recv_port" --partner "$partner" --template "$src/bench/session-2k.json" \
+    --rate "$rate" --seconds "$seconds" --prefix "ss-" --conns 8 >"$work/steady.json" ||
+    { echo "steady_syncs: sessions rejected or lost: $(cat "$work/steady.json")" >&2; exit 1; }
+w1=$(written)
+wait "$trace_pid" || true
+
+python3 - "$work" "$w0" "$w1" "$seconds" "$vh_pid" <<'EOF'
+import json, re, sys
+from collections import defaultdict
+
+work, w0, w1, seconds, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+with open(f"{work}/steady.json") as f:
+    d = json.load(f)
+syncs = defaultdict(list)
+# "   12.345 ( 0.512 ms): vh-store/1234 fdatasync(fd: 4) = 0"
+line_re = re.compile(r"\(\s*([\d.]+) ms\): (.+?)/(\d+) (fdatasync|fsync)\(fd: (\d+)")
+tids = set()
+try:
+    tids = {int(t) for t in __import__("os").listdir(f"/proc/{pid}/task")}
+except OSError:
+    pass
+with open(f"{work}/trace.txt") as f:
+    for line in f:
+        m = line_re.search(line)
+        if not m or (tids and int(m.group(3)) not in tids and not m.group(2).startswith("vh-")):
+            continue
+        syncs[(m.group(2), int(m.group(5)))].append(float(m.group(1)))
+lat = d["latency_ms"]
+n = d["sessions"]
+print(f"{n} sessions at {d.get('send_rate', 0):.0f}/s: latency p50 {lat['p50']:.2f} ms, "
+      f"p99 {lat['p99']:.2f} ms; the daemon wrote {(w1 - w0) / n / 1024:.1f} KB per session")
+for (thread, fd), v in sorted(syncs.items(), key=lambda kv: -sum(kv[1])):
+    v.sort()
+    total = sum(v)
+    print(f"  {thread} fd {fd}: {len(v)} syncs ({len(v) / n:.2f} a session), "
+          f"p50 {v[len(v) // 2]:.2f} ms, p99 {v[min(len(v) - 1, int(len(v) * 0.99))]:.2f} ms, "
+          f"{total / 1000:.2f} s in all, {100 * total / 1000 / seconds:.0f} % of the run")
+EOF
