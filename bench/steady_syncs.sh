@@ -21,54 +21,30 @@ fi
 build=$1
 seconds=${2:-20}
 rate=${3:-1000}
-src=$(cd "$(dirname "$0")/.." && pwd)
+BENCH_SRC=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$BENCH_SRC/bench/lib.sh"
 for f in vocohook bench_steady; do
-    [ -x "$build/$f" ] || { echo "steady_syncs: no $f in $build" >&2; exit 2; }
+    [ -x "$build/$f" ] || bench_die "steady_syncs: no $f in $build"
 done
 for tool in perf taskset python3; do
-    command -v "$tool" >/dev/null || { echo "steady_syncs: $tool is needed" >&2; exit 2; }
+    command -v "$tool" >/dev/null || bench_die "steady_syncs: $tool is needed"
 done
-if [ "$(nproc)" -lt 2 ]; then
-    echo "steady_syncs: needs two CPUs (daemon on core 0, load on core 1)" >&2
-    exit 2
-fi
+BENCH_NCPU=$(nproc)
+[ "$BENCH_NCPU" -ge 2 ] || bench_die "steady_syncs: needs two CPUs (daemon on core 0, load on core 1)"
+BENCH_VOCOHOOK=$build/vocohook
+BENCH_TOKEN="steady-syncs-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 
 work=$(mktemp -d /tmp/vh-ssyncs-XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'bench_cleanup; rm -rf "$work"' EXIT
 
-free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
-token="steady-syncs-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-recv_port=$(free_port)
-python3 "$src/bench/vhbench.py" setup --vocohook "$build/vocohook" --db "$work/store.db" \
+recv_port=$(bench_free_port)
+python3 "$BENCH_SRC/bench/vhbench.py" setup --vocohook "$BENCH_VOCOHOOK" --db "$work/store.db" \
     --endpoint-url "http://127.0.0.1:$recv_port/hook" >"$work/setup.json"
 partner=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["partner_id"])' \
     <"$work/setup.json")
-env -i PATH="$PATH" HOME="${HOME:-/root}" VOCOHOOK_INGEST_TOKEN="$token" taskset -c 0 \
-    "$build/vocohook" serve --listen 127.0.0.1:0 --db "sqlite:$work/store.db" --allow-http \
-    --allow-private-networks --rate-limit off --rate-limit-calls off \
-    >"$work/serve.out" 2>"$work/serve.err" &
-vh_pid=$!
-pids+=("$vh_pid")
-vh_port=""
-for ((i = 0; i < 400; i++)); do
-    vh_port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/serve.out")
-    [ -n "$vh_port" ] && break
-    kill -0 "$vh_pid" 2>/dev/null || break
-    sleep 0.05
-done
-[ -n "$vh_port" ] || { echo "steady_syncs: serve did not start: $(tail -3 "$work/serve.err")" >&2; exit 1; }
+bench_start_daemon "$work" "$work/store.db" 0
+vh_pid=$VH_PID
 
 written() { awk '/^write_bytes/ {print $2}' "/proc/$vh_pid/io"; }
 w0=$(written)
@@ -76,35 +52,31 @@ w0=$(written)
 # store's commit thread starts with the first ingest).
 perf trace -e fdatasync,fsync -a -o "$work/trace.txt" -- sleep "$seconds" >/dev/null 2>&1 &
 trace_pid=$!
-pids+=("$trace_pid")
-BENCH_STEADY_TOKEN=$token taskset -c 1 "$build/bench_steady" --ingest "$vh_port" \
-    --listen "$recv_port" --partner "$partner" --template "$src/bench/session-2k.json" \
+BENCH_PIDS+=("$trace_pid")
+BENCH_STEADY_TOKEN=$BENCH_TOKEN taskset -c 1 "$build/bench_steady" --ingest "$VH_PORT" \
+    --listen "$recv_port" --partner "$partner" --template "$BENCH_SRC/bench/session-2k.json" \
     --rate "$rate" --seconds "$seconds" --prefix "ss-" --conns 8 >"$work/steady.json" ||
-    { echo "steady_syncs: sessions rejected or lost: $(cat "$work/steady.json")" >&2; exit 1; }
+    bench_die "steady_syncs: sessions rejected or lost: $(cat "$work/steady.json")"
 w1=$(written)
 wait "$trace_pid" || true
 
 python3 - "$work" "$w0" "$w1" "$seconds" "$vh_pid" <<'EOF'
-import json, re, sys
+import json, os, re, sys
 from collections import defaultdict
 
 work, w0, w1, seconds, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 with open(f"{work}/steady.json") as f:
     d = json.load(f)
+# The daemon's threads (all still running): the trace holds the whole machine's syncs.
+tids = {int(t) for t in os.listdir(f"/proc/{pid}/task")}
 syncs = defaultdict(list)
 # "   12.345 ( 0.512 ms): vh-store/1234 fdatasync(fd: 4) = 0"
 line_re = re.compile(r"\(\s*([\d.]+) ms\): (.+?)/(\d+) (fdatasync|fsync)\(fd: (\d+)")
-tids = set()
-try:
-    tids = {int(t) for t in __import__("os").listdir(f"/proc/{pid}/task")}
-except OSError:
-    pass
 with open(f"{work}/trace.txt") as f:
     for line in f:
         m = line_re.search(line)
-        if not m or (tids and int(m.group(3)) not in tids and not m.group(2).startswith("vh-")):
-            continue
-        syncs[(m.group(2), int(m.group(5)))].append(float(m.group(1)))
+        if m and int(m.group(3)) in tids:
+            syncs[(m.group(2), int(m.group(5)))].append(float(m.group(1)))
 lat = d["latency_ms"]
 n = d["sessions"]
 print(f"{n} sessions at {d.get('send_rate', 0):.0f}/s: latency p50 {lat['p50']:.2f} ms, "
