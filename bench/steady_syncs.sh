@@ -24,6 +24,9 @@ rate=${3:-1000}
 BENCH_SRC=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
 . "$BENCH_SRC/bench/lib.sh"
+[[ $seconds =~ ^[1-9][0-9]{0,3}$ ]] || bench_die "steady_syncs: SECONDS must be 1..9999 (got '$seconds')"
+[[ $rate =~ ^[1-9][0-9]{0,5}$ ]] || bench_die "steady_syncs: RATE must be 1..999999 (got '$rate')"
+[ "$(id -u)" -eq 0 ] || bench_die "steady_syncs: perf trace needs root"
 for f in vocohook bench_steady; do
     [ -x "$build/$f" ] || bench_die "steady_syncs: no $f in $build"
 done
@@ -48,17 +51,22 @@ vh_pid=$VH_PID
 
 written() { awk '/^write_bytes/ {print $2}' "/proc/$vh_pid/io"; }
 w0=$(written)
-# The whole machine: perf trace -p would miss the threads the daemon starts later (the
-# store's commit thread starts with the first ingest).
-perf trace -e fdatasync,fsync -a -o "$work/trace.txt" -- sleep "$seconds" >/dev/null 2>&1 &
-trace_pid=$!
-BENCH_PIDS+=("$trace_pid")
-BENCH_STEADY_TOKEN=$BENCH_TOKEN taskset -c 1 "$build/bench_steady" --ingest "$VH_PORT" \
-    --listen "$recv_port" --partner "$partner" --template "$BENCH_SRC/bench/session-2k.json" \
-    --rate "$rate" --seconds "$seconds" --prefix "ss-" --conns 8 >"$work/steady.json" ||
-    bench_die "steady_syncs: sessions rejected or lost: $(cat "$work/steady.json")"
+# The load is perf's workload, so the trace spans it exactly. The whole machine is traced
+# (-a): -p would miss the threads the daemon starts later (the store's commit thread starts
+# with the first ingest); the daemon's threads are picked out below. perf trace returns 0
+# whatever its workload returns, so the load's status goes through a file.
+# shellcheck disable=SC2016 # the positional parameters are the inner shell's
+perf trace --sort-events -e fdatasync,fsync -a -o "$work/trace.txt" -- \
+    sh -c 'BENCH_STEADY_TOKEN=$1 taskset -c 1 "$2" --ingest "$3" --listen "$4" --partner "$5" \
+        --template "$6" --rate "$7" --seconds "$8" --prefix ss- --conns 8 >"$9/steady.json"
+        echo $? >"$9/steady.rc"' \
+    steady "$BENCH_TOKEN" "$build/bench_steady" "$VH_PORT" "$recv_port" "$partner" \
+    "$BENCH_SRC/bench/session-2k.json" "$rate" "$seconds" "$work" \
+    >"$work/perf.out" 2>"$work/perf.err" ||
+    bench_die "steady_syncs: perf trace failed: $(tail -3 "$work/perf.err")"
+[ "$(cat "$work/steady.rc" 2>/dev/null)" = 0 ] ||
+    bench_die "steady_syncs: sessions rejected or lost: $(cat "$work/steady.json" 2>/dev/null)"
 w1=$(written)
-wait "$trace_pid" || true
 
 python3 - "$work" "$w0" "$w1" "$seconds" "$vh_pid" <<'EOF'
 import json, os, re, sys
@@ -70,13 +78,34 @@ with open(f"{work}/steady.json") as f:
 # The daemon's threads (all still running): the trace holds the whole machine's syncs.
 tids = {int(t) for t in os.listdir(f"/proc/{pid}/task")}
 syncs = defaultdict(list)
-# "   12.345 ( 0.512 ms): vh-store/1234 fdatasync(fd: 4) = 0"
-line_re = re.compile(r"\(\s*([\d.]+) ms\): (.+?)/(\d+) (fdatasync|fsync)\(fd: (\d+)")
+# A sync alone on the machine is one line:
+#   "   12.345 ( 0.512 ms): vh-store/1234 fdatasync(fd: 4)    = 0"
+# one that overlapped another is two, its start and, later, its end:
+#   "   12.345 (         ): vh-store/1234 fdatasync(fd: 4)                 ..."
+#   "   12.857 ( 0.512 ms): vh-store/1234  ... [continued]: fdatasync())  = 0"
+whole = re.compile(r"\(\s*([\d.]+) ms\): (.+?)/(\d+) (?:fdatasync|fsync)\(fd: (\d+)")
+begun = re.compile(r"\(\s+\): (.+?)/(\d+) (?:fdatasync|fsync)\(fd: (\d+)")
+ended = re.compile(r"\(\s*([\d.]+) ms\): (.+?)/(\d+)\s+\.\.\. \[continued\]: (?:fdatasync|fsync)\(")
+open_fd = {}  # tid -> fd of its sync under way
 with open(f"{work}/trace.txt") as f:
     for line in f:
-        m = line_re.search(line)
-        if m and int(m.group(3)) in tids:
-            syncs[(m.group(2), int(m.group(5)))].append(float(m.group(1)))
+        m = whole.search(line)
+        if m:
+            tid, key, ms = int(m.group(3)), (m.group(2), int(m.group(4))), float(m.group(1))
+        else:
+            m = begun.search(line)
+            if m:
+                open_fd[int(m.group(2))] = (m.group(1), int(m.group(3)))
+                continue
+            m = ended.search(line)
+            if not m or int(m.group(3)) not in open_fd:
+                continue
+            tid, ms = int(m.group(3)), float(m.group(1))
+            key = open_fd.pop(tid)
+        if tid in tids:
+            syncs[key].append(ms)
+if not syncs:
+    sys.exit(f"steady_syncs: no sync of the daemon in {work}/trace.txt")
 lat = d["latency_ms"]
 n = d["sessions"]
 print(f"{n} sessions at {d.get('send_rate', 0):.0f}/s: latency p50 {lat['p50']:.2f} ms, "
