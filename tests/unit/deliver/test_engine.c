@@ -208,6 +208,7 @@ struct srv {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int accepts, requests; /* under mu */
+    int hangups;           /* under mu: connections the engine closed (EOF read) */
     bool release, stop;    /* under mu */
     char last[REQ_MAX];    /* the last complete request, under mu */
     size_t last_len;
@@ -595,6 +596,12 @@ static void conn_read(struct srv *s, struct conn *c, bool released)
 
     if (r < 0 && errno == EAGAIN)
         return;
+    if (r == 0) {
+        pthread_mutex_lock(&s->mu);
+        s->hangups++;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
     if (r <= 0) {
         conn_close(c);
         return;
@@ -851,6 +858,20 @@ static bool srv_wait_requests(struct srv *s, int n, int ms)
     while (s->requests < n && pthread_cond_timedwait(&s->cv, &s->mu, &dl) != ETIMEDOUT)
         ;
     ok = s->requests >= n;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+/* Waits up to `ms` for the engine to have closed `n` connections to `s`. */
+static bool srv_wait_hangups(struct srv *s, int n, int ms)
+{
+    struct timespec dl = deadline_in(ms);
+    bool ok;
+
+    pthread_mutex_lock(&s->mu);
+    while (s->hangups < n && pthread_cond_timedwait(&s->cv, &s->mu, &dl) != ETIMEDOUT)
+        ;
+    ok = s->hangups >= n;
     pthread_mutex_unlock(&s->mu);
     return ok;
 }
@@ -1494,6 +1515,47 @@ static void test_server_closes_idle_connection(void **state)
     assert_ok_body(&t.a[0], "ok");
     assert_ok_body(&t.a[1], "ok");
     assert_not_reused(&t);
+}
+
+/*
+ * An idle connection is closed once it has been idle for idle_max_ms (its shortest, 1 s
+ * here), without a job to make the engine look: the server reads its end. The next
+ * delivery then goes on a new connection. Not before: a delivery right after the first
+ * reuses it.
+ */
+static void test_idle_connection_closed_after_idle_max(void **state)
+{
+    struct srv *s = srv_start(M_OK);
+    struct vh_engine_config cfg;
+    struct vh_engine *e = NULL;
+    struct vh_error err = VH_ERROR_INIT;
+    struct vh_attempt at;
+    char url[128];
+
+    (void)state;
+    vh_engine_config_init(&cfg);
+    cfg.allow_http = cfg.allow_private_networks = true;
+    cfg.idle_max_ms = VH_ENGINE_IDLE_MAX_MS_MIN;
+    cfg.log = test_log;
+    if (vh_engine_new(&cfg, &e, &err) != 0)
+        fail_msg("vh_engine_new: %s", err.msg);
+    srv_url(s, url, sizeof(url));
+    at = deliver_one(e, url, 0);
+    assert_ok_body(&at, "ok");
+    reset_results(NULL);
+    at = deliver_one(e, url, 0);
+    assert_ok_body(&at, "ok");
+    assert_true(at.reused_connection);
+    assert_int_equal(srv_accepts(s), 1);
+
+    assert_true(srv_wait_hangups(s, 1, WAIT_MS));
+    reset_results(NULL);
+    at = deliver_one(e, url, 0);
+    assert_ok_body(&at, "ok");
+    assert_false(at.reused_connection);
+    assert_int_equal(srv_accepts(s), 2);
+    vh_engine_free(e);
+    srv_stop(s);
 }
 
 /*
@@ -2757,6 +2819,7 @@ int main(void)
         cmocka_unit_test_setup(test_server_closes_idle_connection, reset_results),
         cmocka_unit_test_setup(test_idle_connections_checked_together, reset_results),
         cmocka_unit_test_setup(test_libcurl_never_closes_a_connection_in_use, reset_results),
+        cmocka_unit_test_setup(test_idle_connection_closed_after_idle_max, reset_results),
         cmocka_unit_test_setup(test_reused_connection_failure_is_retried, reset_results),
         cmocka_unit_test_setup(test_retry_is_made_once, reset_results),
         cmocka_unit_test_setup(test_fresh_connection_failure_not_retried, reset_results),
