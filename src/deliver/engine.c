@@ -15,10 +15,10 @@
  * offers nothing else.
  *
  * Connections are kept per origin ("scheme://authority") in an idle list, newest first, at
- * most max_total of them and none idle longer than cfg.idle_max_ms. An idle one that turns
- * readable (the server closed it) is dropped. A request that fails on a reused connection before
- * any byte of an answer came back goes once more on a new connection: the server most
- * likely closed the idle one as we sent (libcurl did the same).
+ * most max_total of them and none idle longer than cfg.idle_max_ms. An idle one that
+ * turns readable (the server closed it) is dropped. A request that fails on a reused
+ * connection before any byte of an answer came back goes once more on a new connection:
+ * the server most likely closed the idle one as we sent (libcurl did the same).
  *
  * Threads. Submitters push jobs on `incoming` under `lock` and wake the engine thread with
  * an eventfd. Everything else, the CURLM and CURLSH handles, the endpoint table,
